@@ -1,0 +1,243 @@
+//! AMIGOS preprocessed data: `Data_Preprocessed_P##.mat`, one per participant.
+//!
+//! Layout (AMIGOS readme; Miranda-Correa et al., IEEE TAFFC 2021): `joined_data` is a 1x20 cell,
+//! one T x 17 matrix per trial at 128 Hz — columns 1-14 EEG, 15 ECG Right, 16 ECG Left, 17 GSR
+//! (0-based 14, 15, 16); `labels_selfassessment` is a 1x20 cell of 1x12 rows: arousal, valence,
+//! dominance, liking, familiarity (1-9), then neutral, disgust, happiness, surprise, anger, fear,
+//! sadness (0/1). Trials 17-20 are the long videos. Empty or all-NaN trials are reported in
+//! [`crate::ReadOutput::skipped`] and not returned; trials with some NaN are returned with a
+//! warning (quality checks downstream drop the affected windows).
+
+use std::path::{Path, PathBuf};
+
+use super::{choose_lead, labels, load_mat, mat_cell, mat_var, nan_count};
+use crate::error::{IoError, Result};
+use crate::formats::mat::MatValue;
+use crate::read::{files_matching, natural_key, number_after, ReadOptions, ReadOutput, Skipped};
+use crate::recording::{ChannelRef, Recording, Scale};
+
+pub const FS: f64 = 128.0;
+pub const COLUMNS: [&str; 17] = [
+    "AF3",
+    "F7",
+    "F3",
+    "FC5",
+    "T7",
+    "P7",
+    "O1",
+    "O2",
+    "P8",
+    "T8",
+    "FC6",
+    "F4",
+    "F8",
+    "AF4",
+    "ECG Right",
+    "ECG Left",
+    "GSR",
+];
+const ECG_RIGHT: usize = 14;
+const ECG_LEFT: usize = 15;
+pub const LABELS: [&str; 12] = [
+    "arousal",
+    "valence",
+    "dominance",
+    "liking",
+    "familiarity",
+    "neutral",
+    "disgust",
+    "happiness",
+    "surprise",
+    "anger",
+    "fear",
+    "sadness",
+];
+pub const RATING_SCALE: Scale = Scale {
+    min: 1.0,
+    max: 9.0,
+    description: "AMIGOS self-assessment 1-9",
+};
+pub const EMOTION_SCALE: Scale = Scale {
+    min: 0.0,
+    max: 1.0,
+    description: "AMIGOS basic emotion chosen (0/1)",
+};
+
+pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
+    let mut files = files_matching(path, |n| {
+        n.starts_with("Data_Preprocessed_P") && n.ends_with(".mat")
+    })?;
+    files.sort_by_key(|p| natural_key(&p.to_string_lossy()));
+    if files.is_empty() {
+        return Err(IoError::Empty {
+            path: path.to_path_buf(),
+            reason: "no Data_Preprocessed_P##.mat file".into(),
+        });
+    }
+    let lead = choose_lead(
+        path,
+        opts.lead.as_deref(),
+        &[("ECG Left", &["left", "l"]), ("ECG Right", &["right", "r"])],
+        0,
+    )?;
+    let col = if lead == 0 { ECG_LEFT } else { ECG_RIGHT };
+    for f in files {
+        read_file(&f, col, out)?;
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
+    let m = load_mat(path)?;
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let subject = number_after(&name, "_P")
+        .map(|d| format!("P{d}"))
+        .unwrap_or_else(|| name.clone());
+    let trials = mat_cell(path, mat_var(path, &m, "joined_data")?, "joined_data")?;
+    let label_cell = mat_cell(
+        path,
+        mat_var(path, &m, "labels_selfassessment")?,
+        "labels_selfassessment",
+    )?;
+    if label_cell.len() != trials.len() {
+        return Err(IoError::layout(
+            path,
+            "labels_selfassessment",
+            format!("{} cells, one per trial of joined_data", trials.len()),
+            format!("{} cells", label_cell.len()),
+        ));
+    }
+    let video_ids = m.get("VideoIDs").and_then(|v| v.as_cell());
+    for (t, trial) in trials.iter().enumerate() {
+        let trial_id = (t + 1).to_string();
+        let field = format!("joined_data{{{}}}", t + 1);
+        let skip = |reason: String, out: &mut ReadOutput| {
+            out.skipped.push(Skipped {
+                source: path.to_path_buf(),
+                subject: subject.clone(),
+                trial: trial_id.clone(),
+                reason,
+            });
+        };
+        let a = match trial {
+            MatValue::Empty => {
+                skip(format!("{field} is empty"), out);
+                continue;
+            }
+            MatValue::Numeric(a) => a,
+            other => {
+                return Err(IoError::layout(
+                    path,
+                    &field,
+                    "a T x 17 numeric matrix",
+                    other.describe(),
+                ))
+            }
+        };
+        if a.rows() == 0 || a.cols() == 0 {
+            skip(format!("{field} is empty ({}x{})", a.rows(), a.cols()), out);
+            continue;
+        }
+        if a.dims.len() != 2 || a.cols() != COLUMNS.len() {
+            return Err(IoError::layout(
+                path,
+                &field,
+                "a T x 17 matrix (14 EEG, ECG Right, ECG Left, GSR)",
+                format!("{:?}", a.dims),
+            ));
+        }
+        let ecg = a.column(ecg_col).unwrap_or(&[]);
+        let nans = nan_count(ecg);
+        if nans == ecg.len() {
+            skip(format!("{field}: {} is all NaN", COLUMNS[ecg_col]), out);
+            continue;
+        }
+        if nans > 0 {
+            out.warnings.push(format!(
+                "{}: {subject} trial {trial_id}: {nans} of {} {} samples are NaN (kept as NaN)",
+                path.display(),
+                ecg.len(),
+                COLUMNS[ecg_col]
+            ));
+        }
+        let lab = match &label_cell[t] {
+            MatValue::Numeric(l) if l.real.len() >= 5 => l.real.clone(),
+            MatValue::Empty => Vec::new(),
+            other => {
+                return Err(IoError::layout(
+                    path,
+                    format!("labels_selfassessment{{{}}}", t + 1),
+                    "a 1x12 numeric row",
+                    other.describe(),
+                ))
+            }
+        };
+        let mut rec = Recording::new("AMIGOS", path, FS, ecg.iter().map(|&v| v as f32).collect());
+        rec.subject = subject.clone();
+        rec.trial = trial_id.clone();
+        rec.lead = COLUMNS[ecg_col].to_string();
+        rec.labels = labels(&LABELS[..5], &lab[..lab.len().min(5)], &RATING_SCALE);
+        if lab.len() > 5 {
+            rec.labels
+                .extend(labels(&LABELS[5..], &lab[5..], &EMOTION_SCALE));
+        }
+        if lab.is_empty() {
+            out.warnings.push(format!(
+                "{}: {subject} trial {trial_id}: no self-assessment labels",
+                path.display()
+            ));
+        }
+        if let Some(v) = video_ids.and_then(|c| c.get(t)).and_then(|v| {
+            v.as_text()
+                .map(str::to_string)
+                .or_else(|| v.as_scalar().map(|x| x.to_string()))
+        }) {
+            rec.meta.insert("video_id".into(), v);
+        }
+        rec.meta.insert(
+            "video".into(),
+            if t >= 16 {
+                "long".into()
+            } else {
+                "short".into()
+            },
+        );
+        let rows = a.rows();
+        for (c, cname) in COLUMNS.iter().enumerate() {
+            if c == ecg_col {
+                continue;
+            }
+            let p: PathBuf = path.to_path_buf();
+            let tt = t;
+            rec.channels
+                .push(ChannelRef::lazy(*cname, FS, None, Some(rows), move || {
+                    load_column(&p, tt, c)
+                }));
+        }
+        out.recordings.push(rec);
+    }
+    Ok(())
+}
+
+/// Re-read one column of one trial (for the channels not loaded with the ECG).
+fn load_column(path: &Path, trial: usize, col: usize) -> Result<Vec<f32>> {
+    let m = load_mat(path)?;
+    let trials = mat_cell(path, mat_var(path, &m, "joined_data")?, "joined_data")?;
+    let field = format!("joined_data{{{}}}", trial + 1);
+    trials
+        .get(trial)
+        .and_then(|v| v.as_numeric())
+        .and_then(|a| a.column(col))
+        .map(|c| c.iter().map(|&v| v as f32).collect())
+        .ok_or_else(|| {
+            IoError::layout(
+                path,
+                field,
+                format!("a matrix with column {}", col + 1),
+                "none",
+            )
+        })
+}

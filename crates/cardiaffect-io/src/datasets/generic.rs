@@ -1,0 +1,308 @@
+//! Generic formats (WFDB, EDF/EDF+, NPY, CSV): one recording per signal, the record's other
+//! signals attached as channels. `--lead` keeps only the named (or 1-based numbered) signal.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{IoError, Result};
+use crate::formats::{csv, edf, npy, wfdb};
+use crate::read::{files_matching, ReadOptions, ReadOutput};
+use crate::recording::{Annotation, ChannelRef, Recording};
+
+struct Signal {
+    name: String,
+    fs: f64,
+    unit: Option<String>,
+    data: Arc<Vec<f32>>,
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Turn the signals of one file into recordings, honouring `--lead`.
+fn push_signals(
+    dataset: &str,
+    path: &Path,
+    subject: &str,
+    signals: Vec<Signal>,
+    annotations: &[Annotation],
+    opts: &ReadOptions,
+    out: &mut ReadOutput,
+) -> Result<()> {
+    let chosen: Vec<usize> = match &opts.lead {
+        None => (0..signals.len()).collect(),
+        Some(l) => {
+            let by_index = l
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i >= 1 && i <= signals.len())
+                .map(|i| i - 1);
+            let by_name = signals
+                .iter()
+                .position(|s| s.name.eq_ignore_ascii_case(l.trim()));
+            match by_name.or(by_index) {
+                Some(i) => vec![i],
+                None => {
+                    return Err(IoError::Option {
+                        path: path.to_path_buf(),
+                        option: "--lead",
+                        message: format!(
+                            "no signal {l:?}: the file has {} (or use 1-{})",
+                            signals
+                                .iter()
+                                .map(|s| format!("{:?}", s.name))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            signals.len()
+                        ),
+                    })
+                }
+            }
+        }
+    };
+    for i in chosen {
+        let s = &signals[i];
+        let mut rec = Recording::new(dataset, path, s.fs, s.data.as_ref().clone());
+        rec.subject = subject.to_string();
+        rec.trial = "1".into();
+        rec.lead = s.name.clone();
+        rec.unit = s.unit.clone();
+        rec.annotations = annotations.to_vec();
+        for (j, o) in signals.iter().enumerate() {
+            if j != i {
+                rec.channels.push(ChannelRef::loaded(
+                    o.name.clone(),
+                    o.fs,
+                    o.unit.clone(),
+                    o.data.clone(),
+                ));
+            }
+        }
+        out.recordings.push(rec);
+    }
+    Ok(())
+}
+
+pub fn read_wfdb(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
+    let heads = if path.is_file() {
+        vec![if path.extension().is_some_and(|e| e == "hea") {
+            path.to_path_buf()
+        } else {
+            path.with_extension("hea")
+        }]
+    } else {
+        files_matching(path, |n| n.ends_with(".hea"))?
+    };
+    for hea in heads {
+        let rec = wfdb::read_record(&hea)?;
+        out.warnings.extend(rec.warnings.iter().cloned());
+        let fs = rec.header.fs;
+        let signals = rec
+            .header
+            .signals
+            .iter()
+            .zip(rec.signals)
+            .enumerate()
+            .map(|(i, (spec, data))| Signal {
+                name: if spec.description.is_empty() {
+                    format!("signal {}", i + 1)
+                } else {
+                    spec.description.clone()
+                },
+                fs: fs * spec.samples_per_frame as f64,
+                unit: Some(spec.units.clone().unwrap_or_else(|| "mV".into())),
+                data: Arc::new(data),
+            })
+            .collect();
+        push_signals("WFDB", &hea, &rec.header.record, signals, &[], opts, out)?;
+        if let (Some(t), Some(r)) = (&rec.header.base_time, out.recordings.last_mut()) {
+            r.meta.insert("base_time".into(), t.clone());
+        }
+    }
+    Ok(())
+}
+
+pub fn read_edf(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
+    let files = files_matching(path, |n| {
+        let l = n.to_ascii_lowercase();
+        l.ends_with(".edf") || l.ends_with(".bdf")
+    })?;
+    for f in files {
+        let bytes = crate::error::read_file(&f)?;
+        let e = edf::parse(&bytes).map_err(|err| err.in_file(&f, "EDF"))?;
+        out.warnings
+            .extend(e.warnings.iter().map(|w| format!("{}: {w}", f.display())));
+        let mut signals = Vec::new();
+        for (i, s) in e.header.signals.iter().enumerate() {
+            if s.is_annotation() {
+                continue;
+            }
+            signals.push(Signal {
+                name: s.label.clone(),
+                fs: e.fs(i),
+                unit: (!s.physical_dimension.is_empty()).then(|| s.physical_dimension.clone()),
+                data: Arc::new(e.data[i].clone()),
+            });
+        }
+        if signals.is_empty() {
+            return Err(IoError::Empty {
+                path: f.clone(),
+                reason: "the EDF file has only annotation signals".into(),
+            });
+        }
+        // EDF+ patient field: "code sex birthdate name", "X" where unknown.
+        let code = e.header.patient.split_whitespace().next().unwrap_or("X");
+        let subject = if code == "X" {
+            stem(&f)
+        } else {
+            code.to_string()
+        };
+        let before = out.recordings.len();
+        push_signals("EDF", &f, &subject, signals, &e.annotations, opts, out)?;
+        for r in &mut out.recordings[before..] {
+            r.meta.insert(
+                "start".into(),
+                format!("{} {}", e.header.start_date, e.header.start_time),
+            );
+            if !e.header.variant.is_empty() {
+                r.meta.insert("variant".into(), e.header.variant.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn require_fs(path: &Path, opts: &ReadOptions, what: &str) -> Result<f64> {
+    match opts.fs {
+        Some(f) if f > 0.0 && f.is_finite() => Ok(f),
+        Some(f) => Err(IoError::Option {
+            path: path.to_path_buf(),
+            option: "--fs",
+            message: format!("{f} is not a positive sampling rate"),
+        }),
+        None => Err(IoError::Option {
+            path: path.to_path_buf(),
+            option: "--fs",
+            message: format!("{what} files do not store a sampling rate: pass --fs HZ"),
+        }),
+    }
+}
+
+pub fn read_npy(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
+    let files = files_matching(path, |n| n.ends_with(".npy"))?;
+    for f in files {
+        let fs = require_fs(&f, opts, "NPY")?;
+        let bytes = crate::error::read_file(&f)?;
+        let a = npy::parse(&bytes).map_err(|e| e.in_file(&f, "NPY"))?;
+        let (n, c, channels_first) = match a.shape.as_slice() {
+            [n] => (*n, 1, false),
+            // (samples, channels) unless it is clearly (channels, samples).
+            [r, k] if r >= k => (*r, *k, false),
+            [r, k] => (*k, *r, true),
+            s => {
+                return Err(IoError::layout(
+                    &f,
+                    "shape",
+                    "a 1-D signal or a 2-D (samples, channels) array",
+                    format!("{s:?}"),
+                ))
+            }
+        };
+        if n == 0 {
+            return Err(IoError::Empty {
+                path: f.clone(),
+                reason: "the array has no samples".into(),
+            });
+        }
+        if channels_first {
+            out.warnings.push(format!(
+                "{}: shape {:?} read as (channels, samples)",
+                f.display(),
+                a.shape
+            ));
+        }
+        let signals = (0..c)
+            .map(|j| {
+                let data: Vec<f32> = if channels_first {
+                    a.values[j * n..(j + 1) * n]
+                        .iter()
+                        .map(|&v| v as f32)
+                        .collect()
+                } else {
+                    a.values
+                        .iter()
+                        .skip(j)
+                        .step_by(c)
+                        .map(|&v| v as f32)
+                        .collect()
+                };
+                Signal {
+                    name: if c == 1 {
+                        "signal".into()
+                    } else {
+                        format!("column {}", j + 1)
+                    },
+                    fs,
+                    unit: None,
+                    data: Arc::new(data),
+                }
+            })
+            .collect();
+        push_signals("NPY", &f, &stem(&f), signals, &[], opts, out)?;
+    }
+    Ok(())
+}
+
+pub fn read_csv(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
+    let files = files_matching(path, |n| {
+        n.ends_with(".csv") || n.ends_with(".tsv") || n.ends_with(".txt")
+    })?;
+    for f in files {
+        let bytes = crate::error::read_file(&f)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let t = csv::parse(&text).map_err(|e| e.in_file(&f, "CSV"))?;
+        let fs = match (opts.fs, t.fs) {
+            (Some(_), _) | (None, None) => require_fs(&f, opts, "CSV")?,
+            (None, Some(fs)) => fs,
+        };
+        // Counters and time columns are not signals.
+        let skip = |name: &str| {
+            let l = name.to_ascii_lowercase();
+            matches!(
+                l.as_str(),
+                "nseq"
+                    | "di"
+                    | "time"
+                    | "t"
+                    | "timestamp"
+                    | "time_s"
+                    | "time (s)"
+                    | "sample"
+                    | "index"
+            )
+        };
+        let signals: Vec<Signal> = t
+            .columns
+            .iter()
+            .zip(&t.data)
+            .filter(|(n, _)| !skip(n))
+            .map(|(n, d)| Signal {
+                name: n.clone(),
+                fs,
+                unit: None,
+                data: Arc::new(d.iter().map(|&v| v as f32).collect()),
+            })
+            .collect();
+        if signals.is_empty() {
+            return Err(IoError::Empty {
+                path: f.clone(),
+                reason: format!("no signal column among {:?}", t.columns),
+            });
+        }
+        push_signals("CSV", &f, &stem(&f), signals, &[], opts, out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! EDF, EDF+ (with its "EDF Annotations" signal) and BDF (24-bit).
+//!
+//! References: Kemp et al., "A simple format for exchange of digitized polygraphic
+//! recordings", EEG Clin. Neurophysiol. 1992 (EDF); Kemp & Olivan, "European data format
+//! 'plus' (EDF+)", Clin. Neurophysiol. 2003 (EDF+, time-stamped annotation lists).
+
+use crate::error::ParseError;
+use crate::recording::Annotation;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdfSignal {
+    pub label: String,
+    pub transducer: String,
+    pub physical_dimension: String,
+    pub physical_min: f64,
+    pub physical_max: f64,
+    pub digital_min: f64,
+    pub digital_max: f64,
+    pub prefiltering: String,
+    pub samples_per_record: usize,
+}
+
+impl EdfSignal {
+    pub fn is_annotation(&self) -> bool {
+        self.label.trim() == "EDF Annotations" || self.label.trim() == "BDF Annotations"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdfHeader {
+    pub bdf: bool,
+    /// "EDF+C", "EDF+D" or empty for plain EDF.
+    pub variant: String,
+    pub patient: String,
+    pub recording: String,
+    pub start_date: String,
+    pub start_time: String,
+    pub header_bytes: usize,
+    pub records: usize,
+    pub record_duration_s: f64,
+    pub signals: Vec<EdfSignal>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edf {
+    pub header: EdfHeader,
+    /// Physical values of each non-annotation signal, indexed like `header.signals`
+    /// (annotation signals have an empty vector).
+    pub data: Vec<Vec<f32>>,
+    pub annotations: Vec<Annotation>,
+    pub warnings: Vec<String>,
+}
+
+impl Edf {
+    pub fn fs(&self, i: usize) -> f64 {
+        self.header.signals[i].samples_per_record as f64 / self.header.record_duration_s
+    }
+}
+
+fn ascii(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).trim().to_string()
+}
+
+fn num<T: std::str::FromStr>(b: &[u8], at: usize, field: &str) -> Result<T, ParseError> {
+    let s = ascii(b);
+    s.parse::<T>()
+        .map_err(|_| ParseError::new(at, field, "an ASCII number", format!("{s:?}")))
+}
+
+pub fn looks_like_edf(b: &[u8]) -> bool {
+    b.len() >= 256 && (b.starts_with(b"0       ") || b.starts_with(b"\xFFBIOSEMI"))
+}
+
+pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
+    if bytes.len() < 256 {
+        return Err(ParseError::new(
+            0,
+            "header",
+            "a 256-byte EDF header",
+            format!("{} bytes", bytes.len()),
+        ));
+    }
+    let bdf = bytes.starts_with(b"\xFFBIOSEMI");
+    if !bdf && !bytes.starts_with(b"0       ") {
+        return Err(ParseError::new(
+            0,
+            "version",
+            "\"0       \" (EDF) or \"\\xFFBIOSEMI\" (BDF)",
+            format!("{:?}", String::from_utf8_lossy(&bytes[..8])),
+        ));
+    }
+    let header_bytes: usize = num(&bytes[184..192], 184, "number of header bytes")?;
+    let reserved = ascii(&bytes[192..236]);
+    let records_raw: i64 = num(&bytes[236..244], 236, "number of data records")?;
+    let record_duration_s: f64 = num(&bytes[244..252], 244, "duration of a data record")?;
+    let ns: usize = num(&bytes[252..256], 252, "number of signals")?;
+    if ns == 0 || ns > 4096 {
+        return Err(ParseError::new(
+            252,
+            "number of signals",
+            "1 to 4096",
+            ns.to_string(),
+        ));
+    }
+    if header_bytes != 256 * (ns + 1) {
+        return Err(ParseError::new(
+            184,
+            "number of header bytes",
+            format!("{} for {ns} signals", 256 * (ns + 1)),
+            header_bytes.to_string(),
+        ));
+    }
+    if bytes.len() < header_bytes {
+        return Err(ParseError::new(
+            256,
+            "signal headers",
+            format!("{header_bytes} header bytes"),
+            format!("{} bytes in the file: it is truncated", bytes.len()),
+        ));
+    }
+    if !(record_duration_s > 0.0 && record_duration_s.is_finite()) {
+        // Duration 0 is legal for annotation-only EDF+, which has no signal to read here.
+        return Err(ParseError::new(
+            244,
+            "duration of a data record",
+            "a positive number of seconds",
+            record_duration_s.to_string(),
+        ));
+    }
+    let h = &bytes[256..header_bytes];
+    let col = |off: usize, width: usize, i: usize| -> &[u8] {
+        let start = off * ns + i * width;
+        &h[start..start + width]
+    };
+    let off_at = |off: usize, width: usize, i: usize| 256 + off * ns + i * width;
+    let mut signals = Vec::with_capacity(ns);
+    for i in 0..ns {
+        let f = |name: &str| format!("signal {} {name}", i + 1);
+        signals.push(EdfSignal {
+            label: ascii(col(0, 16, i)),
+            transducer: ascii(col(16, 80, i)),
+            physical_dimension: ascii(col(96, 8, i)),
+            physical_min: num(col(104, 8, i), off_at(104, 8, i), &f("physical minimum"))?,
+            physical_max: num(col(112, 8, i), off_at(112, 8, i), &f("physical maximum"))?,
+            digital_min: num(col(120, 8, i), off_at(120, 8, i), &f("digital minimum"))?,
+            digital_max: num(col(128, 8, i), off_at(128, 8, i), &f("digital maximum"))?,
+            prefiltering: ascii(col(136, 80, i)),
+            samples_per_record: num(
+                col(216, 8, i),
+                off_at(216, 8, i),
+                &f("number of samples in each data record"),
+            )?,
+        });
+        let s = &signals[i];
+        if s.digital_max <= s.digital_min && !s.is_annotation() {
+            return Err(ParseError::new(
+                off_at(120, 8, i),
+                &f("digital maximum"),
+                format!("more than the digital minimum {}", s.digital_min),
+                s.digital_max.to_string(),
+            ));
+        }
+    }
+    let width = if bdf { 3 } else { 2 };
+    let record_samples: usize = signals.iter().map(|s| s.samples_per_record).sum();
+    let record_bytes = record_samples.saturating_mul(width);
+    if record_bytes == 0 {
+        return Err(ParseError::new(
+            256,
+            "number of samples in each data record",
+            "at least one sample per record",
+            "0 for every signal",
+        ));
+    }
+    let body = &bytes[header_bytes..];
+    let mut warnings = Vec::new();
+    let records = if records_raw < 0 {
+        body.len() / record_bytes
+    } else {
+        let r = records_raw as usize;
+        let need = (r as u128) * (record_bytes as u128);
+        if need > body.len() as u128 {
+            return Err(ParseError::new(
+                236,
+                "number of data records",
+                format!("{r} records of {record_bytes} bytes"),
+                format!("{} bytes of data: the file is truncated", body.len()),
+            ));
+        }
+        if body.len() as u128 > need {
+            warnings.push(format!(
+                "{} bytes after the last data record were ignored",
+                body.len() as u128 - need
+            ));
+        }
+        r
+    };
+
+    let mut data: Vec<Vec<f32>> = signals
+        .iter()
+        .map(|s| {
+            if s.is_annotation() {
+                Vec::new()
+            } else {
+                Vec::with_capacity(s.samples_per_record * records)
+            }
+        })
+        .collect();
+    let mut annotations = Vec::new();
+    let scales: Vec<(f64, f64)> = signals
+        .iter()
+        .map(|s| {
+            let k = (s.physical_max - s.physical_min) / (s.digital_max - s.digital_min);
+            (k, s.physical_min - k * s.digital_min)
+        })
+        .collect();
+    for r in 0..records {
+        let mut pos = r * record_bytes;
+        for (i, s) in signals.iter().enumerate() {
+            let n = s.samples_per_record;
+            let chunk = &body[pos..pos + n * width];
+            pos += n * width;
+            if s.is_annotation() {
+                parse_tals(chunk, &mut annotations);
+                continue;
+            }
+            let (k, c) = scales[i];
+            let d = &mut data[i];
+            if bdf {
+                d.extend(chunk.chunks_exact(3).map(|b| {
+                    let v =
+                        ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8;
+                    (v as f64 * k + c) as f32
+                }));
+            } else {
+                d.extend(
+                    chunk
+                        .chunks_exact(2)
+                        .map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 * k + c) as f32),
+                );
+            }
+        }
+    }
+    // The first annotation of each record is its time-keeping stamp (empty text): not an event.
+    annotations.retain(|a: &Annotation| !a.text.is_empty());
+    if reserved.starts_with("EDF+D") || reserved.starts_with("BDF+D") {
+        warnings.push("EDF+D (discontinuous): data records are concatenated; gaps between them are not represented".into());
+    }
+    Ok(Edf {
+        header: EdfHeader {
+            bdf,
+            variant: reserved
+                .chars()
+                .take(5)
+                .collect::<String>()
+                .trim()
+                .to_string(),
+            patient: ascii(&bytes[8..88]),
+            recording: ascii(&bytes[88..168]),
+            start_date: ascii(&bytes[168..176]),
+            start_time: ascii(&bytes[176..184]),
+            header_bytes,
+            records,
+            record_duration_s,
+            signals,
+        },
+        data,
+        annotations,
+        warnings,
+    })
+}
+
+/// Time-stamped annotation lists: `+onset[\x15duration]\x14text\x14...\x14\x00`.
+fn parse_tals(chunk: &[u8], out: &mut Vec<Annotation>) {
+    for tal in chunk.split(|&b| b == 0).filter(|t| !t.is_empty()) {
+        let mut parts = tal.split(|&b| b == 0x14);
+        let Some(time) = parts.next() else { continue };
+        let time = String::from_utf8_lossy(time);
+        let (onset, duration) = match time.split_once('\u{15}') {
+            Some((o, d)) => (o.to_string(), d.parse::<f64>().ok()),
+            None => (time.to_string(), None),
+        };
+        let Ok(onset_s) = onset.trim_start_matches('+').parse::<f64>() else {
+            continue;
+        };
+        let onset_s = if onset.starts_with('-') {
+            onset_s
+        } else {
+            onset_s.abs()
+        };
+        let mut any = false;
+        for text in parts {
+            if text.is_empty() {
+                continue;
+            }
+            any = true;
+            out.push(Annotation {
+                onset_s,
+                duration_s: duration,
+                text: String::from_utf8_lossy(text).into_owned(),
+            });
+        }
+        if !any {
+            out.push(Annotation {
+                onset_s,
+                duration_s: duration,
+                text: String::new(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tal_parsing() {
+        let mut v = Vec::new();
+        parse_tals(
+            b"+0\x14\x14\x00+1.5\x152\x14stim\x14other\x14\x00\x00\x00",
+            &mut v,
+        );
+        v.retain(|a| !a.text.is_empty());
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].onset_s, 1.5);
+        assert_eq!(v[0].duration_s, Some(2.0));
+        assert_eq!(v[1].text, "other");
+    }
+
+    #[test]
+    fn short_input_is_an_error() {
+        assert!(parse(b"0       ").is_err());
+        let mut h = vec![b' '; 256];
+        h[..8].copy_from_slice(b"0       ");
+        assert!(parse(&h).is_err());
+    }
+}

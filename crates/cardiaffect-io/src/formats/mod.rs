@@ -1,0 +1,8 @@
+//! Byte-level file formats. Each parser works on bytes or text and knows nothing of datasets.
+
+pub mod csv;
+pub mod edf;
+pub mod mat;
+pub mod npy;
+pub mod pickle;
+pub mod wfdb;

@@ -1,0 +1,523 @@
+//! PhysioNet WFDB records: a `.hea` header and one or more signal files.
+//!
+//! Formats 8, 16, 24, 32, 61, 80, 160 and 212, several signals per file (interleaved in
+//! frames), several samples per frame, byte offsets, gain/baseline to physical units, and the
+//! header's checksum (a mismatch is a warning, as in the WFDB library). Multi-segment records
+//! are refused with a clear message.
+//!
+//! Reference: G. Moody, "WFDB header file format" (`header(5)`) and "signal(5)", PhysioNet.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoError, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalSpec {
+    pub file: String,
+    pub format: u32,
+    pub samples_per_frame: usize,
+    pub byte_offset: u64,
+    pub gain: f64,
+    pub baseline: i64,
+    pub units: Option<String>,
+    pub adc_resolution: u32,
+    pub adc_zero: i64,
+    pub initial_value: Option<i64>,
+    pub checksum: Option<i64>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub record: String,
+    pub fs: f64,
+    pub samples: Option<u64>,
+    pub signals: Vec<SignalSpec>,
+    pub base_time: Option<String>,
+    pub base_date: Option<String>,
+    pub comments: Vec<String>,
+}
+
+/// A decoded record: one vector per signal, physical units; invalid samples are NaN.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub header: Header,
+    pub signals: Vec<Vec<f32>>,
+    pub warnings: Vec<String>,
+}
+
+fn field_err(path: &Path, field: &str, expected: &str, found: &str) -> IoError {
+    IoError::layout(path, field, expected, found)
+}
+
+/// Parse the text of a `.hea` file.
+pub fn parse_header(path: &Path, text: &str) -> Result<Header> {
+    let mut comments = Vec::new();
+    let mut lines = Vec::new();
+    for l in text.lines() {
+        let t = l.trim();
+        if let Some(c) = t.strip_prefix('#') {
+            comments.push(c.trim().to_string());
+        } else if !t.is_empty() {
+            // A comment may also follow fields on the same line.
+            lines.push(t.split('#').next().unwrap_or("").trim().to_string());
+        }
+    }
+    let record_line = lines
+        .first()
+        .ok_or_else(|| field_err(path, "record line", "\"name nsig fs nsamp\"", "no line"))?;
+    let f: Vec<&str> = record_line.split_whitespace().collect();
+    let name = f[0];
+    if name.contains('/') {
+        return Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            feature: "multi-segment WFDB records".into(),
+            hint: "read each segment's own .hea".into(),
+        });
+    }
+    let nsig: usize = f
+        .get(1)
+        .ok_or_else(|| {
+            field_err(
+                path,
+                "record line: number of signals",
+                "an integer",
+                "nothing",
+            )
+        })?
+        .parse()
+        .map_err(|_| field_err(path, "record line: number of signals", "an integer", f[1]))?;
+    let fs = match f.get(2) {
+        None => 250.0,
+        Some(s) => {
+            let v = s.split(['/', '(']).next().unwrap_or("");
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| *x > 0.0 && x.is_finite())
+                .ok_or_else(|| {
+                    field_err(
+                        path,
+                        "record line: sampling frequency",
+                        "a positive number",
+                        s,
+                    )
+                })?
+        }
+    };
+    let samples = match f.get(3) {
+        None => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            field_err(
+                path,
+                "record line: number of samples",
+                "a non-negative integer",
+                s,
+            )
+        })?),
+    };
+    if lines.len() < 1 + nsig {
+        return Err(field_err(
+            path,
+            "signal lines",
+            &format!("{nsig} signal lines (as the record line says)"),
+            &format!("{}", lines.len() - 1),
+        ));
+    }
+    let mut signals = Vec::with_capacity(nsig);
+    for (i, line) in lines[1..=nsig].iter().enumerate() {
+        signals.push(parse_signal_line(path, i, line)?);
+    }
+    Ok(Header {
+        record: name.to_string(),
+        fs,
+        samples,
+        signals,
+        base_time: f.get(4).map(|s| s.to_string()),
+        base_date: f.get(5).map(|s| s.to_string()),
+        comments,
+    })
+}
+
+fn parse_signal_line(path: &Path, i: usize, line: &str) -> Result<SignalSpec> {
+    let fld = |name: &str| format!("signal {} {name}", i + 1);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 2 {
+        return Err(field_err(path, &fld("line"), "\"file format ...\"", line));
+    }
+    // Format field: fmt[xsamp][:skew][+offset]
+    let fmt_field = f[1];
+    let (fmt_part, offset) = match fmt_field.split_once('+') {
+        Some((a, b)) => (
+            a,
+            b.parse::<u64>()
+                .map_err(|_| field_err(path, &fld("byte offset"), "an integer", b))?,
+        ),
+        None => (fmt_field, 0),
+    };
+    let fmt_part = fmt_part.split(':').next().unwrap_or(fmt_part);
+    let (fmt_s, spf) = match fmt_part.split_once('x') {
+        Some((a, b)) => (
+            a,
+            b.parse::<usize>()
+                .map_err(|_| field_err(path, &fld("samples per frame"), "an integer", b))?,
+        ),
+        None => (fmt_part, 1),
+    };
+    let format: u32 = fmt_s
+        .parse()
+        .map_err(|_| field_err(path, &fld("format"), "a number such as 16 or 212", fmt_s))?;
+    if spf == 0 || spf > 1 << 16 {
+        return Err(field_err(
+            path,
+            &fld("samples per frame"),
+            "1 to 65536",
+            &spf.to_string(),
+        ));
+    }
+    // gain[(baseline)][/units]
+    let adc_zero: i64 = f.get(4).map(|s| s.parse().unwrap_or(0)).unwrap_or(0);
+    let (mut gain, mut baseline, mut units) = (200.0, None, None);
+    if let Some(g) = f.get(2) {
+        let (g, u) = match g.split_once('/') {
+            Some((a, b)) => (a, Some(b.to_string())),
+            None => (*g, None),
+        };
+        units = u;
+        let (g, b) = match g.split_once('(') {
+            Some((a, b)) => (a, Some(b.trim_end_matches(')'))),
+            None => (g, None),
+        };
+        gain = g
+            .parse::<f64>()
+            .map_err(|_| field_err(path, &fld("gain"), "a number", g))?;
+        if gain == 0.0 {
+            gain = 200.0; // WFDB: zero gain means "uncalibrated", use the default
+        }
+        if let Some(b) = b {
+            baseline = Some(
+                b.parse::<i64>()
+                    .map_err(|_| field_err(path, &fld("baseline"), "an integer", b))?,
+            );
+        }
+    }
+    let adc_resolution = f.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok(SignalSpec {
+        file: f[0].to_string(),
+        format,
+        samples_per_frame: spf,
+        byte_offset: offset,
+        gain,
+        baseline: baseline.unwrap_or(adc_zero),
+        units,
+        adc_resolution,
+        adc_zero,
+        initial_value: f.get(5).and_then(|s| s.parse().ok()),
+        checksum: f.get(6).and_then(|s| s.parse().ok()),
+        description: if f.len() > 8 {
+            f[8..].join(" ")
+        } else {
+            String::new()
+        },
+    })
+}
+
+/// Bits per sample of a storage format (for size checks).
+fn bits_per_sample(format: u32) -> Option<u64> {
+    Some(match format {
+        8 | 80 => 8,
+        212 => 12,
+        16 | 61 | 160 => 16,
+        24 => 24,
+        32 => 32,
+        _ => return None,
+    })
+}
+
+/// Decode `n` samples of one signal file's sample stream to integers; `i32::MIN` marks an
+/// invalid sample. `init` gives the starting values of format 8's differences, per stream slot.
+fn decode_stream(data: &[u8], format: u32, n: usize, slot_init: &[i64]) -> Vec<i32> {
+    const INVALID: i32 = i32::MIN;
+    let mut out = Vec::with_capacity(n);
+    match format {
+        16 => out.extend(data.chunks_exact(2).take(n).map(|c| {
+            let v = i16::from_le_bytes([c[0], c[1]]);
+            if v == i16::MIN {
+                INVALID
+            } else {
+                v as i32
+            }
+        })),
+        61 => out.extend(data.chunks_exact(2).take(n).map(|c| {
+            let v = i16::from_be_bytes([c[0], c[1]]);
+            if v == i16::MIN {
+                INVALID
+            } else {
+                v as i32
+            }
+        })),
+        160 => out.extend(data.chunks_exact(2).take(n).map(|c| {
+            let v = u16::from_le_bytes([c[0], c[1]]) as i32 - 32768;
+            if v == -32768 {
+                INVALID
+            } else {
+                v
+            }
+        })),
+        80 => out.extend(data.iter().take(n).map(|&b| {
+            let v = b as i32 - 128;
+            if v == -128 {
+                INVALID
+            } else {
+                v
+            }
+        })),
+        24 => out.extend(data.chunks_exact(3).take(n).map(|c| {
+            let v = ((c[0] as i32) | ((c[1] as i32) << 8) | ((c[2] as i32) << 16)) << 8 >> 8;
+            if v == -(1 << 23) {
+                INVALID
+            } else {
+                v
+            }
+        })),
+        32 => out.extend(data.chunks_exact(4).take(n).map(|c| {
+            let v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if v == i32::MIN {
+                INVALID
+            } else {
+                v
+            }
+        })),
+        212 => {
+            // Two 12-bit samples in three bytes: low byte of each, then the high nibbles.
+            let pairs = n / 2;
+            for c in data.chunks_exact(3).take(pairs) {
+                let a = (c[0] as i32 | ((c[1] as i32 & 0x0F) << 8)) << 20 >> 20;
+                let b = (c[2] as i32 | ((c[1] as i32 & 0xF0) << 4)) << 20 >> 20;
+                out.push(if a == -2048 { INVALID } else { a });
+                out.push(if b == -2048 { INVALID } else { b });
+            }
+            if n % 2 == 1 {
+                if let Some(c) = data.get(pairs * 3..pairs * 3 + 2) {
+                    let a = (c[0] as i32 | ((c[1] as i32 & 0x0F) << 8)) << 20 >> 20;
+                    out.push(if a == -2048 { INVALID } else { a });
+                }
+            }
+        }
+        8 => {
+            // First differences; each slot of the frame accumulates on its own.
+            let mut acc: Vec<i64> = slot_init.to_vec();
+            let slots = acc.len().max(1);
+            for (i, &b) in data.iter().take(n).enumerate() {
+                let s = i % slots;
+                if let Some(a) = acc.get_mut(s) {
+                    *a += b as i8 as i64;
+                    out.push(*a as i32);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Read a record from its `.hea` path (or the record path without extension).
+pub fn read_record(hea: &Path) -> Result<Record> {
+    let hea = if hea.extension().is_some_and(|e| e == "hea") {
+        hea.to_path_buf()
+    } else {
+        hea.with_extension("hea")
+    };
+    let text = std::fs::read(&hea).map_err(|e| IoError::open(&hea, e))?;
+    let text = String::from_utf8_lossy(&text);
+    let header = parse_header(&hea, &text)?;
+    let dir = hea.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut warnings = Vec::new();
+    let mut signals: Vec<Vec<f32>> = vec![Vec::new(); header.signals.len()];
+
+    // Group signals by file, in header order (signals of one file are interleaved).
+    let mut files: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in header.signals.iter().enumerate() {
+        match files.iter_mut().find(|(f, _)| *f == s.file) {
+            Some((_, v)) => v.push(i),
+            None => files.push((s.file.clone(), vec![i])),
+        }
+    }
+    for (file, idx) in &files {
+        let first = &header.signals[idx[0]];
+        let field = format!("signal {} file", idx[0] + 1);
+        if file == "~" {
+            return Err(IoError::Unsupported {
+                path: hea.clone(),
+                feature: "null signal files (\"~\")".into(),
+                hint: "the record has no samples for this signal".into(),
+            });
+        }
+        let format = first.format;
+        let bits = bits_per_sample(format).ok_or_else(|| IoError::Unsupported {
+            path: hea.clone(),
+            feature: format!("WFDB format {format} ({field})"),
+            hint: "supported formats are 8, 16, 24, 32, 61, 80, 160 and 212".into(),
+        })?;
+        if idx.iter().any(|&i| header.signals[i].format != format) {
+            return Err(IoError::layout(
+                &hea,
+                &field,
+                "one format for all signals of a file",
+                "several",
+            ));
+        }
+        let dat: PathBuf = dir.join(file);
+        if !dat.exists() {
+            return Err(IoError::MissingFile {
+                path: hea.clone(),
+                field,
+                missing: dat,
+            });
+        }
+        let bytes = std::fs::read(&dat).map_err(|e| IoError::open(&dat, e))?;
+        let offset = first.byte_offset as usize;
+        if offset > bytes.len() {
+            return Err(IoError::layout(
+                &dat,
+                "byte offset",
+                format!("at most {} (the file size)", bytes.len()),
+                offset.to_string(),
+            ));
+        }
+        let body = &bytes[offset..];
+        let frame_len: usize = idx
+            .iter()
+            .map(|&i| header.signals[i].samples_per_frame)
+            .sum();
+        let available_samples = (body.len() as u64 * 8 / bits) as usize;
+        let frames = match header.samples {
+            Some(n) => {
+                let need = n.saturating_mul(frame_len as u64);
+                if need > available_samples as u64 {
+                    return Err(IoError::layout(
+                        &dat,
+                        "number of samples (from the header)",
+                        format!(
+                            "{n} frames = {} bytes of format {format}",
+                            need.saturating_mul(bits).div_ceil(8)
+                        ),
+                        format!(
+                            "{} bytes: the file is truncated or the header is wrong",
+                            body.len()
+                        ),
+                    ));
+                }
+                n as usize
+            }
+            None => available_samples / frame_len.max(1),
+        };
+        let n = frames * frame_len;
+        let slot_init: Vec<i64> = idx
+            .iter()
+            .flat_map(|&i| {
+                let s = &header.signals[i];
+                std::iter::repeat_n(s.initial_value.unwrap_or(0), s.samples_per_frame)
+            })
+            .collect();
+        let stream = decode_stream(body, format, n, &slot_init);
+        // Deinterleave frames, converting to physical units.
+        let mut slot = 0;
+        for &i in idx {
+            let s = &header.signals[i];
+            let spf = s.samples_per_frame;
+            let (gain, base) = (s.gain, s.baseline as f64);
+            let mut v = Vec::with_capacity(frames * spf);
+            if frame_len == 1 {
+                v.extend(stream.iter().map(|&d| {
+                    if d == i32::MIN {
+                        f32::NAN
+                    } else {
+                        ((d as f64 - base) / gain) as f32
+                    }
+                }));
+            } else {
+                for f in 0..frames {
+                    let start = f * frame_len + slot;
+                    for &d in &stream[start..start + spf] {
+                        v.push(if d == i32::MIN {
+                            f32::NAN
+                        } else {
+                            ((d as f64 - base) / gain) as f32
+                        });
+                    }
+                }
+            }
+            if let Some(expected) = s.checksum {
+                let mut sum: i64 = 0;
+                for f in 0..frames {
+                    let start = f * frame_len + slot;
+                    for &d in &stream[start..start + spf] {
+                        sum = sum.wrapping_add(if d == i32::MIN {
+                            invalid_code(format)
+                        } else {
+                            d as i64
+                        });
+                    }
+                }
+                let got = (sum as i16) as i64;
+                if got != (expected as i16) as i64 && header.samples.is_some() {
+                    warnings.push(format!(
+                        "{}: signal {} ({}): checksum {} does not match the header's {}",
+                        dat.display(),
+                        i + 1,
+                        s.description,
+                        got,
+                        expected
+                    ));
+                }
+            }
+            slot += spf;
+            signals[i] = v;
+        }
+    }
+    Ok(Record {
+        header,
+        signals,
+        warnings,
+    })
+}
+
+fn invalid_code(format: u32) -> i64 {
+    match format {
+        212 => -2048,
+        80 => -128,
+        24 => -(1 << 23),
+        32 => i32::MIN as i64,
+        _ => -32768,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_212_pairs() {
+        // samples 1, -1 -> bytes 0x01, 0xF0, 0xFF
+        let v = decode_stream(&[0x01, 0xF0, 0xFF], 212, 2, &[]);
+        assert_eq!(v, vec![1, -1]);
+        let v = decode_stream(&[0xFF, 0x07, 0x00], 212, 2, &[]);
+        assert_eq!(v, vec![2047, 0]);
+    }
+
+    #[test]
+    fn header_fields() {
+        let h = parse_header(
+            Path::new("x.hea"),
+            "100 2 360 650000\n100.dat 212 200 11 1024 995 -22131 0 MLII\n100.dat 212 200(5)/uV 11 1024 1011 20052 0 V5\n# age 69\n",
+        )
+        .unwrap();
+        assert_eq!(h.fs, 360.0);
+        assert_eq!(h.samples, Some(650000));
+        assert_eq!(h.signals[0].baseline, 1024);
+        assert_eq!(h.signals[1].baseline, 5);
+        assert_eq!(h.signals[1].units.as_deref(), Some("uV"));
+        assert_eq!(h.signals[1].description, "V5");
+        assert_eq!(h.comments, vec!["age 69"]);
+    }
+}

@@ -1,0 +1,26 @@
+//! Readers for every ECG source an affective-computing researcher has on disk.
+//!
+//! - Byte-level formats in [`formats`]: MAT v5, Python pickle (with numpy arrays), WFDB, EDF/EDF+,
+//!   NPY, delimited text.
+//! - Dataset layouts in [`datasets`]: AMIGOS, DREAMER, WESAD, ASCERTAIN, and the generic formats.
+//! - One entry point, [`read()`], returns [`Recording`]s: one continuous single-lead segment each,
+//!   with its labels and the other channels addressable without loading them.
+//!
+//! ```no_run
+//! use cardiaffect_io::{read, Format, ReadOptions};
+//! let (format, detected, out) = read(std::path::Path::new("Data_Preprocessed_P01.mat"), Format::Auto, &ReadOptions::default())?;
+//! for r in &out.recordings {
+//!     println!("{format} {} {} {} Hz {} samples", r.subject, r.trial, r.fs, r.samples.len());
+//! }
+//! # Ok::<(), cardiaffect_io::IoError>(())
+//! ```
+
+pub mod datasets;
+pub mod error;
+pub mod formats;
+pub mod read;
+pub mod recording;
+
+pub use error::{IoError, ParseError, Result};
+pub use read::{detect, read, Format, ReadOptions, ReadOutput, Skipped};
+pub use recording::{Annotation, ChannelRef, Label, LabelTrack, Recording, Scale};

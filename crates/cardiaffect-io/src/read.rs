@@ -1,0 +1,337 @@
+//! One entry point for every source: pick (or detect) the format, read, report.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::datasets;
+use crate::error::{IoError, Result};
+use crate::formats::{edf, mat, npy};
+use crate::recording::Recording;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Auto,
+    Amigos,
+    Dreamer,
+    Wesad,
+    Ascertain,
+    Wfdb,
+    Edf,
+    Npy,
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 9] = [
+        Format::Auto,
+        Format::Amigos,
+        Format::Dreamer,
+        Format::Wesad,
+        Format::Ascertain,
+        Format::Wfdb,
+        Format::Edf,
+        Format::Npy,
+        Format::Csv,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Amigos => "amigos",
+            Format::Dreamer => "dreamer",
+            Format::Wesad => "wesad",
+            Format::Ascertain => "ascertain",
+            Format::Wfdb => "wfdb",
+            Format::Edf => "edf",
+            Format::Npy => "npy",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let s = s.to_ascii_lowercase();
+        Format::ALL
+            .into_iter()
+            .find(|f| {
+                f.name() == s
+                    || (s == "tsv" && *f == Format::Csv)
+                    || (s == "bdf" && *f == Format::Edf)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "unknown format {s:?}: expected one of {}",
+                    Format::ALL.map(|f| f.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// Choices a reader cannot make alone.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Sampling rate for formats that do not store one (CSV, NPY).
+    pub fs: Option<f64>,
+    /// Which ECG lead to take: a name ("ECG Left", "right", "MLII") or a 1-based index.
+    pub lead: Option<String>,
+}
+
+/// A trial that was in the file but not returned, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Skipped {
+    pub source: PathBuf,
+    pub subject: String,
+    pub trial: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ReadOutput {
+    pub recordings: Vec<Recording>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+}
+
+/// Read every recording under `path` in `format` (or the detected format).
+///
+/// Returns the format used, and how it was detected when `format` was [`Format::Auto`].
+pub fn read(
+    path: &Path,
+    format: Format,
+    opts: &ReadOptions,
+) -> Result<(Format, Option<String>, ReadOutput)> {
+    if !path.exists() {
+        return Err(IoError::open(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
+    }
+    let (format, why) = match format {
+        Format::Auto => {
+            let (f, why) = detect(path)?;
+            (f, Some(why))
+        }
+        f => (f, None),
+    };
+    let mut out = ReadOutput::default();
+    match format {
+        Format::Amigos => datasets::amigos::read(path, opts, &mut out)?,
+        Format::Dreamer => datasets::dreamer::read(path, opts, &mut out)?,
+        Format::Wesad => datasets::wesad::read(path, opts, &mut out)?,
+        Format::Ascertain => datasets::ascertain::read(path, opts, &mut out)?,
+        Format::Wfdb => datasets::generic::read_wfdb(path, opts, &mut out)?,
+        Format::Edf => datasets::generic::read_edf(path, opts, &mut out)?,
+        Format::Npy => datasets::generic::read_npy(path, opts, &mut out)?,
+        Format::Csv => datasets::generic::read_csv(path, opts, &mut out)?,
+        Format::Auto => unreachable!("resolved above"),
+    }
+    if out.recordings.is_empty() {
+        let reason = if out.skipped.is_empty() {
+            format!("nothing in {format} layout was found")
+        } else {
+            format!(
+                "all {} trials were skipped (first: {})",
+                out.skipped.len(),
+                out.skipped[0].reason
+            )
+        };
+        return Err(IoError::Empty {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+    Ok((format, why, out))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read_prefix(path: &Path, n: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| IoError::open(path, e))?;
+    let mut buf = Vec::with_capacity(n);
+    f.by_ref()
+        .take(n as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| IoError::open(path, e))?;
+    Ok(buf)
+}
+
+/// Guess the format from file names and magic bytes; says what it relied on.
+pub fn detect(path: &Path) -> Result<(Format, String)> {
+    if path.is_dir() {
+        return detect_dir(path);
+    }
+    let name = file_name(path);
+    let lower = name.to_ascii_lowercase();
+    let head = read_prefix(path, 512)?;
+    if head.starts_with(npy::MAGIC) {
+        return Ok((Format::Npy, format!("{name}: NumPy magic bytes")));
+    }
+    if edf::looks_like_edf(&head) {
+        return Ok((Format::Edf, format!("{name}: EDF/BDF version field")));
+    }
+    if lower.ends_with(".hea") || (lower.ends_with(".dat") && path.with_extension("hea").exists()) {
+        return Ok((Format::Wfdb, format!("{name}: WFDB header")));
+    }
+    if mat::looks_like_mat(&head) {
+        return detect_mat(path, &name);
+    }
+    if lower.ends_with(".pkl") || lower.ends_with(".pickle") || head.first() == Some(&0x80) {
+        return Ok((
+            Format::Wesad,
+            format!("{name}: Python pickle (WESAD layout)"),
+        ));
+    }
+    if lower.ends_with("_respiban.txt") {
+        return Ok((Format::Wesad, format!("{name}: WESAD RespiBAN text file")));
+    }
+    if [".csv", ".tsv", ".txt"].iter().any(|e| lower.ends_with(e)) {
+        return Ok((Format::Csv, format!("{name}: delimited text")));
+    }
+    Err(IoError::UnknownFormat {
+        path: path.to_path_buf(),
+        reason: "no known extension or magic bytes (MAT, pickle, WFDB .hea, EDF, NPY, CSV); pass --format".into(),
+    })
+}
+
+fn detect_mat(path: &Path, name: &str) -> Result<(Format, String)> {
+    let bytes = crate::error::read_file(path)?;
+    let m = mat::parse(&bytes).map_err(|e| e.in_file(path, "MAT v5"))?;
+    let names = m.names();
+    let f = if names.contains(&"joined_data") {
+        Format::Amigos
+    } else if names.contains(&"DREAMER") {
+        Format::Dreamer
+    } else if names.contains(&"Data_ECG") {
+        Format::Ascertain
+    } else {
+        return Err(IoError::UnknownFormat {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a MAT file with variables {names:?}: none of AMIGOS (joined_data), DREAMER (DREAMER) or ASCERTAIN (Data_ECG)"
+            ),
+        });
+    };
+    Ok((
+        f,
+        format!(
+            "{name}: MAT file with the {} variables",
+            f.name().to_uppercase()
+        ),
+    ))
+}
+
+fn detect_dir(dir: &Path) -> Result<(Format, String)> {
+    let entries = list_dir(dir)?;
+    let names: Vec<String> = entries.iter().map(|p| file_name(p)).collect();
+    let has = |f: &dyn Fn(&str) -> bool| names.iter().any(|n| f(n));
+    let d = dir.display();
+    if has(&|n| n.starts_with("Data_Preprocessed_P") && n.ends_with(".mat")) {
+        return Ok((
+            Format::Amigos,
+            format!("{d}: Data_Preprocessed_P##.mat files"),
+        ));
+    }
+    if has(&|n| n == "DREAMER.mat") {
+        return Ok((Format::Dreamer, format!("{d}: DREAMER.mat")));
+    }
+    if has(&|n| n.starts_with('S') && (n.ends_with(".pkl") || n.ends_with("_respiban.txt")))
+        || entries
+            .iter()
+            .any(|p| p.is_dir() && datasets::wesad::subject_dir_has_data(p))
+    {
+        return Ok((Format::Wesad, format!("{d}: WESAD S#/S#.pkl layout")));
+    }
+    if datasets::ascertain::find_clip_files(dir)
+        .map(|v| !v.is_empty())
+        .unwrap_or(false)
+    {
+        return Ok((
+            Format::Ascertain,
+            format!("{d}: ASCERTAIN Movie_P##/ECG_Clip##.mat files"),
+        ));
+    }
+    if has(&|n| n.ends_with(".hea")) {
+        return Ok((Format::Wfdb, format!("{d}: WFDB .hea headers")));
+    }
+    if has(&|n| {
+        n.to_ascii_lowercase().ends_with(".edf") || n.to_ascii_lowercase().ends_with(".bdf")
+    }) {
+        return Ok((Format::Edf, format!("{d}: .edf files")));
+    }
+    if has(&|n| n.ends_with(".npy")) {
+        return Ok((Format::Npy, format!("{d}: .npy files")));
+    }
+    if has(&|n| n.ends_with(".csv") || n.ends_with(".tsv")) {
+        return Ok((Format::Csv, format!("{d}: .csv files")));
+    }
+    Err(IoError::UnknownFormat {
+        path: dir.to_path_buf(),
+        reason: "a folder with no file of a known layout; pass --format".into(),
+    })
+}
+
+/// Entries of a folder, sorted by name so that every run sees the same order.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| IoError::open(dir, e))?;
+    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Files directly in `dir` whose name satisfies `keep`, sorted; or `path` itself if a file.
+pub(crate) fn files_matching(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    Ok(list_dir(path)?
+        .into_iter()
+        .filter(|p| p.is_file() && keep(&file_name(p)))
+        .collect())
+}
+
+/// Natural order for names with numbers ("P2" before "P10").
+pub(crate) fn natural_key(s: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            if !num.is_empty() {
+                out.push((std::mem::take(&mut text), num.parse().unwrap_or(0)));
+                num.clear();
+            }
+            text.push(c);
+        }
+    }
+    out.push((text, num.parse().unwrap_or(0)));
+    out
+}
+
+/// Digits following `prefix` in `name` ("Data_Preprocessed_P07.mat", "P" -> "07").
+/// The first occurrence followed by a digit counts ("_Preprocessed_P07": the second "_P").
+pub(crate) fn number_after(name: &str, prefix: &str) -> Option<String> {
+    name.match_indices(prefix).find_map(|(i, _)| {
+        let digits: String = name[i + prefix.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        (!digits.is_empty()).then_some(digits)
+    })
+}

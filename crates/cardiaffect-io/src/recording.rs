@@ -1,0 +1,201 @@
+//! The unified recording: what every reader returns, whatever the file looked like.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::Result;
+
+/// The scale a label was rated on, kept with the value so that thresholds can be named later.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scale {
+    pub min: f64,
+    pub max: f64,
+    /// What the numbers mean, e.g. "self-assessment manikin 1-9".
+    pub description: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Label {
+    pub name: String,
+    /// NaN where the dataset has the field but no value for this trial.
+    pub value: f64,
+    pub scale: Scale,
+}
+
+/// A label given per sample (WESAD's study condition), at its own rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LabelTrack {
+    pub name: String,
+    pub fs: f64,
+    pub values: Vec<u8>,
+    /// The meaning of each code, e.g. (2, "stress").
+    pub classes: Vec<(u8, &'static str)>,
+}
+
+impl LabelTrack {
+    /// Samples per class code, in code order.
+    pub fn counts(&self) -> BTreeMap<u8, usize> {
+        let mut counts = BTreeMap::new();
+        for &v in &self.values {
+            *counts.entry(v).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub fn class_name(&self, code: u8) -> Option<&'static str> {
+        self.classes
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, n)| *n)
+    }
+}
+
+/// A time-stamped event from the file (EDF+ annotations).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Annotation {
+    pub onset_s: f64,
+    pub duration_s: Option<f64>,
+    pub text: String,
+}
+
+type Loader = dyn Fn() -> Result<Vec<f32>> + Send + Sync;
+
+/// Another channel of the same recording (EDA, respiration, EEG, another lead).
+///
+/// Its samples are only read from disk when [`ChannelRef::load`] is called, so listing the
+/// channels of a large dataset costs nothing.
+#[derive(Clone)]
+pub struct ChannelRef {
+    pub name: String,
+    pub fs: f64,
+    pub unit: Option<String>,
+    /// Number of samples, when known without loading.
+    pub len: Option<usize>,
+    source: ChannelSource,
+}
+
+#[derive(Clone)]
+enum ChannelSource {
+    /// Already decoded with the main signal (formats where one pass reads all channels).
+    Loaded(Arc<Vec<f32>>),
+    /// Re-read from the file on demand.
+    Lazy(Arc<Loader>),
+}
+
+impl ChannelRef {
+    pub fn loaded(
+        name: impl Into<String>,
+        fs: f64,
+        unit: Option<String>,
+        data: Arc<Vec<f32>>,
+    ) -> Self {
+        ChannelRef {
+            name: name.into(),
+            fs,
+            unit,
+            len: Some(data.len()),
+            source: ChannelSource::Loaded(data),
+        }
+    }
+
+    pub fn lazy(
+        name: impl Into<String>,
+        fs: f64,
+        unit: Option<String>,
+        len: Option<usize>,
+        loader: impl Fn() -> Result<Vec<f32>> + Send + Sync + 'static,
+    ) -> Self {
+        ChannelRef {
+            name: name.into(),
+            fs,
+            unit,
+            len,
+            source: ChannelSource::Lazy(Arc::new(loader)),
+        }
+    }
+
+    /// Read the channel's samples.
+    pub fn load(&self) -> Result<Vec<f32>> {
+        match &self.source {
+            ChannelSource::Loaded(d) => Ok(d.as_ref().clone()),
+            ChannelSource::Lazy(f) => f(),
+        }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        matches!(self.source, ChannelSource::Loaded(_))
+    }
+}
+
+impl fmt::Debug for ChannelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelRef")
+            .field("name", &self.name)
+            .field("fs", &self.fs)
+            .field("unit", &self.unit)
+            .field("len", &self.len)
+            .field("loaded", &self.is_loaded())
+            .finish()
+    }
+}
+
+/// One continuous single-lead ECG segment with everything known about it.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// "AMIGOS", "DREAMER", "WESAD", "ASCERTAIN", or the generic format ("WFDB", "EDF", ...).
+    pub dataset: String,
+    pub source: PathBuf,
+    pub subject: String,
+    pub trial: String,
+    /// A part of a trial that is its own recording: DREAMER's "stimuli" and "baseline".
+    pub segment: Option<String>,
+    pub lead: String,
+    pub fs: f64,
+    /// Physical unit of `samples` as the file gives it; `None` where the file does not say.
+    pub unit: Option<String>,
+    /// Values as stored, in physical units where the format defines them; never filtered.
+    pub samples: Vec<f32>,
+    pub labels: Vec<Label>,
+    pub label_track: Option<LabelTrack>,
+    pub annotations: Vec<Annotation>,
+    pub channels: Vec<ChannelRef>,
+    /// Other facts from the file (age, gender, stimulus id, start time).
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Recording {
+    pub fn new(dataset: &str, source: impl Into<PathBuf>, fs: f64, samples: Vec<f32>) -> Self {
+        Recording {
+            dataset: dataset.to_string(),
+            source: source.into(),
+            subject: String::new(),
+            trial: String::new(),
+            segment: None,
+            lead: String::new(),
+            fs,
+            unit: None,
+            samples,
+            labels: Vec::new(),
+            label_track: None,
+            annotations: Vec::new(),
+            channels: Vec::new(),
+            meta: BTreeMap::new(),
+        }
+    }
+
+    pub fn duration_s(&self) -> f64 {
+        self.samples.len() as f64 / self.fs
+    }
+
+    pub fn label(&self, name: &str) -> Option<&Label> {
+        self.labels.iter().find(|l| l.name == name)
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&ChannelRef> {
+        self.channels
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}

@@ -1,0 +1,309 @@
+//! `cardiaffect inspect PATH`: what is in a file or folder, as a table or one JSON document.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cardiaffect_io::{read, Format, ReadOptions, Recording};
+use clap::Args;
+use serde::Serialize;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A file or a folder in one of the supported layouts.
+    pub path: PathBuf,
+    /// Format of PATH; `auto` detects it from names and magic bytes.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    pub format: Format,
+    /// Sampling rate in Hz, for formats that do not store one (CSV, NPY).
+    #[arg(long, value_name = "HZ")]
+    pub fs: Option<f64>,
+    /// Which ECG lead: a name ("ECG Left", "right", "MLII") or a 1-based number.
+    #[arg(long)]
+    pub lead: Option<String>,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+#[derive(Serialize)]
+struct JsonRecording {
+    dataset: String,
+    source: String,
+    subject: String,
+    trial: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment: Option<String>,
+    lead: String,
+    fs: f64,
+    samples: usize,
+    duration_s: f64,
+    unit: Option<String>,
+    /// Non-finite values (a trial without a rating) are written as null.
+    labels: BTreeMap<String, Option<f64>>,
+    label_scales: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_track: Option<JsonTrack>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<cardiaffect_io::Annotation>,
+    channels: Vec<JsonChannel>,
+    first_samples: Vec<Option<f32>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    meta: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct JsonTrack {
+    name: String,
+    fs: f64,
+    /// Samples per class name.
+    counts: BTreeMap<String, usize>,
+}
+
+#[derive(Serialize)]
+struct JsonChannel {
+    name: String,
+    fs: f64,
+    samples: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct JsonDoc {
+    format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detected: Option<String>,
+    recordings: Vec<JsonRecording>,
+    skipped: Vec<cardiaffect_io::Skipped>,
+    warnings: Vec<String>,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn to_json(r: &Recording) -> JsonRecording {
+    JsonRecording {
+        dataset: r.dataset.clone(),
+        source: r.source.display().to_string(),
+        subject: r.subject.clone(),
+        trial: r.trial.clone(),
+        segment: r.segment.clone(),
+        lead: r.lead.clone(),
+        fs: r.fs,
+        samples: r.samples.len(),
+        duration_s: r.duration_s(),
+        unit: r.unit.clone(),
+        labels: r
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), finite(l.value)))
+            .collect(),
+        label_scales: r
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.scale.description.to_string()))
+            .collect(),
+        label_track: r.label_track.as_ref().map(|t| JsonTrack {
+            name: t.name.clone(),
+            fs: t.fs,
+            counts: t
+                .counts()
+                .into_iter()
+                .map(|(c, n)| {
+                    (
+                        t.class_name(c)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| c.to_string()),
+                        n,
+                    )
+                })
+                .collect(),
+        }),
+        annotations: r.annotations.clone(),
+        channels: r
+            .channels
+            .iter()
+            .map(|c| JsonChannel {
+                name: c.name.clone(),
+                fs: c.fs,
+                samples: c.len,
+            })
+            .collect(),
+        first_samples: r
+            .samples
+            .iter()
+            .take(5)
+            .map(|&v| v.is_finite().then_some(v))
+            .collect(),
+        meta: r.meta.clone(),
+    }
+}
+
+fn labels_text(r: &Recording) -> String {
+    if let Some(t) = &r.label_track {
+        let counts = t.counts();
+        let parts: Vec<String> = counts
+            .iter()
+            .filter(|(c, _)| **c != 0)
+            .map(|(c, n)| {
+                format!(
+                    "{} {:.0}s",
+                    t.class_name(*c).unwrap_or("?"),
+                    *n as f64 / t.fs
+                )
+            })
+            .collect();
+        return format!("{}: {}", t.name, parts.join(", "));
+    }
+    r.labels
+        .iter()
+        .take(5)
+        .map(|l| {
+            if l.value.is_finite() {
+                format!("{}={}", &l.name[..l.name.len().min(3)], trim_float(l.value))
+            } else {
+                format!("{}=NA", &l.name[..3.min(l.name.len())])
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn duration_text(s: f64) -> String {
+    if s >= 3600.0 {
+        format!(
+            "{}h{:02}m{:02}s",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64,
+            (s % 60.0) as u64
+        )
+    } else if s >= 60.0 {
+        format!("{}m{:04.1}s", (s / 60.0) as u64, s % 60.0)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+pub fn run(a: InspectArgs) -> Result<()> {
+    let opts = ReadOptions {
+        fs: a.fs,
+        lead: a.lead.clone(),
+    };
+    let (format, detected, out) = read(&a.path, a.format, &opts)?;
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    if a.json {
+        let doc = JsonDoc {
+            format: format.name().to_string(),
+            detected,
+            recordings: out.recordings.iter().map(to_json).collect(),
+            skipped: out.skipped.clone(),
+            warnings: out.warnings.clone(),
+        };
+        serde_json::to_writer_pretty(&mut w, &doc)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    if let Some(d) = &detected {
+        writeln!(w, "detected format: {format} ({d})")?;
+    } else {
+        writeln!(w, "format: {format}")?;
+    }
+    let rows: Vec<[String; 8]> = out
+        .recordings
+        .iter()
+        .map(|r| {
+            [
+                r.dataset.clone(),
+                r.subject.clone(),
+                match &r.segment {
+                    Some(s) => format!("{} {s}", r.trial),
+                    None => r.trial.clone(),
+                },
+                r.lead.clone(),
+                trim_float(r.fs),
+                r.samples.len().to_string(),
+                duration_text(r.duration_s()),
+                labels_text(r),
+            ]
+        })
+        .collect();
+    let header = [
+        "dataset", "subject", "trial", "lead", "fs", "samples", "duration", "labels",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 4 || i == 5 {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(w, "{}", line(&header.map(String::from)))?;
+    for r in &rows {
+        writeln!(w, "{}", line(r))?;
+    }
+    let total: f64 = out.recordings.iter().map(|r| r.duration_s()).sum();
+    let subjects: std::collections::BTreeSet<&str> =
+        out.recordings.iter().map(|r| r.subject.as_str()).collect();
+    writeln!(
+        w,
+        "{} recordings, {} subjects, {} of ECG",
+        out.recordings.len(),
+        subjects.len(),
+        duration_text(total)
+    )?;
+    if let Some(r) = out.recordings.first() {
+        if !r.channels.is_empty() {
+            let names: Vec<&str> = r.channels.iter().map(|c| c.name.as_str()).collect();
+            writeln!(w, "other channels: {}", names.join(", "))?;
+        }
+        if !r.annotations.is_empty() {
+            writeln!(
+                w,
+                "annotations: {} (first: {:.1}s {:?})",
+                r.annotations.len(),
+                r.annotations[0].onset_s,
+                r.annotations[0].text
+            )?;
+        }
+    }
+    for s in &out.skipped {
+        writeln!(
+            w,
+            "skipped: {} {} trial {}: {}",
+            s.source.display(),
+            s.subject,
+            s.trial,
+            s.reason
+        )?;
+    }
+    for m in &out.warnings {
+        writeln!(w, "warning: {m}")?;
+    }
+    Ok(())
+}
