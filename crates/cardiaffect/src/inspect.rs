@@ -272,7 +272,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         out.recordings.iter().map(|r| r.subject.as_str()).collect();
     writeln!(
         w,
-        "{} recordings, {} subjects, {} of ECG",
+        "{} recordings, {} subjects, {} of signal",
         out.recordings.len(),
         subjects.len(),
         duration_text(total)

@@ -5,7 +5,6 @@
 mod bench_io;
 mod inspect;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -56,10 +55,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Shared by subcommands that take a source path.
-#[allow(dead_code)]
-pub(crate) fn display_path(p: &std::path::Path) -> String {
-    PathBuf::from(p).display().to_string()
 }

@@ -28,7 +28,7 @@ fn detect_delimiter(line: &str) -> Option<char> {
         .find(|&c| line.contains(c))
 }
 
-fn split<'a>(line: &'a str, d: Option<char>) -> Vec<&'a str> {
+fn split(line: &str, d: Option<char>) -> Vec<&str> {
     match d {
         Some(c) => line.split(c).map(|s| s.trim()).collect(),
         None => line.split_whitespace().collect(),

@@ -155,7 +155,7 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
         if s.digital_max <= s.digital_min && !s.is_annotation() {
             return Err(ParseError::new(
                 off_at(120, 8, i),
-                &f("digital maximum"),
+                f("digital maximum"),
                 format!("more than the digital minimum {}", s.digital_min),
                 s.digital_max.to_string(),
             ));

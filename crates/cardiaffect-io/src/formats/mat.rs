@@ -679,7 +679,7 @@ fn parse_matrix(
                     .collect()
             };
             pos = names_el.next;
-            let total = numel.checked_mul(fields.len()).unwrap_or(usize::MAX);
+            let total = numel.saturating_mul(fields.len());
             check_count(
                 total,
                 8,

@@ -125,7 +125,7 @@ pub fn parse(b: &[u8]) -> Result<Npy, ParseError> {
                 format!("{shape:?}"),
             )
         })?;
-    let need = n.checked_mul(dtype.size).unwrap_or(usize::MAX);
+    let need = n.saturating_mul(dtype.size);
     let data = &b[start..];
     if data.len() < need {
         return Err(ParseError::new(
