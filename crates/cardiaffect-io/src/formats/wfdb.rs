@@ -328,9 +328,28 @@ pub fn read_record(hea: &Path) -> Result<Record> {
         hea.with_extension("hea")
     };
     let text = std::fs::read(&hea).map_err(|e| IoError::open(&hea, e))?;
-    let text = String::from_utf8_lossy(&text);
-    let header = parse_header(&hea, &text)?;
+    let text = String::from_utf8_lossy(&text).into_owned();
     let dir = hea.parent().unwrap_or(Path::new(".")).to_path_buf();
+    decode_record(&hea, &text, |file, field| {
+        let dat: PathBuf = dir.join(file);
+        if !dat.exists() {
+            return Err(IoError::MissingFile { path: hea.clone(), field: field.to_string(), missing: dat });
+        }
+        let bytes = std::fs::read(&dat).map_err(|e| IoError::open(&dat, e))?;
+        Ok((dat, bytes))
+    })
+}
+
+/// Decode a record from its header text, fetching each signal file's bytes through `load`
+/// (file name, header field naming it) -> (path for messages, bytes). No file system needed,
+/// which is what the fuzz target uses.
+pub fn decode_record(
+    hea: &Path,
+    text: &str,
+    mut load: impl FnMut(&str, &str) -> Result<(PathBuf, Vec<u8>)>,
+) -> Result<Record> {
+    let hea = hea.to_path_buf();
+    let header = parse_header(&hea, text)?;
     let mut warnings = Vec::new();
     let mut signals: Vec<Vec<f32>> = vec![Vec::new(); header.signals.len()];
 
@@ -366,15 +385,7 @@ pub fn read_record(hea: &Path) -> Result<Record> {
                 "several",
             ));
         }
-        let dat: PathBuf = dir.join(file);
-        if !dat.exists() {
-            return Err(IoError::MissingFile {
-                path: hea.clone(),
-                field,
-                missing: dat,
-            });
-        }
-        let bytes = std::fs::read(&dat).map_err(|e| IoError::open(&dat, e))?;
+        let (dat, bytes) = load(file, &field)?;
         let offset = first.byte_offset as usize;
         if offset > bytes.len() {
             return Err(IoError::layout(
