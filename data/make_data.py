@@ -11,8 +11,16 @@ Needs numpy and wfdb. Writes:
                                    (gain 200 adu/mV, baseline 1024).
   data/biosignalsnotebooks/supine_1min.edf
                                    copied byte for byte from biosignalsnotebooks 0.6.14.
+  data/biosignalsnotebooks/ecg_5min.hea/.dat, ecg_7min.hea/.dat
+                                   the raw 16-bit ADC of ecg_5_min.h5 and
+                                   signal_sample_single_hub_ECG_2018_7_5.h5, losslessly as WFDB
+                                   format 16 (digital = ADC - 32768); mV through the biosignalsplux
+                                   ECG transfer function (ADC/2^16 - 0.5) * 3 V / 1019 (gain), i.e.
+                                   1019 * 65536 / 3000 adu per mV — the same +-1.47 mV range its
+                                   own EDF export (supine_1min.edf) declares.
 """
 import argparse
+import io
 import pathlib
 import shutil
 import subprocess
@@ -20,6 +28,7 @@ import sys
 import tempfile
 import zipfile
 
+import h5py
 import numpy as np
 import wfdb
 
@@ -76,6 +85,28 @@ def main():
         dst.mkdir(exist_ok=True)
         with z.open(src) as f, open(dst / "supine_1min.edf", "wb") as g:
             shutil.copyfileobj(f, g)
+        for src, name, what in [
+            ("ecg_5_min.h5", "ecg_5min", "healthy adult at rest, 5 min"),
+            ("signal_sample_single_hub_ECG_2018_7_5.h5", "ecg_7min", "healthy adult, 6 min 57 s"),
+        ]:
+            with z.open("biosignalsnotebooks/notebook_files/osf_files/signal_samples/" + src) as f:
+                h = h5py.File(io.BytesIO(f.read()), "r")
+            mac = list(h.keys())[0]
+            attrs = h[mac].attrs
+            assert int(attrs["sampling rate"]) == 1000 and int(attrs["resolution"][0]) == 16
+            adc = h[mac]["raw"]["channel_1"][:, 0].astype(np.int64)
+            wfdb.wrsamp(
+                name,
+                fs=1000,
+                units=["mV"],
+                sig_name=["ECG"],
+                d_signal=(adc - 32768).reshape(-1, 1),
+                fmt=["16"],
+                adc_gain=[1019 * 65536 / 3000],
+                baseline=[0],
+                comments=[f"biosignalsnotebooks 0.6.14 {src} ({attrs['device']}, {attrs['date']}): {what}"],
+                write_dir=str(dst),
+            )
     shutil.rmtree(tmp, ignore_errors=True)
     print("wrote", out, dst)
 

@@ -162,6 +162,7 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
         }
     }
     let width = if bdf { 3 } else { 2 };
+    // At most 4096 signals of 8-digit counts: this sum cannot overflow.
     let record_samples: usize = signals.iter().map(|s| s.samples_per_record).sum();
     let record_bytes = record_samples.saturating_mul(width);
     if record_bytes == 0 {
@@ -326,6 +327,29 @@ mod tests {
         assert_eq!(v[0].onset_s, 1.5);
         assert_eq!(v[0].duration_s, Some(2.0));
         assert_eq!(v[1].text, "other");
+    }
+
+    #[test]
+    fn huge_record_claim_in_a_tiny_file_is_an_error() {
+        let mut h = vec![b' '; 256 * 3];
+        h[..8].copy_from_slice(b"0       ");
+        h[184..192].copy_from_slice(b"768     ");
+        h[236..244].copy_from_slice(b"1       ");
+        h[244..252].copy_from_slice(b"1       ");
+        h[252..256].copy_from_slice(b"2   ");
+        for i in 0..2 {
+            let f = |off: usize| 256 + off * 2 + i * 8;
+            h[f(104)..f(104) + 8].copy_from_slice(b"-1      ");
+            h[f(112)..f(112) + 8].copy_from_slice(b"1       ");
+            h[f(120)..f(120) + 8].copy_from_slice(b"-32768  ");
+            h[f(128)..f(128) + 8].copy_from_slice(b"32767   ");
+        }
+        // 2 x 99,999,999 samples per record claimed, 64 bytes of data.
+        h[256 + 216 * 2..256 + 216 * 2 + 8].copy_from_slice(b"99999999");
+        h[256 + 216 * 2 + 8..256 + 216 * 2 + 16].copy_from_slice(b"99999999");
+        h.extend_from_slice(&[0u8; 64]);
+        let e = parse(&h).unwrap_err();
+        assert!(e.found.contains("truncated"), "{e}");
     }
 
     #[test]

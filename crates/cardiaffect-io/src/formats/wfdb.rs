@@ -115,7 +115,8 @@ pub fn parse_header(path: &Path, text: &str) -> Result<Header> {
             )
         })?),
     };
-    if lines.len() < 1 + nsig {
+    // Compared without adding to nsig: a corrupt header can hold any integer here.
+    if nsig > lines.len() - 1 {
         return Err(field_err(
             path,
             "signal lines",
@@ -333,7 +334,11 @@ pub fn read_record(hea: &Path) -> Result<Record> {
     decode_record(&hea, &text, |file, field| {
         let dat: PathBuf = dir.join(file);
         if !dat.exists() {
-            return Err(IoError::MissingFile { path: hea.clone(), field: field.to_string(), missing: dat });
+            return Err(IoError::MissingFile {
+                path: hea.clone(),
+                field: field.to_string(),
+                missing: dat,
+            });
         }
         let bytes = std::fs::read(&dat).map_err(|e| IoError::open(&dat, e))?;
         Ok((dat, bytes))
@@ -514,6 +519,13 @@ mod tests {
         assert_eq!(v, vec![1, -1]);
         let v = decode_stream(&[0xFF, 0x07, 0x00], 212, 2, &[]);
         assert_eq!(v, vec![2047, 0]);
+    }
+
+    #[test]
+    fn absurd_signal_count_is_an_error() {
+        // Found by the wfdb fuzz target: 2^64-1 signals overflowed the capacity computation.
+        let e = parse_header(Path::new("x.hea"), "re.dat 18446744073709551615\n").unwrap_err();
+        assert!(e.to_string().contains("signal lines"), "{e}");
     }
 
     #[test]
