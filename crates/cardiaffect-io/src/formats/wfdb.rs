@@ -234,73 +234,50 @@ fn bits_per_sample(format: u32) -> Option<u64> {
     })
 }
 
-/// Decode `n` samples of one signal file's sample stream to integers; `i32::MIN` marks an
-/// invalid sample. `init` gives the starting values of format 8's differences, per stream slot.
-fn decode_stream(data: &[u8], format: u32, n: usize, slot_init: &[i64]) -> Vec<i32> {
+/// Decode `n` samples of one signal file's sample stream, calling `emit` with each integer in
+/// stream order; `i32::MIN` marks an invalid sample. `slot_init` gives the starting values of
+/// format 8's differences, per slot of the frame.
+#[inline]
+fn decode_each(data: &[u8], format: u32, n: usize, slot_init: &[i64], mut emit: impl FnMut(i32)) {
     const INVALID: i32 = i32::MIN;
-    let mut out = Vec::with_capacity(n);
     match format {
-        16 => out.extend(data.chunks_exact(2).take(n).map(|c| {
+        16 => data.chunks_exact(2).take(n).for_each(|c| {
             let v = i16::from_le_bytes([c[0], c[1]]);
-            if v == i16::MIN {
-                INVALID
-            } else {
-                v as i32
-            }
-        })),
-        61 => out.extend(data.chunks_exact(2).take(n).map(|c| {
+            emit(if v == i16::MIN { INVALID } else { v as i32 })
+        }),
+        61 => data.chunks_exact(2).take(n).for_each(|c| {
             let v = i16::from_be_bytes([c[0], c[1]]);
-            if v == i16::MIN {
-                INVALID
-            } else {
-                v as i32
-            }
-        })),
-        160 => out.extend(data.chunks_exact(2).take(n).map(|c| {
+            emit(if v == i16::MIN { INVALID } else { v as i32 })
+        }),
+        160 => data.chunks_exact(2).take(n).for_each(|c| {
             let v = u16::from_le_bytes([c[0], c[1]]) as i32 - 32768;
-            if v == -32768 {
-                INVALID
-            } else {
-                v
-            }
-        })),
-        80 => out.extend(data.iter().take(n).map(|&b| {
+            emit(if v == -32768 { INVALID } else { v })
+        }),
+        80 => data.iter().take(n).for_each(|&b| {
             let v = b as i32 - 128;
-            if v == -128 {
-                INVALID
-            } else {
-                v
-            }
-        })),
-        24 => out.extend(data.chunks_exact(3).take(n).map(|c| {
+            emit(if v == -128 { INVALID } else { v })
+        }),
+        24 => data.chunks_exact(3).take(n).for_each(|c| {
             let v = ((c[0] as i32) | ((c[1] as i32) << 8) | ((c[2] as i32) << 16)) << 8 >> 8;
-            if v == -(1 << 23) {
-                INVALID
-            } else {
-                v
-            }
-        })),
-        32 => out.extend(data.chunks_exact(4).take(n).map(|c| {
+            emit(if v == -(1 << 23) { INVALID } else { v })
+        }),
+        32 => data.chunks_exact(4).take(n).for_each(|c| {
             let v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            if v == i32::MIN {
-                INVALID
-            } else {
-                v
-            }
-        })),
+            emit(if v == i32::MIN { INVALID } else { v })
+        }),
         212 => {
             // Two 12-bit samples in three bytes: low byte of each, then the high nibbles.
             let pairs = n / 2;
             for c in data.chunks_exact(3).take(pairs) {
                 let a = (c[0] as i32 | ((c[1] as i32 & 0x0F) << 8)) << 20 >> 20;
                 let b = (c[2] as i32 | ((c[1] as i32 & 0xF0) << 4)) << 20 >> 20;
-                out.push(if a == -2048 { INVALID } else { a });
-                out.push(if b == -2048 { INVALID } else { b });
+                emit(if a == -2048 { INVALID } else { a });
+                emit(if b == -2048 { INVALID } else { b });
             }
             if n % 2 == 1 {
                 if let Some(c) = data.get(pairs * 3..pairs * 3 + 2) {
                     let a = (c[0] as i32 | ((c[1] as i32 & 0x0F) << 8)) << 20 >> 20;
-                    out.push(if a == -2048 { INVALID } else { a });
+                    emit(if a == -2048 { INVALID } else { a });
                 }
             }
         }
@@ -309,16 +286,21 @@ fn decode_stream(data: &[u8], format: u32, n: usize, slot_init: &[i64]) -> Vec<i
             let mut acc: Vec<i64> = slot_init.to_vec();
             let slots = acc.len().max(1);
             for (i, &b) in data.iter().take(n).enumerate() {
-                let s = i % slots;
-                if let Some(a) = acc.get_mut(s) {
+                if let Some(a) = acc.get_mut(i % slots) {
                     *a += b as i8 as i64;
-                    out.push(*a as i32);
+                    emit(*a as i32);
                 }
             }
         }
         _ => {}
     }
-    out
+}
+
+#[cfg(test)]
+fn decode_stream(data: &[u8], format: u32, n: usize, slot_init: &[i64]) -> Vec<i32> {
+    let mut v = Vec::new();
+    decode_each(data, format, n, slot_init, |d| v.push(d));
+    v
 }
 
 /// Read a record from its `.hea` path (or the record path without extension).
@@ -435,47 +417,43 @@ pub fn decode_record(
                 std::iter::repeat_n(s.initial_value.unwrap_or(0), s.samples_per_frame)
             })
             .collect();
-        let stream = decode_stream(body, format, n, &slot_init);
-        // Deinterleave frames, converting to physical units.
+        // One pass: each decoded sample goes straight to its signal, in physical units, and
+        // into that signal's checksum.
+        let slot_signal: Vec<usize> = idx
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &i)| std::iter::repeat_n(k, header.signals[i].samples_per_frame))
+            .collect();
+        let scale: Vec<(f64, f64)> = idx
+            .iter()
+            .map(|&i| (header.signals[i].baseline as f64, 1.0 / header.signals[i].gain))
+            .collect();
+        let mut outs: Vec<Vec<f32>> = idx
+            .iter()
+            .map(|&i| Vec::with_capacity(frames * header.signals[i].samples_per_frame))
+            .collect();
+        let mut sums = vec![0i64; idx.len()];
+        let invalid = invalid_code(format);
         let mut slot = 0;
-        for &i in idx {
-            let s = &header.signals[i];
-            let spf = s.samples_per_frame;
-            let (gain, base) = (s.gain, s.baseline as f64);
-            let mut v = Vec::with_capacity(frames * spf);
-            if frame_len == 1 {
-                v.extend(stream.iter().map(|&d| {
-                    if d == i32::MIN {
-                        f32::NAN
-                    } else {
-                        ((d as f64 - base) / gain) as f32
-                    }
-                }));
-            } else {
-                for f in 0..frames {
-                    let start = f * frame_len + slot;
-                    for &d in &stream[start..start + spf] {
-                        v.push(if d == i32::MIN {
-                            f32::NAN
-                        } else {
-                            ((d as f64 - base) / gain) as f32
-                        });
-                    }
-                }
+        decode_each(body, format, n, &slot_init, |d| {
+            let k = slot_signal[slot];
+            slot += 1;
+            if slot == frame_len {
+                slot = 0;
             }
+            let (base, inv_gain) = scale[k];
+            if d == i32::MIN {
+                sums[k] = sums[k].wrapping_add(invalid);
+                outs[k].push(f32::NAN);
+            } else {
+                sums[k] = sums[k].wrapping_add(d as i64);
+                outs[k].push(((d as f64 - base) * inv_gain) as f32);
+            }
+        });
+        for (k, (&i, v)) in idx.iter().zip(outs).enumerate() {
+            let s = &header.signals[i];
             if let Some(expected) = s.checksum {
-                let mut sum: i64 = 0;
-                for f in 0..frames {
-                    let start = f * frame_len + slot;
-                    for &d in &stream[start..start + spf] {
-                        sum = sum.wrapping_add(if d == i32::MIN {
-                            invalid_code(format)
-                        } else {
-                            d as i64
-                        });
-                    }
-                }
-                let got = (sum as i16) as i64;
+                let got = (sums[k] as i16) as i64;
                 if got != (expected as i16) as i64 && header.samples.is_some() {
                     warnings.push(format!(
                         "{}: signal {} ({}): checksum {} does not match the header's {}",
@@ -487,7 +465,6 @@ pub fn decode_record(
                     ));
                 }
             }
-            slot += spf;
             signals[i] = v;
         }
     }
