@@ -22,5 +22,5 @@ pub mod read;
 pub mod recording;
 
 pub use error::{IoError, ParseError, Result};
-pub use read::{detect, read, Format, ReadOptions, ReadOutput, Skipped};
+pub use read::{detect, read, read_units, unit_files, Format, ReadOptions, ReadOutput, Skipped};
 pub use recording::{Annotation, ChannelRef, Label, LabelTrack, Recording, Scale};

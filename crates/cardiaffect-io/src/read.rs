@@ -9,7 +9,7 @@ use crate::error::{IoError, Result};
 use crate::formats::{edf, mat, npy};
 use crate::recording::Recording;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Auto,
@@ -293,15 +293,18 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Files directly in `dir` whose name satisfies `keep`, sorted; or `path` itself if a file.
+/// Files directly in `dir` whose name satisfies `keep`, in natural order; or `path` itself.
 pub(crate) fn files_matching(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    Ok(list_dir(path)?
+    let mut v: Vec<PathBuf> = list_dir(path)?
         .into_iter()
         .filter(|p| p.is_file() && keep(&file_name(p)))
-        .collect())
+        .collect();
+    // Natural order everywhere ("rec80" before "rec212", "P2" before "P10").
+    v.sort_by_key(|p| natural_key(&p.to_string_lossy()));
+    Ok(v)
 }
 
 /// Natural order for names with numbers ("P2" before "P10").
@@ -334,4 +337,86 @@ pub(crate) fn number_after(name: &str, prefix: &str) -> Option<String> {
             .collect();
         (!digits.is_empty()).then_some(digits)
     })
+}
+
+/// The files under `path` that the reader of `format` can read one at a time (a participant's
+/// MAT file, a WESAD subject, a WFDB record, an ASCERTAIN clip), so that a large dataset can be
+/// processed in pieces with bounded memory. Reading each unit gives the same recordings as
+/// reading `path` whole.
+pub fn read_units(path: &Path, format: Format) -> Result<(Format, Vec<PathBuf>)> {
+    let format = match format {
+        Format::Auto => detect(path)?.0,
+        f => f,
+    };
+    if path.is_file() {
+        return Ok((format, vec![path.to_path_buf()]));
+    }
+    let mut units = match format {
+        Format::Amigos => files_matching(path, |n| {
+            n.starts_with("Data_Preprocessed_P") && n.ends_with(".mat")
+        })?,
+        Format::Dreamer => files_matching(path, |n| n == "DREAMER.mat")?,
+        Format::Wesad => datasets::wesad::subject_files(path)?,
+        Format::Ascertain => datasets::ascertain::find_clip_files(path)?,
+        Format::Wfdb => files_matching(path, |n| n.ends_with(".hea"))?,
+        Format::Edf => files_matching(path, |n| {
+            let l = n.to_ascii_lowercase();
+            l.ends_with(".edf") || l.ends_with(".bdf")
+        })?,
+        Format::Npy => files_matching(path, |n| n.ends_with(".npy"))?,
+        Format::Csv => files_matching(path, |n| {
+            n.ends_with(".csv") || n.ends_with(".tsv") || n.ends_with(".txt")
+        })?,
+        Format::Auto => unreachable!("resolved above"),
+    };
+    units.sort_by_key(|p| natural_key(&p.to_string_lossy()));
+    if units.is_empty() {
+        return Err(IoError::Empty {
+            path: path.to_path_buf(),
+            reason: format!("no file in {format} layout"),
+        });
+    }
+    Ok((format, units))
+}
+
+/// Every file that reading `unit` depends on: the unit itself, and its side files (a WFDB
+/// record's signal files, WESAD's quest file, ASCERTAIN's self-reports). A cache keyed on their
+/// contents is invalidated by any change that would change what is read.
+pub fn unit_files(unit: &Path, format: Format) -> Result<Vec<PathBuf>> {
+    let mut files = vec![unit.to_path_buf()];
+    let dir = unit.parent().unwrap_or(Path::new("."));
+    match format {
+        Format::Wfdb => {
+            let hea = if unit.extension().is_some_and(|e| e == "hea") {
+                unit.to_path_buf()
+            } else {
+                unit.with_extension("hea")
+            };
+            let text = String::from_utf8_lossy(&crate::error::read_file(&hea)?).into_owned();
+            let header = crate::formats::wfdb::parse_header(&hea, &text)?;
+            files = vec![hea.clone()];
+            for s in &header.signals {
+                let f = dir.join(&s.file);
+                if !files.contains(&f) {
+                    files.push(f);
+                }
+            }
+        }
+        Format::Wesad => {
+            let name = file_name(unit);
+            if let Some(subject) = name.strip_suffix("_respiban.txt") {
+                let q = dir.join(format!("{subject}_quest.csv"));
+                if q.exists() {
+                    files.push(q);
+                }
+            }
+        }
+        Format::Ascertain => {
+            if let Some(r) = datasets::ascertain::find_self_reports(unit) {
+                files.push(r);
+            }
+        }
+        _ => {}
+    }
+    Ok(files)
 }

@@ -119,7 +119,11 @@ fn every_fixture_reads_as_written() {
             let (used, _, out) = read(&path, fmt, &opts).unwrap_or_else(|e| panic!("{ctx}: {e}"));
             assert_eq!(used, format, "{ctx}: detected format");
             // wfdb.wrsamp writes each signal's checksum: ours must agree.
-            assert!(!out.warnings.iter().any(|w| w.contains("checksum")), "{ctx}: {:?}", out.warnings);
+            assert!(
+                !out.warnings.iter().any(|w| w.contains("checksum")),
+                "{ctx}: {:?}",
+                out.warnings
+            );
             let want = fx["recordings"].as_array().unwrap();
             assert_eq!(
                 out.recordings.len(),
@@ -205,4 +209,46 @@ fn other_channels_load_on_demand() {
     let acc = r.channel("wrist ACC y").unwrap();
     assert_eq!(acc.fs, 32.0);
     assert_eq!(acc.load().unwrap().len(), 32);
+}
+
+#[test]
+fn reading_unit_by_unit_gives_the_same_recordings() {
+    let dir = fixtures_dir();
+    for (rel, fmt) in [
+        ("amigos", Format::Amigos),
+        ("wesad", Format::Wesad),
+        ("ascertain", Format::Ascertain),
+        ("wfdb", Format::Wfdb),
+        ("dreamer", Format::Dreamer),
+    ] {
+        let path = dir.join(rel);
+        let (_, _, whole) = read(&path, fmt, &ReadOptions::default()).unwrap();
+        let (_, units) = cardiaffect_io::read_units(&path, Format::Auto).unwrap();
+        let mut pieces = Vec::new();
+        for u in &units {
+            let (_, _, out) = read(u, fmt, &ReadOptions::default()).unwrap();
+            pieces.extend(out.recordings);
+        }
+        assert_eq!(
+            pieces.len(),
+            whole.recordings.len(),
+            "{rel}: {} units",
+            units.len()
+        );
+        for (a, b) in pieces.iter().zip(&whole.recordings) {
+            let same = a.samples.len() == b.samples.len()
+                && a.samples
+                    .iter()
+                    .zip(&b.samples)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same && a.labels == b.labels,
+                "{rel}: {} {} unit by unit vs {} {} whole",
+                a.subject,
+                a.trial,
+                b.subject,
+                b.trial
+            );
+        }
+    }
 }

@@ -3,7 +3,9 @@
 //! A thin binary over the library crates: it parses arguments, calls them, and formats output.
 
 mod bench_io;
+mod bundled;
 mod inspect;
+mod prepare;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Read any supported ECG source and list its recordings.
     Inspect(inspect::InspectArgs),
+    /// Turn recordings into a training corpus: filter, resample, window, check quality.
+    Prepare(prepare::PrepareArgs),
     /// Measure how fast the readers parse (a generated 1-hour, 12-lead WFDB 212 record).
     BenchIo(bench_io::BenchIoArgs),
 }
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
+        Command::Prepare(a) => prepare::run(a),
         Command::BenchIo(a) => bench_io::run(a),
     };
     match result {

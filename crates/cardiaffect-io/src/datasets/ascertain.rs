@@ -64,7 +64,7 @@ pub(crate) fn find_clip_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn find_self_reports(start: &Path) -> Option<PathBuf> {
+pub(crate) fn find_self_reports(start: &Path) -> Option<PathBuf> {
     let mut dir = if start.is_file() {
         start.parent()?
     } else {

@@ -64,7 +64,22 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
     if path.is_file() {
         return read_one(path, out);
     }
-    // A subject folder, or the WESAD root holding S2/, S3/ ...
+    let sources = subject_files(path)?;
+    if sources.is_empty() {
+        return Err(IoError::Empty {
+            path: path.to_path_buf(),
+            reason: "no S#/S#.pkl or S#_respiban.txt".into(),
+        });
+    }
+    for s in sources {
+        read_one(&s, out)?;
+    }
+    Ok(())
+}
+
+/// One file per subject under a WESAD folder (the root or a subject folder): its pickle, or
+/// else its RespiBAN text file.
+pub(crate) fn subject_files(path: &Path) -> Result<Vec<PathBuf>> {
     let mut sources = Vec::new();
     let mut dirs: Vec<PathBuf> = vec![path.to_path_buf()];
     dirs.extend(list_dir(path)?.into_iter().filter(|p| p.is_dir()));
@@ -93,16 +108,7 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
     }
     sources.sort_by_key(|p| natural_key(&p.to_string_lossy()));
     sources.dedup();
-    if sources.is_empty() {
-        return Err(IoError::Empty {
-            path: path.to_path_buf(),
-            reason: "no S#/S#.pkl or S#_respiban.txt".into(),
-        });
-    }
-    for s in sources {
-        read_one(&s, out)?;
-    }
-    Ok(())
+    Ok(sources)
 }
 
 fn read_one(path: &Path, out: &mut ReadOutput) -> Result<()> {

@@ -426,7 +426,12 @@ pub fn decode_record(
             .collect();
         let scale: Vec<(f64, f64)> = idx
             .iter()
-            .map(|&i| (header.signals[i].baseline as f64, 1.0 / header.signals[i].gain))
+            .map(|&i| {
+                (
+                    header.signals[i].baseline as f64,
+                    1.0 / header.signals[i].gain,
+                )
+            })
             .collect();
         let mut outs: Vec<Vec<f32>> = idx
             .iter()

@@ -1,0 +1,61 @@
+//! From recordings to a training corpus: windows on a global grid, quality checks, and the
+//! on-disk corpus (numpy-readable windows, a metadata table, a manifest), built from shards
+//! that later runs reuse.
+
+pub mod config;
+pub mod corpus;
+pub mod npy;
+pub mod prepare;
+pub mod window;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use config::{Dtype, PrepareConfig};
+pub use corpus::{Corpus, Row};
+pub use prepare::{prepare, Manifest, PrepareReport, Progress, Source};
+pub use window::{window_recording, Dropped, WindowMeta, Windows};
+
+/// Bumped whenever the corpus layout changes; a corpus of another version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    #[error(transparent)]
+    Read(#[from] cardiaffect_io::IoError),
+    #[error(transparent)]
+    Signal(#[from] cardiaffect_signal::SignalError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{recording}: sampling rate {fs} Hz is below twice the band's upper edge ({needed} Hz): lower --band or use another source")]
+    RateTooLow {
+        recording: String,
+        fs: f64,
+        needed: f64,
+    },
+    #[error("option {field}: expected {expected}, found {found}")]
+    Config {
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("no window survived: {recordings} recordings read, {skipped} trials skipped, windows dropped by reason: {dropped:?}")]
+    Empty {
+        recordings: usize,
+        skipped: usize,
+        dropped: BTreeMap<String, usize>,
+    },
+    #[error("{path}: corpus format version {found} (made by {created_by}); this cardiaffect reads version {expected}: run `cardiaffect prepare` again")]
+    Version {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        created_by: String,
+    },
+    #[error("{path}: damaged corpus: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}

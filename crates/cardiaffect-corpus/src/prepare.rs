@@ -1,0 +1,685 @@
+//! `prepare`: sources -> shards (one per readable unit, reused when nothing changed) -> corpus.
+//!
+//! Layout of a corpus folder:
+//! - `windows.npy`  (N, L) f32 or f16, C order: numpy opens it with `mmap_mode='r'`;
+//! - `windows.csv`  one row per window (pandas/polars): index, dataset, source, subject, trial,
+//!   segment, lead, start_s, hr_bpm, condition, then one column per label;
+//! - `dropped.csv`  windows that failed a check, with the reason;
+//! - `manifest.json` config, counts, label scales, every source file with its SHA-256;
+//! - `shards/`      the per-unit results the next run reuses.
+//!
+//! Every file is written to a temporary name and renamed, the manifest last: a corpus folder
+//! holds a complete corpus or none, and an interrupted run keeps its finished shards.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cardiaffect_io::{read, read_units, unit_files, Format, ReadOptions};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::window::{window_recording, Dropped, WindowMeta};
+use crate::{npy, CorpusError, PrepareConfig, FORMAT_VERSION};
+
+/// `FORMAT:PATH` (or a bare path, detected), as given to `--source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub format: Format,
+    pub path: PathBuf,
+    pub lead: Option<String>,
+    pub fs: Option<f64>,
+}
+
+impl FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (format, path) = match s.split_once(':') {
+            Some((f, p)) if f.parse::<Format>().is_ok() && !p.is_empty() => {
+                (f.parse::<Format>()?, p)
+            }
+            _ => (Format::Auto, s),
+        };
+        Ok(Source {
+            format,
+            path: PathBuf::from(path),
+            lead: None,
+            fs: None,
+        })
+    }
+}
+
+impl Source {
+    pub fn spec(&self) -> String {
+        format!("{}:{}", self.format, self.path.display())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileHash {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub key: String,
+    pub unit: String,
+    pub windows: usize,
+    pub recordings: usize,
+    pub skipped_trials: usize,
+    pub dropped: BTreeMap<String, usize>,
+    pub warnings: Vec<String>,
+    pub label_scales: BTreeMap<String, LabelScale>,
+    pub files: Vec<FileHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelScale {
+    pub min: f64,
+    pub max: f64,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceEntry {
+    pub spec: String,
+    pub format: String,
+    pub shards: Vec<ShardInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub windows: usize,
+    pub recordings: usize,
+    pub units: usize,
+    pub skipped_trials: usize,
+    pub dropped: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub created_by: String,
+    pub config: PrepareConfig,
+    pub window_len: usize,
+    pub counts: Counts,
+    pub label_columns: Vec<String>,
+    pub label_scales: BTreeMap<String, LabelScale>,
+    pub sources: Vec<SourceEntry>,
+}
+
+/// What a caller hears while `prepare` runs.
+pub enum Progress<'a> {
+    Units(usize),
+    UnitDone {
+        unit: &'a Path,
+        windows: usize,
+        reused: bool,
+    },
+    Assembling,
+}
+
+#[derive(Debug)]
+pub struct PrepareReport {
+    pub manifest: Manifest,
+    pub reused_units: usize,
+    pub up_to_date: bool,
+    pub warnings: Vec<String>,
+}
+
+fn sha256_file(path: &Path) -> Result<FileHash, CorpusError> {
+    let io = |e| CorpusError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut f = fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok(FileHash {
+        path: path.display().to_string(),
+        bytes,
+        sha256: hex(&h.finalize()),
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CorpusError> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let io = |e| CorpusError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    {
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    fs::rename(&tmp, path).map_err(io)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.is_finite() {
+        let s = format!("{v:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        String::new()
+    }
+}
+
+struct Unit {
+    source: usize,
+    format: Format,
+    path: PathBuf,
+    opts: ReadOptions,
+}
+
+fn shard_key(unit: &Unit, cfg: &PrepareConfig, files: &[FileHash]) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "cardiaffect corpus v{FORMAT_VERSION} {}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    h.update(serde_json::to_string(cfg).unwrap_or_default());
+    h.update(format!(
+        "\n{} {:?} {:?}\n",
+        unit.format, unit.opts.lead, unit.opts.fs
+    ));
+    for f in files {
+        h.update(format!(
+            "{} {} {}\n",
+            Path::new(&f.path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            f.bytes,
+            f.sha256
+        ));
+    }
+    hex(&h.finalize())[..24].to_string()
+}
+
+/// Process one unit into its shard folder; returns the shard's info.
+fn build_shard(
+    unit: &Unit,
+    key: &str,
+    files: Vec<FileHash>,
+    cfg: &PrepareConfig,
+    shards: &Path,
+) -> Result<ShardInfo, CorpusError> {
+    let (_, _, out) = read(&unit.path, unit.format, &unit.opts)?;
+    let mut info = ShardInfo {
+        key: key.to_string(),
+        unit: unit.path.display().to_string(),
+        windows: 0,
+        recordings: out.recordings.len(),
+        skipped_trials: out.skipped.len(),
+        dropped: BTreeMap::new(),
+        warnings: out.warnings.clone(),
+        label_scales: BTreeMap::new(),
+        files,
+    };
+    for s in &out.skipped {
+        info.warnings.push(format!(
+            "{}: {} trial {} skipped: {}",
+            s.source.display(),
+            s.subject,
+            s.trial,
+            s.reason
+        ));
+    }
+    let tmp = shards.join(format!("{key}.tmp"));
+    let _ = fs::remove_dir_all(&tmp);
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| CorpusError::Io {
+            path: p.clone(),
+            source: e,
+        }
+    };
+    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let mut data = BufWriter::new(fs::File::create(tmp.join("windows.f32")).map_err(io(&tmp))?);
+    let mut meta = BufWriter::new(fs::File::create(tmp.join("meta.jsonl")).map_err(io(&tmp))?);
+    let mut dropped =
+        BufWriter::new(fs::File::create(tmp.join("dropped.jsonl")).map_err(io(&tmp))?);
+    for rec in &out.recordings {
+        for l in &rec.labels {
+            info.label_scales
+                .entry(l.name.clone())
+                .or_insert(LabelScale {
+                    min: l.scale.min,
+                    max: l.scale.max,
+                    description: l.scale.description.to_string(),
+                });
+        }
+        let w = window_recording(rec, cfg)?;
+        npy::write_values(&mut data, &w.data, crate::Dtype::F32).map_err(io(&tmp))?;
+        for m in &w.meta {
+            serde_json::to_writer(&mut meta, m).map_err(|e| CorpusError::Io {
+                path: tmp.clone(),
+                source: e.into(),
+            })?;
+            meta.write_all(b"\n").map_err(io(&tmp))?;
+        }
+        for d in &w.dropped {
+            *info.dropped.entry(d.reason.clone()).or_insert(0) += 1;
+            serde_json::to_writer(&mut dropped, d).map_err(|e| CorpusError::Io {
+                path: tmp.clone(),
+                source: e.into(),
+            })?;
+            dropped.write_all(b"\n").map_err(io(&tmp))?;
+        }
+        info.windows += w.meta.len();
+        info.warnings.extend(w.warnings);
+    }
+    for mut f in [data, meta, dropped] {
+        f.flush().map_err(io(&tmp))?;
+    }
+    write_atomic(
+        &tmp.join("shard.json"),
+        &serde_json::to_vec_pretty(&info).unwrap_or_default(),
+    )?;
+    let dst = shards.join(key);
+    let _ = fs::remove_dir_all(&dst);
+    fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    Ok(info)
+}
+
+fn read_shard_info(dir: &Path) -> Option<ShardInfo> {
+    let text = fs::read_to_string(dir.join("shard.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn validate(cfg: &PrepareConfig) -> Result<(), CorpusError> {
+    let bad = |field: &'static str, expected: &str, found: String| {
+        Err(CorpusError::Config {
+            field,
+            expected: expected.into(),
+            found,
+        })
+    };
+    if !(cfg.fs > 0.0 && cfg.fs.is_finite()) {
+        return bad("fs", "a positive rate in Hz", cfg.fs.to_string());
+    }
+    if cfg.window_s.is_nan() || cfg.window_s <= 0.0 || cfg.window_len() < 16 {
+        return bad(
+            "window",
+            "at least 16 samples at the target rate",
+            format!("{} s", cfg.window_s),
+        );
+    }
+    if cfg.stride_s.is_nan() || cfg.stride_s <= 0.0 {
+        return bad(
+            "stride",
+            "a positive duration",
+            format!("{} s", cfg.stride_s),
+        );
+    }
+    if !(cfg.clean.low_hz > 0.0
+        && cfg.clean.low_hz < cfg.clean.high_hz
+        && cfg.clean.high_hz < cfg.fs / 2.0)
+    {
+        return bad(
+            "band",
+            &format!(
+                "0 < low < high < {} Hz (half the target rate)",
+                cfg.fs / 2.0
+            ),
+            format!("{},{}", cfg.clean.low_hz, cfg.clean.high_hz),
+        );
+    }
+    Ok(())
+}
+
+/// Build (or bring up to date) the corpus in `out` from `sources`.
+pub fn prepare(
+    sources: &[Source],
+    out: &Path,
+    cfg: &PrepareConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<PrepareReport, CorpusError> {
+    validate(cfg)?;
+    if sources.is_empty() {
+        return Err(CorpusError::Config {
+            field: "source",
+            expected: "at least one FORMAT:PATH".into(),
+            found: "none".into(),
+        });
+    }
+    let shards_dir = out.join("shards");
+    fs::create_dir_all(&shards_dir).map_err(|e| CorpusError::Io {
+        path: shards_dir.clone(),
+        source: e,
+    })?;
+    // Expand sources into units that can be read one at a time.
+    let mut units = Vec::new();
+    let mut formats = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let (format, paths) = read_units(&s.path, s.format)?;
+        formats.push(format);
+        for p in paths {
+            units.push(Unit {
+                source: i,
+                format,
+                path: p,
+                opts: ReadOptions {
+                    fs: s.fs,
+                    lead: s.lead.clone(),
+                },
+            });
+        }
+    }
+    progress(Progress::Units(units.len()));
+    // Hash inputs and build or reuse shards, in parallel (one unit per worker: bounded memory).
+    let results: Vec<Result<(ShardInfo, bool), CorpusError>> = units
+        .par_iter()
+        .map(|u| {
+            let files: Vec<FileHash> = unit_files(&u.path, u.format)?
+                .iter()
+                .map(|f| sha256_file(f))
+                .collect::<Result<_, _>>()?;
+            let key = shard_key(u, cfg, &files);
+            let (info, reused) = match read_shard_info(&shards_dir.join(&key)) {
+                Some(info) => (info, true),
+                None => (build_shard(u, &key, files, cfg, &shards_dir)?, false),
+            };
+            progress(Progress::UnitDone {
+                unit: &u.path,
+                windows: info.windows,
+                reused,
+            });
+            Ok((info, reused))
+        })
+        .collect();
+    let mut infos = Vec::with_capacity(results.len());
+    let mut reused_units = 0;
+    for r in results {
+        let (info, reused) = r?;
+        reused_units += reused as usize;
+        infos.push(info);
+    }
+    // Manifest contents.
+    let mut counts = Counts {
+        windows: 0,
+        recordings: 0,
+        units: infos.len(),
+        skipped_trials: 0,
+        dropped: BTreeMap::new(),
+    };
+    let mut label_scales = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for i in &infos {
+        counts.windows += i.windows;
+        counts.recordings += i.recordings;
+        counts.skipped_trials += i.skipped_trials;
+        for (k, v) in &i.dropped {
+            *counts.dropped.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &i.label_scales {
+            label_scales.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        warnings.extend(i.warnings.iter().cloned());
+    }
+    if counts.windows == 0 {
+        return Err(CorpusError::Empty {
+            recordings: counts.recordings,
+            dropped: counts.dropped,
+            skipped: counts.skipped_trials,
+        });
+    }
+    let mut sources_out: Vec<SourceEntry> = sources
+        .iter()
+        .zip(&formats)
+        .map(|(s, f)| SourceEntry {
+            spec: s.spec(),
+            format: f.name().into(),
+            shards: Vec::new(),
+        })
+        .collect();
+    for (u, info) in units.iter().zip(&infos) {
+        sources_out[u.source].shards.push(info.clone());
+    }
+    let mut label_columns: Vec<String> = Vec::new();
+    for i in &infos {
+        for k in i.label_scales.keys() {
+            if !label_columns.contains(k) {
+                label_columns.push(k.clone());
+            }
+        }
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        created_by: format!("cardiaffect {}", env!("CARGO_PKG_VERSION")),
+        config: cfg.clone(),
+        window_len: cfg.window_len(),
+        counts,
+        label_columns,
+        label_scales,
+        sources: sources_out,
+    };
+    // Up to date: the same manifest is already there with its files.
+    let manifest_path = out.join("manifest.json");
+    if let Ok(old) = fs::read_to_string(&manifest_path) {
+        if serde_json::from_str::<Manifest>(&old).ok().as_ref() == Some(&manifest)
+            && out.join("windows.npy").exists()
+            && out.join("windows.csv").exists()
+        {
+            return Ok(PrepareReport {
+                manifest,
+                reused_units,
+                up_to_date: true,
+                warnings,
+            });
+        }
+    }
+    progress(Progress::Assembling);
+    assemble(out, &shards_dir, &infos, &manifest)?;
+    write_atomic(
+        &manifest_path,
+        &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+    )?;
+    // Shards no longer part of this corpus are a stale cache.
+    if let Ok(rd) = fs::read_dir(&shards_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !infos.iter().any(|i| i.key == name) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(PrepareReport {
+        manifest,
+        reused_units,
+        up_to_date: false,
+        warnings,
+    })
+}
+
+/// Stream the shards into `windows.npy`, `windows.csv` and `dropped.csv` (temporary names, then
+/// renamed).
+fn assemble(
+    out: &Path,
+    shards_dir: &Path,
+    infos: &[ShardInfo],
+    m: &Manifest,
+) -> Result<(), CorpusError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| CorpusError::Io {
+            path: p.clone(),
+            source: e,
+        }
+    };
+    let npy_tmp = out.join("windows.npy.tmp");
+    let csv_tmp = out.join("windows.csv.tmp");
+    let drop_tmp = out.join("dropped.csv.tmp");
+    let mut npy_w = BufWriter::new(fs::File::create(&npy_tmp).map_err(io(&npy_tmp))?);
+    npy_w
+        .write_all(&npy::header(
+            m.config.dtype.descr(),
+            &[m.counts.windows, m.window_len],
+        ))
+        .map_err(io(&npy_tmp))?;
+    let mut csv_w = BufWriter::new(fs::File::create(&csv_tmp).map_err(io(&csv_tmp))?);
+    let mut header = [
+        "index",
+        "dataset",
+        "source",
+        "subject",
+        "trial",
+        "segment",
+        "lead",
+        "start_s",
+        "hr_bpm",
+        "condition",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>();
+    header.extend(m.label_columns.iter().cloned());
+    writeln!(
+        csv_w,
+        "{}",
+        header
+            .iter()
+            .map(|h| csv_field(h))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+    .map_err(io(&csv_tmp))?;
+    let mut drop_w = BufWriter::new(fs::File::create(&drop_tmp).map_err(io(&drop_tmp))?);
+    writeln!(drop_w, "source,subject,trial,start_s,reason").map_err(io(&drop_tmp))?;
+    let mut index = 0usize;
+    let mut buf = Vec::new();
+    for info in infos {
+        let dir = shards_dir.join(&info.key);
+        // Windows: copy f32 or convert to f16, in blocks.
+        let mut f = fs::File::open(dir.join("windows.f32")).map_err(io(&dir))?;
+        let block = 4 * m.window_len * 256;
+        loop {
+            buf.resize(block, 0);
+            let n = read_full(&mut f, &mut buf).map_err(io(&dir))?;
+            if n == 0 {
+                break;
+            }
+            match m.config.dtype {
+                crate::Dtype::F32 => npy_w.write_all(&buf[..n]).map_err(io(&npy_tmp))?,
+                crate::Dtype::F16 => {
+                    let vals: Vec<f32> = buf[..n]
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    npy::write_values(&mut npy_w, &vals, crate::Dtype::F16)
+                        .map_err(io(&npy_tmp))?;
+                }
+            }
+        }
+        let meta = fs::read_to_string(dir.join("meta.jsonl")).map_err(io(&dir))?;
+        for line in meta.lines().filter(|l| !l.is_empty()) {
+            let w: WindowMeta = serde_json::from_str(line).map_err(|e| CorpusError::Corrupt {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+            let mut row = vec![
+                index.to_string(),
+                csv_field(&w.dataset),
+                csv_field(&w.source),
+                csv_field(&w.subject),
+                csv_field(&w.trial),
+                csv_field(&w.segment),
+                csv_field(&w.lead),
+                fmt_num(w.start_s),
+                fmt_num(w.hr_bpm),
+                w.condition.map(|c| c.to_string()).unwrap_or_default(),
+            ];
+            for col in &m.label_columns {
+                row.push(
+                    w.labels
+                        .iter()
+                        .find(|(n, _)| n == col)
+                        .map(|(_, v)| fmt_num(*v))
+                        .unwrap_or_default(),
+                );
+            }
+            writeln!(csv_w, "{}", row.join(",")).map_err(io(&csv_tmp))?;
+            index += 1;
+        }
+        let dropped = fs::read_to_string(dir.join("dropped.jsonl")).map_err(io(&dir))?;
+        for line in dropped.lines().filter(|l| !l.is_empty()) {
+            let d: Dropped = serde_json::from_str(line).map_err(|e| CorpusError::Corrupt {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+            writeln!(
+                drop_w,
+                "{},{},{},{},{}",
+                csv_field(&d.source),
+                csv_field(&d.subject),
+                csv_field(&d.trial),
+                fmt_num(d.start_s),
+                d.reason
+            )
+            .map_err(io(&drop_tmp))?;
+        }
+    }
+    if index != m.counts.windows {
+        return Err(CorpusError::Corrupt {
+            path: shards_dir.to_path_buf(),
+            reason: format!(
+                "shards hold {index} windows, their records say {}",
+                m.counts.windows
+            ),
+        });
+    }
+    for (mut w, tmp, name) in [
+        (npy_w, npy_tmp, "windows.npy"),
+        (csv_w, csv_tmp, "windows.csv"),
+        (drop_w, drop_tmp, "dropped.csv"),
+    ] {
+        w.flush().map_err(io(&tmp))?;
+        w.get_ref().sync_all().map_err(io(&tmp))?;
+        drop(w);
+        fs::rename(&tmp, out.join(name)).map_err(io(&tmp))?;
+    }
+    Ok(())
+}
+
+fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = f.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}

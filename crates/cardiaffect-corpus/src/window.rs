@@ -1,0 +1,204 @@
+//! One recording -> fixed-length windows on a global grid, with their metadata.
+//!
+//! The recording is split into runs without NaN; each run is band-passed (zero phase) at its own
+//! rate, resampled to the target rate, and searched for R-peaks. Window `k` starts at
+//! `k * stride` seconds from the start of the recording; a window is kept only if it lies in one
+//! run and passes the quality checks on its raw samples; otherwise it is counted under a reason.
+
+use cardiaffect_io::Recording;
+use cardiaffect_signal::{check_window, ecg_clean, ecg_peaks_neurokit, resample};
+use serde::{Deserialize, Serialize};
+
+use crate::{CorpusError, PrepareConfig};
+
+/// One row of the corpus metadata table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowMeta {
+    pub dataset: String,
+    pub source: String,
+    pub subject: String,
+    pub trial: String,
+    pub segment: String,
+    pub lead: String,
+    pub start_s: f64,
+    pub hr_bpm: f64,
+    /// Per-trial labels (finite values only), name -> value on the dataset's scale.
+    pub labels: Vec<(String, f64)>,
+    /// WESAD-style per-sample condition, when the whole window has one.
+    pub condition: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    pub source: String,
+    pub subject: String,
+    pub trial: String,
+    pub start_s: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Windows {
+    pub meta: Vec<WindowMeta>,
+    /// `meta.len() * window_len` samples, window after window.
+    pub data: Vec<f32>,
+    pub dropped: Vec<Dropped>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs of finite samples, as half-open index ranges.
+fn finite_runs(x: &[f32]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, v) in x.iter().enumerate() {
+        match (v.is_finite(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                runs.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push((s, x.len()));
+    }
+    runs
+}
+
+struct Run {
+    start: usize,
+    end: usize,
+    /// Filtered and resampled; sample j is at time start / fs_in + j / fs_out.
+    y: Vec<f32>,
+    peaks: Vec<usize>,
+}
+
+pub fn window_recording(rec: &Recording, cfg: &PrepareConfig) -> Result<Windows, CorpusError> {
+    let source = rec.source.display().to_string();
+    let fs_in = rec.fs;
+    let needed = 2.0 * cfg.clean.high_hz;
+    if fs_in < needed {
+        return Err(CorpusError::RateTooLow {
+            recording: source,
+            fs: fs_in,
+            needed,
+        });
+    }
+    let mut out = Windows::default();
+    let n = rec.samples.len();
+    let native_len = (cfg.window_s * fs_in).round() as usize;
+    let len = cfg.window_len();
+    if n < native_len {
+        out.warnings.push(format!(
+            "{source}: {} trial {}: {:.1} s is shorter than one {} s window: no window",
+            rec.subject,
+            rec.trial,
+            n as f64 / fs_in,
+            cfg.window_s
+        ));
+        return Ok(out);
+    }
+    let mut runs = Vec::new();
+    for (a, b) in finite_runs(&rec.samples) {
+        if b - a < native_len {
+            continue;
+        }
+        let filtered = ecg_clean(&rec.samples[a..b], fs_in, &cfg.clean)?;
+        let y = resample(&filtered, fs_in, cfg.fs)?;
+        let peaks = ecg_peaks_neurokit(&y, cfg.fs);
+        runs.push(Run {
+            start: a,
+            end: b,
+            y,
+            peaks,
+        });
+    }
+    let labels: Vec<(String, f64)> = rec
+        .labels
+        .iter()
+        .filter(|l| l.value.is_finite())
+        .map(|l| (l.name.clone(), l.value))
+        .collect();
+    let segment = rec.segment.clone().unwrap_or_default();
+    let mut k = 0usize;
+    loop {
+        let t0 = k as f64 * cfg.stride_s;
+        let ns = (t0 * fs_in).round() as usize;
+        if ns + native_len > n {
+            break;
+        }
+        k += 1;
+        let drop = |reason: &str, out: &mut Windows| {
+            out.dropped.push(Dropped {
+                source: source.clone(),
+                subject: rec.subject.clone(),
+                trial: rec.trial.clone(),
+                start_s: t0,
+                reason: reason.into(),
+            });
+        };
+        let Some(run) = runs
+            .iter()
+            .find(|r| r.start <= ns && ns + native_len <= r.end)
+        else {
+            drop("nan", &mut out);
+            continue;
+        };
+        let j0 = ((t0 - run.start as f64 / fs_in) * cfg.fs).round() as usize;
+        if j0 + len > run.y.len() {
+            drop("nan", &mut out);
+            continue;
+        }
+        let lo = run.peaks.partition_point(|&p| p < j0);
+        let hi = run.peaks.partition_point(|&p| p < j0 + len);
+        let rel: Vec<usize> = run.peaks[lo..hi].iter().map(|p| p - j0).collect();
+        if let Err(flaw) = check_window(
+            &rec.samples[ns..ns + native_len],
+            fs_in,
+            &rel,
+            cfg.fs,
+            &cfg.quality,
+        ) {
+            drop(flaw.name(), &mut out);
+            continue;
+        }
+        let hr = if rel.len() >= 2 {
+            60.0 * (rel.len() - 1) as f64 / ((rel[rel.len() - 1] - rel[0]) as f64 / cfg.fs)
+        } else {
+            f64::NAN
+        };
+        let condition = rec.label_track.as_ref().and_then(|t| {
+            let a = (t0 * t.fs).round() as usize;
+            let b = ((t0 + cfg.window_s) * t.fs).round() as usize;
+            let s = t.values.get(a..b.min(t.values.len()))?;
+            let first = *s.first()?;
+            s.iter().all(|&v| v == first).then_some(first)
+        });
+        out.data.extend_from_slice(&run.y[j0..j0 + len]);
+        out.meta.push(WindowMeta {
+            dataset: rec.dataset.clone(),
+            source: source.clone(),
+            subject: rec.subject.clone(),
+            trial: rec.trial.clone(),
+            segment: segment.clone(),
+            lead: rec.lead.clone(),
+            start_s: t0,
+            hr_bpm: hr,
+            labels: labels.clone(),
+            condition,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_at_nan() {
+        let x = [1.0, 2.0, f32::NAN, f32::NAN, 3.0, 4.0, 5.0];
+        assert_eq!(finite_runs(&x), vec![(0, 2), (4, 7)]);
+    }
+}

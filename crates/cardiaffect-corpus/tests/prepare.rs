@@ -1,0 +1,280 @@
+//! `prepare` on the bundled real ECG and on fixtures: contents, reuse, resume, bad input.
+
+use std::path::{Path, PathBuf};
+
+use cardiaffect_corpus::{prepare, Corpus, CorpusError, PrepareConfig, Source};
+use cardiaffect_io::Format;
+use cardiaffect_signal::{ecg_clean, resample};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn src(spec: &str) -> Source {
+    let mut s: Source = spec.parse().unwrap();
+    s.path = root().join(&s.path);
+    s
+}
+
+fn quiet(_: cardiaffect_corpus::Progress) {}
+
+#[test]
+fn windows_are_the_filtered_resampled_signal_and_reruns_reuse_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PrepareConfig::default();
+    let sources = [
+        src("wfdb:data/mitdb208"),
+        src("edf:data/biosignalsnotebooks/supine_1min.edf"),
+    ];
+    let r = prepare(&sources, tmp.path(), &cfg, &quiet).unwrap();
+    assert_eq!(r.reused_units, 0);
+    let c = Corpus::open(tmp.path()).unwrap();
+    assert_eq!(c.len(), r.manifest.counts.windows);
+    assert_eq!(c.window_len(), 1280);
+    // 30 windows of 10 s in 5 minutes of MIT-BIH 208, 6 in the 1-minute EDF, less those dropped.
+    let dropped: usize = r.manifest.counts.dropped.values().sum();
+    assert_eq!(c.len() + dropped, 36);
+    // Window 0 is the first 10 s of the band-passed, resampled recording.
+    let (_, _, out) = cardiaffect_io::read(
+        &root().join("data/mitdb208/208.hea"),
+        Format::Wfdb,
+        &Default::default(),
+    )
+    .unwrap();
+    let x = &out.recordings[0];
+    let want = resample(
+        &ecg_clean(&x.samples, x.fs, &cfg.clean).unwrap(),
+        x.fs,
+        128.0,
+    )
+    .unwrap();
+    assert_eq!(c.rows[0].start_s, 0.0);
+    assert_eq!(&c.window(0)[..], &want[..1280]);
+    assert!(
+        c.rows[0].hr_bpm > 40.0 && c.rows[0].hr_bpm < 160.0,
+        "{}",
+        c.rows[0].hr_bpm
+    );
+    // Every source file is hashed in the manifest.
+    let files: Vec<&str> = r
+        .manifest
+        .sources
+        .iter()
+        .flat_map(|s| s.shards.iter())
+        .flat_map(|s| s.files.iter())
+        .map(|f| f.path.as_str())
+        .collect();
+    assert!(files.iter().any(|f| f.ends_with("208.dat")), "{files:?}");
+    // Same inputs: nothing recomputed, nothing rewritten.
+    let before = std::fs::metadata(tmp.path().join("windows.npy"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let r2 = prepare(&sources, tmp.path(), &cfg, &quiet).unwrap();
+    assert_eq!(r2.reused_units, 2);
+    assert!(r2.up_to_date);
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("windows.npy"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+}
+
+#[test]
+fn an_interrupted_run_resumes_and_a_new_config_rebuilds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PrepareConfig::default();
+    let sources = [
+        src("wfdb:data/mitdb208"),
+        src("edf:data/biosignalsnotebooks/supine_1min.edf"),
+    ];
+    let full = prepare(&sources, tmp.path(), &cfg, &quiet).unwrap();
+    let first = Corpus::open(tmp.path()).unwrap().window(3);
+    // As if killed before the end: one shard and the corpus files gone, a half-written shard left.
+    let shards = tmp.path().join("shards");
+    let keys: Vec<PathBuf> = std::fs::read_dir(&shards)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    std::fs::remove_dir_all(&keys[0]).unwrap();
+    std::fs::create_dir_all(shards.join("deadbeef.tmp")).unwrap();
+    for f in ["windows.npy", "windows.csv", "manifest.json"] {
+        std::fs::remove_file(tmp.path().join(f)).unwrap();
+    }
+    let resumed = prepare(&sources, tmp.path(), &cfg, &quiet).unwrap();
+    assert_eq!(resumed.reused_units, 1);
+    assert_eq!(resumed.manifest, full.manifest);
+    assert_eq!(Corpus::open(tmp.path()).unwrap().window(3), first);
+    assert!(
+        !shards.join("deadbeef.tmp").exists(),
+        "stale shard folders are cleaned up"
+    );
+    // Another config gives other shards; the old ones go.
+    let cfg2 = PrepareConfig {
+        stride_s: 5.0,
+        ..cfg
+    };
+    let r = prepare(&sources, tmp.path(), &cfg2, &quiet).unwrap();
+    assert_eq!(r.reused_units, 0);
+    assert!(r.manifest.counts.windows > full.manifest.counts.windows);
+    assert_eq!(std::fs::read_dir(&shards).unwrap().count(), 2);
+}
+
+#[test]
+fn trial_labels_and_pure_conditions_reach_every_window() {
+    // Real ECG given a rating and a per-sample condition that changes at 65 s.
+    let (_, _, out) = cardiaffect_io::read(
+        &root().join("data/mitdb208/208.hea"),
+        Format::Wfdb,
+        &Default::default(),
+    )
+    .unwrap();
+    let mut rec = out.recordings.into_iter().next().unwrap();
+    let scale = cardiaffect_io::Scale {
+        min: 1.0,
+        max: 9.0,
+        description: "test 1-9",
+    };
+    rec.labels = vec![
+        cardiaffect_io::Label {
+            name: "arousal".into(),
+            value: 7.5,
+            scale: scale.clone(),
+        },
+        cardiaffect_io::Label {
+            name: "valence".into(),
+            value: f64::NAN,
+            scale,
+        },
+    ];
+    let n = rec.samples.len();
+    let change = (65.0 * rec.fs) as usize;
+    rec.label_track = Some(cardiaffect_io::LabelTrack {
+        name: "condition".into(),
+        fs: rec.fs,
+        values: (0..n).map(|i| if i < change { 1 } else { 2 }).collect(),
+        classes: vec![(1, "baseline"), (2, "stress")],
+    });
+    let w = cardiaffect_corpus::window_recording(&rec, &PrepareConfig::default()).unwrap();
+    assert!(w.meta.len() > 20);
+    for m in &w.meta {
+        assert_eq!(
+            m.labels,
+            vec![("arousal".to_string(), 7.5)],
+            "NaN ratings are left out, finite ones kept"
+        );
+        let want = if m.start_s + 10.0 <= 65.0 {
+            Some(1)
+        } else if m.start_s >= 65.0 {
+            Some(2)
+        } else {
+            None
+        };
+        assert_eq!(m.condition, want, "window at {} s", m.start_s);
+    }
+    assert!(
+        w.meta
+            .iter()
+            .any(|m| m.start_s == 60.0 && m.condition.is_none()),
+        "the window across the change has no condition"
+    );
+}
+
+#[test]
+fn too_short_fixture_windows_are_an_error_with_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PrepareConfig {
+        window_s: 0.5,
+        stride_s: 0.5,
+        ..PrepareConfig::default()
+    };
+    // Half a second holds at most one beat: every window fails the heart-rate check, and that
+    // is an error that says so, not an empty corpus.
+    match prepare(
+        &[src("amigos:fixtures/amigos/Data_Preprocessed_P01.mat")],
+        tmp.path(),
+        &cfg,
+        &quiet,
+    ) {
+        Err(CorpusError::Empty {
+            dropped, skipped, ..
+        }) => {
+            assert!(
+                dropped.get("implausible_hr").copied().unwrap_or(0) > 0,
+                "{dropped:?}"
+            );
+            assert_eq!(skipped, 2, "P01's empty and all-NaN trials");
+        }
+        other => panic!("expected an empty-corpus error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A rate below twice the band's upper edge.
+    let npy = tmp.path().join("slow.npy");
+    let mut bytes = cardiaffect_corpus::npy::header("<f4", &[5000]);
+    bytes.extend(std::iter::repeat_n(0u8, 5000 * 4));
+    std::fs::write(&npy, bytes).unwrap();
+    let mut s: Source = format!("npy:{}", npy.display()).parse().unwrap();
+    s.fs = Some(50.0);
+    let e = prepare(
+        &[s],
+        &tmp.path().join("c1"),
+        &PrepareConfig::default(),
+        &quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("50 Hz") && e.contains("80 Hz"), "{e}");
+    // A window longer than every recording: an error naming the counts, not an empty corpus.
+    let cfg = PrepareConfig {
+        window_s: 600.0,
+        stride_s: 600.0,
+        ..PrepareConfig::default()
+    };
+    let e = prepare(
+        &[src("wfdb:data/mitdb208")],
+        &tmp.path().join("c2"),
+        &cfg,
+        &quiet,
+    )
+    .unwrap_err();
+    assert!(matches!(e, CorpusError::Empty { recordings: 1, .. }), "{e}");
+    assert!(!tmp.path().join("c2/windows.npy").exists());
+    // A band the target rate cannot hold.
+    let mut cfg = PrepareConfig::default();
+    cfg.clean.high_hz = 70.0;
+    let e = prepare(
+        &[src("wfdb:data/mitdb208")],
+        &tmp.path().join("c3"),
+        &cfg,
+        &quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("band"), "{e}");
+}
+
+#[test]
+fn a_corpus_of_another_version_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    prepare(
+        &[src("edf:data/biosignalsnotebooks/supine_1min.edf")],
+        tmp.path(),
+        &PrepareConfig::default(),
+        &quiet,
+    )
+    .unwrap();
+    let mpath = tmp.path().join("manifest.json");
+    let text = std::fs::read_to_string(&mpath)
+        .unwrap()
+        .replace("\"format_version\": 1", "\"format_version\": 99");
+    std::fs::write(&mpath, text).unwrap();
+    let e = Corpus::open(tmp.path()).err().unwrap().to_string();
+    assert!(e.contains("version 99") && e.contains("prepare"), "{e}");
+}

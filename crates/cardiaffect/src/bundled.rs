@@ -1,0 +1,85 @@
+//! The real ECG shipped inside the binary (see data/README.md for sources and licences), so
+//! that `prepare` and the demo have real data on any machine, with no download.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// (relative path, bytes)
+const FILES: [(&str, &[u8]); 7] = [
+    (
+        "mitdb208/208.hea",
+        include_bytes!("../../../data/mitdb208/208.hea"),
+    ),
+    (
+        "mitdb208/208.dat",
+        include_bytes!("../../../data/mitdb208/208.dat"),
+    ),
+    (
+        "biosignalsnotebooks/ecg_5min.hea",
+        include_bytes!("../../../data/biosignalsnotebooks/ecg_5min.hea"),
+    ),
+    (
+        "biosignalsnotebooks/ecg_5min.dat",
+        include_bytes!("../../../data/biosignalsnotebooks/ecg_5min.dat"),
+    ),
+    (
+        "biosignalsnotebooks/ecg_7min.hea",
+        include_bytes!("../../../data/biosignalsnotebooks/ecg_7min.hea"),
+    ),
+    (
+        "biosignalsnotebooks/ecg_7min.dat",
+        include_bytes!("../../../data/biosignalsnotebooks/ecg_7min.dat"),
+    ),
+    (
+        "biosignalsnotebooks/supine_1min.edf",
+        include_bytes!("../../../data/biosignalsnotebooks/supine_1min.edf"),
+    ),
+];
+
+/// Where the bundled files are unpacked: `$CARDIAFFECT_CACHE` or `~/.cache/cardiaffect`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARDIAFFECT_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("cardiaffect")
+}
+
+/// Unpack the bundled recordings (once; atomically) and return their folder.
+pub fn unpack() -> Result<PathBuf> {
+    let root = cache_dir().join(format!("bundled-{}", env!("CARGO_PKG_VERSION")));
+    for (rel, bytes) in FILES {
+        let p = root.join(rel);
+        if std::fs::metadata(&p)
+            .map(|m| m.len() == bytes.len() as u64)
+            .unwrap_or(false)
+        {
+            continue;
+        }
+        let dir = p.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(root)
+}
+
+/// The bundled recordings as prepare sources (WFDB and EDF folders).
+pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
+    let root = unpack()?;
+    Ok(vec![
+        format!("wfdb:{}", root.join("mitdb208").display())
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        format!("wfdb:{}", root.join("biosignalsnotebooks").display())
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        format!("edf:{}", root.join("biosignalsnotebooks").display())
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+    ])
+}

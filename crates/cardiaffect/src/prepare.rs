@@ -1,0 +1,243 @@
+//! `cardiaffect prepare`: sources in, a training corpus out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cardiaffect_corpus::{prepare, Dtype, PrepareConfig, Progress, Source};
+use cardiaffect_signal::CleanConfig;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct PrepareArgs {
+    /// A source as FORMAT:PATH (formats as for `inspect`), a bare PATH (detected), or
+    /// `bundled` (the real ECG shipped with cardiaffect, the default). Repeatable.
+    #[arg(long = "source", value_name = "FORMAT:PATH")]
+    pub sources: Vec<String>,
+    /// Corpus folder to write (created; reused by later runs).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Target sampling rate in Hz.
+    #[arg(long, default_value_t = 128.0)]
+    pub fs: f64,
+    /// Window length, e.g. 10s, 2500ms, 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub window: f64,
+    /// Step between window starts.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stride: f64,
+    /// Band-pass edges in Hz, LOW,HIGH.
+    #[arg(long, default_value = "0.5,40", value_parser = parse_band)]
+    pub band: (f64, f64),
+    /// Butterworth order of the band-pass.
+    #[arg(long, default_value_t = 4)]
+    pub order: usize,
+    /// Powerline frequency to notch out (50 or 60).
+    #[arg(long, value_name = "HZ")]
+    pub notch: Option<f64>,
+    /// Storage type of the windows.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    pub dtype: String,
+    /// ECG lead to take from every source (see `inspect --lead`).
+    #[arg(long)]
+    pub lead: Option<String>,
+    /// Sampling rate of sources that do not store one (CSV, NPY).
+    #[arg(long, value_name = "HZ")]
+    pub input_fs: Option<f64>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the manifest counts as JSON at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('m') {
+        (v, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(|v| v * mult)
+        .ok_or_else(|| format!("{s:?}: expected a duration such as 10s, 2500ms or 1m"))
+}
+
+fn parse_band(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected LOW,HIGH in Hz, e.g. 0.5,40"))?;
+    let (a, b) = (
+        a.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{a:?} is not a frequency"))?,
+        b.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{b:?} is not a frequency"))?,
+    );
+    if !(0.0 < a && a < b) {
+        return Err(format!("{s:?}: expected 0 < LOW < HIGH"));
+    }
+    Ok((a, b))
+}
+
+pub fn config_from(a: &PrepareArgs) -> PrepareConfig {
+    PrepareConfig {
+        fs: a.fs,
+        window_s: a.window,
+        stride_s: a.stride,
+        clean: CleanConfig {
+            low_hz: a.band.0,
+            high_hz: a.band.1,
+            order: a.order,
+            notch_hz: a.notch,
+        },
+        dtype: if a.dtype == "f16" {
+            Dtype::F16
+        } else {
+            Dtype::F32
+        },
+        ..PrepareConfig::default()
+    }
+}
+
+pub fn sources_from(a: &PrepareArgs) -> Result<Vec<Source>> {
+    let specs = if a.sources.is_empty() {
+        vec!["bundled".to_string()]
+    } else {
+        a.sources.clone()
+    };
+    let mut out = Vec::new();
+    for s in specs {
+        if s == "bundled" {
+            out.extend(crate::bundled::sources()?);
+            continue;
+        }
+        let mut src: Source = s.parse().map_err(anyhow::Error::msg)?;
+        if !src.path.exists() {
+            bail!("--source {s}: {} does not exist", src.path.display());
+        }
+        src.lead = a.lead.clone();
+        src.fs = a.input_fs;
+        out.push(src);
+    }
+    Ok(out)
+}
+
+pub fn run(a: PrepareArgs) -> Result<()> {
+    let cfg = config_from(&a);
+    let sources = sources_from(&a)?;
+    if let Some(j) = a.jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(j.max(1))
+            .build_global()
+            .context("setting --jobs")?;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} prepare [{bar:30}] {pos}/{len} units, {msg} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let windows = std::sync::atomic::AtomicUsize::new(0);
+    let report = prepare(&sources, &a.out, &cfg, &|p| match p {
+        Progress::Units(n) => bar.set_length(n as u64),
+        Progress::UnitDone {
+            windows: w,
+            reused,
+            unit,
+        } => {
+            let total = windows.fetch_add(w, std::sync::atomic::Ordering::Relaxed) + w;
+            bar.set_message(format!(
+                "{total} windows{}",
+                if reused { " (reusing)" } else { "" }
+            ));
+            tracing::info!(
+                "{}: {w} windows{}",
+                unit.display(),
+                if reused { " (reused)" } else { "" }
+            );
+            bar.inc(1);
+        }
+        Progress::Assembling => bar.set_message("writing the corpus".to_string()),
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    let m = &report.manifest;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"out": a.out, "counts": m.counts, "reused_units": report.reused_units, "up_to_date": report.up_to_date, "config": m.config})
+            )?
+        );
+        return Ok(());
+    }
+    let dropped: usize = m.counts.dropped.values().sum();
+    println!(
+        "{} windows of {} s at {} Hz from {} recordings ({} units, {} reused){}",
+        m.counts.windows,
+        cfg.window_s,
+        cfg.fs,
+        m.counts.recordings,
+        m.counts.units,
+        report.reused_units,
+        if report.up_to_date {
+            "; corpus already up to date"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "dropped {dropped} windows: {}",
+        if m.counts.dropped.is_empty() {
+            "none".to_string()
+        } else {
+            m.counts
+                .dropped
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if m.counts.skipped_trials > 0 {
+        println!(
+            "skipped {} trials (empty or all-NaN; see manifest warnings)",
+            m.counts.skipped_trials
+        );
+    }
+    if !m.label_columns.is_empty() {
+        println!(
+            "labels: {}",
+            m.label_columns
+                .iter()
+                .map(|c| format!("{c} ({})", m.label_scales[c].description))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for w in report.warnings.iter().take(10) {
+        println!("warning: {w}");
+    }
+    if report.warnings.len() > 10 {
+        println!("... and {} more warnings", report.warnings.len() - 10);
+    }
+    println!(
+        "wrote {}/windows.npy, windows.csv, dropped.csv, manifest.json",
+        a.out.display()
+    );
+    Ok(())
+}
