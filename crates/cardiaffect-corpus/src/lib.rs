@@ -6,6 +6,7 @@ pub mod config;
 pub mod corpus;
 pub mod npy;
 pub mod prepare;
+pub mod synth;
 pub mod window;
 
 use std::collections::BTreeMap;

@@ -66,3 +66,8 @@ pub fn ecg_clean(x: &[f32], fs: f64, cfg: &CleanConfig) -> Result<Vec<f32>, Sign
     }
     Ok(y.into_iter().map(|v| v as f32).collect())
 }
+pub mod ecgsyn;
+pub mod rng;
+
+pub use ecgsyn::{ecgsyn, EcgSynParams};
+pub use rng::Rng;

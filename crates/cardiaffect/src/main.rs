@@ -6,6 +6,7 @@ mod bench_io;
 mod bundled;
 mod inspect;
 mod prepare;
+mod synth;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Turn recordings into a training corpus: filter, resample, window, check quality.
     Prepare(prepare::PrepareArgs),
+    /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
+    Synth(synth::SynthArgs),
     /// Measure how fast the readers parse (a generated 1-hour, 12-lead WFDB 212 record).
     BenchIo(bench_io::BenchIoArgs),
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Prepare(a) => prepare::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::BenchIo(a) => bench_io::run(a),
     };
     match result {

@@ -803,6 +803,109 @@ fn check_count(
     Ok(())
 }
 
+/// Write variables as a MAT v5 file (the format `scipy.io.loadmat` and MATLAB read): doubles,
+/// logicals as doubles, char (UTF-16), cell and struct arrays; each variable zlib-compressed
+/// when `compress` (as MATLAB's `-v7`).
+pub fn write(vars: &[(&str, &MatValue)], compress: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut text = b"MATLAB 5.0 MAT-file, written by cardiaffect".to_vec();
+    text.resize(116, b' ');
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&0x0100u16.to_le_bytes());
+    out.extend_from_slice(b"IM");
+    for (name, value) in vars {
+        let el = matrix_element(name, value);
+        if compress {
+            use std::io::Write;
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            // Writing to a Vec cannot fail.
+            let _ = z.write_all(&el);
+            let data = z.finish().unwrap_or_default();
+            out.extend_from_slice(&MI_COMPRESSED.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&data);
+        } else {
+            out.extend_from_slice(&el);
+        }
+    }
+    out
+}
+
+fn tagged(ty: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + data.len() + 7);
+    v.extend_from_slice(&ty.to_le_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(data);
+    while v.len() % 8 != 0 {
+        v.push(0);
+    }
+    v
+}
+
+fn matrix_element(name: &str, value: &MatValue) -> Vec<u8> {
+    let (class, dims): (u8, Vec<usize>) = match value {
+        MatValue::Numeric(a) => (6, a.dims.clone()),
+        MatValue::Char { dims, .. } => (4, dims.clone()),
+        MatValue::Cell { dims, .. } => (1, dims.clone()),
+        MatValue::Struct { dims, .. } => (2, dims.clone()),
+        MatValue::Unsupported { .. } | MatValue::Empty => (6, vec![0, 0]),
+    };
+    let mut body = tagged(MI_UINT32, &[class, 0, 0, 0, 0, 0, 0, 0]);
+    let dims_b: Vec<u8> = dims
+        .iter()
+        .flat_map(|d| (*d as i32).to_le_bytes())
+        .collect();
+    body.extend(tagged(MI_INT32, &dims_b));
+    body.extend(tagged(MI_INT8, name.as_bytes()));
+    match value {
+        MatValue::Numeric(a) => {
+            let d: Vec<u8> = a.real.iter().flat_map(|v| v.to_le_bytes()).collect();
+            body.extend(tagged(MI_DOUBLE, &d));
+        }
+        MatValue::Char { text, .. } => {
+            let d: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+            body.extend(tagged(MI_UINT16, &d));
+        }
+        MatValue::Cell { items, .. } => {
+            for it in items {
+                body.extend(matrix_element("", it));
+            }
+        }
+        MatValue::Struct { fields, values, .. } => {
+            body.extend(tagged(MI_INT32, &32i32.to_le_bytes()));
+            let mut names = Vec::with_capacity(32 * fields.len());
+            for f in fields {
+                let mut b = f.as_bytes()[..f.len().min(31)].to_vec();
+                b.resize(32, 0);
+                names.extend(b);
+            }
+            body.extend(tagged(MI_INT8, &names));
+            for v in values {
+                body.extend(matrix_element("", v));
+            }
+        }
+        MatValue::Unsupported { .. } | MatValue::Empty => body.extend(tagged(MI_DOUBLE, &[])),
+    }
+    tagged(MI_MATRIX, &body)
+}
+
+/// A real double matrix from row-major rows (stored column-major, as MATLAB does).
+pub fn matrix_from_rows(rows: usize, cols: usize, row_major: &[f64]) -> MatValue {
+    let mut real = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            real[c * rows + r] = row_major[r * cols + c];
+        }
+    }
+    MatValue::Numeric(NumericArray {
+        class: MatClass::Double,
+        dims: vec![rows, cols],
+        real,
+        imag: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -879,6 +982,37 @@ mod tests {
         let f = file(&[matrix(6, &[3, 3], "x", &tag(MI_DOUBLE, &data))]);
         let err = parse(&f).unwrap_err();
         assert!(err.expected.contains("9 values"), "{err}");
+    }
+
+    #[test]
+    fn written_files_read_back() {
+        let m = matrix_from_rows(2, 3, &[1., 2., 3., 4., 5., 6.]);
+        let cell = MatValue::Cell {
+            dims: vec![1, 2],
+            items: vec![
+                m.clone(),
+                MatValue::Char {
+                    dims: vec![1, 2],
+                    text: "V1".into(),
+                },
+            ],
+        };
+        let st = MatValue::Struct {
+            dims: vec![1, 1],
+            fields: vec!["a".into(), "b".into()],
+            values: vec![m.clone(), cell.clone()],
+        };
+        for compress in [false, true] {
+            let bytes = write(&[("m", &m), ("c", &cell), ("s", &st)], compress);
+            let f = parse(&bytes).unwrap();
+            assert_eq!(f.get("m"), Some(&m));
+            assert_eq!(f.get("c"), Some(&cell));
+            assert_eq!(f.get("s").unwrap().field("b"), Some(&cell));
+            assert_eq!(
+                f.get("m").unwrap().as_numeric().unwrap().at(1, 0),
+                Some(4.0)
+            );
+        }
     }
 
     #[test]

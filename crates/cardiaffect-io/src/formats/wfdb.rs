@@ -490,6 +490,48 @@ fn invalid_code(format: u32) -> i64 {
     }
 }
 
+/// Write signals (physical units) as a WFDB record in format 16: `dir/name.hea` + `name.dat`.
+/// Each signal is `(description, units, gain in adu per unit, samples)`; NaN becomes the
+/// invalid-sample code, values beyond the 16-bit range are clipped.
+pub fn write_record_16(
+    dir: &Path,
+    name: &str,
+    fs: f64,
+    signals: &[(&str, &str, f64, &[f32])],
+) -> std::io::Result<()> {
+    let n = signals.iter().map(|s| s.3.len()).max().unwrap_or(0);
+    let digital: Vec<Vec<i16>> = signals
+        .iter()
+        .map(|(_, _, gain, x)| {
+            x.iter()
+                .map(|&v| {
+                    if v.is_finite() {
+                        (v as f64 * gain).round().clamp(-32767.0, 32767.0) as i16
+                    } else {
+                        i16::MIN
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut dat = Vec::with_capacity(n * signals.len() * 2);
+    for t in 0..n {
+        for d in &digital {
+            dat.extend_from_slice(&d.get(t).copied().unwrap_or(i16::MIN).to_le_bytes());
+        }
+    }
+    let mut hea = format!("{name} {} {fs} {n}\n", signals.len());
+    for ((desc, units, gain, _), d) in signals.iter().zip(&digital) {
+        let checksum = d.iter().fold(0i16, |acc, &v| acc.wrapping_add(v));
+        let init = d.first().copied().unwrap_or(0);
+        hea.push_str(&format!(
+            "{name}.dat 16 {gain}(0)/{units} 16 0 {init} {checksum} 0 {desc}\n"
+        ));
+    }
+    std::fs::write(dir.join(format!("{name}.dat")), dat)?;
+    std::fs::write(dir.join(format!("{name}.hea")), hea)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +550,30 @@ mod tests {
         // Found by the wfdb fuzz target: 2^64-1 signals overflowed the capacity computation.
         let e = parse_header(Path::new("x.hea"), "re.dat 18446744073709551615\n").unwrap_err();
         assert!(e.to_string().contains("signal lines"), "{e}");
+    }
+
+    #[test]
+    fn written_records_read_back_with_their_checksums() {
+        let dir = std::env::temp_dir().join(format!("cardiaffect-wfdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a: Vec<f32> = (0..100).map(|i| (i as f32 * 0.1).sin()).collect();
+        let b: Vec<f32> = (0..100)
+            .map(|i| if i == 5 { f32::NAN } else { i as f32 * 0.01 })
+            .collect();
+        write_record_16(
+            &dir,
+            "w",
+            250.0,
+            &[("ECG I", "mV", 1000.0, &a), ("ECG II", "mV", 500.0, &b)],
+        )
+        .unwrap();
+        let r = read_record(&dir.join("w.hea")).unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.header.fs, 250.0);
+        assert!((r.signals[0][17] - a[17]).abs() < 1e-3);
+        assert!(r.signals[1][5].is_nan());
+        assert_eq!(r.header.signals[1].description, "ECG II");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
