@@ -63,6 +63,48 @@ pub struct FileHash {
     pub path: String,
     pub bytes: u64,
     pub sha256: String,
+    /// Modification time (ns since the epoch) when hashed; lets a later run skip re-hashing.
+    pub modified_ns: u128,
+}
+
+fn modified_ns(path: &Path) -> u128 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Hashes of files from earlier runs, valid while size and modification time are unchanged.
+struct HashCache(BTreeMap<String, FileHash>);
+
+impl HashCache {
+    const FILE: &'static str = "file-hashes.json";
+
+    fn load(shards: &Path) -> HashCache {
+        let v: Vec<FileHash> = fs::read_to_string(shards.join(Self::FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        HashCache(v.into_iter().map(|f| (f.path.clone(), f)).collect())
+    }
+
+    fn get(&self, path: &Path) -> Option<FileHash> {
+        let f = self.0.get(&path.display().to_string())?;
+        let size = fs::metadata(path).ok()?.len();
+        (f.bytes == size && f.modified_ns != 0 && f.modified_ns == modified_ns(path))
+            .then(|| f.clone())
+    }
+
+    fn save<'a>(shards: &Path, files: impl Iterator<Item = &'a FileHash>) {
+        let v: Vec<&FileHash> = files.collect();
+        // A cache: losing it only costs re-hashing, so a failed write is not an error.
+        let _ = write_atomic(
+            &shards.join(Self::FILE),
+            &serde_json::to_vec(&v).unwrap_or_default(),
+        );
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +195,7 @@ fn sha256_file(path: &Path) -> Result<FileHash, CorpusError> {
         path: path.display().to_string(),
         bytes,
         sha256: hex(&h.finalize()),
+        modified_ns: modified_ns(path),
     })
 }
 
@@ -230,12 +273,12 @@ fn shard_key(unit: &Unit, cfg: &PrepareConfig, files: &[FileHash]) -> String {
 /// Process one unit into its shard folder; returns the shard's info.
 fn build_shard(
     unit: &Unit,
+    out: cardiaffect_io::ReadOutput,
     key: &str,
     files: Vec<FileHash>,
     cfg: &PrepareConfig,
     shards: &Path,
 ) -> Result<ShardInfo, CorpusError> {
-    let (_, _, out) = read(&unit.path, unit.format, &unit.opts)?;
     let mut info = ShardInfo {
         key: key.to_string(),
         unit: unit.path.display().to_string(),
@@ -280,7 +323,15 @@ fn build_shard(
                     description: l.scale.description.to_string(),
                 });
         }
-        let w = window_recording(rec, cfg)?;
+    }
+    // Recordings of one file in parallel too (DREAMER is a single file); written in order.
+    let windowed: Vec<Result<crate::Windows, CorpusError>> = out
+        .recordings
+        .par_iter()
+        .map(|rec| window_recording(rec, cfg))
+        .collect();
+    for w in windowed {
+        let w = w?;
         npy::write_values(&mut data, &w.data, crate::Dtype::F32).map_err(io(&tmp))?;
         for m in &w.meta {
             serde_json::to_writer(&mut meta, m).map_err(|e| CorpusError::Io {
@@ -399,17 +450,45 @@ pub fn prepare(
     }
     progress(Progress::Units(units.len()));
     // Hash inputs and build or reuse shards, in parallel (one unit per worker: bounded memory).
+    let known = HashCache::load(&shards_dir);
     let results: Vec<Result<(ShardInfo, bool), CorpusError>> = units
         .par_iter()
         .map(|u| {
-            let files: Vec<FileHash> = unit_files(&u.path, u.format)?
+            let paths = unit_files(&u.path, u.format)?;
+            // Files unchanged since the last run (same size and modification time) keep their hash.
+            if let Some(files) = paths
                 .iter()
-                .map(|f| sha256_file(f))
-                .collect::<Result<_, _>>()?;
+                .map(|p| known.get(p))
+                .collect::<Option<Vec<FileHash>>>()
+            {
+                let key = shard_key(u, cfg, &files);
+                if let Some(info) = read_shard_info(&shards_dir.join(&key)) {
+                    progress(Progress::UnitDone {
+                        unit: &u.path,
+                        windows: info.windows,
+                        reused: true,
+                    });
+                    return Ok((info, true));
+                }
+            }
+            // Hash and read at the same time: both are a pass over the same bytes.
+            let (files, out) = rayon::join(
+                || {
+                    paths
+                        .iter()
+                        .map(|f| sha256_file(f))
+                        .collect::<Result<Vec<_>, _>>()
+                },
+                || read(&u.path, u.format, &u.opts),
+            );
+            let files = files?;
             let key = shard_key(u, cfg, &files);
             let (info, reused) = match read_shard_info(&shards_dir.join(&key)) {
                 Some(info) => (info, true),
-                None => (build_shard(u, &key, files, cfg, &shards_dir)?, false),
+                None => (
+                    build_shard(u, out?.2, &key, files, cfg, &shards_dir)?,
+                    false,
+                ),
             };
             progress(Progress::UnitDone {
                 unit: &u.path,
@@ -426,6 +505,7 @@ pub fn prepare(
         reused_units += reused as usize;
         infos.push(info);
     }
+    HashCache::save(&shards_dir, infos.iter().flat_map(|i| i.files.iter()));
     // Manifest contents.
     let mut counts = Counts {
         windows: 0,
@@ -510,7 +590,7 @@ pub fn prepare(
     if let Ok(rd) = fs::read_dir(&shards_dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !infos.iter().any(|i| i.key == name) {
+            if !infos.iter().any(|i| i.key == name) && name != HashCache::FILE {
                 let _ = fs::remove_dir_all(e.path());
             }
         }

@@ -94,10 +94,14 @@ fn an_interrupted_run_resumes_and_a_new_config_rebuilds() {
     let first = Corpus::open(tmp.path()).unwrap().window(3);
     // As if killed before the end: one shard and the corpus files gone, a half-written shard left.
     let shards = tmp.path().join("shards");
-    let keys: Vec<PathBuf> = std::fs::read_dir(&shards)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let shard_dirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect()
+    };
+    let keys = shard_dirs(&shards);
     assert_eq!(keys.len(), 2);
     std::fs::remove_dir_all(&keys[0]).unwrap();
     std::fs::create_dir_all(shards.join("deadbeef.tmp")).unwrap();
@@ -120,7 +124,7 @@ fn an_interrupted_run_resumes_and_a_new_config_rebuilds() {
     let r = prepare(&sources, tmp.path(), &cfg2, &quiet).unwrap();
     assert_eq!(r.reused_units, 0);
     assert!(r.manifest.counts.windows > full.manifest.counts.windows);
-    assert_eq!(std::fs::read_dir(&shards).unwrap().count(), 2);
+    assert_eq!(shard_dirs(&shards).len(), 2);
 }
 
 #[test]
@@ -277,4 +281,38 @@ fn a_corpus_of_another_version_is_detected() {
     std::fs::write(&mpath, text).unwrap();
     let e = Corpus::open(tmp.path()).err().unwrap().to_string();
     assert!(e.contains("version 99") && e.contains("prepare"), "{e}");
+}
+
+#[test]
+fn reuse_follows_file_contents_not_timestamps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let edf = tmp.path().join("rec.edf");
+    let original = std::fs::read(root().join("data/biosignalsnotebooks/supine_1min.edf")).unwrap();
+    std::fs::write(&edf, &original).unwrap();
+    let s: Source = format!("edf:{}", edf.display()).parse().unwrap();
+    let out = tmp.path().join("corpus");
+    let cfg = PrepareConfig::default();
+    assert_eq!(
+        prepare(std::slice::from_ref(&s), &out, &cfg, &quiet)
+            .unwrap()
+            .reused_units,
+        0
+    );
+    // Rewritten with the same bytes (new modification time): still reused.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&edf, &original).unwrap();
+    assert_eq!(
+        prepare(std::slice::from_ref(&s), &out, &cfg, &quiet)
+            .unwrap()
+            .reused_units,
+        1
+    );
+    // One sample changed: rebuilt.
+    let mut changed = original.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 0x01;
+    std::fs::write(&edf, &changed).unwrap();
+    let r = prepare(std::slice::from_ref(&s), &out, &cfg, &quiet).unwrap();
+    assert_eq!(r.reused_units, 0);
+    assert!(!r.up_to_date);
 }

@@ -14,6 +14,20 @@
 
 use crate::SignalError;
 
+/// Dot product with four accumulators, so that it vectorises.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..4 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
@@ -119,7 +133,16 @@ pub fn resample(x: &[f32], from: f64, to: f64) -> Result<Vec<f32>, SignalError> 
     padded.extend_from_slice(&h);
     let len_h = padded.len();
     // Polyphase: output i is sample k = (i + n_pre_remove) * down of the full convolution of
-    // the zero-stuffed input with h; only every up-th tap meets a real input sample.
+    // the zero-stuffed input with h; only every up-th tap meets a real input sample. Each
+    // phase's taps are stored reversed and contiguous, so that every output is a plain dot
+    // product with a slice of the input.
+    let phases: Vec<Vec<f64>> = (0..up)
+        .map(|p| {
+            let mut taps: Vec<f64> = padded.iter().skip(p).step_by(up).copied().collect();
+            taps.reverse();
+            taps
+        })
+        .collect();
     let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let mut out = Vec::with_capacity(n_out);
     for i in 0..n_out {
@@ -131,15 +154,18 @@ pub fn resample(x: &[f32], from: f64, to: f64) -> Result<Vec<f32>, SignalError> 
         } else {
             0
         };
-        let mut acc = 0.0;
-        if n_lo <= n_hi {
-            let mut tap = k - n_hi * up;
-            for &v in xd[n_lo..=n_hi].iter().rev() {
-                acc += padded[tap] * v;
-                tap += up;
-            }
+        if n_lo > n_hi {
+            out.push(0.0);
+            continue;
         }
-        out.push(acc as f32);
+        // Tap of input n_hi is k - n_hi*up; phase (k - n_hi*up) % up, index (k - n_hi*up) / up.
+        let t_hi = k - n_hi * up;
+        let taps = &phases[t_hi % up];
+        let j_hi = t_hi / up; // position of n_hi's tap in the unreversed phase
+        let m = n_hi - n_lo + 1;
+        // Reversed: input n_lo..=n_hi meets taps[len - 1 - (j_hi + m - 1) ..= len - 1 - j_hi].
+        let start = taps.len() - 1 - (j_hi + m - 1);
+        out.push(dot(&taps[start..start + m], &xd[n_lo..=n_hi]) as f32);
     }
     Ok(out)
 }
