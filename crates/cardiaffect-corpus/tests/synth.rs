@@ -28,7 +28,7 @@ fn spearman(x: &[f64], y: &[f64]) -> f64 {
 fn affect_dataset_has_the_documented_physiology() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = AffectConfig {
-        subjects: 3,
+        subjects: 4,
         trials: 10,
         trial_s: 40.0,
         seed: 7,
@@ -36,8 +36,9 @@ fn affect_dataset_has_the_documented_physiology() {
     let truth = write_affect(tmp.path(), &cfg, &|_| {}).unwrap();
     let (fmt, _, out) = read(tmp.path(), Format::Auto, &ReadOptions::default()).unwrap();
     assert_eq!(fmt, Format::Amigos);
-    assert_eq!(out.recordings.len(), 30);
-    for s in 0..3 {
+    assert_eq!(out.recordings.len(), 40);
+    let (mut all_hr, mut all_arousal, mut within) = (Vec::new(), Vec::new(), Vec::new());
+    for s in 0..4 {
         let recs: Vec<_> = out
             .recordings
             .iter()
@@ -62,7 +63,18 @@ fn affect_dataset_has_the_documented_physiology() {
             rho > 0.7,
             "subject {s}: HR follows arousal with Spearman {rho}"
         );
+        within.push(rho);
+        all_hr.extend(hrs);
+        all_arousal.extend(arousal);
     }
+    // Subjects' baselines differ: pooled over subjects, heart rate ranks arousal worse than
+    // within a subject — subject-independent evaluation is the harder task, as with real data.
+    let pooled = spearman(&all_arousal, &all_hr);
+    let mean_within = within.iter().sum::<f64>() / within.len() as f64;
+    assert!(
+        pooled < mean_within - 0.1,
+        "pooled Spearman {pooled} vs within-subject {mean_within}"
+    );
     // Reproducible: the same seed writes the same files.
     let tmp2 = tempfile::tempdir().unwrap();
     write_affect(tmp2.path(), &cfg, &|_| {}).unwrap();
