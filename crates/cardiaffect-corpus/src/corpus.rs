@@ -119,18 +119,7 @@ impl Corpus {
         let mut lines = text.lines();
         let header = split_csv(lines.next().unwrap_or(""));
         let col = |name: &str| header.iter().position(|h| h == name);
-        let need = [
-            "dataset",
-            "source",
-            "subject",
-            "trial",
-            "segment",
-            "lead",
-            "start_s",
-            "hr_bpm",
-            "condition",
-        ];
-        let idx: Vec<usize> = need
+        let idx: Vec<usize> = crate::META_COLUMNS
             .iter()
             .map(|n| {
                 col(n).ok_or_else(|| CorpusError::Corrupt {

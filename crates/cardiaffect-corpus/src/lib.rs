@@ -17,6 +17,19 @@ pub use corpus::{Corpus, Row};
 pub use prepare::{prepare, Manifest, PrepareReport, Progress, Source};
 pub use window::{window_recording, Dropped, WindowMeta, Windows};
 
+/// The fixed columns of `windows.csv`, after `index` and before one column per label.
+pub const META_COLUMNS: [&str; 9] = [
+    "dataset",
+    "source",
+    "subject",
+    "trial",
+    "segment",
+    "lead",
+    "start_s",
+    "hr_bpm",
+    "condition",
+];
+
 /// Bumped whenever the corpus layout changes; a corpus of another version is refused.
 pub const FORMAT_VERSION: u32 = 1;
 

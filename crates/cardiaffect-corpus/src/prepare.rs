@@ -629,21 +629,10 @@ fn assemble(
         ))
         .map_err(io(&npy_tmp))?;
     let mut csv_w = BufWriter::new(fs::File::create(&csv_tmp).map_err(io(&csv_tmp))?);
-    let mut header = [
-        "index",
-        "dataset",
-        "source",
-        "subject",
-        "trial",
-        "segment",
-        "lead",
-        "start_s",
-        "hr_bpm",
-        "condition",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect::<Vec<_>>();
+    let mut header: Vec<String> = std::iter::once("index")
+        .chain(crate::META_COLUMNS)
+        .map(str::to_string)
+        .collect();
     header.extend(m.label_columns.iter().cloned());
     writeln!(
         csv_w,
