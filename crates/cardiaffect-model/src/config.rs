@@ -1,0 +1,146 @@
+use burn::config::Config;
+
+use crate::ModelError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Positional {
+    /// A learned embedding per position (CLS included).
+    Learned,
+    /// Fixed sine/cosine encodings (Vaswani et al. 2017).
+    Sinusoidal,
+}
+
+/// Every size of the model. The defaults are a ~1 M-parameter model for 10 s windows at
+/// 128 Hz that trains on a laptop CPU: 3 convolutions (1280 samples -> 320 tokens), 4
+/// pre-LN Transformer layers of width 128 with 4 heads and a 512-wide feed-forward.
+#[derive(Config, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Samples per input window.
+    #[config(default = 1280)]
+    pub window_len: usize,
+    /// Output channels of each convolution of the signal encoder.
+    #[config(default = "vec![64, 128, 128]")]
+    pub conv_channels: Vec<usize>,
+    #[config(default = "vec![7, 5, 3]")]
+    pub conv_kernels: Vec<usize>,
+    #[config(default = "vec![2, 2, 1]")]
+    pub conv_strides: Vec<usize>,
+    /// Transformer width.
+    #[config(default = 128)]
+    pub d_model: usize,
+    #[config(default = 4)]
+    pub n_heads: usize,
+    #[config(default = 4)]
+    pub n_layers: usize,
+    #[config(default = 512)]
+    pub d_ff: usize,
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    #[config(default = "Positional::Learned")]
+    pub positional: Positional,
+    /// Classes of the classification head on the CLS token.
+    #[config(default = 2)]
+    pub n_classes: usize,
+    #[config(default = 1e-5)]
+    pub layer_norm_eps: f64,
+}
+
+impl ModelConfig {
+    /// Tokens produced by the signal encoder (CLS not included).
+    pub fn n_tokens(&self) -> usize {
+        let mut len = self.window_len;
+        for (&k, &s) in self.conv_kernels.iter().zip(&self.conv_strides) {
+            len = (len + 2 * (k / 2) - k) / s + 1;
+        }
+        len
+    }
+
+    /// Raw samples each token stands for (and reconstructs).
+    pub fn samples_per_token(&self) -> usize {
+        self.conv_strides.iter().product()
+    }
+
+    /// Check that the sizes fit together; a clear error names the field.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |field: &'static str, expected: String, found: String| {
+            Err(ModelError::Config {
+                field,
+                expected,
+                found,
+            })
+        };
+        let n = self.conv_channels.len();
+        if n == 0 || self.conv_kernels.len() != n || self.conv_strides.len() != n {
+            return bad(
+                "conv_channels/conv_kernels/conv_strides",
+                "three lists of the same, non-zero length".into(),
+                format!(
+                    "{} / {} / {}",
+                    n,
+                    self.conv_kernels.len(),
+                    self.conv_strides.len()
+                ),
+            );
+        }
+        if self.conv_kernels.iter().any(|&k| k == 0 || k % 2 == 0) {
+            return bad(
+                "conv_kernels",
+                "odd kernel sizes".into(),
+                format!("{:?}", self.conv_kernels),
+            );
+        }
+        if self.conv_strides.contains(&0) {
+            return bad(
+                "conv_strides",
+                "strides of at least 1".into(),
+                format!("{:?}", self.conv_strides),
+            );
+        }
+        if self.d_model == 0 || self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            return bad(
+                "n_heads",
+                format!("a divisor of d_model ({})", self.d_model),
+                self.n_heads.to_string(),
+            );
+        }
+        // The encoder's receptive field must fit in the window, and tokens must tile it exactly.
+        let receptive: usize = self
+            .conv_kernels
+            .iter()
+            .zip(self.conv_strides.iter().scan(1, |acc, &s| {
+                let j = *acc;
+                *acc *= s;
+                Some(j)
+            }))
+            .map(|(&k, j)| (k - 1) * j)
+            .sum::<usize>()
+            + 1;
+        if self.window_len < receptive {
+            return bad(
+                "window_len",
+                format!("at least the encoder's receptive field ({receptive} samples)"),
+                self.window_len.to_string(),
+            );
+        }
+        let spt = self.samples_per_token();
+        if self.window_len % spt != 0 || self.n_tokens() * spt != self.window_len {
+            return bad(
+                "window_len",
+                format!("a multiple of the total stride {spt}"),
+                self.window_len.to_string(),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(
+                "dropout",
+                "a probability in [0, 1)".into(),
+                self.dropout.to_string(),
+            );
+        }
+        if self.n_classes == 0 {
+            return bad("n_classes", "at least 1".into(), "0".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! The cardiaffect model (after Vazquez-Rodriguez et al., "Transformer-Based Self-Supervised
+//! Learning for Emotion Recognition", ICPR 2022): a convolutional signal encoder turns a raw
+//! single-lead ECG window into a sequence of embeddings, a learned CLS token is prepended,
+//! positional encodings are added, a pre-LN Transformer encoder contextualises the sequence,
+//! and heads reconstruct the (masked) raw signal per token or classify from the CLS token.
+//!
+//! Model code carries no backend type: Burn 0.22 tensors take their backend from their
+//! `Device` (flex, the pure-Rust CPU backend, by default; CUDA with the `cuda` feature).
+//!
+//! Parameter names (safetensors, PyTorch layout with `BurnToPyTorchAdapter`) are documented on
+//! [`Model`]; `reference/model.py` is the same model in PyTorch.
+
+mod config;
+mod model;
+mod weights;
+
+pub use config::{ModelConfig, Positional};
+pub use model::{Encoded, Model};
+pub use weights::{load_weights, load_weights_pytorch, save_weights, save_weights_pytorch};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model config: {field}: expected {expected}, found {found}")]
+    Config {
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("{path}: {message}")]
+    Weights { path: PathBuf, message: String },
+    #[error("{path}: parameter `{name}`: expected shape {expected:?}, found {found:?}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
