@@ -31,7 +31,7 @@ fn rel(a: &[f32], b: &[f64]) -> f64 {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
+    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 fn golden_model(device: &Device) -> (ModelConfig, Model) {
