@@ -16,7 +16,10 @@ mod weights;
 
 pub use config::{ModelConfig, Positional};
 pub use model::{Encoded, Model};
-pub use weights::{load_weights, load_weights_pytorch, save_weights, save_weights_pytorch};
+pub use weights::{
+    load_model, load_weights, load_weights_pytorch, save_model, save_weights, save_weights_pytorch,
+    CONFIG_FILE, WEIGHTS_FILE,
+};
 
 use std::path::PathBuf;
 
@@ -30,7 +33,7 @@ pub enum ModelError {
     },
     #[error("{path}: {message}")]
     Weights { path: PathBuf, message: String },
-    #[error("{path}: parameter `{name}`: expected shape {expected:?}, found {found:?}")]
+    #[error("{path}: parameter `{name}`: the model expects shape {expected:?}, the file has {found:?} (weights made with another config?)")]
     Shape {
         path: PathBuf,
         name: String,

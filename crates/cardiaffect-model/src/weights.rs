@@ -39,10 +39,21 @@ pub fn save_weights_pytorch(model: &Model, path: &Path) -> Result<(), ModelError
 
 fn check(path: &Path, r: ApplyResult) -> Result<(), ModelError> {
     if let Some(e) = r.errors.first() {
-        let msg = format!("{e:?}");
-        return Err(ModelError::Weights {
-            path: path.to_path_buf(),
-            message: format!("{msg} (a file for another config?)"),
+        return Err(match e {
+            burn::store::ApplyError::ShapeMismatch {
+                path: name,
+                expected,
+                found,
+            } => ModelError::Shape {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            },
+            other => ModelError::Weights {
+                path: path.to_path_buf(),
+                message: format!("{other:?} (a file for another config?)"),
+            },
         });
     }
     if let Some((name, _)) = r.missing.first() {
@@ -96,4 +107,51 @@ pub fn load_weights(model: &mut Model, path: &Path) -> Result<(), ModelError> {
 /// Load weights in PyTorch's layout (from `reference/model.py` or [`save_weights_pytorch`]).
 pub fn load_weights_pytorch(model: &mut Model, path: &Path) -> Result<(), ModelError> {
     load(model, path, true)
+}
+
+/// File names inside a model folder.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Save `model` and its config beside it: `dir/model.safetensors`, `dir/config.json`.
+pub fn save_model(dir: &Path, cfg: &crate::ModelConfig, model: &Model) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let cfg_path = dir.join(CONFIG_FILE);
+    let tmp = cfg_path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(cfg).unwrap_or_default()).map_err(|e| {
+        ModelError::Io {
+            path: tmp.clone(),
+            source: e,
+        }
+    })?;
+    std::fs::rename(&tmp, &cfg_path).map_err(|e| ModelError::Io {
+        path: cfg_path.clone(),
+        source: e,
+    })?;
+    save_weights(model, &dir.join(WEIGHTS_FILE))
+}
+
+/// Load a model folder written by [`save_model`]: its config, then its weights.
+pub fn load_model(
+    dir: &Path,
+    device: &burn::prelude::Device,
+) -> Result<(crate::ModelConfig, Model), ModelError> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Io {
+        path: cfg_path.clone(),
+        source: std::io::Error::new(
+            e.kind(),
+            format!("a model folder needs the config its weights were made with ({e})"),
+        ),
+    })?;
+    let cfg: crate::ModelConfig = serde_json::from_str(&text).map_err(|e| ModelError::Weights {
+        path: cfg_path.clone(),
+        message: format!("not a model config: {e}"),
+    })?;
+    let mut model = cfg.init(device)?;
+    load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
+    Ok((cfg, model))
 }
