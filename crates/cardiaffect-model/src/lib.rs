@@ -11,10 +11,12 @@
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
 
 mod config;
+pub mod loss;
 mod model;
 mod weights;
 
 pub use config::{ModelConfig, Positional};
+pub use loss::{cross_entropy, masked_mse};
 pub use model::{Encoded, Model};
 pub use weights::{
     load_model, load_weights, load_weights_pytorch, save_model, save_weights, save_weights_pytorch,

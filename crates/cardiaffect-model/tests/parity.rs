@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Int, TensorData};
 use cardiaffect_model::{load_weights_pytorch, Model, ModelConfig};
 
@@ -97,23 +96,8 @@ fn loss_and_gradients_match_pytorch() {
     let enc = model.encode(x.clone(), Some(m.clone()));
     let recon = model.reconstruct(enc.tokens);
     let logits = model.classify(enc.cls);
-    // Masked reconstruction MSE: token mask repeated over its samples.
-    let [b, t] = m.dims();
-    let s = cfg.samples_per_token();
-    let mw = m
-        .float()
-        .unsqueeze_dim::<3>(2)
-        .expand([b, t, s])
-        .reshape([b, t * s]);
-    let mse = (recon - x)
-        .powi_scalar(2)
-        .mul(mw.clone())
-        .sum()
-        .div(mw.sum());
-    let ce = log_softmax(logits, 1)
-        .gather(1, y.unsqueeze_dim(1))
-        .mean()
-        .neg();
+    let mse = cardiaffect_model::masked_mse(recon, x, m, cfg.samples_per_token());
+    let ce = cardiaffect_model::cross_entropy(logits, y, None);
     let total = mse.clone() + ce.clone();
     let want: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir().join("loss.json")).unwrap()).unwrap();

@@ -2,6 +2,7 @@
 //!
 //! A thin binary over the library crates: it parses arguments, calls them, and formats output.
 
+mod bench;
 mod bench_io;
 mod bundled;
 mod inspect;
@@ -34,6 +35,9 @@ enum Command {
     Prepare(prepare::PrepareArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
+    /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
+    /// torch, the same model in PyTorch in the same run.
+    Bench(bench::BenchArgs),
     /// Measure how fast the readers parse (a generated 1-hour, 12-lead WFDB 212 record).
     BenchIo(bench_io::BenchIoArgs),
 }
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Prepare(a) => prepare::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::BenchIo(a) => bench_io::run(a),
     };
     match result {

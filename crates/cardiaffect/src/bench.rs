@@ -1,0 +1,273 @@
+//! `cardiaffect bench`: the model's speed (pre-training step, fine-tuning step, inference at
+//! batch 32 and batch 1) and, when a Python with torch is found, PyTorch's on the same model in
+//! the same run, with ratios. A benchmark prints figures; it asserts nothing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::{Bool, Int, TensorData};
+use cardiaffect_model::{cross_entropy, masked_mse, ModelConfig};
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Backend: flex (pure-Rust CPU) or cuda (needs the `cuda` feature).
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Timed steps (the median is reported); batch-1 latency uses 4x as many.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// A Python with torch for the PyTorch side (default: $CARDIAFFECT_TORCH_PYTHON, else
+    /// python3 if it imports torch); `none` to skip.
+    #[arg(long)]
+    pub torch_python: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn device(name: &str) -> Result<Device> {
+    match name {
+        "flex" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => bail!("--backend cuda: this binary was built without the `cuda` feature (cargo build --release --features cuda)"),
+        other => bail!("--backend {other:?}: expected flex or cuda"),
+    }
+}
+
+fn median_ms(steps: usize, warmup: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut t: Vec<f64> = (0..steps.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// The same fixed mask as reference/bench.py: spans of 5 tokens, every 7th span.
+fn token_mask(b: usize, t: usize, device: &Device) -> Tensor<2, Bool> {
+    let v: Vec<bool> = (0..b * t).map(|i| ((i % t) / 5) % 7 == 0).collect();
+    Tensor::from_data(TensorData::new(v, [b, t]), device)
+}
+
+fn batch(b: usize, len: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let mut rng = cardiaffect_signal::Rng::new(0);
+    let x: Vec<f32> = (0..b * len).map(|_| rng.normal() as f32).collect();
+    let y: Vec<i64> = (0..b).map(|i| (i % 2) as i64).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [b, len]), device),
+        Tensor::from_data(TensorData::new(y, [b]), device),
+    )
+}
+
+fn find_python(arg: &Option<String>) -> Option<String> {
+    let candidate = arg
+        .clone()
+        .or_else(|| std::env::var("CARDIAFFECT_TORCH_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    if candidate == "none" {
+        return None;
+    }
+    let ok = Command::new(&candidate)
+        .args(["-c", "import torch"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    ok.then_some(candidate)
+}
+
+/// Run reference/bench.py (embedded in the binary) with `python`.
+fn pytorch(python: &str, a: &BenchArgs) -> Result<serde_json::Value> {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("cardiaffect-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("model.py"),
+        include_str!("../../../reference/model.py"),
+    )?;
+    std::fs::write(
+        dir.join("bench.py"),
+        include_str!("../../../reference/bench.py"),
+    )?;
+    let out = Command::new(python)
+        .arg(dir.join("bench.py"))
+        .args([
+            "--batch",
+            &a.batch.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+            "--threads",
+            &std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .to_string(),
+        ])
+        .current_dir(&dir)
+        .output()
+        .with_context(|| format!("running {python} reference/bench.py"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!(
+            "reference/bench.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let dev = device(&a.backend)?;
+    let cfg = ModelConfig::new();
+    let (b, len) = (a.batch, cfg.window_len);
+    // Training steps on the autodiff device, with dropout as configured.
+    let ad = dev.clone().autodiff();
+    let mut model = cfg.init(&ad)?;
+    let params = model.num_params();
+    let mut optim = AdamWConfig::new().init();
+    let (x, y) = batch(b, len, &ad);
+    let mask = token_mask(b, cfg.n_tokens(), &ad);
+    let spt = cfg.samples_per_token();
+    let pretrain_ms = median_ms(a.steps, a.warmup, || {
+        let enc = model.encode(x.clone(), Some(mask.clone()));
+        let loss = masked_mse(model.reconstruct(enc.tokens), x.clone(), mask.clone(), spt);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+    });
+    let finetune_ms = median_ms(a.steps, a.warmup, || {
+        let enc = model.encode(x.clone(), None);
+        let loss = cross_entropy(model.classify(enc.cls), y.clone(), None);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+    });
+    // Inference without autodiff.
+    let infer = cfg.init(&dev)?;
+    let (xi, _) = batch(b, len, &dev);
+    let (x1, _) = batch(1, len, &dev);
+    let run_infer = |x: &Tensor<2>| {
+        let p =
+            burn::tensor::activation::softmax(infer.classify(infer.encode(x.clone(), None).cls), 1);
+        let _ = p.into_data();
+    };
+    let b32_ms = median_ms(a.steps, a.warmup, || run_infer(&xi));
+    let b1_ms = median_ms(a.steps * 4, a.warmup, || run_infer(&x1));
+    let mut out = serde_json::json!({
+        "backend": a.backend, "batch": b, "params": params, "threads": rayon::current_num_threads(),
+        "pretrain_step_ms": pretrain_ms, "finetune_step_ms": finetune_ms,
+        "infer_b32_windows_per_s": b as f64 / (b32_ms / 1e3), "infer_b1_ms": b1_ms,
+    });
+    let python = find_python(&a.torch_python);
+    if let Some(py) = &python {
+        let t = pytorch(py, &a)?;
+        let g = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+        let o = out.as_object_mut().expect("an object");
+        o.insert("pytorch".into(), t.clone());
+        for k in [
+            "pretrain_step_ms",
+            "finetune_step_ms",
+            "infer_b32_windows_per_s",
+            "infer_b1_ms",
+        ] {
+            o.insert(format!("pytorch_{k}"), serde_json::json!(g(k)));
+        }
+        // Time ratios: ours / PyTorch's (below 1 is faster); throughput: PyTorch's / ours.
+        o.insert(
+            "ratio_pretrain_step".into(),
+            serde_json::json!(pretrain_ms / g("pretrain_step_ms")),
+        );
+        o.insert(
+            "ratio_finetune_step".into(),
+            serde_json::json!(finetune_ms / g("finetune_step_ms")),
+        );
+        o.insert(
+            "ratio_infer_b32".into(),
+            serde_json::json!(g("infer_b32_windows_per_s") / (b as f64 / (b32_ms / 1e3))),
+        );
+        o.insert(
+            "ratio_infer_b1".into(),
+            serde_json::json!(b1_ms / g("infer_b1_ms")),
+        );
+    }
+    let mut w = std::io::stdout().lock();
+    if a.json {
+        writeln!(w, "{out}")?;
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads)",
+        a.backend,
+        rayon::current_num_threads()
+    )?;
+    let row = |w: &mut dyn Write,
+               name: &str,
+               ours: String,
+               theirs: Option<String>,
+               ratio: Option<f64>|
+     -> Result<()> {
+        match (theirs, ratio) {
+            (Some(t), Some(r)) => {
+                writeln!(w, "{name:<24} {ours:>14}   PyTorch {t:>14}   ratio {r:.2}x")?
+            }
+            _ => writeln!(w, "{name:<24} {ours:>14}")?,
+        }
+        Ok(())
+    };
+    let o = &out;
+    let f = |k: &str| o.get(k).and_then(|v| v.as_f64());
+    row(
+        &mut w,
+        "pre-training step",
+        format!("{pretrain_ms:.0} ms"),
+        f("pytorch_pretrain_step_ms").map(|v| format!("{v:.0} ms")),
+        f("ratio_pretrain_step"),
+    )?;
+    row(
+        &mut w,
+        "fine-tuning step",
+        format!("{finetune_ms:.0} ms"),
+        f("pytorch_finetune_step_ms").map(|v| format!("{v:.0} ms")),
+        f("ratio_finetune_step"),
+    )?;
+    row(
+        &mut w,
+        "inference, batch 32",
+        format!("{:.0} win/s", b as f64 / (b32_ms / 1e3)),
+        f("pytorch_infer_b32_windows_per_s").map(|v| format!("{v:.0} win/s")),
+        f("ratio_infer_b32"),
+    )?;
+    row(
+        &mut w,
+        "latency, batch 1",
+        format!("{b1_ms:.1} ms"),
+        f("pytorch_infer_b1_ms").map(|v| format!("{v:.1} ms")),
+        f("ratio_infer_b1"),
+    )?;
+    if python.is_none() {
+        writeln!(w, "(no Python with torch found: set CARDIAFFECT_TORCH_PYTHON or --torch-python to compare with PyTorch)")?;
+    } else {
+        writeln!(
+            w,
+            "ratios: our time / PyTorch's (below 1: faster), measured in this run"
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The PyTorch side of `cardiaffect bench`: the same model (reference/model.py, default config),
+the same batch and steps, timed the same way. Prints one JSON object.
+
+    python reference/bench.py [--batch 32] [--steps 5] [--warmup 2] [--threads 2]
+
+Attention uses torch's fused scaled_dot_product_attention (what nn.TransformerEncoder uses), so
+PyTorch is measured at its fastest for this model. Dropout 0.1 in training steps, as in ours.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import model as ref
+
+DEFAULT = {
+    "window_len": 1280, "conv_channels": [64, 128, 128], "conv_kernels": [7, 5, 3], "conv_strides": [2, 2, 1],
+    "d_model": 128, "n_heads": 4, "n_layers": 4, "d_ff": 512, "dropout": 0.1, "positional": "learned",
+    "n_classes": 2, "layer_norm_eps": 1e-5,
+}
+
+
+def fused_mha(self, x):
+    b, t, d = x.shape
+    dk = d // self.heads
+    split = lambda y: y.view(b, t, self.heads, dk).transpose(1, 2)  # noqa: E731
+    o = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
+                                       dropout_p=self.dropout.p if self.training else 0.0)
+    return self.output(o.transpose(1, 2).reshape(b, t, d))
+
+
+ref.Mha.forward = fused_mha
+
+
+def token_mask(b, t):
+    # The same fixed pattern as cardiaffect's bench: about 14 % of tokens, in spans of 5.
+    m = torch.zeros(b, t, dtype=torch.bool)
+    for i in range(t):
+        if (i // 5) % 7 == 0:
+            m[:, i] = True
+    return m
+
+
+def median_time(fn, steps, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    cfg = DEFAULT
+    m = ref.Model(cfg)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    b, length = a.batch, cfg["window_len"]
+    x = torch.randn(b, length)
+    y = torch.randint(0, 2, (b,))
+    mask = token_mask(b, ref.n_tokens(cfg))
+
+    def pretrain():
+        m.train()
+        opt.zero_grad(set_to_none=True)
+        _, tokens = m.encode(x, mask)
+        loss = ref.masked_mse(m.reconstruct(tokens), x, mask, m.spt)
+        loss.backward()
+        opt.step()
+
+    def finetune():
+        m.train()
+        opt.zero_grad(set_to_none=True)
+        cls, _ = m.encode(x)
+        F.cross_entropy(m.classify(cls), y).backward()
+        opt.step()
+
+    def infer(batch):
+        def f():
+            m.eval()
+            with torch.inference_mode():
+                cls, _ = m.encode(batch)
+                torch.softmax(m.classify(cls), -1)
+        return f
+
+    pre = median_time(pretrain, a.steps, a.warmup)
+    fin = median_time(finetune, a.steps, a.warmup)
+    inf = median_time(infer(x), a.steps, a.warmup)
+    lat = median_time(infer(x[:1]), max(a.steps * 4, 20), a.warmup)
+    print(json.dumps({
+        "torch": torch.__version__, "threads": a.threads, "batch": b, "params": sum(p.numel() for p in m.parameters()),
+        "pretrain_step_ms": pre * 1e3, "finetune_step_ms": fin * 1e3,
+        "infer_b32_windows_per_s": b / inf, "infer_b1_ms": lat * 1e3,
+    }))
+
+
+if __name__ == "__main__":
+    main()
