@@ -35,8 +35,13 @@ pub struct ModelConfig {
     pub n_layers: usize,
     #[config(default = 512)]
     pub d_ff: usize,
+    /// Dropout on embeddings, residual branches and the feed-forward.
     #[config(default = 0.1)]
     pub dropout: f64,
+    /// Dropout on attention weights; `None`: the same as `dropout`. At 0, training uses the
+    /// fused attention kernel too.
+    #[config(default = "None")]
+    pub attention_dropout: Option<f64>,
     #[config(default = "Positional::Learned")]
     pub positional: Positional,
     /// Classes of the classification head on the CLS token.

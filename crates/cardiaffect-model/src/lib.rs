@@ -13,6 +13,7 @@
 mod config;
 pub mod loss;
 mod model;
+pub mod transformer;
 mod weights;
 
 pub use config::{ModelConfig, Positional};

@@ -1,16 +1,11 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
-use burn::nn::{
-    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
-    PaddingConfig1d,
-};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, TensorData};
 
+use crate::transformer::{dropout, DropoutCtx, Transformer};
 use crate::{ModelConfig, ModelError, Positional};
 
 /// Convolutions with a per-position LayerNorm over channels and GELU after each.
@@ -60,11 +55,12 @@ pub struct Model {
     pub cls_token: Param<Tensor<1>>,
     pub mask_token: Param<Tensor<1>>,
     pub pos: Option<Param<Tensor<2>>>,
-    pub transformer: TransformerEncoder,
+    pub transformer: Transformer,
     pub final_norm: LayerNorm,
     pub recon_head: Linear,
     pub cls_head: Linear,
-    pub dropout: Dropout,
+    pub dropout: f64,
+    pub attention_dropout: f64,
     pub d_model: usize,
     pub n_tokens: usize,
     pub samples_per_token: usize,
@@ -131,17 +127,21 @@ impl ModelConfig {
                 Positional::Learned => Some(small.init([t + 1, d], device)),
                 Positional::Sinusoidal => None,
             },
-            transformer: TransformerEncoderConfig::new(d, self.d_ff, self.n_heads, self.n_layers)
-                .with_dropout(self.dropout)
-                .with_norm_first(true)
-                .with_layer_norm_eps(self.layer_norm_eps)
-                .init(device),
+            transformer: Transformer::new(
+                d,
+                self.d_ff,
+                self.n_heads,
+                self.n_layers,
+                self.layer_norm_eps,
+                device,
+            ),
             final_norm: LayerNormConfig::new(d)
                 .with_epsilon(self.layer_norm_eps)
                 .init(device),
             recon_head: LinearConfig::new(d, self.samples_per_token()).init(device),
             cls_head: LinearConfig::new(d, self.n_classes).init(device),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: self.dropout,
+            attention_dropout: self.attention_dropout.unwrap_or(self.dropout),
             d_model: d,
             n_tokens: t,
             samples_per_token: self.samples_per_token(),
@@ -150,9 +150,29 @@ impl ModelConfig {
 }
 
 impl Model {
-    /// `x`: `[B, L]` windows; `mask`: `[B, T]`, true where a token is replaced by the mask
-    /// embedding (pre-training).
+    /// Inference: `x`: `[B, L]` windows; `mask`: `[B, T]`, true where a token is replaced by
+    /// the mask embedding. No dropout.
     pub fn encode(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>) -> Encoded {
+        self.encode_with(x, mask, None)
+    }
+
+    /// Training: as [`Model::encode`], with dropout whose masks are drawn from `seed` (give
+    /// each step its own seed; the same seed gives the same masks).
+    pub fn encode_train(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>, seed: u64) -> Encoded {
+        let drop = DropoutCtx {
+            p: self.dropout,
+            attention_p: self.attention_dropout,
+            seed,
+        };
+        self.encode_with(x, mask, Some(drop))
+    }
+
+    fn encode_with(
+        &self,
+        x: Tensor<2>,
+        mask: Option<Tensor<2, Bool>>,
+        drop: Option<DropoutCtx>,
+    ) -> Encoded {
         let [b, l] = x.dims();
         let d = self.d_model;
         let h = self
@@ -173,10 +193,12 @@ impl Model {
             Some(p) => p.val(),
             None => Tensor::from_data(TensorData::new(sinusoid(t + 1, d), [t + 1, d]), &h.device()),
         };
-        let h = self.dropout.forward(h + pos.unsqueeze::<3>());
-        let h = self
-            .final_norm
-            .forward(self.transformer.forward(TransformerEncoderInput::new(h)));
+        let h = h + pos.unsqueeze::<3>();
+        let h = match drop {
+            Some(dc) => dropout(h, dc.p, dc.seed, 0),
+            None => h,
+        };
+        let h = self.final_norm.forward(self.transformer.forward(h, drop));
         Encoded {
             cls: h.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]),
             tokens: h.slice([0..b, 1..t + 1, 0..d]),

@@ -146,14 +146,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let (x, y) = batch(b, len, &ad);
     let mask = token_mask(b, cfg.n_tokens(), &ad);
     let spt = cfg.samples_per_token();
+    let mut step = 0u64;
     let pretrain_ms = median_ms(a.steps, a.warmup, || {
-        let enc = model.encode(x.clone(), Some(mask.clone()));
+        step += 1;
+        let enc = model.encode_train(x.clone(), Some(mask.clone()), step);
         let loss = masked_mse(model.reconstruct(enc.tokens), x.clone(), mask.clone(), spt);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-4, model.clone(), grads);
     });
     let finetune_ms = median_ms(a.steps, a.warmup, || {
-        let enc = model.encode(x.clone(), None);
+        step += 1;
+        let enc = model.encode_train(x.clone(), None, step);
         let loss = cross_entropy(model.classify(enc.cls), y.clone(), None);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-4, model.clone(), grads);

@@ -1,0 +1,191 @@
+//! The pre-LN Transformer encoder, written on Burn's tensor ops rather than taken from
+//! burn-nn, for two measured reasons (see BENCHMARKS.md):
+//! - burn-nn's `Dropout` draws each element through ChaCha20 and a distribution sampler, 26 % of
+//!   a pre-training step; here masks come from the in-tree xoshiro generator, in parallel, and
+//!   are seeded per step (so that a resumed run draws the same masks);
+//! - without attention dropout (always at inference) attention runs through Burn's fused
+//!   `attention` op (flash attention on flex).
+//!
+//! Parameter names and the computation are those of burn-nn's `TransformerEncoder` with
+//! `norm_first` (norm_2 before attention, norm_1 before the feed-forward), so weights and the
+//! PyTorch parity files are unchanged.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::TensorData;
+use rayon::prelude::*;
+
+#[derive(Module, Debug)]
+pub struct Mha {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub output: Linear,
+    pub n_heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Pwff {
+    pub linear_inner: Linear,
+    pub linear_outer: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct Layer {
+    pub mha: Mha,
+    pub norm_1: LayerNorm,
+    pub norm_2: LayerNorm,
+    pub pwff: Pwff,
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer {
+    pub layers: Vec<Layer>,
+}
+
+/// Dropout for one training step: rates and the step's seed.
+#[derive(Debug, Clone, Copy)]
+pub struct DropoutCtx {
+    pub p: f64,
+    pub attention_p: f64,
+    pub seed: u64,
+}
+
+/// Inverted dropout with a mask from a fast seeded generator; `site` separates the masks of
+/// different places in the network within one step.
+pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, seed: u64, site: u64) -> Tensor<D> {
+    if p <= 0.0 {
+        return x;
+    }
+    let shape = x.shape();
+    let n = shape.num_elements();
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let threshold = (p * 4294967296.0) as u64;
+    let base = cardiaffect_signal::Rng::new(seed).fork(site);
+    let mut mask = vec![0.0f32; n];
+    const CHUNK: usize = 1 << 15;
+    mask.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut rng = base.fork(c as u64);
+            for pair in chunk.chunks_mut(2) {
+                let u = rng.next_u64();
+                pair[0] = if (u & 0xFFFF_FFFF) >= threshold {
+                    scale
+                } else {
+                    0.0
+                };
+                if let Some(v) = pair.get_mut(1) {
+                    *v = if (u >> 32) >= threshold { scale } else { 0.0 };
+                }
+            }
+        });
+    let m = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
+    x * m
+}
+
+impl Transformer {
+    pub fn new(
+        d: usize,
+        d_ff: usize,
+        n_heads: usize,
+        n_layers: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Transformer {
+        let layers = (0..n_layers)
+            .map(|_| Layer {
+                mha: Mha {
+                    query: LinearConfig::new(d, d).init(device),
+                    key: LinearConfig::new(d, d).init(device),
+                    value: LinearConfig::new(d, d).init(device),
+                    output: LinearConfig::new(d, d).init(device),
+                    n_heads,
+                },
+                norm_1: LayerNormConfig::new(d).with_epsilon(eps).init(device),
+                norm_2: LayerNormConfig::new(d).with_epsilon(eps).init(device),
+                pwff: Pwff {
+                    linear_inner: LinearConfig::new(d, d_ff).init(device),
+                    linear_outer: LinearConfig::new(d_ff, d).init(device),
+                },
+            })
+            .collect();
+        Transformer { layers }
+    }
+
+    /// `[B, T, d]` -> `[B, T, d]`; dropout only when `drop` is given.
+    pub fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>) -> Tensor<3> {
+        let mut x = x;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let site = 16 * (l as u64 + 1);
+            let a = layer
+                .mha
+                .forward(layer.norm_2.forward(x.clone()), drop, site);
+            x = x + drop.map_or(a.clone(), |d| dropout(a, d.p, d.seed, site + 1));
+            let f = layer
+                .pwff
+                .linear_inner
+                .forward(layer.norm_1.forward(x.clone()));
+            let f = gelu(f);
+            let f = drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 2));
+            let f = layer.pwff.linear_outer.forward(f);
+            x = x + drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 3));
+        }
+        x
+    }
+}
+
+impl Mha {
+    fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>, site: u64) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let h = self.n_heads;
+        let dk = d / h;
+        let split = |y: Tensor<3>| y.reshape([b, t, h, dk]).swap_dims(1, 2);
+        let (q, k, v) = (
+            split(self.query.forward(x.clone())),
+            split(self.key.forward(x.clone())),
+            split(self.value.forward(x)),
+        );
+        let ctx = match drop {
+            Some(dc) if dc.attention_p > 0.0 => {
+                let w = softmax(
+                    q.matmul(k.swap_dims(2, 3)).div_scalar((dk as f32).sqrt()),
+                    3,
+                );
+                dropout(w, dc.attention_p, dc.seed, site + 4).matmul(v)
+            }
+            _ => attention(q, k, v, None, None, Default::default()),
+        };
+        self.output.forward(ctx.swap_dims(1, 2).reshape([b, t, d]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_keeps_the_mean_and_its_rate() {
+        let d = Device::flex();
+        let x = Tensor::<2>::ones([200, 500], &d);
+        let y: Vec<f32> = dropout(x.clone(), 0.1, 7, 1)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+        assert!((zeros - 0.1).abs() < 0.005, "{zeros}");
+        let mean = y.iter().map(|&v| v as f64).sum::<f64>() / y.len() as f64;
+        assert!((mean - 1.0).abs() < 0.01, "{mean}");
+        // Same seed and site, same mask; another site, another mask.
+        let y2: Vec<f32> = dropout(x.clone(), 0.1, 7, 1)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let y3: Vec<f32> = dropout(x, 0.1, 7, 2).into_data().try_to_vec().unwrap();
+        assert_eq!(y, y2);
+        assert_ne!(y, y3);
+    }
+}
