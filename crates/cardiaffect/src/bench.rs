@@ -35,7 +35,7 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-fn device(name: &str) -> Result<Device> {
+pub fn device(name: &str) -> Result<Device> {
     match name {
         "flex" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]

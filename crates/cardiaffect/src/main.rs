@@ -7,6 +7,7 @@ mod bench_io;
 mod bundled;
 mod inspect;
 mod prepare;
+mod pretrain;
 mod synth;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Turn recordings into a training corpus: filter, resample, window, check quality.
     Prepare(prepare::PrepareArgs),
+    /// Self-supervised pre-training (masked-signal reconstruction) on one or more corpora.
+    Pretrain(pretrain::PretrainArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
     /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Prepare(a) => prepare::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchIo(a) => bench_io::run(a),

@@ -1,0 +1,45 @@
+//! Training for cardiaffect: self-supervised pre-training by masked-signal reconstruction
+//! (this crate's first part; fine-tuning and evaluation follow).
+
+pub mod masking;
+pub mod pretrain;
+mod svg;
+
+pub use masking::Masking;
+pub use pretrain::{count_train_windows, pretrain, CorpusSpec, Event, PretrainConfig, Summary};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Corpus(#[from] cardiaffect_corpus::CorpusError),
+    #[error(transparent)]
+    Model(#[from] cardiaffect_model::ModelError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("corpus {path}: {field} is {found}, the model expects {expected}")]
+    Mismatch {
+        path: PathBuf,
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("{0}")]
+    Data(String),
+    #[error("loss became {loss} at step {step}: training stopped; the last good checkpoint (step {last_checkpoint}) is kept in {run}")]
+    NonFinite {
+        step: usize,
+        loss: f32,
+        last_checkpoint: usize,
+        run: PathBuf,
+    },
+    #[error("--resume {run}: it was made with another configuration: {differences}")]
+    ResumeMismatch { run: PathBuf, differences: String },
+}

@@ -1,0 +1,648 @@
+//! Pre-training: mask token spans, reconstruct the hidden raw signal (MSE on hidden samples).
+//!
+//! Every random choice of step `s` (which windows, which tokens, which dropout masks) is drawn
+//! from generators seeded with `(seed, s)`, so a run resumed from a checkpoint repeats exactly
+//! what the uninterrupted run would have done: a checkpoint holds the weights with their
+//! parameter ids (Burn record), the optimizer state, and the step.
+//!
+//! Run folder: `pretrain.json` (this config, model config inside), `metrics.jsonl` (one line
+//! per logged step), `checkpoint/` (replaced atomically), and at the end `model.safetensors` +
+//! `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bool, Bytes, TensorData};
+use cardiaffect_corpus::Corpus;
+use cardiaffect_model::{masked_mse, save_model, Model, ModelConfig};
+use cardiaffect_signal::{zscore, Rng};
+use serde::{Deserialize, Serialize};
+
+use crate::{Masking, TrainError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusSpec {
+    pub path: PathBuf,
+    /// Relative sampling weight when several corpora are mixed.
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainConfig {
+    pub model: ModelConfig,
+    pub corpora: Vec<CorpusSpec>,
+    /// Sampling rate the corpora must have (the model's input rate).
+    pub fs: f64,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub grad_clip_norm: f64,
+    pub masking: Masking,
+    pub seed: u64,
+    /// Fraction of each corpus's subjects held out for validation.
+    pub val_fraction: f64,
+    pub checkpoint_every: usize,
+    pub eval_every: usize,
+    pub log_every: usize,
+    /// Validation windows used at most (the same ones at every evaluation).
+    pub max_val_windows: usize,
+}
+
+impl PretrainConfig {
+    pub fn new(model: ModelConfig, corpora: Vec<CorpusSpec>) -> Self {
+        PretrainConfig {
+            model,
+            corpora,
+            fs: 128.0,
+            steps: 1000,
+            batch: 32,
+            lr: 3e-4,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            grad_clip_norm: 1.0,
+            masking: Masking::default(),
+            seed: 1,
+            val_fraction: 0.2,
+            checkpoint_every: 100,
+            eval_every: 100,
+            log_every: 10,
+            max_val_windows: 256,
+        }
+    }
+
+    /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to 0.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+    }
+}
+
+/// What the caller hears during training.
+pub enum Event {
+    Start {
+        steps: usize,
+        start_step: usize,
+        train_windows: usize,
+        val_windows: usize,
+        params: usize,
+    },
+    Step {
+        step: usize,
+        loss: f64,
+        lr: f64,
+        windows_per_s: f64,
+    },
+    Eval {
+        step: usize,
+        val_loss: f64,
+        baseline: f64,
+    },
+    Checkpoint {
+        step: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub steps: usize,
+    pub train_windows: usize,
+    pub val_windows: usize,
+    pub val_subjects: Vec<String>,
+    /// Masked reconstruction MSE on the validation windows (z-scored), after training.
+    pub val_loss: f64,
+    /// The same, predicting each window's mean (0 after z-scoring): the loss to beat.
+    pub baseline_mean_prediction: f64,
+    pub val_loss_first_eval: f64,
+    pub params: usize,
+}
+
+struct Data {
+    corpora: Vec<Corpus>,
+    weights: Vec<f64>,
+    train: Vec<Vec<usize>>,
+    val: Vec<(usize, usize)>,
+    val_subjects: Vec<String>,
+}
+
+fn load_data(cfg: &PretrainConfig) -> Result<Data, TrainError> {
+    if cfg.corpora.is_empty() {
+        return Err(TrainError::Data(
+            "no corpus: give at least one --corpus DIR".into(),
+        ));
+    }
+    let mut data = Data {
+        corpora: Vec::new(),
+        weights: Vec::new(),
+        train: Vec::new(),
+        val: Vec::new(),
+        val_subjects: Vec::new(),
+    };
+    let mut rng = Rng::new(cfg.seed).fork(0x5EED_0001);
+    for (ci, spec) in cfg.corpora.iter().enumerate() {
+        let c = Corpus::open(&spec.path)?;
+        if c.window_len() != cfg.model.window_len {
+            return Err(TrainError::Mismatch {
+                path: spec.path.clone(),
+                field: "window length",
+                expected: format!("{} samples", cfg.model.window_len),
+                found: format!("{} samples", c.window_len()),
+            });
+        }
+        if (c.manifest.config.fs - cfg.fs).abs() > 1e-9 {
+            return Err(TrainError::Mismatch {
+                path: spec.path.clone(),
+                field: "sampling rate",
+                expected: format!("{} Hz", cfg.fs),
+                found: format!("{} Hz", c.manifest.config.fs),
+            });
+        }
+        if c.is_empty() {
+            return Err(TrainError::Data(format!(
+                "corpus {}: no window",
+                spec.path.display()
+            )));
+        }
+        // Hold out whole subjects: no subject has windows on both sides.
+        let mut subjects: Vec<String> = c
+            .rows
+            .iter()
+            .map(|r| format!("{}/{}", r.dataset, r.subject))
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        for i in (1..subjects.len()).rev() {
+            subjects.swap(i, rng.below(i + 1));
+        }
+        let n_val = if subjects.len() >= 2 {
+            ((cfg.val_fraction * subjects.len() as f64).round() as usize)
+                .clamp(1, subjects.len() - 1)
+        } else {
+            0
+        };
+        let val_set: Vec<String> = subjects[..n_val].to_vec();
+        let mut train = Vec::new();
+        for (i, r) in c.rows.iter().enumerate() {
+            if val_set.contains(&format!("{}/{}", r.dataset, r.subject)) {
+                data.val.push((ci, i));
+            } else {
+                train.push(i);
+            }
+        }
+        data.val_subjects.extend(
+            val_set
+                .iter()
+                .map(|s| format!("{}:{s}", spec.path.display())),
+        );
+        data.train.push(train);
+        data.weights.push(spec.weight.max(0.0));
+        data.corpora.push(c);
+    }
+    if data.val.is_empty() {
+        return Err(TrainError::Data("no validation subject: each corpus has a single subject; pre-training holds out whole subjects, so give at least one corpus with two or more".into()));
+    }
+    // The same validation windows at every evaluation, spread over the held-out set.
+    if data.val.len() > cfg.max_val_windows {
+        let step = data.val.len() as f64 / cfg.max_val_windows as f64;
+        data.val = (0..cfg.max_val_windows)
+            .map(|k| data.val[(k as f64 * step) as usize])
+            .collect();
+    }
+    Ok(data)
+}
+
+/// Training windows after the subject split (for turning epochs into steps).
+pub fn count_train_windows(cfg: &PretrainConfig) -> Result<usize, TrainError> {
+    Ok(load_data(cfg)?.train.iter().map(|t| t.len()).sum())
+}
+
+fn window(data: &Data, c: usize, i: usize) -> Vec<f32> {
+    let mut w = data.corpora[c].window(i);
+    zscore(&mut w);
+    w
+}
+
+/// The step's batch: corpora drawn by weight, windows uniformly within a corpus.
+fn batch_indices(cfg: &PretrainConfig, data: &Data, step: usize) -> Vec<(usize, usize)> {
+    let mut rng = Rng::new(cfg.seed).fork(0xBA7C_0000 ^ step as u64);
+    let total: f64 = data
+        .weights
+        .iter()
+        .zip(&data.train)
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(w, _)| w)
+        .sum();
+    (0..cfg.batch)
+        .map(|_| {
+            let mut u = rng.uniform() * total;
+            let mut c = 0;
+            for (k, (w, t)) in data.weights.iter().zip(&data.train).enumerate() {
+                if t.is_empty() {
+                    continue;
+                }
+                c = k;
+                if u < *w {
+                    break;
+                }
+                u -= w;
+            }
+            let t = &data.train[c];
+            (c, t[rng.below(t.len())])
+        })
+        .collect()
+}
+
+fn tensors(
+    cfg: &PretrainConfig,
+    data: &Data,
+    idx: &[(usize, usize)],
+    mask_seed: u64,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2, Bool>, Vec<f32>, Vec<bool>) {
+    let l = cfg.model.window_len;
+    let t = cfg.model.n_tokens();
+    let mut x = Vec::with_capacity(idx.len() * l);
+    for &(c, i) in idx {
+        x.extend(window(data, c, i));
+    }
+    let m = cfg.masking.sample(idx.len(), t, &mut Rng::new(mask_seed));
+    (
+        Tensor::from_data(TensorData::new(x.clone(), [idx.len(), l]), device),
+        Tensor::from_data(TensorData::new(m.clone(), [idx.len(), t]), device),
+        x,
+        m,
+    )
+}
+
+/// Validation loss and the mean-prediction baseline, on fixed windows and fixed masks.
+fn evaluate(cfg: &PretrainConfig, data: &Data, model: &Model, device: &Device) -> (f64, f64) {
+    let spt = cfg.model.samples_per_token();
+    let (mut loss_sum, mut base_sum, mut n) = (0.0, 0.0, 0.0);
+    for (k, chunk) in data.val.chunks(cfg.batch.max(1)).enumerate() {
+        let (x, m, xs, ms) = tensors(
+            cfg,
+            data,
+            chunk,
+            Rng::new(cfg.seed).fork(0x7A1D ^ k as u64).next_u64(),
+            device,
+        );
+        let enc = model.encode(x.clone(), Some(m.clone()));
+        let l: f32 = masked_mse(model.reconstruct(enc.tokens), x, m, spt).into_scalar();
+        let hidden = ms.iter().filter(|&&v| v).count() as f64 * spt as f64;
+        loss_sum += l as f64 * hidden;
+        // Baseline: each window's mean (0 after z-scoring) as the prediction of hidden samples.
+        let l_len = cfg.model.window_len;
+        for (w, row) in xs.chunks(l_len).zip(ms.chunks(cfg.model.n_tokens())) {
+            let mean = w.iter().map(|&v| v as f64).sum::<f64>() / l_len as f64;
+            for (tok, &hid) in row.iter().enumerate() {
+                if hid {
+                    base_sum += w[tok * spt..(tok + 1) * spt]
+                        .iter()
+                        .map(|&v| (v as f64 - mean).powi(2))
+                        .sum::<f64>();
+                }
+            }
+        }
+        n += hidden;
+    }
+    (loss_sum / n.max(1.0), base_sum / n.max(1.0))
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    /// None before the first evaluation (JSON has no NaN).
+    first_val_loss: Option<f64>,
+}
+
+/// Write `run/checkpoint` atomically: a new folder is completed, then swapped in.
+fn save_checkpoint(
+    run: &Path,
+    model: &Model,
+    optim: &ModuleOptimizer,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let tmp = run.join("checkpoint.tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    model
+        .clone()
+        .into_record()
+        .save(tmp.join("model.bpk"))
+        .map_err(|e| TrainError::Checkpoint {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
+    let ob = optim.into_bytes().map_err(|e| TrainError::Checkpoint {
+        path: tmp.clone(),
+        message: e.to_string(),
+    })?;
+    fs::write(tmp.join("optimizer.bpk"), &ob[..]).map_err(io_err(&tmp))?;
+    fs::write(
+        tmp.join("state.json"),
+        serde_json::to_vec(state).unwrap_or_default(),
+    )
+    .map_err(io_err(&tmp))?;
+    let dst = run.join("checkpoint");
+    let old = run.join("checkpoint.old");
+    let _ = fs::remove_dir_all(&old);
+    if dst.exists() {
+        fs::rename(&dst, &old).map_err(io_err(&dst))?;
+    }
+    fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn load_checkpoint(
+    run: &Path,
+    model: Model,
+    optim: ModuleOptimizer,
+) -> Result<(Model, ModuleOptimizer, CheckpointState), TrainError> {
+    // A crash between the two renames leaves only checkpoint.old: use it.
+    let dir = if run.join("checkpoint").exists() {
+        run.join("checkpoint")
+    } else {
+        run.join("checkpoint.old")
+    };
+    let bad = |m: String| TrainError::Checkpoint {
+        path: dir.clone(),
+        message: m,
+    };
+    let state: CheckpointState =
+        serde_json::from_slice(&fs::read(dir.join("state.json")).map_err(io_err(&dir))?)
+            .map_err(|e| bad(e.to_string()))?;
+    let record = ModuleRecord::load(dir.join("model.bpk")).map_err(|e| bad(e.to_string()))?;
+    let model = model
+        .try_load_record(record)
+        .map_err(|e| bad(e.to_string()))?;
+    let ob = fs::read(dir.join("optimizer.bpk")).map_err(io_err(&dir))?;
+    let optim = optim
+        .from_bytes(Bytes::from_bytes_vec(ob))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((model, optim, state))
+}
+
+/// Differences between two configs, by JSON field, for the resume error.
+fn differences(a: &PretrainConfig, b: &PretrainConfig) -> String {
+    let (va, vb) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    if let (Some(oa), Some(ob)) = (va.as_object(), vb.as_object()) {
+        for (k, x) in oa {
+            if ob.get(k) != Some(x) {
+                out.push(format!(
+                    "{k}: {} (saved) vs {} (now)",
+                    x,
+                    ob.get(k).cloned().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out.join("; ")
+}
+
+/// Pre-train into `run`. With `resume`, continue the run found there (its saved config must
+/// equal `cfg`, or pass the saved one).
+pub fn pretrain(
+    cfg: &PretrainConfig,
+    run: &Path,
+    resume: bool,
+    device: &Device,
+    on: &mut dyn FnMut(Event),
+) -> Result<Summary, TrainError> {
+    cfg.model.validate()?;
+    if cfg.steps == 0 || cfg.batch == 0 {
+        return Err(TrainError::Data(
+            "steps and batch must be at least 1".into(),
+        ));
+    }
+    fs::create_dir_all(run).map_err(io_err(run))?;
+    let cfg_path = run.join("pretrain.json");
+    if resume {
+        let saved: PretrainConfig = serde_json::from_slice(
+            &fs::read(&cfg_path).map_err(io_err(&cfg_path))?,
+        )
+        .map_err(|e| TrainError::Checkpoint {
+            path: cfg_path.clone(),
+            message: e.to_string(),
+        })?;
+        if &saved != cfg {
+            return Err(TrainError::ResumeMismatch {
+                run: run.to_path_buf(),
+                differences: differences(&saved, cfg),
+            });
+        }
+    } else {
+        write_atomic(
+            &cfg_path,
+            &serde_json::to_vec_pretty(cfg).unwrap_or_default(),
+        )?;
+    }
+    let data = load_data(cfg)?;
+    let ad = device.clone().autodiff();
+    // The seed fixes the initial weights too (Burn's initialisers draw from the device's RNG).
+    device.seed(cfg.seed);
+    ad.seed(cfg.seed);
+    let mut model = cfg.model.init(&ad)?;
+    let params = model.num_params();
+    let mut optim: ModuleOptimizer = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(
+            cfg.grad_clip_norm as f32,
+        )))
+        .init();
+    let mut start = 0;
+    let mut first_val = f64::NAN;
+    let metrics_path = run.join("metrics.jsonl");
+    if resume && (run.join("checkpoint").exists() || run.join("checkpoint.old").exists()) {
+        let (m, o, st) = load_checkpoint(run, model, optim)?;
+        model = m;
+        optim = o;
+        start = st.step;
+        first_val = st.first_val_loss.unwrap_or(f64::NAN);
+        // Lines logged after the checkpoint are repeated by this run.
+        if let Ok(text) = fs::read_to_string(&metrics_path) {
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s as usize <= start)
+                })
+                .collect();
+            write_atomic(
+                &metrics_path,
+                (kept.join("\n") + if kept.is_empty() { "" } else { "\n" }).as_bytes(),
+            )?;
+        }
+    } else if !resume {
+        let _ = fs::remove_file(&metrics_path);
+        let _ = fs::remove_dir_all(run.join("checkpoint"));
+    }
+    let train_windows: usize = data.train.iter().map(|t| t.len()).sum();
+    on(Event::Start {
+        steps: cfg.steps,
+        start_step: start,
+        train_windows,
+        val_windows: data.val.len(),
+        params,
+    });
+    let mut metrics = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(io_err(&metrics_path))?;
+    let spt = cfg.model.samples_per_token();
+    let mut last_checkpoint = start;
+    let mut t_log = Instant::now();
+    for step in start..cfg.steps {
+        let idx = batch_indices(cfg, &data, step);
+        let mask_seed = Rng::new(cfg.seed).fork(0x3A5C ^ step as u64).next_u64();
+        let (x, m, _, _) = tensors(cfg, &data, &idx, mask_seed, &ad);
+        let enc = model.encode_train(
+            x.clone(),
+            Some(m.clone()),
+            Rng::new(cfg.seed).fork(0xD20 ^ step as u64).next_u64(),
+        );
+        let loss = masked_mse(model.reconstruct(enc.tokens), x, m, spt);
+        let lv: f32 = loss.clone().into_scalar();
+        if !lv.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                loss: lv,
+                last_checkpoint,
+                run: run.to_path_buf(),
+            });
+        }
+        let lr = cfg.lr_at(step);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        let done = step + 1;
+        let mut line = serde_json::json!({"step": done, "lr": lr, "train_loss": lv});
+        if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
+            let wps =
+                (cfg.batch * cfg.log_every.max(1)) as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
+            t_log = Instant::now();
+            on(Event::Step {
+                step: done,
+                loss: lv as f64,
+                lr,
+                windows_per_s: wps,
+            });
+        }
+        if done % cfg.eval_every.max(1) == 0 || done == cfg.steps {
+            let (val, base) = evaluate(cfg, &data, &model.valid(), device);
+            if first_val.is_nan() {
+                first_val = val;
+            }
+            line["val_loss"] = serde_json::json!(val);
+            line["baseline"] = serde_json::json!(base);
+            on(Event::Eval {
+                step: done,
+                val_loss: val,
+                baseline: base,
+            });
+        }
+        writeln!(metrics, "{line}").map_err(io_err(&metrics_path))?;
+        if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.steps {
+            metrics.flush().map_err(io_err(&metrics_path))?;
+            save_checkpoint(
+                run,
+                &model,
+                &optim,
+                &CheckpointState {
+                    step: done,
+                    first_val_loss: first_val.is_finite().then_some(first_val),
+                },
+            )?;
+            last_checkpoint = done;
+            on(Event::Checkpoint { step: done });
+        }
+    }
+    // Final model, summary and plots.
+    let inference = model.valid();
+    save_model(run, &cfg.model, &inference)?;
+    let (val, base) = evaluate(cfg, &data, &inference, device);
+    let summary = Summary {
+        steps: cfg.steps,
+        train_windows,
+        val_windows: data.val.len(),
+        val_subjects: data.val_subjects.clone(),
+        val_loss: val,
+        baseline_mean_prediction: base,
+        val_loss_first_eval: first_val,
+        params,
+    };
+    write_atomic(
+        &run.join("summary.json"),
+        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+    )?;
+    let text = fs::read_to_string(&metrics_path).unwrap_or_default();
+    let (mut tr, mut va) = (Vec::new(), Vec::new());
+    for l in text.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
+            let s = v["step"].as_f64().unwrap_or(0.0);
+            if let Some(x) = v["train_loss"].as_f64() {
+                tr.push((s, x));
+            }
+            if let Some(x) = v["val_loss"].as_f64() {
+                va.push((s, x));
+            }
+        }
+    }
+    write_atomic(
+        &run.join("loss.svg"),
+        crate::svg::loss_curve(&tr, &va, Some(base)).as_bytes(),
+    )?;
+    let shown: Vec<(usize, usize)> = data.val.iter().take(3).copied().collect();
+    let (x, m, xs, ms) = tensors(cfg, &data, &shown, 0xF1605, device);
+    let rec: Vec<f32> = inference
+        .reconstruct(inference.encode(x, Some(m)).tokens)
+        .into_data()
+        .try_to_vec()
+        .unwrap_or_default();
+    let l = cfg.model.window_len;
+    let t = cfg.model.n_tokens();
+    let rows: Vec<(Vec<f32>, Vec<bool>, Vec<f32>)> = (0..shown.len())
+        .map(|k| {
+            (
+                xs[k * l..(k + 1) * l].to_vec(),
+                ms[k * t..(k + 1) * t].to_vec(),
+                rec[k * l..(k + 1) * l].to_vec(),
+            )
+        })
+        .collect();
+    write_atomic(
+        &run.join("reconstructions.svg"),
+        crate::svg::reconstructions(&rows, spt).as_bytes(),
+    )?;
+    Ok(summary)
+}

@@ -1,0 +1,182 @@
+//! `cardiaffect pretrain`: self-supervised pre-training on one or more corpora.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use burn::prelude::Device;
+use cardiaffect_model::ModelConfig;
+use cardiaffect_train::{count_train_windows, pretrain, CorpusSpec, Event, PretrainConfig};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// A corpus folder written by `cardiaffect prepare`. Repeatable.
+    #[arg(long = "corpus", value_name = "DIR")]
+    pub corpora: Vec<PathBuf>,
+    /// Sampling weight of each corpus, in --corpus order (default: 1 each).
+    #[arg(long = "corpus-weight", value_name = "W")]
+    pub weights: Vec<f64>,
+    /// Run folder (created).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+    /// Model config (JSON or TOML; fields of ModelConfig, missing ones take their defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+    /// Passes over the training windows (converted to steps).
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW, linear warm-up then cosine decay).
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    /// Warm-up steps (default: 5 % of the steps).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Continue the run in RUN_DIR from its last checkpoint, with its saved configuration.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Backend: flex or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+}
+
+fn model_config(path: &Option<PathBuf>) -> Result<ModelConfig> {
+    let Some(p) = path else {
+        return Ok(ModelConfig::new());
+    };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let defaults = serde_json::to_value(ModelConfig::new())?;
+    let given: serde_json::Value = if p.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text)
+            .with_context(|| format!("{}: not a TOML model config", p.display()))?
+    } else {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON model config", p.display()))?
+    };
+    let mut merged = defaults;
+    if let (Some(m), Some(g)) = (merged.as_object_mut(), given.as_object()) {
+        for (k, v) in g {
+            if !m.contains_key(k) {
+                bail!(
+                    "{}: unknown model config field `{k}` (fields: {})",
+                    p.display(),
+                    m.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(merged)
+        .with_context(|| format!("{}: a field has the wrong type", p.display()))
+}
+
+pub fn run(a: PretrainArgs) -> Result<()> {
+    let device = crate::bench::device(&a.backend)?;
+    let (run, cfg, resume) = match &a.resume {
+        Some(run) => {
+            let p = run.join("pretrain.json");
+            let saved: PretrainConfig =
+                serde_json::from_slice(&std::fs::read(&p).with_context(|| {
+                    format!(
+                        "--resume {}: no pretrain.json: is it a pretrain run folder?",
+                        run.display()
+                    )
+                })?)?;
+            (run.clone(), saved, true)
+        }
+        None => {
+            let out = a
+                .out
+                .clone()
+                .context("--out RUN_DIR is required (or --resume RUN_DIR)")?;
+            if a.corpora.is_empty() {
+                bail!("give at least one --corpus DIR (a folder written by `cardiaffect prepare`)");
+            }
+            if !a.weights.is_empty() && a.weights.len() != a.corpora.len() {
+                bail!(
+                    "--corpus-weight: {} weights for {} corpora",
+                    a.weights.len(),
+                    a.corpora.len()
+                );
+            }
+            let corpora = a
+                .corpora
+                .iter()
+                .enumerate()
+                .map(|(i, p)| CorpusSpec {
+                    path: p.clone(),
+                    weight: a.weights.get(i).copied().unwrap_or(1.0),
+                })
+                .collect();
+            let mut cfg = PretrainConfig::new(model_config(&a.config)?, corpora);
+            cfg.batch = a.batch;
+            cfg.lr = a.lr;
+            cfg.seed = a.seed;
+            cfg.checkpoint_every = a.checkpoint_every;
+            cfg.eval_every = a.eval_every;
+            cfg.steps = match (a.steps, a.epochs) {
+                (Some(s), _) => s,
+                (None, Some(e)) => ((e * count_train_windows(&cfg)? as f64) / a.batch as f64)
+                    .ceil()
+                    .max(1.0) as usize,
+                (None, None) => 1000,
+            };
+            cfg.warmup_steps = a.warmup.unwrap_or((cfg.steps / 20).max(1));
+            (out, cfg, false)
+        }
+    };
+    let bar = ProgressBar::new(cfg.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} pretrain [{bar:30}] {pos}/{len} steps {msg} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let mut last_val = String::new();
+    let summary = pretrain(&cfg, &run, resume, &device as &Device, &mut |e| match e {
+        Event::Start {
+            start_step,
+            train_windows,
+            val_windows,
+            params,
+            ..
+        } => {
+            bar.set_position(start_step as u64);
+            bar.println(format!("{params} parameters; {train_windows} training windows, {val_windows} validation windows (held-out subjects){}", if start_step > 0 { format!("; resuming at step {start_step}") } else { String::new() }));
+        }
+        Event::Step {
+            step,
+            loss,
+            lr,
+            windows_per_s,
+        } => {
+            bar.set_position(step as u64);
+            bar.set_message(format!(
+                "loss {loss:.4} lr {lr:.2e} {windows_per_s:.0} win/s{last_val}"
+            ));
+        }
+        Event::Eval {
+            val_loss, baseline, ..
+        } => last_val = format!(" | val {val_loss:.4} (mean baseline {baseline:.4})"),
+        Event::Checkpoint { .. } => {}
+    });
+    bar.finish_and_clear();
+    let s = summary?;
+    println!("pre-trained {} steps: validation masked-reconstruction MSE {:.4} vs {:.4} for predicting the window mean ({:.0}% of it; first evaluation {:.4})", s.steps, s.val_loss, s.baseline_mean_prediction, 100.0 * s.val_loss / s.baseline_mean_prediction, s.val_loss_first_eval);
+    println!("held-out subjects: {}", s.val_subjects.join(", "));
+    println!("wrote {}/model.safetensors, config.json, summary.json, metrics.jsonl, loss.svg, reconstructions.svg", run.display());
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `cardiaffect pretrain`: a run killed with SIGKILL and resumed ends with the same weights as
+//! an uninterrupted run; bad inputs are refused with their reason.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A 2-second-window corpus of the bundled real ECG, and the tiny model config.
+fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
+    let corpus = tmp.join("corpus");
+    ok(bin()
+        .args(["prepare", "--window", "2s", "--stride", "2s", "--out"])
+        .arg(&corpus)
+        .env("CARDIAFFECT_CACHE", tmp.join("cache"))
+        .output()
+        .unwrap());
+    let cfg = tmp.join("tiny.json");
+    std::fs::write(&cfg, TINY).unwrap();
+    (corpus, cfg)
+}
+
+fn args(corpus: &Path, cfg: &Path, run: &Path) -> Vec<String> {
+    [
+        "pretrain",
+        "--corpus",
+        &corpus.display().to_string(),
+        "--config",
+        &cfg.display().to_string(),
+        "--out",
+        &run.display().to_string(),
+        "--steps",
+        "60",
+        "--batch",
+        "8",
+        "--checkpoint-every",
+        "4",
+        "--eval-every",
+        "20",
+        "--seed",
+        "9",
+        "--lr",
+        "2e-3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, t)| (k, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn killed_and_resumed_run_ends_with_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    let a = tmp.path().join("a");
+    let out = ok(bin().args(args(&corpus, &cfg, &a)).output().unwrap());
+    assert!(out.contains("pre-trained 60 steps"), "{out}");
+    // The same run, killed (SIGKILL) once a checkpoint exists and before the end.
+    let b = tmp.path().join("b");
+    let mut child = bin().args(args(&corpus, &cfg, &b)).spawn().unwrap();
+    let state = b.join("checkpoint/state.json");
+    let t0 = Instant::now();
+    while !state.exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let step = killed_at["step"].as_u64().unwrap();
+    assert!(
+        step < 60 && !b.join("model.safetensors").exists(),
+        "the run was not interrupted (checkpoint at step {step})"
+    );
+    let out = ok(bin()
+        .arg("pretrain")
+        .arg("--resume")
+        .arg(&b)
+        .output()
+        .unwrap());
+    assert!(out.contains("pre-trained 60 steps"), "{out}");
+    let (ta, tb) = (
+        tensors(&a.join("model.safetensors")),
+        tensors(&b.join("model.safetensors")),
+    );
+    let differ: Vec<&String> = ta
+        .iter()
+        .zip(&tb)
+        .filter(|(x, y)| x != y)
+        .map(|(x, _)| &x.0)
+        .collect();
+    assert!(
+        ta.len() == tb.len() && differ.is_empty(),
+        "resumed from step {step}: {} of {} tensors differ: {differ:?}",
+        differ.len(),
+        ta.len()
+    );
+    // The metrics log holds each step once.
+    let steps: Vec<u64> = std::fs::read_to_string(b.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=60).collect::<Vec<_>>());
+    for f in [
+        "summary.json",
+        "loss.svg",
+        "reconstructions.svg",
+        "config.json",
+        "pretrain.json",
+    ] {
+        assert!(b.join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_refused_and_nothing_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    let fail = |args: Vec<String>| -> String {
+        let o = bin().args(args).output().unwrap();
+        assert!(
+            !o.status.success(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // The default model wants 1280-sample windows; this corpus has 256.
+    let e = fail(vec![
+        "pretrain".into(),
+        "--corpus".into(),
+        corpus.display().to_string(),
+        "--out".into(),
+        tmp.path().join("x").display().to_string(),
+        "--steps".into(),
+        "2".into(),
+    ]);
+    assert!(
+        e.contains("window length") && e.contains("1280") && e.contains("256"),
+        "{e}"
+    );
+    // An empty folder is not a corpus.
+    std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+    let e = fail(vec![
+        "pretrain".into(),
+        "--corpus".into(),
+        tmp.path().join("empty").display().to_string(),
+        "--out".into(),
+        tmp.path().join("y").display().to_string(),
+        "--config".into(),
+        cfg.display().to_string(),
+    ]);
+    assert!(e.contains("manifest.json"), "{e}");
+    // A diverging run stops with the reason and keeps its last good checkpoint.
+    let run = tmp.path().join("nan");
+    let mut a = args(&corpus, &cfg, &run);
+    let lr = a.iter().position(|s| s == "--lr").unwrap();
+    a[lr + 1] = "1e30".into();
+    let e = fail(a);
+    assert!(
+        e.contains("loss became") && e.contains("last good checkpoint"),
+        "{e}"
+    );
+}
