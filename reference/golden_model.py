@@ -32,10 +32,11 @@ CFG = {
     "d_ff": 64,
     "dropout": 0.0,
     "positional": "learned",
+    "conv_pos_kernel": 5,
     "n_classes": 2,
     "layer_norm_eps": 1e-5,
 }
-GRADS = ["encoder.convs.0.weight", "transformer.layers.0.mha.query.weight", "transformer.layers.1.pwff.linear_outer.weight", "cls_token", "mask_token", "pos", "cls_head.weight", "recon_head.bias"]
+GRADS = ["encoder.convs.0.weight", "transformer.layers.0.mha.query.weight", "transformer.layers.1.pwff.linear_outer.weight", "cls_token", "mask_token", "pos", "pos_conv.weight", "cls_head.weight", "recon_head.bias"]
 
 
 def main():

@@ -115,6 +115,9 @@ class Model(nn.Module):
         else:
             self.register_buffer("sin_pos", sinusoid(t + 1, d), persistent=False)
             self.pos = None
+        k = cfg.get("conv_pos_kernel")
+        # Depthwise convolution over tokens, added to them (wav2vec 2.0's relative positions).
+        self.pos_conv = nn.Conv1d(d, d, k, padding=k // 2, groups=d) if k else None
         self.transformer = Transformer(cfg)
         self.final_norm = nn.LayerNorm(d, eps=cfg["layer_norm_eps"])
         self.recon_head = nn.Linear(d, self.spt)
@@ -126,6 +129,8 @@ class Model(nn.Module):
         h = self.proj(self.encoder(x[:, None, :]))
         if mask is not None:
             h = torch.where(mask[:, :, None], self.mask_token.expand_as(h), h)
+        if self.pos_conv is not None:
+            h = h + F.gelu(self.pos_conv(h.transpose(1, 2))).transpose(1, 2)
         h = torch.cat([self.cls_token.expand(b, 1, -1), h], 1)
         h = self.dropout(h + (self.pos if self.pos is not None else self.sin_pos))
         h = self.final_norm(self.transformer(h))

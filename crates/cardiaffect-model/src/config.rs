@@ -44,6 +44,14 @@ pub struct ModelConfig {
     pub attention_dropout: Option<f64>,
     #[config(default = "Positional::Learned")]
     pub positional: Positional,
+    /// Kernel of a depthwise convolution over the token sequence whose output is added to
+    /// the tokens (a relative, convolutional position embedding as in wav2vec 2.0, Baevski et
+    /// al. 2020): each token sees its neighbours before the first attention layer, which a
+    /// masked-reconstruction task needs from the first step (without it, learned absolute
+    /// positions left the pretext loss near the mean baseline for hundreds of steps). `None`: no
+    /// such convolution.
+    #[config(default = "Some(9)")]
+    pub conv_pos_kernel: Option<usize>,
     /// Classes of the classification head on the CLS token.
     #[config(default = 2)]
     pub n_classes: usize,
@@ -75,6 +83,15 @@ impl ModelConfig {
                 found,
             })
         };
+        if let Some(k) = self.conv_pos_kernel {
+            if k == 0 || k % 2 == 0 {
+                return bad(
+                    "conv_pos_kernel",
+                    "an odd kernel (so that tokens stay aligned), or null".into(),
+                    k.to_string(),
+                );
+            }
+        }
         let n = self.conv_channels.len();
         if n == 0 || self.conv_kernels.len() != n || self.conv_strides.len() != n {
             return bad(

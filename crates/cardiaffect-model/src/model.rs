@@ -36,6 +36,7 @@ impl SignalEncoder {
 /// | `proj.weight`, `.bias` | `[C_last, d]`, `[d]` | channels to model width |
 /// | `cls_token`, `mask_token` | `[d]` | learned CLS and mask embeddings |
 /// | `pos` | `[T + 1, d]` | learned positions (CLS first); absent when sinusoidal |
+/// | `pos_conv.weight`, `.bias` | `[d, 1, k]`, `[d]` | depthwise conv over tokens (`conv_pos_kernel`) |
 /// | `transformer.layers.{l}.norm_2.*` | `[d]` | pre-attention LayerNorm (Burn's naming) |
 /// | `transformer.layers.{l}.mha.{query,key,value,output}.*` | `[d, d]`, `[d]` | attention |
 /// | `transformer.layers.{l}.norm_1.*` | `[d]` | pre-feed-forward LayerNorm |
@@ -55,6 +56,7 @@ pub struct Model {
     pub cls_token: Param<Tensor<1>>,
     pub mask_token: Param<Tensor<1>>,
     pub pos: Option<Param<Tensor<2>>>,
+    pub pos_conv: Option<Conv1d>,
     pub transformer: Transformer,
     pub final_norm: LayerNorm,
     pub recon_head: Linear,
@@ -127,6 +129,12 @@ impl ModelConfig {
                 Positional::Learned => Some(small.init([t + 1, d], device)),
                 Positional::Sinusoidal => None,
             },
+            pos_conv: self.conv_pos_kernel.map(|k| {
+                Conv1dConfig::new(d, d, k)
+                    .with_groups(d)
+                    .with_padding(PaddingConfig1d::Explicit(k / 2, k / 2))
+                    .init(device)
+            }),
             transformer: Transformer::new(
                 d,
                 self.d_ff,
@@ -184,6 +192,13 @@ impl Model {
                 let m3: Tensor<3, Bool> = m.unsqueeze_dim::<3>(2).expand([b, t, d]);
                 let fill = self.mask_token.val().reshape([1, 1, d]).expand([b, t, d]);
                 h.mask_where(m3, fill)
+            }
+            None => h,
+        };
+        let h = match &self.pos_conv {
+            Some(c) => {
+                let r = gelu(c.forward(h.clone().swap_dims(1, 2))).swap_dims(1, 2);
+                h + r
             }
             None => h,
         };

@@ -155,6 +155,20 @@ fn loss_and_gradients_match_pytorch() {
             false,
         ),
         (
+            "pos_conv.weight",
+            values(
+                model
+                    .pos_conv
+                    .as_ref()
+                    .unwrap()
+                    .weight
+                    .grad(&grads)
+                    .unwrap(),
+            ),
+            vec![],
+            false,
+        ),
+        (
             "cls_head.weight",
             values(model.cls_head.weight.grad(&grads).unwrap()),
             model.cls_head.weight.dims().to_vec(),

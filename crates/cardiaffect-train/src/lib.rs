@@ -1,10 +1,12 @@
 //! Training for cardiaffect: self-supervised pre-training by masked-signal reconstruction
-//! (this crate's first part; fine-tuning and evaluation follow).
+//! and fine-tuning with honest evaluation (protocols, baselines, results files).
 
+pub mod finetune;
 pub mod masking;
 pub mod pretrain;
 mod svg;
 
+pub use finetune::{finetune, FinetuneConfig, FinetuneEvent};
 pub use masking::Masking;
 pub use pretrain::{count_train_windows, pretrain, CorpusSpec, Event, PretrainConfig, Summary};
 

@@ -46,6 +46,11 @@ pub struct PretrainConfig {
     pub weight_decay: f64,
     pub grad_clip_norm: f64,
     pub masking: Masking,
+    /// Also zero the hidden samples in the input signal, not only their token embeddings: the
+    /// conv encoder's receptive field (23 samples by default) would otherwise let neighbouring
+    /// tokens see part of what is to be reconstructed.
+    #[serde(default = "yes")]
+    pub hide_input: bool,
     pub seed: u64,
     /// Fraction of each corpus's subjects held out for validation.
     pub val_fraction: f64,
@@ -54,6 +59,10 @@ pub struct PretrainConfig {
     pub log_every: usize,
     /// Validation windows used at most (the same ones at every evaluation).
     pub max_val_windows: usize,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl PretrainConfig {
@@ -69,6 +78,7 @@ impl PretrainConfig {
             weight_decay: 0.01,
             grad_clip_norm: 1.0,
             masking: Masking::default(),
+            hide_input: true,
             seed: 1,
             val_fraction: 0.2,
             checkpoint_every: 100,
@@ -263,26 +273,48 @@ fn batch_indices(cfg: &PretrainConfig, data: &Data, step: usize) -> Vec<(usize, 
         .collect()
 }
 
+/// One batch: the model's input (hidden samples zeroed when `hide_input`), the target, the
+/// token mask, and the same as plain vectors.
+struct Batch {
+    input: Tensor<2>,
+    target: Tensor<2>,
+    mask: Tensor<2, Bool>,
+    xs: Vec<f32>,
+    ms: Vec<bool>,
+}
+
 fn tensors(
     cfg: &PretrainConfig,
     data: &Data,
     idx: &[(usize, usize)],
     mask_seed: u64,
     device: &Device,
-) -> (Tensor<2>, Tensor<2, Bool>, Vec<f32>, Vec<bool>) {
+) -> Batch {
     let l = cfg.model.window_len;
     let t = cfg.model.n_tokens();
+    let spt = cfg.model.samples_per_token();
     let mut x = Vec::with_capacity(idx.len() * l);
     for &(c, i) in idx {
         x.extend(window(data, c, i));
     }
     let m = cfg.masking.sample(idx.len(), t, &mut Rng::new(mask_seed));
-    (
-        Tensor::from_data(TensorData::new(x.clone(), [idx.len(), l]), device),
-        Tensor::from_data(TensorData::new(m.clone(), [idx.len(), t]), device),
-        x,
-        m,
-    )
+    let mut input = x.clone();
+    if cfg.hide_input {
+        for (w, row) in input.chunks_mut(l).zip(m.chunks(t)) {
+            for (tok, &hid) in row.iter().enumerate() {
+                if hid {
+                    w[tok * spt..(tok + 1) * spt].fill(0.0);
+                }
+            }
+        }
+    }
+    Batch {
+        input: Tensor::from_data(TensorData::new(input, [idx.len(), l]), device),
+        target: Tensor::from_data(TensorData::new(x.clone(), [idx.len(), l]), device),
+        mask: Tensor::from_data(TensorData::new(m.clone(), [idx.len(), t]), device),
+        xs: x,
+        ms: m,
+    }
 }
 
 /// Validation loss and the mean-prediction baseline, on fixed windows and fixed masks.
@@ -290,15 +322,21 @@ fn evaluate(cfg: &PretrainConfig, data: &Data, model: &Model, device: &Device) -
     let spt = cfg.model.samples_per_token();
     let (mut loss_sum, mut base_sum, mut n) = (0.0, 0.0, 0.0);
     for (k, chunk) in data.val.chunks(cfg.batch.max(1)).enumerate() {
-        let (x, m, xs, ms) = tensors(
+        let Batch {
+            input,
+            target,
+            mask,
+            xs,
+            ms,
+        } = tensors(
             cfg,
             data,
             chunk,
             Rng::new(cfg.seed).fork(0x7A1D ^ k as u64).next_u64(),
             device,
         );
-        let enc = model.encode(x.clone(), Some(m.clone()));
-        let l: f32 = masked_mse(model.reconstruct(enc.tokens), x, m, spt).into_scalar();
+        let enc = model.encode(input, Some(mask.clone()));
+        let l: f32 = masked_mse(model.reconstruct(enc.tokens), target, mask, spt).into_scalar();
         let hidden = ms.iter().filter(|&&v| v).count() as f64 * spt as f64;
         loss_sum += l as f64 * hidden;
         // Baseline: each window's mean (0 after z-scoring) as the prediction of hidden samples.
@@ -526,13 +564,13 @@ pub fn pretrain(
     for step in start..cfg.steps {
         let idx = batch_indices(cfg, &data, step);
         let mask_seed = Rng::new(cfg.seed).fork(0x3A5C ^ step as u64).next_u64();
-        let (x, m, _, _) = tensors(cfg, &data, &idx, mask_seed, &ad);
+        let b = tensors(cfg, &data, &idx, mask_seed, &ad);
         let enc = model.encode_train(
-            x.clone(),
-            Some(m.clone()),
+            b.input,
+            Some(b.mask.clone()),
             Rng::new(cfg.seed).fork(0xD20 ^ step as u64).next_u64(),
         );
-        let loss = masked_mse(model.reconstruct(enc.tokens), x, m, spt);
+        let loss = masked_mse(model.reconstruct(enc.tokens), b.target, b.mask, spt);
         let lv: f32 = loss.clone().into_scalar();
         if !lv.is_finite() {
             return Err(TrainError::NonFinite {
@@ -590,6 +628,12 @@ pub fn pretrain(
     // Final model, summary and plots.
     let inference = model.valid();
     save_model(run, &cfg.model, &inference)?;
+    // The preprocessing the inputs had, for fine-tuning and prediction to check and repeat.
+    write_atomic(
+        &run.join("preprocess.json"),
+        &serde_json::to_vec_pretty(&crate::finetune::preprocess(&data.corpora[0]))
+            .unwrap_or_default(),
+    )?;
     let (val, base) = evaluate(cfg, &data, &inference, device);
     let summary = Summary {
         steps: cfg.steps,
@@ -623,9 +667,15 @@ pub fn pretrain(
         crate::svg::loss_curve(&tr, &va, Some(base)).as_bytes(),
     )?;
     let shown: Vec<(usize, usize)> = data.val.iter().take(3).copied().collect();
-    let (x, m, xs, ms) = tensors(cfg, &data, &shown, 0xF1605, device);
+    let Batch {
+        input,
+        mask,
+        xs,
+        ms,
+        ..
+    } = tensors(cfg, &data, &shown, 0xF1605, device);
     let rec: Vec<f32> = inference
-        .reconstruct(inference.encode(x, Some(m)).tokens)
+        .reconstruct(inference.encode(input, Some(mask)).tokens)
         .into_data()
         .try_to_vec()
         .unwrap_or_default();

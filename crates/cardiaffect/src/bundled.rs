@@ -83,3 +83,8 @@ pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
             .map_err(anyhow::Error::msg)?,
     ])
 }
+
+/// The shipped pre-trained weights, unpacked into the cache (see `weights/bundled/MODEL_CARD.md`).
+pub fn weights_dir() -> Result<PathBuf> {
+    anyhow::bail!("no pre-trained weights are bundled with this build yet: give a pretrain run folder, or `none`")
+}

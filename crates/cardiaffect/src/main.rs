@@ -5,6 +5,7 @@
 mod bench;
 mod bench_io;
 mod bundled;
+mod finetune;
 mod inspect;
 mod prepare;
 mod pretrain;
@@ -36,6 +37,11 @@ enum Command {
     Prepare(prepare::PrepareArgs),
     /// Self-supervised pre-training (masked-signal reconstruction) on one or more corpora.
     Pretrain(pretrain::PretrainArgs),
+    /// Fine-tune on a labeled corpus and evaluate under a stated protocol, against the model
+    /// from scratch and an HRV + logistic-regression baseline on the same folds.
+    Finetune(finetune::FinetuneArgs),
+    /// Print (and re-draw) the results of a finished finetune run.
+    Evaluate(finetune::EvaluateArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
     /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Prepare(a) => prepare::run(a),
         Command::Pretrain(a) => pretrain::run(a),
+        Command::Finetune(a) => finetune::run(a),
+        Command::Evaluate(a) => finetune::evaluate(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchIo(a) => bench_io::run(a),

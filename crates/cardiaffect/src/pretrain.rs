@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
 use cardiaffect_model::ModelConfig;
-use cardiaffect_train::{count_train_windows, pretrain, CorpusSpec, Event, PretrainConfig};
+use cardiaffect_train::{
+    count_train_windows, pretrain, CorpusSpec, Event, Masking, PretrainConfig,
+};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -46,12 +48,25 @@ pub struct PretrainArgs {
     /// Continue the run in RUN_DIR from its last checkpoint, with its saved configuration.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Masking strategy of the pretext task: spans (contiguous runs of tokens) or tokens
+    /// (independent tokens).
+    #[arg(long, default_value = "spans", value_parser = ["spans", "tokens"])]
+    pub mask_strategy: String,
+    /// Fraction of tokens hidden.
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_ratio: f64,
+    /// Tokens per span (spans strategy).
+    #[arg(long, default_value_t = 5)]
+    pub mask_span: usize,
+    /// Let the conv encoder see the hidden samples (only their token embeddings are replaced).
+    #[arg(long)]
+    pub show_masked_input: bool,
     /// Backend: flex or cuda.
     #[arg(long, default_value = "flex")]
     pub backend: String,
 }
 
-fn model_config(path: &Option<PathBuf>) -> Result<ModelConfig> {
+pub fn model_config(path: &Option<PathBuf>) -> Result<ModelConfig> {
     let Some(p) = path else {
         return Ok(ModelConfig::new());
     };
@@ -125,6 +140,25 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             cfg.seed = a.seed;
             cfg.checkpoint_every = a.checkpoint_every;
             cfg.eval_every = a.eval_every;
+            if !(a.mask_ratio > 0.0 && a.mask_ratio < 1.0) {
+                bail!(
+                    "--mask-ratio {}: expected a fraction in (0, 1)",
+                    a.mask_ratio
+                );
+            }
+            if a.mask_span == 0 {
+                bail!("--mask-span 0: expected at least 1 token");
+            }
+            cfg.masking = match a.mask_strategy.as_str() {
+                "tokens" => Masking::RandomTokens {
+                    ratio: a.mask_ratio,
+                },
+                _ => Masking::Spans {
+                    ratio: a.mask_ratio,
+                    span: a.mask_span,
+                },
+            };
+            cfg.hide_input = !a.show_masked_input;
             cfg.steps = match (a.steps, a.epochs) {
                 (Some(s), _) => s,
                 (None, Some(e)) => ((e * count_train_windows(&cfg)? as f64) / a.batch as f64)

@@ -1,0 +1,662 @@
+//! Fine-tuning and evaluation under a stated protocol, with baselines on the same folds.
+//!
+//! For every fold of the protocol ([`cardiaffect_eval::make_folds`]) and every method:
+//! - `pretrained`: the pre-trained encoder with a new head on the CLS token, fully fine-tuned
+//!   (or a linear probe with `freeze_encoder`);
+//! - `scratch`: the same model from random initial weights, same batches, same schedule;
+//! - `hrv`: HRV features + logistic regression.
+//!
+//! Models train with class-weighted cross-entropy (weights from the training fold), AdamW with
+//! warm-up and cosine decay, and keep the weights of the step with the best validation
+//! macro-F1 (validation carved from the training fold; early stopping after `patience`
+//! evaluations without improvement). Inputs are z-scored per window, as in pre-training, so no
+//! statistic is shared across windows. Every random choice derives from `seed`.
+//!
+//! Run folder: `finetune.json` (config), `folds/<method>-fold<k>.json` (written as each fold
+//! ends; a re-run with the same config reuses them, so an interrupted run resumes),
+//! `predictions.csv`, `models/fold<k>/` (the first model method's kept weights per fold, with
+//! its config and preprocessing), `results.json`, `results.md`, `confusion.svg`, `folds.svg`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Int, TensorData};
+use cardiaffect_corpus::Corpus;
+use cardiaffect_eval::metrics::{compute, trial_level};
+use cardiaffect_eval::report::{aggregate, Chance, FoldResult, Results};
+use cardiaffect_eval::{
+    hrv_baseline, make_folds, make_labels, Fold, Folds, Labels, Protocol, Task, Thresholds,
+};
+use cardiaffect_model::{cross_entropy, load_model, save_model, Model, ModelConfig};
+use cardiaffect_signal::{zscore, Rng};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneConfig {
+    pub corpus: PathBuf,
+    /// A model folder (`config.json` + `model.safetensors`, e.g. a pretrain run); `None`: only
+    /// the scratch and HRV methods run.
+    pub pretrained: Option<PathBuf>,
+    /// How the pre-trained weights were named on the command line (`bundled`, a path, `none`).
+    pub pretrained_label: String,
+    /// The model when there are no pre-trained weights (otherwise their config is used).
+    pub model: ModelConfig,
+    pub task: Task,
+    pub thresholds: Thresholds,
+    pub protocol: Protocol,
+    pub folds: Folds,
+    pub val_fraction: f64,
+    /// Keep this fraction of each training fold's trials (fewer labels); validation and test
+    /// are untouched.
+    pub train_fraction: f64,
+    pub seed: u64,
+    pub epochs: f64,
+    pub max_steps: Option<usize>,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup_fraction: f64,
+    pub weight_decay: f64,
+    pub freeze_encoder: bool,
+    pub class_weights: bool,
+    pub eval_every: usize,
+    pub patience: usize,
+    /// Methods, in order: any of `pretrained`, `scratch`, `hrv`.
+    pub methods: Vec<String>,
+}
+
+impl FinetuneConfig {
+    pub fn new(corpus: PathBuf, task: Task) -> Self {
+        FinetuneConfig {
+            corpus,
+            pretrained: None,
+            pretrained_label: "none".into(),
+            model: ModelConfig::new(),
+            task,
+            thresholds: Thresholds::default(),
+            protocol: Protocol::SubjectIndependent,
+            folds: Folds::K(5),
+            val_fraction: 0.2,
+            train_fraction: 1.0,
+            seed: 1,
+            epochs: 10.0,
+            max_steps: None,
+            batch: 32,
+            lr: 3e-4,
+            warmup_fraction: 0.1,
+            weight_decay: 0.01,
+            freeze_encoder: false,
+            class_weights: true,
+            eval_every: 20,
+            patience: 5,
+            methods: vec!["pretrained".into(), "scratch".into(), "hrv".into()],
+        }
+    }
+}
+
+/// What the caller hears.
+pub enum FinetuneEvent<'a> {
+    Start {
+        folds: usize,
+        methods: &'a [String],
+        labels: &'a Labels,
+        warning: Option<&'static str>,
+    },
+    FoldStart {
+        fold: usize,
+        method: &'a str,
+        steps: usize,
+        reused: bool,
+    },
+    Step {
+        step: usize,
+        loss: f64,
+    },
+    Eval {
+        step: usize,
+        val_macro_f1: f64,
+    },
+    FoldDone {
+        result: &'a FoldResult,
+    },
+    Warning(String),
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn eval_err(e: cardiaffect_eval::EvalError) -> TrainError {
+    TrainError::Data(e.to_string())
+}
+
+/// Saved per fold and method (the metrics and the test predictions).
+#[derive(Serialize, Deserialize)]
+struct FoldFile {
+    result: FoldResult,
+    test: Vec<usize>,
+    probs: Vec<Vec<f64>>,
+}
+
+struct Ctx<'a> {
+    cfg: &'a FinetuneConfig,
+    model_cfg: ModelConfig,
+    corpus: &'a Corpus,
+    labels: &'a Labels,
+    device: &'a Device,
+}
+
+impl Ctx<'_> {
+    fn window(&self, i: usize) -> Vec<f32> {
+        let mut w = self.corpus.window(i);
+        zscore(&mut w);
+        w
+    }
+
+    fn batch_x(&self, idx: &[usize], device: &Device) -> Tensor<2> {
+        let l = self.model_cfg.window_len;
+        let mut x = Vec::with_capacity(idx.len() * l);
+        for &i in idx {
+            x.extend(self.window(i));
+        }
+        Tensor::from_data(TensorData::new(x, [idx.len(), l]), device)
+    }
+
+    fn y(&self, i: usize) -> usize {
+        self.labels.y[i].unwrap_or(0)
+    }
+
+    fn predict(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
+        let k = self.labels.classes.len();
+        let mut out = Vec::with_capacity(idx.len());
+        for chunk in idx.chunks(64) {
+            let x = self.batch_x(chunk, self.device);
+            let p = softmax(model.classify(model.encode(x, None).cls), 1);
+            let v: Vec<f32> = p
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .unwrap_or_default();
+            out.extend(v.chunks(k).map(|r| r.iter().map(|&x| x as f64).collect()));
+        }
+        out
+    }
+
+    fn init_model(&self, method: &str, fold: usize) -> Result<Model, TrainError> {
+        let ad = self.device.clone().autodiff();
+        // Head (and, for scratch, all) weights seeded per fold, the same for both methods.
+        ad.seed(
+            Rng::new(self.cfg.seed)
+                .fork(0x1A17 ^ fold as u64)
+                .next_u64(),
+        );
+        let fresh = self.model_cfg.init(&ad)?;
+        if method == "scratch" {
+            return Ok(fresh);
+        }
+        let dir = self.cfg.pretrained.as_ref().ok_or_else(|| {
+            TrainError::Data("method `pretrained` needs pre-trained weights".into())
+        })?;
+        let (_, mut pre) = load_model(dir, &ad)?;
+        pre.cls_head = fresh.cls_head;
+        Ok(pre)
+    }
+
+    fn lr_at(&self, step: usize, steps: usize) -> f64 {
+        let warm = ((self.cfg.warmup_fraction * steps as f64).round() as usize).max(1);
+        if step < warm {
+            return self.cfg.lr * (step + 1) as f64 / warm as f64;
+        }
+        let p = (step - warm) as f64 / (steps - warm).max(1) as f64;
+        self.cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos())
+    }
+
+    /// Train one model on one fold; returns (kept model, steps run, best step, best val F1).
+    fn train_model(
+        &self,
+        method: &str,
+        fold: &Fold,
+        train: &[usize],
+        steps: usize,
+        on: &mut dyn FnMut(FinetuneEvent),
+    ) -> Result<(Model, usize, usize, f64), TrainError> {
+        let ad = self.device.clone().autodiff();
+        let k = self.labels.classes.len();
+        let mut model = self.init_model(method, fold.index)?;
+        let mut optim: ModuleOptimizer = AdamWConfig::new()
+            .with_weight_decay(self.cfg.weight_decay as f32)
+            .with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(1.0)))
+            .init();
+        let weights = if self.cfg.class_weights {
+            let mut n = vec![0usize; k];
+            for &i in train {
+                n[self.y(i)] += 1;
+            }
+            let present = n.iter().filter(|&&c| c > 0).count().max(1);
+            let w: Vec<f32> = n
+                .iter()
+                .map(|&c| {
+                    if c > 0 {
+                        train.len() as f32 / (present * c) as f32
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            Some(Tensor::<1>::from_data(TensorData::new(w, [k]), &ad))
+        } else {
+            None
+        };
+        let val_y: Vec<usize> = fold.val.iter().map(|&i| self.y(i)).collect();
+        let (mut best, mut best_step, mut best_f1, mut since) =
+            (model.valid(), 0, f64::NEG_INFINITY, 0);
+        let mut done = 0;
+        for step in 0..steps {
+            let mut rng =
+                Rng::new(self.cfg.seed).fork(0xF17E ^ ((fold.index as u64) << 32) ^ step as u64);
+            let idx: Vec<usize> = (0..self.cfg.batch.min(train.len()))
+                .map(|_| train[rng.below(train.len())])
+                .collect();
+            let x = self.batch_x(&idx, &ad);
+            let y: Vec<i64> = idx.iter().map(|&i| self.y(i) as i64).collect();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(y, [idx.len()]), &ad);
+            let cls = if self.cfg.freeze_encoder {
+                model.encode(x, None).cls.detach()
+            } else {
+                model.encode_train(x, None, rng.next_u64()).cls
+            };
+            let loss = cross_entropy(model.classify(cls), y, weights.clone());
+            let lv: f32 = loss.clone().into_scalar();
+            if !lv.is_finite() {
+                return Err(TrainError::Data(format!(
+                    "fine-tuning {method}, fold {}: loss became {lv} at step {}",
+                    fold.index + 1,
+                    step + 1
+                )));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(self.lr_at(step, steps), model, grads);
+            done = step + 1;
+            on(FinetuneEvent::Step {
+                step: done,
+                loss: lv as f64,
+            });
+            if done % self.cfg.eval_every.max(1) == 0 || done == steps {
+                let inf = model.valid();
+                let p = self.predict(&inf, &fold.val);
+                let f1 = compute(&val_y, &p, k).macro_f1;
+                on(FinetuneEvent::Eval {
+                    step: done,
+                    val_macro_f1: f1,
+                });
+                if f1 > best_f1 {
+                    best_f1 = f1;
+                    best_step = done;
+                    best = inf;
+                    since = 0;
+                } else {
+                    since += 1;
+                    if since >= self.cfg.patience.max(1) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((best, done, best_step, best_f1))
+    }
+}
+
+/// Fewer labels: keep `fraction` of the training trials (whole trials, seeded).
+fn subsample(ctx: &Ctx, train: &[usize], fold: usize) -> Vec<usize> {
+    if ctx.cfg.train_fraction >= 1.0 {
+        return train.to_vec();
+    }
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in train {
+        groups
+            .entry(Protocol::TrialGrouped.group(&ctx.corpus.rows[i], i))
+            .or_default()
+            .push(i);
+    }
+    let mut keys: Vec<&String> = groups.keys().collect();
+    let mut rng = Rng::new(ctx.cfg.seed).fork(0x5B5A ^ fold as u64);
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, rng.below(i + 1));
+    }
+    let keep = ((ctx.cfg.train_fraction * keys.len() as f64).round() as usize).max(1);
+    let mut out: Vec<usize> = keys[..keep]
+        .iter()
+        .flat_map(|k| groups[*k].iter().copied())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Run the protocol in `run` and write the results there.
+pub fn finetune(
+    cfg: &FinetuneConfig,
+    run: &Path,
+    device: &Device,
+    on: &mut dyn FnMut(FinetuneEvent),
+) -> Result<Results, TrainError> {
+    if cfg.batch == 0 || (cfg.epochs.is_nan() || cfg.epochs <= 0.0) && cfg.max_steps.is_none() {
+        return Err(TrainError::Data(
+            "batch and epochs (or steps) must be positive".into(),
+        ));
+    }
+    for m in &cfg.methods {
+        if !["pretrained", "scratch", "hrv"].contains(&m.as_str()) {
+            return Err(TrainError::Data(format!(
+                "unknown method `{m}`: expected pretrained, scratch or hrv"
+            )));
+        }
+    }
+    let corpus = Corpus::open(&cfg.corpus)?;
+    let labels = make_labels(&corpus, cfg.task, &cfg.thresholds).map_err(eval_err)?;
+    let mut model_cfg = match &cfg.pretrained {
+        Some(dir) => {
+            let p = dir.join(cardiaffect_model::CONFIG_FILE);
+            let text = fs::read_to_string(&p).map_err(io_err(&p))?;
+            serde_json::from_str::<ModelConfig>(&text).map_err(|e| TrainError::Checkpoint {
+                path: p.clone(),
+                message: format!("not a model config: {e}"),
+            })?
+        }
+        None => cfg.model.clone(),
+    };
+    model_cfg.n_classes = labels.classes.len();
+    model_cfg.validate()?;
+    if corpus.window_len() != model_cfg.window_len {
+        return Err(TrainError::Mismatch {
+            path: cfg.corpus.clone(),
+            field: "window length",
+            expected: format!("{} samples (the model's)", model_cfg.window_len),
+            found: format!("{} samples", corpus.window_len()),
+        });
+    }
+    if let Some(dir) = &cfg.pretrained {
+        if let Ok(text) = fs::read_to_string(dir.join("preprocess.json")) {
+            if let Ok(pp) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(fs_model) = pp["fs"].as_f64() {
+                    if (fs_model - corpus.manifest.config.fs).abs() > 1e-9 {
+                        return Err(TrainError::Mismatch {
+                            path: cfg.corpus.clone(),
+                            field: "sampling rate",
+                            expected: format!("{fs_model} Hz (the pre-trained model's)"),
+                            found: format!("{} Hz", corpus.manifest.config.fs),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let methods: Vec<String> = cfg
+        .methods
+        .iter()
+        .filter(|m| m.as_str() != "pretrained" || cfg.pretrained.is_some())
+        .cloned()
+        .collect();
+    let usable: Vec<usize> = (0..corpus.len())
+        .filter(|&i| labels.y[i].is_some())
+        .collect();
+    let folds = make_folds(
+        &corpus.rows,
+        &usable,
+        cfg.protocol,
+        cfg.folds,
+        cfg.val_fraction,
+        cfg.seed,
+    )
+    .map_err(eval_err)?;
+
+    fs::create_dir_all(run.join("folds")).map_err(io_err(run))?;
+    let cfg_path = run.join("finetune.json");
+    if let Ok(old) = fs::read(&cfg_path) {
+        match serde_json::from_slice::<FinetuneConfig>(&old) {
+            Ok(saved) if &saved == cfg => {}
+            _ => {
+                // Another configuration: its fold files must not be mixed with this one's.
+                let _ = fs::remove_dir_all(run.join("folds"));
+                fs::create_dir_all(run.join("folds")).map_err(io_err(run))?;
+            }
+        }
+    }
+    write_atomic(
+        &cfg_path,
+        &serde_json::to_vec_pretty(cfg).unwrap_or_default(),
+    )?;
+    let warning = (cfg.protocol == Protocol::Paper).then_some(Protocol::PAPER_WARNING);
+    on(FinetuneEvent::Start {
+        folds: folds.len(),
+        methods: &methods,
+        labels: &labels,
+        warning,
+    });
+
+    let ctx = Ctx {
+        cfg,
+        model_cfg: model_cfg.clone(),
+        corpus: &corpus,
+        labels: &labels,
+        device,
+    };
+    let k = labels.classes.len();
+    let fs_hz = corpus.manifest.config.fs;
+    let trial_key = |i: usize| Protocol::TrialGrouped.group(&corpus.rows[i], i);
+    let mut per_fold = Vec::new();
+    let mut warnings = Vec::new();
+    let mut predictions = String::from("index,subject,trial,fold,method,true_class");
+    for c in &labels.classes {
+        predictions.push_str(&format!(",p_{}", c.replace([' ', ','], "_")));
+    }
+    predictions.push('\n');
+    let mut hrv_cache: Option<Vec<Vec<f64>>> = None;
+    for fold in &folds {
+        let train = subsample(&ctx, &fold.train, fold.index);
+        let mut train_classes: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
+        train_classes.sort_unstable();
+        train_classes.dedup();
+        if train_classes.len() < 2 {
+            let w = format!(
+                "fold {}: the training set has a single class: skipped (no metric computed on it)",
+                fold.index + 1
+            );
+            on(FinetuneEvent::Warning(w.clone()));
+            warnings.push(w);
+            continue;
+        }
+        let test_y: Vec<usize> = fold.test.iter().map(|&i| ctx.y(i)).collect();
+        let steps = cfg
+            .max_steps
+            .unwrap_or(((cfg.epochs * train.len() as f64) / cfg.batch as f64).ceil() as usize)
+            .max(1);
+        for (mi, method) in methods.iter().enumerate() {
+            let file = run
+                .join("folds")
+                .join(format!("{method}-fold{}.json", fold.index + 1));
+            let saved = fs::read(&file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<FoldFile>(&b).ok());
+            let ff = match saved {
+                Some(ff) if ff.test == fold.test => {
+                    on(FinetuneEvent::FoldStart {
+                        fold: fold.index,
+                        method,
+                        steps,
+                        reused: true,
+                    });
+                    ff
+                }
+                _ => {
+                    on(FinetuneEvent::FoldStart {
+                        fold: fold.index,
+                        method,
+                        steps: if method == "hrv" { 0 } else { steps },
+                        reused: false,
+                    });
+                    let t0 = Instant::now();
+                    let (probs, steps_run, best_step, best_f1) = if method == "hrv" {
+                        if hrv_cache.is_none() {
+                            let ws: Vec<Vec<f32>> =
+                                usable.iter().map(|&i| corpus.window(i)).collect();
+                            let f = hrv_baseline::features_many(&ws, fs_hz);
+                            let mut all = vec![Vec::new(); corpus.len()];
+                            for (&i, v) in usable.iter().zip(f) {
+                                all[i] = v;
+                            }
+                            hrv_cache = Some(all);
+                        }
+                        let feats = hrv_cache.as_ref().unwrap();
+                        let xt: Vec<Vec<f64>> = train.iter().map(|&i| feats[i].clone()).collect();
+                        let yt: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
+                        let xs: Vec<Vec<f64>> =
+                            fold.test.iter().map(|&i| feats[i].clone()).collect();
+                        let p = hrv_baseline::fit_predict(fold.index + 1, &xt, &yt, &xs, k)
+                            .map_err(eval_err)?;
+                        (p, None, None, None)
+                    } else {
+                        let (model, s, bs, bf) =
+                            ctx.train_model(method, fold, &train, steps, on)?;
+                        if mi == methods.iter().position(|m| m != "hrv").unwrap_or(0) {
+                            let dir = run.join("models").join(format!("fold{}", fold.index + 1));
+                            save_model(&dir, &model_cfg, &model)?;
+                            if let Some(src) = &cfg.pretrained {
+                                let _ = fs::copy(
+                                    src.join("preprocess.json"),
+                                    dir.join("preprocess.json"),
+                                );
+                            }
+                            write_atomic(
+                                &dir.join("preprocess.json"),
+                                &serde_json::to_vec_pretty(&preprocess(&corpus))
+                                    .unwrap_or_default(),
+                            )?;
+                            write_atomic(
+                                &dir.join("labels.json"),
+                                &serde_json::to_vec_pretty(&labels).unwrap_or_default(),
+                            )?;
+                        }
+                        (ctx.predict(&model, &fold.test), Some(s), Some(bs), Some(bf))
+                    };
+                    let keys: Vec<String> = fold.test.iter().map(|&i| trial_key(i)).collect();
+                    let (ty, tp) = trial_level(&keys, &test_y, &probs);
+                    let result = FoldResult {
+                        method: method.clone(),
+                        fold: fold.index,
+                        n_train: train.len(),
+                        n_val: fold.val.len(),
+                        test_groups: fold.test_groups.clone(),
+                        window: compute(&test_y, &probs, k),
+                        trial: compute(&ty, &tp, k),
+                        steps: steps_run,
+                        best_step,
+                        best_val_macro_f1: best_f1,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    };
+                    let ff = FoldFile {
+                        result,
+                        test: fold.test.clone(),
+                        probs,
+                    };
+                    write_atomic(&file, &serde_json::to_vec(&ff).unwrap_or_default())?;
+                    ff
+                }
+            };
+            for w in &ff.result.window.warnings {
+                let w = format!("fold {}, {method}: {w}", fold.index + 1);
+                if !warnings.contains(&w) {
+                    on(FinetuneEvent::Warning(w.clone()));
+                    warnings.push(w);
+                }
+            }
+            for (&i, p) in ff.test.iter().zip(&ff.probs) {
+                let r = &corpus.rows[i];
+                predictions.push_str(&format!(
+                    "{i},{},{},{},{method},{}",
+                    r.subject,
+                    r.trial,
+                    fold.index + 1,
+                    ctx.y(i)
+                ));
+                for v in p {
+                    predictions.push_str(&format!(",{v:.6}"));
+                }
+                predictions.push('\n');
+            }
+            on(FinetuneEvent::FoldDone { result: &ff.result });
+            per_fold.push(ff.result);
+        }
+    }
+    if per_fold.is_empty() {
+        return Err(TrainError::Data(
+            "no fold could be evaluated (every training fold had a single class)".into(),
+        ));
+    }
+    write_atomic(&run.join("predictions.csv"), predictions.as_bytes())?;
+    let total: usize = labels.counts.iter().sum();
+    let majority = *labels.counts.iter().max().unwrap_or(&0) as f64 / total.max(1) as f64;
+    let mut datasets: Vec<String> = corpus.rows.iter().map(|r| r.dataset.clone()).collect();
+    datasets.sort();
+    datasets.dedup();
+    let results = Results {
+        cardiaffect_version: env!("CARGO_PKG_VERSION").into(),
+        corpus: cfg.corpus.display().to_string(),
+        datasets,
+        task: cfg.task.to_string(),
+        label_rule: labels.describe(),
+        labels: labels.clone(),
+        protocol: cfg.protocol.to_string(),
+        protocol_warning: warning.map(String::from),
+        folds: folds.len(),
+        seed: cfg.seed,
+        pretrained: cfg.pretrained_label.clone(),
+        model_config: serde_json::to_value(&model_cfg).unwrap_or_default(),
+        finetune_config: serde_json::json!({
+            "epochs": cfg.epochs, "max_steps": cfg.max_steps, "batch": cfg.batch, "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay, "freeze_encoder": cfg.freeze_encoder,
+            "class_weights": cfg.class_weights, "val_fraction": cfg.val_fraction,
+            "train_fraction": cfg.train_fraction, "eval_every": cfg.eval_every, "patience": cfg.patience,
+            "input_normalisation": "z-score per window",
+        }),
+        chance: Chance {
+            majority_accuracy: majority,
+            balanced_accuracy: 1.0 / k as f64,
+            auroc: 0.5,
+        },
+        summary: aggregate(&per_fold, &methods),
+        per_fold,
+        warnings,
+    };
+    cardiaffect_eval::report::write_all(run, &results).map_err(eval_err)?;
+    Ok(results)
+}
+
+/// The preprocessing a model's inputs went through (read by `predict` and `stream`).
+pub fn preprocess(corpus: &Corpus) -> serde_json::Value {
+    let c = &corpus.manifest.config;
+    serde_json::json!({
+        "fs": c.fs,
+        "window_s": c.window_s,
+        "window_len": corpus.window_len(),
+        "band_hz": [c.clean.low_hz, c.clean.high_hz],
+        "filter_order": c.clean.order,
+        "notch_hz": c.clean.notch_hz,
+        "normalisation": "z-score per window",
+    })
+}

@@ -1,0 +1,212 @@
+//! `cardiaffect finetune` and `cardiaffect evaluate`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cardiaffect_eval::{Folds, Protocol, Task};
+use cardiaffect_train::{finetune, FinetuneConfig, FinetuneEvent};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// A labeled corpus folder written by `cardiaffect prepare`.
+    #[arg(long, value_name = "DIR")]
+    pub corpus: PathBuf,
+    /// Pre-trained weights: a pretrain run folder (or any folder with config.json and
+    /// model.safetensors), or `none` (scratch and HRV baselines only).
+    #[arg(long, value_name = "RUN_DIR|none", default_value = "none")]
+    pub pretrained: String,
+    /// What to recognise: arousal, valence (high/low), quadrant (4 classes), condition (WESAD
+    /// baseline/stress/amusement), stress (WESAD stress vs not).
+    #[arg(long, value_parser = Task::ALL)]
+    pub task: String,
+    /// subject-independent (no subject in both train and test; the default), trial-grouped
+    /// (no trial in both), or paper (k-fold over windows, as the seed paper: leaks).
+    #[arg(long, default_value = "subject-independent", value_parser = Protocol::ALL)]
+    pub protocol: String,
+    /// Number of folds, or `loso` (leave one subject, or trial, out).
+    #[arg(long, default_value = "5")]
+    pub folds: String,
+    /// High arousal = rating > this (default: the scale's midpoint, e.g. 5 on AMIGOS's 1-9).
+    #[arg(long, value_name = "RATING")]
+    pub arousal_threshold: Option<f64>,
+    /// High valence = rating > this (default: the scale's midpoint).
+    #[arg(long, value_name = "RATING")]
+    pub valence_threshold: Option<f64>,
+    /// Run folder (created; a re-run with the same options reuses its finished folds).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// Passes over each training fold.
+    #[arg(long, default_value_t = 10.0)]
+    pub epochs: f64,
+    /// Training steps per fold (instead of --epochs).
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3e-4)]
+    pub lr: f64,
+    /// Linear probe: train the head only, the encoder stays as pre-trained.
+    #[arg(long)]
+    pub freeze_encoder: bool,
+    /// Plain cross-entropy (by default classes are weighted by inverse training frequency).
+    #[arg(long)]
+    pub no_class_weights: bool,
+    /// Fraction of each training fold's subjects (or trials) held out for early stopping.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// Keep only this fraction of each training fold's trials (to study few labels).
+    #[arg(long, default_value_t = 1.0)]
+    pub train_fraction: f64,
+    /// Validation every N steps; stop after --patience evaluations without a better macro-F1.
+    #[arg(long, default_value_t = 20)]
+    pub eval_every: usize,
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Methods compared on the same folds (comma-separated): pretrained, scratch, hrv.
+    #[arg(long, value_delimiter = ',', default_value = "pretrained,scratch,hrv")]
+    pub methods: Vec<String>,
+    /// Model config (JSON or TOML) for `--pretrained none`; with weights, theirs is used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Backend: flex or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+}
+
+pub fn run(a: FinetuneArgs) -> Result<()> {
+    let device = crate::bench::device(&a.backend)?;
+    let task: Task = a.task.parse()?;
+    let mut cfg = FinetuneConfig::new(a.corpus.clone(), task);
+    cfg.pretrained_label = a.pretrained.clone();
+    cfg.pretrained = match a.pretrained.as_str() {
+        "none" => None,
+        "bundled" => Some(crate::bundled::weights_dir()?),
+        p => {
+            let p = PathBuf::from(p);
+            if !p.join("model.safetensors").exists() {
+                bail!("--pretrained {}: no model.safetensors there (expected a pretrain run folder, `bundled` or `none`)", p.display());
+            }
+            Some(p)
+        }
+    };
+    cfg.model = crate::pretrain::model_config(&a.config)?;
+    cfg.protocol = a.protocol.parse()?;
+    cfg.folds = a.folds.parse::<Folds>()?;
+    cfg.thresholds.arousal = a.arousal_threshold;
+    cfg.thresholds.valence = a.valence_threshold;
+    cfg.epochs = a.epochs;
+    cfg.max_steps = a.steps;
+    cfg.batch = a.batch;
+    cfg.lr = a.lr;
+    cfg.freeze_encoder = a.freeze_encoder;
+    cfg.class_weights = !a.no_class_weights;
+    if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
+        bail!(
+            "--val-fraction {}: expected a fraction in (0, 1)",
+            a.val_fraction
+        );
+    }
+    if !(a.train_fraction > 0.0 && a.train_fraction <= 1.0) {
+        bail!(
+            "--train-fraction {}: expected a fraction in (0, 1]",
+            a.train_fraction
+        );
+    }
+    cfg.val_fraction = a.val_fraction;
+    cfg.train_fraction = a.train_fraction;
+    cfg.eval_every = a.eval_every;
+    cfg.patience = a.patience;
+    cfg.methods = a.methods.clone();
+    cfg.seed = a.seed;
+    run_config(&cfg, &a.out, &device)
+}
+
+/// Run a fine-tuning configuration with progress bars and print the table.
+pub fn run_config(
+    cfg: &FinetuneConfig,
+    out: &std::path::Path,
+    device: &burn::prelude::Device,
+) -> Result<()> {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg} (ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let mut n_folds = 0;
+    let mut last_f1 = String::new();
+    let results = finetune(cfg, out, device, &mut |e| {
+        match e {
+        FinetuneEvent::Start { folds, methods, labels, warning } => {
+            n_folds = folds;
+            bar.println(format!("labels: {}", labels.describe()));
+            bar.println(format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.join(", ")));
+            if let Some(w) = warning {
+                bar.println(format!("WARNING: {w}"));
+            }
+        }
+        FinetuneEvent::FoldStart { fold, method, steps, reused } => {
+            bar.set_prefix(format!("fold {}/{n_folds} {method}", fold + 1));
+            bar.set_length(steps.max(1) as u64);
+            bar.set_position(0);
+            last_f1.clear();
+            if reused {
+                bar.set_message("reused from an earlier run");
+            }
+        }
+        FinetuneEvent::Step { step, loss } => {
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.3}{last_f1}"));
+        }
+        FinetuneEvent::Eval { val_macro_f1, .. } => last_f1 = format!(" val macro-F1 {val_macro_f1:.3}"),
+        FinetuneEvent::FoldDone { result } => bar.println(format!(
+            "fold {} {:<10} accuracy {:.3}  macro-F1 {:.3}  balanced {:.3}  AUROC {}  ({} test windows, {:.1} s)",
+            result.fold + 1,
+            result.method,
+            result.window.accuracy,
+            result.window.macro_f1,
+            result.window.balanced_accuracy,
+            result.window.auroc.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
+            result.window.n,
+            result.seconds
+        )),
+        FinetuneEvent::Warning(w) => bar.println(format!("warning: {w}")),
+    }
+    });
+    bar.finish_and_clear();
+    let r = results?;
+    println!("{}", cardiaffect_eval::report::markdown(&r));
+    println!(
+        "wrote {}/results.json, results.md, confusion.svg, folds.svg, predictions.csv, models/",
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// A finetune run folder.
+    pub run: PathBuf,
+}
+
+/// Re-write the tables and plots of a finished run from its results.json, and print the table.
+pub fn evaluate(a: EvaluateArgs) -> Result<()> {
+    let p = a.run.join("results.json");
+    let bytes = std::fs::read(&p).with_context(|| {
+        format!(
+            "{}: no results.json: is it a finished finetune run?",
+            a.run.display()
+        )
+    })?;
+    let r: cardiaffect_eval::report::Results = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a results file", p.display()))?;
+    cardiaffect_eval::report::write_all(&a.run, &r)?;
+    println!("{}", cardiaffect_eval::report::markdown(&r));
+    Ok(())
+}
