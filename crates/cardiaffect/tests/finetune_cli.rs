@@ -1,0 +1,227 @@
+//! `cardiaffect finetune` and `evaluate` on a small synthetic labeled dataset: the results files
+//! state the rule, protocol and seed; folds are reused on a re-run; the same seed gives the
+//! same numbers; bad inputs are refused with their reason.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: Output) -> String {
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// 6 synthetic subjects x 6 trials of 16 s, as 2 s windows; and the tiny model config.
+fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
+    let raw = tmp.join("raw");
+    let corpus = tmp.join("corpus");
+    ok(run(&[
+        "synth",
+        "--affect",
+        "--subjects",
+        "6",
+        "--trials",
+        "6",
+        "--trial-seconds",
+        "16",
+        "--seed",
+        "3",
+        "--out",
+        s(&raw),
+    ]));
+    ok(run(&[
+        "prepare",
+        "--source",
+        s(&raw),
+        "--window",
+        "2s",
+        "--stride",
+        "2s",
+        "--out",
+        s(&corpus),
+    ]));
+    let cfg = tmp.join("tiny.json");
+    std::fs::write(&cfg, TINY).unwrap();
+    (corpus, cfg)
+}
+
+/// The finetune command line; `extra` flags replace the defaults of the same name.
+fn finetune<'a>(corpus: &'a Path, cfg: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let defaults = [
+        ("--corpus", s(corpus)),
+        ("--task", "arousal"),
+        ("--config", s(cfg)),
+        ("--out", s(out)),
+        ("--folds", "3"),
+        ("--steps", "6"),
+        ("--batch", "8"),
+        ("--eval-every", "3"),
+        ("--seed", "5"),
+    ];
+    let mut v = vec!["finetune"];
+    for (k, d) in defaults {
+        if !extra.contains(&k) {
+            v.extend([k, d]);
+        }
+    }
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn finetune_writes_results_that_state_their_rule_and_reproduce() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    let out = tmp.path().join("run");
+    let stdout = ok(run(&finetune(&corpus, &cfg, &out, &[])));
+    assert!(
+        stdout.contains("| scratch | window |") && stdout.contains("| hrv | window |"),
+        "{stdout}"
+    );
+    for f in [
+        "results.json",
+        "results.md",
+        "confusion.svg",
+        "folds.svg",
+        "predictions.csv",
+        "finetune.json",
+        "models/fold1/model.safetensors",
+        "models/fold1/config.json",
+        "models/fold1/preprocess.json",
+    ] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["protocol"], "subject-independent");
+    assert_eq!(r["seed"], 5);
+    assert_eq!(r["task"], "arousal");
+    let rule = r["label_rule"].as_str().unwrap();
+    assert!(rule.contains("arousal > 5 on 1-9"), "{rule}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        md.contains("arousal > 5") && md.contains("subject-independent") && md.contains("seed 5")
+    );
+    // Every fold's metrics are numbers in [0, 1]; the tested subjects differ between folds.
+    let folds = r["per_fold"].as_array().unwrap();
+    assert_eq!(folds.len(), 6, "3 folds x 2 methods");
+    let mut tested = std::collections::BTreeSet::new();
+    for f in folds {
+        for k in ["accuracy", "macro_f1", "balanced_accuracy"] {
+            let v = f["window"][k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+        }
+        if f["method"] == "scratch" {
+            for g in f["test_groups"].as_array().unwrap() {
+                assert!(
+                    tested.insert(g.as_str().unwrap().to_string()),
+                    "subject {g} tested twice"
+                );
+            }
+        }
+    }
+    assert_eq!(tested.len(), 6);
+    // A re-run with the same options reuses every fold and gives the same file.
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    let o = run(&finetune(&corpus, &cfg, &out, &[]));
+    ok(o);
+    assert!(
+        std::fs::read(out.join("results.json")).unwrap() == before,
+        "a re-run reusing the folds changed results.json"
+    );
+    // The same seed in a new folder: the same numbers.
+    let out2 = tmp.path().join("run2");
+    ok(run(&finetune(&corpus, &cfg, &out2, &[])));
+    let a: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    let b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out2.join("results.json")).unwrap()).unwrap();
+    assert_eq!(a["per_fold"][0]["window"], b["per_fold"][0]["window"]);
+    assert_eq!(a["summary"], b["summary"]);
+    // `evaluate` prints the table again.
+    let e = ok(run(&["evaluate", s(&out)]));
+    assert!(e.contains("| hrv | trial |"), "{e}");
+    // Trial-grouped and paper protocols run too; paper carries its warning.
+    let out3 = tmp.path().join("run3");
+    let p = ok(run(&finetune(
+        &corpus,
+        &cfg,
+        &out3,
+        &["--protocol", "paper", "--methods", "hrv"],
+    )));
+    assert!(p.contains("optimistic"), "{p}");
+    let out4 = tmp.path().join("run4");
+    ok(run(&finetune(
+        &corpus,
+        &cfg,
+        &out4,
+        &[
+            "--protocol",
+            "trial-grouped",
+            "--methods",
+            "hrv",
+            "--task",
+            "quadrant",
+        ],
+    )));
+}
+
+#[test]
+fn finetune_refuses_bad_input_with_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    let out = tmp.path().join("run");
+    // More folds than subjects.
+    let e = err(run(&finetune(&corpus, &cfg, &out, &["--folds", "7"])));
+    assert!(e.contains("6 subjects for 7 folds"), "{e}");
+    // A task the corpus has no labels for.
+    let e = err(run(&finetune(&corpus, &cfg, &out, &["--task", "stress"])));
+    assert!(e.contains("no window has a study condition"), "{e}");
+    // A threshold outside the scale.
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &out,
+        &["--arousal-threshold", "12"],
+    )));
+    assert!(e.contains("threshold") && e.contains("[1, 9)"), "{e}");
+    // A model whose window differs from the corpus's.
+    let wide = tmp.path().join("wide.json");
+    std::fs::write(&wide, TINY.replace("256", "512")).unwrap();
+    let e = err(run(&finetune(&corpus, &wide, &out, &[])));
+    assert!(e.contains("window length") && e.contains("512"), "{e}");
+    // Pre-trained weights that are not there.
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &out,
+        &["--pretrained", s(&tmp.path().join("nope"))],
+    )));
+    assert!(e.contains("no model.safetensors"), "{e}");
+}
