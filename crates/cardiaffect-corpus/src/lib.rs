@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub use config::{Dtype, PrepareConfig};
 pub use corpus::{Corpus, Row};
 pub use prepare::{prepare, Manifest, PrepareReport, Progress, Source};
-pub use window::{window_recording, Dropped, WindowMeta, Windows};
+pub use window::{window_recording, window_recording_flagged, Dropped, WindowMeta, Windows};
 
 /// The fixed columns of `windows.csv`, after `index` and before one column per label.
 pub const META_COLUMNS: [&str; 9] = [

@@ -44,6 +44,9 @@ pub struct Windows {
     pub data: Vec<f32>,
     pub dropped: Vec<Dropped>,
     pub warnings: Vec<String>,
+    /// Parallel to `meta`: the quality flaw of a window kept by [`window_recording_flagged`]
+    /// (always `None` from [`window_recording`], which drops flawed windows).
+    pub flaws: Vec<Option<String>>,
 }
 
 /// Runs of finite samples, as half-open index ranges.
@@ -74,7 +77,26 @@ struct Run {
     peaks: Vec<usize>,
 }
 
+/// Windows of one recording that pass the quality checks (flawed ones are counted in `dropped`).
 pub fn window_recording(rec: &Recording, cfg: &PrepareConfig) -> Result<Windows, CorpusError> {
+    windows_of(rec, cfg, false)
+}
+
+/// Every window of one recording, flawed ones kept with their flaw named in `flaws` (for
+/// prediction timelines, where a gap says less than a flagged window). Windows over NaN
+/// samples still cannot be filtered and are listed in `dropped`.
+pub fn window_recording_flagged(
+    rec: &Recording,
+    cfg: &PrepareConfig,
+) -> Result<Windows, CorpusError> {
+    windows_of(rec, cfg, true)
+}
+
+fn windows_of(
+    rec: &Recording,
+    cfg: &PrepareConfig,
+    keep_flawed: bool,
+) -> Result<Windows, CorpusError> {
     let source = rec.source.display().to_string();
     let fs_in = rec.fs;
     let needed = 2.0 * cfg.clean.high_hz;
@@ -153,6 +175,7 @@ pub fn window_recording(rec: &Recording, cfg: &PrepareConfig) -> Result<Windows,
         let lo = run.peaks.partition_point(|&p| p < j0);
         let hi = run.peaks.partition_point(|&p| p < j0 + len);
         let rel: Vec<usize> = run.peaks[lo..hi].iter().map(|p| p - j0).collect();
+        let mut flaw_name = None;
         if let Err(flaw) = check_window(
             &rec.samples[ns..ns + native_len],
             fs_in,
@@ -160,8 +183,11 @@ pub fn window_recording(rec: &Recording, cfg: &PrepareConfig) -> Result<Windows,
             cfg.fs,
             &cfg.quality,
         ) {
-            drop(flaw.name(), &mut out);
-            continue;
+            if !keep_flawed {
+                drop(flaw.name(), &mut out);
+                continue;
+            }
+            flaw_name = Some(flaw.name().to_string());
         }
         let hr = if rel.len() >= 2 {
             60.0 * (rel.len() - 1) as f64 / ((rel[rel.len() - 1] - rel[0]) as f64 / cfg.fs)
@@ -175,6 +201,7 @@ pub fn window_recording(rec: &Recording, cfg: &PrepareConfig) -> Result<Windows,
             let first = *s.first()?;
             s.iter().all(|&v| v == first).then_some(first)
         });
+        out.flaws.push(flaw_name);
         out.data.extend_from_slice(&run.y[j0..j0 + len]);
         out.meta.push(WindowMeta {
             dataset: rec.dataset.clone(),

@@ -187,6 +187,52 @@ pub fn make_folds(
     Ok(out)
 }
 
+/// The split of the final model (trained on every labeled window after cross-validation):
+/// `val_fraction` of the groups for early stopping, the rest for training, no test.
+pub fn final_split(
+    rows: &[Row],
+    usable: &[usize],
+    protocol: Protocol,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<Fold, EvalError> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in usable {
+        groups
+            .entry(protocol.group(&rows[i], i))
+            .or_default()
+            .push(i);
+    }
+    let mut keys: Vec<String> = groups.keys().cloned().collect();
+    if keys.len() < 2 {
+        let (what, what_one) = protocol.unit();
+        return Err(EvalError::TooFewGroups {
+            protocol: protocol.to_string(),
+            groups: keys.len(),
+            folds: 2,
+            what,
+            what_one,
+        });
+    }
+    shuffle(&mut keys, &mut Rng::new(seed).fork(0xF1AA));
+    let n_val = ((val_fraction * keys.len() as f64).round() as usize).clamp(1, keys.len() - 1);
+    let collect = |ks: &[String]| {
+        let mut v: Vec<usize> = ks.iter().flat_map(|g| groups[g].iter().copied()).collect();
+        v.sort_unstable();
+        v
+    };
+    let mut val_groups = keys[..n_val].to_vec();
+    val_groups.sort();
+    Ok(Fold {
+        index: usize::MAX,
+        train: collect(&keys[n_val..]),
+        val: collect(&keys[..n_val]),
+        test: Vec::new(),
+        test_groups: Vec::new(),
+        val_groups,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,9 @@
 //! Run folder: `finetune.json` (config), `folds/<method>-fold<k>.json` (written as each fold
 //! ends; a re-run with the same config reuses them, so an interrupted run resumes),
 //! `predictions.csv`, `models/fold<k>/` (the first model method's kept weights per fold, with
-//! its config and preprocessing), `results.json`, `results.md`, `confusion.svg`, `folds.svg`.
+//! its config and preprocessing), `model/` (the same method trained on every labeled window
+//! after cross-validation: the one to use on new data), `results.json`, `results.md`,
+//! `confusion.svg`, `folds.svg`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -535,22 +537,7 @@ pub fn finetune(
                             ctx.train_model(method, fold, &train, steps, on)?;
                         if mi == methods.iter().position(|m| m != "hrv").unwrap_or(0) {
                             let dir = run.join("models").join(format!("fold{}", fold.index + 1));
-                            save_model(&dir, &model_cfg, &model)?;
-                            if let Some(src) = &cfg.pretrained {
-                                let _ = fs::copy(
-                                    src.join("preprocess.json"),
-                                    dir.join("preprocess.json"),
-                                );
-                            }
-                            write_atomic(
-                                &dir.join("preprocess.json"),
-                                &serde_json::to_vec_pretty(&preprocess(&corpus))
-                                    .unwrap_or_default(),
-                            )?;
-                            write_atomic(
-                                &dir.join("labels.json"),
-                                &serde_json::to_vec_pretty(&labels).unwrap_or_default(),
-                            )?;
+                            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels)?;
                         }
                         (ctx.predict(&model, &fold.test), Some(s), Some(bs), Some(bf))
                     };
@@ -603,6 +590,35 @@ pub fn finetune(
             per_fold.push(ff.result);
         }
     }
+    // The model to use on new data: the first model method trained on every labeled window
+    // (validation for early stopping carved by the protocol's groups), after the folds.
+    if let Some(method) = methods.iter().find(|m| m.as_str() != "hrv") {
+        let dir = run.join("model");
+        if !dir.join("labels.json").exists() {
+            let fold = cardiaffect_eval::protocol::final_split(
+                &corpus.rows,
+                &usable,
+                cfg.protocol,
+                cfg.val_fraction,
+                cfg.seed,
+            )
+            .map_err(eval_err)?;
+            let steps = cfg
+                .max_steps
+                .unwrap_or(
+                    ((cfg.epochs * fold.train.len() as f64) / cfg.batch as f64).ceil() as usize,
+                )
+                .max(1);
+            on(FinetuneEvent::FoldStart {
+                fold: usize::MAX,
+                method,
+                steps,
+                reused: false,
+            });
+            let (model, ..) = ctx.train_model(method, &fold, &fold.train, steps, on)?;
+            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels)?;
+        }
+    }
     if per_fold.is_empty() {
         return Err(TrainError::Data(
             "no fold could be evaluated (every training fold had a single class)".into(),
@@ -645,6 +661,26 @@ pub fn finetune(
     };
     cardiaffect_eval::report::write_all(run, &results).map_err(eval_err)?;
     Ok(results)
+}
+
+/// A model folder that `predict` can use: weights, config, preprocessing, classes. The labels
+/// file is written last: its presence marks the folder complete.
+fn save_model_dir(
+    dir: &Path,
+    cfg: &ModelConfig,
+    model: &Model,
+    corpus: &Corpus,
+    labels: &Labels,
+) -> Result<(), TrainError> {
+    save_model(dir, cfg, model)?;
+    write_atomic(
+        &dir.join("preprocess.json"),
+        &serde_json::to_vec_pretty(&preprocess(corpus)).unwrap_or_default(),
+    )?;
+    write_atomic(
+        &dir.join("labels.json"),
+        &serde_json::to_vec_pretty(labels).unwrap_or_default(),
+    )
 }
 
 /// The preprocessing a model's inputs went through (read by `predict` and `stream`).

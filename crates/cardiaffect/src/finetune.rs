@@ -152,7 +152,11 @@ pub fn run_config(
             }
         }
         FinetuneEvent::FoldStart { fold, method, steps, reused } => {
-            bar.set_prefix(format!("fold {}/{n_folds} {method}", fold + 1));
+            if fold == usize::MAX {
+                bar.set_prefix(format!("final model ({method}, all subjects)"));
+            } else {
+                bar.set_prefix(format!("fold {}/{n_folds} {method}", fold + 1));
+            }
             bar.set_length(steps.max(1) as u64);
             bar.set_position(0);
             last_f1.clear();

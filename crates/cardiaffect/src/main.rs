@@ -7,6 +7,7 @@ mod bench_io;
 mod bundled;
 mod finetune;
 mod inspect;
+mod predict;
 mod prepare;
 mod pretrain;
 mod synth;
@@ -42,6 +43,8 @@ enum Command {
     Finetune(finetune::FinetuneArgs),
     /// Print (and re-draw) the results of a finished finetune run.
     Evaluate(finetune::EvaluateArgs),
+    /// Run a fine-tuned model on a recording: a timeline of class probabilities and a plot.
+    Predict(predict::PredictArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
     /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Evaluate(a) => finetune::evaluate(a),
+        Command::Predict(a) => predict::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchIo(a) => bench_io::run(a),

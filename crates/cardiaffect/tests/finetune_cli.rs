@@ -164,6 +164,76 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         serde_json::from_slice(&std::fs::read(out2.join("results.json")).unwrap()).unwrap();
     assert_eq!(a["per_fold"][0]["window"], b["per_fold"][0]["window"]);
     assert_eq!(a["summary"], b["summary"]);
+    // The final model predicts on a real recording: a timeline with probabilities that sum to 1.
+    assert!(out.join("model/labels.json").exists());
+    let rec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mitdb208/208.hea");
+    let tl = tmp.path().join("timeline.csv");
+    ok(run(&[
+        "predict",
+        "--model",
+        s(&out),
+        s(&rec),
+        "--out",
+        s(&tl),
+    ]));
+    let text = std::fs::read_to_string(&tl).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "recording,subject,trial,start_s,end_s,quality,hr_bpm,p_low_arousal,p_high_arousal"
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert!(rows.len() > 100, "{} windows", rows.len());
+    for r in &rows {
+        let (a, b): (f64, f64) = (r[7].parse().unwrap(), r[8].parse().unwrap());
+        assert!((a + b - 1.0).abs() < 2e-4, "{r:?}");
+        assert!(r[5] == "ok" || !r[5].is_empty());
+    }
+    assert!(tmp.path().join("timeline.svg").exists());
+    let js = tmp.path().join("timeline.json");
+    ok(run(&[
+        "predict",
+        "--model",
+        s(&out),
+        s(&rec),
+        "--out",
+        s(&js),
+    ]));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&js).unwrap()).unwrap();
+    assert_eq!(j["models"][0]["task"], "arousal");
+    assert_eq!(
+        j["recordings"][0]["rows"].as_array().unwrap().len(),
+        rows.len()
+    );
+    // Bad model folders and recordings are refused with the reason.
+    let e = err(run(&["predict", "--model", s(tmp.path()), s(&rec)]));
+    assert!(e.contains("no config.json"), "{e}");
+    let e = err(run(&[
+        "predict",
+        "--model",
+        s(&out.join("models/fold1")),
+        s(&tmp.path().join("missing.hea")),
+    ]));
+    assert!(e.contains("missing.hea"), "{e}");
+    let slow = tmp.path().join("slow.csv");
+    std::fs::write(
+        &slow,
+        (0..2000)
+            .map(|i| format!("{}\n", (i as f64 * 0.3).sin()))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let e = err(run(&[
+        "predict",
+        "--model",
+        s(&out),
+        s(&slow),
+        "--input-fs",
+        "50",
+    ]));
+    assert!(e.contains("50 Hz") && e.contains("80 Hz"), "{e}");
     // `evaluate` prints the table again.
     let e = ok(run(&["evaluate", s(&out)]));
     assert!(e.contains("| hrv | trial |"), "{e}");

@@ -1,0 +1,21 @@
+//! Inference for cardiaffect: a fine-tuned model folder (`config.json`, `model.safetensors`,
+//! `preprocess.json`, `labels.json`) is loaded with the preprocessing its training data had, and
+//! applied to new recordings window by window ([`predict`]).
+
+pub mod predict;
+
+use std::path::PathBuf;
+
+pub use predict::{predict_recording, Predictor, Preprocess, Timeline, TimelineRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Model(#[from] cardiaffect_model::ModelError),
+    #[error(transparent)]
+    Corpus(#[from] cardiaffect_corpus::CorpusError),
+    #[error("{path}: {message}")]
+    ModelDir { path: PathBuf, message: String },
+    #[error("{0}")]
+    Mismatch(String),
+}

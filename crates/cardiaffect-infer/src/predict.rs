@@ -1,0 +1,217 @@
+//! A model applied to a recording: the recording is band-passed and resampled exactly as the
+//! model's training corpus was (`preprocess.json`), cut into windows every `hop` seconds, each
+//! window z-scored, and the class probabilities returned per window with its quality flag.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::TensorData;
+use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
+use cardiaffect_eval::Labels;
+use cardiaffect_io::Recording;
+use cardiaffect_model::{load_model, Model, ModelConfig};
+use cardiaffect_signal::{zscore, CleanConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::InferError;
+
+/// The preprocessing of a model's inputs (written beside it by `pretrain` and `finetune`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub fs: f64,
+    pub window_s: f64,
+    pub window_len: usize,
+    pub band_hz: [f64; 2],
+    pub filter_order: usize,
+    pub notch_hz: Option<f64>,
+    pub normalisation: String,
+}
+
+pub struct Predictor {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    pub preprocess: Preprocess,
+    pub labels: Labels,
+    pub model: Model,
+    pub device: Device,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    what: &str,
+) -> Result<T, InferError> {
+    let p = dir.join(name);
+    let text = std::fs::read_to_string(&p).map_err(|e| InferError::ModelDir {
+        path: p.clone(),
+        message: format!("cannot read it ({e}): {what}"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| InferError::ModelDir {
+        path: p,
+        message: format!("not a valid {name}: {e}"),
+    })
+}
+
+impl Predictor {
+    /// Load a model folder; a `finetune` run folder is accepted too (its final `model/`).
+    pub fn load(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
+        let dir = if !dir.join("config.json").exists()
+            && dir.join("model").join("config.json").exists()
+        {
+            dir.join("model")
+        } else {
+            dir.to_path_buf()
+        };
+        if !dir.join("config.json").exists() {
+            return Err(InferError::ModelDir {
+                path: dir.clone(),
+                message: "no config.json: a model folder needs the config its weights were made with (a `finetune` run folder, or its model/ or models/foldK/)".into(),
+            });
+        }
+        if !dir.join("labels.json").exists() {
+            return Err(InferError::ModelDir {
+                path: dir.clone(),
+                message: "no labels.json: this model's classification head was never trained (a pre-training run?): fine-tune it first with `cardiaffect finetune --pretrained`".into(),
+            });
+        }
+        let preprocess: Preprocess = read_json(
+            &dir,
+            "preprocess.json",
+            "the preprocessing the model was trained with",
+        )?;
+        let labels: Labels = read_json(&dir, "labels.json", "the classes the model predicts")?;
+        let (config, model) = load_model(&dir, device)?;
+        if config.window_len != preprocess.window_len || config.n_classes != labels.classes.len() {
+            return Err(InferError::ModelDir {
+                path: dir.clone(),
+                message: format!(
+                    "config.json (window {}, {} classes) disagrees with preprocess.json (window {}) or labels.json ({} classes)",
+                    config.window_len, config.n_classes, preprocess.window_len, labels.classes.len()
+                ),
+            });
+        }
+        Ok(Predictor {
+            dir,
+            config,
+            preprocess,
+            labels,
+            model,
+            device: device.clone(),
+        })
+    }
+
+    /// Class probabilities of windows already preprocessed (band-passed, resampled), `[n * L]`.
+    pub fn probs(&self, windows: &[f32]) -> Vec<Vec<f64>> {
+        let l = self.config.window_len;
+        let k = self.labels.classes.len();
+        let mut out = Vec::with_capacity(windows.len() / l);
+        for chunk in windows.chunks(64 * l) {
+            let n = chunk.len() / l;
+            let mut x = chunk.to_vec();
+            for w in x.chunks_mut(l) {
+                zscore(w);
+            }
+            let x = Tensor::<2>::from_data(TensorData::new(x, [n, l]), &self.device);
+            let p = softmax(self.model.classify(self.model.encode(x, None).cls), 1);
+            let v: Vec<f32> = p
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .unwrap_or_default();
+            out.extend(v.chunks(k).map(|r| r.iter().map(|&x| x as f64).collect()));
+        }
+        out
+    }
+
+    /// The windowing and filtering of this model's training data, with windows every `hop_s`.
+    pub fn prepare_config(&self, hop_s: f64) -> PrepareConfig {
+        let p = &self.preprocess;
+        PrepareConfig {
+            fs: p.fs,
+            window_s: p.window_s,
+            stride_s: hop_s,
+            clean: CleanConfig {
+                low_hz: p.band_hz[0],
+                high_hz: p.band_hz[1],
+                order: p.filter_order,
+                notch_hz: p.notch_hz,
+            },
+            ..PrepareConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineRow {
+    pub start_s: f64,
+    pub end_s: f64,
+    /// `ok`, or the quality check the window failed (its prediction is then unreliable).
+    pub quality: String,
+    pub hr_bpm: f64,
+    /// Per model, the class probabilities.
+    pub probs: Vec<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub recording: String,
+    pub subject: String,
+    pub trial: String,
+    pub fs_in: f64,
+    pub rows: Vec<TimelineRow>,
+    /// The first seconds of the preprocessed signal (model rate), for the plot.
+    #[serde(skip)]
+    pub strip: Vec<f32>,
+    /// Windows that could not be filtered (NaN samples).
+    pub skipped_windows: usize,
+}
+
+/// Predict a timeline for one recording with one or more models (same window and rate).
+pub fn predict_recording(
+    rec: &Recording,
+    models: &[Predictor],
+    hop_s: f64,
+) -> Result<Timeline, InferError> {
+    let first = models
+        .first()
+        .ok_or_else(|| InferError::Mismatch("no model given".into()))?;
+    for m in &models[1..] {
+        if m.preprocess != first.preprocess {
+            return Err(InferError::Mismatch(format!(
+                "models {} and {} were trained on different preprocessing (rate, window or band): predict with them separately",
+                first.dir.display(),
+                m.dir.display()
+            )));
+        }
+    }
+    if hop_s.is_nan() || hop_s <= 0.0 {
+        return Err(InferError::Mismatch(format!(
+            "hop {hop_s} s: expected a positive number of seconds"
+        )));
+    }
+    let w = window_recording_flagged(rec, &first.prepare_config(hop_s))?;
+    let per_model: Vec<Vec<Vec<f64>>> = models.iter().map(|m| m.probs(&w.data)).collect();
+    let rows = w
+        .meta
+        .iter()
+        .enumerate()
+        .map(|(i, meta)| TimelineRow {
+            start_s: meta.start_s,
+            end_s: meta.start_s + first.preprocess.window_s,
+            quality: w.flaws[i].clone().unwrap_or_else(|| "ok".into()),
+            hr_bpm: meta.hr_bpm,
+            probs: per_model.iter().map(|p| p[i].clone()).collect(),
+        })
+        .collect();
+    let strip_len = ((10.0 * first.preprocess.fs) as usize).min(w.data.len());
+    Ok(Timeline {
+        recording: rec.source.display().to_string(),
+        subject: rec.subject.clone(),
+        trial: rec.trial.clone(),
+        fs_in: rec.fs,
+        rows,
+        strip: w.data[..strip_len].to_vec(),
+        skipped_windows: w.dropped.len(),
+    })
+}

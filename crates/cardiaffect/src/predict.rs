@@ -1,0 +1,293 @@
+//! `cardiaffect predict`: a fine-tuned model on a new recording, as a timeline and a plot.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cardiaffect_infer::{predict_recording, Predictor, Timeline};
+use cardiaffect_io::{read, Format, ReadOptions};
+use clap::Args;
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A fine-tuned model: a `finetune` run folder (its final model/) or a model folder.
+    /// Repeat for several tasks (e.g. an arousal and a valence model).
+    #[arg(long = "model", value_name = "RUN_DIR", required = true)]
+    pub models: Vec<PathBuf>,
+    /// The recording (any format `inspect` reads).
+    pub recording: PathBuf,
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<Format>())]
+    pub format: Format,
+    /// Sampling rate for formats that do not store one (CSV, NPY).
+    #[arg(long = "input-fs", value_name = "HZ")]
+    pub fs: Option<f64>,
+    /// Which ECG lead (name or 1-based number).
+    #[arg(long)]
+    pub lead: Option<String>,
+    /// Seconds between window starts (default: half a window).
+    #[arg(long, value_name = "S")]
+    pub hop: Option<f64>,
+    /// Timeline file: .csv or .json (default: CSV on standard output). A plot is written beside
+    /// it (same name, .svg).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Backend: flex or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+}
+
+fn col(name: &str) -> String {
+    name.replace([' ', ','], "_")
+}
+
+fn csv(timelines: &[Timeline], models: &[Predictor]) -> String {
+    let mut s = String::from("recording,subject,trial,start_s,end_s,quality,hr_bpm");
+    for m in models {
+        for c in &m.labels.classes {
+            let _ = write!(s, ",p_{}", col(c));
+        }
+    }
+    s.push('\n');
+    for t in timelines {
+        for r in &t.rows {
+            let _ = write!(
+                s,
+                "{},{},{},{:.3},{:.3},{},{:.1}",
+                t.recording.replace(',', "_"),
+                t.subject,
+                t.trial,
+                r.start_s,
+                r.end_s,
+                r.quality,
+                r.hr_bpm
+            );
+            for p in &r.probs {
+                for v in p {
+                    let _ = write!(s, ",{v:.4}");
+                }
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn json(timelines: &[Timeline], models: &[Predictor]) -> serde_json::Value {
+    serde_json::json!({
+        "models": models.iter().map(|m| serde_json::json!({
+            "dir": m.dir.display().to_string(),
+            "task": m.labels.task,
+            "classes": m.labels.classes,
+            "label_rule": m.labels.describe(),
+            "preprocess": m.preprocess,
+        })).collect::<Vec<_>>(),
+        "filtering": "zero-phase band-pass over the whole recording (offline)",
+        "recordings": timelines,
+    })
+}
+
+/// ECG strip, heart rate and probabilities over time, as one SVG.
+fn plot(t: &Timeline, models: &[Predictor]) -> String {
+    let (w, ph) = (900.0, 150.0);
+    let h = 40.0 + 3.0 * (ph + 30.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="10" y="16" font-size="13">{} — subject {} trial {}</text>"#,
+        esc(&t.recording),
+        esc(&t.subject),
+        esc(&t.trial)
+    );
+    let panel = |s: &mut String,
+                 k: usize,
+                 title: &str,
+                 ys: &[(f64, f64)],
+                 lo: f64,
+                 hi: f64,
+                 x1: f64,
+                 color: &str| {
+        let top = 40.0 + k as f64 * (ph + 30.0);
+        let _ = write!(
+            s,
+            r##"<text x="50" y="{}" fill="#333">{}</text><rect x="50" y="{}" width="{}" height="{ph}" fill="none" stroke="#ccc"/>"##,
+            top - 4.0,
+            esc(title),
+            top,
+            w - 70.0
+        );
+        let _ = write!(
+            s,
+            r#"<text x="46" y="{}" text-anchor="end">{hi:.2}</text><text x="46" y="{}" text-anchor="end">{lo:.2}</text>"#,
+            top + 10.0,
+            top + ph
+        );
+        let mut d = String::new();
+        for (i, (x, y)) in ys.iter().enumerate() {
+            if !y.is_finite() {
+                continue;
+            }
+            let px = 50.0 + (w - 70.0) * x / x1.max(1e-9);
+            let py = top + ph * (1.0 - ((y - lo) / (hi - lo).max(1e-9)).clamp(0.0, 1.0));
+            let _ = write!(
+                d,
+                "{}{px:.1},{py:.1} ",
+                if i == 0 || d.is_empty() { "M" } else { "L" }
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="1"/>"#
+        );
+    };
+    let fs = models[0].preprocess.fs;
+    let strip: Vec<(f64, f64)> = t
+        .strip
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as f64 / fs, v as f64))
+        .collect();
+    let (lo, hi) = strip
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &(_, v)| (a.min(v), b.max(v)));
+    panel(
+        &mut s,
+        0,
+        &format!(
+            "ECG, first {:.0} s (band-passed, {fs} Hz)",
+            strip.len() as f64 / fs
+        ),
+        &strip,
+        lo,
+        hi,
+        strip.len() as f64 / fs,
+        "#222",
+    );
+    let end = t.rows.last().map(|r| r.end_s).unwrap_or(1.0);
+    let hr: Vec<(f64, f64)> = t
+        .rows
+        .iter()
+        .map(|r| ((r.start_s + r.end_s) / 2.0, r.hr_bpm))
+        .collect();
+    let (hlo, hhi) = hr
+        .iter()
+        .filter(|v| v.1.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), &(_, v)| (a.min(v), b.max(v)));
+    panel(
+        &mut s,
+        1,
+        "heart rate (bpm) per window",
+        &hr,
+        (hlo - 5.0).min(hhi),
+        hhi + 5.0,
+        end,
+        "#c00",
+    );
+    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
+    let mut title = String::from("probability per window: ");
+    for (mi, m) in models.iter().enumerate() {
+        let c = m.labels.classes.len() - 1;
+        let p: Vec<(f64, f64)> = t
+            .rows
+            .iter()
+            .map(|r| ((r.start_s + r.end_s) / 2.0, r.probs[mi][c]))
+            .collect();
+        panel(&mut s, 2, "", &p, 0.0, 1.0, end, colors[mi % colors.len()]);
+        let _ = write!(
+            title,
+            "{}P({}) ",
+            if mi > 0 { "· " } else { "" },
+            m.labels.classes[c]
+        );
+    }
+    let top = 40.0 + 2.0 * (ph + 30.0);
+    let _ = write!(
+        s,
+        r##"<text x="50" y="{}" fill="#333">{}</text><text x="{}" y="{}" text-anchor="end" fill="#555">time (s), 0-{end:.0}</text></svg>"##,
+        top - 4.0,
+        esc(&title),
+        w - 20.0,
+        top + ph + 16.0
+    );
+    s
+}
+
+fn esc(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn run(a: PredictArgs) -> Result<()> {
+    let device = crate::bench::device(&a.backend)?;
+    let models: Vec<Predictor> = a
+        .models
+        .iter()
+        .map(|d| Predictor::load(d, &device).with_context(|| format!("--model {}", d.display())))
+        .collect::<Result<_>>()?;
+    let hop = a.hop.unwrap_or(models[0].preprocess.window_s / 2.0);
+    let opts = ReadOptions {
+        fs: a.fs,
+        lead: a.lead.clone(),
+    };
+    let (_, _, out) = read(&a.recording, a.format, &opts)
+        .with_context(|| format!("reading {}", a.recording.display()))?;
+    let mut timelines = Vec::new();
+    for rec in &out.recordings {
+        let t = predict_recording(rec, &models, hop).with_context(|| {
+            format!(
+                "{}: subject {} trial {}",
+                a.recording.display(),
+                rec.subject,
+                rec.trial
+            )
+        })?;
+        if t.rows.is_empty() {
+            eprintln!(
+                "warning: {} subject {} trial {}: no window (shorter than {} s, or NaN throughout)",
+                t.recording, t.subject, t.trial, models[0].preprocess.window_s
+            );
+        }
+        timelines.push(t);
+    }
+    if timelines.iter().all(|t| t.rows.is_empty()) {
+        bail!("{}: no window to predict on", a.recording.display());
+    }
+    for m in &models {
+        eprintln!("model {}: {}", m.dir.display(), m.labels.describe());
+    }
+    match &a.out {
+        None => print!("{}", csv(&timelines, &models)),
+        Some(p) => {
+            let is_json = p.extension().is_some_and(|e| e == "json");
+            if is_json {
+                write_atomic(p, &serde_json::to_vec_pretty(&json(&timelines, &models))?)?;
+            } else {
+                write_atomic(p, csv(&timelines, &models).as_bytes())?;
+            }
+            let svg = p.with_extension("svg");
+            if let Some(t) = timelines.iter().find(|t| !t.rows.is_empty()) {
+                write_atomic(&svg, plot(t, &models).as_bytes())?;
+            }
+            let n: usize = timelines.iter().map(|t| t.rows.len()).sum();
+            let flagged: usize = timelines
+                .iter()
+                .flat_map(|t| &t.rows)
+                .filter(|r| r.quality != "ok")
+                .count();
+            eprintln!(
+                "wrote {} ({n} windows, {flagged} flagged by quality checks) and {}",
+                p.display(),
+                svg.display()
+            );
+        }
+    }
+    Ok(())
+}
