@@ -3,6 +3,7 @@
 
 pub mod finetune;
 pub mod masking;
+mod png_plot;
 pub mod pretrain;
 mod svg;
 

@@ -7,7 +7,7 @@
 //!
 //! Run folder: `pretrain.json` (this config, model config inside), `metrics.jsonl` (one line
 //! per logged step), `checkpoint/` (replaced atomically), and at the end `model.safetensors` +
-//! `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg`.
+//! `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg` and `.png`, `preprocess.json`.
 
 use std::fs;
 use std::io::Write;
@@ -134,8 +134,19 @@ pub struct Summary {
     pub val_loss: f64,
     /// The same, predicting each window's mean (0 after z-scoring): the loss to beat.
     pub baseline_mean_prediction: f64,
+    /// The same two numbers for each corpus's held-out windows.
+    #[serde(default)]
+    pub val_by_corpus: Vec<CorpusVal>,
     pub val_loss_first_eval: f64,
     pub params: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusVal {
+    pub corpus: String,
+    pub val_windows: usize,
+    pub val_loss: f64,
+    pub baseline_mean_prediction: f64,
 }
 
 struct Data {
@@ -318,10 +329,16 @@ fn tensors(
 }
 
 /// Validation loss and the mean-prediction baseline, on fixed windows and fixed masks.
-fn evaluate(cfg: &PretrainConfig, data: &Data, model: &Model, device: &Device) -> (f64, f64) {
+fn evaluate(
+    cfg: &PretrainConfig,
+    data: &Data,
+    val: &[(usize, usize)],
+    model: &Model,
+    device: &Device,
+) -> (f64, f64) {
     let spt = cfg.model.samples_per_token();
     let (mut loss_sum, mut base_sum, mut n) = (0.0, 0.0, 0.0);
-    for (k, chunk) in data.val.chunks(cfg.batch.max(1)).enumerate() {
+    for (k, chunk) in val.chunks(cfg.batch.max(1)).enumerate() {
         let Batch {
             input,
             target,
@@ -597,7 +614,7 @@ pub fn pretrain(
             });
         }
         if done % cfg.eval_every.max(1) == 0 || done == cfg.steps {
-            let (val, base) = evaluate(cfg, &data, &model.valid(), device);
+            let (val, base) = evaluate(cfg, &data, &data.val, &model.valid(), device);
             if first_val.is_nan() {
                 first_val = val;
             }
@@ -634,7 +651,23 @@ pub fn pretrain(
         &serde_json::to_vec_pretty(&crate::finetune::preprocess(&data.corpora[0]))
             .unwrap_or_default(),
     )?;
-    let (val, base) = evaluate(cfg, &data, &inference, device);
+    let (val, base) = evaluate(cfg, &data, &data.val, &inference, device);
+    // Per corpus: a mix's loss can hide that one corpus (synthetic ECG, say) is easy.
+    let val_by_corpus = (0..data.corpora.len())
+        .filter_map(|ci| {
+            let v: Vec<(usize, usize)> = data.val.iter().copied().filter(|p| p.0 == ci).collect();
+            if v.is_empty() {
+                return None;
+            }
+            let (l, b) = evaluate(cfg, &data, &v, &inference, device);
+            Some(CorpusVal {
+                corpus: cfg.corpora[ci].path.display().to_string(),
+                val_windows: v.len(),
+                val_loss: l,
+                baseline_mean_prediction: b,
+            })
+        })
+        .collect();
     let summary = Summary {
         steps: cfg.steps,
         train_windows,
@@ -642,6 +675,7 @@ pub fn pretrain(
         val_subjects: data.val_subjects.clone(),
         val_loss: val,
         baseline_mean_prediction: base,
+        val_by_corpus,
         val_loss_first_eval: first_val,
         params,
     };
@@ -694,5 +728,41 @@ pub fn pretrain(
         &run.join("reconstructions.svg"),
         crate::svg::reconstructions(&rows, spt).as_bytes(),
     )?;
+    crate::png_plot::reconstructions_png(&run.join("reconstructions.png"), &rows, spt)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint write that fails (here: `checkpoint.tmp` cannot be created, as on a full
+    /// disk) returns an error and leaves the previous checkpoint whole and loadable.
+    #[test]
+    fn failed_checkpoint_write_keeps_the_previous_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path();
+        let mut cfg = ModelConfig::new();
+        cfg.window_len = 64;
+        cfg.conv_channels = vec![4, 4, 4];
+        cfg.d_model = 8;
+        cfg.n_heads = 2;
+        cfg.n_layers = 1;
+        cfg.d_ff = 8;
+        let ad = Device::flex().autodiff();
+        let model = cfg.init(&ad).unwrap();
+        let optim: ModuleOptimizer = AdamWConfig::new().init();
+        let state = |step| CheckpointState {
+            step,
+            first_val_loss: None,
+        };
+        save_checkpoint(run, &model, &optim, &state(4)).unwrap();
+        // Block the next write: a file where the new checkpoint folder must be made.
+        fs::write(run.join("checkpoint.tmp"), b"in the way").unwrap();
+        let e = save_checkpoint(run, &model, &optim, &state(8)).unwrap_err();
+        assert!(e.to_string().contains("checkpoint.tmp"), "{e}");
+        let (_, _, s) =
+            load_checkpoint(run, cfg.init(&ad).unwrap(), AdamWConfig::new().init()).unwrap();
+        assert_eq!(s.step, 4, "the previous checkpoint survives");
+    }
 }

@@ -210,7 +210,19 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     bar.finish_and_clear();
     let s = summary?;
     println!("pre-trained {} steps: validation masked-reconstruction MSE {:.4} vs {:.4} for predicting the window mean ({:.0}% of it; first evaluation {:.4})", s.steps, s.val_loss, s.baseline_mean_prediction, 100.0 * s.val_loss / s.baseline_mean_prediction, s.val_loss_first_eval);
+    if s.val_by_corpus.len() > 1 {
+        for c in &s.val_by_corpus {
+            println!(
+                "  {}: {:.4} vs {:.4} ({:.0}%, {} windows)",
+                c.corpus,
+                c.val_loss,
+                c.baseline_mean_prediction,
+                100.0 * c.val_loss / c.baseline_mean_prediction,
+                c.val_windows
+            );
+        }
+    }
     println!("held-out subjects: {}", s.val_subjects.join(", "));
-    println!("wrote {}/model.safetensors, config.json, summary.json, metrics.jsonl, loss.svg, reconstructions.svg", run.display());
+    println!("wrote {}/model.safetensors, config.json, summary.json, metrics.jsonl, loss.svg, reconstructions.svg/.png, preprocess.json", run.display());
     Ok(())
 }
