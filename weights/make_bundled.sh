@@ -15,7 +15,7 @@ rm -rf "$W" && mkdir -p "$W"
   --config weights/small-4s.json --out "$W/run" --steps 3000 --batch 32 --lr 1e-3 \
   --eval-every 250 --checkpoint-every 250 --seed 1
 mkdir -p weights/bundled
-for f in model.safetensors config.json preprocess.json summary.json pretrain.json loss.svg reconstructions.svg; do
+for f in model.safetensors config.json preprocess.json summary.json pretrain.json loss.svg reconstructions.svg reconstructions.png; do
   cp "$W/run/$f" weights/bundled/
 done
 echo "weights/bundled/ updated; update MODEL_CARD.md with summary.json's numbers"

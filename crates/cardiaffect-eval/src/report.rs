@@ -205,7 +205,7 @@ pub fn confusion_svg(r: &Results) -> String {
     let cell = 46.0;
     let panel = 120.0 + cell * k as f64;
     let (w, h) = (
-        panel * methods.len() as f64 + 20.0,
+        (panel * methods.len() as f64 + 20.0).max(760.0),
         120.0 + cell * k as f64 + 40.0,
     );
     let mut s = format!(
@@ -290,7 +290,7 @@ pub fn folds_svg(r: &Results) -> String {
     let bw = 14.0;
     let gw = bw * methods.len() as f64 + 16.0;
     let (pl, pt, ph) = (50.0, 50.0, 200.0);
-    let w = pl + gw * r.folds as f64 + 160.0;
+    let w = (pl + gw * r.folds as f64 + 160.0).max(760.0);
     let h = pt + ph + 40.0;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#

@@ -10,6 +10,7 @@ mod inspect;
 mod predict;
 mod prepare;
 mod pretrain;
+mod report;
 mod synth;
 
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Evaluate(finetune::EvaluateArgs),
     /// Run a fine-tuned model on a recording: a timeline of class probabilities and a plot.
     Predict(predict::PredictArgs),
+    /// Write one self-contained HTML page for a finetune run, a pretrain run or a demo folder.
+    Report(report::ReportArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
     /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Finetune(a) => finetune::run(a),
         Command::Evaluate(a) => finetune::evaluate(a),
         Command::Predict(a) => predict::run(a),
+        Command::Report(a) => report::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchIo(a) => bench_io::run(a),

@@ -1,0 +1,264 @@
+//! `cardiaffect report`: one self-contained HTML page (no network: every figure is inlined as a
+//! data URI) for a finetune run, a pretrain run, or a demo folder holding both.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cardiaffect_eval::report::Results;
+use clap::Args;
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A finetune run, a pretrain run, or a demo output folder.
+    pub run: PathBuf,
+    /// Where to write the page (default: RUN_DIR/report.html).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            if k <= c.len() {
+                s.push(T[(n >> (18 - 6 * k)) as usize & 63] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn esc(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An inlined figure, or nothing when the file is absent.
+fn figure(path: &Path, caption: &str) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let mime = match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => "image/png",
+        _ => "image/svg+xml",
+    };
+    format!(
+        "<figure><img alt=\"{}\" src=\"data:{mime};base64,{}\"><figcaption>{}</figcaption></figure>\n",
+        esc(caption),
+        b64(&bytes),
+        esc(caption)
+    )
+}
+
+fn pm(v: [f64; 2]) -> String {
+    if v[0].is_finite() {
+        format!("{:.3} ± {:.3}", v[0], v[1])
+    } else {
+        "n/a".into()
+    }
+}
+
+fn finetune_section(dir: &Path, r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<h2>{} recognition — {}</h2>",
+        esc(&r.task),
+        esc(&r.datasets.join(", "))
+    );
+    let _ = writeln!(s, "<ul><li><b>Labels</b>: {}</li>", esc(&r.label_rule));
+    let _ = writeln!(
+        s,
+        "<li><b>Classes</b>: {}</li>",
+        esc(&r
+            .labels
+            .classes
+            .iter()
+            .zip(&r.labels.counts)
+            .map(|(c, n)| format!("{c} ({n} windows)"))
+            .collect::<Vec<_>>()
+            .join(", "))
+    );
+    let _ = writeln!(
+        s,
+        "<li><b>Protocol</b>: {}, {} folds, seed {}</li>",
+        esc(&r.protocol),
+        r.folds,
+        r.seed
+    );
+    if let Some(w) = &r.protocol_warning {
+        let _ = writeln!(s, "<li class=\"warn\"><b>Warning</b>: {}</li>", esc(w));
+    }
+    let _ = writeln!(
+        s,
+        "<li><b>Pre-trained weights</b>: {}</li><li><b>Corpus</b>: <code>{}</code></li>",
+        esc(&r.pretrained),
+        esc(&r.corpus)
+    );
+    let _ = writeln!(s, "<li><b>Chance</b>: majority accuracy {:.3}, balanced accuracy {:.3}, AUROC {:.3}</li></ul>", r.chance.majority_accuracy, r.chance.balanced_accuracy, r.chance.auroc);
+    s.push_str("<table><tr><th>method</th><th>level</th><th>accuracy</th><th>macro-F1</th><th>balanced accuracy</th><th>AUROC</th><th>folds</th></tr>\n");
+    for a in &r.summary {
+        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&a.method), a.level, pm(a.accuracy), pm(a.macro_f1), pm(a.balanced_accuracy), pm(a.auroc), a.folds);
+    }
+    s.push_str("</table><p class=\"note\">Mean ± sample standard deviation over folds. Trial level: mean probability over a trial's windows.</p>\n");
+    s.push_str(&figure(
+        &dir.join("confusion.svg"),
+        "Confusion matrices, windows of all test folds",
+    ));
+    s.push_str(&figure(
+        &dir.join("folds.svg"),
+        "Window-level macro-F1 per fold and method",
+    ));
+    s.push_str("<h3>Per fold</h3><table><tr><th>fold</th><th>method</th><th>test subjects / groups</th><th>accuracy</th><th>macro-F1</th><th>AUROC</th><th>kept step</th></tr>\n");
+    for f in &r.per_fold {
+        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>", f.fold + 1, esc(&f.method), esc(&f.test_groups.join(", ")), f.window.accuracy, f.window.macro_f1, f.window.auroc.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()), f.best_step.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
+    }
+    s.push_str("</table>\n");
+    if !r.warnings.is_empty() {
+        s.push_str("<h3>Warnings</h3><ul>");
+        for w in &r.warnings {
+            let _ = write!(s, "<li class=\"warn\">{}</li>", esc(w));
+        }
+        s.push_str("</ul>\n");
+    }
+    let _ = writeln!(s, "<details><summary>Model and fine-tuning configuration</summary><pre>{}\n{}</pre></details>", esc(&serde_json::to_string_pretty(&r.model_config).unwrap_or_default()), esc(&serde_json::to_string_pretty(&r.finetune_config).unwrap_or_default()));
+    s
+}
+
+fn pretrain_section(dir: &Path) -> Result<String> {
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("summary.json"))
+            .with_context(|| format!("{}: no summary.json", dir.display()))?,
+    )?;
+    let mut s = String::new();
+    let v = summary["val_loss"].as_f64().unwrap_or(f64::NAN);
+    let b = summary["baseline_mean_prediction"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let _ = writeln!(s, "<h2>Self-supervised pre-training</h2><p>{} steps, {} parameters, {} training windows. Validation (held-out subjects) masked-reconstruction MSE <b>{v:.4}</b> against <b>{b:.4}</b> for predicting each window's mean ({:.0}%).</p>", summary["steps"], summary["params"], summary["train_windows"], 100.0 * v / b);
+    if let Some(per) = summary["val_by_corpus"].as_array() {
+        s.push_str("<table><tr><th>corpus</th><th>validation windows</th><th>MSE</th><th>mean baseline</th></tr>");
+        for c in per {
+            let _ = write!(
+                s,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+                esc(c["corpus"].as_str().unwrap_or("")),
+                c["val_windows"],
+                c["val_loss"].as_f64().unwrap_or(f64::NAN),
+                c["baseline_mean_prediction"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        s.push_str("</table>\n");
+    }
+    s.push_str(&figure(
+        &dir.join("loss.svg"),
+        "Training and validation loss, with the mean-prediction baseline",
+    ));
+    let png = dir.join("reconstructions.png");
+    if png.exists() {
+        s.push_str(&figure(
+            &png,
+            "Validation windows: original (black), hidden tokens (grey), reconstruction (red)",
+        ));
+    } else {
+        s.push_str(&figure(
+            &dir.join("reconstructions.svg"),
+            "Validation windows: original (black), hidden tokens (grey), reconstruction (red)",
+        ));
+    }
+    if let Ok(cfg) = std::fs::read_to_string(dir.join("pretrain.json")) {
+        let _ = writeln!(
+            s,
+            "<details><summary>Pre-training configuration</summary><pre>{}</pre></details>",
+            esc(&cfg)
+        );
+    }
+    Ok(s)
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:13px}.warn{color:#a00}.note{color:#555;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto}";
+
+/// Inline check, read by the browser test: every image decoded, no script error.
+const CHECK: &str = "<script>var errs=0;window.addEventListener('error',function(){errs++;document.body.setAttribute('data-errors',errs);},true);window.addEventListener('load',function(){var im=document.images,ok=0;for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}document.body.setAttribute('data-images',ok+'/'+im.length);document.body.setAttribute('data-errors',errs);});</script>";
+
+/// Build the page for `dir` (finetune run, pretrain run, or a folder with both as subfolders).
+pub fn build(dir: &Path) -> Result<String> {
+    let mut body = String::new();
+    let mut found = false;
+    let candidates: Vec<PathBuf> = [
+        dir.to_path_buf(),
+        dir.join("pretrain"),
+        dir.join("finetune"),
+    ]
+    .into_iter()
+    .collect();
+    for d in &candidates {
+        if d.join("summary.json").exists() && d.join("pretrain.json").exists() {
+            body.push_str(&pretrain_section(d)?);
+            found = true;
+        }
+    }
+    for d in &candidates {
+        if let Ok(bytes) = std::fs::read(d.join("results.json")) {
+            let r: Results = serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: not a results file", d.join("results.json").display())
+            })?;
+            body.push_str(&finetune_section(d, &r));
+            found = true;
+        }
+    }
+    let tl = dir.join("timeline.svg");
+    if tl.exists() {
+        body.push_str("<h2>Prediction on a real recording</h2>");
+        body.push_str(&figure(
+            &tl,
+            "ECG strip, heart rate and class probability over time (predict)",
+        ));
+    }
+    if !found {
+        bail!("{}: neither a finetune run (results.json) nor a pretrain run (summary.json + pretrain.json), nor a demo folder with them", dir.display());
+    }
+    Ok(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cardiaffect report — {}</title><style>{STYLE}</style></head><body><h1>cardiaffect report</h1><p class=\"note\">{} · cardiaffect {} · everything on this page is inlined (no network).</p>\n{body}{CHECK}</body></html>\n",
+        esc(&dir.display().to_string()),
+        esc(&dir.display().to_string()),
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+pub fn run(a: ReportArgs) -> Result<()> {
+    let html = build(&a.run)?;
+    let out = a.out.unwrap_or_else(|| a.run.join("report.html"));
+    let tmp = out.with_extension("html.tmp");
+    std::fs::write(&tmp, html).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::b64(i.as_bytes()), o);
+        }
+    }
+}
