@@ -5,6 +5,7 @@
 
 For each recording (read with wfdb / pyedflib, cast to float32 as cardiaffect's readers give it):
   - <name>_bp.npy      scipy.signal.sosfiltfilt(butter(4, [0.5, 40], 'bandpass', output='sos', fs), x[:20 s])
+  - mitdb208_causal.npy scipy.signal.sosfilt(the same sos, x[:20 s]) (stream mode's causal filter)
   - <name>_notch.npy   filtfilt(iirnotch(50, 30, fs)) of the above (one recording)
   - <name>_rs128.npy   scipy.signal.resample_poly(x[:20 s], 128, fs) (reduced fraction)
   - signal.json        NeuroKit2 R-peaks on the whole recording: nk.ecg_peaks(nk.ecg_clean(x, fs), fs)
@@ -56,6 +57,8 @@ def main():
         bp = scipy.signal.sosfiltfilt(sos, seg)
         np.save(OUT / f"{name}_bp.npy", bp)
         if name == "mitdb208":
+            # Causal (stream mode): one forward pass from zero state.
+            np.save(OUT / f"{name}_causal.npy", scipy.signal.sosfilt(sos, seg))
             b, a = scipy.signal.iirnotch(50.0, 30.0, fs=fs)
             np.save(OUT / f"{name}_notch.npy", scipy.signal.filtfilt(b, a, bp))
         g = math.gcd(128, int(fs))

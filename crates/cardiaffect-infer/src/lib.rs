@@ -3,10 +3,12 @@
 //! applied to new recordings window by window ([`predict`]).
 
 pub mod predict;
+pub mod stream;
 
 use std::path::PathBuf;
 
 pub use predict::{predict_recording, Predictor, Preprocess, Timeline, TimelineRow};
+pub use stream::{Hop, StreamState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {

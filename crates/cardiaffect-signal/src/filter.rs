@@ -271,6 +271,32 @@ fn sosfilt_n<const N: usize>(sos: &[Sos], x: &mut [f64], zi: &mut [[f64; 2]]) {
     zi[..N].copy_from_slice(&z);
 }
 
+/// A causal filter for streams: sections in direct form II transposed whose state persists
+/// between calls, so that feeding a signal in chunks of any size gives exactly scipy's
+/// `sosfilt` of the whole signal (zero initial state). Its phase delay is the price of
+/// causality; stream mode says so in its output.
+#[derive(Debug, Clone)]
+pub struct SosStream {
+    sos: Vec<Sos>,
+    zi: Vec<[f64; 2]>,
+}
+
+impl SosStream {
+    pub fn new(sos: Vec<Sos>) -> SosStream {
+        let zi = vec![[0.0; 2]; sos.len()];
+        SosStream { sos, zi }
+    }
+
+    pub fn sections(&self) -> &[Sos] {
+        &self.sos
+    }
+
+    /// Filter the next chunk in place.
+    pub fn process(&mut self, x: &mut [f64]) {
+        sosfilt_inplace(&self.sos, x, &mut self.zi);
+    }
+}
+
 /// Samples of odd padding on each side, as scipy's `sosfiltfilt` default.
 pub fn sosfiltfilt_padlen(sos: &[Sos]) -> usize {
     let zeros_b = sos.iter().filter(|s| s[2] == 0.0).count();

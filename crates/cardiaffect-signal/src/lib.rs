@@ -27,7 +27,7 @@ pub mod peaks;
 pub mod quality;
 pub mod resample;
 
-pub use filter::{butter_sos, iirnotch_sos, sosfiltfilt, Band, Sos};
+pub use filter::{butter_sos, iirnotch_sos, sosfiltfilt, Band, Sos, SosStream};
 pub use hrv::{hrv, Hrv};
 pub use normalize::{zscore, Standardizer};
 pub use peaks::ecg_peaks_neurokit;

@@ -84,7 +84,48 @@ pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
     ])
 }
 
-/// The shipped pre-trained weights, unpacked into the cache (see `weights/bundled/MODEL_CARD.md`).
+/// The shipped pre-trained weights (see weights/bundled/MODEL_CARD.md).
+const WEIGHTS: [(&str, &[u8]); 5] = [
+    (
+        "config.json",
+        include_bytes!("../../../weights/bundled/config.json"),
+    ),
+    (
+        "model.safetensors",
+        include_bytes!("../../../weights/bundled/model.safetensors"),
+    ),
+    (
+        "preprocess.json",
+        include_bytes!("../../../weights/bundled/preprocess.json"),
+    ),
+    (
+        "summary.json",
+        include_bytes!("../../../weights/bundled/summary.json"),
+    ),
+    (
+        "MODEL_CARD.md",
+        include_bytes!("../../../weights/bundled/MODEL_CARD.md"),
+    ),
+];
+
+/// The shipped pre-trained weights, unpacked into the cache (rewritten when they differ from
+/// the ones in this binary), as a model folder for `finetune --pretrained`.
 pub fn weights_dir() -> Result<PathBuf> {
-    anyhow::bail!("no pre-trained weights are bundled with this build yet: give a pretrain run folder, or `none`")
+    let root = cache_dir().join(format!("bundled-weights-{}", env!("CARGO_PKG_VERSION")));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    for (rel, bytes) in WEIGHTS {
+        let p = root.join(rel);
+        if std::fs::read(&p).map(|b| b == bytes).unwrap_or(false) {
+            continue;
+        }
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(root)
+}
+
+/// The shipped model's architecture (for training the same model from scratch).
+pub fn weights_config() -> &'static [u8] {
+    WEIGHTS[0].1
 }

@@ -145,10 +145,10 @@ pub fn run_config(
         match e {
         FinetuneEvent::Start { folds, methods, labels, warning } => {
             n_folds = folds;
-            bar.println(format!("labels: {}", labels.describe()));
-            bar.println(format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.join(", ")));
+            crate::say(&bar, format!("labels: {}", labels.describe()));
+            crate::say(&bar, format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.join(", ")));
             if let Some(w) = warning {
-                bar.println(format!("WARNING: {w}"));
+                crate::say(&bar, format!("WARNING: {w}"));
             }
         }
         FinetuneEvent::FoldStart { fold, method, steps, reused } => {
@@ -169,7 +169,7 @@ pub fn run_config(
             bar.set_message(format!("loss {loss:.3}{last_f1}"));
         }
         FinetuneEvent::Eval { val_macro_f1, .. } => last_f1 = format!(" val macro-F1 {val_macro_f1:.3}"),
-        FinetuneEvent::FoldDone { result } => bar.println(format!(
+        FinetuneEvent::FoldDone { result } => crate::say(&bar, format!(
             "fold {} {:<10} accuracy {:.3}  macro-F1 {:.3}  balanced {:.3}  AUROC {}  ({} test windows, {:.1} s)",
             result.fold + 1,
             result.method,
@@ -180,14 +180,14 @@ pub fn run_config(
             result.window.n,
             result.seconds
         )),
-        FinetuneEvent::Warning(w) => bar.println(format!("warning: {w}")),
+        FinetuneEvent::Warning(w) => crate::say(&bar, format!("warning: {w}")),
     }
     });
     bar.finish_and_clear();
     let r = results?;
     println!("{}", cardiaffect_eval::report::markdown(&r));
     println!(
-        "wrote {}/results.json, results.md, confusion.svg, folds.svg, predictions.csv, models/",
+        "wrote {}/results.json, results.md, confusion.svg, folds.svg, predictions.csv, models/ (per fold), model/ (final, for `predict`)",
         out.display()
     );
     Ok(())

@@ -5,12 +5,15 @@
 mod bench;
 mod bench_io;
 mod bundled;
+mod demo;
+mod export;
 mod finetune;
 mod inspect;
 mod predict;
 mod prepare;
 mod pretrain;
 mod report;
+mod stream;
 mod synth;
 
 use std::process::ExitCode;
@@ -33,6 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole method in one command on bundled real ECG and synthetic labels: prepare,
+    /// pre-train, fine-tune and evaluate against baselines, predict, report.
+    Demo(demo::DemoArgs),
     /// Read any supported ECG source and list its recordings.
     Inspect(inspect::InspectArgs),
     /// Turn recordings into a training corpus: filter, resample, window, check quality.
@@ -48,6 +54,13 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write one self-contained HTML page for a finetune run, a pretrain run or a demo folder.
     Report(report::ReportArgs),
+    /// Live inference: samples on stdin, one JSON line per hop (causal filtering).
+    Stream(stream::StreamArgs),
+    /// Many simulated streams in one process: per-hop latency and whether it keeps up.
+    BenchStream(stream::BenchStreamArgs),
+    /// Write a model's weights for other tools (PyTorch layout by default), with its config,
+    /// preprocessing, classes and parameter names.
+    Export(export::ExportArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
     /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
@@ -55,6 +68,28 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure how fast the readers parse (a generated 1-hour, 12-lead WFDB 212 record).
     BenchIo(bench_io::BenchIoArgs),
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo(a) => demo::run(a, &|args: Vec<String>| {
+            let cli = Cli::try_parse_from(std::iter::once("cardiaffect".to_string()).chain(args))?;
+            dispatch(cli.command)
+        }),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Prepare(a) => prepare::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
+        Command::Finetune(a) => finetune::run(a),
+        Command::Evaluate(a) => finetune::evaluate(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Stream(a) => stream::run(a),
+        Command::BenchStream(a) => stream::bench(a),
+        Command::Export(a) => export::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::BenchIo(a) => bench_io::run(a),
+    }
 }
 
 fn main() -> ExitCode {
@@ -70,23 +105,22 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Inspect(a) => inspect::run(a),
-        Command::Prepare(a) => prepare::run(a),
-        Command::Pretrain(a) => pretrain::run(a),
-        Command::Finetune(a) => finetune::run(a),
-        Command::Evaluate(a) => finetune::evaluate(a),
-        Command::Predict(a) => predict::run(a),
-        Command::Report(a) => report::run(a),
-        Command::Synth(a) => synth::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::BenchIo(a) => bench_io::run(a),
-    };
+    let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A line above a progress bar; when the bar is hidden (output not a terminal), plain stdout, so
+/// that logs and pipes keep it.
+pub fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
     }
 }

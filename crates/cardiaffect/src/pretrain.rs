@@ -189,7 +189,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             ..
         } => {
             bar.set_position(start_step as u64);
-            bar.println(format!("{params} parameters; {train_windows} training windows, {val_windows} validation windows (held-out subjects){}", if start_step > 0 { format!("; resuming at step {start_step}") } else { String::new() }));
+            crate::say(&bar, format!("{params} parameters; {train_windows} training windows, {val_windows} validation windows (held-out subjects){}", if start_step > 0 { format!("; resuming at step {start_step}") } else { String::new() }));
         }
         Event::Step {
             step,

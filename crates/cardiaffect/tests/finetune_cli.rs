@@ -207,6 +207,79 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         j["recordings"][0]["rows"].as_array().unwrap().len(),
         rows.len()
     );
+    // Stream mode: samples on stdin (f32le), a NaN in the middle, a stray byte at the end.
+    let mut bytes = Vec::new();
+    // The signal: 40 s of an ECG-like pulse train at 256 Hz.
+    for i in 0..(40 * 256) {
+        let t = i as f32 / 256.0;
+        let beat = (t * 1.2).fract();
+        let v = if i == 256 * 20 {
+            f32::NAN
+        } else {
+            (-(beat - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin()
+        };
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes.push(7);
+    let mut child = bin()
+        .args(["stream", "--model", s(&out), "--fs", "256"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines[0]["stream"]["filtering"]
+        .as_str()
+        .unwrap()
+        .contains("causal"));
+    let hops = &lines[1..];
+    assert_eq!(
+        hops.len(),
+        39,
+        "40 s, 2 s windows ending every 1 s from 2 s"
+    );
+    assert!(
+        hops.iter().any(|h| h["quality"] == "nan"),
+        "the NaN is reported"
+    );
+    assert!(hops.iter().any(|h| h["quality"] == "warming up"));
+    let classified: Vec<&serde_json::Value> =
+        hops.iter().filter(|h| h.get("probs").is_some()).collect();
+    assert!(
+        !classified.is_empty(),
+        "some hops are classified after the NaN"
+    );
+    for h in classified {
+        let p = &h["probs"]["arousal"];
+        let sum = p["low arousal"].as_f64().unwrap() + p["high arousal"].as_f64().unwrap();
+        assert!((sum - 1.0).abs() < 1e-3, "{h}");
+    }
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mid-sample"));
+    // Export in PyTorch's layout: names a PyTorch user maps, [out, in] Linear weights.
+    let ex = tmp.path().join("export");
+    ok(run(&["export", "--model", s(&out), "--out", s(&ex)]));
+    let bytes = std::fs::read(ex.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("cls_head.weight").unwrap().shape(), &[2, 16]);
+    assert!(st.tensor("encoder.norms.0.weight").is_ok() && st.tensor("pos_conv.weight").is_ok());
+    for f in [
+        "config.json",
+        "preprocess.json",
+        "labels.json",
+        "PARAMETERS.md",
+    ] {
+        assert!(ex.join(f).exists(), "export lacks {f}");
+    }
     // Bad model folders and recordings are refused with the reason.
     let e = err(run(&["predict", "--model", s(tmp.path()), s(&rec)]));
     assert!(e.contains("no config.json"), "{e}");

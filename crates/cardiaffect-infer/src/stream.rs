@@ -1,0 +1,189 @@
+//! Stream mode: samples arrive in chunks; every `hop` seconds the last window is classified.
+//!
+//! Filtering is causal (the band-pass runs forward only, its state kept between chunks: equal
+//! to scipy's `sosfilt` of the whole stream), unlike the zero-phase filter of the training
+//! data: the phase delay is stated in the stream's first output line. Each window is then
+//! resampled to the model's rate as one block, checked, z-scored and classified. A NaN or
+//! infinite sample resets the filter; windows that contain it, and those of the first seconds
+//! while the filter settles, are reported as such and not classified.
+
+use cardiaffect_signal::{
+    butter_sos, check_window, ecg_peaks_neurokit, iirnotch_sos, resample, Band, QualityConfig,
+    SosStream,
+};
+
+use crate::{InferError, Preprocess};
+
+/// A window ready for the model, from one stream.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// Stream time of the window's end, seconds since the first sample.
+    pub end_s: f64,
+    /// Resampled to the model's rate (`window_len` samples); empty when not classifiable.
+    pub window: Vec<f32>,
+    /// `ok`, a quality flaw, `nan`, or `warming up`.
+    pub quality: String,
+    pub hr_bpm: f64,
+}
+
+pub struct StreamState {
+    fs_in: f64,
+    fs_model: f64,
+    window_len: usize,
+    native_len: usize,
+    hop: usize,
+    band: SosStream,
+    notch: Option<SosStream>,
+    ring: Vec<f32>,
+    /// The unfiltered samples, for the flat-line and clipping checks.
+    raw_ring: Vec<f32>,
+    /// Samples seen so far.
+    n: u64,
+    /// No classifiable window ends before this sample count (filter settling, NaN).
+    clean_from: u64,
+    settle: u64,
+    quality: QualityConfig,
+}
+
+impl StreamState {
+    pub fn new(pre: &Preprocess, fs_in: f64, hop_s: f64) -> Result<StreamState, InferError> {
+        if !(fs_in.is_finite() && fs_in >= 2.0 * pre.band_hz[1]) {
+            return Err(InferError::Mismatch(format!(
+                "--fs {fs_in}: the model's band reaches {} Hz, so the input needs at least {} Hz",
+                pre.band_hz[1],
+                2.0 * pre.band_hz[1]
+            )));
+        }
+        if hop_s.is_nan() || hop_s <= 0.0 {
+            return Err(InferError::Mismatch(format!(
+                "hop {hop_s} s: expected a positive number of seconds"
+            )));
+        }
+        let sos = butter_sos(
+            pre.filter_order,
+            Band::BandPass(pre.band_hz[0], pre.band_hz[1]),
+            fs_in,
+        )
+        .map_err(|e| InferError::Mismatch(e.to_string()))?;
+        let notch =
+            match pre.notch_hz.filter(|&f| f < fs_in / 2.0) {
+                Some(f) => Some(SosStream::new(vec![iirnotch_sos(f, 30.0, fs_in)
+                    .map_err(|e| InferError::Mismatch(e.to_string()))?])),
+                None => None,
+            };
+        let native_len = (pre.window_s * fs_in).round() as usize;
+        // The band-pass's slowest pole (0.5 Hz) settles within about 3 cycles.
+        let settle = (3.0 / pre.band_hz[0].max(0.1) * fs_in) as u64;
+        Ok(StreamState {
+            fs_in,
+            fs_model: pre.fs,
+            window_len: pre.window_len,
+            native_len,
+            hop: ((hop_s * fs_in).round() as usize).max(1),
+            band: SosStream::new(sos),
+            notch,
+            ring: vec![0.0; native_len],
+            raw_ring: vec![0.0; native_len],
+            n: 0,
+            clean_from: settle + native_len as u64,
+            settle,
+            quality: QualityConfig::default(),
+        })
+    }
+
+    /// Feed samples; returns the windows whose hop ended inside this chunk.
+    pub fn push(&mut self, samples: &[f32]) -> Vec<Hop> {
+        let mut out = Vec::new();
+        let mut buf = [0.0f64; 1];
+        for &v in samples {
+            let y = if v.is_finite() {
+                buf[0] = v as f64;
+                self.band.process(&mut buf);
+                if let Some(n) = &mut self.notch {
+                    n.process(&mut buf);
+                }
+                buf[0] as f32
+            } else {
+                // Reset: the filter's state is meaningless after a NaN.
+                self.band = SosStream::new(self.band_sos());
+                self.clean_from = self
+                    .clean_from
+                    .max(self.n + 1 + self.native_len as u64 + self.settle);
+                0.0
+            };
+            let i = (self.n % self.native_len as u64) as usize;
+            self.ring[i] = y;
+            self.raw_ring[i] = if v.is_finite() { v } else { 0.0 };
+            self.n += 1;
+            if self.n >= self.native_len as u64
+                && (self.n - self.native_len as u64) % self.hop as u64 == 0
+            {
+                out.push(self.hop_now());
+            }
+        }
+        out
+    }
+
+    fn band_sos(&self) -> Vec<cardiaffect_signal::Sos> {
+        self.band.sections().to_vec()
+    }
+
+    fn hop_now(&self) -> Hop {
+        let end_s = self.n as f64 / self.fs_in;
+        if self.n < self.clean_from {
+            let quality = if self.n < (self.settle + self.native_len as u64) {
+                "warming up"
+            } else {
+                "nan"
+            };
+            return Hop {
+                end_s,
+                window: Vec::new(),
+                quality: quality.into(),
+                hr_bpm: f64::NAN,
+            };
+        }
+        let start = (self.n % self.native_len as u64) as usize;
+        let mut raw = Vec::with_capacity(self.native_len);
+        raw.extend_from_slice(&self.ring[start..]);
+        raw.extend_from_slice(&self.ring[..start]);
+        let mut w = match resample(&raw, self.fs_in, self.fs_model) {
+            Ok(w) => w,
+            Err(e) => {
+                return Hop {
+                    end_s,
+                    window: Vec::new(),
+                    quality: format!("resampling failed: {e}"),
+                    hr_bpm: f64::NAN,
+                }
+            }
+        };
+        w.resize(self.window_len, 0.0);
+        let peaks = ecg_peaks_neurokit(&w, self.fs_model);
+        let hr = if peaks.len() >= 2 {
+            60.0 * (peaks.len() - 1) as f64
+                / ((peaks[peaks.len() - 1] - peaks[0]) as f64 / self.fs_model)
+        } else {
+            f64::NAN
+        };
+        let mut unfiltered = Vec::with_capacity(self.native_len);
+        unfiltered.extend_from_slice(&self.raw_ring[start..]);
+        unfiltered.extend_from_slice(&self.raw_ring[..start]);
+        let quality = match check_window(
+            &unfiltered,
+            self.fs_in,
+            &peaks,
+            self.fs_model,
+            &self.quality,
+        ) {
+            Ok(()) => "ok".to_string(),
+            Err(f) => f.name().to_string(),
+        };
+        Hop {
+            end_s,
+            window: w,
+            quality,
+            hr_bpm: hr,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `cardiaffect export`: a model folder for other tools. Weights in safetensors, in PyTorch's
+//! layout by default (loads into `reference/model.py` with `load_state_dict`), with the config,
+//! preprocessing and classes beside them, and the parameter names explained. ONNX: Burn 0.22
+//! imports ONNX but has no exporter, so none is written (the PyTorch layout plus
+//! `reference/model.py` gives PyTorch users `torch.onnx.export`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use cardiaffect_model::{load_model, save_weights, save_weights_pytorch};
+use clap::Args;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A model folder, a finetune run (its final model/) or a pretrain run.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Output folder (created).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Tensor layout: pytorch (Linear [out, in], LayerNorm weight/bias) or burn.
+    #[arg(long, default_value = "pytorch", value_parser = ["pytorch", "burn"])]
+    pub layout: String,
+}
+
+const NAMES: &str = "# Parameters of the exported model\n\nPyTorch layout (default): load with\n\n```python\nimport json, safetensors.torch, sys\nsys.path.insert(0, 'reference')  # from the cardiaffect repository\nfrom model import Model\ncfg = json.load(open('config.json'))\nm = Model(cfg)\nm.load_state_dict(safetensors.torch.load_file('model.safetensors'))\n```\n\n| name | shape | what |\n|---|---|---|\n| `encoder.convs.{i}.weight`, `.bias` | `[C_i, C_{i-1}, k_i]`, `[C_i]` | convolution `i` of the signal encoder (C_{-1} = 1) |\n| `encoder.norms.{i}.weight`, `.bias` | `[C_i]` | LayerNorm over channels after conv `i`, then GELU |\n| `proj.weight`, `.bias` | `[d, C_last]`, `[d]` | channels to model width |\n| `cls_token`, `mask_token` | `[d]` | CLS and mask embeddings |\n| `pos` | `[T + 1, d]` | learned positions (CLS first); absent when sinusoidal |\n| `pos_conv.weight`, `.bias` | `[d, 1, k]`, `[d]` | depthwise convolution over tokens, GELU, added to them |\n| `transformer.layers.{l}.norm_2.*` | `[d]` | LayerNorm before attention |\n| `transformer.layers.{l}.mha.{query,key,value,output}.*` | `[d, d]`, `[d]` | attention |\n| `transformer.layers.{l}.norm_1.*` | `[d]` | LayerNorm before the feed-forward |\n| `transformer.layers.{l}.pwff.linear_inner.*`, `linear_outer.*` | `[d_ff, d]`, `[d, d_ff]` | feed-forward (GELU) |\n| `final_norm.*` | `[d]` | LayerNorm after the last layer |\n| `recon_head.weight`, `.bias` | `[s, d]`, `[s]` | per-token reconstruction (pre-training) |\n| `cls_head.weight`, `.bias` | `[n_classes, d]`, `[n_classes]` | classification from the CLS token |\n\nBurn layout (`--layout burn`): Linear weights are `[in, out]` and LayerNorm parameters are\n`gamma`/`beta`. Inputs: `preprocess.json` (rate, band-pass, window; z-score each window);\nclasses: `labels.json` (absent for a pre-trained-only model).\n";
+
+pub fn run(a: ExportArgs) -> Result<()> {
+    let dir = if !a.model.join("config.json").exists() && a.model.join("model/config.json").exists()
+    {
+        a.model.join("model")
+    } else {
+        a.model.clone()
+    };
+    let device = crate::bench::device("flex")?;
+    let (cfg, model) =
+        load_model(&dir, &device).with_context(|| format!("--model {}", dir.display()))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let w = a.out.join("model.safetensors");
+    if a.layout == "pytorch" {
+        save_weights_pytorch(&model, &w)?;
+    } else {
+        save_weights(&model, &w)?;
+    }
+    std::fs::write(a.out.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
+    for f in ["preprocess.json", "labels.json"] {
+        if dir.join(f).exists() {
+            std::fs::copy(dir.join(f), a.out.join(f)).with_context(|| format!("copying {f}"))?;
+        }
+    }
+    std::fs::write(a.out.join("PARAMETERS.md"), NAMES)?;
+    println!("wrote {} ({} layout, {} parameters), config.json, preprocess.json, labels.json, PARAMETERS.md", w.display(), a.layout, model.num_params());
+    println!("ONNX: not written (Burn 0.22 has no ONNX exporter); from PyTorch, reference/model.py + these weights + torch.onnx.export");
+    Ok(())
+}

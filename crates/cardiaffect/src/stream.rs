@@ -1,0 +1,299 @@
+//! `cardiaffect stream` (samples on stdin, one JSON line per hop) and `bench-stream` (many
+//! simulated inputs in one process: latency per hop and whether it keeps up).
+
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use cardiaffect_infer::{Hop, Predictor, StreamState};
+use clap::Args;
+
+#[derive(Args)]
+pub struct StreamArgs {
+    /// A fine-tuned model (a `finetune` run folder or a model folder). Repeatable.
+    #[arg(long = "model", value_name = "RUN_DIR", required = true)]
+    pub models: Vec<PathBuf>,
+    /// Sampling rate of the incoming samples, Hz.
+    #[arg(long)]
+    pub fs: f64,
+    /// f32le: raw little-endian float32 samples; csv: one number per line (first column).
+    #[arg(long, default_value = "f32le", value_parser = ["f32le", "csv"])]
+    pub format: String,
+    /// Seconds between outputs (default: half a window).
+    #[arg(long, value_name = "S")]
+    pub hop: Option<f64>,
+    /// Backend: flex or cuda.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+}
+
+fn line(
+    h: &Hop,
+    models: &[Predictor],
+    probs: Option<&[Vec<f64>]>,
+    latency_ms: f64,
+    window_s: f64,
+) -> String {
+    let mut v = serde_json::json!({
+        "start_s": h.end_s - window_s,
+        "end_s": h.end_s,
+        "quality": h.quality,
+        "hr_bpm": if h.hr_bpm.is_finite() { serde_json::json!((h.hr_bpm * 10.0).round() / 10.0) } else { serde_json::Value::Null },
+        "latency_ms": (latency_ms * 1000.0).round() / 1000.0,
+    });
+    if let Some(p) = probs {
+        let mut m = serde_json::Map::new();
+        for (model, p) in models.iter().zip(p) {
+            let mut c = serde_json::Map::new();
+            for (name, x) in model.labels.classes.iter().zip(p) {
+                c.insert(name.clone(), serde_json::json!((x * 1e4).round() / 1e4));
+            }
+            m.insert(model.labels.task.to_string(), serde_json::Value::Object(c));
+        }
+        v["probs"] = serde_json::Value::Object(m);
+    }
+    v.to_string()
+}
+
+/// A reader that went away (`| head`) ends the stream quietly.
+pub fn run(a: StreamArgs) -> Result<()> {
+    match run_inner(a) {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn run_inner(a: StreamArgs) -> Result<()> {
+    let device = crate::bench::device(&a.backend)?;
+    let models: Vec<Predictor> = a
+        .models
+        .iter()
+        .map(|d| Predictor::load(d, &device).with_context(|| format!("--model {}", d.display())))
+        .collect::<Result<_>>()?;
+    let pre = models[0].preprocess.clone();
+    if models.iter().any(|m| m.preprocess != pre) {
+        bail!("the models were trained on different preprocessing: stream them separately");
+    }
+    let hop = a.hop.unwrap_or(pre.window_s / 2.0);
+    let mut st = StreamState::new(&pre, a.fs, hop)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::json!({"stream": {
+            "fs_in": a.fs, "model_fs": pre.fs, "window_s": pre.window_s, "hop_s": hop,
+            "filtering": format!("causal Butterworth band-pass {}-{} Hz (order {}), forward only: phase-delayed, unlike the zero-phase filter of the training data", pre.band_hz[0], pre.band_hz[1], pre.filter_order),
+            "tasks": models.iter().map(|m| m.labels.describe()).collect::<Vec<_>>(),
+        }})
+    )?;
+    let emit = |hops: Vec<Hop>, out: &mut std::io::StdoutLock| -> Result<()> {
+        for h in hops {
+            let t = Instant::now();
+            let probs = (!h.window.is_empty()).then(|| {
+                models
+                    .iter()
+                    .map(|m| m.probs(&h.window).remove(0))
+                    .collect::<Vec<_>>()
+            });
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            writeln!(
+                out,
+                "{}",
+                line(&h, &models, probs.as_deref(), ms, pre.window_s)
+            )?;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut bad_lines = 0usize;
+    if a.format == "f32le" {
+        let mut buf = vec![0u8; 4096];
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let n = input.read(&mut buf).context("reading stdin")?;
+            if n == 0 {
+                break;
+            }
+            carry.extend_from_slice(&buf[..n]);
+            let whole = carry.len() / 4 * 4;
+            let samples: Vec<f32> = carry[..whole]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            carry.drain(..whole);
+            emit(st.push(&samples), &mut out)?;
+        }
+        if !carry.is_empty() {
+            eprintln!("stream ended mid-sample: {} stray byte(s) after the last whole float32 were ignored", carry.len());
+        }
+    } else {
+        for (k, l) in input.by_ref().lines().enumerate() {
+            let l = l.context("reading stdin")?;
+            let field = l
+                .split([',', '\t', ' '])
+                .find(|f| !f.is_empty())
+                .unwrap_or("");
+            if field.is_empty() {
+                continue;
+            }
+            let v = match field.parse::<f32>() {
+                Ok(v) => v,
+                Err(_) => {
+                    bad_lines += 1;
+                    if bad_lines <= 5 {
+                        eprintln!(
+                            "line {}: {field:?} is not a number: read as a missing sample (NaN)",
+                            k + 1
+                        );
+                    }
+                    f32::NAN
+                }
+            };
+            emit(st.push(&[v]), &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchStreamArgs {
+    /// A fine-tuned model (a `finetune` run folder or a model folder).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Parallel inputs simulated in this process.
+    #[arg(long, default_value_t = 100)]
+    pub streams: usize,
+    /// Their sampling rate, Hz.
+    #[arg(long, default_value_t = 256.0)]
+    pub fs: f64,
+    /// Seconds of signal each input sends.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Seconds between outputs (default: half a window).
+    #[arg(long)]
+    pub hop: Option<f64>,
+    /// Worker threads (1: the per-hop latency on one core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Feed `streams` copies of the bundled real ECG (shifted, resampled to `fs`) in 1/8 s packets,
+/// classify every ready hop of all inputs together, and report latency and real-time factor.
+pub fn bench(a: BenchStreamArgs) -> Result<()> {
+    if let Some(t) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()
+            .context("--threads")?;
+    }
+    let device = crate::bench::device("flex")?;
+    let model = Predictor::load(&a.model, &device)
+        .with_context(|| format!("--model {}", a.model.display()))?;
+    let pre = model.preprocess.clone();
+    let hop = a.hop.unwrap_or(pre.window_s / 2.0);
+    let rec_dir = crate::bundled::unpack()?.join("biosignalsnotebooks");
+    let (_, _, o) = cardiaffect_io::read(
+        &rec_dir.join("ecg_7min.hea"),
+        cardiaffect_io::Format::Wfdb,
+        &Default::default(),
+    )?;
+    let r = &o.recordings[0];
+    let signal = cardiaffect_signal::resample(&r.samples, r.fs, a.fs)?;
+    let need = (a.seconds * a.fs) as usize;
+    let packet = (a.fs / 8.0).round().max(1.0) as usize;
+    let mut states: Vec<StreamState> = (0..a.streams)
+        .map(|_| StreamState::new(&pre, a.fs, hop))
+        .collect::<Result<_, _>>()?;
+    let offsets: Vec<usize> = (0..a.streams)
+        .map(|i| (i * 7919) % signal.len().saturating_sub(need).max(1))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut hops = 0usize;
+    let t0 = Instant::now();
+    let mut pos = 0;
+    while pos < need {
+        let end = (pos + packet).min(need);
+        let mut ready: Vec<Vec<f32>> = Vec::new();
+        let t_packet = Instant::now();
+        for (s, &off) in states.iter_mut().zip(&offsets) {
+            let chunk: Vec<f32> = (off + pos..off + end)
+                .map(|k| signal[k % signal.len()])
+                .collect();
+            for h in s.push(&chunk) {
+                hops += 1;
+                if !h.window.is_empty() {
+                    ready.push(h.window);
+                }
+            }
+        }
+        if !ready.is_empty() {
+            let flat: Vec<f32> = ready.concat();
+            let p = model.probs(&flat);
+            std::hint::black_box(p);
+            latencies.push((t_packet.elapsed().as_secs_f64() * 1e3, ready.len()));
+        }
+        pos = end;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    // Batch-1 latency of one hop (filtering excluded): the wearable's case.
+    let one = vec![0.1f32; pre.window_len];
+    let mut b1 = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        std::hint::black_box(model.probs(&one));
+        b1.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    b1.sort_by(f64::total_cmp);
+    let mut lat: Vec<f64> = latencies.iter().map(|l| l.0).collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let rtf = a.seconds * a.streams as f64 / wall;
+    let threads = rayon::current_num_threads();
+    let j = serde_json::json!({
+        "streams": a.streams, "fs": a.fs, "seconds": a.seconds, "hop_s": hop, "threads": threads,
+        "hops": hops, "wall_s": wall,
+        "realtime_factor_per_stream": a.seconds / wall,
+        "keeps_up": wall < a.seconds,
+        "packet_latency_ms_median": pct(&lat, 0.5), "packet_latency_ms_p99": pct(&lat, 0.99),
+        "hop_latency_b1_ms_median": pct(&b1, 0.5),
+        "stream_seconds_per_wall_second": rtf,
+    });
+    if a.json {
+        println!("{j}");
+    } else {
+        println!("{} inputs at {} Hz, {} s of signal each, hop {hop} s, {threads} thread(s): {hops} hops in {wall:.2} s wall", a.streams, a.fs, a.seconds);
+        println!(
+            "keeps up: {} ({:.1}x faster than real time; {:.0} input-seconds per second)",
+            if wall < a.seconds { "yes" } else { "NO" },
+            a.seconds / wall,
+            rtf
+        );
+        println!(
+            "latency of a packet whose hops are classified together: median {:.2} ms, p99 {:.2} ms",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+        println!(
+            "batch-1 latency of one hop (model only): median {:.2} ms",
+            pct(&b1, 0.5)
+        );
+    }
+    Ok(())
+}

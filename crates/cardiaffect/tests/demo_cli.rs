@@ -1,0 +1,83 @@
+//! `cardiaffect demo --quick` end to end: every promised file exists and the metrics are sane
+//! numbers (not fixed values: they are read, range-checked, and must differ between methods).
+
+use std::process::Command;
+
+#[test]
+fn demo_quick_writes_what_it_promises() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
+        .args(["demo", "--quick", "--out", out.to_str().unwrap()])
+        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("| pretrained | window |")
+            && stdout.contains("| hrv | window |")
+            && stdout.contains("SYNTHETIC"),
+        "{stdout}"
+    );
+    for f in [
+        "report.html",
+        "pretrain/summary.json",
+        "pretrain/reconstructions.png",
+        "pretrain/loss.svg",
+        "finetune/results.json",
+        "finetune/results.md",
+        "finetune/confusion.svg",
+        "finetune/model/labels.json",
+        "timeline.csv",
+        "timeline.svg",
+    ] {
+        assert!(out.join(f).exists(), "demo did not write {f}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("finetune/results.json")).unwrap()).unwrap();
+    assert!(r["label_rule"].as_str().unwrap().contains("arousal > 5"));
+    assert_eq!(r["protocol"], "subject-independent");
+    assert_eq!(r["pretrained"], "bundled");
+    let mut accs = Vec::new();
+    for m in ["pretrained", "scratch", "hrv"] {
+        let a = r["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["method"] == m && a["level"] == "window")
+            .unwrap_or_else(|| panic!("no {m} row"));
+        let acc = a["accuracy"][0].as_f64().unwrap();
+        let f1 = a["macro_f1"][0].as_f64().unwrap();
+        assert!(
+            (0.0..=1.0).contains(&acc) && (0.0..=1.0).contains(&f1),
+            "{m}: accuracy {acc}, macro-F1 {f1}"
+        );
+        accs.push(acc);
+    }
+    assert!(
+        accs.iter().any(|&a| a != accs[0]),
+        "three methods with identical accuracy: {accs:?}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("pretrain/summary.json")).unwrap()).unwrap();
+    let (v, b) = (
+        s["val_loss"].as_f64().unwrap(),
+        s["baseline_mean_prediction"].as_f64().unwrap(),
+    );
+    assert!(
+        v.is_finite() && v > 0.0 && b.is_finite() && b > 0.0,
+        "pretrain {v} vs {b}"
+    );
+    let tl = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
+    let rows: Vec<&str> = tl.lines().skip(1).collect();
+    assert!(rows.len() > 100, "{} timeline rows", rows.len());
+    for r in rows {
+        let p: f64 = r.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{r}");
+    }
+}
