@@ -109,6 +109,18 @@ pub struct Fold {
     pub val_groups: Vec<String>,
 }
 
+/// The usable rows of each group (subject, trial or window), by group key.
+fn group_rows(rows: &[Row], usable: &[usize], protocol: Protocol) -> BTreeMap<String, Vec<usize>> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in usable {
+        groups
+            .entry(protocol.group(&rows[i], i))
+            .or_default()
+            .push(i);
+    }
+    groups
+}
+
 fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
         v.swap(i, rng.below(i + 1));
@@ -126,13 +138,7 @@ pub fn make_folds(
     val_fraction: f64,
     seed: u64,
 ) -> Result<Vec<Fold>, EvalError> {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for &i in usable {
-        groups
-            .entry(protocol.group(&rows[i], i))
-            .or_default()
-            .push(i);
-    }
+    let groups = group_rows(rows, usable, protocol);
     let mut keys: Vec<String> = groups.keys().cloned().collect();
     let (what, what_one) = protocol.unit();
     let k = match folds {
@@ -196,13 +202,7 @@ pub fn final_split(
     val_fraction: f64,
     seed: u64,
 ) -> Result<Fold, EvalError> {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for &i in usable {
-        groups
-            .entry(protocol.group(&rows[i], i))
-            .or_default()
-            .push(i);
-    }
+    let groups = group_rows(rows, usable, protocol);
     let mut keys: Vec<String> = groups.keys().cloned().collect();
     if keys.len() < 2 {
         let (what, what_one) = protocol.unit();

@@ -183,10 +183,12 @@ pub fn markdown(r: &Results) -> String {
     s
 }
 
-fn esc(t: &str) -> String {
+/// Escape text for SVG and HTML.
+pub fn esc(t: &str) -> String {
     t.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Confusion matrices (window level, summed over folds), one panel per method.

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use burn::tensor::TensorData;
 use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
 use cardiaffect_eval::Labels;
@@ -104,7 +103,6 @@ impl Predictor {
     /// Class probabilities of windows already preprocessed (band-passed, resampled), `[n * L]`.
     pub fn probs(&self, windows: &[f32]) -> Vec<Vec<f64>> {
         let l = self.config.window_len;
-        let k = self.labels.classes.len();
         let mut out = Vec::with_capacity(windows.len() / l);
         for chunk in windows.chunks(64 * l) {
             let n = chunk.len() / l;
@@ -113,13 +111,7 @@ impl Predictor {
                 zscore(w);
             }
             let x = Tensor::<2>::from_data(TensorData::new(x, [n, l]), &self.device);
-            let p = softmax(self.model.classify(self.model.encode(x, None).cls), 1);
-            let v: Vec<f32> = p
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .unwrap_or_default();
-            out.extend(v.chunks(k).map(|r| r.iter().map(|&x| x as f64).collect()));
+            out.extend(self.model.class_probs(x));
         }
         out
     }

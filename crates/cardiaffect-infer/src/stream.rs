@@ -187,3 +187,82 @@ impl StreamState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pre() -> Preprocess {
+        Preprocess {
+            fs: 128.0,
+            window_s: 4.0,
+            window_len: 512,
+            band_hz: [0.5, 40.0],
+            filter_order: 4,
+            notch_hz: None,
+            normalisation: "z-score per window".into(),
+        }
+    }
+
+    fn pulses(n: usize, fs: f64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / fs;
+                // Pulses on a slow wave (a flat baseline would read as clipping).
+                ((-((t * 1.1).fract() - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin())
+                    as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hops_are_the_same_whatever_the_chunking() {
+        let x = pulses(256 * 30, 256.0);
+        let run = |chunk: usize| {
+            let mut s = StreamState::new(&pre(), 256.0, 2.0).unwrap();
+            x.chunks(chunk)
+                .flat_map(|c| s.push(c))
+                .collect::<Vec<Hop>>()
+        };
+        let (a, b) = (run(1), run(1000));
+        // Windows end at 4, 6, ..., 30 s.
+        assert_eq!(a.len(), 14);
+        assert_eq!(a.len(), b.len());
+        for (h, g) in a.iter().zip(&b) {
+            assert_eq!(
+                (h.end_s, &h.quality, &h.window),
+                (g.end_s, &g.quality, &g.window)
+            );
+        }
+        // The first ones while the filter settles (6 s + one window), then classifiable.
+        assert_eq!(a[0].quality, "warming up");
+        assert!(a.iter().any(|h| h.quality == "ok" && h.window.len() == 512));
+        assert!(
+            (a.last().unwrap().hr_bpm - 66.0).abs() < 3.0,
+            "{}",
+            a.last().unwrap().hr_bpm
+        );
+    }
+
+    #[test]
+    fn a_nan_is_reported_then_the_stream_recovers() {
+        let mut x = pulses(256 * 40, 256.0);
+        x[256 * 15] = f32::NAN;
+        let mut s = StreamState::new(&pre(), 256.0, 2.0).unwrap();
+        let hops = s.push(&x);
+        let q: Vec<&str> = hops.iter().map(|h| h.quality.as_str()).collect();
+        let first_nan = q.iter().position(|&v| v == "nan").expect("a nan hop");
+        assert!(q[..first_nan].contains(&"ok"));
+        assert!(q[first_nan..].contains(&"ok"), "recovers: {q:?}");
+        assert!(hops
+            .iter()
+            .filter(|h| h.quality == "nan")
+            .all(|h| h.window.is_empty()));
+    }
+
+    #[test]
+    fn too_low_a_rate_is_refused() {
+        let e = StreamState::new(&pre(), 50.0, 2.0).err().unwrap();
+        assert!(e.to_string().contains("at least 80 Hz"), "{e}");
+    }
+}

@@ -27,7 +27,6 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Int, TensorData};
 use cardiaffect_corpus::Corpus;
 use cardiaffect_eval::metrics::{compute, trial_level};
@@ -39,6 +38,7 @@ use cardiaffect_model::{cross_entropy, load_model, save_model, Model, ModelConfi
 use cardiaffect_signal::{zscore, Rng};
 use serde::{Deserialize, Serialize};
 
+use crate::pretrain::{io_err, write_atomic};
 use crate::TrainError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,19 +131,6 @@ pub enum FinetuneEvent<'a> {
     Warning(String),
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
-}
-
 fn eval_err(e: cardiaffect_eval::EvalError) -> TrainError {
     TrainError::Data(e.to_string())
 }
@@ -185,19 +172,9 @@ impl Ctx<'_> {
     }
 
     fn predict(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
-        let k = self.labels.classes.len();
-        let mut out = Vec::with_capacity(idx.len());
-        for chunk in idx.chunks(64) {
-            let x = self.batch_x(chunk, self.device);
-            let p = softmax(model.classify(model.encode(x, None).cls), 1);
-            let v: Vec<f32> = p
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec()
-                .unwrap_or_default();
-            out.extend(v.chunks(k).map(|r| r.iter().map(|&x| x as f64).collect()));
-        }
-        out
+        idx.chunks(64)
+            .flat_map(|chunk| model.class_probs(self.batch_x(chunk, self.device)))
+            .collect()
     }
 
     fn init_model(&self, method: &str, fold: usize) -> Result<Model, TrainError> {

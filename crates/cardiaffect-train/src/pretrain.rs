@@ -374,14 +374,15 @@ fn evaluate(
     (loss_sum / n.max(1.0), base_sum / n.max(1.0))
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |e| TrainError::Io {
         path: path.to_path_buf(),
         source: e,
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+/// Write, then rename: a reader never sees half a file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cardiaffect_eval::report::esc;
 use cardiaffect_infer::{predict_recording, Predictor, Timeline};
 use cardiaffect_io::{read, Format, ReadOptions};
 use clap::Args;
@@ -213,25 +214,22 @@ fn plot(t: &Timeline, models: &[Predictor]) -> String {
     s
 }
 
-fn esc(t: &str) -> String {
-    t.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Load every `--model`, naming the one that fails.
+pub fn load_models(dirs: &[PathBuf], device: &burn::prelude::Device) -> Result<Vec<Predictor>> {
+    dirs.iter()
+        .map(|d| Predictor::load(d, device).with_context(|| format!("--model {}", d.display())))
+        .collect()
+}
+
 pub fn run(a: PredictArgs) -> Result<()> {
     let device = crate::bench::device(&a.backend)?;
-    let models: Vec<Predictor> = a
-        .models
-        .iter()
-        .map(|d| Predictor::load(d, &device).with_context(|| format!("--model {}", d.display())))
-        .collect::<Result<_>>()?;
+    let models = load_models(&a.models, &device)?;
     let hop = a.hop.unwrap_or(models[0].preprocess.window_s / 2.0);
     let opts = ReadOptions {
         fs: a.fs,

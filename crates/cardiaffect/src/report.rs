@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cardiaffect_eval::report::esc;
 use cardiaffect_eval::report::Results;
 use clap::Args;
 
@@ -33,13 +34,6 @@ fn b64(bytes: &[u8]) -> String {
         }
     }
     s
-}
-
-fn esc(t: &str) -> String {
-    t.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// An inlined figure, or nothing when the file is absent.

@@ -73,11 +73,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
 
 fn run_inner(a: StreamArgs) -> Result<()> {
     let device = crate::bench::device(&a.backend)?;
-    let models: Vec<Predictor> = a
-        .models
-        .iter()
-        .map(|d| Predictor::load(d, &device).with_context(|| format!("--model {}", d.display())))
-        .collect::<Result<_>>()?;
+    let models = crate::predict::load_models(&a.models, &device)?;
     let pre = models[0].preprocess.clone();
     if models.iter().any(|m| m.preprocess != pre) {
         bail!("the models were trained on different preprocessing: stream them separately");
