@@ -368,3 +368,60 @@ fn finetune_refuses_bad_input_with_reasons() {
     )));
     assert!(e.contains("no model.safetensors"), "{e}");
 }
+
+#[test]
+fn a_fold_with_a_single_class_is_named_not_scored() {
+    // 4 subjects x 4 trials (seed 3): one fold's training subjects rated every trial alike.
+    let tmp = tempfile::tempdir().unwrap();
+    let (raw, corpus) = (tmp.path().join("raw"), tmp.path().join("c"));
+    ok(run(&[
+        "synth",
+        "--affect",
+        "--subjects",
+        "4",
+        "--trials",
+        "4",
+        "--trial-seconds",
+        "24",
+        "--seed",
+        "3",
+        "--out",
+        s(&raw),
+    ]));
+    ok(run(&[
+        "prepare",
+        "--source",
+        s(&raw),
+        "--window",
+        "2s",
+        "--stride",
+        "2s",
+        "--out",
+        s(&corpus),
+    ]));
+    let cfg = tmp.path().join("tiny.json");
+    std::fs::write(&cfg, TINY).unwrap();
+    let out = tmp.path().join("run");
+    let stdout = ok(run(&finetune(&corpus, &cfg, &out, &["--methods", "hrv"])));
+    assert!(
+        stdout.contains("the training set has a single class: skipped"),
+        "{stdout}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let folds: Vec<u64> = r["per_fold"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fold"].as_u64().unwrap())
+        .collect();
+    assert!(
+        folds.len() < 3,
+        "the single-class fold has no metrics: {folds:?}"
+    );
+    assert!(r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("single class")));
+}
