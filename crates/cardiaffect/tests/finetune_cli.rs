@@ -1,42 +1,10 @@
 //! `cardiaffect finetune` and `evaluate` on a small synthetic labeled dataset: the results files
 //! state the rule, protocol and seed; folds are reused on a re-run; the same seed gives the
 //! same numbers; bad inputs are refused with their reason.
+mod common;
+use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: Output) -> String {
-    assert!(
-        !o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// 6 synthetic subjects x 6 trials of 16 s, as 2 s windows; and the tiny model config.
 fn setup(tmp: &Path) -> (PathBuf, PathBuf) {

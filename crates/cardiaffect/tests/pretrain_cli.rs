@@ -1,25 +1,11 @@
 //! `cardiaffect pretrain`: a run killed with SIGKILL and resumed ends with the same weights as
 //! an uninterrupted run; bad inputs are refused with their reason.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// A 2-second-window corpus of the bundled real ECG, and the tiny model config.
 fn setup(tmp: &Path) -> (PathBuf, PathBuf) {

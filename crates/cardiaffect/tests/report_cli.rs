@@ -4,26 +4,10 @@
 //! Needs Debian's `chromium`; `.ci/run` installs it and sets CARDIAFFECT_REQUIRE_BROWSER=1 so
 //! that CI fails rather than skips when it is missing.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Command;
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
