@@ -13,7 +13,10 @@ fn main() {
         args.get(1).copied().unwrap_or(200),
     );
     let device = Device::flex();
-    let cfg = ModelConfig::new();
+    let mut cfg = ModelConfig::new();
+    if std::env::var("NO_CONV_POS").is_ok() {
+        cfg.conv_pos_kernel = None;
+    }
     let model = cfg.init(&device).expect("default config");
     let x = Tensor::<2>::random(
         [b, cfg.window_len],

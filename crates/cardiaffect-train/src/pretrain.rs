@@ -6,8 +6,10 @@
 //! parameter ids (Burn record), the optimizer state, and the step.
 //!
 //! Run folder: `pretrain.json` (this config, model config inside), `metrics.jsonl` (one line
-//! per logged step), `checkpoint/` (replaced atomically), and at the end `model.safetensors` +
-//! `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg` and `.png`, `preprocess.json`.
+//! per logged step), `checkpoint/` (replaced atomically: `model.safetensors` + `config.json`,
+//! the Burn record with parameter ids, the optimizer state, `state.json` with the step), and at
+//! the end `model.safetensors` + `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg`
+//! and `.png`, `preprocess.json`.
 
 use std::fs;
 use std::io::Write;
@@ -398,6 +400,7 @@ struct CheckpointState {
 /// Write `run/checkpoint` atomically: a new folder is completed, then swapped in.
 fn save_checkpoint(
     run: &Path,
+    cfg: &ModelConfig,
     model: &Model,
     optim: &ModuleOptimizer,
     state: &CheckpointState,
@@ -405,6 +408,10 @@ fn save_checkpoint(
     let tmp = run.join("checkpoint.tmp");
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    // The weights in safetensors with their config (usable by any tool, e.g. `finetune
+    // --pretrained RUN_DIR/checkpoint`), and as a Burn record that keeps the parameter ids
+    // the optimizer state is keyed by (for a bit-for-bit resume).
+    save_model(&tmp, cfg, &model.valid())?;
     model
         .clone()
         .into_record()
@@ -632,6 +639,7 @@ pub fn pretrain(
             metrics.flush().map_err(io_err(&metrics_path))?;
             save_checkpoint(
                 run,
+                &cfg.model,
                 &model,
                 &optim,
                 &CheckpointState {
@@ -757,13 +765,15 @@ mod tests {
             step,
             first_val_loss: None,
         };
-        save_checkpoint(run, &model, &optim, &state(4)).unwrap();
+        save_checkpoint(run, &cfg, &model, &optim, &state(4)).unwrap();
         // Block the next write: a file where the new checkpoint folder must be made.
         fs::write(run.join("checkpoint.tmp"), b"in the way").unwrap();
-        let e = save_checkpoint(run, &model, &optim, &state(8)).unwrap_err();
+        let e = save_checkpoint(run, &cfg, &model, &optim, &state(8)).unwrap_err();
         assert!(e.to_string().contains("checkpoint.tmp"), "{e}");
         let (_, _, s) =
             load_checkpoint(run, cfg.init(&ad).unwrap(), AdamWConfig::new().init()).unwrap();
         assert_eq!(s.step, 4, "the previous checkpoint survives");
+        assert!(run.join("checkpoint/model.safetensors").exists());
+        assert!(run.join("checkpoint/config.json").exists());
     }
 }
