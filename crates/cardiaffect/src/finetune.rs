@@ -15,8 +15,9 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "DIR")]
     pub corpus: PathBuf,
     /// Pre-trained weights: a pretrain run folder (or any folder with config.json and
-    /// model.safetensors), or `none` (scratch and HRV baselines only).
-    #[arg(long, value_name = "RUN_DIR|none", default_value = "none")]
+    /// model.safetensors, such as its checkpoint/), `bundled` (the weights shipped with
+    /// cardiaffect, see weights/bundled/MODEL_CARD.md), or `none` (scratch and HRV only).
+    #[arg(long, value_name = "RUN_DIR|bundled|none", default_value = "none")]
     pub pretrained: String,
     /// What to recognise: arousal, valence (high/low), quadrant (4 classes), condition (WESAD
     /// baseline/stress/amusement), stress (WESAD stress vs not).
