@@ -2,7 +2,10 @@
 """The PyTorch side of `cardiaffect bench`: the same model (reference/model.py, default config),
 the same batch and steps, timed the same way. Prints one JSON object.
 
-    python reference/bench.py [--batch 32] [--steps 5] [--warmup 2] [--threads 2]
+    python reference/bench.py [--config config.json] [--batch 32] [--steps 5] [--warmup 2]
+                              [--threads 2] [--skip-train]
+
+`cardiaffect bench` passes the config of the model it times, so both sides run the same model.
 
 Attention uses torch's fused scaled_dot_product_attention (what nn.TransformerEncoder uses), so
 PyTorch is measured at its fastest for this model. Dropout 0.1 in training steps, as in ours.
@@ -20,7 +23,7 @@ import model as ref
 DEFAULT = {
     "window_len": 1280, "conv_channels": [64, 128, 128], "conv_kernels": [7, 5, 3], "conv_strides": [2, 2, 1],
     "d_model": 128, "n_heads": 4, "n_layers": 4, "d_ff": 512, "dropout": 0.1, "positional": "learned",
-    "n_classes": 2, "layer_norm_eps": 1e-5,
+    "n_classes": 2, "layer_norm_eps": 1e-5, "conv_pos_kernel": 9,
 }
 
 
@@ -62,10 +65,15 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", help="model config JSON (cardiaffect's ModelConfig); default: DEFAULT")
+    ap.add_argument("--skip-train", action="store_true", help="time inference only")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = DEFAULT
+    if a.config:
+        with open(a.config) as f:
+            cfg = json.load(f)
     m = ref.Model(cfg)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
     b, length = a.batch, cfg["window_len"]
@@ -96,13 +104,13 @@ def main():
                 torch.softmax(m.classify(cls), -1)
         return f
 
-    pre = median_time(pretrain, a.steps, a.warmup)
-    fin = median_time(finetune, a.steps, a.warmup)
+    pre = None if a.skip_train else median_time(pretrain, a.steps, a.warmup)
+    fin = None if a.skip_train else median_time(finetune, a.steps, a.warmup)
     inf = median_time(infer(x), a.steps, a.warmup)
     lat = median_time(infer(x[:1]), max(a.steps * 4, 20), a.warmup)
     print(json.dumps({
         "torch": torch.__version__, "threads": a.threads, "batch": b, "params": sum(p.numel() for p in m.parameters()),
-        "pretrain_step_ms": pre * 1e3, "finetune_step_ms": fin * 1e3,
+        "pretrain_step_ms": pre and pre * 1e3, "finetune_step_ms": fin and fin * 1e3,
         "infer_b32_windows_per_s": b / inf, "infer_b1_ms": lat * 1e3,
     }))
 

@@ -11,6 +11,8 @@
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
 
 mod config;
+mod fastmath;
+pub mod kernels;
 pub mod loss;
 mod model;
 pub mod transformer;

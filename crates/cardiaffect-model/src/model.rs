@@ -2,9 +2,9 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, TensorData};
 
+use crate::kernels::gelu;
 use crate::transformer::{dropout, DropoutCtx, Transformer};
 use crate::{ModelConfig, ModelError, Positional};
 

@@ -3,8 +3,9 @@
 //! - burn-nn's `Dropout` draws each element through ChaCha20 and a distribution sampler, 26 % of
 //!   a pre-training step; here masks come from the in-tree xoshiro generator, in parallel, and
 //!   are seeded per step (so that a resumed run draws the same masks);
-//! - without attention dropout (always at inference) attention runs through Burn's fused
-//!   `attention` op (flash attention on flex).
+//! - without attention dropout (always at inference) attention runs through
+//!   [`crate::kernels::self_attention`]: Burn's fused `attention` op, or on plain flex tensors
+//!   an in-tree kernel on the packed projections.
 //!
 //! Parameter names and the computation are those of burn-nn's `TransformerEncoder` with
 //! `norm_first` (norm_2 before attention, norm_1 before the feed-forward), so weights and the
@@ -13,10 +14,11 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::module::attention;
+use burn::tensor::activation::softmax;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
+
+use crate::kernels::{gelu, self_attention};
 
 #[derive(Module, Debug)]
 pub struct Mha {
@@ -140,26 +142,31 @@ impl Transformer {
 
 impl Mha {
     fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>, site: u64) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let h = self.n_heads;
-        let dk = d / h;
-        let split = |y: Tensor<3>| y.reshape([b, t, h, dk]).swap_dims(1, 2);
-        let (q, k, v) = (
-            split(self.query.forward(x.clone())),
-            split(self.key.forward(x.clone())),
-            split(self.value.forward(x)),
-        );
         let ctx = match drop {
             Some(dc) if dc.attention_p > 0.0 => {
+                let (q, k, v) = (
+                    self.query.forward(x.clone()),
+                    self.key.forward(x.clone()),
+                    self.value.forward(x),
+                );
+                let [b, t, d] = q.dims();
+                let h = self.n_heads;
+                let dk = d / h;
+                let split = |y: Tensor<3>| y.reshape([b, t, h, dk]).swap_dims(1, 2);
                 let w = softmax(
-                    q.matmul(k.swap_dims(2, 3)).div_scalar((dk as f32).sqrt()),
+                    split(q)
+                        .matmul(split(k).swap_dims(2, 3))
+                        .div_scalar((dk as f32).sqrt()),
                     3,
                 );
-                dropout(w, dc.attention_p, dc.seed, site + 4).matmul(v)
+                dropout(w, dc.attention_p, dc.seed, site + 4)
+                    .matmul(split(v))
+                    .swap_dims(1, 2)
+                    .reshape([b, t, d])
             }
-            _ => attention(q, k, v, None, None, Default::default()),
+            _ => self_attention(x, &self.query, &self.key, &self.value, self.n_heads),
         };
-        self.output.forward(ctx.swap_dims(1, 2).reshape([b, t, d]))
+        self.output.forward(ctx)
     }
 }
 

@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Time inference only (batch 32 and batch 1), not the training steps.
+    #[arg(long)]
+    pub skip_train: bool,
 }
 
 pub fn device(name: &str) -> Result<Device> {
@@ -94,7 +97,7 @@ fn find_python(arg: &Option<String>) -> Option<String> {
 }
 
 /// Run reference/bench.py (embedded in the binary) with `python`.
-fn pytorch(python: &str, a: &BenchArgs) -> Result<serde_json::Value> {
+fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json::Value> {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("cardiaffect-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -106,9 +109,14 @@ fn pytorch(python: &str, a: &BenchArgs) -> Result<serde_json::Value> {
         dir.join("bench.py"),
         include_str!("../../../reference/bench.py"),
     )?;
+    // The same model on both sides: PyTorch builds it from our config.
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(cfg)?)?;
     let out = Command::new(python)
         .arg(dir.join("bench.py"))
+        .args(a.skip_train.then_some("--skip-train"))
         .args([
+            "--config",
+            "config.json",
             "--batch",
             &a.batch.to_string(),
             "--steps",
@@ -134,6 +142,15 @@ fn pytorch(python: &str, a: &BenchArgs) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Which attention/GELU kernels inference runs (`CARDIAFFECT_KERNELS=burn` for Burn's own).
+fn kernels_name() -> &'static str {
+    if cardiaffect_model::kernels::in_tree_enabled() {
+        "in-tree"
+    } else {
+        "burn"
+    }
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     let dev = device(&a.backend)?;
     let cfg = ModelConfig::new();
@@ -142,25 +159,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let ad = dev.clone().autodiff();
     let mut model = cfg.init(&ad)?;
     let params = model.num_params();
-    let mut optim = AdamWConfig::new().init();
-    let (x, y) = batch(b, len, &ad);
-    let mask = token_mask(b, cfg.n_tokens(), &ad);
-    let spt = cfg.samples_per_token();
-    let mut step = 0u64;
-    let pretrain_ms = median_ms(a.steps, a.warmup, || {
-        step += 1;
-        let enc = model.encode_train(x.clone(), Some(mask.clone()), step);
-        let loss = masked_mse(model.reconstruct(enc.tokens), x.clone(), mask.clone(), spt);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
-    });
-    let finetune_ms = median_ms(a.steps, a.warmup, || {
-        step += 1;
-        let enc = model.encode_train(x.clone(), None, step);
-        let loss = cross_entropy(model.classify(enc.cls), y.clone(), None);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
-    });
+    let (mut pretrain_ms, mut finetune_ms) = (f64::NAN, f64::NAN);
+    if !a.skip_train {
+        let mut optim = AdamWConfig::new().init();
+        let (x, y) = batch(b, len, &ad);
+        let mask = token_mask(b, cfg.n_tokens(), &ad);
+        let spt = cfg.samples_per_token();
+        let mut step = 0u64;
+        pretrain_ms = median_ms(a.steps, a.warmup, || {
+            step += 1;
+            let enc = model.encode_train(x.clone(), Some(mask.clone()), step);
+            let loss = masked_mse(model.reconstruct(enc.tokens), x.clone(), mask.clone(), spt);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-4, model.clone(), grads);
+        });
+        finetune_ms = median_ms(a.steps, a.warmup, || {
+            step += 1;
+            let enc = model.encode_train(x.clone(), None, step);
+            let loss = cross_entropy(model.classify(enc.cls), y.clone(), None);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-4, model.clone(), grads);
+        });
+    }
     // Inference without autodiff.
     let infer = cfg.init(&dev)?;
     let (xi, _) = batch(b, len, &dev);
@@ -174,12 +194,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let b1_ms = median_ms(a.steps * 4, a.warmup, || run_infer(&x1));
     let mut out = serde_json::json!({
         "backend": a.backend, "batch": b, "params": params, "threads": rayon::current_num_threads(),
+        "kernels": kernels_name(),
         "pretrain_step_ms": pretrain_ms, "finetune_step_ms": finetune_ms,
         "infer_b32_windows_per_s": b as f64 / (b32_ms / 1e3), "infer_b1_ms": b1_ms,
     });
     let python = find_python(&a.torch_python);
     if let Some(py) = &python {
-        let t = pytorch(py, &a)?;
+        let t = pytorch(py, &a, &cfg)?;
         let g = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
         let o = out.as_object_mut().expect("an object");
         o.insert("pytorch".into(), t.clone());
@@ -216,9 +237,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     writeln!(
         w,
-        "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads)",
+        "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads, {} kernels)",
         a.backend,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        kernels_name()
     )?;
     let row = |w: &mut dyn Write,
                name: &str,
@@ -236,20 +258,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let o = &out;
     let f = |k: &str| o.get(k).and_then(|v| v.as_f64());
-    row(
-        &mut w,
-        "pre-training step",
-        format!("{pretrain_ms:.0} ms"),
-        f("pytorch_pretrain_step_ms").map(|v| format!("{v:.0} ms")),
-        f("ratio_pretrain_step"),
-    )?;
-    row(
-        &mut w,
-        "fine-tuning step",
-        format!("{finetune_ms:.0} ms"),
-        f("pytorch_finetune_step_ms").map(|v| format!("{v:.0} ms")),
-        f("ratio_finetune_step"),
-    )?;
+    if !a.skip_train {
+        row(
+            &mut w,
+            "pre-training step",
+            format!("{pretrain_ms:.0} ms"),
+            f("pytorch_pretrain_step_ms").map(|v| format!("{v:.0} ms")),
+            f("ratio_pretrain_step"),
+        )?;
+        row(
+            &mut w,
+            "fine-tuning step",
+            format!("{finetune_ms:.0} ms"),
+            f("pytorch_finetune_step_ms").map(|v| format!("{v:.0} ms")),
+            f("ratio_finetune_step"),
+        )?;
+    }
     row(
         &mut w,
         "inference, batch 32",

@@ -1,0 +1,292 @@
+//! Branch-free `exp` and `erf` for f32 slices, written so that the compiler vectorises the
+//! loops, and compiled three times (AVX-512, AVX2 + FMA, baseline) with the widest one the CPU
+//! has chosen at run time. burn-flex computes both through scalar libm calls, which were 15 %
+//! of a batch-1 inference (BENCHMARKS.md).
+//!
+//! - `exp`: Cody–Waite range reduction `x = n ln2 + r` and a degree-6 Taylor polynomial on
+//!   `|r| <= ln2 / 2` (relative error < 3e-7), `2^n` built in the exponent bits.
+//! - `erf`: the rational approximation of Eigen's `generic_fast_erf_float` (x clamped to ±4,
+//!   odd degree-13 numerator over even degree-8 denominator; absolute error < 2e-7).
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+// ln 2 split so that `n * LN2_HI` is exact for |n| < 2^9.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+// Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a rounding instruction.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Multiply-add as one instruction where the CPU has FMA; two (not a libm call) where not.
+trait Mad {
+    fn mad(a: f32, b: f32, c: f32) -> f32;
+}
+struct Fused;
+struct Unfused;
+impl Mad for Fused {
+    #[inline(always)]
+    fn mad(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+impl Mad for Unfused {
+    #[inline(always)]
+    fn mad(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn exp1<M: Mad>(x: f32) -> f32 {
+    // Below -87.3 the result is under f32's normal range: flush to 0 as the clamp gives
+    // exp(-87.3) ~ 1e-38 (harmless for softmax and GELU, whose users are the only callers).
+    let x = if x > 88.3 { 88.3 } else { x };
+    let x = if x < -87.3 { -87.3 } else { x };
+    let t = M::mad(x, LOG2E, ROUND_MAGIC);
+    let n = t - ROUND_MAGIC;
+    let r = M::mad(n, -LN2_HI, x);
+    let r = M::mad(n, -LN2_LO, r);
+    let p = 1.0 / 720.0;
+    let p = M::mad(p, r, 1.0 / 120.0);
+    let p = M::mad(p, r, 1.0 / 24.0);
+    let p = M::mad(p, r, 1.0 / 6.0);
+    let p = M::mad(p, r, 0.5);
+    let p = M::mad(p, r, 1.0);
+    let p = M::mad(p, r, 1.0);
+    // `t`'s low mantissa bits hold n: integer arithmetic on them vectorises, where the
+    // saturating `n as i32` cast does not.
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
+    p * scale
+}
+
+#[inline(always)]
+fn erf1<M: Mad>(x: f32) -> f32 {
+    let x = if x > 4.0 { 4.0 } else { x };
+    let x = if x < -4.0 { -4.0 } else { x };
+    let x2 = x * x;
+    let p = -2.726_142_3e-10f32;
+    let p = M::mad(p, x2, 2.770_681_4e-8);
+    let p = M::mad(p, x2, -2.101_024e-6);
+    let p = M::mad(p, x2, -5.692_506_4e-5);
+    let p = M::mad(p, x2, -7.349_906e-4);
+    let p = M::mad(p, x2, -2.954_600_1e-3);
+    let p = M::mad(p, x2, -1.609_603_3e-2);
+    let q = -1.456_607_2e-5f32;
+    let q = M::mad(q, x2, -2.133_740_6e-4);
+    let q = M::mad(q, x2, -1.682_827e-3);
+    let q = M::mad(q, x2, -7.373_329e-3);
+    let q = M::mad(q, x2, -1.426_474e-2);
+    x * p / q
+}
+
+#[inline(always)]
+fn gelu1<M: Mad>(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf1::<M>(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// One loop body per kernel; `$name` dispatches to the widest instruction set available.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
+                    type M = Fused;
+                    $body
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
+                    type M = Fused;
+                    $body
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features the function was compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            type M = Unfused;
+            $body
+        }
+    };
+}
+
+multiversion! {
+    /// `x = gelu(x)` (exact-erf GELU, as PyTorch's default), in place.
+    pub fn gelu_inplace(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = gelu1::<M>(*v);
+        }
+    }
+}
+
+multiversion! {
+    /// `dst = gelu(src)`.
+    pub fn gelu_into(src: &[f32], dst: &mut [f32]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = gelu1::<M>(s);
+        }
+    }
+}
+
+multiversion! {
+    /// Row softmax in place: `row = exp(row - max) / sum`.
+    pub fn softmax_row(row: &mut [f32]) {
+        const L: usize = 32;
+        // Lane-wise maxima and sums so the reductions vectorise without reassociation.
+        let mut m = [f32::NEG_INFINITY; L];
+        let mut chunks = row.chunks_exact(L);
+        for c in &mut chunks {
+            for i in 0..L {
+                m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+            }
+        }
+        let mut max = f32::NEG_INFINITY;
+        for &v in m.iter().chain(chunks.remainder()) {
+            max = if v > max { v } else { max };
+        }
+        let mut s = [0.0f32; L];
+        let mut chunks = row.chunks_exact_mut(L);
+        for c in &mut chunks {
+            for i in 0..L {
+                let e = exp1::<M>(c[i] - max);
+                c[i] = e;
+                s[i] += e;
+            }
+        }
+        let mut sum: f32 = s.iter().sum();
+        for v in chunks.into_remainder() {
+            let e = exp1::<M>(*v - max);
+            *v = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+#[cfg(test)]
+multiversion! {
+    /// `x = exp(x)`, in place.
+    pub fn exp_inplace(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = exp1::<M>(*v);
+        }
+    }
+}
+
+#[cfg(test)]
+multiversion! {
+    /// `x = erf(x)`, in place.
+    pub fn erf_inplace(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = erf1::<M>(*v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32)
+            .collect()
+    }
+
+    #[test]
+    fn exp_matches_libm() {
+        let xs = grid(-87.0, 88.0, 200_001);
+        let mut y = xs.clone();
+        exp_inplace(&mut y);
+        let worst = xs
+            .iter()
+            .zip(&y)
+            .map(|(&x, &y)| {
+                let r = (x as f64).exp();
+                ((y as f64 - r) / r).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst < 5e-7, "relative error {worst}");
+        let mut z = vec![-200.0f32, -88.0, 0.0, f32::NEG_INFINITY];
+        exp_inplace(&mut z);
+        assert!(z[0] >= 0.0 && z[0] < 1e-37 && z[1] < 1e-37, "{z:?}");
+        assert_eq!(z[2], 1.0);
+        assert!(z[3] >= 0.0 && z[3] < 1e-37);
+    }
+
+    #[test]
+    fn erf_and_gelu_match_libm() {
+        let xs = grid(-8.0, 8.0, 160_001);
+        let mut y = xs.clone();
+        erf_inplace(&mut y);
+        let worst = xs
+            .iter()
+            .zip(&y)
+            .map(|(&x, &y)| (y as f64 - libm_erf(x as f64)).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 5e-7, "erf absolute error {worst}");
+        let mut g = vec![0.0f32; xs.len()];
+        gelu_into(&xs, &mut g);
+        let worst = xs
+            .iter()
+            .zip(&g)
+            .map(|(&x, &g)| {
+                let x = x as f64;
+                let r = 0.5 * x * (1.0 + libm_erf(x / std::f64::consts::SQRT_2));
+                (g as f64 - r).abs() / (1.0 + r.abs())
+            })
+            .fold(0.0, f64::max);
+        // A few f32 ulps of the result (x (1 + erf) rounds at |x| ~ 8).
+        assert!(worst < 2e-6, "gelu error {worst}");
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_the_definition() {
+        for n in [1usize, 15, 16, 17, 321] {
+            let row: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 1.7).collect();
+            let mut s = row.clone();
+            softmax_row(&mut s);
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let z: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            for (&v, &p) in row.iter().zip(&s) {
+                let r = (v as f64 - max).exp() / z;
+                assert!((p as f64 - r).abs() < 1e-6 * (1.0 + r), "n={n}: {p} vs {r}");
+            }
+        }
+    }
+
+    /// erf in f64 by its Taylor series (|x| < 3) and continued fraction (beyond): a reference
+    /// that does not share the approximation under test.
+    fn libm_erf(x: f64) -> f64 {
+        let a = x.abs();
+        let v = if a < 3.0 {
+            let mut term = a;
+            let mut sum = a;
+            let mut k = 0.0;
+            while term.abs() > 1e-17 * sum.abs() {
+                k += 1.0;
+                term *= -a * a / k;
+                sum += term / (2.0 * k + 1.0);
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // erfc(a) = exp(-a^2)/sqrt(pi) * 1/(a + 1/2/(a + 1/(a + 3/2/(a + ...))))
+            let mut f = a;
+            for k in (1..60).rev() {
+                f = a + (k as f64 / 2.0) / f;
+            }
+            1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / f
+        };
+        v.copysign(x)
+    }
+}

@@ -1,0 +1,343 @@
+//! In-tree kernels for inference on the flex backend, through Burn's backend extension
+//! (`#[backend_extension]`): where profiles showed a hot spot that Burn's own ops leave
+//! (BENCHMARKS.md), not a rewrite of what Burn has.
+//!
+//! - [`self_attention`]: scaled dot-product attention of all heads straight from the packed
+//!   `[B, T, d]` projections into a packed `[B, T, d]` output. burn-flex's attention needs
+//!   `[B, H, T, dk]` inputs (three strided copies before it, one after it) and runs its
+//!   softmax through scalar `expf` with per-element branches; here the two matrix products per
+//!   head read and write the packed layouts through gemm's strides and the softmax is
+//!   vectorised ([`crate::fastmath`]).
+//! - [`gelu`]: exact-erf GELU with a vectorised erf (burn-flex calls a scalar erf per element).
+//!
+//! Only plain (non-autodiff) flex f32 tensors take these paths; training (autodiff) and other
+//! backends (`cuda`) use Burn's ops, so gradients and GPU runs are Burn's own. Setting
+//! `CARDIAFFECT_KERNELS=burn` sends everything through Burn's ops (to compare the two).
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, DispatchDevice, Flex};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation;
+use burn::tensor::module::attention;
+use burn::tensor::DType;
+use burn_flex::{FlexTensor, Layout};
+use rayon::prelude::*;
+
+use crate::fastmath;
+
+/// Operations with an in-tree flex implementation.
+#[backend_extension(Flex)]
+pub trait CardiaffectOps: Backend {
+    /// Self-attention core: `qkv` `[B, T, 3d]` (the query, key and value projections side by
+    /// side, heads packed along each `d`) -> `softmax(q_h k_h^T / sqrt(d / n_heads)) v_h` for
+    /// each head, packed `[B, T, d]`.
+    fn packed_attention(qkv: FloatTensor<Self>, n_heads: usize) -> FloatTensor<Self>;
+
+    /// `0.5 x (1 + erf(x / sqrt 2))`.
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether a tensor on `device` can take the in-tree path.
+fn fast_path(device: &Device, dtype: DType) -> bool {
+    in_tree_enabled()
+        && matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+        && dtype == DType::F32
+}
+
+/// False when `CARDIAFFECT_KERNELS=burn` (read once).
+pub fn in_tree_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CARDIAFFECT_KERNELS").map_or(true, |v| v != "burn"))
+}
+
+/// Multi-head self-attention core (no output projection) of `x` `[B, T, d]` through the
+/// `query`, `key` and `value` projections (see the module doc).
+pub fn self_attention(
+    x: Tensor<3>,
+    query: &Linear,
+    key: &Linear,
+    value: &Linear,
+    n_heads: usize,
+) -> Tensor<3> {
+    if fast_path(&x.device(), x.dtype()) {
+        // One matrix product for the three projections (weights side by side, [d, 3d]).
+        let w = Tensor::cat(
+            vec![query.weight.val(), key.weight.val(), value.weight.val()],
+            1,
+        );
+        let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        let qkv = match (bias(query), bias(key), bias(value)) {
+            (Some(bq), Some(bk), Some(bv)) => {
+                x.matmul(w.unsqueeze()) + Tensor::cat(vec![bq, bk, bv], 0).unsqueeze()
+            }
+            _ => Tensor::cat(
+                vec![
+                    query.forward(x.clone()),
+                    key.forward(x.clone()),
+                    value.forward(x),
+                ],
+                2,
+            ),
+        };
+        return Tensor::from_dispatch(
+            <burn::backend::Dispatch as CardiaffectOps>::packed_attention(
+                qkv.into_dispatch(),
+                n_heads,
+            ),
+        );
+    }
+    let (q, k, v) = (
+        query.forward(x.clone()),
+        key.forward(x.clone()),
+        value.forward(x),
+    );
+    let [b, t, d] = q.dims();
+    let dk = d / n_heads;
+    let split = |y: Tensor<3>| y.reshape([b, t, n_heads, dk]).swap_dims(1, 2);
+    attention(split(q), split(k), split(v), None, None, Default::default())
+        .swap_dims(1, 2)
+        .reshape([b, t, d])
+}
+
+/// GELU (exact erf form).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if fast_path(&x.device(), x.dtype()) {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::gelu_erf(
+            x.into_dispatch(),
+        ));
+    }
+    activation::gelu(x)
+}
+
+/// The contiguous f32 elements of a flex tensor.
+fn f32_slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("kernels: a contiguous f32 tensor (checked by the caller)")
+}
+
+/// A pointer that may cross into rayon's workers: each task writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint elements (one head's columns of one batch item each).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+thread_local! {
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl CardiaffectOps for Flex {
+    fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
+        let qkv = qkv.to_contiguous();
+        let shape = qkv.layout().shape().clone();
+        let (b, t, d3) = (shape[0], shape[1], shape[2]);
+        let d = d3 / 3;
+        assert!(
+            d3 % 3 == 0 && n_heads > 0 && d % n_heads == 0,
+            "packed_attention: width {d3} is not 3 x a multiple of {n_heads} heads"
+        );
+        let dk = d / n_heads;
+        let src = f32_slice(&qkv);
+        let mut out = vec![0.0f32; b * t * d];
+        let scale = 1.0 / (dk as f32).sqrt();
+        let dst = SendPtr(out.as_mut_ptr());
+        let run = |scores: &mut [f32], task: usize| {
+            let (bi, h) = (task / n_heads, task % n_heads);
+            // Row r of batch item bi: q at r * 3d, k at r * 3d + d, v at r * 3d + 2d.
+            let q = bi * t * d3 + h * dk;
+            let (k, v) = (q + d, q + 2 * d);
+            let o = bi * t * d + h * dk;
+            // SAFETY: for the given sizes and strides every pointer below stays inside `src`
+            // ([B, T, 3d]), `scores` ([T, T]) and `out` ([B, T, d]); the output columns of
+            // (bi, h) belong to this task alone.
+            unsafe {
+                // scores[T, T] = scale * q_h k_h^T
+                gemm::gemm(
+                    t,
+                    t,
+                    dk,
+                    scores.as_mut_ptr(),
+                    1,
+                    t as isize,
+                    false,
+                    src.as_ptr().add(q),
+                    1,
+                    d3 as isize,
+                    src.as_ptr().add(k),
+                    d3 as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                for row in scores.chunks_exact_mut(t) {
+                    fastmath::softmax_row(row);
+                }
+                // out_h[T, dk] = scores v_h
+                let out_ptr = dst;
+                gemm::gemm(
+                    t,
+                    dk,
+                    t,
+                    out_ptr.0.add(o),
+                    1,
+                    d as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    t as isize,
+                    src.as_ptr().add(v),
+                    1,
+                    d3 as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        };
+        // Score matrices live in a per-thread scratch buffer that outlives the call: a fresh
+        // T x T buffer per call (412 kB at T = 321) cost page faults and a memset each time.
+        let with_scores = |task: usize| {
+            SCORES.with(|cell| {
+                let mut scores = cell.borrow_mut();
+                if scores.len() < t * t {
+                    scores.resize(t * t, 0.0);
+                }
+                run(&mut scores[..t * t], task)
+            })
+        };
+        let tasks = b * n_heads;
+        if tasks > 1 && rayon::current_num_threads() > 1 {
+            (0..tasks).into_par_iter().for_each(with_scores);
+        } else {
+            (0..tasks).for_each(with_scores);
+        }
+        FlexTensor::new(
+            burn::tensor::Bytes::from_elems(out),
+            Layout::contiguous(burn::tensor::Shape::new([b, t, d])),
+            DType::F32,
+        )
+    }
+
+    fn gelu_erf(x: FlexTensor) -> FlexTensor {
+        // Large tensors (training-size batches) are split over the threads.
+        const CHUNK: usize = 1 << 14;
+        // `to_contiguous` clones the handle (so the buffer looks shared): only call it when a
+        // copy is needed, so that a tensor nobody else holds is written in place.
+        let mut x = if x.is_contiguous() {
+            x
+        } else {
+            x.to_contiguous()
+        };
+        let shape = x.layout().shape().clone();
+        if x.layout().start_offset() == 0 {
+            if let Some(s) = x.try_storage_mut::<f32>() {
+                let n = shape.num_elements();
+                s[..n]
+                    .par_chunks_mut(CHUNK)
+                    .for_each(fastmath::gelu_inplace);
+                return x;
+            }
+        }
+        let src = f32_slice(&x);
+        let mut out = vec![0.0f32; src.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(o, s)| fastmath::gelu_into(s, o));
+        FlexTensor::new(
+            burn::tensor::Bytes::from_elems(out),
+            Layout::contiguous(shape),
+            DType::F32,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Burn's path: three projections, split heads, Burn's attention, merge heads.
+    fn burns_attention(x: Tensor<3>, l: &[Linear; 3], h: usize) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (q, k, v) = (
+            l[0].forward(x.clone()),
+            l[1].forward(x.clone()),
+            l[2].forward(x),
+        );
+        let d = q.dims()[2];
+        let split = |y: Tensor<3>| y.reshape([b, t, h, d / h]).swap_dims(1, 2);
+        attention(split(q), split(k), split(v), None, None, Default::default())
+            .swap_dims(1, 2)
+            .reshape([b, t, d])
+    }
+
+    #[test]
+    fn packed_attention_equals_burns_attention() {
+        let dev = Device::flex();
+        for (b, t, d, h) in [(1, 321, 128, 4), (3, 17, 24, 3), (2, 5, 8, 1)] {
+            let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(d, d).init(&dev));
+            let x = Tensor::<3>::random([b, t, d], Distribution::Normal(0.0, 2.0), &dev);
+            let ours = self_attention(x.clone(), &l[0], &l[1], &l[2], h);
+            let e = max_diff(ours, burns_attention(x, &l, h));
+            assert!(e < 2e-5, "({b},{t},{d},{h}): {e}");
+        }
+    }
+
+    #[test]
+    fn packed_attention_reads_strided_inputs() {
+        // A transposed (non-contiguous) input gives what its contiguous copy gives.
+        let dev = Device::flex();
+        let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(16, 16).init(&dev));
+        let x = Tensor::<3>::random([2, 16, 9], Distribution::Normal(0.0, 1.0), &dev);
+        let xt = x.swap_dims(1, 2); // [2, 9, 16]
+        let a = self_attention(xt.clone(), &l[0], &l[1], &l[2], 4);
+        let c = Tensor::<3>::from_data(xt.into_data(), &dev);
+        let e = max_diff(a, self_attention(c, &l[0], &l[1], &l[2], 4));
+        assert!(e < 1e-6, "{e}");
+    }
+
+    #[test]
+    fn gelu_equals_burns_gelu_in_place_and_shared() {
+        let dev = Device::flex();
+        let x = Tensor::<2>::random([300, 517], Distribution::Normal(0.0, 3.0), &dev);
+        // `x` is still held here, so the kernel may not write in place.
+        let ours = gelu(x.clone());
+        let e = max_diff(ours, activation::gelu(x.clone()));
+        assert!(e < 2e-6, "{e}");
+        // A view with an offset.
+        let s = x.clone().slice([10..20, 5..400]);
+        let e = max_diff(gelu(s.clone()), activation::gelu(s));
+        assert!(e < 2e-6, "{e}");
+        // Uniquely owned: written in place.
+        let y = Tensor::<1>::from_data(TensorData::from([-1.0f32, 0.0, 2.0]), &dev);
+        let g: Vec<f32> = gelu(y).into_data().try_to_vec().unwrap();
+        assert!((g[0] + 0.158_655_26).abs() < 1e-6 && g[1] == 0.0, "{g:?}");
+        assert!((g[2] - 1.954_499_7).abs() < 1e-6, "{g:?}");
+    }
+
+    #[test]
+    fn autodiff_tensors_keep_burns_ops_and_gradients() {
+        let dev = Device::flex().autodiff();
+        let x = Tensor::<2>::random([4, 6], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let g = gelu(x.clone()).sum().backward();
+        assert!(x.grad(&g).is_some());
+    }
+}
