@@ -83,6 +83,14 @@ fn gelu1<M: Mad>(x: f32) -> f32 {
     0.5 * x * (1.0 + erf1::<M>(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// d gelu / dx = Phi(x) + x phi(x).
+#[inline(always)]
+fn gelu_grad1<M: Mad>(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + erf1::<M>(x * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + x * INV_SQRT_2PI * exp1::<M>(-0.5 * x * x)
+}
+
 /// One loop body per kernel; `$name` dispatches to the widest instruction set available.
 macro_rules! multiversion {
     ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
@@ -131,6 +139,24 @@ multiversion! {
     pub fn gelu_into(src: &[f32], dst: &mut [f32]) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = gelu1::<M>(s);
+        }
+    }
+}
+
+multiversion! {
+    /// `g = g * gelu'(x)`, in place on the incoming gradient `g`.
+    pub fn gelu_backward_inplace(x: &[f32], g: &mut [f32]) {
+        for (g, &x) in g.iter_mut().zip(x) {
+            *g *= gelu_grad1::<M>(x);
+        }
+    }
+}
+
+multiversion! {
+    /// `out = g * gelu'(x)`.
+    pub fn gelu_backward_into(x: &[f32], g: &[f32], out: &mut [f32]) {
+        for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
+            *o = g * gelu_grad1::<M>(x);
         }
     }
 }
@@ -248,6 +274,27 @@ mod tests {
             .fold(0.0, f64::max);
         // A few f32 ulps of the result (x (1 + erf) rounds at |x| ~ 8).
         assert!(worst < 2e-6, "gelu error {worst}");
+    }
+
+    #[test]
+    fn gelu_gradient_matches_the_derivative() {
+        let xs = grid(-9.0, 9.0, 36_001);
+        let g: Vec<f32> = xs.iter().map(|&x| 0.5 + x.abs()).collect();
+        let mut a = g.clone();
+        gelu_backward_inplace(&xs, &mut a);
+        let mut b = vec![0.0f32; xs.len()];
+        gelu_backward_into(&xs, &g, &mut b);
+        assert_eq!(a, b);
+        for ((&x, &g), &d) in xs.iter().zip(&g).zip(&a) {
+            let x = x as f64;
+            let cdf = 0.5 * (1.0 + libm_erf(x / std::f64::consts::SQRT_2));
+            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let r = g as f64 * (cdf + x * pdf);
+            assert!(
+                (d as f64 - r).abs() < 2e-6 * (1.0 + r.abs()),
+                "x={x}: {d} vs {r}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,10 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use burn::tensor::module::attention;
 use burn::tensor::DType;
+use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_autodiff::Autodiff;
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
@@ -33,9 +37,19 @@ pub trait CardiaffectOps: Backend {
     /// side, heads packed along each `d`) -> `softmax(q_h k_h^T / sqrt(d / n_heads)) v_h` for
     /// each head, packed `[B, T, d]`.
     fn packed_attention(qkv: FloatTensor<Self>, n_heads: usize) -> FloatTensor<Self>;
+}
 
+/// GELU with an in-tree flex implementation, differentiable: the autodiff backend records a
+/// backward pass that runs the in-tree derivative on the inner backend.
+#[backend_extension(Flex, Autodiff)]
+pub trait GeluOps: Backend {
     /// `0.5 x (1 + erf(x / sqrt 2))`.
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `grad * gelu'(x)`.
+    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as burn::backend::ops::ActivationOps<Self>>::gelu_backward(x, grad)
+    }
 }
 
 /// Whether a tensor on `device` can take the in-tree path.
@@ -100,10 +114,14 @@ pub fn self_attention(
         .reshape([b, t, d])
 }
 
-/// GELU (exact erf form).
+/// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if fast_path(&x.device(), x.dtype()) {
-        return Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::gelu_erf(
+    let flex = matches!(
+        x.device().as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    );
+    if in_tree_enabled() && flex && x.dtype() == DType::F32 {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as GeluOps>::gelu_erf(
             x.into_dispatch(),
         ));
     }
@@ -225,7 +243,9 @@ impl CardiaffectOps for Flex {
             DType::F32,
         )
     }
+}
 
+impl GeluOps for Flex {
     fn gelu_erf(x: FlexTensor) -> FlexTensor {
         // Large tensors (training-size batches) are split over the threads.
         const CHUNK: usize = 1 << 14;
@@ -257,12 +277,85 @@ impl CardiaffectOps for Flex {
             DType::F32,
         )
     }
+
+    fn gelu_erf_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        const CHUNK: usize = 1 << 14;
+        let x = x.to_contiguous();
+        let xs = f32_slice(&x);
+        let mut grad = if grad.is_contiguous() {
+            grad
+        } else {
+            grad.to_contiguous()
+        };
+        let shape = grad.layout().shape().clone();
+        if grad.layout().start_offset() == 0 {
+            if let Some(g) = grad.try_storage_mut::<f32>() {
+                let n = shape.num_elements();
+                g[..n]
+                    .par_chunks_mut(CHUNK)
+                    .zip(xs.par_chunks(CHUNK))
+                    .for_each(|(g, x)| fastmath::gelu_backward_inplace(x, g));
+                return grad;
+            }
+        }
+        let gs = f32_slice(&grad);
+        let mut out = vec![0.0f32; gs.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(gs.par_chunks(CHUNK).zip(xs.par_chunks(CHUNK)))
+            .for_each(|(o, (g, x))| fastmath::gelu_backward_into(x, g, o));
+        FlexTensor::new(
+            burn::tensor::Bytes::from_elems(out),
+            Layout::contiguous(shape),
+            DType::F32,
+        )
+    }
+}
+
+impl<B: Backend + GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Gelu;
+
+        impl<B: Backend + GeluOps> Backward<B, 1> for Gelu {
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::gelu_erf_backward(x, grad)
+                });
+            }
+        }
+
+        let guard = x.node();
+        let input = x.into_primitive();
+        match Gelu.prepare::<C>([guard]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::gelu_erf(input.clone());
+                prep.finish(input, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(input)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::TensorData;
+
+    /// Seeded normal values (the tests give the same numbers every run).
+    fn normal<const D: usize>(shape: [usize; D], sd: f64, dev: &Device) -> Tensor<D> {
+        let mut rng = cardiaffect_signal::Rng::new(shape.iter().product::<usize>() as u64);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.normal() * sd) as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape), dev)
+    }
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
@@ -294,7 +387,7 @@ mod tests {
         let dev = Device::flex();
         for (b, t, d, h) in [(1, 321, 128, 4), (3, 17, 24, 3), (2, 5, 8, 1)] {
             let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(d, d).init(&dev));
-            let x = Tensor::<3>::random([b, t, d], Distribution::Normal(0.0, 2.0), &dev);
+            let x = normal::<3>([b, t, d], 2.0, &dev);
             let ours = self_attention(x.clone(), &l[0], &l[1], &l[2], h);
             let e = max_diff(ours, burns_attention(x, &l, h));
             assert!(e < 2e-5, "({b},{t},{d},{h}): {e}");
@@ -306,7 +399,7 @@ mod tests {
         // A transposed (non-contiguous) input gives what its contiguous copy gives.
         let dev = Device::flex();
         let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(16, 16).init(&dev));
-        let x = Tensor::<3>::random([2, 16, 9], Distribution::Normal(0.0, 1.0), &dev);
+        let x = normal::<3>([2, 16, 9], 1.0, &dev);
         let xt = x.swap_dims(1, 2); // [2, 9, 16]
         let a = self_attention(xt.clone(), &l[0], &l[1], &l[2], 4);
         let c = Tensor::<3>::from_data(xt.into_data(), &dev);
@@ -317,7 +410,7 @@ mod tests {
     #[test]
     fn gelu_equals_burns_gelu_in_place_and_shared() {
         let dev = Device::flex();
-        let x = Tensor::<2>::random([300, 517], Distribution::Normal(0.0, 3.0), &dev);
+        let x = normal::<2>([300, 517], 3.0, &dev);
         // `x` is still held here, so the kernel may not write in place.
         let ours = gelu(x.clone());
         let e = max_diff(ours, activation::gelu(x.clone()));
@@ -333,11 +426,30 @@ mod tests {
         assert!((g[2] - 1.954_499_7).abs() < 1e-6, "{g:?}");
     }
 
+    /// max |a - b| / (1 + |b|): values here reach tens, where f32 rounding alone is ~4e-6.
+    fn max_rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0, f32::max)
+    }
+
     #[test]
-    fn autodiff_tensors_keep_burns_ops_and_gradients() {
+    fn autodiff_gelu_gradient_equals_burns() {
         let dev = Device::flex().autodiff();
-        let x = Tensor::<2>::random([4, 6], Distribution::Normal(0.0, 1.0), &dev).require_grad();
-        let g = gelu(x.clone()).sum().backward();
-        assert!(x.grad(&g).is_some());
+        let x = normal::<2>([64, 300], 3.0, &dev).require_grad();
+        let w = normal::<2>([64, 300], 1.0, &dev);
+        // A weighted sum so the incoming gradient is not all ones.
+        let ours = gelu(x.clone()) * w.clone();
+        let burns = activation::gelu(x.clone()) * w;
+        let e = max_rel_diff(ours.clone().inner(), burns.clone().inner());
+        // Burn's scalar erf is an approximation too: agreement within both errors.
+        assert!(e < 5e-6, "forward {e}");
+        let g1 = x.grad(&ours.sum().backward()).unwrap();
+        let g2 = x.grad(&burns.sum().backward()).unwrap();
+        let e = max_rel_diff(g1, g2);
+        assert!(e < 1e-5, "gradient {e}");
     }
 }
