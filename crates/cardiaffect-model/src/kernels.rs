@@ -1,18 +1,20 @@
-//! In-tree kernels for inference on the flex backend, through Burn's backend extension
+//! In-tree kernels for the flex backend, through Burn's backend extension
 //! (`#[backend_extension]`): where profiles showed a hot spot that Burn's own ops leave
 //! (BENCHMARKS.md), not a rewrite of what Burn has.
 //!
 //! - [`self_attention`]: scaled dot-product attention of all heads straight from the packed
-//!   `[B, T, d]` projections into a packed `[B, T, d]` output. burn-flex's attention needs
+//!   QKV projection (one matrix product, `[B, T, 3d]`) into a packed `[B, T, d]` output. burn-flex's attention needs
 //!   `[B, H, T, dk]` inputs (three strided copies before it, one after it) and runs its
 //!   softmax through scalar `expf` with per-element branches; here the two matrix products per
 //!   head read and write the packed layouts through gemm's strides and the softmax is
 //!   vectorised ([`crate::fastmath`]).
-//! - [`gelu`]: exact-erf GELU with a vectorised erf (burn-flex calls a scalar erf per element).
+//! - [`gelu`]: exact-erf GELU with a vectorised erf (burn-flex calls a scalar erf per element),
+//!   forward and derivative; on the autodiff backend a recorded op whose backward runs the
+//!   in-tree derivative, so training takes it too.
 //!
-//! Only plain (non-autodiff) flex f32 tensors take these paths; training (autodiff) and other
-//! backends (`cuda`) use Burn's ops, so gradients and GPU runs are Burn's own. Setting
-//! `CARDIAFFECT_KERNELS=burn` sends everything through Burn's ops (to compare the two).
+//! Attention takes the in-tree path on plain (non-autodiff) flex f32 tensors only: training
+//! keeps Burn's attention and its gradients. Other backends (`cuda`) use Burn's ops throughout.
+//! Setting `CARDIAFFECT_KERNELS=burn` sends everything through Burn's ops (to compare the two).
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, DispatchDevice, Flex};
@@ -37,6 +39,22 @@ pub trait CardiaffectOps: Backend {
     /// side, heads packed along each `d`) -> `softmax(q_h k_h^T / sqrt(d / n_heads)) v_h` for
     /// each head, packed `[B, T, d]`.
     fn packed_attention(qkv: FloatTensor<Self>, n_heads: usize) -> FloatTensor<Self>;
+
+    /// `x w + b` (`x` `[.., in]`, `w` `[in, out]`, `b` `[out]`), then GELU when `gelu`.
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
+    fn linear_bias_residual(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        r: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// GELU with an in-tree flex implementation, differentiable: the autodiff backend records a
@@ -114,6 +132,41 @@ pub fn self_attention(
         .reshape([b, t, d])
 }
 
+/// `l(x)`, then GELU when `gelu`, then `+ residual` when given: one matrix product whose
+/// output starts from the bias (and residual) rows, instead of three or four Burn ops.
+pub fn linear(
+    x: Tensor<3>,
+    l: &Linear,
+    gelu_after: bool,
+    residual: Option<Tensor<3>>,
+) -> Tensor<3> {
+    if let (true, Some(b)) = (fast_path(&x.device(), x.dtype()), &l.bias) {
+        let (xd, w, b) = (
+            x.into_dispatch(),
+            l.weight.val().into_dispatch(),
+            b.val().into_dispatch(),
+        );
+        type D = burn::backend::Dispatch;
+        return Tensor::from_dispatch(match residual {
+            Some(r) if !gelu_after => {
+                <D as CardiaffectOps>::linear_bias_residual(xd, w, b, r.into_dispatch())
+            }
+            Some(r) => {
+                let y =
+                    Tensor::<3>::from_dispatch(<D as CardiaffectOps>::linear_bias(xd, w, b, true));
+                (y + r).into_dispatch()
+            }
+            None => <D as CardiaffectOps>::linear_bias(xd, w, b, gelu_after),
+        });
+    }
+    let y = l.forward(x);
+    let y = if gelu_after { gelu(y) } else { y };
+    match residual {
+        Some(r) => r + y,
+        None => y,
+    }
+}
+
 /// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let flex = matches!(
@@ -143,6 +196,94 @@ unsafe impl Sync for SendPtr {}
 
 thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Rows of `m` that one parallel task fills (bias/residual copy and GELU).
+const ROWS_PER_TASK: usize = 64;
+/// Below this many multiply-adds one thread does the product (as burn-flex's matmul decides).
+const GEMM_PARALLEL_MACS: usize = 192 * 192 * 192;
+
+fn linear_flex(
+    x: FlexTensor,
+    w: FlexTensor,
+    b: FlexTensor,
+    r: Option<FlexTensor>,
+    gelu: bool,
+) -> FlexTensor {
+    let (x, w, b) = (x.to_contiguous(), w.to_contiguous(), b.to_contiguous());
+    let xshape = x.layout().shape().clone();
+    let (wshape, rank) = (w.layout().shape().clone(), xshape.num_dims());
+    let k = xshape[rank - 1];
+    let n = wshape[1];
+    assert!(
+        wshape[0] == k && b.layout().num_elements() == n,
+        "linear: input width {k}, weight {wshape:?}, bias {} elements",
+        b.layout().num_elements()
+    );
+    let m = xshape.num_elements() / k.max(1);
+    let mut oshape = xshape.clone();
+    oshape[rank - 1] = n;
+    let r = r.map(|r| r.to_contiguous());
+    if let Some(r) = &r {
+        assert_eq!(r.layout().shape(), &oshape, "linear: residual shape");
+    }
+    let (xs, ws, bs) = (f32_slice(&x), f32_slice(&w), f32_slice(&b));
+    let rs = r.as_ref().map(f32_slice);
+    let mut out = vec![0.0f32; m * n];
+    // The product accumulates onto rows that already hold the bias (and residual).
+    out.par_chunks_mut(ROWS_PER_TASK * n)
+        .enumerate()
+        .for_each(|(c, rows)| {
+            for (i, row) in rows.chunks_exact_mut(n).enumerate() {
+                match rs {
+                    Some(rs) => {
+                        let rr = &rs[(c * ROWS_PER_TASK + i) * n..][..n];
+                        for ((o, &bv), &rv) in row.iter_mut().zip(bs).zip(rr) {
+                            *o = bv + rv;
+                        }
+                    }
+                    None => row.copy_from_slice(bs),
+                }
+            }
+        });
+    let par = if m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_MACS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `out` is [m, n], `xs` [m, k], `ws` [k, n], all contiguous row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            xs.as_ptr(),
+            1,
+            k as isize,
+            ws.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    if gelu {
+        out.par_chunks_mut(ROWS_PER_TASK * n)
+            .for_each(fastmath::gelu_inplace);
+    }
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(out),
+        Layout::contiguous(oshape),
+        DType::F32,
+    )
 }
 
 impl CardiaffectOps for Flex {
@@ -242,6 +383,19 @@ impl CardiaffectOps for Flex {
             Layout::contiguous(burn::tensor::Shape::new([b, t, d])),
             DType::F32,
         )
+    }
+
+    fn linear_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor, gelu: bool) -> FlexTensor {
+        linear_flex(x, w, b, None, gelu)
+    }
+
+    fn linear_bias_residual(
+        x: FlexTensor,
+        w: FlexTensor,
+        b: FlexTensor,
+        r: FlexTensor,
+    ) -> FlexTensor {
+        linear_flex(x, w, b, Some(r), false)
     }
 }
 
@@ -405,6 +559,34 @@ mod tests {
         let c = Tensor::<3>::from_data(xt.into_data(), &dev);
         let e = max_diff(a, self_attention(c, &l[0], &l[1], &l[2], 4));
         assert!(e < 1e-6, "{e}");
+    }
+
+    #[test]
+    fn fused_linear_equals_burns_linear_gelu_and_residual() {
+        let dev = Device::flex();
+        for (b, t, i, o) in [(1, 321, 128, 512), (3, 7, 5, 9), (40, 321, 128, 128)] {
+            let l = burn::nn::LinearConfig::new(i, o).init(&dev);
+            let x = normal::<3>([b, t, i], 1.0, &dev);
+            let r = normal::<3>([b, t, o], 1.0, &dev);
+            let plain = l.forward(x.clone());
+            let e = max_rel_diff(linear(x.clone(), &l, false, None), plain.clone());
+            assert!(e < 1e-5, "linear ({b},{t},{i},{o}): {e}");
+            let e = max_rel_diff(
+                linear(x.clone(), &l, true, None),
+                activation::gelu(plain.clone()),
+            );
+            assert!(e < 1e-5, "linear + gelu: {e}");
+            let e = max_rel_diff(
+                linear(x.clone(), &l, false, Some(r.clone())),
+                r.clone() + plain.clone(),
+            );
+            assert!(e < 1e-5, "linear + residual: {e}");
+            let e = max_rel_diff(
+                linear(x, &l, true, Some(r.clone())),
+                r + activation::gelu(plain),
+            );
+            assert!(e < 1e-5, "linear + gelu + residual: {e}");
+        }
     }
 
     #[test]
