@@ -101,7 +101,12 @@ pub fn self_attention(
         let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
         let qkv = match (bias(query), bias(key), bias(value)) {
             (Some(bq), Some(bk), Some(bv)) => {
-                x.matmul(w.unsqueeze()) + Tensor::cat(vec![bq, bk, bv], 0).unsqueeze()
+                Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::linear_bias(
+                    x.into_dispatch(),
+                    w.into_dispatch(),
+                    Tensor::cat(vec![bq, bk, bv], 0).into_dispatch(),
+                    false,
+                ))
             }
             _ => Tensor::cat(
                 vec![
@@ -200,6 +205,8 @@ thread_local! {
 
 /// Rows of `m` that one parallel task fills (bias/residual copy and GELU).
 const ROWS_PER_TASK: usize = 64;
+/// Outputs up to this many elements get their bias rows on the calling thread.
+const SERIAL_FILL: usize = 1 << 18;
 /// Below this many multiply-adds one thread does the product (as burn-flex's matmul decides).
 const GEMM_PARALLEL_MACS: usize = 192 * 192 * 192;
 
@@ -230,22 +237,28 @@ fn linear_flex(
     let (xs, ws, bs) = (f32_slice(&x), f32_slice(&w), f32_slice(&b));
     let rs = r.as_ref().map(f32_slice);
     let mut out = vec![0.0f32; m * n];
-    // The product accumulates onto rows that already hold the bias (and residual).
-    out.par_chunks_mut(ROWS_PER_TASK * n)
-        .enumerate()
-        .for_each(|(c, rows)| {
-            for (i, row) in rows.chunks_exact_mut(n).enumerate() {
-                match rs {
-                    Some(rs) => {
-                        let rr = &rs[(c * ROWS_PER_TASK + i) * n..][..n];
-                        for ((o, &bv), &rv) in row.iter_mut().zip(bs).zip(rr) {
-                            *o = bv + rv;
-                        }
+    // The product accumulates onto rows that already hold the bias (and residual). Small
+    // outputs are filled on this thread: waking a worker costs more than the copy.
+    let fill = |(c, rows): (usize, &mut [f32])| {
+        for (i, row) in rows.chunks_exact_mut(n).enumerate() {
+            match rs {
+                Some(rs) => {
+                    let rr = &rs[(c * ROWS_PER_TASK + i) * n..][..n];
+                    for ((o, &bv), &rv) in row.iter_mut().zip(bs).zip(rr) {
+                        *o = bv + rv;
                     }
-                    None => row.copy_from_slice(bs),
                 }
+                None => row.copy_from_slice(bs),
             }
-        });
+        }
+    };
+    if m * n <= SERIAL_FILL {
+        out.chunks_mut(ROWS_PER_TASK * n).enumerate().for_each(fill);
+    } else {
+        out.par_chunks_mut(ROWS_PER_TASK * n)
+            .enumerate()
+            .for_each(fill);
+    }
     let par = if m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_MACS {
         gemm::Parallelism::Rayon(0)
     } else {
