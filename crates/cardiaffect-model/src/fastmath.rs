@@ -199,6 +199,42 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// LayerNorm of each `gamma.len()`-wide row of `x` into `out`:
+    /// `(x - mean) / sqrt(var + eps) * gamma + beta`, biased variance (as PyTorch and Burn),
+    /// two passes over the row (mean, then squared deviations) for accuracy.
+    pub fn layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+        const L: usize = 16;
+        let d = gamma.len();
+        for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let mut s = [0.0f32; L];
+            let mut chunks = xr.chunks_exact(L);
+            for c in &mut chunks {
+                for i in 0..L {
+                    s[i] += c[i];
+                }
+            }
+            let mean = (s.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()) / d as f32;
+            let mut q = [0.0f32; L];
+            let mut chunks = xr.chunks_exact(L);
+            for c in &mut chunks {
+                for i in 0..L {
+                    let e = c[i] - mean;
+                    q[i] = M::mad(e, e, q[i]);
+                }
+            }
+            let mut var: f32 = q.iter().sum();
+            for &v in chunks.remainder() {
+                var += (v - mean) * (v - mean);
+            }
+            let inv = 1.0 / (var / d as f32 + eps).sqrt();
+            for (((o, &v), &g), &b) in or.iter_mut().zip(xr).zip(gamma).zip(beta) {
+                *o = M::mad((v - mean) * inv, g, b);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 multiversion! {
     /// `x = exp(x)`, in place.
@@ -308,6 +344,34 @@ mod tests {
             for (&v, &p) in row.iter().zip(&s) {
                 let r = (v as f64 - max).exp() / z;
                 assert!((p as f64 - r).abs() < 1e-6 * (1.0 + r), "n={n}: {p} vs {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_rows_match_the_definition() {
+        for d in [1usize, 7, 16, 128, 133] {
+            let rows = 3;
+            let x: Vec<f32> = (0..rows * d)
+                .map(|i| ((i * 53 % 17) as f32 - 8.0) * 0.9 + 40.0)
+                .collect();
+            let gamma: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.01).collect();
+            let beta: Vec<f32> = (0..d).map(|i| i as f32 * -0.02).collect();
+            let mut out = vec![0.0f32; rows * d];
+            layer_norm_rows(&x, &gamma, &beta, 1e-5, &mut out);
+            for r in 0..rows {
+                let xr = &x[r * d..][..d];
+                let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                for i in 0..d {
+                    let want = (xr[i] as f64 - mean) / (var + 1e-5).sqrt() * gamma[i] as f64
+                        + beta[i] as f64;
+                    let got = out[r * d + i] as f64;
+                    assert!(
+                        (got - want).abs() < 2e-5 * (1.0 + want.abs()),
+                        "d={d} r={r} i={i}: {got} vs {want}"
+                    );
+                }
             }
         }
     }

@@ -3,21 +3,27 @@
 //! (BENCHMARKS.md), not a rewrite of what Burn has.
 //!
 //! - [`self_attention`]: scaled dot-product attention of all heads straight from the packed
-//!   QKV projection (one matrix product, `[B, T, 3d]`) into a packed `[B, T, d]` output. burn-flex's attention needs
-//!   `[B, H, T, dk]` inputs (three strided copies before it, one after it) and runs its
+//!   QKV projection (one matrix product, `[B, T, 3d]`) into a packed `[B, T, d]` output.
+//!   burn-flex's attention needs `[B, H, T, dk]` inputs (three strided copies before it, one after it) and runs its
 //!   softmax through scalar `expf` with per-element branches; here the two matrix products per
 //!   head read and write the packed layouts through gemm's strides and the softmax is
 //!   vectorised ([`crate::fastmath`]).
 //! - [`gelu`]: exact-erf GELU with a vectorised erf (burn-flex calls a scalar erf per element),
 //!   forward and derivative; on the autodiff backend a recorded op whose backward runs the
 //!   in-tree derivative, so training takes it too.
+//! - [`encoder_layer`]: a whole pre-LN encoder layer at inference in two parallel passes
+//!   (LayerNorm + QKV per block of rows; then attention, output projection, LayerNorm and
+//!   feed-forward per block of queries), so that a batch-1 inference wakes the worker threads
+//!   8 times instead of about 60 (BENCHMARKS.md).
 //!
-//! Attention takes the in-tree path on plain (non-autodiff) flex f32 tensors only: training
-//! keeps Burn's attention and its gradients. Other backends (`cuda`) use Burn's ops throughout.
-//! Setting `CARDIAFFECT_KERNELS=burn` sends everything through Burn's ops (to compare the two).
+//! Attention, linear layers and the layer op take the in-tree path on plain (non-autodiff)
+//! flex f32 tensors only: training keeps Burn's attention and its gradients. Other backends
+//! (`cuda`) use Burn's ops throughout.
+//! `CARDIAFFECT_KERNELS=ops` keeps the per-op kernels but not the layer op, `=burn` sends
+//! everything through Burn's ops (to compare; see [`KernelMode`]).
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Backend, DispatchDevice, Flex};
+use burn::backend::{backend_extension, Backend, DispatchDevice, ExtensionType, Flex};
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -48,6 +54,14 @@ pub trait CardiaffectOps: Backend {
         gelu: bool,
     ) -> FloatTensor<Self>;
 
+    /// One pre-LN Transformer encoder layer at inference (no dropout) on `x` `[B, T, d]`:
+    /// `x1 = x + attention(norm_attn(x))`, then `x1 + ff(norm_ff(x1))` with a GELU
+    /// feed-forward, as burn-nn's `TransformerEncoderLayer` with `norm_first`.
+    fn encoder_layer(
+        x: FloatTensor<Self>,
+        #[extension_type] p: EncoderLayerParams<Self>,
+    ) -> FloatTensor<Self>;
+
     /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
     fn linear_bias_residual(
         x: FloatTensor<Self>,
@@ -55,6 +69,31 @@ pub trait CardiaffectOps: Backend {
         b: FloatTensor<Self>,
         r: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+}
+
+/// The parameters of one pre-LN encoder layer, for [`CardiaffectOps::encoder_layer`]:
+/// LayerNorms `[d]`, projections `[d, d]` + `[d]`, feed-forward `[d, d_ff]` + `[d_ff]` and
+/// `[d_ff, d]` + `[d]` (Burn's `[in, out]` layout).
+#[derive(ExtensionType)]
+pub struct EncoderLayerParams<B: Backend> {
+    pub norm_attn_gamma: FloatTensor<B>,
+    pub norm_attn_beta: FloatTensor<B>,
+    pub query_weight: FloatTensor<B>,
+    pub query_bias: FloatTensor<B>,
+    pub key_weight: FloatTensor<B>,
+    pub key_bias: FloatTensor<B>,
+    pub value_weight: FloatTensor<B>,
+    pub value_bias: FloatTensor<B>,
+    pub output_weight: FloatTensor<B>,
+    pub output_bias: FloatTensor<B>,
+    pub norm_ff_gamma: FloatTensor<B>,
+    pub norm_ff_beta: FloatTensor<B>,
+    pub inner_weight: FloatTensor<B>,
+    pub inner_bias: FloatTensor<B>,
+    pub outer_weight: FloatTensor<B>,
+    pub outer_bias: FloatTensor<B>,
+    pub n_heads: usize,
+    pub eps: f64,
 }
 
 /// GELU with an in-tree flex implementation, differentiable: the autodiff backend records a
@@ -77,10 +116,61 @@ fn fast_path(device: &Device, dtype: DType) -> bool {
         && dtype == DType::F32
 }
 
-/// False when `CARDIAFFECT_KERNELS=burn` (read once).
+/// Which kernels inference runs on flex, from `CARDIAFFECT_KERNELS` (read once): unset (or
+/// `layer`) the whole-layer op, `ops` the per-op kernels only, `burn` Burn's ops throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelMode {
+    Layer,
+    Ops,
+    Burn,
+}
+
+impl KernelMode {
+    /// The name `bench` reports: `in-tree`, `ops` or `burn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelMode::Layer => "in-tree",
+            KernelMode::Ops => "ops",
+            KernelMode::Burn => "burn",
+        }
+    }
+}
+
+/// The mode this process runs (see [`KernelMode`]).
+pub fn kernel_mode() -> KernelMode {
+    static MODE: std::sync::OnceLock<KernelMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("CARDIAFFECT_KERNELS").as_deref() {
+        Ok("burn") => KernelMode::Burn,
+        Ok("ops") => KernelMode::Ops,
+        _ => KernelMode::Layer,
+    })
+}
+
+/// Whether `device` is flex (with or without autodiff).
+pub fn on_flex(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// Runs `f` on a rayon worker (at once when already on one) and returns its result. Every
+/// parallel op that flex, gemm and these kernels run splits its work with rayon: called from
+/// outside the pool, each one is injected into the pool while the caller sleeps until it is
+/// done (a wake-up per op); called from a worker, the worker takes a share itself. Measured:
+/// batch-1 latency -6 % (BENCHMARKS.md). Not under `CARDIAFFECT_KERNELS=burn`.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if !in_tree_enabled() || rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    out.expect("the scope ran its closure")
+}
+
+/// False when `CARDIAFFECT_KERNELS=burn`.
 pub fn in_tree_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("CARDIAFFECT_KERNELS").map_or(true, |v| v != "burn"))
+    kernel_mode() != KernelMode::Burn
 }
 
 /// Multi-head self-attention core (no output projection) of `x` `[B, T, d]` through the
@@ -172,13 +262,70 @@ pub fn linear(
     }
 }
 
+/// One pre-LN encoder layer at inference (no dropout) as one in-tree op: two parallel passes
+/// (LayerNorm + QKV for blocks of rows; then, per block of queries, attention, the output
+/// projection, LayerNorm and the feed-forward with its residual adds) instead of eight
+/// parallel Burn ops, each of which wakes the worker threads (see BENCHMARKS.md). `None`
+/// when `x` is not on the in-tree path or a parameter the op needs (a bias) is absent: the
+/// caller then runs Burn's ops.
+pub fn encoder_layer(
+    x: &Tensor<3>,
+    layer: &crate::transformer::Layer,
+    eps: f64,
+) -> Option<Tensor<3>> {
+    if kernel_mode() != KernelMode::Layer || !fast_path(&x.device(), x.dtype()) {
+        return None;
+    }
+    let lin = |l: &Linear| {
+        l.bias
+            .as_ref()
+            .map(|b| (l.weight.val().into_dispatch(), b.val().into_dispatch()))
+    };
+    let norm = |n: &burn::nn::LayerNorm| {
+        n.beta
+            .as_ref()
+            .map(|b| (n.gamma.val().into_dispatch(), b.val().into_dispatch()))
+    };
+    let m = &layer.mha;
+    let (na, nf) = (norm(&layer.norm_2)?, norm(&layer.norm_1)?);
+    let (q, k, v, o) = (
+        lin(&m.query)?,
+        lin(&m.key)?,
+        lin(&m.value)?,
+        lin(&m.output)?,
+    );
+    let (i, u) = (
+        lin(&layer.pwff.linear_inner)?,
+        lin(&layer.pwff.linear_outer)?,
+    );
+    let p = EncoderLayerParams {
+        norm_attn_gamma: na.0,
+        norm_attn_beta: na.1,
+        query_weight: q.0,
+        query_bias: q.1,
+        key_weight: k.0,
+        key_bias: k.1,
+        value_weight: v.0,
+        value_bias: v.1,
+        output_weight: o.0,
+        output_bias: o.1,
+        norm_ff_gamma: nf.0,
+        norm_ff_beta: nf.1,
+        inner_weight: i.0,
+        inner_bias: i.1,
+        outer_weight: u.0,
+        outer_bias: u.1,
+        n_heads: m.n_heads,
+        eps,
+    };
+    Some(Tensor::from_dispatch(
+        <burn::backend::Dispatch as CardiaffectOps>::encoder_layer(x.clone().into_dispatch(), p),
+    ))
+}
+
 /// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let flex = matches!(
-        x.device().as_dispatch().clone().inner(),
-        DispatchDevice::Flex(_)
-    );
-    if in_tree_enabled() && flex && x.dtype() == DType::F32 {
+    if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 {
         return Tensor::from_dispatch(<burn::backend::Dispatch as GeluOps>::gelu_erf(
             x.into_dispatch(),
         ));
@@ -200,7 +347,346 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 thread_local! {
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread scratch of the in-tree kernels (attention scores, a layer's row blocks): it
+    /// outlives the call, as a fresh buffer per call cost page faults and a memset each time.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch, at least `n` elements long.
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut s = cell.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        f(&mut s[..n])
+    })
+}
+
+/// `dst += lhs rhs` on one thread, all row-major with unit column stride: `dst` `[m, n]` (row
+/// stride `dst_rs`), `lhs` `[m, k]` (`lhs_rs`), `rhs` `[k, n]` (`rhs_rs`).
+///
+/// # Safety
+/// The three regions must lie inside their allocations for these sizes and strides, and
+/// `dst` must not overlap the others or be written by another thread meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        true,
+        lhs,
+        1,
+        lhs_rs as isize,
+        rhs,
+        1,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// `n` rows of `out` (width `w`) set to `bias` (+ the matching rows of `add`).
+fn fill_rows(out: &mut [f32], bias: &[f32], add: Option<&[f32]>) {
+    let w = bias.len();
+    for (i, row) in out.chunks_exact_mut(w).enumerate() {
+        match add {
+            Some(a) => {
+                for ((o, &b), &r) in row.iter_mut().zip(bias).zip(&a[i * w..][..w]) {
+                    *o = b + r;
+                }
+            }
+            None => row.copy_from_slice(bias),
+        }
+    }
+}
+
+/// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
+/// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
+/// pass), four per thread 2 % slower (more packing of the same weights).
+fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
+    total
+        .div_ceil(2 * rayon::current_num_threads())
+        .clamp(lo, hi)
+        .max(1)
+}
+
+fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
+    let x = x.to_contiguous();
+    let shape = x.layout().shape().clone();
+    assert!(
+        shape.num_dims() == 3,
+        "encoder_layer: input {shape:?}, expected [B, T, d]"
+    );
+    let (b, t, d) = (shape[0], shape[1], shape[2]);
+    let heads = p.n_heads;
+    assert!(
+        heads > 0 && d % heads == 0,
+        "encoder_layer: width {d} is not a multiple of {heads} heads"
+    );
+    let dk = d / heads;
+    let params = [
+        p.norm_attn_gamma,
+        p.norm_attn_beta,
+        p.query_weight,
+        p.query_bias,
+        p.key_weight,
+        p.key_bias,
+        p.value_weight,
+        p.value_bias,
+        p.output_weight,
+        p.output_bias,
+        p.norm_ff_gamma,
+        p.norm_ff_beta,
+        p.inner_weight,
+        p.inner_bias,
+        p.outer_weight,
+        p.outer_bias,
+    ]
+    .map(|t| t.to_contiguous());
+    let [g_a, be_a, wq, bq, wk, bk, wv, bv, wo, bo, g_f, be_f, wi, bi, wu, bu] =
+        params.each_ref().map(f32_slice);
+    let dff = bi.len();
+    // The lengths the unsafe products below rely on (and the feed-forward's orientation).
+    let shapes = params.each_ref().map(|t| t.layout().shape().to_vec());
+    let expected: [Vec<usize>; 16] = [
+        vec![d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d],
+        vec![d],
+        vec![d, dff],
+        vec![dff],
+        vec![dff, d],
+        vec![d],
+    ];
+    const NAMES: [&str; 16] = [
+        "norm_attn.gamma",
+        "norm_attn.beta",
+        "query.weight",
+        "query.bias",
+        "key.weight",
+        "key.bias",
+        "value.weight",
+        "value.bias",
+        "output.weight",
+        "output.bias",
+        "norm_ff.gamma",
+        "norm_ff.beta",
+        "inner.weight",
+        "inner.bias",
+        "outer.weight",
+        "outer.bias",
+    ];
+    for ((name, got), want) in NAMES.iter().zip(&shapes).zip(&expected) {
+        assert_eq!(
+            got, want,
+            "encoder_layer: `{name}` for width {d}, d_ff {dff}"
+        );
+    }
+    let eps = p.eps as f32;
+    let (m, d3) = (b * t, 3 * d);
+    let xs = f32_slice(&x);
+    let parallel = rayon::current_num_threads() > 1;
+
+    // Pass 1: LayerNorm and the three projections of each block of rows, onto bias rows.
+    let mut qkv = vec![0.0f32; m * d3];
+    let r1 = rows_per_task(m, 32, 256);
+    let pass1 = |(c, rows): (usize, &mut [f32])| {
+        let n = rows.len() / d3;
+        let r0 = c * r1;
+        with_scratch(n * d, |h| {
+            fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
+            for row in rows.chunks_exact_mut(d3) {
+                row[..d].copy_from_slice(bq);
+                row[d..2 * d].copy_from_slice(bk);
+                row[2 * d..].copy_from_slice(bv);
+            }
+            for (j, w) in [wq, wk, wv].into_iter().enumerate() {
+                // SAFETY: `rows` is [n, 3d] and column block j of it is [n, d] at stride 3d;
+                // `h` is [n, d]; `w` is [d, d] (checked above).
+                unsafe {
+                    gemm_acc(
+                        n,
+                        d,
+                        d,
+                        rows.as_mut_ptr().add(j * d),
+                        d3,
+                        h.as_ptr(),
+                        d,
+                        w.as_ptr(),
+                        d,
+                    )
+                };
+            }
+        })
+    };
+    if parallel && m > r1 {
+        qkv.par_chunks_mut(r1 * d3).enumerate().for_each(pass1);
+    } else {
+        qkv.chunks_mut(r1 * d3).enumerate().for_each(pass1);
+    }
+
+    // Pass 2: per block of queries of one batch item, everything that is row-local after
+    // attention, written straight into the block's output rows.
+    let mut out = vec![0.0f32; m * d];
+    let per_item = t.div_ceil(rows_per_task(m, 16, 128).min(t.max(1)));
+    let rb = t.div_ceil(per_item.max(1)).max(1);
+    let mut tasks = Vec::with_capacity(b * per_item);
+    let mut rest = out.as_mut_slice();
+    for bi in 0..b {
+        let mut r0 = 0;
+        while r0 < t {
+            let n = rb.min(t - r0);
+            let (block, r) = std::mem::take(&mut rest).split_at_mut(n * d);
+            tasks.push((bi * t + r0, n, block));
+            rest = r;
+            r0 += n;
+        }
+    }
+    let scale = 1.0 / (dk as f32).sqrt();
+    let qkv = &qkv[..];
+    let pass2 = |(row0, n, o): (usize, usize, &mut [f32])| {
+        let item0 = row0 - row0 % t.max(1);
+        with_scratch(n * (t + 2 * d + dff), |s| {
+            let (scores, s) = s.split_at_mut(n * t);
+            let (ctx, s) = s.split_at_mut(n * d);
+            let (h, ff) = s.split_at_mut(n * d);
+            for head in 0..heads {
+                let q = row0 * d3 + head * dk;
+                let k = item0 * d3 + d + head * dk;
+                let v = k + d;
+                // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
+                // ([m, 3d]) at columns of this head; `scores` is [n, t], `ctx` [n, d].
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        t,
+                        dk,
+                        scores.as_mut_ptr(),
+                        1,
+                        t as isize,
+                        false,
+                        qkv.as_ptr().add(q),
+                        1,
+                        d3 as isize,
+                        qkv.as_ptr().add(k),
+                        d3 as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for row in scores.chunks_exact_mut(t) {
+                    fastmath::softmax_row(row);
+                }
+                // SAFETY: as above; ctx columns of this head, [n, dk] at stride d.
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        dk,
+                        t,
+                        ctx.as_mut_ptr().add(head * dk),
+                        1,
+                        d as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        t as isize,
+                        qkv.as_ptr().add(v),
+                        1,
+                        d3 as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            // x1 = x + ctx wo + bo, in the output rows.
+            fill_rows(o, bo, Some(&xs[row0 * d..(row0 + n) * d]));
+            // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
+            unsafe { gemm_acc(n, d, d, o.as_mut_ptr(), d, ctx.as_ptr(), d, wo.as_ptr(), d) };
+            // x1 + gelu(norm_ff(x1) wi + bi) wu + bu.
+            fastmath::layer_norm_rows(o, g_f, be_f, eps, h);
+            fill_rows(ff, bi, None);
+            // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
+            unsafe {
+                gemm_acc(
+                    n,
+                    dff,
+                    d,
+                    ff.as_mut_ptr(),
+                    dff,
+                    h.as_ptr(),
+                    d,
+                    wi.as_ptr(),
+                    dff,
+                )
+            };
+            fastmath::gelu_inplace(ff);
+            for row in o.chunks_exact_mut(d) {
+                for (v, &c) in row.iter_mut().zip(bu) {
+                    *v += c;
+                }
+            }
+            // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
+            unsafe {
+                gemm_acc(
+                    n,
+                    d,
+                    dff,
+                    o.as_mut_ptr(),
+                    d,
+                    ff.as_ptr(),
+                    dff,
+                    wu.as_ptr(),
+                    d,
+                )
+            };
+        })
+    };
+    if parallel && tasks.len() > 1 {
+        tasks.into_par_iter().for_each(pass2);
+    } else {
+        tasks.into_iter().for_each(pass2);
+    }
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(out),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
 }
 
 /// Rows of `m` that one parallel task fills (bias/residual copy and GELU).
@@ -374,17 +860,8 @@ impl CardiaffectOps for Flex {
                 );
             }
         };
-        // Score matrices live in a per-thread scratch buffer that outlives the call: a fresh
-        // T x T buffer per call (412 kB at T = 321) cost page faults and a memset each time.
-        let with_scores = |task: usize| {
-            SCORES.with(|cell| {
-                let mut scores = cell.borrow_mut();
-                if scores.len() < t * t {
-                    scores.resize(t * t, 0.0);
-                }
-                run(&mut scores[..t * t], task)
-            })
-        };
+        // Score matrices (T x T, 412 kB at T = 321) live in the per-thread scratch.
+        let with_scores = |task: usize| with_scratch(t * t, |scores| run(scores, task));
         let tasks = b * n_heads;
         if tasks > 1 && rayon::current_num_threads() > 1 {
             (0..tasks).into_par_iter().for_each(with_scores);
@@ -396,6 +873,10 @@ impl CardiaffectOps for Flex {
             Layout::contiguous(burn::tensor::Shape::new([b, t, d])),
             DType::F32,
         )
+    }
+
+    fn encoder_layer(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
+        encoder_layer_flex(x, p)
     }
 
     fn linear_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor, gelu: bool) -> FlexTensor {
@@ -559,6 +1040,64 @@ mod tests {
             let e = max_diff(ours, burns_attention(x, &l, h));
             assert!(e < 2e-5, "({b},{t},{d},{h}): {e}");
         }
+    }
+
+    /// One pre-LN layer through burn-nn's LayerNorm and Linear and Burn's attention and GELU.
+    fn burns_layer(x: Tensor<3>, l: &crate::transformer::Layer) -> Tensor<3> {
+        let m = &l.mha;
+        let a = burns_attention(
+            l.norm_2.forward(x.clone()),
+            &[m.query.clone(), m.key.clone(), m.value.clone()],
+            m.n_heads,
+        );
+        let x = x + m.output.forward(a);
+        let f = activation::gelu(l.pwff.linear_inner.forward(l.norm_1.forward(x.clone())));
+        x + l.pwff.linear_outer.forward(f)
+    }
+
+    #[test]
+    fn encoder_layer_equals_burns_ops() {
+        let dev = Device::flex();
+        // The default size; several batch items and query blocks of uneven length; tiny.
+        for (b, t, d, h, ff) in [(1, 321, 128, 4, 512), (3, 300, 32, 2, 48), (2, 5, 8, 1, 16)] {
+            let mut tr = crate::transformer::Transformer::new(d, ff, h, 1, 1e-5, &dev);
+            let mut layer = tr.layers.remove(0);
+            // Non-trivial LayerNorm parameters and biases (init gives ones and zeros).
+            let w = |n: usize, sd| burn::module::Param::from_tensor(normal::<1>([n], sd, &dev));
+            layer.norm_2.gamma = w(d, 1.0);
+            layer.norm_2.beta = Some(w(d, 0.5));
+            layer.norm_1.gamma = w(d, 1.0);
+            layer.norm_1.beta = Some(w(d, 0.5));
+            layer.mha.key.bias = Some(w(d, 0.3));
+            layer.pwff.linear_inner.bias = Some(w(ff, 0.3));
+            let x = normal::<3>([b, t, d], 2.0, &dev) + 3.0;
+            let ours = encoder_layer(&x, &layer, 1e-5).expect("flex f32 takes the in-tree path");
+            let e = max_rel_diff(ours, burns_layer(x, &layer));
+            assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
+        }
+    }
+
+    #[test]
+    fn encoder_layer_reads_strided_inputs_and_declines_without_biases() {
+        let dev = Device::flex();
+        let mut tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &dev);
+        let mut layer = tr.layers.remove(0);
+        let x = normal::<3>([2, 16, 9], 1.0, &dev).swap_dims(1, 2); // [2, 9, 16], strided
+        let c = Tensor::<3>::from_data(x.clone().into_data(), &dev);
+        let e = max_diff(
+            encoder_layer(&x, &layer, 1e-5).unwrap(),
+            burns_layer(c, &layer),
+        );
+        assert!(e < 1e-5, "{e}");
+        layer.mha.value.bias = None;
+        assert!(encoder_layer(&x, &layer, 1e-5).is_none());
+        let ad = Device::flex().autodiff();
+        let xa = normal::<3>([1, 4, 16], 1.0, &ad);
+        let tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &ad);
+        assert!(
+            encoder_layer(&xa, &tr.layers[0], 1e-5).is_none(),
+            "autodiff keeps Burn's ops"
+        );
     }
 
     #[test]

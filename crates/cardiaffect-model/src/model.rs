@@ -181,6 +181,20 @@ impl Model {
         mask: Option<Tensor<2, Bool>>,
         drop: Option<DropoutCtx>,
     ) -> Encoded {
+        if crate::kernels::on_flex(&x.device()) {
+            // On a pool worker, each parallel op below splits from a worker instead of being
+            // injected from outside the pool (one wake-up of the caller per call, not per op).
+            return crate::kernels::on_worker(|| self.encode_inner(x, mask, drop));
+        }
+        self.encode_inner(x, mask, drop)
+    }
+
+    fn encode_inner(
+        &self,
+        x: Tensor<2>,
+        mask: Option<Tensor<2, Bool>>,
+        drop: Option<DropoutCtx>,
+    ) -> Encoded {
         let [b, l] = x.dims();
         let d = self.d_model;
         let h = self

@@ -18,7 +18,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
-use crate::kernels::{gelu, linear, self_attention};
+use crate::kernels::{encoder_layer, gelu, linear, self_attention};
 
 #[derive(Module, Debug)]
 pub struct Mha {
@@ -46,6 +46,8 @@ pub struct Layer {
 #[derive(Module, Debug)]
 pub struct Transformer {
     pub layers: Vec<Layer>,
+    /// The LayerNorms' epsilon (burn-nn keeps its own private), for the in-tree layer op.
+    pub eps: f64,
 }
 
 /// Dropout for one training step: rates and the step's seed.
@@ -115,7 +117,7 @@ impl Transformer {
                 },
             })
             .collect();
-        Transformer { layers }
+        Transformer { layers, eps }
     }
 
     /// `[B, T, d]` -> `[B, T, d]`; dropout only when `drop` is given.
@@ -124,7 +126,12 @@ impl Transformer {
         for (l, layer) in self.layers.iter().enumerate() {
             let site = 16 * (l as u64 + 1);
             if drop.is_none() {
-                // Inference: the residual adds, biases and GELU ride on the matrix products.
+                // Inference: the whole layer as one in-tree op where it applies; otherwise the
+                // residual adds, biases and GELU ride on the matrix products.
+                if let Some(y) = encoder_layer(&x, layer, self.eps) {
+                    x = y;
+                    continue;
+                }
                 let h = layer.norm_2.forward(x.clone());
                 let m = &layer.mha;
                 let ctx = self_attention(h, &m.query, &m.key, &m.value, m.n_heads);

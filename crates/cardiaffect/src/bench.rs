@@ -142,13 +142,9 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Which attention/GELU kernels inference runs (`CARDIAFFECT_KERNELS=burn` for Burn's own).
+/// Which kernels inference runs (`CARDIAFFECT_KERNELS=ops|burn` to compare).
 fn kernels_name() -> &'static str {
-    if cardiaffect_model::kernels::in_tree_enabled() {
-        "in-tree"
-    } else {
-        "burn"
-    }
+    cardiaffect_model::kernels::kernel_mode().name()
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
