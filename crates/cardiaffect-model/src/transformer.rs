@@ -3,9 +3,10 @@
 //! - burn-nn's `Dropout` draws each element through ChaCha20 and a distribution sampler, 26 % of
 //!   a pre-training step; here masks come from the in-tree xoshiro generator, in parallel, and
 //!   are seeded per step (so that a resumed run draws the same masks);
-//! - without attention dropout (always at inference) attention runs through
-//!   [`crate::kernels::self_attention`]: Burn's fused `attention` op, or on plain flex tensors
-//!   an in-tree kernel on the packed projections.
+//! - at inference on plain flex tensors each layer is one in-tree op
+//!   ([`crate::kernels::encoder_layer`]); elsewhere, without attention dropout, attention runs
+//!   through [`crate::kernels::self_attention`] (Burn's fused `attention` op, or on flex an
+//!   in-tree kernel on the packed projections).
 //!
 //! Parameter names and the computation are those of burn-nn's `TransformerEncoder` with
 //! `norm_first` (norm_2 before attention, norm_1 before the feed-forward), so weights and the
