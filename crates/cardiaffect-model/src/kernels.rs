@@ -346,6 +346,14 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer, through a method: a closure that named the field would capture the bare
+    /// (not Sync) pointer instead of the wrapper.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 thread_local! {
     /// Per-thread scratch of the in-tree kernels (attention scores, a layer's row blocks): it
     /// outlives the call, as a fresh buffer per call cost page faults and a memset each time.
@@ -402,6 +410,71 @@ unsafe fn gemm_acc(
         false,
         gemm::Parallelism::None,
     )
+}
+
+/// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
+/// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row
+/// stride, `out` its pointer and row stride; `scores` is `[n, t]` scratch.
+///
+/// # Safety
+/// `q` must point at `n` rows and `k`, `v` at `t` rows of `dk` elements at the given stride;
+/// `out` at `n` rows of `dk` elements at its stride that nobody else reads or writes meanwhile;
+/// `scores` must hold at least `n * t` elements.
+unsafe fn attend_head(
+    (n, t, dk): (usize, usize, usize),
+    (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
+    scale: f32,
+    scores: &mut [f32],
+    (out, out_rs): (*mut f32, usize),
+) {
+    debug_assert!(scores.len() >= n * t);
+    // scores[n, t] = scale q k^T (k read transposed through its strides).
+    gemm::gemm(
+        n,
+        t,
+        dk,
+        scores.as_mut_ptr(),
+        1,
+        t as isize,
+        false,
+        q,
+        1,
+        in_rs as isize,
+        k,
+        in_rs as isize,
+        1,
+        0.0,
+        scale,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+    for row in scores[..n * t].chunks_exact_mut(t) {
+        fastmath::softmax_row(row);
+    }
+    // out[n, dk] = scores v
+    gemm::gemm(
+        n,
+        dk,
+        t,
+        out,
+        1,
+        out_rs as isize,
+        false,
+        scores.as_ptr(),
+        1,
+        t as isize,
+        v,
+        1,
+        in_rs as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// `n` rows of `out` (width `w`) set to `bias` (+ the matching rows of `add`).
@@ -580,57 +653,17 @@ fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor 
             for head in 0..heads {
                 let q = row0 * d3 + head * dk;
                 let k = item0 * d3 + d + head * dk;
-                let v = k + d;
                 // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
-                // ([m, 3d]) at columns of this head; `scores` is [n, t], `ctx` [n, d].
+                // ([m, 3d]) at this head's columns; `scores` is [n, t]; `ctx` is [n, d] and
+                // this head's columns of it [n, dk] at stride d.
                 unsafe {
-                    gemm::gemm(
-                        n,
-                        t,
-                        dk,
-                        scores.as_mut_ptr(),
-                        1,
-                        t as isize,
-                        false,
-                        qkv.as_ptr().add(q),
-                        1,
-                        d3 as isize,
-                        qkv.as_ptr().add(k),
-                        d3 as isize,
-                        1,
-                        0.0,
+                    let p = qkv.as_ptr();
+                    attend_head(
+                        (n, t, dk),
+                        (p.add(q), p.add(k), p.add(k + d), d3),
                         scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-                for row in scores.chunks_exact_mut(t) {
-                    fastmath::softmax_row(row);
-                }
-                // SAFETY: as above; ctx columns of this head, [n, dk] at stride d.
-                unsafe {
-                    gemm::gemm(
-                        n,
-                        dk,
-                        t,
-                        ctx.as_mut_ptr().add(head * dk),
-                        1,
-                        d as isize,
-                        false,
-                        scores.as_ptr(),
-                        1,
-                        t as isize,
-                        qkv.as_ptr().add(v),
-                        1,
-                        d3 as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        scores,
+                        (ctx.as_mut_ptr().add(head * dk), d),
                     );
                 }
             }
@@ -810,53 +843,13 @@ impl CardiaffectOps for Flex {
             // ([B, T, 3d]), `scores` ([T, T]) and `out` ([B, T, d]); the output columns of
             // (bi, h) belong to this task alone.
             unsafe {
-                // scores[T, T] = scale * q_h k_h^T
-                gemm::gemm(
-                    t,
-                    t,
-                    dk,
-                    scores.as_mut_ptr(),
-                    1,
-                    t as isize,
-                    false,
-                    src.as_ptr().add(q),
-                    1,
-                    d3 as isize,
-                    src.as_ptr().add(k),
-                    d3 as isize,
-                    1,
-                    0.0,
+                let p = src.as_ptr();
+                attend_head(
+                    (t, t, dk),
+                    (p.add(q), p.add(k), p.add(v), d3),
                     scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-                for row in scores.chunks_exact_mut(t) {
-                    fastmath::softmax_row(row);
-                }
-                // out_h[T, dk] = scores v_h
-                let out_ptr = dst;
-                gemm::gemm(
-                    t,
-                    dk,
-                    t,
-                    out_ptr.0.add(o),
-                    1,
-                    d as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    t as isize,
-                    src.as_ptr().add(v),
-                    1,
-                    d3 as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    scores,
+                    (dst.ptr().add(o), d),
                 );
             }
         };
