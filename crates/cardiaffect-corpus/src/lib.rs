@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use config::{Dtype, PrepareConfig};
 pub use corpus::{Corpus, Row};
-pub use prepare::{prepare, Manifest, PrepareReport, Progress, Source};
+pub use prepare::{prepare, LabelScale, Manifest, PrepareReport, Progress, ShardInfo, Source};
 pub use window::{window_recording, window_recording_flagged, Dropped, WindowMeta, Windows};
 
 /// The fixed columns of `windows.csv`, after `index` and before one column per label.

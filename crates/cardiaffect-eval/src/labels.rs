@@ -4,12 +4,16 @@
 //! midpoint of the dataset's scale as recorded in the corpus manifest (AMIGOS 1-9: 5, DREAMER
 //! 1-5: 3). Quadrants combine both (`HAHV`, `HALV`, `LAHV`, `LALV`). WESAD's study protocol gives
 //! `condition` (baseline / stress / amusement) and `stress` (stress vs the other two). Labels are
-//! given per trial by the datasets; every window of a trial carries its trial's label.
+//! given per trial by the datasets; every window of a trial carries its trial's label. A
+//! corpus that mixes datasets rated on different scales splits each window at its own scale's
+//! midpoint, one named rule per scale.
 
 use std::fmt;
 use std::str::FromStr;
 
-use cardiaffect_corpus::Corpus;
+use std::collections::HashMap;
+
+use cardiaffect_corpus::{Corpus, LabelScale};
 use serde::{Deserialize, Serialize};
 
 use crate::EvalError;
@@ -132,12 +136,18 @@ impl Labels {
     }
 }
 
-fn rule(
+/// The rule(s) for `column`, its index, and each row's threshold (NaN: no scale for the row).
+///
+/// A corpus can mix datasets rated on different scales (AMIGOS 1-9, DREAMER 1-5). Every
+/// source file's scale is in the manifest (its shard), so each window is split at its own
+/// scale's midpoint and each scale gets its own named rule; one given threshold cannot mean
+/// the same on two scales, so it is refused there.
+fn rules(
     corpus: &Corpus,
     task: Task,
     column: &str,
     given: Option<f64>,
-) -> Result<(usize, Rule), EvalError> {
+) -> Result<(usize, Vec<Rule>, Vec<f64>), EvalError> {
     let m = &corpus.manifest;
     let Some(col) = corpus.label_index(column) else {
         return Err(EvalError::NoLabels {
@@ -149,7 +159,75 @@ fn rule(
             ),
         });
     };
+    // Distinct scales of the column, and which one each source file uses.
+    let mut scales: Vec<&LabelScale> = Vec::new();
+    let mut by_unit: HashMap<&str, usize> = HashMap::new();
+    for shard in m.sources.iter().flat_map(|s| &s.shards) {
+        if let Some(sc) = shard.label_scales.get(column) {
+            let i = match scales.iter().position(|&k| k == sc) {
+                Some(i) => i,
+                None => {
+                    scales.push(sc);
+                    scales.len() - 1
+                }
+            };
+            by_unit.insert(shard.unit.as_str(), i);
+        }
+    }
+    if scales.len() > 1 {
+        let names: Vec<String> = scales
+            .iter()
+            .map(|s| format!("{} ({}-{})", s.description, s.min, s.max))
+            .collect();
+        if let Some(t) = given {
+            return Err(EvalError::Config {
+                field: "threshold",
+                expected: format!(
+                    "no threshold for `{column}`: this corpus rates it on {} scales ({}), where one threshold would mean different things; leave it out (each window is split at its own scale's midpoint) or prepare one corpus per dataset",
+                    scales.len(),
+                    names.join("; ")
+                ),
+                found: t.to_string(),
+            });
+        }
+        let rules = scales
+            .iter()
+            .map(|s| rule_on(column, Some(s), None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let per_row = corpus
+            .rows
+            .iter()
+            .map(|r| {
+                by_unit
+                    .get(r.source.as_str())
+                    .map_or(f64::NAN, |&i| rules[i].threshold)
+            })
+            .collect();
+        return Ok((col, rules, per_row));
+    }
+    // One scale (or none recorded): the manifest's.
     let scale = m.label_scales.get(column);
+    if scale.is_none() && given.is_none() {
+        return Err(EvalError::NoLabels {
+            corpus: corpus.dir.clone(),
+            task: task.to_string(),
+            reason: format!(
+                "the manifest records no scale for `{column}`: give the threshold explicitly"
+            ),
+        });
+    }
+    let r = rule_on(column, scale, given)?;
+    let per_row = vec![r.threshold; corpus.rows.len()];
+    Ok((col, vec![r], per_row))
+}
+
+/// The rule for `column` on `scale`: the given threshold (checked against the scale) or the
+/// scale's midpoint.
+fn rule_on(
+    column: &str,
+    scale: Option<&LabelScale>,
+    given: Option<f64>,
+) -> Result<Rule, EvalError> {
     let (lo, hi, desc) = match scale {
         Some(s) => (s.min, s.max, s.description.clone()),
         None => (f64::NAN, f64::NAN, "scale unknown".to_string()),
@@ -165,29 +243,17 @@ fn rule(
             }
             t
         }
-        None => {
-            if scale.is_none() {
-                return Err(EvalError::NoLabels {
-                    corpus: corpus.dir.clone(),
-                    task: task.to_string(),
-                    reason: format!("the manifest records no scale for `{column}`: give the threshold explicitly"),
-                });
-            }
-            (lo + hi) / 2.0
-        }
+        None => (lo + hi) / 2.0,
     };
-    Ok((
-        col,
-        Rule {
-            column: column.to_string(),
-            threshold,
-            comparison: ">".into(),
-            scale_min: lo,
-            scale_max: hi,
-            scale: desc,
-            default_threshold: given.is_none(),
-        },
-    ))
+    Ok(Rule {
+        column: column.to_string(),
+        threshold,
+        comparison: ">".into(),
+        scale_min: lo,
+        scale_max: hi,
+        scale: desc,
+        default_threshold: given.is_none(),
+    })
 }
 
 /// Labels of every window of `corpus` for `task`.
@@ -206,13 +272,14 @@ pub fn make_labels(corpus: &Corpus, task: Task, th: &Thresholds) -> Result<Label
             } else {
                 ("valence", th.valence)
             };
-            let (c, r) = rule(corpus, task, name, given)?;
+            let (c, r, th) = rules(corpus, task, name, given)?;
             let y = corpus
                 .rows
                 .iter()
-                .map(|row| {
+                .zip(&th)
+                .map(|(row, &t)| {
                     let v = row.labels[c];
-                    v.is_finite().then_some(usize::from(v > r.threshold))
+                    (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
                 })
                 .collect();
             let classes = if task == Task::Arousal {
@@ -222,28 +289,29 @@ pub fn make_labels(corpus: &Corpus, task: Task, th: &Thresholds) -> Result<Label
             };
             (
                 classes,
-                vec![r],
+                r,
                 y,
                 format!("self-assessment ratings ({})", datasets.join(", ")),
             )
         }
         Task::Quadrant => {
-            let (ca, ra) = rule(corpus, task, "arousal", th.arousal)?;
-            let (cv, rv) = rule(corpus, task, "valence", th.valence)?;
+            let (ca, ra, ta) = rules(corpus, task, "arousal", th.arousal)?;
+            let (cv, rv, tv) = rules(corpus, task, "valence", th.valence)?;
             let y = corpus
                 .rows
                 .iter()
-                .map(|row| {
+                .zip(ta.iter().zip(&tv))
+                .map(|(row, (&ta, &tv))| {
                     let (a, v) = (row.labels[ca], row.labels[cv]);
-                    (a.is_finite() && v.is_finite()).then(|| {
+                    [a, v, ta, tv].iter().all(|x| x.is_finite()).then(|| {
                         // Order: LALV, LAHV, HALV, HAHV.
-                        2 * usize::from(a > ra.threshold) + usize::from(v > rv.threshold)
+                        2 * usize::from(a > ta) + usize::from(v > tv)
                     })
                 })
                 .collect();
             (
                 vec!["LALV", "LAHV", "HALV", "HAHV"],
-                vec![ra, rv],
+                ra.into_iter().chain(rv).collect(),
                 y,
                 format!("self-assessment ratings ({})", datasets.join(", ")),
             )

@@ -1,0 +1,96 @@
+//! Labels on a corpus that mixes rating scales: each window is split at its own scale's
+//! midpoint, each scale has its rule, and one given threshold for two scales is refused.
+
+use cardiaffect_corpus::synth::{write_affect, AffectConfig};
+use cardiaffect_corpus::{prepare, Corpus, PrepareConfig, Source};
+use cardiaffect_eval::{make_labels, EvalError, Task, Thresholds};
+
+fn quiet(_: cardiaffect_corpus::Progress) {}
+
+#[test]
+fn a_corpus_of_two_scales_labels_each_window_on_its_own_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    let cfg = AffectConfig {
+        subjects: 2,
+        trials: 6,
+        trial_s: 20.0,
+        seed: 3,
+    };
+    write_affect(&raw, &cfg, &|_| {}).unwrap();
+    let dir = tmp.path().join("corpus");
+    let src: Source = format!("amigos:{}", raw.display()).parse().unwrap();
+    let pc = PrepareConfig {
+        window_s: 4.0,
+        stride_s: 4.0,
+        ..PrepareConfig::default()
+    };
+    prepare(&[src], &dir, &pc, &quiet).unwrap();
+
+    // As prepared: one scale (AMIGOS 1-9), one rule at its midpoint.
+    let c = Corpus::open(&dir).unwrap();
+    let l = make_labels(&c, Task::Arousal, &Thresholds::default()).unwrap();
+    assert_eq!(l.rules.len(), 1, "{}", l.describe());
+    assert_eq!(l.rules[0].threshold, 5.0);
+
+    // Now say that the second subject's file was rated 1-5 (as DREAMER is), as a corpus
+    // prepared from both datasets records it.
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let shards = m["sources"][0]["shards"].as_array_mut().unwrap();
+    assert_eq!(shards.len(), 2, "one shard per subject file");
+    let second = shards[1]["unit"].as_str().unwrap().to_string();
+    shards[1]["label_scales"]["arousal"] = serde_json::json!({
+        "min": 1.0, "max": 5.0, "description": "DREAMER self-assessment 1-5"
+    });
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+
+    let c = Corpus::open(&dir).unwrap();
+    let col = c.label_index("arousal").unwrap();
+    let l = make_labels(&c, Task::Arousal, &Thresholds::default()).unwrap();
+    let th: Vec<f64> = l.rules.iter().map(|r| r.threshold).collect();
+    assert_eq!(th, vec![5.0, 3.0], "{}", l.describe());
+    assert!(
+        l.describe().contains("DREAMER self-assessment 1-5"),
+        "{}",
+        l.describe()
+    );
+    let mut between = 0;
+    for (row, y) in c.rows.iter().zip(&l.y) {
+        let v = row.labels[col];
+        let t = if row.source == second { 3.0 } else { 5.0 };
+        assert_eq!(*y, Some(usize::from(v > t)), "{} rated {v}", row.source);
+        // Windows whose label the scale decides (high on 1-5, low on 1-9).
+        between += usize::from(row.source == second && v > 3.0 && v <= 5.0);
+    }
+    assert!(
+        between > 0,
+        "the synthetic ratings should include some in (3, 5]"
+    );
+
+    // Quadrants use both columns' per-window thresholds.
+    let q = make_labels(&c, Task::Quadrant, &Thresholds::default()).unwrap();
+    assert_eq!(q.rules.len(), 3, "{}", q.describe());
+
+    // One given threshold for two scales: refused, naming both.
+    let given = Thresholds {
+        arousal: Some(4.0),
+        valence: None,
+    };
+    match make_labels(&c, Task::Arousal, &given) {
+        Err(EvalError::Config {
+            field, expected, ..
+        }) => {
+            assert_eq!(field, "threshold");
+            assert!(
+                expected.contains("AMIGOS self-assessment 1-9") && expected.contains("DREAMER"),
+                "{expected}"
+            );
+        }
+        other => panic!(
+            "expected a threshold error, got {:?}",
+            other.map(|l| l.rules)
+        ),
+    }
+}
