@@ -506,8 +506,14 @@ pub fn finetune(
                         let yt: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
                         let xs: Vec<Vec<f64>> =
                             fold.test.iter().map(|&i| feats[i].clone()).collect();
-                        let p = hrv_baseline::fit_predict(fold.index + 1, &xt, &yt, &xs, k)
-                            .map_err(eval_err)?;
+                        let p = hrv_baseline::fit_predict(
+                            fold.index + 1,
+                            (&xt, &yt),
+                            &xs,
+                            k,
+                            ctx.cfg.class_weights,
+                        )
+                        .map_err(eval_err)?;
                         (p, None, None, None)
                     } else {
                         let (model, s, bs, bf) =

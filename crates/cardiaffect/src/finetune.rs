@@ -52,7 +52,8 @@ pub struct FinetuneArgs {
     /// Linear probe: train the head only, the encoder stays as pre-trained.
     #[arg(long)]
     pub freeze_encoder: bool,
-    /// Plain cross-entropy (by default classes are weighted by inverse training frequency).
+    /// Plain cross-entropy and HRV probabilities (by default classes are weighted by inverse
+    /// training frequency, and the HRV baseline's probabilities corrected to equal priors).
     #[arg(long)]
     pub no_class_weights: bool,
     /// Fraction of each training fold's subjects (or trials) held out for early stopping.
