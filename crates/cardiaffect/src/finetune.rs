@@ -1,6 +1,6 @@
 //! `cardiaffect finetune` and `cardiaffect evaluate`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -70,7 +70,8 @@ pub struct FinetuneArgs {
     /// Methods compared on the same folds (comma-separated): pretrained, scratch, hrv.
     #[arg(long, value_delimiter = ',', default_value = "pretrained,scratch,hrv")]
     pub methods: Vec<String>,
-    /// Model config (JSON or TOML) for `--pretrained none`; with weights, theirs is used.
+    /// Model config (JSON or TOML) for `--pretrained none`; with weights, theirs is the model
+    /// (a --config that contradicts it is refused).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
@@ -97,6 +98,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         }
     };
     cfg.model = crate::pretrain::model_config(&a.config)?;
+    if let (Some(dir), Some(given)) = (&cfg.pretrained, &a.config) {
+        config_agrees_with_weights(given, dir)?;
+    }
     cfg.protocol = a.protocol.parse()?;
     cfg.folds = a.folds.parse::<Folds>()?;
     cfg.thresholds.arousal = a.arousal_threshold;
@@ -126,6 +130,36 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     cfg.methods = a.methods.clone();
     cfg.seed = a.seed;
     run_config(&cfg, &a.out, &device)
+}
+
+/// With pre-trained weights their own config is the model; a `--config` that says otherwise
+/// (other than `n_classes`, which the task sets) would be silently ignored, so it is refused.
+fn config_agrees_with_weights(given: &Path, weights: &Path) -> Result<()> {
+    let g = crate::pretrain::config_fields(given)?;
+    let wp = weights.join(cardiaffect_model::CONFIG_FILE);
+    let w: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&wp).with_context(|| format!("reading {}", wp.display()))?,
+    )
+    .with_context(|| format!("{}: not a model config", wp.display()))?;
+    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    };
+    for (k, v) in g.as_object().into_iter().flatten() {
+        let theirs = w.get(k).unwrap_or(&serde_json::Value::Null);
+        let equal = match (v.as_array(), theirs.as_array()) {
+            (Some(a), Some(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y)),
+            _ => same(v, theirs),
+        };
+        if k != "n_classes" && !equal {
+            bail!(
+                "--config {}: `{k}` is {v} there but {theirs} in the pre-trained weights' {}; the weights' own config is the model that gets fine-tuned: leave --config out, or train that config from scratch with --pretrained none",
+                given.display(),
+                wp.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Run a fine-tuning configuration with progress bars and print the table.

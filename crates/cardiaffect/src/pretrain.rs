@@ -1,6 +1,6 @@
 //! `cardiaffect pretrain`: self-supervised pre-training on one or more corpora.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -70,15 +70,8 @@ pub fn model_config(path: &Option<PathBuf>) -> Result<ModelConfig> {
     let Some(p) = path else {
         return Ok(ModelConfig::new());
     };
-    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     let defaults = serde_json::to_value(ModelConfig::new())?;
-    let given: serde_json::Value = if p.extension().is_some_and(|e| e == "toml") {
-        toml::from_str(&text)
-            .with_context(|| format!("{}: not a TOML model config", p.display()))?
-    } else {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a JSON model config", p.display()))?
-    };
+    let given = config_fields(p)?;
     let mut merged = defaults;
     if let (Some(m), Some(g)) = (merged.as_object_mut(), given.as_object()) {
         for (k, v) in g {
@@ -94,6 +87,18 @@ pub fn model_config(path: &Option<PathBuf>) -> Result<ModelConfig> {
     }
     serde_json::from_value(merged)
         .with_context(|| format!("{}: a field has the wrong type", p.display()))
+}
+
+/// The fields a model config file (JSON, or TOML by its extension) sets, as written.
+pub fn config_fields(p: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(if p.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text)
+            .with_context(|| format!("{}: not a TOML model config", p.display()))?
+    } else {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON model config", p.display()))?
+    })
 }
 
 pub fn run(a: PretrainArgs) -> Result<()> {

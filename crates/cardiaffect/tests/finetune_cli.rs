@@ -335,6 +335,19 @@ fn finetune_refuses_bad_input_with_reasons() {
         &["--pretrained", s(&tmp.path().join("nope"))],
     )));
     assert!(e.contains("no model.safetensors"), "{e}");
+    // A config that contradicts the pre-trained weights' own (the bundled model is wider).
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &out,
+        &["--pretrained", "bundled"],
+    )));
+    assert!(
+        e.contains("--config")
+            && e.contains("pre-trained weights")
+            && e.contains("--pretrained none"),
+        "{e}"
+    );
 }
 
 #[test]
