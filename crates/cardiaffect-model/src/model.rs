@@ -189,12 +189,38 @@ impl Model {
         self.encode_inner(x, mask, drop)
     }
 
+    /// The attention weights of every Transformer layer for windows `x` `[B, L]` (inference):
+    /// per layer `[B, heads, T + 1, T + 1]`, index 0 the CLS token, rows summing to 1.
+    pub fn attention_maps(&self, x: Tensor<2>) -> Vec<Tensor<4>> {
+        self.transformer
+            .forward_attention(self.embed(x, None, None))
+            .1
+    }
+
     fn encode_inner(
         &self,
         x: Tensor<2>,
         mask: Option<Tensor<2, Bool>>,
         drop: Option<DropoutCtx>,
     ) -> Encoded {
+        let h = self.embed(x, mask, drop);
+        let [b, t1, d] = h.dims();
+        let t = t1 - 1;
+        let h = self.final_norm.forward(self.transformer.forward(h, drop));
+        Encoded {
+            cls: h.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]),
+            tokens: h.slice([0..b, 1..t + 1, 0..d]),
+        }
+    }
+
+    /// Signal encoder, mask, token convolution, CLS and positions: the Transformer's input
+    /// `[B, T + 1, d]`.
+    fn embed(
+        &self,
+        x: Tensor<2>,
+        mask: Option<Tensor<2, Bool>>,
+        drop: Option<DropoutCtx>,
+    ) -> Tensor<3> {
         let [b, l] = x.dims();
         let d = self.d_model;
         let h = self
@@ -223,14 +249,9 @@ impl Model {
             None => Tensor::from_data(TensorData::new(sinusoid(t + 1, d), [t + 1, d]), &h.device()),
         };
         let h = h + pos.unsqueeze::<3>();
-        let h = match drop {
+        match drop {
             Some(dc) => dropout(h, dc.p, dc.seed, 0),
             None => h,
-        };
-        let h = self.final_norm.forward(self.transformer.forward(h, drop));
-        Encoded {
-            cls: h.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]),
-            tokens: h.slice([0..b, 1..t + 1, 0..d]),
         }
     }
 

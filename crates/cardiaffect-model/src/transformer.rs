@@ -163,6 +163,49 @@ impl Transformer {
     }
 }
 
+impl Transformer {
+    /// Inference with the attention weights of every layer kept: `[B, T, d]` ->
+    /// (`[B, T, d]`, per layer `[B, heads, T, T]`, rows summing to 1). Burn's ops throughout
+    /// (explicit weights, so slower than [`Transformer::forward`]; for inspection, not speed).
+    pub fn forward_attention(&self, x: Tensor<3>) -> (Tensor<3>, Vec<Tensor<4>>) {
+        let mut x = x;
+        let mut maps = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let m = &layer.mha;
+            let h = layer.norm_2.forward(x.clone());
+            let (q, k, v) = (
+                m.query.forward(h.clone()),
+                m.key.forward(h.clone()),
+                m.value.forward(h),
+            );
+            let [b, t, d] = q.dims();
+            let dk = d / m.n_heads;
+            let split = |y: Tensor<3>| y.reshape([b, t, m.n_heads, dk]).swap_dims(1, 2);
+            let w = softmax(
+                split(q)
+                    .matmul(split(k).swap_dims(2, 3))
+                    .div_scalar((dk as f32).sqrt()),
+                3,
+            );
+            let ctx = w
+                .clone()
+                .matmul(split(v))
+                .swap_dims(1, 2)
+                .reshape([b, t, d]);
+            maps.push(w);
+            x = x + m.output.forward(ctx);
+            let f = gelu(
+                layer
+                    .pwff
+                    .linear_inner
+                    .forward(layer.norm_1.forward(x.clone())),
+            );
+            x = x + layer.pwff.linear_outer.forward(f);
+        }
+        (x, maps)
+    }
+}
+
 impl Mha {
     fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>, site: u64) -> Tensor<3> {
         let ctx = match drop {
@@ -196,6 +239,26 @@ impl Mha {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_attention_computes_what_forward_computes() {
+        let d = Device::flex();
+        let tr = Transformer::new(16, 32, 4, 2, 1e-5, &d);
+        let x = Tensor::<3>::random([2, 9, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
+        let (y, maps) = tr.forward_attention(x.clone());
+        let a: Vec<f32> = y.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = tr.forward(x, None).into_data().try_to_vec().unwrap();
+        let e = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(e < 1e-5, "{e}");
+        assert_eq!(maps.len(), 2);
+        assert_eq!(maps[0].dims(), [2, 4, 9, 9]);
+        let sums: Vec<f32> = maps[1].clone().sum_dim(3).into_data().try_to_vec().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+    }
 
     #[test]
     fn dropout_keeps_the_mean_and_its_rate() {
