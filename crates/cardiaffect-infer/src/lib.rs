@@ -7,7 +7,9 @@ pub mod stream;
 
 use std::path::PathBuf;
 
-pub use predict::{predict_recording, Predictor, Preprocess, Timeline, TimelineRow};
+pub use predict::{
+    predict_recording, Predictor, Preprocess, Timeline, TimelineRow, WindowAttention,
+};
 pub use stream::{Hop, StreamState};
 
 #[derive(Debug, thiserror::Error)]

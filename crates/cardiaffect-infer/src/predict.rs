@@ -116,6 +116,29 @@ impl Predictor {
         out
     }
 
+    /// Where the CLS token looks in one preprocessed window (`L` samples): the last layer's
+    /// attention from CLS to each signal token, averaged over heads (`T` values; with CLS's
+    /// attention to itself they sum to 1). What the summary attends to, not a causal
+    /// explanation of the prediction.
+    pub fn cls_attention(&self, window: &[f32]) -> Vec<f32> {
+        let mut x = window.to_vec();
+        zscore(&mut x);
+        let n = x.len();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [1, n]), &self.device);
+        let Some(last) = self.model.attention_maps(x).pop() else {
+            return Vec::new();
+        };
+        let [_, heads, t1, _] = last.dims();
+        let row = last
+            .slice([0..1, 0..heads, 0..1, 1..t1])
+            .mean_dim(1)
+            .reshape([t1 - 1]);
+        row.into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default()
+    }
+
     /// The windowing and filtering of this model's training data, with windows every `hop_s`.
     pub fn prepare_config(&self, hop_s: f64) -> PrepareConfig {
         let p = &self.preprocess;
@@ -157,6 +180,22 @@ pub struct Timeline {
     pub strip: Vec<f32>,
     /// Windows that could not be filtered (NaN samples).
     pub skipped_windows: usize,
+    /// The first model's CLS attention on the first window that passed the quality checks
+    /// (or the first window), for the plot.
+    #[serde(skip)]
+    pub attention: Option<WindowAttention>,
+}
+
+/// One window (model rate, preprocessed) and the CLS attention over its tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowAttention {
+    pub start_s: f64,
+    pub fs: f64,
+    pub window: Vec<f32>,
+    /// Per signal token (each `window.len() / tokens.len()` samples), averaged over heads.
+    pub tokens: Vec<f32>,
+    pub heads: usize,
+    pub layer: usize,
 }
 
 /// Predict a timeline for one recording with one or more models (same window and rate).
@@ -197,6 +236,21 @@ pub fn predict_recording(
         })
         .collect();
     let strip_len = ((10.0 * first.preprocess.fs) as usize).min(w.data.len());
+    let l = first.config.window_len;
+    let attention = (0..w.meta.len())
+        .find(|&i| w.flaws[i].is_none())
+        .or((!w.meta.is_empty()).then_some(0))
+        .map(|i| {
+            let window = w.data[i * l..(i + 1) * l].to_vec();
+            WindowAttention {
+                start_s: w.meta[i].start_s,
+                fs: first.preprocess.fs,
+                tokens: first.cls_attention(&window),
+                window,
+                heads: first.config.n_heads,
+                layer: first.config.n_layers,
+            }
+        });
     Ok(Timeline {
         recording: rec.source.display().to_string(),
         subject: rec.subject.clone(),
@@ -205,5 +259,6 @@ pub fn predict_recording(
         rows,
         strip: w.data[..strip_len].to_vec(),
         skipped_windows: w.dropped.len(),
+        attention,
     })
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cardiaffect_eval::report::esc;
-use cardiaffect_infer::{predict_recording, Predictor, Timeline};
+use cardiaffect_infer::{predict_recording, Predictor, Timeline, WindowAttention};
 use cardiaffect_io::{read, Format, ReadOptions};
 use clap::Args;
 
@@ -85,6 +85,63 @@ fn json(timelines: &[Timeline], models: &[Predictor]) -> serde_json::Value {
         "filtering": "zero-phase band-pass over the whole recording (offline)",
         "recordings": timelines,
     })
+}
+
+/// One window's ECG with the CLS attention over its tokens shaded behind it, as one SVG.
+fn plot_attention(t: &Timeline, a: &WindowAttention) -> String {
+    let (w, top, ph) = (900.0, 56.0, 220.0);
+    let h = top + ph + 40.0;
+    let x0 = 50.0;
+    let pw = w - 70.0;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    let _ = write!(
+        s,
+        r##"<text x="10" y="16" font-size="13">{} — subject {} trial {}: the window at {:.1} s</text><text x="10" y="34" fill="#555">shade: attention of the CLS token to each signal token, layer {} (the last), mean over {} heads; darker = more (what the summary looks at, not a causal explanation)</text>"##,
+        esc(&t.recording),
+        esc(&t.subject),
+        esc(&t.trial),
+        a.start_s,
+        a.layer,
+        a.heads
+    );
+    let n = a.tokens.len().max(1);
+    let max = a.tokens.iter().cloned().fold(f32::MIN_POSITIVE, f32::max);
+    let tw = pw / n as f64;
+    for (i, &v) in a.tokens.iter().enumerate() {
+        let _ = write!(
+            s,
+            r##"<rect x="{:.2}" y="{top}" width="{:.2}" height="{ph}" fill="#d9480f" fill-opacity="{:.3}"/>"##,
+            x0 + i as f64 * tw,
+            tw + 0.05,
+            0.85 * (v / max).clamp(0.0, 1.0)
+        );
+    }
+    let (lo, hi) = a
+        .window
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let mut d = String::new();
+    let m = a.window.len().max(2);
+    for (i, &v) in a.window.iter().enumerate() {
+        let px = x0 + pw * i as f64 / (m - 1) as f64;
+        let py = top + ph * (1.0 - ((v - lo) / (hi - lo).max(1e-9)) as f64);
+        let _ = write!(d, "{}{px:.1},{py:.1} ", if i == 0 { "M" } else { "L" });
+    }
+    let _ = write!(
+        s,
+        r##"<path d="{d}" fill="none" stroke="#1c1c1c" stroke-width="0.8"/><rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/><text x="{x0}" y="{}" fill="#555">{:.1} s</text><text x="{}" y="{}" text-anchor="end" fill="#555">{:.1} s ({} tokens of {} samples at {} Hz)</text></svg>"##,
+        top + ph + 16.0,
+        a.start_s,
+        x0 + pw,
+        top + ph + 16.0,
+        a.start_s + a.window.len() as f64 / a.fs,
+        a.tokens.len(),
+        a.window.len() / n,
+        a.fs
+    );
+    s
 }
 
 /// ECG strip, heart rate and probabilities over time, as one SVG.
@@ -215,7 +272,12 @@ fn plot(t: &Timeline, models: &[Predictor]) -> String {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
@@ -271,8 +333,13 @@ pub fn run(a: PredictArgs) -> Result<()> {
                 write_atomic(p, csv(&timelines, &models).as_bytes())?;
             }
             let svg = p.with_extension("svg");
+            let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+            let att_svg = p.with_file_name(format!("{stem}_attention.svg"));
             if let Some(t) = timelines.iter().find(|t| !t.rows.is_empty()) {
                 write_atomic(&svg, plot(t, &models).as_bytes())?;
+                if let Some(a) = &t.attention {
+                    write_atomic(&att_svg, plot_attention(t, a).as_bytes())?;
+                }
             }
             let n: usize = timelines.iter().map(|t| t.rows.len()).sum();
             let flagged: usize = timelines
@@ -281,9 +348,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
                 .filter(|r| r.quality != "ok")
                 .count();
             eprintln!(
-                "wrote {} ({n} windows, {flagged} flagged by quality checks) and {}",
+                "wrote {} ({n} windows, {flagged} flagged by quality checks), {} and {}",
                 p.display(),
-                svg.display()
+                svg.display(),
+                att_svg.display()
             );
         }
     }

@@ -217,6 +217,13 @@ pub fn build(dir: &Path) -> Result<String> {
             &tl,
             "ECG strip, heart rate and class probability over time (predict)",
         ));
+        let att = dir.join("timeline_attention.svg");
+        if att.exists() {
+            body.push_str(&figure(
+                &att,
+                "Where the CLS token looks in one window: last-layer attention to each signal token, mean over heads (predict)",
+            ));
+        }
     }
     if !found {
         bail!("{}: neither a finetune run (results.json) nor a pretrain run (summary.json + pretrain.json), nor a demo folder with them", dir.display());

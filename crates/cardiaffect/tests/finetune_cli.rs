@@ -160,6 +160,21 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         assert!(r[5] == "ok" || !r[5].is_empty());
     }
     assert!(tmp.path().join("timeline.svg").exists());
+    // The CLS attention on one window: one shaded rect per token, the window's ECG over it.
+    let att = std::fs::read_to_string(tmp.path().join("timeline_attention.svg")).unwrap();
+    let tokens = att.matches("fill-opacity=").count();
+    let mcfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model/config.json")).unwrap()).unwrap();
+    let window = mcfg["window_len"].as_u64().unwrap() as usize;
+    assert_eq!(window % tokens, 0, "{tokens} tokens for {window} samples");
+    assert!(tokens > 10 && att.contains("<path d=\"M") && att.contains("mean over 2 heads"));
+    // Not all tokens get the same shade (the weights were learned, not uniform).
+    let shades: std::collections::BTreeSet<&str> = att
+        .split("fill-opacity=\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap())
+        .collect();
+    assert!(shades.len() > 3, "{shades:?}");
     let js = tmp.path().join("timeline.json");
     ok(run(&[
         "predict",
