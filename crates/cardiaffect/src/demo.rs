@@ -77,6 +77,7 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
     );
     println!("  finetune/              results.json, results.md, confusion.svg, folds.svg, model/ (for predict)");
     println!("  timeline.csv, .svg     predictions on a real recording");
+    println!("  timeline_attention.svg where the model's CLS token looks in one window");
     println!("The labeled data are SYNTHETIC: these numbers test the pipeline, they are not emotion-recognition results.");
     Ok(())
 }
