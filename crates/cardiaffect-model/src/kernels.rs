@@ -13,8 +13,9 @@
 //!   in-tree derivative, so training takes it too.
 //! - [`encoder_layer`]: a whole pre-LN encoder layer at inference in two parallel passes
 //!   (LayerNorm + QKV per block of rows; then attention, output projection, LayerNorm and
-//!   feed-forward per block of queries), so that a batch-1 inference wakes the worker threads
-//!   8 times instead of about 60 (BENCHMARKS.md).
+//!   feed-forward per block of queries): two parallel regions per layer instead of about
+//!   seven, each of which waits for a worker to wake (batch-1 latency -11 %, context
+//!   switches per inference 267 -> 77; BENCHMARKS.md).
 //!
 //! Attention, linear layers and the layer op take the in-tree path on plain (non-autodiff)
 //! flex f32 tensors only: training keeps Burn's attention and its gradients. Other backends
