@@ -112,9 +112,7 @@ pub trait GeluOps: Backend {
 
 /// Whether a tensor on `device` can take the in-tree path.
 fn fast_path(device: &Device, dtype: DType) -> bool {
-    in_tree_enabled()
-        && matches!(device.as_dispatch(), DispatchDevice::Flex(_))
-        && dtype == DType::F32
+    in_tree_enabled() && plain_flex(device) && dtype == DType::F32
 }
 
 /// Which kernels inference runs on flex, from `CARDIAFFECT_KERNELS` (read once): unset (or
@@ -145,6 +143,11 @@ pub fn kernel_mode() -> KernelMode {
         Ok("ops") => KernelMode::Ops,
         _ => KernelMode::Layer,
     })
+}
+
+/// Whether `device` is flex without autodiff (inference).
+pub fn plain_flex(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Flex(_))
 }
 
 /// Whether `device` is flex (with or without autodiff).
