@@ -177,7 +177,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             model = optim.step(1e-4, model.clone(), grads);
         });
     }
-    // Inference without autodiff.
+    // Inference without autodiff; the training model is freed first (a process that serves
+    // predictions does not hold one).
+    drop(model);
     let infer = cfg.init(&dev)?;
     let (xi, _) = batch(b, len, &dev);
     let (x1, _) = batch(1, len, &dev);
