@@ -3,6 +3,7 @@
 //! on one side ([`protocol`]), metrics at window and trial level ([`metrics`]), the classic
 //! HRV + logistic-regression baseline ([`hrv_baseline`]), and the results files ([`report`]).
 
+pub mod calibration;
 pub mod hrv_baseline;
 pub mod labels;
 pub mod metrics;
@@ -11,6 +12,7 @@ pub mod report;
 
 use std::path::PathBuf;
 
+pub use calibration::{Calibration, OperatingPoint};
 pub use labels::{make_labels, Labels, Task, Thresholds};
 pub use metrics::{trial_level, Metrics};
 pub use protocol::{make_folds, Fold, Folds, Protocol};

@@ -25,6 +25,9 @@ pub struct FoldResult {
     pub best_step: Option<usize>,
     pub best_val_macro_f1: Option<f64>,
     pub seconds: f64,
+    /// The calibration and threshold the test decisions were made at.
+    #[serde(default)]
+    pub operating_point: Option<crate::OperatingPoint>,
 }
 
 /// Mean ± sample standard deviation over folds.
@@ -57,6 +60,17 @@ pub struct Results {
     pub model_config: serde_json::Value,
     pub finetune_config: serde_json::Value,
     pub chance: Chance,
+    /// Which calibration produced these results (`none`, `subject`, `baseline`) and its rule.
+    #[serde(default)]
+    pub calibration: String,
+    #[serde(default)]
+    pub calibration_rule: String,
+    /// How decisions were made from calibrated probabilities.
+    #[serde(default)]
+    pub operating_point_rule: String,
+    /// What `fusion` is, when it ran.
+    #[serde(default)]
+    pub fusion: Option<String>,
     pub summary: Vec<Aggregate>,
     pub per_fold: Vec<FoldResult>,
     pub warnings: Vec<String>,
@@ -140,6 +154,13 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(s, "- **Protocol**: {}, {} folds, seed {}; validation for early stopping carved from each training fold", r.protocol, r.folds, r.seed);
     if let Some(w) = &r.protocol_warning {
         let _ = writeln!(s, "- **Warning**: {w}");
+    }
+    if !r.calibration.is_empty() {
+        let _ = writeln!(s, "- **Calibration**: {}", r.calibration_rule);
+        let _ = writeln!(s, "- **Operating point**: {}", r.operating_point_rule);
+    }
+    if let Some(f) = &r.fusion {
+        let _ = writeln!(s, "- **Fusion**: {f}");
     }
     let _ = writeln!(s, "- **Corpus**: `{}`", r.corpus);
     let _ = writeln!(s, "- **Pre-trained weights**: {}", r.pretrained);

@@ -8,7 +8,8 @@ pub mod stream;
 use std::path::PathBuf;
 
 pub use predict::{
-    predict_recording, Predictor, Preprocess, Timeline, TimelineRow, WindowAttention,
+    predict_recording, predict_recording_calibrated, Predictor, Preprocess, Timeline, TimelineRow,
+    WindowAttention,
 };
 pub use stream::{Hop, StreamState};
 
@@ -22,4 +23,6 @@ pub enum InferError {
     ModelDir { path: PathBuf, message: String },
     #[error("{0}")]
     Mismatch(String),
+    #[error("calibrate-from {value}: {message}")]
+    Calibration { value: String, message: String },
 }

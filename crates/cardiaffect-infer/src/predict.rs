@@ -1,19 +1,26 @@
 //! A model applied to a recording: the recording is band-passed and resampled exactly as the
 //! model's training corpus was (`preprocess.json`), cut into windows every `hop` seconds, each
 //! window z-scored, and the class probabilities returned per window with its quality flag.
+//! A model fine-tuned with subject or baseline calibration (`operating_point.json`) has its
+//! logits z-scored with this person's own statistics (all good windows of the recording, or
+//! a segment given with `--calibrate-from`), then decided at its saved threshold.
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
-use cardiaffect_eval::Labels;
+use cardiaffect_eval::calibration::{apply_threshold, softmax, Standardiser};
+use cardiaffect_eval::{Calibration, Labels, OperatingPoint};
 use cardiaffect_io::Recording;
 use cardiaffect_model::{load_model, Model, ModelConfig};
 use cardiaffect_signal::{zscore, CleanConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::InferError;
+
+/// Written beside a fine-tuned model by `finetune` (its calibration and threshold).
+pub const OPERATING_POINT_FILE: &str = "operating_point.json";
 
 /// The preprocessing of a model's inputs (written beside it by `pretrain` and `finetune`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +39,8 @@ pub struct Predictor {
     pub config: ModelConfig,
     pub preprocess: Preprocess,
     pub labels: Labels,
+    /// `None` for model folders written before operating points (decided at 0.5, uncalibrated).
+    pub operating_point: Option<OperatingPoint>,
     pub model: Model,
     pub device: Device,
 }
@@ -90,14 +99,70 @@ impl Predictor {
                 ),
             });
         }
+        let operating_point = if dir.join(OPERATING_POINT_FILE).exists() {
+            Some(read_json(
+                &dir,
+                OPERATING_POINT_FILE,
+                "the calibration and threshold of the model's decisions",
+            )?)
+        } else {
+            None
+        };
         Ok(Predictor {
             dir,
             config,
             preprocess,
             labels,
+            operating_point,
             model,
             device: device.clone(),
         })
+    }
+
+    /// The calibration the model was evaluated and thresholded with.
+    pub fn calibration(&self) -> Calibration {
+        self.operating_point
+            .as_ref()
+            .map(|o| o.calibration)
+            .unwrap_or(Calibration::None)
+    }
+
+    /// Centred class logits of preprocessed windows `[n * L]` (what calibration works on).
+    pub fn logits(&self, windows: &[f32]) -> Vec<Vec<f64>> {
+        let l = self.config.window_len;
+        let mut out = Vec::with_capacity(windows.len() / l);
+        for chunk in windows.chunks(64 * l) {
+            let n = chunk.len() / l;
+            let mut x = chunk.to_vec();
+            for w in x.chunks_mut(l) {
+                zscore(w);
+            }
+            let x = Tensor::<2>::from_data(TensorData::new(x, [n, l]), &self.device);
+            out.extend(self.model.class_logits(x).into_iter().map(|r| {
+                let m = r.iter().sum::<f64>() / r.len().max(1) as f64;
+                r.into_iter().map(|v| v - m).collect::<Vec<f64>>()
+            }));
+        }
+        out
+    }
+
+    /// Probabilities at the model's operating point from centred logits: calibrated with
+    /// `stats` (this person's) where the model was calibrated, then thresholded.
+    pub fn decide(&self, logits: &[Vec<f64>], stats: Option<&Standardiser>) -> Vec<Vec<f64>> {
+        let mut p: Vec<Vec<f64>> = logits
+            .iter()
+            .map(|l| {
+                let mut l = l.clone();
+                if let Some(s) = stats {
+                    s.apply(&mut l);
+                }
+                softmax(&l)
+            })
+            .collect();
+        if let Some(t) = self.operating_point.as_ref().and_then(|o| o.threshold) {
+            apply_threshold(&mut p, t);
+        }
+        p
     }
 
     /// Class probabilities of windows already preprocessed (band-passed, resampled), `[n * L]`.
@@ -184,6 +249,9 @@ pub struct Timeline {
     /// (or the first window), for the plot.
     #[serde(skip)]
     pub attention: Option<WindowAttention>,
+    /// Per model, how its scores were calibrated for this recording.
+    #[serde(default)]
+    pub calibration: Vec<String>,
 }
 
 /// One window (model rate, preprocessed) and the CLS attention over its tokens.
@@ -198,11 +266,76 @@ pub struct WindowAttention {
     pub layer: usize,
 }
 
-/// Predict a timeline for one recording with one or more models (same window and rate).
+/// Predict a timeline for one recording with one or more models (same window and rate),
+/// calibrating from all good windows of the recording where a model needs it.
 pub fn predict_recording(
     rec: &Recording,
     models: &[Predictor],
     hop_s: f64,
+) -> Result<Timeline, InferError> {
+    predict_recording_calibrated(rec, models, hop_s, None)
+}
+
+/// Which windows calibrate: those inside `from` (seconds of the recording), else every window
+/// that passed the quality checks. Errors name the segment.
+fn reference_windows(
+    starts: &[f64],
+    window_s: f64,
+    flaws: &[Option<String>],
+    duration_s: f64,
+    from: Option<(f64, f64)>,
+) -> Result<Vec<usize>, InferError> {
+    let Some((a, b)) = from else {
+        let ok: Vec<usize> = (0..starts.len()).filter(|&i| flaws[i].is_none()).collect();
+        if ok.is_empty() {
+            return Err(InferError::Calibration {
+                value: "(all of the recording)".into(),
+                message: "every window failed the quality checks: nothing to calibrate from".into(),
+            });
+        }
+        return Ok(ok);
+    };
+    let value = format!("{a}-{b}");
+    let bad = |m: String| InferError::Calibration {
+        value: value.clone(),
+        message: m,
+    };
+    if !(a.is_finite() && b.is_finite()) || a < 0.0 || b <= a {
+        return Err(bad("expected START-END in seconds, 0 <= START < END".into()));
+    }
+    if b > duration_s + 1e-6 {
+        return Err(bad(format!(
+            "the segment ends after the recording ({duration_s:.1} s)"
+        )));
+    }
+    if b - a < window_s {
+        return Err(bad(format!(
+            "the segment is shorter than one window ({window_s} s)"
+        )));
+    }
+    let inside: Vec<usize> = (0..starts.len())
+        .filter(|&i| starts[i] >= a - 1e-9 && starts[i] + window_s <= b + 1e-9)
+        .collect();
+    let ok: Vec<usize> = inside
+        .iter()
+        .copied()
+        .filter(|&i| flaws[i].is_none())
+        .collect();
+    if ok.is_empty() {
+        return Err(bad(format!(
+            "all {} windows in the segment failed the quality checks",
+            inside.len()
+        )));
+    }
+    Ok(ok)
+}
+
+/// [`predict_recording`] with the calibration segment given (`--calibrate-from START-END`).
+pub fn predict_recording_calibrated(
+    rec: &Recording,
+    models: &[Predictor],
+    hop_s: f64,
+    calibrate_from: Option<(f64, f64)>,
 ) -> Result<Timeline, InferError> {
     let first = models
         .first()
@@ -222,7 +355,48 @@ pub fn predict_recording(
         )));
     }
     let w = window_recording_flagged(rec, &first.prepare_config(hop_s))?;
-    let per_model: Vec<Vec<Vec<f64>>> = models.iter().map(|m| m.probs(&w.data)).collect();
+    let starts: Vec<f64> = w.meta.iter().map(|m| m.start_s).collect();
+    let duration_s = rec.duration_s();
+    let mut per_model: Vec<Vec<Vec<f64>>> = Vec::new();
+    let mut calibration = Vec::new();
+    for m in models {
+        let logits = m.logits(&w.data);
+        let stats = match m.calibration() {
+            Calibration::None => {
+                calibration.push("none".to_string());
+                None
+            }
+            cal => {
+                if cal == Calibration::Baseline && calibrate_from.is_none() {
+                    return Err(InferError::Calibration {
+                        value: "(not given)".into(),
+                        message: format!(
+                            "model {} was calibrated on each person's rest segment: give --calibrate-from START-END, a resting segment of this recording in seconds",
+                            m.dir.display()
+                        ),
+                    });
+                }
+                let idx = reference_windows(
+                    &starts,
+                    first.preprocess.window_s,
+                    &w.flaws,
+                    duration_s,
+                    calibrate_from,
+                )?;
+                let s = Standardiser::fit(idx.iter().map(|&i| logits[i].as_slice()));
+                calibration.push(format!(
+                    "{cal}: from {} windows {}",
+                    idx.len(),
+                    match calibrate_from {
+                        Some((a, b)) => format!("in {a}-{b} s"),
+                        None => "(every good window of the recording)".into(),
+                    }
+                ));
+                s
+            }
+        };
+        per_model.push(m.decide(&logits, stats.as_ref()));
+    }
     let rows = w
         .meta
         .iter()
@@ -260,5 +434,6 @@ pub fn predict_recording(
         strip: w.data[..strip_len].to_vec(),
         skipped_windows: w.dropped.len(),
         attention,
+        calibration,
     })
 }

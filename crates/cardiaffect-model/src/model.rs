@@ -266,6 +266,21 @@ impl Model {
             .reshape([b, t * self.samples_per_token])
     }
 
+    /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
+    /// calibration works on (probabilities saturate in f32).
+    pub fn class_logits(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
+        let l = self.classify(self.encode(x, None).cls);
+        let k = l.dims()[1];
+        let v: Vec<f32> = l
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default();
+        v.chunks(k.max(1))
+            .map(|r| r.iter().map(|&x| x as f64).collect())
+            .collect()
+    }
+
     /// Class probabilities of windows `[B, L]` (inference: no mask, no dropout), one row each.
     pub fn class_probs(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
         let p = burn::tensor::activation::softmax(self.classify(self.encode(x, None).cls), 1);

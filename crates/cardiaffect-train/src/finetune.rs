@@ -4,7 +4,15 @@
 //! - `pretrained`: the pre-trained encoder with a new head on the CLS token, fully fine-tuned
 //!   (or a linear probe with `freeze_encoder`);
 //! - `scratch`: the same model from random initial weights, same batches, same schedule;
-//! - `hrv`: HRV features + logistic regression.
+//! - `hrv`: HRV features + logistic regression;
+//! - `fusion`: late fusion of the first model method (`pretrained`, else `scratch`) and `hrv`:
+//!   the sum of their calibrated logits.
+//!
+//! Every method's scores then go through the same decision ([`crate::decision`]): with
+//! `calibration` `subject` (the default) or `baseline`, each validation and test person's
+//! logits are z-scored with statistics of their own windows (no label read; for `hrv` the
+//! features are standardised per person instead, training people included); the operating
+//! point is the threshold that maximises balanced accuracy on the fold's validation people.
 //!
 //! Models train with class-weighted cross-entropy (weights from the training fold), AdamW with
 //! warm-up and cosine decay, and keep the weights of the step with the best validation
@@ -14,10 +22,11 @@
 //!
 //! Run folder: `finetune.json` (config), `folds/<method>-fold<k>.json` (written as each fold
 //! ends; a re-run with the same config reuses them, so an interrupted run resumes),
-//! `predictions.csv`, `models/fold<k>/` (the first model method's kept weights per fold, with
-//! its config and preprocessing), `model/` (the same method trained on every labeled window
-//! after cross-validation: the one to use on new data), `results.json`, `results.md`,
-//! `confusion.svg`, `folds.svg`.
+//! `predictions.csv` (test probabilities at each fold's operating point), `models/fold<k>/`
+//! (the first model method's kept weights per fold, with its config, preprocessing and
+//! `operating_point.json`), `model/` (the same method trained on every labeled window after
+//! cross-validation, its operating point chosen on the final split's validation people: the
+//! one to use on new data), `results.json`, `results.md`, `confusion.svg`, `folds.svg`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,12 +41,14 @@ use cardiaffect_corpus::Corpus;
 use cardiaffect_eval::metrics::{compute, trial_level};
 use cardiaffect_eval::report::{aggregate, Chance, FoldResult, Results};
 use cardiaffect_eval::{
-    hrv_baseline, make_folds, make_labels, Fold, Folds, Labels, Protocol, Task, Thresholds,
+    hrv_baseline, make_folds, make_labels, Calibration, Fold, Folds, Labels, OperatingPoint,
+    Protocol, Task, Thresholds,
 };
 use cardiaffect_model::{cross_entropy, load_model, save_model, Model, ModelConfig};
 use cardiaffect_signal::{zscore, Rng};
 use serde::{Deserialize, Serialize};
 
+use crate::decision::{self, is_rest};
 use crate::pretrain::{io_err, write_atomic};
 use crate::TrainError;
 
@@ -70,8 +81,22 @@ pub struct FinetuneConfig {
     pub class_weights: bool,
     pub eval_every: usize,
     pub patience: usize,
-    /// Methods, in order: any of `pretrained`, `scratch`, `hrv`.
+    /// Methods, in order: any of `pretrained`, `scratch`, `hrv`, `fusion`.
     pub methods: Vec<String>,
+    /// How each person's scores are calibrated before the decision.
+    #[serde(default)]
+    pub calibration: Calibration,
+    /// How `fusion` joins the model and HRV.
+    #[serde(default)]
+    pub fusion: Fusion,
+    /// Train `model/` on every labeled window after cross-validation (`curve` skips it for
+    /// fractions below 1: only the table is wanted there).
+    #[serde(default = "yes")]
+    pub final_model: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl FinetuneConfig {
@@ -98,7 +123,45 @@ impl FinetuneConfig {
             class_weights: true,
             eval_every: 20,
             patience: 5,
-            methods: vec!["pretrained".into(), "scratch".into(), "hrv".into()],
+            methods: vec![
+                "pretrained".into(),
+                "scratch".into(),
+                "hrv".into(),
+                "fusion".into(),
+            ],
+            calibration: Calibration::default(),
+            fusion: Fusion::default(),
+            final_model: true,
+        }
+    }
+}
+
+/// How `fusion` joins a model method and HRV. `late`: the sum of their calibrated logits.
+/// `early`: the model's CLS
+/// embedding and the HRV features, each calibrated per person, under one logistic-regression
+/// head trained on the training people (the kept fold model from `models/fold<k>/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    Late,
+    /// The default: measured better than `late` on the demo's folds (README).
+    #[default]
+    Early,
+}
+
+impl Fusion {
+    pub const ALL: [&'static str; 2] = ["late", "early"];
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self, TrainError> {
+        match s {
+            "late" => Ok(Fusion::Late),
+            "early" => Ok(Fusion::Early),
+            _ => Err(TrainError::Data(format!(
+                "fusion `{s}`: expected late or early"
+            ))),
         }
     }
 }
@@ -135,12 +198,18 @@ fn eval_err(e: cardiaffect_eval::EvalError) -> TrainError {
     TrainError::Data(e.to_string())
 }
 
-/// Saved per fold and method (the metrics and the test predictions).
+/// Saved per fold and method: the metrics, the test probabilities at the operating point, and
+/// the scores before calibration of every scored window (validation, test and, for `baseline`,
+/// rest windows), which `fusion` combines.
 #[derive(Serialize, Deserialize)]
 struct FoldFile {
     result: FoldResult,
     test: Vec<usize>,
     probs: Vec<Vec<f64>>,
+    #[serde(default)]
+    scored: Vec<usize>,
+    #[serde(default)]
+    raw: Vec<Vec<f64>>,
 }
 
 struct Ctx<'a> {
@@ -171,9 +240,29 @@ impl Ctx<'_> {
         self.labels.y[i].unwrap_or(0)
     }
 
+    /// Class probabilities (softmax of the logits in f64).
     fn predict(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
         idx.chunks(64)
-            .flat_map(|chunk| model.class_probs(self.batch_x(chunk, self.device)))
+            .flat_map(|chunk| model.class_logits(self.batch_x(chunk, self.device)))
+            .map(|l| cardiaffect_eval::calibration::softmax(&l))
+            .collect()
+    }
+
+    /// CLS embeddings (inference).
+    fn embed(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
+        let d = self.model_cfg.d_model;
+        idx.chunks(64)
+            .flat_map(|chunk| {
+                let cls = model.encode(self.batch_x(chunk, self.device), None).cls;
+                let v: Vec<f32> = cls
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec()
+                    .unwrap_or_default();
+                v.chunks(d)
+                    .map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -340,10 +429,19 @@ pub fn finetune(
         ));
     }
     for m in &cfg.methods {
-        if !["pretrained", "scratch", "hrv"].contains(&m.as_str()) {
+        if !["pretrained", "scratch", "hrv", "fusion"].contains(&m.as_str()) {
             return Err(TrainError::Data(format!(
-                "unknown method `{m}`: expected pretrained, scratch or hrv"
+                "unknown method `{m}`: expected pretrained, scratch, hrv or fusion"
             )));
+        }
+    }
+    if cfg.methods.iter().any(|m| m == "fusion") {
+        let fi = cfg.methods.iter().position(|m| m == "fusion").unwrap_or(0);
+        let before = &cfg.methods[..fi];
+        if !before.iter().any(|m| m == "hrv") || !before.iter().any(|m| is_model_method(m)) {
+            return Err(TrainError::Data(
+                "method `fusion` combines `hrv` with a model method (pretrained or scratch): list both before it in --methods".into(),
+            ));
         }
     }
     let corpus = Corpus::open(&cfg.corpus)?;
@@ -391,6 +489,20 @@ pub fn finetune(
         .filter(|m| m.as_str() != "pretrained" || cfg.pretrained.is_some())
         .cloned()
         .collect();
+    if cfg.calibration == Calibration::Baseline {
+        if matches!(cfg.task, Task::Condition | Task::Stress) {
+            return Err(TrainError::Data(format!(
+                "--calibration baseline with --task {}: the baseline condition is one of the task's classes, so calibrating on it would read the labels; use subject or none",
+                cfg.task
+            )));
+        }
+        if !corpus.rows.iter().any(is_rest) {
+            return Err(TrainError::Data(format!(
+                "--calibration baseline: corpus {} has no rest/baseline window (DREAMER's baseline segments or WESAD's baseline condition); use subject or none",
+                cfg.corpus.display()
+            )));
+        }
+    }
     let usable: Vec<usize> = (0..corpus.len())
         .filter(|&i| labels.y[i].is_some())
         .collect();
@@ -445,7 +557,34 @@ pub fn finetune(
         predictions.push_str(&format!(",p_{}", c.replace([' ', ','], "_")));
     }
     predictions.push('\n');
-    let mut hrv_cache: Option<Vec<Vec<f64>>> = None;
+    // HRV features of every labeled window (and every rest window, for `baseline`), made
+    // once: standardised per person when calibrating (training people with their own
+    // statistics too, since the classifier learns on calibrated features).
+    let feature_idx: Vec<usize> = (0..corpus.len())
+        .filter(|&i| {
+            labels.y[i].is_some()
+                || (cfg.calibration == Calibration::Baseline && is_rest(&corpus.rows[i]))
+        })
+        .collect();
+    let mut hrv_feats: Option<Vec<Vec<f64>>> = None;
+    let mut hrv_features = || -> Result<Vec<Vec<f64>>, TrainError> {
+        if hrv_feats.is_none() {
+            let ws: Vec<Vec<f32>> = feature_idx.iter().map(|&i| corpus.window(i)).collect();
+            let mut f = hrv_baseline::features_many(&ws, fs_hz);
+            if let Some(stats) =
+                decision::reference_stats(&corpus.rows, &feature_idx, &f, cfg.calibration)
+            {
+                decision::apply_stats(&corpus.rows, &feature_idx, &mut f, &stats, cfg.calibration)?;
+            }
+            let mut all = vec![Vec::new(); corpus.len()];
+            for (&i, v) in feature_idx.iter().zip(f) {
+                all[i] = v;
+            }
+            hrv_feats = Some(all);
+        }
+        Ok(hrv_feats.clone().unwrap_or_default())
+    };
+    let fusion_of = fusion_parts(&methods);
     for fold in &folds {
         let train = subsample(&ctx, &fold.train, fold.index);
         let mut train_classes: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
@@ -461,10 +600,19 @@ pub fn finetune(
             continue;
         }
         let test_y: Vec<usize> = fold.test.iter().map(|&i| ctx.y(i)).collect();
+        let val_y: Vec<usize> = fold.val.iter().map(|&i| ctx.y(i)).collect();
+        let scored = scored_windows(&corpus, cfg.calibration, &fold.val, &fold.test);
+        let chosen_on = format!(
+            "validation people of training fold {}: {}",
+            fold.index + 1,
+            fold.val_groups.join(", ")
+        );
         let steps = cfg
             .max_steps
             .unwrap_or(((cfg.epochs * train.len() as f64) / cfg.batch as f64).ceil() as usize)
             .max(1);
+        // Raw scores of this fold's methods, for `fusion`.
+        let mut raw_of: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
         for (mi, method) in methods.iter().enumerate() {
             let file = run
                 .join("folds")
@@ -473,7 +621,7 @@ pub fn finetune(
                 .ok()
                 .and_then(|b| serde_json::from_slice::<FoldFile>(&b).ok());
             let ff = match saved {
-                Some(ff) if ff.test == fold.test => {
+                Some(ff) if ff.test == fold.test && ff.scored == scored => {
                     on(FinetuneEvent::FoldStart {
                         fold: fold.index,
                         method,
@@ -483,29 +631,19 @@ pub fn finetune(
                     ff
                 }
                 _ => {
+                    let is_model = method != "hrv" && method != "fusion";
                     on(FinetuneEvent::FoldStart {
                         fold: fold.index,
                         method,
-                        steps: if method == "hrv" { 0 } else { steps },
+                        steps: if is_model { steps } else { 0 },
                         reused: false,
                     });
                     let t0 = Instant::now();
-                    let (probs, steps_run, best_step, best_f1) = if method == "hrv" {
-                        if hrv_cache.is_none() {
-                            let ws: Vec<Vec<f32>> =
-                                usable.iter().map(|&i| corpus.window(i)).collect();
-                            let f = hrv_baseline::features_many(&ws, fs_hz);
-                            let mut all = vec![Vec::new(); corpus.len()];
-                            for (&i, v) in usable.iter().zip(f) {
-                                all[i] = v;
-                            }
-                            hrv_cache = Some(all);
-                        }
-                        let feats = hrv_cache.as_ref().unwrap();
+                    let (raw, steps_run, best_step, best_f1) = if method == "hrv" {
+                        let feats = hrv_features()?;
                         let xt: Vec<Vec<f64>> = train.iter().map(|&i| feats[i].clone()).collect();
                         let yt: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
-                        let xs: Vec<Vec<f64>> =
-                            fold.test.iter().map(|&i| feats[i].clone()).collect();
+                        let xs: Vec<Vec<f64>> = scored.iter().map(|&i| feats[i].clone()).collect();
                         let p = hrv_baseline::fit_predict(
                             fold.index + 1,
                             (&xt, &yt),
@@ -515,15 +653,79 @@ pub fn finetune(
                         )
                         .map_err(eval_err)?;
                         (p, None, None, None)
+                    } else if method == "fusion" {
+                        let (m, h) = fusion_of.as_ref().ok_or_else(|| {
+                            TrainError::Data("method `fusion` needs `hrv` and a model method (pretrained or scratch) in --methods".into())
+                        })?;
+                        let (lm, lh) = match (raw_of.get(m), raw_of.get(h)) {
+                            (Some(a), Some(b)) => (a, b),
+                            _ => {
+                                return Err(TrainError::Data(format!(
+                                    "method `fusion` must come after `{m}` and `{h}` in --methods"
+                                )))
+                            }
+                        };
+                        let p = match cfg.fusion {
+                            Fusion::Late => fuse(&corpus, &scored, lm, lh, cfg.calibration)?,
+                            Fusion::Early => {
+                                let dir =
+                                    run.join("models").join(format!("fold{}", fold.index + 1));
+                                let (_, model) = load_model(&dir, device)?;
+                                let feats = hrv_features()?;
+                                early_fusion(&ctx, &model, fold.index + 1, &train, &scored, &feats)?
+                            }
+                        };
+                        (p, None, None, None)
                     } else {
                         let (model, s, bs, bf) =
                             ctx.train_model(method, fold, &train, steps, on)?;
-                        if mi == methods.iter().position(|m| m != "hrv").unwrap_or(0) {
+                        let raw = ctx.predict(&model, &scored);
+                        if mi == methods.iter().position(|m| is_model_method(m)).unwrap_or(0) {
                             let dir = run.join("models").join(format!("fold{}", fold.index + 1));
-                            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels)?;
+                            let l = decision::calibrated_logits(
+                                &corpus.rows,
+                                &scored,
+                                &raw,
+                                cfg.calibration,
+                                true,
+                            )?;
+                            let (_, op) = decision::decide(
+                                &scored,
+                                &l,
+                                &decision::Split {
+                                    val: &fold.val,
+                                    val_y: &val_y,
+                                    test: &fold.test,
+                                    chosen_on: chosen_on.clone(),
+                                },
+                                &labels.classes,
+                                cfg.calibration,
+                            );
+                            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels, &op)?;
                         }
-                        (ctx.predict(&model, &fold.test), Some(s), Some(bs), Some(bf))
+                        (raw, Some(s), Some(bs), Some(bf))
                     };
+                    // Scores to decisions: the same for every method. HRV features and fusion
+                    // were calibrated before; model logits are calibrated here.
+                    let l = decision::calibrated_logits(
+                        &corpus.rows,
+                        &scored,
+                        &raw,
+                        cfg.calibration,
+                        is_model,
+                    )?;
+                    let (probs, op) = decision::decide(
+                        &scored,
+                        &l,
+                        &decision::Split {
+                            val: &fold.val,
+                            val_y: &val_y,
+                            test: &fold.test,
+                            chosen_on: chosen_on.clone(),
+                        },
+                        &labels.classes,
+                        cfg.calibration,
+                    );
                     let keys: Vec<String> = fold.test.iter().map(|&i| trial_key(i)).collect();
                     let (ty, tp) = trial_level(&keys, &test_y, &probs);
                     let result = FoldResult {
@@ -538,16 +740,20 @@ pub fn finetune(
                         best_step,
                         best_val_macro_f1: best_f1,
                         seconds: t0.elapsed().as_secs_f64(),
+                        operating_point: Some(op),
                     };
                     let ff = FoldFile {
                         result,
                         test: fold.test.clone(),
                         probs,
+                        scored: scored.clone(),
+                        raw,
                     };
                     write_atomic(&file, &serde_json::to_vec(&ff).unwrap_or_default())?;
                     ff
                 }
             };
+            raw_of.insert(method.clone(), ff.raw.clone());
             for w in &ff.result.window.warnings {
                 let w = format!("fold {}, {method}: {w}", fold.index + 1);
                 if !warnings.contains(&w) {
@@ -574,8 +780,13 @@ pub fn finetune(
         }
     }
     // The model to use on new data: the first model method trained on every labeled window
-    // (validation for early stopping carved by the protocol's groups), after the folds.
-    if let Some(method) = methods.iter().find(|m| m.as_str() != "hrv") {
+    // (validation for early stopping and the operating point carved by the protocol's
+    // groups), after the folds.
+    if let Some(method) = methods
+        .iter()
+        .find(|m| is_model_method(m))
+        .filter(|_| cfg.final_model)
+    {
         let dir = run.join("model");
         if !dir.join("labels.json").exists() {
             let fold = cardiaffect_eval::protocol::final_split(
@@ -599,7 +810,27 @@ pub fn finetune(
                 reused: false,
             });
             let (model, ..) = ctx.train_model(method, &fold, &fold.train, steps, on)?;
-            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels)?;
+            let scored = scored_windows(&corpus, cfg.calibration, &fold.val, &[]);
+            let raw = ctx.predict(&model, &scored);
+            let l =
+                decision::calibrated_logits(&corpus.rows, &scored, &raw, cfg.calibration, true)?;
+            let val_y: Vec<usize> = fold.val.iter().map(|&i| ctx.y(i)).collect();
+            let (_, op) = decision::decide(
+                &scored,
+                &l,
+                &decision::Split {
+                    val: &fold.val,
+                    val_y: &val_y,
+                    test: &[],
+                    chosen_on: format!(
+                        "validation people of the final split: {}",
+                        fold.val_groups.join(", ")
+                    ),
+                },
+                &labels.classes,
+                cfg.calibration,
+            );
+            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels, &op)?;
         }
     }
     if per_fold.is_empty() {
@@ -633,6 +864,20 @@ pub fn finetune(
             "train_fraction": cfg.train_fraction, "eval_every": cfg.eval_every, "patience": cfg.patience,
             "input_normalisation": "z-score per window",
         }),
+        calibration: cfg.calibration.to_string(),
+        calibration_rule: cfg.calibration.describe().to_string(),
+        operating_point_rule: if k == 2 {
+            format!("{} decided when its calibrated probability is above the threshold that maximises balanced accuracy on each training fold's validation people (per fold in per_fold[].operating_point)", labels.classes[1])
+        } else {
+            "the most probable class (more than two classes: no threshold)".into()
+        },
+        fusion: fusion_of
+            .as_ref()
+            .filter(|_| methods.iter().any(|m| m == "fusion"))
+            .map(|(m, h)| match cfg.fusion {
+                Fusion::Late => format!("late fusion: the sum of {m}'s and {h}'s per-person calibrated logits"),
+                Fusion::Early => format!("early fusion: {m}'s CLS embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people"),
+            }),
         chance: Chance {
             majority_accuracy: majority,
             balanced_accuracy: 1.0 / k as f64,
@@ -654,6 +899,7 @@ fn save_model_dir(
     model: &Model,
     corpus: &Corpus,
     labels: &Labels,
+    op: &OperatingPoint,
 ) -> Result<(), TrainError> {
     save_model(dir, cfg, model)?;
     write_atomic(
@@ -661,9 +907,116 @@ fn save_model_dir(
         &serde_json::to_vec_pretty(&preprocess(corpus)).unwrap_or_default(),
     )?;
     write_atomic(
+        &dir.join(OPERATING_POINT_FILE),
+        &serde_json::to_vec_pretty(op).unwrap_or_default(),
+    )?;
+    write_atomic(
         &dir.join("labels.json"),
         &serde_json::to_vec_pretty(labels).unwrap_or_default(),
     )
+}
+
+/// The calibration and threshold a model folder's decisions use (read by `predict`, `stream`).
+pub const OPERATING_POINT_FILE: &str = "operating_point.json";
+
+fn is_model_method(m: &str) -> bool {
+    m == "pretrained" || m == "scratch"
+}
+
+/// The two methods `fusion` combines: the first model method and `hrv`.
+fn fusion_parts(methods: &[String]) -> Option<(String, String)> {
+    let m = methods.iter().find(|m| is_model_method(m))?;
+    methods
+        .iter()
+        .any(|m| m == "hrv")
+        .then(|| (m.clone(), "hrv".to_string()))
+}
+
+/// The windows a fold scores: validation and test, and with `baseline` calibration the rest
+/// windows of those people (their reference), sorted.
+fn scored_windows(
+    corpus: &Corpus,
+    calibration: Calibration,
+    val: &[usize],
+    test: &[usize],
+) -> Vec<usize> {
+    let mut out: Vec<usize> = val.iter().chain(test).copied().collect();
+    if calibration == Calibration::Baseline {
+        let people: std::collections::BTreeSet<String> = out
+            .iter()
+            .map(|&i| decision::person(&corpus.rows[i]))
+            .collect();
+        out.extend(
+            (0..corpus.len())
+                .filter(|&i| is_rest(&corpus.rows[i]))
+                .filter(|&i| people.contains(&decision::person(&corpus.rows[i]))),
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Early fusion: [CLS embedding ; HRV features] per window, the embedding calibrated per
+/// person as the features are, one logistic-regression head fitted on the training people.
+fn early_fusion(
+    ctx: &Ctx,
+    model: &Model,
+    fold: usize,
+    train: &[usize],
+    scored: &[usize],
+    hrv: &[Vec<f64>],
+) -> Result<Vec<Vec<f64>>, TrainError> {
+    let cal = ctx.cfg.calibration;
+    let rows = &ctx.corpus.rows;
+    let mut idx: Vec<usize> = train.iter().chain(scored).copied().collect();
+    if cal == Calibration::Baseline {
+        let people: std::collections::BTreeSet<String> =
+            idx.iter().map(|&i| decision::person(&rows[i])).collect();
+        idx.extend(
+            (0..rows.len())
+                .filter(|&i| is_rest(&rows[i]) && people.contains(&decision::person(&rows[i]))),
+        );
+    }
+    idx.sort_unstable();
+    idx.dedup();
+    let mut emb = ctx.embed(model, &idx);
+    if let Some(stats) = decision::reference_stats(rows, &idx, &emb, cal) {
+        decision::apply_stats(rows, &idx, &mut emb, &stats, cal)?;
+    }
+    let at: BTreeMap<usize, usize> = idx.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let joined = |i: usize| -> Vec<f64> { emb[at[&i]].iter().chain(&hrv[i]).copied().collect() };
+    let xt: Vec<Vec<f64>> = train.iter().map(|&i| joined(i)).collect();
+    let yt: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
+    let xs: Vec<Vec<f64>> = scored.iter().map(|&i| joined(i)).collect();
+    hrv_baseline::fit_predict(
+        fold,
+        (&xt, &yt),
+        &xs,
+        ctx.labels.classes.len(),
+        ctx.cfg.class_weights,
+    )
+    .map_err(eval_err)
+}
+
+/// Late fusion: the sum of the model's and HRV's logits, each calibrated per person (with
+/// `none`, as they are), returned as probabilities.
+fn fuse(
+    corpus: &Corpus,
+    scored: &[usize],
+    model: &[Vec<f64>],
+    hrv: &[Vec<f64>],
+    calibration: Calibration,
+) -> Result<Vec<Vec<f64>>, TrainError> {
+    let a = decision::calibrated_logits(&corpus.rows, scored, model, calibration, true)?;
+    let b = decision::calibrated_logits(&corpus.rows, scored, hrv, calibration, true)?;
+    Ok(a.iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            let l: Vec<f64> = x.iter().zip(y).map(|(u, v)| u + v).collect();
+            cardiaffect_eval::calibration::softmax(&l)
+        })
+        .collect())
 }
 
 /// The preprocessing a model's inputs went through (read by `predict` and `stream`).

@@ -1,13 +1,16 @@
 //! Training for cardiaffect: self-supervised pre-training by masked-signal reconstruction
 //! and fine-tuning with honest evaluation (protocols, baselines, results files).
 
+pub mod curve;
+pub mod decision;
 pub mod finetune;
 pub mod masking;
 mod png_plot;
 pub mod pretrain;
 mod svg;
 
-pub use finetune::{finetune, FinetuneConfig, FinetuneEvent};
+pub use curve::{curve, Curve};
+pub use finetune::{finetune, FinetuneConfig, FinetuneEvent, Fusion, OPERATING_POINT_FILE};
 pub use masking::Masking;
 pub use pretrain::{count_train_windows, pretrain, CorpusSpec, Event, PretrainConfig, Summary};
 

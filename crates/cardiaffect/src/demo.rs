@@ -26,6 +26,22 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// The curve's full-label point is exactly step 5's run (same configuration): link it, so that
+/// `curve` reuses its folds instead of training them again. Where links cannot be made, the
+/// curve simply runs that fraction itself.
+fn link_full_label_run(curve: &Path, finetune: &Path) {
+    let full = curve.join("frac-1");
+    if full.exists() || std::fs::create_dir_all(curve).is_err() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        if let Ok(target) = std::fs::canonicalize(finetune) {
+            let _ = std::os::unix::fs::symlink(target, &full);
+        }
+    }
+}
+
 pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<()> {
     let t0 = Instant::now();
     let out = a.out.clone();
@@ -53,16 +69,46 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
     let recording = crate::bundled::unpack()?
         .join("biosignalsnotebooks")
         .join("ecg_7min.hea");
+    let curve = out.join("curve");
+    let ft_args = |dir: &Path| -> Vec<String> {
+        vec![
+            "--corpus".into(),
+            s(&affect),
+            "--pretrained".into(),
+            weights.clone(),
+            "--config".into(),
+            s(&model_cfg),
+            "--task".into(),
+            "arousal".into(),
+            "--folds".into(),
+            folds.into(),
+            "--epochs".into(),
+            epochs.into(),
+            "--eval-every".into(),
+            "10".into(),
+            "--lr".into(),
+            "1e-3".into(),
+            "--seed".into(),
+            seed.clone(),
+            "--out".into(),
+            s(dir),
+        ]
+    };
+    let fractions = if a.quick { "0.25,1" } else { "0.1,0.25,1" };
     let steps: Vec<(&str, Vec<String>)> = vec![
-        ("1/7 real ECG (bundled: MIT-BIH 208, biosignalsnotebooks) into 4 s windows", vec!["prepare".into(), "--out".into(), s(&real), "--window".into(), "4s".into(), "--stride".into(), "2s".into()]),
-        ("2/7 a synthetic labeled dataset in the AMIGOS layout (SYNTHETIC: the labels change the physiology by construction)", vec!["synth".into(), "--affect".into(), "--subjects".into(), subjects.into(), "--trials".into(), trials.into(), "--trial-seconds".into(), trial_s.into(), "--seed".into(), seed.clone(), "--out".into(), s(&affect_raw)]),
-        ("3/7 its corpus", vec!["prepare".into(), "--source".into(), s(&affect_raw), "--out".into(), s(&affect), "--window".into(), "4s".into(), "--stride".into(), "4s".into()]),
-        ("4/7 self-supervised pre-training on the real ECG (masked spans, reconstruct the hidden signal)", vec!["pretrain".into(), "--corpus".into(), s(&real), "--config".into(), s(&model_cfg), "--out".into(), s(&pretrain), "--steps".into(), pt_steps.into(), "--lr".into(), "1e-3".into(), "--eval-every".into(), if a.quick { "20".into() } else { "50".into() }, "--checkpoint-every".into(), "100".into(), "--seed".into(), seed.clone()]),
-        ("5/7 fine-tuning and evaluation: subject-independent folds, against the same model from scratch and HRV + logistic regression", vec!["finetune".into(), "--corpus".into(), s(&affect), "--pretrained".into(), weights, "--config".into(), s(&model_cfg), "--task".into(), "arousal".into(), "--folds".into(), folds.into(), "--epochs".into(), epochs.into(), "--eval-every".into(), "10".into(), "--lr".into(), "1e-3".into(), "--seed".into(), seed.clone(), "--out".into(), s(&finetune)]),
-        ("6/7 the final model on a real recording (biosignalsnotebooks, 7 min)", vec!["predict".into(), "--model".into(), s(&finetune), s(&recording), "--out".into(), s(&out.join("timeline.csv"))]),
-        ("7/7 one HTML page with everything", vec!["report".into(), s(&out)]),
+        ("1/8 real ECG (bundled: MIT-BIH 208, biosignalsnotebooks) into 4 s windows", vec!["prepare".into(), "--out".into(), s(&real), "--window".into(), "4s".into(), "--stride".into(), "2s".into()]),
+        ("2/8 a synthetic labeled dataset in the AMIGOS layout (SYNTHETIC: the labels change the physiology by construction)", vec!["synth".into(), "--affect".into(), "--subjects".into(), subjects.into(), "--trials".into(), trials.into(), "--trial-seconds".into(), trial_s.into(), "--seed".into(), seed.clone(), "--out".into(), s(&affect_raw)]),
+        ("3/8 its corpus", vec!["prepare".into(), "--source".into(), s(&affect_raw), "--out".into(), s(&affect), "--window".into(), "4s".into(), "--stride".into(), "4s".into()]),
+        ("4/8 self-supervised pre-training on the real ECG (masked spans, reconstruct the hidden signal)", vec!["pretrain".into(), "--corpus".into(), s(&real), "--config".into(), s(&model_cfg), "--out".into(), s(&pretrain), "--steps".into(), pt_steps.into(), "--lr".into(), "1e-3".into(), "--eval-every".into(), if a.quick { "20".into() } else { "50".into() }, "--checkpoint-every".into(), "100".into(), "--seed".into(), seed.clone()]),
+        ("5/8 fine-tuning and evaluation: subject-independent folds, against the same model from scratch, HRV + logistic regression and their fusion; each person's scores calibrated (subject), the threshold chosen on validation people", std::iter::once("finetune".to_string()).chain(ft_args(&finetune)).collect()),
+        ("6/8 label efficiency: the same folds and seeds with fewer labeled training trials (the full-label point is step 5's run)", ["curve".to_string(), "--fractions".into(), fractions.into()].into_iter().chain(ft_args(&curve)).collect()),
+        ("7/8 the final model on a real recording (biosignalsnotebooks, 7 min)", vec!["predict".into(), "--model".into(), s(&finetune), s(&recording), "--out".into(), s(&out.join("timeline.csv"))]),
+        ("8/8 one HTML page with everything", vec!["report".into(), s(&out)]),
     ];
     for (what, args) in steps {
+        if args[0] == "curve" {
+            link_full_label_run(&curve, &finetune);
+        }
         println!("\n== {what}\n$ cardiaffect {}", args.join(" "));
         dispatch(args)?;
     }
@@ -76,6 +122,7 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
         "  pretrain/              pre-training run: summary.json, loss.svg, reconstructions.png"
     );
     println!("  finetune/              results.json, results.md, confusion.svg, folds.svg, model/ (for predict)");
+    println!("  curve/                 curve.json, curve.md, curve.svg: macro-F1 and AUROC against the labeled fraction");
     println!("  timeline.csv, .svg     predictions on a real recording");
     println!("  timeline_attention.svg where the model's CLS token looks in one window");
     println!("The labeled data are SYNTHETIC: these numbers test the pipeline, they are not emotion-recognition results.");

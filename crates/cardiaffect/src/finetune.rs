@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cardiaffect_eval::{Folds, Protocol, Task};
+use cardiaffect_eval::{Calibration, Folds, Protocol, Task};
 use cardiaffect_train::{finetune, FinetuneConfig, FinetuneEvent};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,9 +67,24 @@ pub struct FinetuneArgs {
     pub eval_every: usize,
     #[arg(long, default_value_t = 5)]
     pub patience: usize,
-    /// Methods compared on the same folds (comma-separated): pretrained, scratch, hrv.
-    #[arg(long, value_delimiter = ',', default_value = "pretrained,scratch,hrv")]
+    /// Methods compared on the same folds (comma-separated): pretrained, scratch, hrv, fusion
+    /// (late fusion of the first model method and hrv; list it after both).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pretrained,scratch,hrv,fusion"
+    )]
     pub methods: Vec<String>,
+    /// How each person's scores are calibrated before the decision: subject (z-scored with
+    /// statistics of all of the person's windows, no label read), baseline (of the person's
+    /// rest/baseline windows: DREAMER, WESAD), or none.
+    #[arg(long, default_value = "subject", value_parser = Calibration::ALL)]
+    pub calibration: String,
+    /// How `fusion` joins the model and HRV: early (CLS embedding + HRV features, each
+    /// calibrated per person, under one logistic-regression head) or late (the sum of their
+    /// calibrated logits).
+    #[arg(long, default_value = "early", value_parser = cardiaffect_train::Fusion::ALL)]
+    pub fusion: String,
     /// Model config (JSON or TOML) for `--pretrained none`; with weights, theirs is the model
     /// (a --config that contradicts it is refused).
     #[arg(long, value_name = "FILE")]
@@ -83,6 +98,12 @@ pub struct FinetuneArgs {
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
     let device = crate::bench::device(&a.backend)?;
+    let cfg = config(&a)?;
+    run_config(&cfg, &a.out, &device)
+}
+
+/// The library configuration the flags describe.
+pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     let task: Task = a.task.parse()?;
     let mut cfg = FinetuneConfig::new(a.corpus.clone(), task);
     cfg.pretrained_label = a.pretrained.clone();
@@ -128,8 +149,63 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     cfg.eval_every = a.eval_every;
     cfg.patience = a.patience;
     cfg.methods = a.methods.clone();
+    cfg.calibration = a.calibration.parse()?;
+    cfg.fusion = a.fusion.parse()?;
     cfg.seed = a.seed;
-    run_config(&cfg, &a.out, &device)
+    Ok(cfg)
+}
+
+#[derive(Args)]
+pub struct CurveArgs {
+    /// Fractions of each training fold's labeled trials, in (0, 1] (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.25,0.5,1")]
+    pub fractions: Vec<f64>,
+    #[command(flatten)]
+    pub finetune: FinetuneArgs,
+}
+
+/// `cardiaffect curve`: the label-efficiency curve (one finetune run per fraction).
+pub fn curve(a: CurveArgs) -> Result<()> {
+    if a.finetune.train_fraction != 1.0 {
+        bail!("--train-fraction {}: `curve` sets the fraction itself; give the fractions with --fractions", a.finetune.train_fraction);
+    }
+    let device = crate::bench::device(&a.finetune.backend)?;
+    let cfg = config(&a.finetune)?;
+    cardiaffect_train::curve::check_fractions(&a.fractions)?;
+    let out = &a.finetune.out;
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let c = cardiaffect_train::curve(&cfg, &a.fractions, out, &device, &mut |f, e| match e {
+        FinetuneEvent::FoldStart {
+            fold,
+            method,
+            steps,
+            ..
+        } => {
+            bar.set_prefix(if fold == usize::MAX {
+                format!("fraction {f}: final model ({method})")
+            } else {
+                format!("fraction {f}: fold {} {method}", fold + 1)
+            });
+            bar.set_length(steps.max(1) as u64);
+            bar.set_position(0);
+        }
+        FinetuneEvent::Step { step, .. } => bar.set_position(step as u64),
+        FinetuneEvent::Warning(w) => crate::say(&bar, format!("warning (fraction {f}): {w}")),
+        _ => {}
+    })?;
+    bar.finish_and_clear();
+    println!("{}", cardiaffect_train::curve::markdown(&c));
+    println!(
+        "wrote {}/curve.json, curve.md, curve.svg, frac-*/ (one finetune run per fraction)",
+        out.display()
+    );
+    Ok(())
 }
 
 /// With pre-trained weights their own config is the model; a `--config` that says otherwise

@@ -48,6 +48,9 @@ enum Command {
     /// Fine-tune on a labeled corpus and evaluate under a stated protocol, against the model
     /// from scratch and an HRV + logistic-regression baseline on the same folds.
     Finetune(finetune::FinetuneArgs),
+    /// The label-efficiency curve: fine-tune and evaluate every method with a fraction of each
+    /// training fold's labels (same folds and seeds), written as curve.json/.md/.svg.
+    Curve(finetune::CurveArgs),
     /// Print (and re-draw) the results of a finished finetune run.
     Evaluate(finetune::EvaluateArgs),
     /// Run a fine-tuned model on a recording: a timeline of class probabilities and a plot.
@@ -80,6 +83,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Prepare(a) => prepare::run(a),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Finetune(a) => finetune::run(a),
+        Command::Curve(a) => finetune::curve(a),
         Command::Evaluate(a) => finetune::evaluate(a),
         Command::Predict(a) => predict::run(a),
         Command::Report(a) => report::run(a),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cardiaffect_eval::report::esc;
-use cardiaffect_infer::{predict_recording, Predictor, Timeline, WindowAttention};
+use cardiaffect_infer::{predict_recording_calibrated, Predictor, Timeline, WindowAttention};
 use cardiaffect_io::{read, Format, ReadOptions};
 use clap::Args;
 
@@ -32,9 +32,27 @@ pub struct PredictArgs {
     /// it (same name, .svg).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Seconds of this recording to calibrate from (e.g. a resting minute, `0-60`), for models
+    /// fine-tuned with subject or baseline calibration (default for `subject`: every window of
+    /// the recording that passes the quality checks; `baseline` needs it).
+    #[arg(long, value_name = "START-END", value_parser = parse_segment)]
+    pub calibrate_from: Option<(f64, f64)>,
     /// Backend: flex or cuda.
     #[arg(long, default_value = "flex")]
     pub backend: String,
+}
+
+/// `START-END` in seconds.
+pub fn parse_segment(s: &str) -> std::result::Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}`: expected START-END in seconds, e.g. 0-60"))?;
+    let num = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{s}`: `{x}` is not a number of seconds (expected START-END)"))
+    };
+    Ok((num(a)?, num(b)?))
 }
 
 fn col(name: &str) -> String {
@@ -81,6 +99,7 @@ fn json(timelines: &[Timeline], models: &[Predictor]) -> serde_json::Value {
             "classes": m.labels.classes,
             "label_rule": m.labels.describe(),
             "preprocess": m.preprocess,
+            "operating_point": m.operating_point,
         })).collect::<Vec<_>>(),
         "filtering": "zero-phase band-pass over the whole recording (offline)",
         "recordings": timelines,
@@ -301,14 +320,16 @@ pub fn run(a: PredictArgs) -> Result<()> {
         .with_context(|| format!("reading {}", a.recording.display()))?;
     let mut timelines = Vec::new();
     for rec in &out.recordings {
-        let t = predict_recording(rec, &models, hop).with_context(|| {
-            format!(
-                "{}: subject {} trial {}",
-                a.recording.display(),
-                rec.subject,
-                rec.trial
-            )
-        })?;
+        let t = predict_recording_calibrated(rec, &models, hop, a.calibrate_from).with_context(
+            || {
+                format!(
+                    "{}: subject {} trial {}",
+                    a.recording.display(),
+                    rec.subject,
+                    rec.trial
+                )
+            },
+        )?;
         if t.rows.is_empty() {
             eprintln!(
                 "warning: {} subject {} trial {}: no window (shorter than {} s, or NaN throughout)",
@@ -320,8 +341,28 @@ pub fn run(a: PredictArgs) -> Result<()> {
     if timelines.iter().all(|t| t.rows.is_empty()) {
         bail!("{}: no window to predict on", a.recording.display());
     }
-    for m in &models {
+    for (mi, m) in models.iter().enumerate() {
         eprintln!("model {}: {}", m.dir.display(), m.labels.describe());
+        match &m.operating_point {
+            Some(op) => eprintln!(
+                "  decisions: calibration {}{}",
+                timelines
+                    .iter()
+                    .find_map(|t| t.calibration.get(mi))
+                    .cloned()
+                    .unwrap_or_else(|| op.calibration.to_string()),
+                match (op.threshold, &op.positive_class) {
+                    (Some(t), Some(c)) => format!(
+                        "; {c} when its probability is above {t:.3} (chosen on {})",
+                        op.chosen_on
+                    ),
+                    _ => String::new(),
+                }
+            ),
+            None => eprintln!(
+                "  decisions: no operating_point.json (a model from an older cardiaffect): uncalibrated, most probable class"
+            ),
+        }
     }
     match &a.out {
         None => print!("{}", csv(&timelines, &models)),

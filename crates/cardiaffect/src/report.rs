@@ -210,6 +210,27 @@ pub fn build(dir: &Path) -> Result<String> {
             found = true;
         }
     }
+    for d in [dir.to_path_buf(), dir.join("curve")] {
+        if d.join("curve.json").exists() && d.join("curve.svg").exists() {
+            let c: cardiaffect_train::Curve = serde_json::from_slice(&std::fs::read(
+                d.join("curve.json"),
+            )?)
+            .with_context(|| format!("{}: not a curve file", d.join("curve.json").display()))?;
+            body.push_str("<h2>Label efficiency</h2>");
+            body.push_str(&format!(
+                "<p class=\"note\">{} · labels: {} · calibration: {} · {}</p>",
+                esc(&c.task),
+                esc(&c.label_rule),
+                esc(&c.calibration),
+                esc(&c.fraction_rule)
+            ));
+            body.push_str(&figure(
+                &d.join("curve.svg"),
+                "Window-level macro-F1 and AUROC against the fraction of labeled training trials, one line per method (± std over folds)",
+            ));
+            found = true;
+        }
+    }
     let tl = dir.join("timeline.svg");
     if tl.exists() {
         body.push_str("<h2>Prediction on a real recording</h2>");

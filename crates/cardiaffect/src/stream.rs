@@ -23,6 +23,11 @@ pub struct StreamArgs {
     /// Seconds between outputs (default: half a window).
     #[arg(long, value_name = "S")]
     pub hop: Option<f64>,
+    /// Calibrate from the stream's first N minutes (this person's own windows that pass the
+    /// quality checks), for models fine-tuned with subject or baseline calibration: until then
+    /// each line says `"calibrating": true` and carries uncalibrated probabilities.
+    #[arg(long, value_name = "N")]
+    pub calibrate_minutes: Option<f64>,
     /// Backend: flex or cuda.
     #[arg(long, default_value = "flex")]
     pub backend: String,
@@ -79,7 +84,29 @@ fn run_inner(a: StreamArgs) -> Result<()> {
         bail!("the models were trained on different preprocessing: stream them separately");
     }
     let hop = a.hop.unwrap_or(pre.window_s / 2.0);
+    if let Some(m) = a.calibrate_minutes {
+        if !(m.is_finite() && m * 60.0 >= pre.window_s) {
+            bail!(
+                "--calibrate-minutes {m}: expected at least one window ({} s = {:.3} minutes)",
+                pre.window_s,
+                pre.window_s / 60.0
+            );
+        }
+    }
     let mut st = StreamState::new(&pre, a.fs, hop)?;
+    let calibrated: Vec<bool> = models
+        .iter()
+        .map(|m| m.calibration() != cardiaffect_eval::Calibration::None)
+        .collect();
+    let calibration_note: Vec<String> = models
+        .iter()
+        .zip(&calibrated)
+        .map(|(m, &c)| match (c, a.calibrate_minutes) {
+            (false, _) => "none (the model was fine-tuned without calibration)".to_string(),
+            (true, Some(n)) => format!("{}: from the first {n} minutes of this stream", m.calibration()),
+            (true, None) => format!("NOT calibrated: the model was fine-tuned with {} calibration; give --calibrate-minutes N for decisions at its operating point", m.calibration()),
+        })
+        .collect();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     writeln!(
@@ -89,23 +116,53 @@ fn run_inner(a: StreamArgs) -> Result<()> {
             "fs_in": a.fs, "model_fs": pre.fs, "window_s": pre.window_s, "hop_s": hop,
             "filtering": format!("causal Butterworth band-pass {}-{} Hz (order {}), forward only: phase-delayed, unlike the zero-phase filter of the training data", pre.band_hz[0], pre.band_hz[1], pre.filter_order),
             "tasks": models.iter().map(|m| m.labels.describe()).collect::<Vec<_>>(),
+            "calibration": calibration_note,
         }})
     )?;
-    let emit = |hops: Vec<Hop>, out: &mut std::io::StdoutLock| -> Result<()> {
+    // Per model: this person's logits collected while calibrating, then their statistics.
+    let mut collected: Vec<Vec<Vec<f64>>> = vec![Vec::new(); models.len()];
+    let mut stats: Vec<Option<cardiaffect_eval::calibration::Standardiser>> =
+        vec![None; models.len()];
+    let calib_s = a.calibrate_minutes.map(|m| m * 60.0);
+    let mut emit = |hops: Vec<Hop>, out: &mut std::io::StdoutLock| -> Result<()> {
         for h in hops {
             let t = Instant::now();
+            let mut calibrating = false;
             let probs = (!h.window.is_empty()).then(|| {
                 models
                     .iter()
-                    .map(|m| m.probs(&h.window).remove(0))
+                    .enumerate()
+                    .map(|(mi, m)| {
+                        let l = m.logits(&h.window);
+                        if !calibrated[mi] {
+                            return m.decide(&l, None).remove(0);
+                        }
+                        let Some(limit) = calib_s else {
+                            return m.decide(&l, None).remove(0);
+                        };
+                        if stats[mi].is_none() {
+                            if h.end_s <= limit + 1e-9 {
+                                if h.quality == "ok" {
+                                    collected[mi].push(l[0].clone());
+                                }
+                                calibrating = true;
+                                return cardiaffect_eval::calibration::softmax(&l[0]);
+                            }
+                            stats[mi] = cardiaffect_eval::calibration::Standardiser::fit(
+                                collected[mi].iter().map(|v| v.as_slice()),
+                            );
+                        }
+                        m.decide(&l, stats[mi].as_ref()).remove(0)
+                    })
                     .collect::<Vec<_>>()
             });
             let ms = t.elapsed().as_secs_f64() * 1e3;
-            writeln!(
-                out,
-                "{}",
-                line(&h, &models, probs.as_deref(), ms, pre.window_s)
-            )?;
+            let mut text = line(&h, &models, probs.as_deref(), ms, pre.window_s);
+            if calibrating {
+                text.pop();
+                text.push_str(",\"calibrating\":true}");
+            }
+            writeln!(out, "{text}")?;
         }
         out.flush()?;
         Ok(())

@@ -22,6 +22,7 @@ fn demo_quick_writes_what_it_promises() {
     assert!(
         stdout.contains("| pretrained | window |")
             && stdout.contains("| hrv | window |")
+            && stdout.contains("| fusion | window |")
             && stdout.contains("SYNTHETIC"),
         "{stdout}"
     );
@@ -36,6 +37,10 @@ fn demo_quick_writes_what_it_promises() {
         "finetune/model/labels.json",
         "timeline.csv",
         "timeline.svg",
+        "curve/curve.json",
+        "curve/curve.md",
+        "curve/curve.svg",
+        "finetune/model/operating_point.json",
     ] {
         assert!(out.join(f).exists(), "demo did not write {f}");
     }

@@ -70,7 +70,9 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
     let out = tmp.path().join("run");
     let stdout = ok(run(&finetune(&corpus, &cfg, &out, &[])));
     assert!(
-        stdout.contains("| scratch | window |") && stdout.contains("| hrv | window |"),
+        stdout.contains("| scratch | window |")
+            && stdout.contains("| hrv | window |")
+            && stdout.contains("| fusion | window |"),
         "{stdout}"
     );
     for f in [
@@ -83,6 +85,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         "models/fold1/model.safetensors",
         "models/fold1/config.json",
         "models/fold1/preprocess.json",
+        "models/fold1/operating_point.json",
     ] {
         assert!(out.join(f).exists(), "missing {f}");
     }
@@ -98,8 +101,35 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         md.contains("arousal > 5") && md.contains("subject-independent") && md.contains("seed 5")
     );
     // Every fold's metrics are numbers in [0, 1]; the tested subjects differ between folds.
+    // The calibration and the operating point are stated, per run and per fold.
+    assert_eq!(r["calibration"], "subject");
+    assert!(r["calibration_rule"]
+        .as_str()
+        .unwrap()
+        .contains("no label read"));
+    assert!(r["operating_point_rule"]
+        .as_str()
+        .unwrap()
+        .contains("validation people"));
+    assert!(r["fusion"].as_str().unwrap().contains("scratch"));
+    assert!(md.contains("**Calibration**: subject") && md.contains("**Operating point**"));
     let folds = r["per_fold"].as_array().unwrap();
-    assert_eq!(folds.len(), 6, "3 folds x 2 methods");
+    assert_eq!(folds.len(), 9, "3 folds x 3 methods");
+    for f in folds {
+        let op = &f["operating_point"];
+        let t = op["threshold"].as_f64().unwrap();
+        assert!(t > 0.0 && t < 1.0, "{op}");
+        assert_eq!(op["positive_class"], "high arousal");
+        assert!(op["chosen_on"]
+            .as_str()
+            .unwrap()
+            .contains("validation people"));
+    }
+    let op: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model/operating_point.json")).unwrap())
+            .unwrap();
+    assert_eq!(op["calibration"], "subject");
+    assert!(op["chosen_on"].as_str().unwrap().contains("final split"));
     let mut tested = std::collections::BTreeSet::new();
     for f in folds {
         for k in ["accuracy", "macro_f1", "balanced_accuracy"] {
@@ -420,4 +450,164 @@ fn a_fold_with_a_single_class_is_named_not_scored() {
         .unwrap()
         .iter()
         .any(|w| w.as_str().unwrap().contains("single class")));
+}
+
+/// Predictions of fold 1 from `predictions.csv`: (index, method) -> probabilities.
+fn fold_predictions(run_dir: &Path, fold: &str) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(run_dir.join("predictions.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+        .filter(|r| r[3] == fold)
+        .map(|r| (r[0].clone(), r[4].clone(), r[6..].join(",")))
+        .collect()
+}
+
+#[test]
+fn test_labels_never_inform_the_decisions() {
+    // Reverse the ratings of fold 1's test subjects in the corpus: fold 1's training and
+    // validation people are unchanged, so every method's fold-1 probabilities (calibration,
+    // threshold and all) must be identical, while its metrics change.
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    let out = tmp.path().join("run");
+    let extra = ["--methods", "scratch,hrv,fusion"];
+    ok(run(&finetune(&corpus, &cfg, &out, &extra)));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let fold1 = r["per_fold"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fold"] == 0)
+        .unwrap();
+    let tested: Vec<String> = fold1["test_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            g.as_str()
+                .unwrap()
+                .split('/')
+                .next_back()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The flipped corpus: a copy whose windows.csv reverses arousal (10 - rating) for them.
+    let flipped = tmp.path().join("flipped");
+    std::fs::create_dir_all(&flipped).unwrap();
+    for e in std::fs::read_dir(&corpus).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), flipped.join(e.file_name())).unwrap();
+        }
+    }
+    let csv = std::fs::read_to_string(corpus.join("windows.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let (si, ai) = (
+        header.iter().position(|h| *h == "subject").unwrap(),
+        header.iter().position(|h| *h == "arousal").unwrap(),
+    );
+    let mut changed = 0;
+    let mut text = header.join(",") + "\n";
+    for l in lines {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        if tested.contains(&f[si]) {
+            let v: f64 = f[ai].parse().unwrap();
+            f[ai] = format!("{}", 10.0 - v);
+            changed += 1;
+        }
+        text += &(f.join(",") + "\n");
+    }
+    assert!(changed > 10, "{changed} windows flipped");
+    std::fs::write(flipped.join("windows.csv"), text).unwrap();
+    let out2 = tmp.path().join("run-flipped");
+    ok(run(&finetune(&flipped, &cfg, &out2, &extra)));
+    let (a, b) = (fold_predictions(&out, "1"), fold_predictions(&out2, "1"));
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "fold 1's decisions changed with its test labels");
+    let r2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out2.join("results.json")).unwrap()).unwrap();
+    let f2 = &r2["per_fold"][0];
+    assert_eq!(fold1["operating_point"], f2["operating_point"]);
+    assert_ne!(
+        fold1["window"]["confusion"], f2["window"]["confusion"],
+        "the labels did change"
+    );
+}
+
+#[test]
+fn calibration_and_curve_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    // No rest windows in an AMIGOS-layout corpus: baseline calibration is refused by name.
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &tmp.path().join("b"),
+        &["--calibration", "baseline"],
+    )));
+    assert!(
+        e.contains("--calibration baseline") && e.contains("no rest/baseline window"),
+        "{e}"
+    );
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &tmp.path().join("b"),
+        &["--calibration", "per-person"],
+    )));
+    assert!(e.contains("per-person") && e.contains("subject"), "{e}");
+    // Fusion needs both of its parts first.
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &tmp.path().join("f"),
+        &["--methods", "fusion,hrv"],
+    )));
+    assert!(e.contains("fusion") && e.contains("hrv"), "{e}");
+    // Without calibration the run says so.
+    let none = tmp.path().join("none");
+    ok(run(&finetune(
+        &corpus,
+        &cfg,
+        &none,
+        &["--calibration", "none", "--methods", "hrv"],
+    )));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(none.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["calibration"], "none");
+    assert_eq!(r["per_fold"][0]["operating_point"]["calibration"], "none");
+    // The curve: fractions outside (0, 1] refused; two fractions give a table, JSON and SVG.
+    let c = tmp.path().join("curve");
+    let mut args = finetune(&corpus, &cfg, &c, &["--methods", "scratch,hrv"]);
+    args[0] = "curve";
+    let mut bad = args.clone();
+    bad.extend(["--fractions", "0.5,1.5"]);
+    let e = err(run(&bad));
+    assert!(e.contains("--fractions 1.5") && e.contains("(0, 1]"), "{e}");
+    args.extend(["--fractions", "0.5,1"]);
+    let o = ok(run(&args));
+    assert!(o.contains("| 0.5 |") && o.contains("| 1 |"), "{o}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.join("curve.json")).unwrap()).unwrap();
+    assert_eq!(j["fractions"], serde_json::json!([0.5, 1.0]));
+    let methods = j["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    for m in methods {
+        assert_eq!(m["points"].as_array().unwrap().len(), 2);
+    }
+    assert!(j["label_rule"].as_str().unwrap().contains("arousal > 5"));
+    let svg = std::fs::read_to_string(c.join("curve.svg")).unwrap();
+    assert!(svg.contains("scratch") && svg.contains("AUROC"));
+    // The fraction-1 run is an ordinary finetune run with its own results.
+    assert!(c.join("frac-1/results.json").exists() && c.join("frac-0.5/results.json").exists());
+    // The report shows the curve.
+    let html = tmp.path().join("curve.html");
+    ok(run(&["report", s(&c), "--out", s(&html)]));
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("Label efficiency"));
 }
