@@ -287,13 +287,13 @@ fn reference_windows(
 ) -> Result<Vec<usize>, InferError> {
     let Some((a, b)) = from else {
         let ok: Vec<usize> = (0..starts.len()).filter(|&i| flaws[i].is_none()).collect();
-        if ok.is_empty() {
-            return Err(InferError::Calibration {
-                value: "(all of the recording)".into(),
-                message: "every window failed the quality checks: nothing to calibrate from".into(),
-            });
-        }
-        return Ok(ok);
+        // No good window at all: every window is flagged in the timeline anyway, so calibrate
+        // from all of them rather than refuse the recording (the note says so).
+        return Ok(if ok.is_empty() {
+            (0..starts.len()).collect()
+        } else {
+            ok
+        });
     };
     let value = format!("{a}-{b}");
     let bad = |m: String| InferError::Calibration {
@@ -384,11 +384,14 @@ pub fn predict_recording_calibrated(
                     calibrate_from,
                 )?;
                 let s = Standardiser::fit(idx.iter().map(|&i| logits[i].as_slice()));
+                let all_flagged = w.flaws.iter().all(|f| f.is_some());
                 calibration.push(format!(
                     "{cal}: from {} windows {}",
                     idx.len(),
                     match calibrate_from {
                         Some((a, b)) => format!("in {a}-{b} s"),
+                        None if all_flagged =>
+                            "(none passed the quality checks: all of them, unreliable)".into(),
                         None => "(every good window of the recording)".into(),
                     }
                 ));

@@ -611,3 +611,120 @@ fn calibration_and_curve_options() {
         .unwrap()
         .contains("Label efficiency"));
 }
+
+#[test]
+fn predict_and_stream_calibrate_from_the_persons_own_signal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    let out = tmp.path().join("run");
+    ok(run(&finetune(
+        &corpus,
+        &cfg,
+        &out,
+        &["--methods", "scratch"],
+    )));
+    let rec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mitdb208/208.hea");
+    let predict = |extra: &[&str]| {
+        let mut a = vec!["predict", "--model", s(&out), s(&rec)];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    // Default: every good window of the recording; a segment: the windows inside it.
+    let o = predict(&[]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o);
+    assert!(
+        e.contains("calibration subject: from") && e.contains("every good window"),
+        "{e}"
+    );
+    let o = predict(&["--calibrate-from", "0-60"]);
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    let text = ok(o);
+    assert!(e.contains("in 0-60 s"), "{e}");
+    assert!(text.lines().count() > 100);
+    // A resting minute and the whole recording calibrate differently.
+    assert_ne!(text, ok(predict(&[])));
+    // Bad segments: outside the recording, shorter than a window, not a segment.
+    let e = err(predict(&["--calibrate-from", "200-9000"]));
+    assert!(
+        e.contains("calibrate-from 200-9000") && e.contains("after the recording"),
+        "{e}"
+    );
+    let e = err(predict(&["--calibrate-from", "10-11"]));
+    assert!(e.contains("shorter than one window"), "{e}");
+    let e = err(predict(&["--calibrate-from", "ten-20"]));
+    assert!(
+        e.contains("calibrate-from") && e.contains("START-END"),
+        "{e}"
+    );
+    // A flat recording: every window fails the quality checks, so a segment has nothing.
+    let flat = tmp.path().join("flat.csv");
+    std::fs::write(&flat, "0.0\n".repeat(256 * 30)).unwrap();
+    let e = err(run(&[
+        "predict",
+        "--model",
+        s(&out),
+        s(&flat),
+        "--input-fs",
+        "256",
+        "--calibrate-from",
+        "0-20",
+    ]));
+    assert!(e.contains("failed the quality checks"), "{e}");
+    // Stream: the first minute calibrates (marked), then decisions at the operating point.
+    let mut bytes = Vec::new();
+    for i in 0..(90 * 256) {
+        let t = i as f32 / 256.0;
+        let beat = (t * 1.2).fract();
+        let v = (-(beat - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin();
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut child = bin()
+        .args([
+            "stream",
+            "--model",
+            s(&out),
+            "--fs",
+            "256",
+            "--calibrate-minutes",
+            "1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let note = lines[0]["stream"]["calibration"][0].as_str().unwrap();
+    assert!(note.contains("first 1 minutes"), "{note}");
+    let calibrating: Vec<bool> = lines[1..]
+        .iter()
+        .filter(|h| h.get("probs").is_some())
+        .map(|h| h.get("calibrating").is_some())
+        .collect();
+    assert!(calibrating.iter().any(|&c| c) && calibrating.iter().any(|&c| !c));
+    for h in &lines[1..] {
+        if h.get("calibrating").is_some() {
+            assert!(h["end_s"].as_f64().unwrap() <= 60.0 + 1e-9, "{h}");
+        }
+    }
+    let e = err(run(&[
+        "stream",
+        "--model",
+        s(&out),
+        "--fs",
+        "256",
+        "--calibrate-minutes",
+        "0.01",
+    ]));
+    assert!(e.contains("--calibrate-minutes"), "{e}");
+}
