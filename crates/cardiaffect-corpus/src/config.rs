@@ -40,8 +40,10 @@ impl Default for PrepareConfig {
     fn default() -> Self {
         PrepareConfig {
             fs: 128.0,
-            window_s: 10.0,
-            stride_s: 10.0,
+            // The shipped pre-trained model's window (weights/bundled/), so that a corpus
+            // prepared with the defaults fine-tunes from pre-training without a flag.
+            window_s: 4.0,
+            stride_s: 4.0,
             clean: CleanConfig::default(),
             quality: QualityConfig::default(),
             dtype: Dtype::F32,

@@ -18,10 +18,19 @@ fn src(spec: &str) -> Source {
 
 fn quiet(_: cardiaffect_corpus::Progress) {}
 
+/// 10 s windows every 10 s (these tests were written for them; the default is now 4 s).
+fn ten_s() -> PrepareConfig {
+    PrepareConfig {
+        window_s: 10.0,
+        stride_s: 10.0,
+        ..PrepareConfig::default()
+    }
+}
+
 #[test]
 fn windows_are_the_filtered_resampled_signal_and_reruns_reuse_everything() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = PrepareConfig::default();
+    let cfg = ten_s();
     let sources = [
         src("wfdb:data/mitdb208"),
         src("edf:data/biosignalsnotebooks/supine_1min.edf"),
@@ -85,7 +94,7 @@ fn windows_are_the_filtered_resampled_signal_and_reruns_reuse_everything() {
 #[test]
 fn an_interrupted_run_resumes_and_a_new_config_rebuilds() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = PrepareConfig::default();
+    let cfg = ten_s();
     let sources = [
         src("wfdb:data/mitdb208"),
         src("edf:data/biosignalsnotebooks/supine_1min.edf"),
@@ -162,7 +171,7 @@ fn trial_labels_and_pure_conditions_reach_every_window() {
         values: (0..n).map(|i| if i < change { 1 } else { 2 }).collect(),
         classes: vec![(1, "baseline"), (2, "stress")],
     });
-    let w = cardiaffect_corpus::window_recording(&rec, &PrepareConfig::default()).unwrap();
+    let w = cardiaffect_corpus::window_recording(&rec, &ten_s()).unwrap();
     assert!(w.meta.len() > 20);
     for m in &w.meta {
         assert_eq!(
@@ -193,7 +202,7 @@ fn too_short_fixture_windows_are_an_error_with_counts() {
     let cfg = PrepareConfig {
         window_s: 0.5,
         stride_s: 0.5,
-        ..PrepareConfig::default()
+        ..ten_s()
     };
     // Half a second holds at most one beat: every window fails the heart-rate check, and that
     // is an error that says so, not an empty corpus.
@@ -226,20 +235,15 @@ fn bad_input_is_refused_with_reasons() {
     std::fs::write(&npy, bytes).unwrap();
     let mut s: Source = format!("npy:{}", npy.display()).parse().unwrap();
     s.fs = Some(50.0);
-    let e = prepare(
-        &[s],
-        &tmp.path().join("c1"),
-        &PrepareConfig::default(),
-        &quiet,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = prepare(&[s], &tmp.path().join("c1"), &ten_s(), &quiet)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("50 Hz") && e.contains("80 Hz"), "{e}");
     // A window longer than every recording: an error naming the counts, not an empty corpus.
     let cfg = PrepareConfig {
         window_s: 600.0,
         stride_s: 600.0,
-        ..PrepareConfig::default()
+        ..ten_s()
     };
     let e = prepare(
         &[src("wfdb:data/mitdb208")],
@@ -251,7 +255,7 @@ fn bad_input_is_refused_with_reasons() {
     assert!(matches!(e, CorpusError::Empty { recordings: 1, .. }), "{e}");
     assert!(!tmp.path().join("c2/windows.npy").exists());
     // A band the target rate cannot hold.
-    let mut cfg = PrepareConfig::default();
+    let mut cfg = ten_s();
     cfg.clean.high_hz = 70.0;
     let e = prepare(
         &[src("wfdb:data/mitdb208")],
@@ -270,7 +274,7 @@ fn a_corpus_of_another_version_is_detected() {
     prepare(
         &[src("edf:data/biosignalsnotebooks/supine_1min.edf")],
         tmp.path(),
-        &PrepareConfig::default(),
+        &ten_s(),
         &quiet,
     )
     .unwrap();
@@ -291,7 +295,7 @@ fn reuse_follows_file_contents_not_timestamps() {
     std::fs::write(&edf, &original).unwrap();
     let s: Source = format!("edf:{}", edf.display()).parse().unwrap();
     let out = tmp.path().join("corpus");
-    let cfg = PrepareConfig::default();
+    let cfg = ten_s();
     assert_eq!(
         prepare(std::slice::from_ref(&s), &out, &cfg, &quiet)
             .unwrap()

@@ -13,7 +13,7 @@ fn main() {
         args.get(1).copied().unwrap_or(200),
     );
     let device = Device::flex();
-    let mut cfg = ModelConfig::new();
+    let mut cfg = ModelConfig::base();
     if std::env::var("NO_CONV_POS").is_ok() {
         cfg.conv_pos_kernel = None;
     }

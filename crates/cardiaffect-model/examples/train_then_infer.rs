@@ -12,7 +12,7 @@ fn main() {
         .unwrap_or(3);
     let dev = Device::flex();
     let ad = dev.clone().autodiff();
-    let cfg = ModelConfig::new();
+    let cfg = ModelConfig::base();
     if steps > 0 {
         let mut model = cfg.init(&ad).unwrap();
         let mut optim = AdamWConfig::new().init();

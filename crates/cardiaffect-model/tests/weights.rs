@@ -69,13 +69,13 @@ fn pytorch_export_has_pytorchs_names_and_shapes() {
 #[test]
 fn inconsistent_configs_are_refused_naming_the_field() {
     let device = Device::flex();
-    let e = ModelConfig::new()
+    let e = ModelConfig::base()
         .with_n_heads(5)
         .init(&device)
         .unwrap_err()
         .to_string();
     assert!(e.contains("n_heads") && e.contains("d_model (128)"), "{e}");
-    let e = ModelConfig::new()
+    let e = ModelConfig::base()
         .with_window_len(8)
         .init(&device)
         .unwrap_err()
@@ -84,13 +84,13 @@ fn inconsistent_configs_are_refused_naming_the_field() {
         e.contains("window_len") && e.contains("receptive field"),
         "{e}"
     );
-    let e = ModelConfig::new()
+    let e = ModelConfig::base()
         .with_window_len(1282)
         .init(&device)
         .unwrap_err()
         .to_string();
     assert!(e.contains("multiple of the total stride 4"), "{e}");
-    let e = ModelConfig::new()
+    let e = ModelConfig::base()
         .with_conv_kernels(vec![7, 4, 3])
         .init(&device)
         .unwrap_err()
@@ -101,8 +101,8 @@ fn inconsistent_configs_are_refused_naming_the_field() {
 #[test]
 fn weights_of_another_config_or_with_a_missing_tensor_are_refused() {
     let device = Device::flex();
-    // The golden weights (d_model 32) into the default model (d_model 128).
-    let mut big = ModelConfig::new().init(&device).unwrap();
+    // The golden weights (d_model 32) into the base model (d_model 128).
+    let mut big = ModelConfig::base().init(&device).unwrap();
     let e = load_weights_pytorch(&mut big, &golden().join("weights.safetensors"))
         .unwrap_err()
         .to_string();

@@ -459,6 +459,18 @@ pub fn finetune(
     };
     model_cfg.n_classes = labels.classes.len();
     model_cfg.validate()?;
+    if corpus.window_len() != model_cfg.window_len && cfg.pretrained.is_some() {
+        let fs = corpus.manifest.config.fs;
+        return Err(TrainError::Data(format!(
+            "corpus {}: window length is {} samples ({} s at {fs} Hz), the pre-trained model ({}) expects {} samples: prepare the corpus with --window {}s --fs {fs}, or fine-tune without pre-training (--pretrained none)",
+            cfg.corpus.display(),
+            corpus.window_len(),
+            corpus.window_len() as f64 / fs,
+            cfg.pretrained_label,
+            model_cfg.window_len,
+            model_cfg.window_len as f64 / fs,
+        )));
+    }
     if corpus.window_len() != model_cfg.window_len {
         return Err(TrainError::Mismatch {
             path: cfg.corpus.clone(),

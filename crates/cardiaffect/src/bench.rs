@@ -149,7 +149,7 @@ fn kernels_name() -> &'static str {
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let dev = device(&a.backend)?;
-    let cfg = ModelConfig::new();
+    let cfg = ModelConfig::base();
     let (b, len) = (a.batch, cfg.window_len);
     // Training steps on the autodiff device, with dropout as configured.
     let ad = dev.clone().autodiff();

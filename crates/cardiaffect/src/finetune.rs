@@ -14,10 +14,11 @@ pub struct FinetuneArgs {
     /// A labeled corpus folder written by `cardiaffect prepare`.
     #[arg(long, value_name = "DIR")]
     pub corpus: PathBuf,
-    /// Pre-trained weights: a pretrain run folder (or any folder with config.json and
-    /// model.safetensors, such as its checkpoint/), `bundled` (the weights shipped with
-    /// cardiaffect, see weights/bundled/MODEL_CARD.md), or `none` (scratch and HRV only).
-    #[arg(long, value_name = "RUN_DIR|bundled|none", default_value = "none")]
+    /// Pre-trained weights: `bundled` (the default: the weights shipped with cardiaffect, for
+    /// 4 s windows at 128 Hz, see weights/bundled/MODEL_CARD.md), a pretrain run folder (or any
+    /// folder with config.json and model.safetensors, such as its checkpoint/), or `none`
+    /// (scratch and HRV only, the model from --config).
+    #[arg(long, value_name = "RUN_DIR|bundled|none", default_value = "bundled")]
     pub pretrained: String,
     /// What to recognise: arousal, valence (high/low), quadrant (4 classes), condition (WESAD
     /// baseline/stress/amusement), stress (WESAD stress vs not).

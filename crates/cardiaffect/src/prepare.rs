@@ -21,11 +21,11 @@ pub struct PrepareArgs {
     /// Target sampling rate in Hz.
     #[arg(long, default_value_t = 128.0)]
     pub fs: f64,
-    /// Window length, e.g. 10s, 2500ms, 1m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Window length, e.g. 4s, 2500ms, 1m (default: the shipped pre-trained model's 4 s).
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
     pub window: f64,
     /// Step between window starts.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
     pub stride: f64,
     /// Band-pass edges in Hz, LOW,HIGH.
     #[arg(long, default_value = "0.5,40", value_parser = parse_band)]

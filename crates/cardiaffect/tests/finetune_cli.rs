@@ -52,6 +52,8 @@ fn finetune<'a>(corpus: &'a Path, cfg: &'a Path, out: &'a Path, extra: &[&'a str
         ("--batch", "8"),
         ("--eval-every", "3"),
         ("--seed", "5"),
+        // The tiny model has no pre-trained weights (the default is the bundled ones).
+        ("--pretrained", "none"),
     ];
     let mut v = vec!["finetune"];
     for (k, d) in defaults {
@@ -727,4 +729,64 @@ fn predict_and_stream_calibrate_from_the_persons_own_signal() {
         "0.01",
     ]));
     assert!(e.contains("--calibrate-minutes"), "{e}");
+}
+
+#[test]
+fn finetune_starts_from_the_bundled_weights_by_default() {
+    // No --pretrained and no --config: the bundled weights and their model; a corpus of
+    // another window is refused with the --window that would fit.
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, _) = setup(tmp.path());
+    let o = run(&[
+        "finetune",
+        "--corpus",
+        s(&corpus),
+        "--task",
+        "arousal",
+        "--folds",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        s(&tmp.path().join("r")),
+    ]);
+    let e = err(o);
+    assert!(
+        e.contains("bundled") && e.contains("--window 4s") && e.contains("--pretrained none"),
+        "{e}"
+    );
+    // Prepared with the defaults (4 s windows at 128 Hz), it runs from the bundled weights.
+    let c4 = tmp.path().join("c4");
+    ok(run(&[
+        "prepare",
+        "--source",
+        s(&tmp.path().join("raw")),
+        "--out",
+        s(&c4),
+    ]));
+    let out = tmp.path().join("r4");
+    ok(run(&[
+        "finetune",
+        "--corpus",
+        s(&c4),
+        "--task",
+        "arousal",
+        "--folds",
+        "3",
+        "--steps",
+        "2",
+        "--methods",
+        "pretrained,hrv",
+        "--out",
+        s(&out),
+    ]));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["pretrained"], "bundled");
+    assert_eq!(r["model_config"]["window_len"], 512);
+    assert!(r["per_fold"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["method"] == "pretrained"));
 }
