@@ -259,7 +259,9 @@ pub fn write_affect(
 }
 
 /// Unlabeled synthetic ECG for pre-training: one WFDB record per subject, `minutes` long, at
-/// `fs`, with heart rate and noise varying slowly over the record.
+/// `fs`. Each subject has their own beat morphology (P/Q/R/S/T amplitudes, an inverted T wave
+/// in about one in ten), breathing rate and resting heart rate; heart rate, HRV and noise vary
+/// minute by minute over the record.
 pub fn write_unlabeled(
     out: &Path,
     subjects: usize,
@@ -275,16 +277,33 @@ pub fn write_unlabeled(
         .into_par_iter()
         .map(|s| {
             let mut rng = Rng::new(seed).fork(5000 + s as u64);
+            // Each person's own beat shape and breathing (drawn once): P, Q, R, S and T
+            // amplitudes scaled around ECGSYN's defaults, an inverted T wave in one person of
+            // ten (as in some leads and people), a resting heart rate of 50-100 bpm.
+            let mut shape = rng.fork(77);
+            let d = EcgSynParams::default().event_amplitude;
+            let t_sign = if shape.uniform() < 0.1 { -1.0 } else { 1.0 };
+            let event_amplitude = [
+                d[0] * shape.range(0.5, 1.8),
+                d[1] * shape.range(0.3, 1.7),
+                d[2] * shape.range(0.7, 1.3),
+                d[3] * shape.range(0.3, 1.7),
+                d[4] * shape.range(0.3, 1.8) * t_sign,
+            ];
+            let resp_hz = shape.range(0.15, 0.4);
+            let hr_rest = shape.range(50.0, 100.0);
             let mut ecg = Vec::new();
             let segments = (minutes.max(0.1) / 1.0).ceil() as usize;
             for _ in 0..segments {
                 let p = EcgSynParams {
                     fs,
                     duration_s: 60.0f64.min(minutes * 60.0),
-                    hr_mean_bpm: 60.0 + 30.0 * rng.uniform(),
+                    hr_mean_bpm: hr_rest + 10.0 * rng.uniform(),
                     hr_std_bpm: rng.range(1.0, 5.0),
                     lf_hf: rng.range(0.3, 4.0),
+                    resp_hz,
                     amplitude: rng.range(0.6, 1.5),
+                    event_amplitude,
                     baseline_wander_mv: rng.range(0.02, 0.2),
                     muscle_noise_mv: rng.range(0.005, 0.05),
                     powerline_mv: rng.range(0.0, 0.03),

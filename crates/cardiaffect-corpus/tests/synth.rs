@@ -86,3 +86,50 @@ fn affect_dataset_has_the_documented_physiology() {
         );
     }
 }
+
+/// The mean beat (R-peak aligned, z-scored) of one record's first and second half.
+fn mean_beats(path: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
+    let (_, _, out) = read(path, Format::Wfdb, &ReadOptions::default()).unwrap();
+    let r = &out.recordings[0];
+    let x = ecg_clean(&r.samples, r.fs, &CleanConfig::default()).unwrap();
+    let peaks = ecg_peaks_neurokit(&x, r.fs);
+    let (pre, post) = ((0.25 * r.fs) as usize, (0.45 * r.fs) as usize);
+    let mean = |ps: &[usize]| {
+        let mut m = vec![0.0; pre + post];
+        let mut n = 0.0;
+        for &p in ps.iter().filter(|&&p| p >= pre && p + post <= x.len()) {
+            for (k, v) in m.iter_mut().enumerate() {
+                *v += x[p - pre + k] as f64;
+            }
+            n += 1.0;
+        }
+        let mu = m.iter().sum::<f64>() / m.len() as f64;
+        let sd = (m.iter().map(|v| (v / n - mu / n).powi(2)).sum::<f64>() / m.len() as f64).sqrt();
+        m.iter()
+            .map(|v| (v / n - mu / n) / sd)
+            .collect::<Vec<f64>>()
+    };
+    let half = peaks.len() / 2;
+    (mean(&peaks[..half]), mean(&peaks[half..]))
+}
+
+#[test]
+fn unlabeled_subjects_have_their_own_beat_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    cardiaffect_corpus::synth::write_unlabeled(tmp.path(), 4, 2.0, 256.0, 11).unwrap();
+    let beats: Vec<(Vec<f64>, Vec<f64>)> = (1..=4)
+        .map(|s| mean_beats(&tmp.path().join(format!("synth{s:03}.hea"))))
+        .collect();
+    let dist = |a: &[f64], b: &[f64]| {
+        (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+    };
+    // Within a subject the two halves' mean beats agree better than any two subjects' do.
+    let within = beats.iter().map(|(a, b)| dist(a, b)).fold(0.0, f64::max);
+    let mut between = f64::INFINITY;
+    for i in 0..4 {
+        for j in i + 1..4 {
+            between = between.min(dist(&beats[i].0, &beats[j].0));
+        }
+    }
+    assert!(within < between, "within {within:.3}, between {between:.3}");
+}
