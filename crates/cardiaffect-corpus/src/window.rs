@@ -143,6 +143,11 @@ fn windows_of(
         .map(|l| (l.name.clone(), l.value))
         .collect();
     let segment = rec.segment.clone().unwrap_or_default();
+    let blocks = rec
+        .label_track
+        .as_ref()
+        .map(|t| t.blocks())
+        .unwrap_or_default();
     let mut k = 0usize;
     loop {
         let t0 = k as f64 * cfg.stride_s;
@@ -201,13 +206,26 @@ fn windows_of(
             let first = *s.first()?;
             s.iter().all(|&v| v == first).then_some(first)
         });
+        // A session with a condition track (WESAD): the window's trial is the condition block
+        // it lies in, so trial-grouped protocols and trial-level metrics have trials to use.
+        let trial = match (&rec.label_track, condition) {
+            (Some(t), Some(_)) => {
+                let a = (t0 * t.fs).round() as usize;
+                let k = blocks.partition_point(|b| b.1 <= a);
+                blocks
+                    .get(k)
+                    .map(|b| b.2.clone())
+                    .unwrap_or_else(|| rec.trial.clone())
+            }
+            _ => rec.trial.clone(),
+        };
         out.flaws.push(flaw_name);
         out.data.extend_from_slice(&run.y[j0..j0 + len]);
         out.meta.push(WindowMeta {
             dataset: rec.dataset.clone(),
             source: source.clone(),
             subject: rec.subject.clone(),
-            trial: rec.trial.clone(),
+            trial,
             segment: segment.clone(),
             lead: rec.lead.clone(),
             start_s: t0,
@@ -222,6 +240,54 @@ fn windows_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn condition_blocks_of_a_session_become_trials() {
+        use cardiaffect_io::LabelTrack;
+        use cardiaffect_signal::{ecgsyn, EcgSynParams, Rng};
+        let fs = 256.0;
+        let p = EcgSynParams {
+            fs,
+            duration_s: 80.0,
+            hr_mean_bpm: 70.0,
+            ..EcgSynParams::default()
+        };
+        let (ecg, _) = ecgsyn(&p, &mut Rng::new(2));
+        let mut rec = Recording::new("WESAD", std::path::Path::new("S2.pkl"), fs, ecg);
+        rec.trial = "session".into();
+        // 20 s baseline, 20 s stress, 10 s transient, 30 s baseline again.
+        let n = |s: f64| (s * fs) as usize;
+        let mut values = vec![1u8; n(20.0)];
+        values.extend(vec![2u8; n(20.0)]);
+        values.extend(vec![0u8; n(10.0)]);
+        values.extend(vec![1u8; n(30.0)]);
+        rec.label_track = Some(LabelTrack {
+            name: "condition".into(),
+            fs,
+            values,
+            classes: vec![(0, "transient"), (1, "baseline"), (2, "stress")],
+        });
+        let cfg = PrepareConfig {
+            window_s: 10.0,
+            stride_s: 10.0,
+            ..PrepareConfig::default()
+        };
+        let w = window_recording_flagged(&rec, &cfg).unwrap();
+        let trials: Vec<&str> = w.meta.iter().map(|m| m.trial.as_str()).collect();
+        assert_eq!(
+            trials,
+            [
+                "baseline-1",
+                "baseline-1",
+                "stress-1",
+                "stress-1",
+                "transient-1",
+                "baseline-2",
+                "baseline-2",
+                "baseline-2"
+            ]
+        );
+    }
 
     #[test]
     fn runs_split_at_nan() {

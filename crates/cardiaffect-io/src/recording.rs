@@ -35,6 +35,34 @@ pub struct LabelTrack {
 }
 
 impl LabelTrack {
+    /// The contiguous blocks of one code, `(start, end, name)` in sample order, each named as a
+    /// trial: the code's meaning and its ordinal among that code's blocks ("baseline-1",
+    /// "meditation-2"), so that each condition block of a session is a trial as a stimulus is
+    /// in AMIGOS.
+    pub fn blocks(&self) -> Vec<(usize, usize, String)> {
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<u8, usize> = BTreeMap::new();
+        let mut i = 0;
+        while i < self.values.len() {
+            let code = self.values[i];
+            let mut j = i;
+            while j < self.values.len() && self.values[j] == code {
+                j += 1;
+            }
+            let k = seen.entry(code).or_insert(0);
+            *k += 1;
+            let name = self
+                .classes
+                .iter()
+                .find(|(c, _)| *c == code)
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_else(|| format!("code {code}"));
+            out.push((i, j, format!("{name}-{k}")));
+            i = j;
+        }
+        out
+    }
+
     /// Samples per class code, in code order.
     pub fn counts(&self) -> BTreeMap<u8, usize> {
         let mut counts = BTreeMap::new();
@@ -197,5 +225,41 @@ impl Recording {
         self.channels
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_blocks_are_named_by_code_and_ordinal() {
+        let t = LabelTrack {
+            name: "condition".into(),
+            fs: 1.0,
+            values: vec![0, 1, 1, 2, 2, 0, 4, 4, 0, 4],
+            classes: vec![
+                (0, "transient"),
+                (1, "baseline"),
+                (2, "stress"),
+                (4, "meditation"),
+            ],
+        };
+        let b = t.blocks();
+        let names: Vec<&str> = b.iter().map(|x| x.2.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "transient-1",
+                "baseline-1",
+                "stress-1",
+                "transient-2",
+                "meditation-1",
+                "transient-3",
+                "meditation-2"
+            ]
+        );
+        assert_eq!((b[1].0, b[1].1), (1, 3));
+        assert_eq!(b.last().unwrap().1, 10);
     }
 }

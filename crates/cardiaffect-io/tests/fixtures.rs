@@ -252,3 +252,40 @@ fn reading_unit_by_unit_gives_the_same_recordings() {
         }
     }
 }
+
+#[test]
+fn wesad_lists_the_channels_the_file_has() {
+    // S6's chest dict has no EMG and no Temp, its wrist dict no BVP.
+    let (_, _, out) = read(
+        &fixtures_dir().join("wesad_partial/S6/S6.pkl"),
+        Format::Wesad,
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let names: Vec<&str> = out.recordings[0]
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for absent in ["chest EMG", "chest Temp", "wrist BVP"] {
+        assert!(!names.contains(&absent), "{absent} listed: {names:?}");
+    }
+    for present in [
+        "chest EDA",
+        "chest Resp",
+        "chest ACC x",
+        "wrist EDA",
+        "wrist TEMP",
+    ] {
+        assert!(names.contains(&present), "{present} missing: {names:?}");
+    }
+    for (key, place) in [("EMG", "chest"), ("Temp", "chest"), ("BVP", "wrist")] {
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains(&format!("['{place}'] has no '{key}'"))),
+            "{:?}",
+            out.warnings
+        );
+    }
+}

@@ -89,6 +89,14 @@ pub struct FinetuneConfig {
     /// How `fusion` joins the model and HRV.
     #[serde(default)]
     pub fusion: Fusion,
+    /// Without pre-trained weights, take the window length from the corpus (the CLI sets it
+    /// when no `--config` names one): there is nothing else it must fit.
+    #[serde(default)]
+    pub window_from_corpus: bool,
+    /// `folds` is the default, not the user's: with fewer subjects (or trials) than it needs,
+    /// leave one out instead, and say so. An explicit number stays an error there.
+    #[serde(default)]
+    pub folds_is_default: bool,
     /// Train `model/` on every labeled window after cross-validation (`curve` skips it for
     /// fractions below 1: only the table is wanted there).
     #[serde(default = "yes")]
@@ -131,6 +139,8 @@ impl FinetuneConfig {
             ],
             calibration: Calibration::default(),
             fusion: Fusion::default(),
+            window_from_corpus: false,
+            folds_is_default: false,
             final_model: true,
         }
     }
@@ -458,6 +468,18 @@ pub fn finetune(
         None => cfg.model.clone(),
     };
     model_cfg.n_classes = labels.classes.len();
+    if cfg.pretrained.is_none()
+        && cfg.window_from_corpus
+        && corpus.window_len() != model_cfg.window_len
+    {
+        model_cfg.window_len = corpus.window_len();
+        on(FinetuneEvent::Warning(format!(
+            "no pre-trained weights: the model's window is the corpus's, {} samples ({} s at {} Hz)",
+            corpus.window_len(),
+            corpus.window_len() as f64 / corpus.manifest.config.fs,
+            corpus.manifest.config.fs
+        )));
+    }
     model_cfg.validate()?;
     if corpus.window_len() != model_cfg.window_len && cfg.pretrained.is_some() {
         let fs = corpus.manifest.config.fs;
@@ -518,15 +540,36 @@ pub fn finetune(
     let usable: Vec<usize> = (0..corpus.len())
         .filter(|&i| labels.y[i].is_some())
         .collect();
-    let folds = make_folds(
+    let folds = match make_folds(
         &corpus.rows,
         &usable,
         cfg.protocol,
         cfg.folds,
         cfg.val_fraction,
         cfg.seed,
-    )
-    .map_err(eval_err)?;
+    ) {
+        Err(cardiaffect_eval::EvalError::TooFewGroups { groups, what, .. })
+            if cfg.folds_is_default && groups >= 3 =>
+        {
+            on(FinetuneEvent::Warning(format!(
+                "{groups} {what}, fewer than the default {} folds need: leave-one-out instead ({groups} folds)",
+                match cfg.folds {
+                    Folds::K(k) => k.to_string(),
+                    Folds::LeaveOneOut => "loso".into(),
+                }
+            )));
+            make_folds(
+                &corpus.rows,
+                &usable,
+                cfg.protocol,
+                Folds::LeaveOneOut,
+                cfg.val_fraction,
+                cfg.seed,
+            )
+            .map_err(eval_err)?
+        }
+        r => r.map_err(eval_err)?,
+    };
 
     fs::create_dir_all(run.join("folds")).map_err(io_err(run))?;
     let cfg_path = run.join("finetune.json");

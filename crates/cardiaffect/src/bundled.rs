@@ -68,6 +68,41 @@ pub fn unpack() -> Result<PathBuf> {
     Ok(root)
 }
 
+/// `bundled:NAME` (e.g. `bundled:biosignalsnotebooks/ecg_7min`) to the unpacked file; any
+/// other path as it is.
+pub fn resolve_recording(arg: &Path) -> Result<PathBuf> {
+    let Some(name) = arg.to_str().and_then(|s| s.strip_prefix("bundled:")) else {
+        return Ok(arg.to_path_buf());
+    };
+    let root = unpack()?;
+    for (rel, _) in FILES {
+        let stem = Path::new(rel).with_extension("");
+        if stem == Path::new(name) && (rel.ends_with(".hea") || rel.ends_with(".edf")) {
+            return Ok(root.join(rel));
+        }
+    }
+    let names: Vec<String> = FILES
+        .iter()
+        .filter(|(r, _)| r.ends_with(".hea") || r.ends_with(".edf"))
+        .map(|(r, _)| format!("bundled:{}", Path::new(r).with_extension("").display()))
+        .collect();
+    anyhow::bail!(
+        "{}: no such bundled recording (bundled: {})",
+        arg.display(),
+        names.join(", ")
+    )
+}
+
+/// How a recording is named in shared outputs: `bundled:NAME` for a bundled one (not its cache
+/// path, which differs between machines), else the path as given.
+pub fn display_name(path: &Path) -> String {
+    let root = cache_dir().join(format!("bundled-{}", env!("CARGO_PKG_VERSION")));
+    match path.strip_prefix(&root) {
+        Ok(rel) => format!("bundled:{}", rel.with_extension("").display()),
+        Err(_) => path.display().to_string(),
+    }
+}
+
 /// The bundled recordings as prepare sources (WFDB and EDF folders).
 pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
     let root = unpack()?;

@@ -28,9 +28,10 @@ pub struct FinetuneArgs {
     /// (no trial in both), or paper (k-fold over windows, as the seed paper: leaks).
     #[arg(long, default_value = "subject-independent", value_parser = Protocol::ALL)]
     pub protocol: String,
-    /// Number of folds, or `loso` (leave one subject, or trial, out).
-    #[arg(long, default_value = "5")]
-    pub folds: String,
+    /// Number of folds, or `loso` (leave one subject, or trial, out). Default 5, or leave-one-out
+    /// (said) when there are fewer subjects or trials than 5 folds need.
+    #[arg(long)]
+    pub folds: Option<String>,
     /// High arousal = rating > this (default: the scale's midpoint, e.g. 5 on AMIGOS's 1-9).
     #[arg(long, value_name = "RATING")]
     pub arousal_threshold: Option<f64>,
@@ -124,7 +125,15 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
         config_agrees_with_weights(given, dir)?;
     }
     cfg.protocol = a.protocol.parse()?;
-    cfg.folds = a.folds.parse::<Folds>()?;
+    cfg.folds = a.folds.as_deref().unwrap_or("5").parse::<Folds>()?;
+    cfg.folds_is_default = a.folds.is_none();
+    cfg.window_from_corpus = cfg.pretrained.is_none()
+        && match &a.config {
+            None => true,
+            Some(p) => crate::pretrain::config_fields(p)?
+                .get("window_len")
+                .is_none(),
+        };
     cfg.thresholds.arousal = a.arousal_threshold;
     cfg.thresholds.valence = a.valence_threshold;
     cfg.epochs = a.epochs;

@@ -15,7 +15,8 @@ pub struct PredictArgs {
     /// Repeat for several tasks (e.g. an arousal and a valence model).
     #[arg(long = "model", value_name = "RUN_DIR", required = true)]
     pub models: Vec<PathBuf>,
-    /// The recording (any format `inspect` reads).
+    /// The recording (any format `inspect` reads), or a bundled one by name, e.g.
+    /// `bundled:biosignalsnotebooks/ecg_7min`.
     pub recording: PathBuf,
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<Format>())]
     pub format: Format,
@@ -316,20 +317,21 @@ pub fn run(a: PredictArgs) -> Result<()> {
         fs: a.fs,
         lead: a.lead.clone(),
     };
-    let (_, _, out) = read(&a.recording, a.format, &opts)
+    let path = crate::bundled::resolve_recording(&a.recording)?;
+    let (_, _, out) = read(&path, a.format, &opts)
         .with_context(|| format!("reading {}", a.recording.display()))?;
     let mut timelines = Vec::new();
     for rec in &out.recordings {
-        let t = predict_recording_calibrated(rec, &models, hop, a.calibrate_from).with_context(
-            || {
+        let mut t = predict_recording_calibrated(rec, &models, hop, a.calibrate_from)
+            .with_context(|| {
                 format!(
                     "{}: subject {} trial {}",
                     a.recording.display(),
                     rec.subject,
                     rec.trial
                 )
-            },
-        )?;
+            })?;
+        t.recording = crate::bundled::display_name(&rec.source);
         if t.rows.is_empty() {
             eprintln!(
                 "warning: {} subject {} trial {}: no window (shorter than {} s, or NaN throughout)",

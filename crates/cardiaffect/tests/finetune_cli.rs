@@ -790,3 +790,105 @@ fn finetune_starts_from_the_bundled_weights_by_default() {
         .iter()
         .any(|f| f["method"] == "pretrained"));
 }
+
+#[test]
+fn paper_cuts_windows_folds_and_bundled_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 3 people: the default 5 folds become leave-one-subject-out, said; an explicit 5 is
+    // still an error.
+    let (raw, corpus) = (tmp.path().join("raw"), tmp.path().join("c"));
+    ok(run(&[
+        "synth",
+        "--affect",
+        "--subjects",
+        "3",
+        "--trials",
+        "4",
+        "--trial-seconds",
+        "16",
+        "--seed",
+        "3",
+        "--out",
+        s(&raw),
+    ]));
+    ok(run(&[
+        "prepare",
+        "--source",
+        s(&raw),
+        "--window",
+        "2s",
+        "--stride",
+        "2s",
+        "--out",
+        s(&corpus),
+    ]));
+    let out = tmp.path().join("r");
+    // No weights and no --config: the window is the corpus's (2 s, not the default 4 s).
+    let o = ok(run(&[
+        "finetune",
+        "--corpus",
+        s(&corpus),
+        "--task",
+        "arousal",
+        "--pretrained",
+        "none",
+        "--methods",
+        "scratch,hrv",
+        "--steps",
+        "2",
+        "--out",
+        s(&out),
+    ]));
+    assert!(o.contains("leave-one-out instead (3 folds)"), "{o}");
+    assert!(
+        o.contains("the model's window is the corpus's, 256 samples"),
+        "{o}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["folds"], 3);
+    assert_eq!(r["model_config"]["window_len"], 256);
+    let e = err(run(&[
+        "finetune",
+        "--corpus",
+        s(&corpus),
+        "--task",
+        "arousal",
+        "--pretrained",
+        "none",
+        "--methods",
+        "hrv",
+        "--folds",
+        "5",
+        "--out",
+        s(&tmp.path().join("r5")),
+    ]));
+    assert!(e.contains("3 subjects for 5 folds"), "{e}");
+    // A bundled recording is named as such in the timeline, not by its cache path.
+    let tl = tmp.path().join("t.csv");
+    let o = bin()
+        .args([
+            "predict",
+            "--model",
+            s(&out),
+            "bundled:biosignalsnotebooks/ecg_7min",
+            "--out",
+            s(&tl),
+        ])
+        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    ok(o);
+    let text = std::fs::read_to_string(&tl).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("bundled:biosignalsnotebooks/ecg_7min,"),
+        "{row}"
+    );
+    assert!(!text.contains(".cache"));
+    let e = err(run(&["predict", "--model", s(&out), "bundled:nope"]));
+    assert!(
+        e.contains("no such bundled recording") && e.contains("bundled:mitdb208/208"),
+        "{e}"
+    );
+}

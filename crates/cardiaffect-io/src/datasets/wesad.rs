@@ -217,6 +217,15 @@ fn read_pickle(path: &Path, out: &mut ReadOutput) -> Result<()> {
             continue;
         }
         let len = shape_at(root, &["signal", "chest", key]).and_then(|s| s.first().copied());
+        // List what the file has; a channel WESAD's layout has but this file lacks is said.
+        if len.is_none() {
+            out.warnings.push(format!(
+                "{}: ['signal']['chest'] has no '{key}' (WESAD's layout has it): {} not listed",
+                path.display(),
+                names.join(", ")
+            ));
+            continue;
+        }
         for (c, n) in names.iter().enumerate() {
             let p = p.clone();
             rec.channels
@@ -228,6 +237,11 @@ fn read_pickle(path: &Path, out: &mut ReadOutput) -> Result<()> {
     for (key, fs, names) in WRIST {
         let len = shape_at(root, &["signal", "wrist", key]).and_then(|s| s.first().copied());
         if len.is_none() {
+            out.warnings.push(format!(
+                "{}: ['signal']['wrist'] has no '{key}' (WESAD's layout has it): {} not listed",
+                path.display(),
+                names.join(", ")
+            ));
             continue;
         }
         for (c, n) in names.iter().enumerate() {
