@@ -166,19 +166,9 @@ impl Predictor {
     }
 
     /// Class probabilities of windows already preprocessed (band-passed, resampled), `[n * L]`.
+    /// (Uncalibrated: the model's own probabilities, at no operating point.)
     pub fn probs(&self, windows: &[f32]) -> Vec<Vec<f64>> {
-        let l = self.config.window_len;
-        let mut out = Vec::with_capacity(windows.len() / l);
-        for chunk in windows.chunks(64 * l) {
-            let n = chunk.len() / l;
-            let mut x = chunk.to_vec();
-            for w in x.chunks_mut(l) {
-                zscore(w);
-            }
-            let x = Tensor::<2>::from_data(TensorData::new(x, [n, l]), &self.device);
-            out.extend(self.model.class_probs(x));
-        }
-        out
+        self.logits(windows).iter().map(|l| softmax(l)).collect()
     }
 
     /// Where the CLS token looks in one preprocessed window (`L` samples): the last layer's

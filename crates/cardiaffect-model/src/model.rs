@@ -269,34 +269,32 @@ impl Model {
     /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
     /// calibration works on (probabilities saturate in f32).
     pub fn class_logits(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        let l = self.classify(self.encode(x, None).cls);
-        let k = l.dims()[1];
-        let v: Vec<f32> = l
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .unwrap_or_default();
-        v.chunks(k.max(1))
-            .map(|r| r.iter().map(|&x| x as f64).collect())
-            .collect()
+        rows(self.classify(self.encode(x, None).cls))
     }
 
     /// Class probabilities of windows `[B, L]` (inference: no mask, no dropout), one row each.
     pub fn class_probs(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        let p = burn::tensor::activation::softmax(self.classify(self.encode(x, None).cls), 1);
-        let k = p.dims()[1];
-        let v: Vec<f32> = p
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .unwrap_or_default();
-        v.chunks(k.max(1))
-            .map(|r| r.iter().map(|&x| x as f64).collect())
-            .collect()
+        rows(burn::tensor::activation::softmax(
+            self.classify(self.encode(x, None).cls),
+            1,
+        ))
     }
 
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
     pub fn classify(&self, cls: Tensor<2>) -> Tensor<2> {
         self.cls_head.forward(cls)
     }
+}
+
+/// A `[B, k]` tensor as B rows of f64.
+fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
+    let k = t.dims()[1];
+    let v: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .unwrap_or_default();
+    v.chunks(k.max(1))
+        .map(|r| r.iter().map(|&x| x as f64).collect())
+        .collect()
 }

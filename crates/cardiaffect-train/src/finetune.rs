@@ -694,6 +694,7 @@ pub fn finetune(
                         reused: false,
                     });
                     let t0 = Instant::now();
+                    let mut kept: Option<Model> = None;
                     let (raw, steps_run, best_step, best_f1) = if method == "hrv" {
                         let feats = hrv_features()?;
                         let xt: Vec<Vec<f64>> = train.iter().map(|&i| feats[i].clone()).collect();
@@ -735,29 +736,7 @@ pub fn finetune(
                         let (model, s, bs, bf) =
                             ctx.train_model(method, fold, &train, steps, on)?;
                         let raw = ctx.predict(&model, &scored);
-                        if mi == methods.iter().position(|m| is_model_method(m)).unwrap_or(0) {
-                            let dir = run.join("models").join(format!("fold{}", fold.index + 1));
-                            let l = decision::calibrated_logits(
-                                &corpus.rows,
-                                &scored,
-                                &raw,
-                                cfg.calibration,
-                                true,
-                            )?;
-                            let (_, op) = decision::decide(
-                                &scored,
-                                &l,
-                                &decision::Split {
-                                    val: &fold.val,
-                                    val_y: &val_y,
-                                    test: &fold.test,
-                                    chosen_on: chosen_on.clone(),
-                                },
-                                &labels.classes,
-                                cfg.calibration,
-                            );
-                            save_model_dir(&dir, &model_cfg, &model, &corpus, &labels, &op)?;
-                        }
+                        kept = Some(model);
                         (raw, Some(s), Some(bs), Some(bf))
                     };
                     // Scores to decisions: the same for every method. HRV features and fusion
@@ -781,6 +760,13 @@ pub fn finetune(
                         &labels.classes,
                         cfg.calibration,
                     );
+                    // The first model method's kept weights, with the point they decide at.
+                    if let Some(model) = kept.filter(|_| {
+                        mi == methods.iter().position(|m| is_model_method(m)).unwrap_or(0)
+                    }) {
+                        let dir = run.join("models").join(format!("fold{}", fold.index + 1));
+                        save_model_dir(&dir, &model_cfg, &model, &corpus, &labels, &op)?;
+                    }
                     let keys: Vec<String> = fold.test.iter().map(|&i| trial_key(i)).collect();
                     let (ty, tp) = trial_level(&keys, &test_y, &probs);
                     let result = FoldResult {

@@ -59,7 +59,8 @@ pub struct PretrainConfig {
     pub checkpoint_every: usize,
     pub eval_every: usize,
     pub log_every: usize,
-    /// Validation windows used at most (the same ones at every evaluation).
+    /// Validation windows used at most per corpus (the same ones at every evaluation; per
+    /// corpus, so that a small real corpus mixed with a large synthetic one keeps its share).
     pub max_val_windows: usize,
 }
 
@@ -235,13 +236,18 @@ fn load_data(cfg: &PretrainConfig) -> Result<Data, TrainError> {
     if data.val.is_empty() {
         return Err(TrainError::Data("no validation subject: each corpus has a single subject; pre-training holds out whole subjects, so give at least one corpus with two or more".into()));
     }
-    // The same validation windows at every evaluation, spread over the held-out set.
-    if data.val.len() > cfg.max_val_windows {
-        let step = data.val.len() as f64 / cfg.max_val_windows as f64;
-        data.val = (0..cfg.max_val_windows)
-            .map(|k| data.val[(k as f64 * step) as usize])
-            .collect();
+    // The same validation windows at every evaluation, spread over each corpus's held-out set.
+    let mut val = Vec::new();
+    for ci in 0..data.corpora.len() {
+        let v: Vec<(usize, usize)> = data.val.iter().copied().filter(|p| p.0 == ci).collect();
+        if v.len() > cfg.max_val_windows {
+            let step = v.len() as f64 / cfg.max_val_windows as f64;
+            val.extend((0..cfg.max_val_windows).map(|k| v[(k as f64 * step) as usize]));
+        } else {
+            val.extend(v);
+        }
     }
+    data.val = val;
     Ok(data)
 }
 
@@ -328,6 +334,53 @@ fn tensors(
         xs: x,
         ms: m,
     }
+}
+
+/// Per corpus: a mix's loss can hide that one corpus (synthetic ECG, say) is easy.
+fn evaluate_by_corpus(
+    cfg: &PretrainConfig,
+    data: &Data,
+    model: &Model,
+    device: &Device,
+) -> Vec<CorpusVal> {
+    (0..data.corpora.len())
+        .filter_map(|ci| {
+            let v: Vec<(usize, usize)> = data.val.iter().copied().filter(|p| p.0 == ci).collect();
+            if v.is_empty() {
+                return None;
+            }
+            let (l, b) = evaluate(cfg, data, &v, model, device);
+            Some(CorpusVal {
+                corpus: cfg.corpora[ci].path.display().to_string(),
+                val_windows: v.len(),
+                val_loss: l,
+                baseline_mean_prediction: b,
+            })
+        })
+        .collect()
+}
+
+/// Other weights (any model folder with the config of `cfg.model`, e.g. the shipped ones or
+/// another run) on this configuration's validation windows and masks: the same numbers a
+/// run of `cfg` reports in `summary.json`, so two sets of weights compare on equal terms.
+/// Returns the pooled (loss, mean baseline) and the per-corpus figures.
+pub fn evaluate_weights(
+    cfg: &PretrainConfig,
+    weights: &Path,
+    device: &Device,
+) -> Result<((f64, f64), Vec<CorpusVal>), TrainError> {
+    let data = load_data(cfg)?;
+    let (mcfg, model) = cardiaffect_model::load_model(weights, device)?;
+    if mcfg.window_len != cfg.model.window_len {
+        return Err(TrainError::Mismatch {
+            path: weights.to_path_buf(),
+            field: "window length",
+            expected: format!("{} samples (the corpora's)", cfg.model.window_len),
+            found: format!("{} samples", mcfg.window_len),
+        });
+    }
+    let pooled = evaluate(cfg, &data, &data.val, &model, device);
+    Ok((pooled, evaluate_by_corpus(cfg, &data, &model, device)))
 }
 
 /// Validation loss and the mean-prediction baseline, on fixed windows and fixed masks.
@@ -661,22 +714,7 @@ pub fn pretrain(
             .unwrap_or_default(),
     )?;
     let (val, base) = evaluate(cfg, &data, &data.val, &inference, device);
-    // Per corpus: a mix's loss can hide that one corpus (synthetic ECG, say) is easy.
-    let val_by_corpus = (0..data.corpora.len())
-        .filter_map(|ci| {
-            let v: Vec<(usize, usize)> = data.val.iter().copied().filter(|p| p.0 == ci).collect();
-            if v.is_empty() {
-                return None;
-            }
-            let (l, b) = evaluate(cfg, &data, &v, &inference, device);
-            Some(CorpusVal {
-                corpus: cfg.corpora[ci].path.display().to_string(),
-                val_windows: v.len(),
-                val_loss: l,
-                baseline_mean_prediction: b,
-            })
-        })
-        .collect();
+    let val_by_corpus = evaluate_by_corpus(cfg, &data, &inference, device);
     let summary = Summary {
         steps: cfg.steps,
         train_windows,

@@ -48,6 +48,12 @@ pub struct PretrainArgs {
     /// Continue the run in RUN_DIR from its last checkpoint, with its saved configuration.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Train nothing: measure these weights (a model folder, or `bundled`) on the validation
+    /// windows and masks of this configuration (or of --resume RUN_DIR's), the figures a run
+    /// of it writes in summary.json, so two sets of weights compare on equal terms. Writes
+    /// nothing.
+    #[arg(long, value_name = "WEIGHTS_DIR|bundled")]
+    pub evaluate: Option<String>,
     /// Masking strategy of the pretext task: spans (contiguous runs of tokens) or tokens
     /// (independent tokens).
     #[arg(long, default_value = "spans", value_parser = ["spans", "tokens"])]
@@ -116,10 +122,11 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             (run.clone(), saved, true)
         }
         None => {
-            let out = a
-                .out
-                .clone()
-                .context("--out RUN_DIR is required (or --resume RUN_DIR)")?;
+            let out = match (&a.out, &a.evaluate) {
+                (Some(o), _) => o.clone(),
+                (None, Some(_)) => PathBuf::new(),
+                (None, None) => bail!("--out RUN_DIR is required (or --resume RUN_DIR)"),
+            };
             if a.corpora.is_empty() {
                 bail!("give at least one --corpus DIR (a folder written by `cardiaffect prepare`)");
             }
@@ -175,6 +182,36 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             (out, cfg, false)
         }
     };
+    if let Some(w) = &a.evaluate {
+        let dir = match w.as_str() {
+            "bundled" => crate::bundled::weights_dir()?,
+            p => PathBuf::from(p),
+        };
+        let ((l, b), per) = cardiaffect_train::pretrain::evaluate_weights(&cfg, &dir, &device)
+            .with_context(|| format!("--evaluate {w}"))?;
+        println!("| validation set | windows | masked MSE | mean baseline | ratio |");
+        println!("|---|---|---|---|---|");
+        for c in &per {
+            println!(
+                "| {} | {} | {:.3} | {:.3} | {:.0} % |",
+                c.corpus,
+                c.val_windows,
+                c.val_loss,
+                c.baseline_mean_prediction,
+                100.0 * c.val_loss / c.baseline_mean_prediction
+            );
+        }
+        println!(
+            "| all | {} | {l:.3} | {b:.3} | {:.0} % |",
+            per.iter().map(|c| c.val_windows).sum::<usize>(),
+            100.0 * l / b
+        );
+        println!(
+            "weights {}: on the held-out subjects of seed {}",
+            w, cfg.seed
+        );
+        return Ok(());
+    }
     let bar = ProgressBar::new(cfg.steps as u64);
     bar.set_style(
         ProgressStyle::with_template(

@@ -6,17 +6,18 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-/// 6 synthetic subjects x 6 trials of 16 s, as 2 s windows; and the tiny model config.
-fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
+/// A synthetic labeled corpus (`subjects` x `trials` of 16 s, seed 3) as 2 s windows; the raw
+/// dataset is in `tmp/raw`.
+fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
     let raw = tmp.join("raw");
     let corpus = tmp.join("corpus");
     ok(run(&[
         "synth",
         "--affect",
         "--subjects",
-        "6",
+        subjects,
         "--trials",
-        "6",
+        trials,
         "--trial-seconds",
         "16",
         "--seed",
@@ -35,6 +36,12 @@ fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
         "--out",
         s(&corpus),
     ]));
+    corpus
+}
+
+/// 6 synthetic subjects x 6 trials of 16 s, as 2 s windows; and the tiny model config.
+fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
+    let corpus = synth_corpus(tmp, "6", "6");
     let cfg = tmp.join("tiny.json");
     std::fs::write(&cfg, TINY).unwrap();
     (corpus, cfg)
@@ -796,32 +803,7 @@ fn paper_cuts_windows_folds_and_bundled_names() {
     let tmp = tempfile::tempdir().unwrap();
     // 3 people: the default 5 folds become leave-one-subject-out, said; an explicit 5 is
     // still an error.
-    let (raw, corpus) = (tmp.path().join("raw"), tmp.path().join("c"));
-    ok(run(&[
-        "synth",
-        "--affect",
-        "--subjects",
-        "3",
-        "--trials",
-        "4",
-        "--trial-seconds",
-        "16",
-        "--seed",
-        "3",
-        "--out",
-        s(&raw),
-    ]));
-    ok(run(&[
-        "prepare",
-        "--source",
-        s(&raw),
-        "--window",
-        "2s",
-        "--stride",
-        "2s",
-        "--out",
-        s(&corpus),
-    ]));
+    let corpus = synth_corpus(tmp.path(), "3", "4");
     let out = tmp.path().join("r");
     // No weights and no --config: the window is the corpus's (2 s, not the default 4 s).
     let o = ok(run(&[

@@ -118,6 +118,34 @@ fn killed_and_resumed_run_ends_with_the_same_weights() {
         })
         .collect();
     assert_eq!(steps, (1..=60).collect::<Vec<_>>());
+    // `--evaluate` measures a run's own weights on its own validation set: summary.json's
+    // per-corpus figures exactly; another run's weights (killed and resumed: the same weights)
+    // the same; and it writes nothing.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&a).unwrap().collect();
+    let e = ok(bin()
+        .args(["pretrain", "--resume", a.to_str().unwrap(), "--evaluate"])
+        .arg(&b)
+        .output()
+        .unwrap());
+    let c = &summary["val_by_corpus"][0];
+    let want = format!(
+        "| {} | {:.3} | {:.3} |",
+        c["val_windows"],
+        c["val_loss"].as_f64().unwrap(),
+        c["baseline_mean_prediction"].as_f64().unwrap()
+    );
+    assert!(e.contains(&want), "{want} not in\n{e}");
+    assert_eq!(std::fs::read_dir(&a).unwrap().count(), before.len());
+    // Fresh weights (another seed's first checkpoint would do; here: none) are refused clearly.
+    let o = bin()
+        .args(["pretrain", "--resume", a.to_str().unwrap(), "--evaluate"])
+        .arg(tmp.path().join("nothing-here"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--evaluate"));
     for f in [
         "summary.json",
         "loss.svg",
