@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-make the shipped pre-trained weights (weights/bundled/) from the bundled real ECG and a
-# large, varied synthetic corpus, exactly as committed. About 20 minutes on a 2-core machine.
+# large, varied synthetic corpus: the committed tensors, value for value. About 15 minutes on 2 cores.
 #   bash weights/make_bundled.sh [WORK_DIR]
 # ABLATION=real-only pre-trains on the real ECG alone (for the model card's comparison) and
 # leaves weights/bundled/ untouched.

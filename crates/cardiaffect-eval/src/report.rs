@@ -28,6 +28,9 @@ pub struct FoldResult {
     /// The calibration and threshold the test decisions were made at.
     #[serde(default)]
     pub operating_point: Option<crate::OperatingPoint>,
+    /// For `fusion` with `auto`: which fusion this fold kept, and why.
+    #[serde(default)]
+    pub fusion: Option<String>,
 }
 
 /// Mean ± sample standard deviation over folds.

@@ -147,30 +147,32 @@ impl FinetuneConfig {
 }
 
 /// How `fusion` joins a model method and HRV. `late`: the sum of their calibrated logits.
-/// `early`: the model's CLS
-/// embedding and the HRV features, each calibrated per person, under one logistic-regression
-/// head trained on the training people (the kept fold model from `models/fold<k>/`).
+/// `early`: the model's CLS embedding and the HRV features, each calibrated per person, under
+/// one logistic-regression head trained on the training people (the kept fold model from
+/// `models/fold<k>/`). `auto` (the default): both, and per fold the one with the higher AUROC
+/// on the fold's validation people (never its test people); each fold says which it kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fusion {
-    Late,
-    /// The default: measured better than `late` on the demo's folds (README).
     #[default]
+    Auto,
+    Late,
     Early,
 }
 
 impl Fusion {
-    pub const ALL: [&'static str; 2] = ["late", "early"];
+    pub const ALL: [&'static str; 3] = ["auto", "early", "late"];
 }
 
 impl std::str::FromStr for Fusion {
     type Err = TrainError;
     fn from_str(s: &str) -> Result<Self, TrainError> {
         match s {
+            "auto" => Ok(Fusion::Auto),
             "late" => Ok(Fusion::Late),
             "early" => Ok(Fusion::Early),
             _ => Err(TrainError::Data(format!(
-                "fusion `{s}`: expected late or early"
+                "fusion `{s}`: expected auto, early or late"
             ))),
         }
     }
@@ -695,6 +697,7 @@ pub fn finetune(
                     });
                     let t0 = Instant::now();
                     let mut kept: Option<Model> = None;
+                    let mut fusion_kept: Option<String> = None;
                     let (raw, steps_run, best_step, best_f1) = if method == "hrv" {
                         let feats = hrv_features()?;
                         let xt: Vec<Vec<f64>> = train.iter().map(|&i| feats[i].clone()).collect();
@@ -721,14 +724,34 @@ pub fn finetune(
                                 )))
                             }
                         };
+                        let late = || fuse(&corpus, &scored, lm, lh, cfg.calibration);
+                        let mut early = || -> Result<Vec<Vec<f64>>, TrainError> {
+                            let dir = run.join("models").join(format!("fold{}", fold.index + 1));
+                            let (_, model) = load_model(&dir, device)?;
+                            let feats = hrv_features()?;
+                            early_fusion(&ctx, &model, fold.index + 1, &train, &scored, &feats)
+                        };
                         let p = match cfg.fusion {
-                            Fusion::Late => fuse(&corpus, &scored, lm, lh, cfg.calibration)?,
-                            Fusion::Early => {
-                                let dir =
-                                    run.join("models").join(format!("fold{}", fold.index + 1));
-                                let (_, model) = load_model(&dir, device)?;
-                                let feats = hrv_features()?;
-                                early_fusion(&ctx, &model, fold.index + 1, &train, &scored, &feats)?
+                            Fusion::Late => late()?,
+                            Fusion::Early => early()?,
+                            Fusion::Auto => {
+                                let (e, l) = (early()?, late()?);
+                                let (ae, al) = (
+                                    val_auroc(&scored, &e, &fold.val, &val_y, k),
+                                    val_auroc(&scored, &l, &fold.val, &val_y, k),
+                                );
+                                let keep_late = al > ae;
+                                fusion_kept = Some(format!(
+                                    "{} (validation AUROC: early {}, late {})",
+                                    if keep_late { "late" } else { "early" },
+                                    fmt_opt(ae),
+                                    fmt_opt(al)
+                                ));
+                                if keep_late {
+                                    l
+                                } else {
+                                    e
+                                }
                             }
                         };
                         (p, None, None, None)
@@ -782,6 +805,7 @@ pub fn finetune(
                         best_val_macro_f1: best_f1,
                         seconds: t0.elapsed().as_secs_f64(),
                         operating_point: Some(op),
+                        fusion: fusion_kept,
                     };
                     let ff = FoldFile {
                         result,
@@ -918,6 +942,7 @@ pub fn finetune(
             .map(|(m, h)| match cfg.fusion {
                 Fusion::Late => format!("late fusion: the sum of {m}'s and {h}'s per-person calibrated logits"),
                 Fusion::Early => format!("early fusion: {m}'s CLS embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people"),
+                Fusion::Auto => format!("auto: per fold, early fusion ({m}'s CLS embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people) or late fusion (the sum of their calibrated logits), whichever has the higher AUROC on the fold's validation people; per_fold[].fusion says which"),
             }),
         chance: Chance {
             majority_accuracy: majority,
@@ -1038,6 +1063,24 @@ fn early_fusion(
         ctx.cfg.class_weights,
     )
     .map_err(eval_err)
+}
+
+/// AUROC of `probs` (rows for `scored`) on the validation windows: what `Fusion::Auto` keeps
+/// the better fusion by. `None` when validation has a single class.
+fn val_auroc(
+    scored: &[usize],
+    probs: &[Vec<f64>],
+    val: &[usize],
+    val_y: &[usize],
+    k: usize,
+) -> Option<f64> {
+    let at: BTreeMap<usize, usize> = scored.iter().enumerate().map(|(j, &i)| (i, j)).collect();
+    let p: Vec<Vec<f64>> = val.iter().map(|i| probs[at[i]].clone()).collect();
+    compute(val_y, &p, k).auroc
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into())
 }
 
 /// Late fusion: the sum of the model's and HRV's logits, each calibrated per person (with

@@ -83,9 +83,10 @@ pub struct FinetuneArgs {
     #[arg(long, default_value = "subject", value_parser = Calibration::ALL)]
     pub calibration: String,
     /// How `fusion` joins the model and HRV: early (CLS embedding + HRV features, each
-    /// calibrated per person, under one logistic-regression head) or late (the sum of their
-    /// calibrated logits).
-    #[arg(long, default_value = "early", value_parser = cardiaffect_train::Fusion::ALL)]
+    /// calibrated per person, under one logistic-regression head), late (the sum of their
+    /// calibrated logits), or auto (both; per fold the one with the higher AUROC on the
+    /// fold's validation people).
+    #[arg(long, default_value = "auto", value_parser = cardiaffect_train::Fusion::ALL)]
     pub fusion: String,
     /// Model config (JSON or TOML) for `--pretrained none`; with weights, theirs is the model
     /// (a --config that contradicts it is refused).
@@ -301,7 +302,7 @@ pub fn run_config(
             result.window.auroc.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
             result.window.n,
             result.seconds
-        )),
+        ) + &result.fusion.as_ref().map(|f| format!(" — kept {f}")).unwrap_or_default()),
         FinetuneEvent::Warning(w) => crate::say(&bar, format!("warning: {w}")),
     }
     });

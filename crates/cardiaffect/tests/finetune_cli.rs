@@ -133,6 +133,17 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
             .as_str()
             .unwrap()
             .contains("validation people"));
+        // Auto fusion says which fusion each fold kept, chosen on validation people.
+        if f["method"] == "fusion" {
+            let kept = f["fusion"].as_str().unwrap();
+            assert!(
+                (kept.starts_with("early") || kept.starts_with("late"))
+                    && kept.contains("validation AUROC"),
+                "{kept}"
+            );
+        } else {
+            assert!(f["fusion"].is_null());
+        }
     }
     let op: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model/operating_point.json")).unwrap())
