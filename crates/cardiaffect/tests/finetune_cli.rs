@@ -516,33 +516,18 @@ fn test_labels_never_inform_the_decisions() {
         .collect();
     // The flipped corpus: a copy whose windows.csv reverses arousal (10 - rating) for them.
     let flipped = tmp.path().join("flipped");
-    std::fs::create_dir_all(&flipped).unwrap();
-    for e in std::fs::read_dir(&corpus).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), flipped.join(e.file_name())).unwrap();
-        }
-    }
-    let csv = std::fs::read_to_string(corpus.join("windows.csv")).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let (si, ai) = (
-        header.iter().position(|h| *h == "subject").unwrap(),
-        header.iter().position(|h| *h == "arousal").unwrap(),
-    );
-    let mut changed = 0;
-    let mut text = header.join(",") + "\n";
-    for l in lines {
-        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+    let changed = std::sync::atomic::AtomicUsize::new(0);
+    edited_corpus(&corpus, &flipped, &|h, f| {
+        let si = h.iter().position(|c| *c == "subject").unwrap();
+        let ai = h.iter().position(|c| *c == "arousal").unwrap();
         if tested.contains(&f[si]) {
             let v: f64 = f[ai].parse().unwrap();
             f[ai] = format!("{}", 10.0 - v);
-            changed += 1;
+            changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        text += &(f.join(",") + "\n");
-    }
+    });
+    let changed = changed.into_inner();
     assert!(changed > 10, "{changed} windows flipped");
-    std::fs::write(flipped.join("windows.csv"), text).unwrap();
     let out2 = tmp.path().join("run-flipped");
     ok(run(&finetune(&flipped, &cfg, &out2, &extra)));
     let (a, b) = (fold_predictions(&out, "1"), fold_predictions(&out2, "1"));
@@ -882,6 +867,93 @@ fn paper_cuts_windows_folds_and_bundled_names() {
     let e = err(run(&["predict", "--model", s(&out), "bundled:nope"]));
     assert!(
         e.contains("no such bundled recording") && e.contains("bundled:mitdb208/208"),
+        "{e}"
+    );
+}
+
+/// A copy of `corpus` whose windows.csv is rewritten row by row by `edit(header, fields)`.
+fn edited_corpus(corpus: &Path, to: &Path, edit: &dyn Fn(&[&str], &mut Vec<String>)) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(corpus).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    let csv = std::fs::read_to_string(corpus.join("windows.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut text = header.join(",") + "\n";
+    for l in lines {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        edit(&header, &mut f);
+        text += &(f.join(",") + "\n");
+    }
+    std::fs::write(to.join("windows.csv"), text).unwrap();
+}
+
+#[test]
+fn baseline_calibration_uses_each_persons_rest_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (corpus, cfg) = setup(tmp.path());
+    // The first window of every trial becomes an unlabeled rest ("baseline") window.
+    let col = |h: &[&str], name: &str| h.iter().position(|c| *c == name).unwrap();
+    let rest = |h: &[&str], f: &mut Vec<String>| {
+        if f[col(h, "start_s")] == "0" {
+            f[col(h, "segment")] = "baseline".into();
+            f[col(h, "arousal")] = String::new();
+        }
+    };
+    let with_rest = tmp.path().join("with-rest");
+    edited_corpus(&corpus, &with_rest, &rest);
+    let extra = [
+        "--methods",
+        "scratch,hrv,fusion",
+        "--calibration",
+        "baseline",
+    ];
+    let out = tmp.path().join("b");
+    ok(run(&finetune(&with_rest, &cfg, &out, &extra)));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["calibration"], "baseline");
+    assert!(r["calibration_rule"]
+        .as_str()
+        .unwrap()
+        .contains("rest/baseline"));
+    assert_eq!(
+        r["per_fold"][0]["operating_point"]["calibration"],
+        "baseline"
+    );
+    // Other reference windows, other decisions than subject calibration on the same corpus.
+    let out_s = tmp.path().join("s");
+    ok(run(&finetune(
+        &with_rest,
+        &cfg,
+        &out_s,
+        &[
+            "--methods",
+            "scratch,hrv,fusion",
+            "--calibration",
+            "subject",
+        ],
+    )));
+    assert_ne!(fold_predictions(&out, "1"), fold_predictions(&out_s, "1"));
+    // One person without rest windows: refused, naming them.
+    let lacking = tmp.path().join("lacking");
+    edited_corpus(&corpus, &lacking, &|h, f| {
+        if f[col(h, "subject")] != "P02" {
+            rest(h, f);
+        }
+    });
+    let e = err(run(&finetune(
+        &lacking,
+        &cfg,
+        &tmp.path().join("l"),
+        &extra,
+    )));
+    assert!(
+        e.contains("AMIGOS/P02") && e.contains("--calibration baseline"),
         "{e}"
     );
 }
