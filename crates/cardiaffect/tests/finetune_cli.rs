@@ -254,23 +254,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
     bytes.push(7);
-    let mut child = bin()
-        .args(["stream", "--model", s(&out), "--fs", "256"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&bytes).unwrap();
-    }
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (lines, stderr) = stream(&["--model", s(&out), "--fs", "256"], &bytes);
     assert!(lines[0]["stream"]["filtering"]
         .as_str()
         .unwrap()
@@ -297,7 +281,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         let sum = p["low arousal"].as_f64().unwrap() + p["high arousal"].as_f64().unwrap();
         assert!((sum - 1.0).abs() < 1e-3, "{h}");
     }
-    assert!(String::from_utf8_lossy(&o.stderr).contains("mid-sample"));
+    assert!(stderr.contains("mid-sample"));
     // Export in PyTorch's layout: names a PyTorch user maps, [out, in] Linear weights.
     let ex = tmp.path().join("export");
     ok(run(&["export", "--model", s(&out), "--out", s(&ex)]));
@@ -684,31 +668,17 @@ fn predict_and_stream_calibrate_from_the_persons_own_signal() {
         let v = (-(beat - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin();
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    let mut child = bin()
-        .args([
-            "stream",
+    let (lines, _) = stream(
+        &[
             "--model",
             s(&out),
             "--fs",
             "256",
             "--calibrate-minutes",
             "1",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&bytes).unwrap();
-    }
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        ],
+        &bytes,
+    );
     let note = lines[0]["stream"]["calibration"][0].as_str().unwrap();
     assert!(note.contains("first 1 minutes"), "{note}");
     let calibrating: Vec<bool> = lines[1..]
@@ -869,6 +839,29 @@ fn paper_cuts_windows_folds_and_bundled_names() {
         e.contains("no such bundled recording") && e.contains("bundled:mitdb208/208"),
         "{e}"
     );
+}
+
+/// `cardiaffect stream ARGS` fed `bytes` on stdin: its JSON lines and its stderr.
+fn stream(args: &[&str], bytes: &[u8]) -> (Vec<serde_json::Value>, String) {
+    let mut child = bin()
+        .arg("stream")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 /// A copy of `corpus` whose windows.csv is rewritten row by row by `edit(header, fields)`.
