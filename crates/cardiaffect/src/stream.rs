@@ -123,6 +123,7 @@ fn run_inner(a: StreamArgs) -> Result<()> {
     let mut collected: Vec<Vec<Vec<f64>>> = vec![Vec::new(); models.len()];
     let mut stats: Vec<Option<cardiaffect_eval::calibration::Standardiser>> =
         vec![None; models.len()];
+    let mut fitted = vec![false; models.len()];
     let calib_s = a.calibrate_minutes.map(|m| m * 60.0);
     let mut emit = |hops: Vec<Hop>, out: &mut std::io::StdoutLock| -> Result<()> {
         for h in hops {
@@ -140,7 +141,7 @@ fn run_inner(a: StreamArgs) -> Result<()> {
                         let Some(limit) = calib_s else {
                             return m.decide(&l, None).remove(0);
                         };
-                        if stats[mi].is_none() {
+                        if !fitted[mi] {
                             if h.end_s <= limit + 1e-9 {
                                 if h.quality == "ok" {
                                     collected[mi].push(l[0].clone());
@@ -148,9 +149,17 @@ fn run_inner(a: StreamArgs) -> Result<()> {
                                 calibrating = true;
                                 return cardiaffect_eval::calibration::softmax(&l[0]);
                             }
+                            fitted[mi] = true;
                             stats[mi] = cardiaffect_eval::calibration::Standardiser::fit(
                                 collected[mi].iter().map(|v| v.as_slice()),
                             );
+                            if stats[mi].is_none() {
+                                eprintln!(
+                                    "--calibrate-minutes: no window of the first {} s passed the quality checks: {} continues uncalibrated",
+                                    limit,
+                                    m.dir.display()
+                                );
+                            }
                         }
                         m.decide(&l, stats[mi].as_ref()).remove(0)
                     })

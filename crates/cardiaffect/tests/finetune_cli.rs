@@ -692,6 +692,20 @@ fn predict_and_stream_calibrate_from_the_persons_own_signal() {
             assert!(h["end_s"].as_f64().unwrap() <= 60.0 + 1e-9, "{h}");
         }
     }
+    // A stream whose calibration minute has no good window says so and goes on uncalibrated.
+    let flat: Vec<u8> = (0..(70 * 256)).flat_map(|_| 0f32.to_le_bytes()).collect();
+    let (_, stderr) = stream(
+        &[
+            "--model",
+            s(&out),
+            "--fs",
+            "256",
+            "--calibrate-minutes",
+            "1",
+        ],
+        &flat,
+    );
+    assert!(stderr.contains("continues uncalibrated"), "{stderr}");
     let e = err(run(&[
         "stream",
         "--model",
