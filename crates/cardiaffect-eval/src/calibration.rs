@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::EvalError;
 
+/// Written beside a fine-tuned model (its calibration and threshold), read by `predict`.
+pub const OPERATING_POINT_FILE: &str = "operating_point.json";
+
 /// Which statistics of a person remove their offset and scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -178,7 +181,8 @@ pub fn logits(probs: &[Vec<f64>]) -> Vec<Vec<f64>> {
     probs
         .iter()
         .map(|p| {
-            let l: Vec<f64> = p.iter().map(|&v| v.max(1e-12).ln()).collect();
+            // f64 probabilities: exact logits up to a gap of about 700.
+            let l: Vec<f64> = p.iter().map(|&v| v.max(f64::MIN_POSITIVE).ln()).collect();
             let m = l.iter().sum::<f64>() / l.len().max(1) as f64;
             l.into_iter().map(|v| v - m).collect()
         })
@@ -213,12 +217,14 @@ pub struct OperatingPoint {
 /// widest plateau is taken, so that it sits between scores rather than on one. `None` when
 /// `y` has a single class.
 pub fn best_threshold(y: &[usize], p1: &[f64]) -> Option<(f64, f64)> {
-    let npos = y.iter().filter(|&&c| c == 1).count();
-    let nneg = y.len() - npos;
+    // Rows without a finite score take no part (they cannot be put on either side).
+    let keep: Vec<usize> = (0..y.len()).filter(|&i| p1[i].is_finite()).collect();
+    let npos = keep.iter().filter(|&&i| y[i] == 1).count();
+    let nneg = keep.len() - npos;
     if npos == 0 || nneg == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..y.len()).filter(|&i| p1[i].is_finite()).collect();
+    let mut order = keep;
     order.sort_by(|&a, &b| p1[a].total_cmp(&p1[b]));
     // Cut c: indices order[..c] decided negative, order[c..] positive.
     let (mut tn, mut fneg) = (0usize, 0usize);
@@ -332,6 +338,9 @@ mod tests {
             assert!(w[0][1] < w[1][1]);
         }
         assert!(best_threshold(&[1, 1], &[0.2, 0.3]).is_none());
+        // A row without a finite score takes no part, and biases nothing.
+        let (_, ba) = best_threshold(&[0, 1, 1], &[0.2, f64::NAN, 0.8]).unwrap();
+        assert_eq!(ba, 1.0);
     }
 
     #[test]

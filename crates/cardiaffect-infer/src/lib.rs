@@ -23,6 +23,6 @@ pub enum InferError {
     ModelDir { path: PathBuf, message: String },
     #[error("{0}")]
     Mismatch(String),
-    #[error("calibrate-from {value}: {message}")]
+    #[error("--calibrate-from {value}: {message}")]
     Calibration { value: String, message: String },
 }

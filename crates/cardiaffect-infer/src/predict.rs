@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::InferError;
 
-/// Written beside a fine-tuned model by `finetune` (its calibration and threshold).
-pub const OPERATING_POINT_FILE: &str = "operating_point.json";
+pub use cardiaffect_eval::calibration::OPERATING_POINT_FILE;
 
 /// The preprocessing of a model's inputs (written beside it by `pretrain` and `finetune`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,7 +146,9 @@ impl Predictor {
     }
 
     /// Probabilities at the model's operating point from centred logits: calibrated with
-    /// `stats` (this person's) where the model was calibrated, then thresholded.
+    /// `stats` (this person's) where the model was calibrated, then thresholded. A calibrated
+    /// model given no statistics returns its plain probabilities: its threshold was chosen on
+    /// calibrated scores and means nothing on raw ones.
     pub fn decide(&self, logits: &[Vec<f64>], stats: Option<&Standardiser>) -> Vec<Vec<f64>> {
         let mut p: Vec<Vec<f64>> = logits
             .iter()
@@ -159,8 +160,11 @@ impl Predictor {
                 softmax(&l)
             })
             .collect();
+        let comparable = stats.is_some() || self.calibration() == Calibration::None;
         if let Some(t) = self.operating_point.as_ref().and_then(|o| o.threshold) {
-            apply_threshold(&mut p, t);
+            if comparable {
+                apply_threshold(&mut p, t);
+            }
         }
         p
     }

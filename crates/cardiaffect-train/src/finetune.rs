@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::decision::{self, is_rest};
 use crate::pretrain::{io_err, write_atomic};
 use crate::TrainError;
+pub use cardiaffect_eval::calibration::OPERATING_POINT_FILE;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
@@ -172,7 +173,7 @@ impl std::str::FromStr for Fusion {
             "late" => Ok(Fusion::Late),
             "early" => Ok(Fusion::Early),
             _ => Err(TrainError::Data(format!(
-                "fusion `{s}`: expected auto, early or late"
+                "--fusion {s}: expected auto, early or late"
             ))),
         }
     }
@@ -447,15 +448,6 @@ pub fn finetune(
             )));
         }
     }
-    if cfg.methods.iter().any(|m| m == "fusion") {
-        let fi = cfg.methods.iter().position(|m| m == "fusion").unwrap_or(0);
-        let before = &cfg.methods[..fi];
-        if !before.iter().any(|m| m == "hrv") || !before.iter().any(|m| is_model_method(m)) {
-            return Err(TrainError::Data(
-                "method `fusion` combines `hrv` with a model method (pretrained or scratch): list both before it in --methods".into(),
-            ));
-        }
-    }
     let corpus = Corpus::open(&cfg.corpus)?;
     let labels = make_labels(&corpus, cfg.task, &cfg.thresholds).map_err(eval_err)?;
     let mut model_cfg = match &cfg.pretrained {
@@ -483,6 +475,23 @@ pub fn finetune(
         )));
     }
     model_cfg.validate()?;
+    // The rate first: with it equal, the window below is the pre-trained model's in seconds.
+    if let Some(dir) = &cfg.pretrained {
+        if let Ok(text) = fs::read_to_string(dir.join("preprocess.json")) {
+            if let Ok(pp) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(fs_model) = pp["fs"].as_f64() {
+                    if (fs_model - corpus.manifest.config.fs).abs() > 1e-9 {
+                        return Err(TrainError::Mismatch {
+                            path: cfg.corpus.clone(),
+                            field: "sampling rate",
+                            expected: format!("{fs_model} Hz (the pre-trained model's)"),
+                            found: format!("{} Hz", corpus.manifest.config.fs),
+                        });
+                    }
+                }
+            }
+        }
+    }
     if corpus.window_len() != model_cfg.window_len && cfg.pretrained.is_some() {
         let fs = corpus.manifest.config.fs;
         return Err(TrainError::Data(format!(
@@ -503,28 +512,26 @@ pub fn finetune(
             found: format!("{} samples", corpus.window_len()),
         });
     }
-    if let Some(dir) = &cfg.pretrained {
-        if let Ok(text) = fs::read_to_string(dir.join("preprocess.json")) {
-            if let Ok(pp) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(fs_model) = pp["fs"].as_f64() {
-                    if (fs_model - corpus.manifest.config.fs).abs() > 1e-9 {
-                        return Err(TrainError::Mismatch {
-                            path: cfg.corpus.clone(),
-                            field: "sampling rate",
-                            expected: format!("{fs_model} Hz (the pre-trained model's)"),
-                            found: format!("{} Hz", corpus.manifest.config.fs),
-                        });
-                    }
-                }
-            }
-        }
-    }
     let methods: Vec<String> = cfg
         .methods
         .iter()
         .filter(|m| m.as_str() != "pretrained" || cfg.pretrained.is_some())
         .cloned()
         .collect();
+    // Checked on the methods that will run (`pretrained` is dropped without weights).
+    if let Some(fi) = methods.iter().position(|m| m == "fusion") {
+        let before = &methods[..fi];
+        if !before.iter().any(|m| m == "hrv") || !before.iter().any(|m| is_model_method(m)) {
+            return Err(TrainError::Data(format!(
+                "method `fusion` combines `hrv` with a model method (pretrained or scratch): list both before it in --methods{}",
+                if cfg.pretrained.is_none() && cfg.methods.iter().any(|m| m == "pretrained") {
+                    " (`pretrained` does not run with --pretrained none: add scratch)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
     if cfg.calibration == Calibration::Baseline {
         if matches!(cfg.task, Task::Condition | Task::Stress) {
             return Err(TrainError::Data(format!(
@@ -579,8 +586,11 @@ pub fn finetune(
         match serde_json::from_slice::<FinetuneConfig>(&old) {
             Ok(saved) if &saved == cfg => {}
             _ => {
-                // Another configuration: its fold files must not be mixed with this one's.
+                // Another configuration: its fold files and models must not be mixed with
+                // this one's (a kept `model/` would carry the old operating point).
                 let _ = fs::remove_dir_all(run.join("folds"));
+                let _ = fs::remove_dir_all(run.join("models"));
+                let _ = fs::remove_dir_all(run.join("model"));
                 fs::create_dir_all(run.join("folds")).map_err(io_err(run))?;
             }
         }
@@ -623,23 +633,21 @@ pub fn finetune(
                 || (cfg.calibration == Calibration::Baseline && is_rest(&corpus.rows[i]))
         })
         .collect();
-    let mut hrv_feats: Option<Vec<Vec<f64>>> = None;
-    let mut hrv_features = || -> Result<Vec<Vec<f64>>, TrainError> {
-        if hrv_feats.is_none() {
-            let ws: Vec<Vec<f32>> = feature_idx.iter().map(|&i| corpus.window(i)).collect();
-            let mut f = hrv_baseline::features_many(&ws, fs_hz);
-            if let Some(stats) =
-                decision::reference_stats(&corpus.rows, &feature_idx, &f, cfg.calibration)
-            {
-                decision::apply_stats(&corpus.rows, &feature_idx, &mut f, &stats, cfg.calibration)?;
-            }
-            let mut all = vec![Vec::new(); corpus.len()];
-            for (&i, v) in feature_idx.iter().zip(f) {
-                all[i] = v;
-            }
-            hrv_feats = Some(all);
+    let feats: Vec<Vec<f64>> = if methods.iter().any(|m| m == "hrv") {
+        let ws: Vec<Vec<f32>> = feature_idx.iter().map(|&i| corpus.window(i)).collect();
+        let mut f = hrv_baseline::features_many(&ws, fs_hz);
+        if let Some(stats) =
+            decision::reference_stats(&corpus.rows, &feature_idx, &f, cfg.calibration)
+        {
+            decision::apply_stats(&corpus.rows, &feature_idx, &mut f, &stats, cfg.calibration)?;
         }
-        Ok(hrv_feats.clone().unwrap_or_default())
+        let mut all = vec![Vec::new(); corpus.len()];
+        for (&i, v) in feature_idx.iter().zip(f) {
+            all[i] = v;
+        }
+        all
+    } else {
+        Vec::new()
     };
     let fusion_of = fusion_parts(&methods);
     for fold in &folds {
@@ -677,7 +685,7 @@ pub fn finetune(
             let saved = fs::read(&file)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<FoldFile>(&b).ok());
-            let ff = match saved {
+            let mut ff = match saved {
                 Some(ff) if ff.test == fold.test && ff.scored == scored => {
                     on(FinetuneEvent::FoldStart {
                         fold: fold.index,
@@ -688,7 +696,7 @@ pub fn finetune(
                     ff
                 }
                 _ => {
-                    let is_model = method != "hrv" && method != "fusion";
+                    let is_model = is_model_method(method);
                     on(FinetuneEvent::FoldStart {
                         fold: fold.index,
                         method,
@@ -699,7 +707,6 @@ pub fn finetune(
                     let mut kept: Option<Model> = None;
                     let mut fusion_kept: Option<String> = None;
                     let (raw, steps_run, best_step, best_f1) = if method == "hrv" {
-                        let feats = hrv_features()?;
                         let xt: Vec<Vec<f64>> = train.iter().map(|&i| feats[i].clone()).collect();
                         let yt: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
                         let xs: Vec<Vec<f64>> = scored.iter().map(|&i| feats[i].clone()).collect();
@@ -725,10 +732,11 @@ pub fn finetune(
                             }
                         };
                         let late = || fuse(&corpus, &scored, lm, lh, cfg.calibration);
-                        let mut early = || -> Result<Vec<Vec<f64>>, TrainError> {
+                        // The fold model saved by the model method (trained in this run, or an
+                        // earlier one whose fold files were reused).
+                        let early = || -> Result<Vec<Vec<f64>>, TrainError> {
                             let dir = run.join("models").join(format!("fold{}", fold.index + 1));
                             let (_, model) = load_model(&dir, device)?;
-                            let feats = hrv_features()?;
                             early_fusion(&ctx, &model, fold.index + 1, &train, &scored, &feats)
                         };
                         let p = match cfg.fusion {
@@ -818,7 +826,7 @@ pub fn finetune(
                     ff
                 }
             };
-            raw_of.insert(method.clone(), ff.raw.clone());
+            raw_of.insert(method.clone(), std::mem::take(&mut ff.raw));
             for w in &ff.result.window.warnings {
                 let w = format!("fold {}, {method}: {w}", fold.index + 1);
                 if !warnings.contains(&w) {
@@ -981,9 +989,6 @@ fn save_model_dir(
         &serde_json::to_vec_pretty(labels).unwrap_or_default(),
     )
 }
-
-/// The calibration and threshold a model folder's decisions use (read by `predict`, `stream`).
-pub const OPERATING_POINT_FILE: &str = "operating_point.json";
 
 fn is_model_method(m: &str) -> bool {
     m == "pretrained" || m == "scratch"

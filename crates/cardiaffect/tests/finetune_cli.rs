@@ -946,6 +946,24 @@ fn baseline_calibration_uses_each_persons_rest_windows() {
         ],
     )));
     assert_ne!(fold_predictions(&out, "1"), fold_predictions(&out_s, "1"));
+    // The same folder re-run with another calibration: nothing of the old run is kept (its
+    // final model would carry the old operating point).
+    ok(run(&finetune(
+        &with_rest,
+        &cfg,
+        &out,
+        &[
+            "--methods",
+            "scratch,hrv,fusion",
+            "--calibration",
+            "subject",
+        ],
+    )));
+    let op: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model/operating_point.json")).unwrap())
+            .unwrap();
+    assert_eq!(op["calibration"], "subject");
+    assert_eq!(fold_predictions(&out, "1"), fold_predictions(&out_s, "1"));
     // One person without rest windows: refused, naming them.
     let lacking = tmp.path().join("lacking");
     edited_corpus(&corpus, &lacking, &|h, f| {
