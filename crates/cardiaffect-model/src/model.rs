@@ -272,14 +272,6 @@ impl Model {
         rows(self.classify(self.encode(x, None).cls))
     }
 
-    /// Class probabilities of windows `[B, L]` (inference: no mask, no dropout), one row each.
-    pub fn class_probs(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        rows(burn::tensor::activation::softmax(
-            self.classify(self.encode(x, None).cls),
-            1,
-        ))
-    }
-
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
     pub fn classify(&self, cls: Tensor<2>) -> Tensor<2> {
         self.cls_head.forward(cls)
