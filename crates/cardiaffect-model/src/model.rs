@@ -272,6 +272,11 @@ impl Model {
         rows(self.classify(self.encode(x, None).cls))
     }
 
+    /// CLS embeddings of windows `[B, L]` (inference), one row of `d_model` each.
+    pub fn cls_embeddings(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
+        rows(self.encode(x, None).cls)
+    }
+
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
     pub fn classify(&self, cls: Tensor<2>) -> Tensor<2> {
         self.cls_head.forward(cls)

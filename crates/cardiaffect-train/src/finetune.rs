@@ -263,19 +263,8 @@ impl Ctx<'_> {
 
     /// CLS embeddings (inference).
     fn embed(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
-        let d = self.model_cfg.d_model;
         idx.chunks(64)
-            .flat_map(|chunk| {
-                let cls = model.encode(self.batch_x(chunk, self.device), None).cls;
-                let v: Vec<f32> = cls
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec()
-                    .unwrap_or_default();
-                v.chunks(d)
-                    .map(|r| r.iter().map(|&x| x as f64).collect::<Vec<f64>>())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|chunk| model.cls_embeddings(self.batch_x(chunk, self.device)))
             .collect()
     }
 
@@ -1040,17 +1029,8 @@ fn early_fusion(
 ) -> Result<Vec<Vec<f64>>, TrainError> {
     let cal = ctx.cfg.calibration;
     let rows = &ctx.corpus.rows;
-    let mut idx: Vec<usize> = train.iter().chain(scored).copied().collect();
-    if cal == Calibration::Baseline {
-        let people: std::collections::BTreeSet<String> =
-            idx.iter().map(|&i| decision::person(&rows[i])).collect();
-        idx.extend(
-            (0..rows.len())
-                .filter(|&i| is_rest(&rows[i]) && people.contains(&decision::person(&rows[i]))),
-        );
-    }
-    idx.sort_unstable();
-    idx.dedup();
+    // Training people are calibrated too: their windows (and rest windows) join the scored.
+    let idx = scored_windows(ctx.corpus, cal, train, scored);
     let mut emb = ctx.embed(model, &idx);
     if let Some(stats) = decision::reference_stats(rows, &idx, &emb, cal) {
         decision::apply_stats(rows, &idx, &mut emb, &stats, cal)?;

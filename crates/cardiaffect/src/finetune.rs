@@ -184,13 +184,7 @@ pub fn curve(a: CurveArgs) -> Result<()> {
     let cfg = config(&a.finetune)?;
     cardiaffect_train::curve::check_fractions(&a.fractions)?;
     let out = &a.finetune.out;
-    let bar = ProgressBar::new(1);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(250));
+    let bar = progress_bar("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg}");
     let c = cardiaffect_train::curve(&cfg, &a.fractions, out, &device, &mut |f, e| match e {
         FinetuneEvent::FoldStart {
             fold,
@@ -249,19 +243,25 @@ fn config_agrees_with_weights(given: &Path, weights: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The fold/step bar of `finetune` and `curve`.
+fn progress_bar(template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
 /// Run a fine-tuning configuration with progress bars and print the table.
 pub fn run_config(
     cfg: &FinetuneConfig,
     out: &std::path::Path,
     device: &burn::prelude::Device,
 ) -> Result<()> {
-    let bar = ProgressBar::new(1);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg} (ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(250));
+    let bar = progress_bar("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg} (ETA {eta})");
     let mut n_folds = 0;
     let mut last_f1 = String::new();
     let results = finetune(cfg, out, device, &mut |e| {

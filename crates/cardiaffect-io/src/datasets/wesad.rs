@@ -212,33 +212,20 @@ fn read_pickle(path: &Path, out: &mut ReadOutput) -> Result<()> {
     rec.unit = Some("mV".into());
     rec.label_track = Some(label_track(&label));
     let p = path.to_path_buf();
-    for (key, names) in CHEST {
-        if key == "ECG" {
-            continue;
-        }
-        let len = shape_at(root, &["signal", "chest", key]).and_then(|s| s.first().copied());
-        // List what the file has; a channel WESAD's layout has but this file lacks is said.
+    // Every channel besides ECG, chest then wrist: list what the file has; a channel WESAD's
+    // layout has but this file lacks is said.
+    let chest = CHEST
+        .iter()
+        .filter(|(key, _)| *key != "ECG")
+        .map(|&(key, names)| ("chest", key, FS, names));
+    let wrist = WRIST
+        .iter()
+        .map(|&(key, fs, names)| ("wrist", key, fs, names));
+    for (place, key, fs, names) in chest.chain(wrist) {
+        let len = shape_at(root, &["signal", place, key]).and_then(|s| s.first().copied());
         if len.is_none() {
             out.warnings.push(format!(
-                "{}: ['signal']['chest'] has no '{key}' (WESAD's layout has it): {} not listed",
-                path.display(),
-                names.join(", ")
-            ));
-            continue;
-        }
-        for (c, n) in names.iter().enumerate() {
-            let p = p.clone();
-            rec.channels
-                .push(ChannelRef::lazy(*n, FS, None, len, move || {
-                    load_column(&p, &["signal", "chest", key], c)
-                }));
-        }
-    }
-    for (key, fs, names) in WRIST {
-        let len = shape_at(root, &["signal", "wrist", key]).and_then(|s| s.first().copied());
-        if len.is_none() {
-            out.warnings.push(format!(
-                "{}: ['signal']['wrist'] has no '{key}' (WESAD's layout has it): {} not listed",
+                "{}: ['signal']['{place}'] has no '{key}' (WESAD's layout has it): {} not listed",
                 path.display(),
                 names.join(", ")
             ));
@@ -248,7 +235,7 @@ fn read_pickle(path: &Path, out: &mut ReadOutput) -> Result<()> {
             let p = p.clone();
             rec.channels
                 .push(ChannelRef::lazy(*n, fs, None, len, move || {
-                    load_column(&p, &["signal", "wrist", key], c)
+                    load_column(&p, &["signal", place, key], c)
                 }));
         }
     }
