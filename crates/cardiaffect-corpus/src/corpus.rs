@@ -1,10 +1,14 @@
 //! Opening a corpus for training: the manifest is checked, windows are memory-mapped (memory
-//! does not grow with the corpus), the metadata table is parsed.
+//! does not grow with the corpus), the metadata table is parsed, and (unless told not to) the
+//! files are verified: their checksums against the manifest's, every value finite.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use cardiaffect_io::artifact::checksum;
 use memmap2::Mmap;
+use rayon::prelude::*;
 
 use crate::prepare::Manifest;
 use crate::{CorpusError, Dtype, FORMAT_VERSION};
@@ -54,8 +58,89 @@ pub fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
+static VERIFY_BY_DEFAULT: AtomicBool = AtomicBool::new(true);
+
+/// Whether [`Corpus::open`] verifies (the CLI's `--no-verify` turns it off for the process).
+pub fn set_verify_by_default(verify: bool) {
+    VERIFY_BY_DEFAULT.store(verify, Ordering::Relaxed);
+}
+
+/// How a corpus is opened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenOptions {
+    /// Check `windows.npy` and `windows.csv` against the manifest's checksums and refuse
+    /// windows with NaN or infinite values (about 0.2 s per GB here).
+    pub verify: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            verify: VERIFY_BY_DEFAULT.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Up to this many indices are named in the error for non-finite windows.
+const SHOWN_BAD: usize = 10;
+
+/// Indices of windows holding a NaN or an infinity (an exponent of all ones).
+fn non_finite_windows(data: &[u8], dtype: Dtype, window_len: usize) -> Vec<usize> {
+    let bytes = window_len * dtype.size();
+    let mut bad: Vec<usize> = data
+        .par_chunks(bytes.max(1))
+        .enumerate()
+        .filter(|(_, w)| match dtype {
+            Dtype::F32 => w
+                .chunks_exact(4)
+                .any(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000),
+            Dtype::F16 => w
+                .chunks_exact(2)
+                .any(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
+        })
+        .map(|(i, _)| i)
+        .collect();
+    bad.sort_unstable();
+    bad
+}
+
+fn verify_checksum(
+    manifest: &Manifest,
+    mpath: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), CorpusError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let expected = manifest
+        .checksums
+        .get(&name)
+        .ok_or_else(|| CorpusError::Corrupt {
+            path: mpath.to_path_buf(),
+            reason: format!("no checksum for {name}"),
+        })?;
+    let found = checksum(bytes);
+    if &found != expected {
+        return Err(CorpusError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "its checksum is {found}, {} says {expected}: the file changed after `cardiaffect prepare` wrote it; run prepare again (or pass --no-verify to use it as it is)",
+                mpath.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Corpus {
+    /// Open and (by default) verify the corpus in `dir`.
     pub fn open(dir: &Path) -> Result<Corpus, CorpusError> {
+        Corpus::open_with(dir, OpenOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, opts: OpenOptions) -> Result<Corpus, CorpusError> {
         let mpath = dir.join("manifest.json");
         let text = fs::read_to_string(&mpath).map_err(|e| CorpusError::Io {
             path: mpath.clone(),
@@ -74,6 +159,12 @@ impl Corpus {
                 expected: FORMAT_VERSION,
                 created_by: v["created_by"].as_str().unwrap_or("?").to_string(),
             });
+        }
+        if opts.verify {
+            // The manifest holds the other files' checksums; `checksums.json` holds its own.
+            if let Some(list) = cardiaffect_io::artifact::Checksums::load(dir)? {
+                list.check_file(dir, "manifest.json")?;
+            }
         }
         let manifest: Manifest = serde_json::from_value(v).map_err(|e| CorpusError::Corrupt {
             path: mpath.clone(),
@@ -111,11 +202,31 @@ impl Corpus {
                 reason: "the file is shorter than its header says".into(),
             });
         }
+        if opts.verify {
+            verify_checksum(&manifest, &mpath, &npy_path, &mmap)?;
+            let end = offset + n * manifest.window_len * manifest.config.dtype.size();
+            let bad = non_finite_windows(
+                &mmap[offset..end],
+                manifest.config.dtype,
+                manifest.window_len,
+            );
+            if !bad.is_empty() {
+                return Err(CorpusError::NonFinite {
+                    path: npy_path,
+                    count: bad.len(),
+                    more: if bad.len() > SHOWN_BAD { ", ..." } else { "" },
+                    indices: bad.into_iter().take(SHOWN_BAD).collect(),
+                });
+            }
+        }
         let csv_path = dir.join("windows.csv");
         let text = fs::read_to_string(&csv_path).map_err(|e| CorpusError::Io {
             path: csv_path.clone(),
             source: e,
         })?;
+        if opts.verify {
+            verify_checksum(&manifest, &mpath, &csv_path, text.as_bytes())?;
+        }
         let mut lines = text.lines();
         let header = split_csv(lines.next().unwrap_or(""));
         let col = |name: &str| header.iter().position(|h| h == name);

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod corpus;
+pub mod lock;
 pub mod npy;
 pub mod prepare;
 pub mod synth;
@@ -13,8 +14,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use config::{Dtype, PrepareConfig};
-pub use corpus::{Corpus, Row};
-pub use prepare::{prepare, LabelScale, Manifest, PrepareReport, Progress, ShardInfo, Source};
+pub use corpus::{Corpus, OpenOptions, Row};
+pub use lock::{LockError, RunLock};
+pub use prepare::{
+    prepare, verify, LabelScale, Manifest, PrepareReport, Progress, ShardInfo, Source,
+};
 pub use window::{window_recording, window_recording_flagged, Dropped, WindowMeta, Windows};
 
 /// The fixed columns of `windows.csv`, after `index` and before one column per label.
@@ -31,7 +35,8 @@ pub const META_COLUMNS: [&str; 9] = [
 ];
 
 /// Bumped whenever the corpus layout changes; a corpus of another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the manifest holds the checksums of the corpus files.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
@@ -39,7 +44,13 @@ pub enum CorpusError {
     Read(#[from] cardiaffect_io::IoError),
     #[error(transparent)]
     Signal(#[from] cardiaffect_signal::SignalError),
-    #[error("{path}: {source}")]
+    #[error(transparent)]
+    Write(#[from] cardiaffect_io::artifact::WriteError),
+    #[error(transparent)]
+    Verify(#[from] cardiaffect_io::artifact::VerifyError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -72,4 +83,11 @@ pub enum CorpusError {
     },
     #[error("{path}: damaged corpus: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: {count} window(s) hold NaN or infinite values (indices {indices:?}{more}); prepare never writes such windows: run `cardiaffect prepare` again")]
+    NonFinite {
+        path: PathBuf,
+        count: usize,
+        indices: Vec<usize>,
+        more: &'static str,
+    },
 }

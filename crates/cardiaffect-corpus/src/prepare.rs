@@ -5,11 +5,15 @@
 //! - `windows.csv`  one row per window (pandas/polars): index, dataset, source, subject, trial,
 //!   segment, lead, start_s, hr_bpm, condition, then one column per label;
 //! - `dropped.csv`  windows that failed a check, with the reason;
-//! - `manifest.json` config, counts, label scales, every source file with its SHA-256;
-//! - `shards/`      the per-unit results the next run reuses.
+//! - `manifest.json` config, counts, label scales, every source file with its SHA-256, and the
+//!   XXH3-128 checksums of `windows.npy`, `windows.csv` and `dropped.csv` (checked on open);
+//! - `shards/`      the per-unit results the next run reuses (each with the checksums of its
+//!   files: a damaged shard is rebuilt, not reused);
+//! - `.cardiaffect.lock` the writer's lock (one `prepare` at a time per folder).
 //!
 //! Every file is written to a temporary name and renamed, the manifest last: a corpus folder
-//! holds a complete corpus or none, and an interrupted run keeps its finished shards.
+//! holds a complete corpus or none (a reader that catches the files changing under it gets a
+//! checksum error, never a mix), and an interrupted run keeps its finished shards.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,6 +21,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use cardiaffect_io::artifact::{self, Hasher};
 use cardiaffect_io::{read, read_units, unit_files, Format, ReadOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -118,6 +123,9 @@ pub struct ShardInfo {
     pub warnings: Vec<String>,
     pub label_scales: BTreeMap<String, LabelScale>,
     pub files: Vec<FileHash>,
+    /// XXH3-128 of the shard's `windows.f32`, `meta.jsonl`, `dropped.jsonl`.
+    #[serde(default)]
+    pub checksums: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +161,8 @@ pub struct Manifest {
     pub label_columns: Vec<String>,
     pub label_scales: BTreeMap<String, LabelScale>,
     pub sources: Vec<SourceEntry>,
+    /// XXH3-128 of `windows.npy`, `windows.csv` and `dropped.csv` as written.
+    pub checksums: BTreeMap<String, String>,
 }
 
 /// What a caller hears while `prepare` runs.
@@ -203,23 +213,36 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CorpusError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let io = |e| CorpusError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    {
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    fs::rename(&tmp, path).map_err(io)
+pub(crate) use cardiaffect_io::artifact::write_atomic;
+
+/// A writer that hashes what passes through it (the checksum of a file as it is written).
+struct Hashing<W: Write> {
+    inner: W,
+    hash: Hasher,
 }
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hash: Hasher::default(),
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The files of a shard folder that its `checksums` cover.
+const SHARD_FILES: [&str; 3] = ["windows.f32", "meta.jsonl", "dropped.jsonl"];
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -289,6 +312,7 @@ fn build_shard(
         warnings: out.warnings.clone(),
         label_scales: BTreeMap::new(),
         files,
+        checksums: BTreeMap::new(),
     };
     for s in &out.skipped {
         info.warnings.push(format!(
@@ -309,10 +333,15 @@ fn build_shard(
         }
     };
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let mut data = BufWriter::new(fs::File::create(tmp.join("windows.f32")).map_err(io(&tmp))?);
-    let mut meta = BufWriter::new(fs::File::create(tmp.join("meta.jsonl")).map_err(io(&tmp))?);
-    let mut dropped =
-        BufWriter::new(fs::File::create(tmp.join("dropped.jsonl")).map_err(io(&tmp))?);
+    let create = |name: &str| -> Result<Hashing<BufWriter<fs::File>>, CorpusError> {
+        let p = tmp.join(name);
+        Ok(Hashing::new(BufWriter::new(
+            fs::File::create(&p).map_err(io(&p))?,
+        )))
+    };
+    let mut data = create(SHARD_FILES[0])?;
+    let mut meta = create(SHARD_FILES[1])?;
+    let mut dropped = create(SHARD_FILES[2])?;
     for rec in &out.recordings {
         for l in &rec.labels {
             info.label_scales
@@ -351,22 +380,44 @@ fn build_shard(
         info.windows += w.meta.len();
         info.warnings.extend(w.warnings);
     }
-    for mut f in [data, meta, dropped] {
+    for (name, mut f) in SHARD_FILES.into_iter().zip([data, meta, dropped]) {
         f.flush().map_err(io(&tmp))?;
+        f.inner.get_ref().sync_all().map_err(io(&tmp))?;
+        info.checksums.insert(name.to_string(), f.hash.finish());
     }
-    write_atomic(
-        &tmp.join("shard.json"),
-        &serde_json::to_vec_pretty(&info).unwrap_or_default(),
-    )?;
+    artifact::write_json_atomic(&tmp.join("shard.json"), &info)?;
     let dst = shards.join(key);
     let _ = fs::remove_dir_all(&dst);
     fs::rename(&tmp, &dst).map_err(io(&dst))?;
     Ok(info)
 }
 
+/// A finished shard, if `dir` holds one whose files still have their checksums (a damaged or
+/// unverifiable shard is built again, and said so).
 fn read_shard_info(dir: &Path) -> Option<ShardInfo> {
     let text = fs::read_to_string(dir.join("shard.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    let info: ShardInfo = match serde_json::from_str(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(
+                "{}: damaged shard record ({e}): building it again",
+                dir.display()
+            );
+            return None;
+        }
+    };
+    let list = artifact::Checksums {
+        files: info.checksums.clone(),
+    };
+    let complete = SHARD_FILES.iter().all(|f| list.files.contains_key(*f));
+    match list.check(dir) {
+        Ok(()) if complete => Some(info),
+        Ok(()) => None,
+        Err(e) => {
+            tracing::warn!("{e}: building the shard again");
+            None
+        }
+    }
 }
 
 pub fn validate(cfg: &PrepareConfig) -> Result<(), CorpusError> {
@@ -425,11 +476,15 @@ pub fn prepare(
             found: "none".into(),
         });
     }
+    let _lock = crate::RunLock::acquire(out, "prepare")?;
     let shards_dir = out.join("shards");
     fs::create_dir_all(&shards_dir).map_err(|e| CorpusError::Io {
         path: shards_dir.clone(),
         source: e,
     })?;
+    // What a killed run left half-written (its finished shards are kept and reused).
+    artifact::remove_tmp(out);
+    artifact::remove_tmp(&shards_dir);
     // Expand sources into units that can be read one at a time.
     let mut units = Vec::new();
     let mut formats = Vec::new();
@@ -500,6 +555,10 @@ pub fn prepare(
         .collect();
     let mut infos = Vec::with_capacity(results.len());
     let mut reused_units = 0;
+    if results.iter().any(|r| r.is_err()) {
+        // The shards that failed half-way; the finished ones stay for the next run.
+        artifact::remove_tmp(&shards_dir);
+    }
     for r in results {
         let (info, reused) = r?;
         reused_units += reused as usize;
@@ -555,7 +614,7 @@ pub fn prepare(
             }
         }
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         created_by: format!("cardiaffect {}", env!("CARGO_PKG_VERSION")),
         config: cfg.clone(),
@@ -564,16 +623,31 @@ pub fn prepare(
         label_columns,
         label_scales,
         sources: sources_out,
+        checksums: BTreeMap::new(),
     };
-    // Up to date: the same manifest is already there with its files.
+    // Up to date: the same manifest is already there, with files that match its checksums.
     let manifest_path = out.join("manifest.json");
-    if let Ok(old) = fs::read_to_string(&manifest_path) {
-        if serde_json::from_str::<Manifest>(&old).ok().as_ref() == Some(&manifest)
-            && out.join("windows.npy").exists()
-            && out.join("windows.csv").exists()
-        {
+    if let Some(old) = fs::read_to_string(&manifest_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+    {
+        let same = Manifest {
+            checksums: BTreeMap::new(),
+            ..old.clone()
+        } == manifest;
+        let intact = || {
+            artifact::Checksums {
+                files: old.checksums.clone(),
+            }
+            .check(out)
+            .is_ok()
+                && CORPUS_FILES.iter().all(|f| old.checksums.contains_key(*f))
+        };
+        if same && intact() {
+            // An earlier run may have stopped between the manifest and its checksum.
+            artifact::Checksums::write(out, &["manifest.json"])?;
             return Ok(PrepareReport {
-                manifest,
+                manifest: old,
                 reused_units,
                 up_to_date: true,
                 warnings,
@@ -581,11 +655,12 @@ pub fn prepare(
         }
     }
     progress(Progress::Assembling);
-    assemble(out, &shards_dir, &infos, &manifest)?;
-    write_atomic(
-        &manifest_path,
-        &serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
-    )?;
+    manifest.checksums = assemble(out, &shards_dir, &infos, &manifest).inspect_err(|_| {
+        artifact::remove_tmp(out);
+    })?;
+    artifact::write_json_atomic(&manifest_path, &manifest)?;
+    // The manifest vouches for the corpus files; this list for the manifest.
+    artifact::Checksums::write(out, &["manifest.json"])?;
     // Shards no longer part of this corpus are a stale cache.
     if let Ok(rd) = fs::read_dir(&shards_dir) {
         for e in rd.flatten() {
@@ -603,14 +678,17 @@ pub fn prepare(
     })
 }
 
+/// The corpus files the manifest's checksums cover.
+pub const CORPUS_FILES: [&str; 3] = ["windows.npy", "windows.csv", "dropped.csv"];
+
 /// Stream the shards into `windows.npy`, `windows.csv` and `dropped.csv` (temporary names, then
-/// renamed).
+/// renamed); returns their checksums.
 fn assemble(
     out: &Path,
     shards_dir: &Path,
     infos: &[ShardInfo],
     m: &Manifest,
-) -> Result<(), CorpusError> {
+) -> Result<BTreeMap<String, String>, CorpusError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| CorpusError::Io {
@@ -621,14 +699,18 @@ fn assemble(
     let npy_tmp = out.join("windows.npy.tmp");
     let csv_tmp = out.join("windows.csv.tmp");
     let drop_tmp = out.join("dropped.csv.tmp");
-    let mut npy_w = BufWriter::new(fs::File::create(&npy_tmp).map_err(io(&npy_tmp))?);
+    let mut npy_w = Hashing::new(BufWriter::new(
+        fs::File::create(&npy_tmp).map_err(io(&npy_tmp))?,
+    ));
     npy_w
         .write_all(&npy::header(
             m.config.dtype.descr(),
             &[m.counts.windows, m.window_len],
         ))
         .map_err(io(&npy_tmp))?;
-    let mut csv_w = BufWriter::new(fs::File::create(&csv_tmp).map_err(io(&csv_tmp))?);
+    let mut csv_w = Hashing::new(BufWriter::new(
+        fs::File::create(&csv_tmp).map_err(io(&csv_tmp))?,
+    ));
     let mut header: Vec<String> = std::iter::once("index")
         .chain(crate::META_COLUMNS)
         .map(str::to_string)
@@ -644,7 +726,9 @@ fn assemble(
             .join(",")
     )
     .map_err(io(&csv_tmp))?;
-    let mut drop_w = BufWriter::new(fs::File::create(&drop_tmp).map_err(io(&drop_tmp))?);
+    let mut drop_w = Hashing::new(BufWriter::new(
+        fs::File::create(&drop_tmp).map_err(io(&drop_tmp))?,
+    ));
     writeln!(drop_w, "source,subject,trial,start_s,reason").map_err(io(&drop_tmp))?;
     let mut index = 0usize;
     let mut buf = Vec::new();
@@ -658,6 +742,17 @@ fn assemble(
             let n = read_full(&mut f, &mut buf).map_err(io(&dir))?;
             if n == 0 {
                 break;
+            }
+            // A corpus never holds a non-finite value (windowing drops them): a shard that
+            // does is damaged, and is not copied on.
+            if let Some(k) = buf[..n]
+                .chunks_exact(4)
+                .position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
+            {
+                return Err(CorpusError::Corrupt {
+                    path: dir.join("windows.f32"),
+                    reason: format!("value {k} of a block is not finite"),
+                });
             }
             match m.config.dtype {
                 crate::Dtype::F32 => npy_w.write_all(&buf[..n]).map_err(io(&npy_tmp))?,
@@ -728,17 +823,19 @@ fn assemble(
             ),
         });
     }
+    let mut sums = BTreeMap::new();
     for (mut w, tmp, name) in [
-        (npy_w, npy_tmp, "windows.npy"),
-        (csv_w, csv_tmp, "windows.csv"),
-        (drop_w, drop_tmp, "dropped.csv"),
+        (npy_w, npy_tmp, CORPUS_FILES[0]),
+        (csv_w, csv_tmp, CORPUS_FILES[1]),
+        (drop_w, drop_tmp, CORPUS_FILES[2]),
     ] {
         w.flush().map_err(io(&tmp))?;
-        w.get_ref().sync_all().map_err(io(&tmp))?;
+        w.inner.get_ref().sync_all().map_err(io(&tmp))?;
+        sums.insert(name.to_string(), w.hash.finish());
         drop(w);
         fs::rename(&tmp, out.join(name)).map_err(io(&tmp))?;
     }
-    Ok(())
+    Ok(sums)
 }
 
 fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -751,4 +848,15 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         n += k;
     }
     Ok(n)
+}
+
+/// Re-check a corpus folder: every checksum of its manifest, every window finite, the table
+/// consistent (`prepare --verify DIR`). Returns the opened corpus.
+pub fn verify(dir: &Path) -> Result<crate::Corpus, CorpusError> {
+    let corpus = crate::Corpus::open_with(dir, crate::OpenOptions { verify: true })?;
+    artifact::Checksums {
+        files: corpus.manifest.checksums.clone(),
+    }
+    .check_file(dir, CORPUS_FILES[2])?;
+    Ok(corpus)
 }

@@ -279,9 +279,10 @@ fn a_corpus_of_another_version_is_detected() {
     )
     .unwrap();
     let mpath = tmp.path().join("manifest.json");
-    let text = std::fs::read_to_string(&mpath)
-        .unwrap()
-        .replace("\"format_version\": 1", "\"format_version\": 99");
+    let text = std::fs::read_to_string(&mpath).unwrap().replace(
+        &format!("\"format_version\": {}", cardiaffect_corpus::FORMAT_VERSION),
+        "\"format_version\": 99",
+    );
     std::fs::write(&mpath, text).unwrap();
     let e = Corpus::open(tmp.path()).err().unwrap().to_string();
     assert!(e.contains("version 99") && e.contains("prepare"), "{e}");
@@ -319,4 +320,46 @@ fn reuse_follows_file_contents_not_timestamps() {
     let r = prepare(std::slice::from_ref(&s), &out, &cfg, &quiet).unwrap();
     assert_eq!(r.reused_units, 0);
     assert!(!r.up_to_date);
+}
+
+#[test]
+fn non_finite_windows_are_refused_with_their_indices() {
+    // The case: the last 4,000 bytes of windows.npy overwritten with 0xFF (NaN), with
+    // the checksums made to match (as a tool that rewrote the corpus would): the values decide.
+    let tmp = tempfile::tempdir().unwrap();
+    prepare(
+        &[src("edf:data/biosignalsnotebooks/supine_1min.edf")],
+        tmp.path(),
+        &ten_s(),
+        &quiet,
+    )
+    .unwrap();
+    let npy = tmp.path().join("windows.npy");
+    let mut b = std::fs::read(&npy).unwrap();
+    let n = b.len();
+    b[n - 4000..].fill(0xFF);
+    std::fs::write(&npy, &b).unwrap();
+    let mpath = tmp.path().join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["checksums"]["windows.npy"] = cardiaffect_io::artifact::checksum(&b).into();
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    cardiaffect_io::artifact::Checksums::write(tmp.path(), &["manifest.json"]).unwrap();
+    let c = Corpus::open_with(
+        tmp.path(),
+        cardiaffect_corpus::OpenOptions { verify: false },
+    )
+    .unwrap();
+    let len = c.window_len();
+    let windows = c.len();
+    let first_bad = (n - 4000 - (n - windows * len * 4)) / (len * 4);
+    let e = Corpus::open(tmp.path()).err().unwrap();
+    match &e {
+        cardiaffect_corpus::CorpusError::NonFinite { count, indices, .. } => {
+            assert_eq!(indices[0], first_bad, "{e}");
+            assert_eq!(*count, windows - first_bad, "{e}");
+        }
+        other => panic!("expected the non-finite windows, got {other}"),
+    }
+    assert!(e.to_string().contains("windows.npy"), "{e}");
+    assert!(cardiaffect_corpus::verify(tmp.path()).is_err());
 }

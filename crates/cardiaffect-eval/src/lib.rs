@@ -41,7 +41,9 @@ pub enum EvalError {
     },
     #[error("HRV baseline, fold {fold}: {message}")]
     Baseline { fold: usize, message: String },
-    #[error("{path}: {source}")]
+    #[error(transparent)]
+    Write(#[from] cardiaffect_io::artifact::WriteError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -24,6 +24,9 @@ pub struct FoldResult {
     pub steps: Option<usize>,
     pub best_step: Option<usize>,
     pub best_val_macro_f1: Option<f64>,
+    /// Wall time of this fold (said on the console, not written: the same run must write the
+    /// same bytes).
+    #[serde(skip)]
     pub seconds: f64,
     /// The calibration and threshold the test decisions were made at.
     #[serde(default)]
@@ -385,23 +388,13 @@ pub fn folds_svg(r: &Results) -> String {
     s
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let tmp = path.with_extension("tmp");
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| EvalError::Io { path: p, source: e }
-    };
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
+use cardiaffect_io::artifact::{write_atomic, write_json_atomic};
 
 /// Write `results.json`, `results.md`, `confusion.svg` and `folds.svg` into `dir`.
 pub fn write_all(dir: &Path, r: &Results) -> Result<(), EvalError> {
-    write_atomic(
-        &dir.join("results.json"),
-        &serde_json::to_vec_pretty(r).unwrap_or_default(),
-    )?;
+    write_json_atomic(&dir.join("results.json"), r)?;
     write_atomic(&dir.join("results.md"), markdown(r).as_bytes())?;
     write_atomic(&dir.join("confusion.svg"), confusion_svg(r).as_bytes())?;
-    write_atomic(&dir.join("folds.svg"), folds_svg(r).as_bytes())
+    write_atomic(&dir.join("folds.svg"), folds_svg(r).as_bytes())?;
+    Ok(())
 }

@@ -45,6 +45,8 @@ fn a_corpus_of_two_scales_labels_each_window_on_its_own_scale() {
         "min": 1.0, "max": 5.0, "description": "DREAMER self-assessment 1-5"
     });
     std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    // As a tool that edits a manifest on purpose would: record its new checksum.
+    cardiaffect_io::artifact::Checksums::write(&dir, &["manifest.json"]).unwrap();
 
     let c = Corpus::open(&dir).unwrap();
     let col = c.label_index("arousal").unwrap();

@@ -11,7 +11,7 @@ pub use predict::{
     predict_recording, predict_recording_calibrated, Predictor, Preprocess, Timeline, TimelineRow,
     WindowAttention,
 };
-pub use stream::{Hop, StreamState};
+pub use stream::{text_sample, F32Decoder, Hop, StreamState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {

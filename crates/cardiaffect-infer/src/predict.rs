@@ -61,7 +61,9 @@ fn read_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Predictor {
-    /// Load a model folder; a `finetune` run folder is accepted too (its final `model/`).
+    /// Load a model folder; a `finetune` run folder is accepted too (its final `model/`). Every
+    /// file is checked against the folder's `checksums.json`; a folder that `finetune` swaps in
+    /// while it is read is read again (all files come from one folder).
     pub fn load(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
         let dir = if !dir.join("config.json").exists()
             && dir.join("model").join("config.json").exists()
@@ -82,6 +84,13 @@ impl Predictor {
                 message: "no labels.json: this model's classification head was never trained (a pre-training run?): fine-tune it first with `cardiaffect finetune --pretrained`".into(),
             });
         }
+        cardiaffect_io::artifact::read_consistent(&dir, || Predictor::load_from(&dir, device))
+    }
+
+    fn load_from(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
+        let dir = dir.to_path_buf();
+        cardiaffect_io::artifact::Checksums::verify(&dir)
+            .map_err(cardiaffect_model::ModelError::from)?;
         let preprocess: Preprocess = read_json(
             &dir,
             "preprocess.json",

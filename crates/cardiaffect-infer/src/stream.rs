@@ -26,6 +26,67 @@ pub struct Hop {
     pub hr_bpm: f64,
 }
 
+/// The stream's input as text: one sample per line, the first field (split at `,`, tab or
+/// space) read as a number. `None` for a line without a field, `Err(field)` for one that is
+/// not a number (the caller counts it as a missing sample, NaN).
+pub fn text_sample(line: &str) -> Option<Result<f32, &str>> {
+    let field = line.split([',', '\t', ' ']).find(|f| !f.is_empty())?;
+    Some(field.parse::<f32>().map_err(|_| field))
+}
+
+/// The stream's input as raw little-endian float32: bytes arrive in any chunks; a sample split
+/// across two chunks is kept until its last byte comes.
+#[derive(Debug, Default)]
+pub struct F32Decoder {
+    carry: Vec<u8>,
+}
+
+impl F32Decoder {
+    /// The whole samples that `bytes` completes.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<f32> {
+        self.carry.extend_from_slice(bytes);
+        let whole = self.carry.len() / 4 * 4;
+        let samples = self.carry[..whole]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        self.carry.drain(..whole);
+        samples
+    }
+
+    /// Bytes of an unfinished sample at the end of the stream.
+    pub fn stray(&self) -> usize {
+        self.carry.len()
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+
+    #[test]
+    fn text_lines_take_their_first_field() {
+        assert_eq!(text_sample("1.5,2"), Some(Ok(1.5)));
+        assert_eq!(text_sample("  -3\tx"), Some(Ok(-3.0)));
+        assert_eq!(text_sample(""), None);
+        assert_eq!(text_sample("abc"), Some(Err("abc")));
+    }
+
+    #[test]
+    fn a_float_split_across_chunks_is_kept_whole() {
+        let bytes: Vec<u8> = [1.0f32, -2.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut d = F32Decoder::default();
+        assert_eq!(d.push(&bytes[..3]), Vec::<f32>::new());
+        assert_eq!(d.push(&bytes[3..6]), vec![1.0]);
+        assert_eq!(d.stray(), 2);
+        assert_eq!(d.push(&bytes[6..]), vec![-2.5]);
+        assert_eq!(d.stray(), 0);
+    }
+}
+
 pub struct StreamState {
     fs_in: f64,
     fs_model: f64,
@@ -116,7 +177,7 @@ impl StreamState {
             self.raw_ring[i] = if v.is_finite() { v } else { 0.0 };
             self.n += 1;
             if self.n >= self.native_len as u64
-                && (self.n - self.native_len as u64) % self.hop as u64 == 0
+                && (self.n - self.native_len as u64).is_multiple_of(self.hop as u64)
             {
                 out.push(self.hop_now());
             }

@@ -46,7 +46,7 @@ impl ParseError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Open {
         path: PathBuf,
         #[source]

@@ -15,6 +15,7 @@
 //! # Ok::<(), cardiaffect_io::IoError>(())
 //! ```
 
+pub mod artifact;
 pub mod datasets;
 pub mod error;
 pub mod formats;

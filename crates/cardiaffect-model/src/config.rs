@@ -134,7 +134,7 @@ impl ModelConfig {
                 format!("{:?}", self.conv_strides),
             );
         }
-        if self.d_model == 0 || self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.d_model == 0 || self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return bad(
                 "n_heads",
                 format!("a divisor of d_model ({})", self.d_model),
@@ -161,7 +161,7 @@ impl ModelConfig {
             );
         }
         let spt = self.samples_per_token();
-        if self.window_len % spt != 0 || self.n_tokens() * spt != self.window_len {
+        if !self.window_len.is_multiple_of(spt) || self.n_tokens() * spt != self.window_len {
             return bad(
                 "window_len",
                 format!("a multiple of the total stride {spt}"),

@@ -22,8 +22,8 @@ pub use config::{ModelConfig, Positional};
 pub use loss::{cross_entropy, masked_mse};
 pub use model::{Encoded, Model};
 pub use weights::{
-    load_model, load_weights, load_weights_pytorch, save_model, save_weights, save_weights_pytorch,
-    CONFIG_FILE, WEIGHTS_FILE,
+    canonical_safetensors, load_model, load_weights, load_weights_pytorch, save_model,
+    save_weights, save_weights_pytorch, CONFIG_FILE, WEIGHTS_FILE,
 };
 
 use std::path::PathBuf;
@@ -45,7 +45,11 @@ pub enum ModelError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("{path}: {source}")]
+    #[error(transparent)]
+    Write(#[from] cardiaffect_io::artifact::WriteError),
+    #[error(transparent)]
+    Verify(#[from] cardiaffect_io::artifact::VerifyError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -1,5 +1,7 @@
 //! Weights in safetensors: Burn's own layout, or PyTorch's (for `torch.load`-free exchange with
-//! `reference/model.py`). Writes are atomic; loads check every parameter's presence and shape.
+//! `reference/model.py`). Writes are atomic and byte-reproducible (the header's keys sorted: the
+//! same weights give the same file); loads check the folder's checksums, every parameter's
+//! presence and shape.
 
 use std::path::Path;
 
@@ -9,22 +11,47 @@ use burn::store::{
 
 use crate::{Model, ModelError};
 
+/// The same safetensors file with its JSON header's keys in sorted order (Burn writes the
+/// `__metadata__` map in hash order, different in every run) and padded to 8 bytes.
+pub fn canonical_safetensors(bytes: &[u8]) -> Option<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header = bytes.get(8..8usize.checked_add(n)?)?;
+    let map: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).ok()?;
+    let mut map = map;
+    if let Some(meta) = map.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(meta.take()).ok()?;
+        *meta = serde_json::to_value(sorted).ok()?;
+    }
+    let mut text = serde_json::to_vec(&map).ok()?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Some(out)
+}
+
 fn save(model: &Model, path: &Path, pytorch: bool) -> Result<(), ModelError> {
-    let tmp = path.with_extension("safetensors.tmp");
-    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+    let mut store = SafetensorsStore::from_bytes(None);
     if pytorch {
         store = store.with_to_adapter(BurnToPyTorchAdapter);
     }
+    let failed = |message: String| ModelError::Weights {
+        path: path.to_path_buf(),
+        message,
+    };
     model
         .save_into(&mut store)
-        .map_err(|e| ModelError::Weights {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
+        .map_err(|e| failed(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| failed(e.to_string()))?;
+    let bytes = canonical_safetensors(&bytes)
+        .ok_or_else(|| failed("Burn wrote a safetensors header that does not parse".into()))?;
+    cardiaffect_io::artifact::write_atomic(path, &bytes)?;
+    Ok(())
 }
 
 /// Save in Burn's layout.
@@ -119,26 +146,28 @@ pub fn save_model(dir: &Path, cfg: &crate::ModelConfig, model: &Model) -> Result
         path: dir.to_path_buf(),
         source: e,
     })?;
-    let cfg_path = dir.join(CONFIG_FILE);
-    let tmp = cfg_path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(cfg).unwrap_or_default()).map_err(|e| {
-        ModelError::Io {
-            path: tmp.clone(),
-            source: e,
-        }
-    })?;
-    std::fs::rename(&tmp, &cfg_path).map_err(|e| ModelError::Io {
-        path: cfg_path.clone(),
-        source: e,
-    })?;
+    cardiaffect_io::artifact::write_json_atomic(&dir.join(CONFIG_FILE), cfg)?;
     save_weights(model, &dir.join(WEIGHTS_FILE))
 }
 
-/// Load a model folder written by [`save_model`]: its config, then its weights.
+/// Load a model folder written by [`save_model`]: its config, then its weights (after checking
+/// them against the folder's `checksums.json`, where it has one). A folder swapped in while it
+/// is read is read again.
 pub fn load_model(
     dir: &Path,
     device: &burn::prelude::Device,
 ) -> Result<(crate::ModelConfig, Model), ModelError> {
+    cardiaffect_io::artifact::read_consistent(dir, || load_model_once(dir, device))
+}
+
+fn load_model_once(
+    dir: &Path,
+    device: &burn::prelude::Device,
+) -> Result<(crate::ModelConfig, Model), ModelError> {
+    if let Some(list) = cardiaffect_io::artifact::Checksums::load(dir)? {
+        list.check_file(dir, CONFIG_FILE)?;
+        list.check_file(dir, WEIGHTS_FILE)?;
+    }
     let cfg_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Io {
         path: cfg_path.clone(),

@@ -126,7 +126,7 @@ fn lf_hf_power(peaks: &[usize], fs: f64, rr: &[f64]) -> (f64, f64) {
                 im += v * a.sin();
             }
             let mut d = (re * re + im * im) / (FS_RR * wpow);
-            if k != 0 && !(seg % 2 == 0 && k == nfreq - 1) {
+            if k != 0 && !(seg.is_multiple_of(2) && k == nfreq - 1) {
                 d *= 2.0;
             }
             *p += d;

@@ -77,6 +77,8 @@ pub fn curve(
     on: &mut dyn FnMut(f64, FinetuneEvent),
 ) -> Result<Curve, TrainError> {
     let fractions = check_fractions(fractions)?;
+    let _lock = cardiaffect_corpus::RunLock::acquire(out, "curve")?;
+    cardiaffect_io::artifact::remove_tmp(out);
     let mut methods: Vec<MethodCurve> = Vec::new();
     let mut last = None;
     for &f in &fractions {
@@ -119,10 +121,7 @@ pub fn curve(
         fractions,
         methods,
     };
-    write_atomic(
-        &out.join("curve.json"),
-        &serde_json::to_vec_pretty(&c).map_err(|e| TrainError::Data(e.to_string()))?,
-    )?;
+    crate::pretrain::write_json_atomic(&out.join("curve.json"), &c)?;
     write_atomic(&out.join("curve.md"), markdown(&c).as_bytes())?;
     write_atomic(&out.join("curve.svg"), svg(&c).as_bytes())?;
     Ok(c)

@@ -49,7 +49,57 @@ use cardiaffect_signal::{zscore, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{self, is_rest};
-use crate::pretrain::{io_err, write_atomic};
+use crate::pretrain::{io_err, write_atomic, write_json_atomic};
+use cardiaffect_io::artifact::{self, Checksums};
+
+/// The files of a finished run that `checksums.json` vouches for (written last).
+pub const RESULT_FILES: [&str; 6] = [
+    "finetune.json",
+    "predictions.csv",
+    "results.json",
+    "results.md",
+    "confusion.svg",
+    "folds.svg",
+];
+
+/// A fold file is reused only if `folds/checksums.json` vouches for it (else it is computed
+/// again: a damaged one is said, a missing entry means the run stopped right after writing it).
+fn fold_file_intact(file: &Path) -> bool {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    match Checksums::load(dir) {
+        Ok(Some(list)) if list.files.contains_key(name.as_ref()) => {
+            match list.check_file(dir, &name) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("{e}: this fold is computed again");
+                    false
+                }
+            }
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!("{e}: the folds are computed again");
+            false
+        }
+    }
+}
+
+/// Record `file`'s checksum in its folder's `checksums.json` (one writer: the run's lock).
+fn vouch_for_fold_file(file: &Path) -> Result<(), TrainError> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut list = Checksums::load(dir).ok().flatten().unwrap_or_default();
+    let sum = artifact::checksum_file(file).map_err(io_err(file))?;
+    list.files.insert(name, sum);
+    write_json_atomic(&dir.join(Checksums::FILE), &list)?;
+    Ok(())
+}
 use crate::TrainError;
 pub use cardiaffect_eval::calibration::OPERATING_POINT_FILE;
 
@@ -425,6 +475,24 @@ pub fn finetune(
     device: &Device,
     on: &mut dyn FnMut(FinetuneEvent),
 ) -> Result<Results, TrainError> {
+    let _lock = cardiaffect_corpus::RunLock::acquire(run, "finetune")?;
+    // What a killed run left half-written (its finished folds are reused); and what this one
+    // leaves if it fails.
+    let clean = || {
+        for d in [run.to_path_buf(), run.join("folds"), run.join("models")] {
+            artifact::remove_tmp(&d);
+        }
+    };
+    clean();
+    finetune_locked(cfg, run, device, on).inspect_err(|_| clean())
+}
+
+fn finetune_locked(
+    cfg: &FinetuneConfig,
+    run: &Path,
+    device: &Device,
+    on: &mut dyn FnMut(FinetuneEvent),
+) -> Result<Results, TrainError> {
     if cfg.batch == 0 || (cfg.epochs.is_nan() || cfg.epochs <= 0.0) && cfg.max_steps.is_none() {
         return Err(TrainError::Data(
             "batch and epochs (or steps) must be positive".into(),
@@ -584,10 +652,9 @@ pub fn finetune(
             }
         }
     }
-    write_atomic(
-        &cfg_path,
-        &serde_json::to_vec_pretty(cfg).unwrap_or_default(),
-    )?;
+    write_json_atomic(&cfg_path, cfg)?;
+    // A run's results are vouched for only once it has finished again.
+    let _ = fs::remove_file(run.join(Checksums::FILE));
     let warning = (cfg.protocol == Protocol::Paper).then_some(Protocol::PAPER_WARNING);
     on(FinetuneEvent::Start {
         folds: folds.len(),
@@ -671,8 +738,9 @@ pub fn finetune(
             let file = run
                 .join("folds")
                 .join(format!("{method}-fold{}.json", fold.index + 1));
-            let saved = fs::read(&file)
-                .ok()
+            let saved = fold_file_intact(&file)
+                .then(|| fs::read(&file).ok())
+                .flatten()
                 .and_then(|b| serde_json::from_slice::<FoldFile>(&b).ok());
             let mut ff = match saved {
                 Some(ff) if ff.test == fold.test && ff.scored == scored => {
@@ -811,7 +879,10 @@ pub fn finetune(
                         scored: scored.clone(),
                         raw,
                     };
-                    write_atomic(&file, &serde_json::to_vec(&ff).unwrap_or_default())?;
+                    let bytes = serde_json::to_vec(&ff)
+                        .map_err(|e| artifact::WriteError::new(&file, std::io::Error::other(e)))?;
+                    write_atomic(&file, &bytes)?;
+                    vouch_for_fold_file(&file)?;
                     ff
                 }
             };
@@ -951,11 +1022,22 @@ pub fn finetune(
         warnings,
     };
     cardiaffect_eval::report::write_all(run, &results).map_err(eval_err)?;
+    Checksums::write(run, &RESULT_FILES)?;
     Ok(results)
 }
 
-/// A model folder that `predict` can use: weights, config, preprocessing, classes. The labels
-/// file is written last: its presence marks the folder complete.
+/// The files of a model folder that `predict` uses.
+pub const MODEL_FILES: [&str; 5] = [
+    "model.safetensors",
+    "config.json",
+    "preprocess.json",
+    OPERATING_POINT_FILE,
+    "labels.json",
+];
+
+/// A model folder that `predict` can use: weights, config, preprocessing, classes, operating
+/// point and their checksums, completed as `DIR.tmp` and swapped in whole (a reader sees the old
+/// folder or the new one).
 fn save_model_dir(
     dir: &Path,
     cfg: &ModelConfig,
@@ -964,19 +1046,21 @@ fn save_model_dir(
     labels: &Labels,
     op: &OperatingPoint,
 ) -> Result<(), TrainError> {
-    save_model(dir, cfg, model)?;
-    write_atomic(
-        &dir.join("preprocess.json"),
-        &serde_json::to_vec_pretty(&preprocess(corpus)).unwrap_or_default(),
-    )?;
-    write_atomic(
-        &dir.join(OPERATING_POINT_FILE),
-        &serde_json::to_vec_pretty(op).unwrap_or_default(),
-    )?;
-    write_atomic(
-        &dir.join("labels.json"),
-        &serde_json::to_vec_pretty(labels).unwrap_or_default(),
-    )
+    let tmp = artifact::tmp_path(dir);
+    let _ = fs::remove_dir_all(&tmp);
+    let written = (|| {
+        save_model(&tmp, cfg, model)?;
+        write_json_atomic(&tmp.join("preprocess.json"), &preprocess(corpus))?;
+        write_json_atomic(&tmp.join(OPERATING_POINT_FILE), op)?;
+        write_json_atomic(&tmp.join("labels.json"), labels)?;
+        Checksums::write(&tmp, &MODEL_FILES)?;
+        artifact::replace_dir(&tmp, dir)?;
+        Ok::<(), TrainError>(())
+    })();
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    written
 }
 
 fn is_model_method(m: &str) -> bool {

@@ -22,7 +22,13 @@ pub enum TrainError {
     Corpus(#[from] cardiaffect_corpus::CorpusError),
     #[error(transparent)]
     Model(#[from] cardiaffect_model::ModelError),
-    #[error("{path}: {source}")]
+    #[error(transparent)]
+    Write(#[from] cardiaffect_io::artifact::WriteError),
+    #[error(transparent)]
+    Verify(#[from] cardiaffect_io::artifact::VerifyError),
+    #[error(transparent)]
+    Lock(#[from] cardiaffect_corpus::LockError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -6,10 +6,12 @@
 //! parameter ids (Burn record), the optimizer state, and the step.
 //!
 //! Run folder: `pretrain.json` (this config, model config inside), `metrics.jsonl` (one line
-//! per logged step), `checkpoint/` (replaced atomically: `model.safetensors` + `config.json`,
-//! the Burn record with parameter ids, the optimizer state, `state.json` with the step), and at
-//! the end `model.safetensors` + `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg`
-//! and `.png`, `preprocess.json`.
+//! per logged step), `checkpoint/` (completed as `checkpoint.tmp/`, then swapped in:
+//! `model.safetensors` + `config.json`, the Burn record with parameter ids, the optimizer state,
+//! `state.json` with the step, `checksums.json` over all of them), and at the end
+//! `model.safetensors` + `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg` and
+//! `.png`, `preprocess.json`, and `checksums.json` (written last: its presence means the run
+//! finished). One writer at a time (`.cardiaffect.lock`).
 
 use std::fs;
 use std::io::Write;
@@ -436,18 +438,94 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ 
     }
 }
 
-/// Write, then rename: a reader never sees half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
-}
+use cardiaffect_io::artifact::{self, Checksums};
+pub(crate) use cardiaffect_io::artifact::{write_atomic, write_json_atomic};
+
+/// The files of a checkpoint folder.
+const CHECKPOINT_FILES: [&str; 5] = [
+    "model.safetensors",
+    "config.json",
+    "model.bpk",
+    "optimizer.bpk",
+    "state.json",
+];
+
+/// What a finished run adds to its folder (removed when a run starts afresh in it, so that
+/// nothing of an earlier run is taken for this one's).
+const FINAL_FILES: [&str; 9] = [
+    "model.safetensors",
+    "config.json",
+    "preprocess.json",
+    "summary.json",
+    "loss.svg",
+    "reconstructions.svg",
+    "reconstructions.png",
+    "checksums.json",
+    "metrics.jsonl",
+];
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     step: usize,
     /// None before the first evaluation (JSON has no NaN).
     first_val_loss: Option<f64>,
+}
+
+/// Gives a model's parameters the ids 1, 2, 3, ... in module order. Burn draws them at random,
+/// and the checkpoint's record and optimizer state are keyed by them: with fixed ids the same
+/// run writes the same checkpoint bytes (the weights and their updates do not depend on ids).
+struct SequentialIds(u64);
+
+impl burn::module::ModuleMapper for SequentialIds {
+    fn map_float<const D: usize>(
+        &mut self,
+        mut p: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        self.0 += 1;
+        p.id = burn::module::ParamId::from(self.0);
+        p
+    }
+    fn map_int<const D: usize>(
+        &mut self,
+        mut p: burn::module::Param<Tensor<D, Int>>,
+    ) -> burn::module::Param<Tensor<D, Int>> {
+        self.0 += 1;
+        p.id = burn::module::ParamId::from(self.0);
+        p
+    }
+    fn map_bool<const D: usize>(
+        &mut self,
+        mut p: burn::module::Param<Tensor<D, Bool>>,
+    ) -> burn::module::Param<Tensor<D, Bool>> {
+        self.0 += 1;
+        p.id = burn::module::ParamId::from(self.0);
+        p
+    }
+}
+
+/// The same burnpack with its tensors in name order (Burn writes the optimizer state in hash
+/// order, different in every run).
+fn canonical_burnpack(bytes: Bytes) -> Result<Bytes, burn_pack::Error> {
+    let reader = burn_pack::Reader::from_bytes(bytes)?;
+    let scalars = reader.scalars().clone();
+    let metadata = reader.metadata().clone();
+    let mut parts = Vec::new();
+    for t in reader.into_tensors()? {
+        parts.push(t.into_parts()?);
+    }
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    let tensors = parts
+        .into_iter()
+        .map(|(name, dtype, shape, id, data)| burn_pack::Tensor::new(name, dtype, shape, id, data))
+        .collect();
+    let mut w = burn_pack::Writer::new(tensors);
+    for (k, v) in &scalars {
+        w = w.with_scalar(k, *v);
+    }
+    for (k, v) in &metadata {
+        w = w.with_metadata(k, v);
+    }
+    w.into_bytes()
 }
 
 /// Write `run/checkpoint` atomically: a new folder is completed, then swapped in.
@@ -465,32 +543,23 @@ fn save_checkpoint(
     // --pretrained RUN_DIR/checkpoint`), and as a Burn record that keeps the parameter ids
     // the optimizer state is keyed by (for a bit-for-bit resume).
     save_model(&tmp, cfg, &model.valid())?;
-    model
+    let failed = |m: String| TrainError::Checkpoint {
+        path: tmp.clone(),
+        message: m,
+    };
+    let mb = model
         .clone()
         .into_record()
-        .save(tmp.join("model.bpk"))
-        .map_err(|e| TrainError::Checkpoint {
-            path: tmp.clone(),
-            message: e.to_string(),
-        })?;
-    let ob = optim.into_bytes().map_err(|e| TrainError::Checkpoint {
-        path: tmp.clone(),
-        message: e.to_string(),
-    })?;
-    fs::write(tmp.join("optimizer.bpk"), &ob[..]).map_err(io_err(&tmp))?;
-    fs::write(
-        tmp.join("state.json"),
-        serde_json::to_vec(state).unwrap_or_default(),
-    )
-    .map_err(io_err(&tmp))?;
-    let dst = run.join("checkpoint");
-    let old = run.join("checkpoint.old");
-    let _ = fs::remove_dir_all(&old);
-    if dst.exists() {
-        fs::rename(&dst, &old).map_err(io_err(&dst))?;
-    }
-    fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
-    let _ = fs::remove_dir_all(&old);
+        .into_bytes()
+        .map_err(|e| failed(e.to_string()))?;
+    let mb = canonical_burnpack(mb).map_err(|e| failed(e.to_string()))?;
+    write_atomic(&tmp.join("model.bpk"), &mb[..])?;
+    let ob = optim.into_bytes().map_err(|e| failed(e.to_string()))?;
+    let ob = canonical_burnpack(ob).map_err(|e| failed(e.to_string()))?;
+    write_atomic(&tmp.join("optimizer.bpk"), &ob[..])?;
+    write_json_atomic(&tmp.join("state.json"), state)?;
+    Checksums::write(&tmp, &CHECKPOINT_FILES)?;
+    artifact::replace_dir(&tmp, &run.join("checkpoint"))?;
     Ok(())
 }
 
@@ -509,6 +578,11 @@ fn load_checkpoint(
         path: dir.clone(),
         message: m,
     };
+    // A flipped byte in the optimizer state would resume a different run without a word.
+    match Checksums::load(&dir)? {
+        Some(list) => list.check(&dir)?,
+        None => return Err(bad("no checksums.json: not a complete checkpoint".into())),
+    }
     let state: CheckpointState =
         serde_json::from_slice(&fs::read(dir.join("state.json")).map_err(io_err(&dir))?)
             .map_err(|e| bad(e.to_string()))?;
@@ -553,13 +627,28 @@ pub fn pretrain(
     device: &Device,
     on: &mut dyn FnMut(Event),
 ) -> Result<Summary, TrainError> {
+    let _lock = cardiaffect_corpus::RunLock::acquire(run, "pretrain")?;
+    // What a killed run left half-written (its last complete checkpoint stays); and what this
+    // one leaves if it fails.
+    artifact::remove_tmp(run);
+    pretrain_locked(cfg, run, resume, device, on).inspect_err(|_| {
+        artifact::remove_tmp(run);
+    })
+}
+
+fn pretrain_locked(
+    cfg: &PretrainConfig,
+    run: &Path,
+    resume: bool,
+    device: &Device,
+    on: &mut dyn FnMut(Event),
+) -> Result<Summary, TrainError> {
     cfg.model.validate()?;
     if cfg.steps == 0 || cfg.batch == 0 {
         return Err(TrainError::Data(
             "steps and batch must be at least 1".into(),
         ));
     }
-    fs::create_dir_all(run).map_err(io_err(run))?;
     let cfg_path = run.join("pretrain.json");
     if resume {
         let saved: PretrainConfig = serde_json::from_slice(
@@ -576,17 +665,20 @@ pub fn pretrain(
             });
         }
     } else {
-        write_atomic(
-            &cfg_path,
-            &serde_json::to_vec_pretty(cfg).unwrap_or_default(),
-        )?;
+        for f in FINAL_FILES {
+            let _ = fs::remove_file(run.join(f));
+        }
+        for d in ["checkpoint", "checkpoint.old"] {
+            let _ = fs::remove_dir_all(run.join(d));
+        }
+        write_json_atomic(&cfg_path, cfg)?;
     }
     let data = load_data(cfg)?;
     let ad = device.clone().autodiff();
     // The seed fixes the initial weights too (Burn's initialisers draw from the device's RNG).
     device.seed(cfg.seed);
     ad.seed(cfg.seed);
-    let mut model = cfg.model.init(&ad)?;
+    let mut model = cfg.model.init(&ad)?.map(&mut SequentialIds(0));
     let params = model.num_params();
     let mut optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
@@ -619,9 +711,6 @@ pub fn pretrain(
                 (kept.join("\n") + if kept.is_empty() { "" } else { "\n" }).as_bytes(),
             )?;
         }
-    } else if !resume {
-        let _ = fs::remove_file(&metrics_path);
-        let _ = fs::remove_dir_all(run.join("checkpoint"));
     }
     let train_windows: usize = data.train.iter().map(|t| t.len()).sum();
     on(Event::Start {
@@ -708,10 +797,9 @@ pub fn pretrain(
     let inference = model.valid();
     save_model(run, &cfg.model, &inference)?;
     // The preprocessing the inputs had, for fine-tuning and prediction to check and repeat.
-    write_atomic(
+    write_json_atomic(
         &run.join("preprocess.json"),
-        &serde_json::to_vec_pretty(&crate::finetune::preprocess(&data.corpora[0]))
-            .unwrap_or_default(),
+        &crate::finetune::preprocess(&data.corpora[0]),
     )?;
     let (val, base) = evaluate(cfg, &data, &data.val, &inference, device);
     let val_by_corpus = evaluate_by_corpus(cfg, &data, &inference, device);
@@ -726,10 +814,7 @@ pub fn pretrain(
         val_loss_first_eval: first_val,
         params,
     };
-    write_atomic(
-        &run.join("summary.json"),
-        &serde_json::to_vec_pretty(&summary).unwrap_or_default(),
-    )?;
+    write_json_atomic(&run.join("summary.json"), &summary)?;
     let text = fs::read_to_string(&metrics_path).unwrap_or_default();
     let (mut tr, mut va) = (Vec::new(), Vec::new());
     for l in text.lines() {
@@ -776,6 +861,16 @@ pub fn pretrain(
         crate::svg::reconstructions(&rows, spt).as_bytes(),
     )?;
     crate::png_plot::reconstructions_png(&run.join("reconstructions.png"), &rows, spt)?;
+    Checksums::write(
+        run,
+        &[
+            "pretrain.json",
+            "model.safetensors",
+            "config.json",
+            "preprocess.json",
+            "summary.json",
+        ],
+    )?;
     Ok(summary)
 }
 

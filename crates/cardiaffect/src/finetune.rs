@@ -324,6 +324,8 @@ pub struct EvaluateArgs {
 
 /// Re-write the tables and plots of a finished run from its results.json, and print the table.
 pub fn evaluate(a: EvaluateArgs) -> Result<()> {
+    let _lock = cardiaffect_corpus::RunLock::acquire(&a.run, "evaluate")?;
+    cardiaffect_io::artifact::Checksums::verify(&a.run)?;
     let p = a.run.join("results.json");
     let bytes = std::fs::read(&p).with_context(|| {
         format!(

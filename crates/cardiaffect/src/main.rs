@@ -30,6 +30,10 @@ struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Open corpora without checking their checksums and values (for a corpus you changed
+    /// on purpose; a damaged one then trains on whatever it holds).
+    #[arg(long, global = true)]
+    no_verify: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -123,6 +127,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if cli.no_verify {
+        cardiaffect_corpus::corpus::set_verify_by_default(false);
+    }
     let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,

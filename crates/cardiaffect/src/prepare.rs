@@ -16,8 +16,11 @@ pub struct PrepareArgs {
     #[arg(long = "source", value_name = "FORMAT:PATH")]
     pub sources: Vec<String>,
     /// Corpus folder to write (created; reused by later runs).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "verify")]
+    pub out: Option<PathBuf>,
+    /// Re-check the corpus in DIR instead (checksums, finite values, the table) and exit.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub verify: Option<PathBuf>,
     /// Target sampling rate in Hz.
     #[arg(long, default_value_t = 128.0)]
     pub fs: f64,
@@ -134,6 +137,18 @@ pub fn sources_from(a: &PrepareArgs) -> Result<Vec<Source>> {
 }
 
 pub fn run(a: PrepareArgs) -> Result<()> {
+    if let Some(dir) = &a.verify {
+        let c = cardiaffect_corpus::verify(dir)?;
+        println!(
+            "{}: ok: {} windows; windows.npy, windows.csv and dropped.csv match the manifest's checksums, every value is finite",
+            dir.display(),
+            c.len()
+        );
+        return Ok(());
+    }
+    let Some(out) = a.out.clone() else {
+        bail!("--out DIR is required (or --verify DIR)");
+    };
     let cfg = config_from(&a);
     let sources = sources_from(&a)?;
     if let Some(j) = a.jobs {
@@ -152,7 +167,7 @@ pub fn run(a: PrepareArgs) -> Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let windows = std::sync::atomic::AtomicUsize::new(0);
-    let report = prepare(&sources, &a.out, &cfg, &|p| match p {
+    let report = prepare(&sources, &out, &cfg, &|p| match p {
         Progress::Units(n) => bar.set_length(n as u64),
         Progress::UnitDone {
             windows: w,
@@ -180,7 +195,7 @@ pub fn run(a: PrepareArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"out": a.out, "counts": m.counts, "reused_units": report.reused_units, "up_to_date": report.up_to_date, "config": m.config})
+                &serde_json::json!({"out": out, "counts": m.counts, "reused_units": report.reused_units, "up_to_date": report.up_to_date, "config": m.config})
             )?
         );
         return Ok(());
@@ -237,7 +252,7 @@ pub fn run(a: PrepareArgs) -> Result<()> {
     }
     println!(
         "wrote {}/windows.npy, windows.csv, dropped.csv, manifest.json",
-        a.out.display()
+        out.display()
     );
     Ok(())
 }

@@ -195,6 +195,10 @@ pub fn build(dir: &Path) -> Result<String> {
     ]
     .into_iter()
     .collect();
+    // A flipped byte in a results file would be reported as a number: check first.
+    for d in &candidates {
+        cardiaffect_io::artifact::Checksums::verify(d)?;
+    }
     for d in &candidates {
         if d.join("summary.json").exists() && d.join("pretrain.json").exists() {
             body.push_str(&pretrain_section(d)?);

@@ -181,37 +181,25 @@ fn run_inner(a: StreamArgs) -> Result<()> {
     let mut bad_lines = 0usize;
     if a.format == "f32le" {
         let mut buf = vec![0u8; 4096];
-        let mut carry: Vec<u8> = Vec::new();
+        let mut dec = cardiaffect_infer::F32Decoder::default();
         loop {
             let n = input.read(&mut buf).context("reading stdin")?;
             if n == 0 {
                 break;
             }
-            carry.extend_from_slice(&buf[..n]);
-            let whole = carry.len() / 4 * 4;
-            let samples: Vec<f32> = carry[..whole]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            carry.drain(..whole);
+            let samples = dec.push(&buf[..n]);
             emit(st.push(&samples), &mut out)?;
         }
-        if !carry.is_empty() {
-            eprintln!("stream ended mid-sample: {} stray byte(s) after the last whole float32 were ignored", carry.len());
+        if dec.stray() > 0 {
+            eprintln!("stream ended mid-sample: {} stray byte(s) after the last whole float32 were ignored", dec.stray());
         }
     } else {
         for (k, l) in input.by_ref().lines().enumerate() {
             let l = l.context("reading stdin")?;
-            let field = l
-                .split([',', '\t', ' '])
-                .find(|f| !f.is_empty())
-                .unwrap_or("");
-            if field.is_empty() {
-                continue;
-            }
-            let v = match field.parse::<f32>() {
-                Ok(v) => v,
-                Err(_) => {
+            let v = match cardiaffect_infer::text_sample(&l) {
+                None => continue,
+                Some(Ok(v)) => v,
+                Some(Err(field)) => {
                     bad_lines += 1;
                     if bad_lines <= 5 {
                         eprintln!(

@@ -896,7 +896,13 @@ fn edited_corpus(corpus: &Path, to: &Path, edit: &dyn Fn(&[&str], &mut Vec<Strin
         edit(&header, &mut f);
         text += &(f.join(",") + "\n");
     }
-    std::fs::write(to.join("windows.csv"), text).unwrap();
+    std::fs::write(to.join("windows.csv"), &text).unwrap();
+    // As a tool that edits a corpus on purpose would: record the new table's checksum.
+    let mpath = to.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m["checksums"]["windows.csv"] = cardiaffect_io::artifact::checksum(text.as_bytes()).into();
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    cardiaffect_io::artifact::Checksums::write(to, &["manifest.json"]).unwrap();
 }
 
 #[test]

@@ -500,7 +500,7 @@ fn decode_numbers(
             format!("type {}", el.ty),
         )
     })?;
-    if data.len() % size != 0 {
+    if !data.len().is_multiple_of(size) {
         return Err(ParseError::new(
             base + el.data_start,
             field,
