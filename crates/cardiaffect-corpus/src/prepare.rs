@@ -105,10 +105,7 @@ impl HashCache {
     fn save<'a>(shards: &Path, files: impl Iterator<Item = &'a FileHash>) {
         let v: Vec<&FileHash> = files.collect();
         // A cache: losing it only costs re-hashing, so a failed write is not an error.
-        let _ = write_atomic(
-            &shards.join(Self::FILE),
-            &serde_json::to_vec(&v).unwrap_or_default(),
-        );
+        let _ = artifact::write_json_atomic(&shards.join(Self::FILE), &v);
     }
 }
 

@@ -19,7 +19,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
-use crate::kernels::{encoder_layer, gelu, linear, self_attention};
+use crate::kernels::{encoder_layer, gelu, layer_op_applies, linear, self_attention};
 
 #[derive(Module, Debug)]
 pub struct Mha {
@@ -129,7 +129,7 @@ impl Transformer {
             if drop.is_none() {
                 // Inference: the whole layer as one in-tree op where it applies; otherwise the
                 // residual adds, biases and GELU ride on the matrix products.
-                if let Some(y) = encoder_layer(&x, layer, self.eps) {
+                if let Some(y) = layer.fused(&x, self.eps) {
                     x = y;
                     continue;
                 }
@@ -233,6 +233,60 @@ impl Mha {
             _ => self_attention(x, &self.query, &self.key, &self.value, self.n_heads),
         };
         self.output.forward(ctx)
+    }
+}
+
+impl Layer {
+    /// The whole layer as the in-tree op (flex inference), or `None` when it does not apply or
+    /// a parameter the op needs (a bias) is absent: the caller then runs Burn's ops.
+    pub(crate) fn fused(&self, x: &Tensor<3>, eps: f64) -> Option<Tensor<3>> {
+        if !layer_op_applies(x) {
+            return None;
+        }
+        let layer = self;
+        let lin = |l: &Linear| {
+            l.bias
+                .as_ref()
+                .map(|b| (l.weight.val().into_dispatch(), b.val().into_dispatch()))
+        };
+        let norm = |n: &burn::nn::LayerNorm| {
+            n.beta
+                .as_ref()
+                .map(|b| (n.gamma.val().into_dispatch(), b.val().into_dispatch()))
+        };
+        let m = &layer.mha;
+        let (na, nf) = (norm(&layer.norm_2)?, norm(&layer.norm_1)?);
+        let (q, k, v, o) = (
+            lin(&m.query)?,
+            lin(&m.key)?,
+            lin(&m.value)?,
+            lin(&m.output)?,
+        );
+        let (i, u) = (
+            lin(&layer.pwff.linear_inner)?,
+            lin(&layer.pwff.linear_outer)?,
+        );
+        let p = crate::kernels::EncoderLayerParams {
+            norm_attn_gamma: na.0,
+            norm_attn_beta: na.1,
+            query_weight: q.0,
+            query_bias: q.1,
+            key_weight: k.0,
+            key_bias: k.1,
+            value_weight: v.0,
+            value_bias: v.1,
+            output_weight: o.0,
+            output_bias: o.1,
+            norm_ff_gamma: nf.0,
+            norm_ff_beta: nf.1,
+            inner_weight: i.0,
+            inner_bias: i.1,
+            outer_weight: u.0,
+            outer_bias: u.1,
+            n_heads: m.n_heads,
+            eps,
+        };
+        Some(encoder_layer(x, p))
     }
 }
 

@@ -55,3 +55,65 @@ pub enum TrainError {
     #[error("--resume {run}: it was made with another configuration: {differences}")]
     ResumeMismatch { run: PathBuf, differences: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::path::PathBuf;
+
+    /// Every library error that wraps an OS error names the file and leaves the cause to its
+    /// source: printed as a chain (as the CLI does), the cause appears once.
+    #[test]
+    fn every_error_with_an_os_cause_says_it_once() {
+        let cause = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let text = cause().to_string();
+        let p = || PathBuf::from("/run/x.json");
+        let errors: Vec<Box<dyn Error>> = vec![
+            Box::new(cardiaffect_io::IoError::Open {
+                path: p(),
+                source: cause(),
+            }),
+            Box::new(cardiaffect_corpus::CorpusError::Io {
+                path: p(),
+                source: cause(),
+            }),
+            Box::new(cardiaffect_model::ModelError::Io {
+                path: p(),
+                source: cause(),
+            }),
+            Box::new(cardiaffect_eval::EvalError::Io {
+                path: p(),
+                source: cause(),
+            }),
+            Box::new(super::TrainError::Io {
+                path: p(),
+                source: cause(),
+            }),
+            Box::new(super::TrainError::from(
+                cardiaffect_corpus::CorpusError::from(cardiaffect_io::artifact::WriteError::new(
+                    p(),
+                    cause(),
+                )),
+            )),
+            Box::new(cardiaffect_corpus::LockError::Io {
+                path: p(),
+                source: cause(),
+            }),
+            Box::new(cardiaffect_io::artifact::VerifyError::Read {
+                path: p(),
+                source: cause(),
+            }),
+        ];
+        for e in errors {
+            let mut all = vec![e.to_string()];
+            let mut cur = e.source();
+            while let Some(s) = cur {
+                all.push(s.to_string());
+                cur = s.source();
+            }
+            let chain = all.join(": ");
+            assert_eq!(chain.matches(&text).count(), 1, "{chain}");
+            assert!(chain.contains("/run/x.json"), "{chain}");
+        }
+    }
+}

@@ -53,19 +53,25 @@ pub fn unpack() -> Result<PathBuf> {
     let root = cache_dir().join(format!("bundled-{}", env!("CARGO_PKG_VERSION")));
     for (rel, bytes) in FILES {
         let p = root.join(rel);
-        if std::fs::metadata(&p)
-            .map(|m| m.len() == bytes.len() as u64)
-            .unwrap_or(false)
-        {
+        // The same bytes as shipped, not only the same size: a damaged copy is replaced.
+        if std::fs::read(&p).is_ok_and(|b| b == *bytes) {
             continue;
         }
         let dir = p.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+        put(&p, bytes)?;
     }
     Ok(root)
+}
+
+/// Write a shipped file into the cache atomically. The cache is shared by every cardiaffect
+/// process, so the temporary name is this process's own.
+fn put(p: &Path, bytes: &[u8]) -> Result<()> {
+    let mut name = p.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = p.with_file_name(name);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))
 }
 
 /// `bundled:NAME` (e.g. `bundled:biosignalsnotebooks/ecg_7min`) to the unpacked file; any
@@ -153,9 +159,7 @@ pub fn weights_dir() -> Result<PathBuf> {
         if std::fs::read(&p).map(|b| b == bytes).unwrap_or(false) {
             continue;
         }
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+        put(&p, bytes)?;
     }
     Ok(root)
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
+use cardiaffect_io::artifact;
 use cardiaffect_model::{load_model, save_weights, save_weights_pytorch};
 use clap::Args;
 
@@ -26,6 +27,15 @@ pub struct ExportArgs {
 
 const NAMES: &str = "# Parameters of the exported model\n\nPyTorch layout (default): load with\n\n```python\nimport json, safetensors.torch, sys\nsys.path.insert(0, 'reference')  # from the cardiaffect repository\nfrom model import Model\ncfg = json.load(open('config.json'))\nm = Model(cfg)\nm.load_state_dict(safetensors.torch.load_file('model.safetensors'))\n```\n\n| name | shape | what |\n|---|---|---|\n| `encoder.convs.{i}.weight`, `.bias` | `[C_i, C_{i-1}, k_i]`, `[C_i]` | convolution `i` of the signal encoder (C_{-1} = 1) |\n| `encoder.norms.{i}.weight`, `.bias` | `[C_i]` | LayerNorm over channels after conv `i`, then GELU |\n| `proj.weight`, `.bias` | `[d, C_last]`, `[d]` | channels to model width |\n| `cls_token`, `mask_token` | `[d]` | CLS and mask embeddings |\n| `pos` | `[T + 1, d]` | learned positions (CLS first); absent when sinusoidal |\n| `pos_conv.weight`, `.bias` | `[d, 1, k]`, `[d]` | depthwise convolution over tokens, GELU, added to them |\n| `transformer.layers.{l}.norm_2.*` | `[d]` | LayerNorm before attention |\n| `transformer.layers.{l}.mha.{query,key,value,output}.*` | `[d, d]`, `[d]` | attention |\n| `transformer.layers.{l}.norm_1.*` | `[d]` | LayerNorm before the feed-forward |\n| `transformer.layers.{l}.pwff.linear_inner.*`, `linear_outer.*` | `[d_ff, d]`, `[d, d_ff]` | feed-forward (GELU) |\n| `final_norm.*` | `[d]` | LayerNorm after the last layer |\n| `recon_head.weight`, `.bias` | `[s, d]`, `[s]` | per-token reconstruction (pre-training) |\n| `cls_head.weight`, `.bias` | `[n_classes, d]`, `[n_classes]` | classification from the CLS token |\n\nBurn layout (`--layout burn`): Linear weights are `[in, out]` and LayerNorm parameters are\n`gamma`/`beta`. Inputs: `preprocess.json` (rate, band-pass, window; z-score each window);\nclasses: `labels.json` (absent for a pre-trained-only model).\n";
 
+/// The files of an export folder (`checksums.json` lists them).
+const FILES: [&str; 5] = [
+    "model.safetensors",
+    "config.json",
+    "preprocess.json",
+    "labels.json",
+    "PARAMETERS.md",
+];
+
 pub fn run(a: ExportArgs) -> Result<()> {
     let dir = if !a.model.join("config.json").exists() && a.model.join("model/config.json").exists()
     {
@@ -36,20 +46,34 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let device = crate::bench::device("flex")?;
     let (cfg, model) =
         load_model(&dir, &device).with_context(|| format!("--model {}", dir.display()))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let w = a.out.join("model.safetensors");
-    if a.layout == "pytorch" {
-        save_weights_pytorch(&model, &w)?;
-    } else {
-        save_weights(&model, &w)?;
-    }
-    std::fs::write(a.out.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-    for f in ["preprocess.json", "labels.json"] {
-        if dir.join(f).exists() {
-            std::fs::copy(dir.join(f), a.out.join(f)).with_context(|| format!("copying {f}"))?;
+    // Completed as OUT.tmp and swapped in whole: a reader never sees half an export.
+    let tmp = artifact::tmp_path(&a.out);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let written = (|| -> Result<()> {
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let w = tmp.join("model.safetensors");
+        if a.layout == "pytorch" {
+            save_weights_pytorch(&model, &w)?;
+        } else {
+            save_weights(&model, &w)?;
         }
+        artifact::write_json_atomic(&tmp.join("config.json"), &cfg)?;
+        for f in ["preprocess.json", "labels.json"] {
+            if dir.join(f).exists() {
+                let bytes = std::fs::read(dir.join(f)).with_context(|| format!("reading {f}"))?;
+                artifact::write_atomic(&tmp.join(f), &bytes)?;
+            }
+        }
+        artifact::write_atomic(&tmp.join("PARAMETERS.md"), NAMES.as_bytes())?;
+        artifact::Checksums::write(&tmp, &FILES)?;
+        artifact::replace_dir(&tmp, &a.out)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
-    std::fs::write(a.out.join("PARAMETERS.md"), NAMES)?;
+    written?;
+    let w = a.out.join("model.safetensors");
     println!("wrote {} ({} layout, {} parameters), config.json, preprocess.json, labels.json, PARAMETERS.md", w.display(), a.layout, model.num_params());
     println!("ONNX: not written (Burn 0.22 has no ONNX exporter); from PyTorch, reference/model.py + these weights + torch.onnx.export");
     Ok(())

@@ -264,9 +264,10 @@ pub fn build(dir: &Path) -> Result<String> {
 pub fn run(a: ReportArgs) -> Result<()> {
     let html = build(&a.run)?;
     let out = a.out.unwrap_or_else(|| a.run.join("report.html"));
-    let tmp = out.with_extension("html.tmp");
-    std::fs::write(&tmp, html).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    cardiaffect_io::artifact::write_atomic(&out, html.as_bytes())?;
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -345,6 +345,43 @@ fn the_same_command_writes_the_same_bytes() {
         s(&record()),
     ]);
     twice(predict, &pr);
+    let ex = tmp.path().join("export");
+    let files = twice(strings(&["export", "--model", s(&f), "--out", s(&ex)]), &ex);
+    assert!(files.contains_key("model.safetensors") && files.contains_key("checksums.json"));
+    let rep = tmp.path().join("report");
+    twice(
+        strings(&["report", s(&f), "--out", s(&rep.join("r.html"))]),
+        &rep,
+    );
+    let sy = tmp.path().join("synth-affect");
+    twice(
+        strings(&[
+            "synth",
+            "--affect",
+            "--subjects",
+            "2",
+            "--trials",
+            "2",
+            "--trial-seconds",
+            "10",
+            "--out",
+            s(&sy),
+        ]),
+        &sy,
+    );
+    let sw = tmp.path().join("synth-wfdb");
+    twice(
+        strings(&[
+            "synth",
+            "--subjects",
+            "2",
+            "--minutes",
+            "1",
+            "--out",
+            s(&sw),
+        ]),
+        &sw,
+    );
 }
 
 /// A real recording shipped with the repository.

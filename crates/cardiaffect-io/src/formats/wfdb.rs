@@ -528,8 +528,10 @@ pub fn write_record_16(
             "{name}.dat 16 {gain}(0)/{units} 16 0 {init} {checksum} 0 {desc}\n"
         ));
     }
-    std::fs::write(dir.join(format!("{name}.dat")), dat)?;
-    std::fs::write(dir.join(format!("{name}.hea")), hea)
+    // The signal file first, its header last: a header names a complete record.
+    crate::artifact::write_atomic(&dir.join(format!("{name}.dat")), &dat).map_err(|e| e.source)?;
+    crate::artifact::write_atomic(&dir.join(format!("{name}.hea")), hea.as_bytes())
+        .map_err(|e| e.source)
 }
 
 #[cfg(test)]

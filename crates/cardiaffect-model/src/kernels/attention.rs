@@ -1,0 +1,124 @@
+//! Attention: one head (`softmax(scale q k^T) v` through gemm strides, vectorised softmax) and
+//! the packed multi-head op over a `[B, T, 3d]` projection.
+
+use burn::tensor::DType;
+use burn_flex::{FlexTensor, Layout};
+use rayon::prelude::*;
+
+use super::gemm::{f32_slice, with_scratch, SendPtr};
+use crate::fastmath;
+
+/// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
+/// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row
+/// stride, `out` its pointer and row stride; `scores` is `[n, t]` scratch.
+///
+/// # Safety
+/// `q` must point at `n` rows and `k`, `v` at `t` rows of `dk` elements at the given stride;
+/// `out` at `n` rows of `dk` elements at its stride that nobody else reads or writes meanwhile;
+/// `scores` must hold at least `n * t` elements.
+pub(super) unsafe fn attend_head(
+    (n, t, dk): (usize, usize, usize),
+    (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
+    scale: f32,
+    scores: &mut [f32],
+    (out, out_rs): (*mut f32, usize),
+) {
+    debug_assert!(scores.len() >= n * t);
+    // scores[n, t] = scale q k^T (k read transposed through its strides).
+    gemm::gemm(
+        n,
+        t,
+        dk,
+        scores.as_mut_ptr(),
+        1,
+        t as isize,
+        false,
+        q,
+        1,
+        in_rs as isize,
+        k,
+        in_rs as isize,
+        1,
+        0.0,
+        scale,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+    for row in scores[..n * t].chunks_exact_mut(t) {
+        fastmath::softmax_row(row);
+    }
+    // out[n, dk] = scores v
+    gemm::gemm(
+        n,
+        dk,
+        t,
+        out,
+        1,
+        out_rs as isize,
+        false,
+        scores.as_ptr(),
+        1,
+        t as isize,
+        v,
+        1,
+        in_rs as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+/// All heads of scaled dot-product attention from the packed QKV projection.
+pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
+    let qkv = qkv.to_contiguous();
+    let shape = qkv.layout().shape().clone();
+    let (b, t, d3) = (shape[0], shape[1], shape[2]);
+    let d = d3 / 3;
+    assert!(
+        d3 % 3 == 0 && n_heads > 0 && d % n_heads == 0,
+        "packed_attention: width {d3} is not 3 x a multiple of {n_heads} heads"
+    );
+    let dk = d / n_heads;
+    let src = f32_slice(&qkv);
+    let mut out = vec![0.0f32; b * t * d];
+    let scale = 1.0 / (dk as f32).sqrt();
+    let dst = SendPtr(out.as_mut_ptr());
+    let run = |scores: &mut [f32], task: usize| {
+        let (bi, h) = (task / n_heads, task % n_heads);
+        // Row r of batch item bi: q at r * 3d, k at r * 3d + d, v at r * 3d + 2d.
+        let q = bi * t * d3 + h * dk;
+        let (k, v) = (q + d, q + 2 * d);
+        let o = bi * t * d + h * dk;
+        // SAFETY: for the given sizes and strides every pointer below stays inside `src`
+        // ([B, T, 3d]), `scores` ([T, T]) and `out` ([B, T, d]); the output columns of
+        // (bi, h) belong to this task alone.
+        unsafe {
+            let p = src.as_ptr();
+            attend_head(
+                (t, t, dk),
+                (p.add(q), p.add(k), p.add(v), d3),
+                scale,
+                scores,
+                (dst.ptr().add(o), d),
+            );
+        }
+    };
+    // Score matrices (T x T, 412 kB at T = 321) live in the per-thread scratch.
+    let with_scores = |task: usize| with_scratch(t * t, |scores| run(scores, task));
+    let tasks = b * n_heads;
+    if tasks > 1 && rayon::current_num_threads() > 1 {
+        (0..tasks).into_par_iter().for_each(with_scores);
+    } else {
+        (0..tasks).for_each(with_scores);
+    }
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(out),
+        Layout::contiguous(burn::tensor::Shape::new([b, t, d])),
+        DType::F32,
+    )
+}

@@ -1,0 +1,183 @@
+//! Matrix-product helpers on raw f32 rows (gemm with strides, per-thread scratch) and the
+//! fused linear layer (`x W + b`, GELU and residual in one pass).
+
+use burn::tensor::DType;
+use burn_flex::{FlexTensor, Layout};
+use rayon::prelude::*;
+
+use crate::fastmath;
+
+/// The contiguous f32 elements of a flex tensor.
+pub(super) fn f32_slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("kernels: a contiguous f32 tensor (checked by the caller)")
+}
+
+/// A pointer that may cross into rayon's workers: each task writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+pub(super) struct SendPtr(pub(super) *mut f32);
+// SAFETY: tasks write disjoint elements (one head's columns of one batch item each).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer, through a method: a closure that named the field would capture the bare
+    /// (not Sync) pointer instead of the wrapper.
+    pub(super) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch of the in-tree kernels (attention scores, a layer's row blocks): it
+    /// outlives the call, as a fresh buffer per call cost page faults and a memset each time.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch, at least `n` elements long.
+pub(super) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut s = cell.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        f(&mut s[..n])
+    })
+}
+
+/// `dst += lhs rhs` on one thread, all row-major with unit column stride: `dst` `[m, n]` (row
+/// stride `dst_rs`), `lhs` `[m, k]` (`lhs_rs`), `rhs` `[k, n]` (`rhs_rs`).
+///
+/// # Safety
+/// The three regions must lie inside their allocations for these sizes and strides, and
+/// `dst` must not overlap the others or be written by another thread meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        true,
+        lhs,
+        1,
+        lhs_rs as isize,
+        rhs,
+        1,
+        rhs_rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// Rows of `m` that one parallel task fills (bias/residual copy and GELU).
+const ROWS_PER_TASK: usize = 64;
+/// Outputs up to this many elements get their bias rows on the calling thread.
+const SERIAL_FILL: usize = 1 << 18;
+/// Below this many multiply-adds one thread does the product (as burn-flex's matmul decides).
+const GEMM_PARALLEL_MACS: usize = 192 * 192 * 192;
+
+pub(super) fn linear_flex(
+    x: FlexTensor,
+    w: FlexTensor,
+    b: FlexTensor,
+    r: Option<FlexTensor>,
+    gelu: bool,
+) -> FlexTensor {
+    let (x, w, b) = (x.to_contiguous(), w.to_contiguous(), b.to_contiguous());
+    let xshape = x.layout().shape().clone();
+    let (wshape, rank) = (w.layout().shape().clone(), xshape.num_dims());
+    let k = xshape[rank - 1];
+    let n = wshape[1];
+    assert!(
+        wshape[0] == k && b.layout().num_elements() == n,
+        "linear: input width {k}, weight {wshape:?}, bias {} elements",
+        b.layout().num_elements()
+    );
+    let m = xshape.num_elements() / k.max(1);
+    let mut oshape = xshape.clone();
+    oshape[rank - 1] = n;
+    let r = r.map(|r| r.to_contiguous());
+    if let Some(r) = &r {
+        assert_eq!(r.layout().shape(), &oshape, "linear: residual shape");
+    }
+    let (xs, ws, bs) = (f32_slice(&x), f32_slice(&w), f32_slice(&b));
+    let rs = r.as_ref().map(f32_slice);
+    let mut out = vec![0.0f32; m * n];
+    // The product accumulates onto rows that already hold the bias (and residual). Small
+    // outputs are filled on this thread: waking a worker costs more than the copy.
+    let fill = |(c, rows): (usize, &mut [f32])| {
+        for (i, row) in rows.chunks_exact_mut(n).enumerate() {
+            match rs {
+                Some(rs) => {
+                    let rr = &rs[(c * ROWS_PER_TASK + i) * n..][..n];
+                    for ((o, &bv), &rv) in row.iter_mut().zip(bs).zip(rr) {
+                        *o = bv + rv;
+                    }
+                }
+                None => row.copy_from_slice(bs),
+            }
+        }
+    };
+    if m * n <= SERIAL_FILL {
+        out.chunks_mut(ROWS_PER_TASK * n).enumerate().for_each(fill);
+    } else {
+        out.par_chunks_mut(ROWS_PER_TASK * n)
+            .enumerate()
+            .for_each(fill);
+    }
+    let par = if m.saturating_mul(n).saturating_mul(k) >= GEMM_PARALLEL_MACS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `out` is [m, n], `xs` [m, k], `ws` [k, n], all contiguous row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            xs.as_ptr(),
+            1,
+            k as isize,
+            ws.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    if gelu {
+        out.par_chunks_mut(ROWS_PER_TASK * n)
+            .for_each(fastmath::gelu_inplace);
+    }
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(out),
+        Layout::contiguous(oshape),
+        DType::F32,
+    )
+}

@@ -1,0 +1,256 @@
+//! The whole pre-LN encoder layer at inference as one op in two parallel passes.
+
+use burn::backend::Flex;
+use burn::tensor::DType;
+use burn_flex::{FlexTensor, Layout};
+use rayon::prelude::*;
+
+use super::attention::attend_head;
+use super::gemm::{f32_slice, gemm_acc, with_scratch};
+use super::EncoderLayerParams;
+use crate::fastmath;
+
+/// `n` rows of `out` (width `w`) set to `bias` (+ the matching rows of `add`).
+pub(super) fn fill_rows(out: &mut [f32], bias: &[f32], add: Option<&[f32]>) {
+    let w = bias.len();
+    for (i, row) in out.chunks_exact_mut(w).enumerate() {
+        match add {
+            Some(a) => {
+                for ((o, &b), &r) in row.iter_mut().zip(bias).zip(&a[i * w..][..w]) {
+                    *o = b + r;
+                }
+            }
+            None => row.copy_from_slice(bias),
+        }
+    }
+}
+
+/// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
+/// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
+/// pass), four per thread 2 % slower (more packing of the same weights).
+pub(super) fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
+    total
+        .div_ceil(2 * rayon::current_num_threads())
+        .clamp(lo, hi)
+        .max(1)
+}
+
+pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
+    let x = x.to_contiguous();
+    let shape = x.layout().shape().clone();
+    assert!(
+        shape.num_dims() == 3,
+        "encoder_layer: input {shape:?}, expected [B, T, d]"
+    );
+    let (b, t, d) = (shape[0], shape[1], shape[2]);
+    let heads = p.n_heads;
+    assert!(
+        heads > 0 && d % heads == 0,
+        "encoder_layer: width {d} is not a multiple of {heads} heads"
+    );
+    let dk = d / heads;
+    let params = [
+        p.norm_attn_gamma,
+        p.norm_attn_beta,
+        p.query_weight,
+        p.query_bias,
+        p.key_weight,
+        p.key_bias,
+        p.value_weight,
+        p.value_bias,
+        p.output_weight,
+        p.output_bias,
+        p.norm_ff_gamma,
+        p.norm_ff_beta,
+        p.inner_weight,
+        p.inner_bias,
+        p.outer_weight,
+        p.outer_bias,
+    ]
+    .map(|t| t.to_contiguous());
+    let [g_a, be_a, wq, bq, wk, bk, wv, bv, wo, bo, g_f, be_f, wi, bi, wu, bu] =
+        params.each_ref().map(f32_slice);
+    let dff = bi.len();
+    // The lengths the unsafe products below rely on (and the feed-forward's orientation).
+    let shapes = params.each_ref().map(|t| t.layout().shape().to_vec());
+    let expected: [Vec<usize>; 16] = [
+        vec![d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d, d],
+        vec![d],
+        vec![d],
+        vec![d],
+        vec![d, dff],
+        vec![dff],
+        vec![dff, d],
+        vec![d],
+    ];
+    const NAMES: [&str; 16] = [
+        "norm_attn.gamma",
+        "norm_attn.beta",
+        "query.weight",
+        "query.bias",
+        "key.weight",
+        "key.bias",
+        "value.weight",
+        "value.bias",
+        "output.weight",
+        "output.bias",
+        "norm_ff.gamma",
+        "norm_ff.beta",
+        "inner.weight",
+        "inner.bias",
+        "outer.weight",
+        "outer.bias",
+    ];
+    for ((name, got), want) in NAMES.iter().zip(&shapes).zip(&expected) {
+        assert_eq!(
+            got, want,
+            "encoder_layer: `{name}` for width {d}, d_ff {dff}"
+        );
+    }
+    let eps = p.eps as f32;
+    let (m, d3) = (b * t, 3 * d);
+    let xs = f32_slice(&x);
+    let parallel = rayon::current_num_threads() > 1;
+
+    // Pass 1: LayerNorm and the three projections of each block of rows, onto bias rows.
+    let mut qkv = vec![0.0f32; m * d3];
+    let r1 = rows_per_task(m, 32, 256);
+    let pass1 = |(c, rows): (usize, &mut [f32])| {
+        let n = rows.len() / d3;
+        let r0 = c * r1;
+        with_scratch(n * d, |h| {
+            fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
+            for row in rows.chunks_exact_mut(d3) {
+                row[..d].copy_from_slice(bq);
+                row[d..2 * d].copy_from_slice(bk);
+                row[2 * d..].copy_from_slice(bv);
+            }
+            for (j, w) in [wq, wk, wv].into_iter().enumerate() {
+                // SAFETY: `rows` is [n, 3d] and column block j of it is [n, d] at stride 3d;
+                // `h` is [n, d]; `w` is [d, d] (checked above).
+                unsafe {
+                    gemm_acc(
+                        n,
+                        d,
+                        d,
+                        rows.as_mut_ptr().add(j * d),
+                        d3,
+                        h.as_ptr(),
+                        d,
+                        w.as_ptr(),
+                        d,
+                    )
+                };
+            }
+        })
+    };
+    if parallel && m > r1 {
+        qkv.par_chunks_mut(r1 * d3).enumerate().for_each(pass1);
+    } else {
+        qkv.chunks_mut(r1 * d3).enumerate().for_each(pass1);
+    }
+
+    // Pass 2: per block of queries of one batch item, everything that is row-local after
+    // attention, written straight into the block's output rows.
+    let mut out = vec![0.0f32; m * d];
+    let per_item = t.div_ceil(rows_per_task(m, 16, 128).min(t.max(1)));
+    let rb = t.div_ceil(per_item.max(1)).max(1);
+    let mut tasks = Vec::with_capacity(b * per_item);
+    let mut rest = out.as_mut_slice();
+    for bi in 0..b {
+        let mut r0 = 0;
+        while r0 < t {
+            let n = rb.min(t - r0);
+            let (block, r) = std::mem::take(&mut rest).split_at_mut(n * d);
+            tasks.push((bi * t + r0, n, block));
+            rest = r;
+            r0 += n;
+        }
+    }
+    let scale = 1.0 / (dk as f32).sqrt();
+    let qkv = &qkv[..];
+    let pass2 = |(row0, n, o): (usize, usize, &mut [f32])| {
+        let item0 = row0 - row0 % t.max(1);
+        with_scratch(n * (t + 2 * d + dff), |s| {
+            let (scores, s) = s.split_at_mut(n * t);
+            let (ctx, s) = s.split_at_mut(n * d);
+            let (h, ff) = s.split_at_mut(n * d);
+            for head in 0..heads {
+                let q = row0 * d3 + head * dk;
+                let k = item0 * d3 + d + head * dk;
+                // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
+                // ([m, 3d]) at this head's columns; `scores` is [n, t]; `ctx` is [n, d] and
+                // this head's columns of it [n, dk] at stride d.
+                unsafe {
+                    let p = qkv.as_ptr();
+                    attend_head(
+                        (n, t, dk),
+                        (p.add(q), p.add(k), p.add(k + d), d3),
+                        scale,
+                        scores,
+                        (ctx.as_mut_ptr().add(head * dk), d),
+                    );
+                }
+            }
+            // x1 = x + ctx wo + bo, in the output rows.
+            fill_rows(o, bo, Some(&xs[row0 * d..(row0 + n) * d]));
+            // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
+            unsafe { gemm_acc(n, d, d, o.as_mut_ptr(), d, ctx.as_ptr(), d, wo.as_ptr(), d) };
+            // x1 + gelu(norm_ff(x1) wi + bi) wu + bu.
+            fastmath::layer_norm_rows(o, g_f, be_f, eps, h);
+            fill_rows(ff, bi, None);
+            // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
+            unsafe {
+                gemm_acc(
+                    n,
+                    dff,
+                    d,
+                    ff.as_mut_ptr(),
+                    dff,
+                    h.as_ptr(),
+                    d,
+                    wi.as_ptr(),
+                    dff,
+                )
+            };
+            fastmath::gelu_inplace(ff);
+            for row in o.chunks_exact_mut(d) {
+                for (v, &c) in row.iter_mut().zip(bu) {
+                    *v += c;
+                }
+            }
+            // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
+            unsafe {
+                gemm_acc(
+                    n,
+                    d,
+                    dff,
+                    o.as_mut_ptr(),
+                    d,
+                    ff.as_ptr(),
+                    dff,
+                    wu.as_ptr(),
+                    d,
+                )
+            };
+        })
+    };
+    if parallel && tasks.len() > 1 {
+        tasks.into_par_iter().for_each(pass2);
+    } else {
+        tasks.into_iter().for_each(pass2);
+    }
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(out),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}

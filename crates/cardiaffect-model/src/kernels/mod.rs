@@ -1,0 +1,515 @@
+//! In-tree kernels for the flex backend, through Burn's backend extension
+//! (`#[backend_extension]`): where profiles showed a hot spot that Burn's own ops leave
+//! (BENCHMARKS.md), not a rewrite of what Burn has.
+//!
+//! - [`self_attention`]: scaled dot-product attention of all heads straight from the packed
+//!   QKV projection (one matrix product, `[B, T, 3d]`) into a packed `[B, T, d]` output.
+//!   burn-flex's attention needs `[B, H, T, dk]` inputs (three strided copies before it, one after it) and runs its
+//!   softmax through scalar `expf` with per-element branches; here the two matrix products per
+//!   head read and write the packed layouts through gemm's strides and the softmax is
+//!   vectorised ([`crate::fastmath`]).
+//! - [`gelu`]: exact-erf GELU with a vectorised erf (burn-flex calls a scalar erf per element),
+//!   forward and derivative; on the autodiff backend a recorded op whose backward runs the
+//!   in-tree derivative, so training takes it too.
+//! - [`encoder_layer`]: a whole pre-LN encoder layer at inference in two parallel passes
+//!   (LayerNorm + QKV per block of rows; then attention, output projection, LayerNorm and
+//!   feed-forward per block of queries): two parallel regions per layer instead of about
+//!   seven, each of which waits for a worker to wake (batch-1 latency -11 %, context
+//!   switches per inference 267 -> 77; BENCHMARKS.md).
+//!
+//! Attention, linear layers and the layer op take the in-tree path on plain (non-autodiff)
+//! flex f32 tensors only: training keeps Burn's attention and its gradients. Other backends
+//! (`cuda`) use Burn's ops throughout.
+//! Files: this one holds the extension traits, the mode switch and the entry points;
+//! [`gemm`] the matrix-product helpers and the fused linear layer, [`attention`] one head of
+//! attention and the packed multi-head op, [`layer`] the whole-layer op, [`gelu`] GELU forward
+//! and backward.
+//!
+//! `CARDIAFFECT_KERNELS=ops` keeps the per-op kernels but not the layer op, `=burn` sends
+//! everything through Burn's ops (to compare; see [`KernelMode`]).
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, DispatchDevice, ExtensionType, Flex};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation;
+use burn::tensor::module::attention;
+use burn::tensor::DType;
+use burn_flex::FlexTensor;
+
+mod attention;
+mod gelu;
+mod gemm;
+mod layer;
+
+/// Operations with an in-tree flex implementation.
+#[backend_extension(Flex)]
+pub trait CardiaffectOps: Backend {
+    /// Self-attention core: `qkv` `[B, T, 3d]` (the query, key and value projections side by
+    /// side, heads packed along each `d`) -> `softmax(q_h k_h^T / sqrt(d / n_heads)) v_h` for
+    /// each head, packed `[B, T, d]`.
+    fn packed_attention(qkv: FloatTensor<Self>, n_heads: usize) -> FloatTensor<Self>;
+
+    /// `x w + b` (`x` `[.., in]`, `w` `[in, out]`, `b` `[out]`), then GELU when `gelu`.
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// One pre-LN Transformer encoder layer at inference (no dropout) on `x` `[B, T, d]`:
+    /// `x1 = x + attention(norm_attn(x))`, then `x1 + ff(norm_ff(x1))` with a GELU
+    /// feed-forward, as burn-nn's `TransformerEncoderLayer` with `norm_first`.
+    fn encoder_layer(
+        x: FloatTensor<Self>,
+        #[extension_type] p: EncoderLayerParams<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
+    fn linear_bias_residual(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        r: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The parameters of one pre-LN encoder layer, for [`CardiaffectOps::encoder_layer`]:
+/// LayerNorms `[d]`, projections `[d, d]` + `[d]`, feed-forward `[d, d_ff]` + `[d_ff]` and
+/// `[d_ff, d]` + `[d]` (Burn's `[in, out]` layout).
+#[derive(ExtensionType)]
+pub struct EncoderLayerParams<B: Backend> {
+    pub norm_attn_gamma: FloatTensor<B>,
+    pub norm_attn_beta: FloatTensor<B>,
+    pub query_weight: FloatTensor<B>,
+    pub query_bias: FloatTensor<B>,
+    pub key_weight: FloatTensor<B>,
+    pub key_bias: FloatTensor<B>,
+    pub value_weight: FloatTensor<B>,
+    pub value_bias: FloatTensor<B>,
+    pub output_weight: FloatTensor<B>,
+    pub output_bias: FloatTensor<B>,
+    pub norm_ff_gamma: FloatTensor<B>,
+    pub norm_ff_beta: FloatTensor<B>,
+    pub inner_weight: FloatTensor<B>,
+    pub inner_bias: FloatTensor<B>,
+    pub outer_weight: FloatTensor<B>,
+    pub outer_bias: FloatTensor<B>,
+    pub n_heads: usize,
+    pub eps: f64,
+}
+
+/// GELU with an in-tree flex implementation, differentiable: the autodiff backend records a
+/// backward pass that runs the in-tree derivative on the inner backend.
+#[backend_extension(Flex, Autodiff)]
+pub trait GeluOps: Backend {
+    /// `0.5 x (1 + erf(x / sqrt 2))`.
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `grad * gelu'(x)`.
+    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as burn::backend::ops::ActivationOps<Self>>::gelu_backward(x, grad)
+    }
+}
+
+/// Whether a tensor on `device` can take the in-tree path.
+fn fast_path(device: &Device, dtype: DType) -> bool {
+    in_tree_enabled() && plain_flex(device) && dtype == DType::F32
+}
+
+/// Which kernels inference runs on flex, from `CARDIAFFECT_KERNELS` (read once): unset (or
+/// `layer`) the whole-layer op, `ops` the per-op kernels only, `burn` Burn's ops throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelMode {
+    Layer,
+    Ops,
+    Burn,
+}
+
+impl KernelMode {
+    /// The name `bench` reports: `in-tree`, `ops` or `burn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelMode::Layer => "in-tree",
+            KernelMode::Ops => "ops",
+            KernelMode::Burn => "burn",
+        }
+    }
+}
+
+/// The mode this process runs (see [`KernelMode`]).
+pub fn kernel_mode() -> KernelMode {
+    static MODE: std::sync::OnceLock<KernelMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("CARDIAFFECT_KERNELS").as_deref() {
+        Ok("burn") => KernelMode::Burn,
+        Ok("ops") => KernelMode::Ops,
+        _ => KernelMode::Layer,
+    })
+}
+
+/// Whether `device` is flex without autodiff (inference).
+pub fn plain_flex(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// Whether `device` is flex (with or without autodiff).
+pub fn on_flex(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// Runs `f` on a rayon worker (at once when already on one) and returns its result. Every
+/// parallel op that flex, gemm and these kernels run splits its work with rayon: called from
+/// outside the pool, each one is injected into the pool while the caller sleeps until it is
+/// done (a wake-up per op); called from a worker, the worker takes a share itself. Measured:
+/// batch-1 latency -6 % (BENCHMARKS.md). Not under `CARDIAFFECT_KERNELS=burn`.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if !in_tree_enabled() || rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    out.expect("the scope ran its closure")
+}
+
+/// False when `CARDIAFFECT_KERNELS=burn`.
+pub fn in_tree_enabled() -> bool {
+    kernel_mode() != KernelMode::Burn
+}
+
+/// Multi-head self-attention core (no output projection) of `x` `[B, T, d]` through the
+/// `query`, `key` and `value` projections (see the module doc).
+pub fn self_attention(
+    x: Tensor<3>,
+    query: &Linear,
+    key: &Linear,
+    value: &Linear,
+    n_heads: usize,
+) -> Tensor<3> {
+    if fast_path(&x.device(), x.dtype()) {
+        // One matrix product for the three projections (weights side by side, [d, 3d]).
+        let w = Tensor::cat(
+            vec![query.weight.val(), key.weight.val(), value.weight.val()],
+            1,
+        );
+        let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        let qkv = match (bias(query), bias(key), bias(value)) {
+            (Some(bq), Some(bk), Some(bv)) => {
+                Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::linear_bias(
+                    x.into_dispatch(),
+                    w.into_dispatch(),
+                    Tensor::cat(vec![bq, bk, bv], 0).into_dispatch(),
+                    false,
+                ))
+            }
+            _ => Tensor::cat(
+                vec![
+                    query.forward(x.clone()),
+                    key.forward(x.clone()),
+                    value.forward(x),
+                ],
+                2,
+            ),
+        };
+        return Tensor::from_dispatch(
+            <burn::backend::Dispatch as CardiaffectOps>::packed_attention(
+                qkv.into_dispatch(),
+                n_heads,
+            ),
+        );
+    }
+    let (q, k, v) = (
+        query.forward(x.clone()),
+        key.forward(x.clone()),
+        value.forward(x),
+    );
+    let [b, t, d] = q.dims();
+    let dk = d / n_heads;
+    let split = |y: Tensor<3>| y.reshape([b, t, n_heads, dk]).swap_dims(1, 2);
+    attention(split(q), split(k), split(v), None, None, Default::default())
+        .swap_dims(1, 2)
+        .reshape([b, t, d])
+}
+
+/// `l(x)`, then GELU when `gelu`, then `+ residual` when given: one matrix product whose
+/// output starts from the bias (and residual) rows, instead of three or four Burn ops.
+pub fn linear(
+    x: Tensor<3>,
+    l: &Linear,
+    gelu_after: bool,
+    residual: Option<Tensor<3>>,
+) -> Tensor<3> {
+    if let (true, Some(b)) = (fast_path(&x.device(), x.dtype()), &l.bias) {
+        let (xd, w, b) = (
+            x.into_dispatch(),
+            l.weight.val().into_dispatch(),
+            b.val().into_dispatch(),
+        );
+        type D = burn::backend::Dispatch;
+        return Tensor::from_dispatch(match residual {
+            Some(r) if !gelu_after => {
+                <D as CardiaffectOps>::linear_bias_residual(xd, w, b, r.into_dispatch())
+            }
+            Some(r) => {
+                let y =
+                    Tensor::<3>::from_dispatch(<D as CardiaffectOps>::linear_bias(xd, w, b, true));
+                (y + r).into_dispatch()
+            }
+            None => <D as CardiaffectOps>::linear_bias(xd, w, b, gelu_after),
+        });
+    }
+    let y = l.forward(x);
+    let y = if gelu_after { gelu(y) } else { y };
+    match residual {
+        Some(r) => r + y,
+        None => y,
+    }
+}
+
+/// Whether the whole-layer op runs for `x` (flex inference in the default mode).
+pub fn layer_op_applies(x: &Tensor<3>) -> bool {
+    kernel_mode() == KernelMode::Layer && fast_path(&x.device(), x.dtype())
+}
+
+/// One pre-LN encoder layer at inference (no dropout) as one in-tree op: two parallel passes
+/// (LayerNorm + QKV for blocks of rows; then, per block of queries, attention, the output
+/// projection, LayerNorm and the feed-forward with its residual adds) instead of eight
+/// parallel Burn ops, each of which wakes the worker threads (see BENCHMARKS.md). Call it when
+/// [`layer_op_applies`]; `transformer::Layer` gathers the parameters.
+pub fn encoder_layer(x: &Tensor<3>, p: EncoderLayerParams<burn::backend::Dispatch>) -> Tensor<3> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::encoder_layer(
+        x.clone().into_dispatch(),
+        p,
+    ))
+}
+
+/// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as GeluOps>::gelu_erf(
+            x.into_dispatch(),
+        ));
+    }
+    activation::gelu(x)
+}
+
+impl CardiaffectOps for Flex {
+    fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
+        attention::packed_attention(qkv, n_heads)
+    }
+
+    fn encoder_layer(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
+        layer::encoder_layer_flex(x, p)
+    }
+
+    fn linear_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor, gelu: bool) -> FlexTensor {
+        gemm::linear_flex(x, w, b, None, gelu)
+    }
+
+    fn linear_bias_residual(
+        x: FlexTensor,
+        w: FlexTensor,
+        b: FlexTensor,
+        r: FlexTensor,
+    ) -> FlexTensor {
+        gemm::linear_flex(x, w, b, Some(r), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    /// Seeded normal values (the tests give the same numbers every run).
+    fn normal<const D: usize>(shape: [usize; D], sd: f64, dev: &Device) -> Tensor<D> {
+        let mut rng = cardiaffect_signal::Rng::new(shape.iter().product::<usize>() as u64);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.normal() * sd) as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape), dev)
+    }
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Burn's path: three projections, split heads, Burn's attention, merge heads.
+    fn burns_attention(x: Tensor<3>, l: &[Linear; 3], h: usize) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (q, k, v) = (
+            l[0].forward(x.clone()),
+            l[1].forward(x.clone()),
+            l[2].forward(x),
+        );
+        let d = q.dims()[2];
+        let split = |y: Tensor<3>| y.reshape([b, t, h, d / h]).swap_dims(1, 2);
+        attention(split(q), split(k), split(v), None, None, Default::default())
+            .swap_dims(1, 2)
+            .reshape([b, t, d])
+    }
+
+    #[test]
+    fn packed_attention_equals_burns_attention() {
+        let dev = Device::flex();
+        for (b, t, d, h) in [(1, 321, 128, 4), (3, 17, 24, 3), (2, 5, 8, 1)] {
+            let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(d, d).init(&dev));
+            let x = normal::<3>([b, t, d], 2.0, &dev);
+            let ours = self_attention(x.clone(), &l[0], &l[1], &l[2], h);
+            let e = max_diff(ours, burns_attention(x, &l, h));
+            assert!(e < 2e-5, "({b},{t},{d},{h}): {e}");
+        }
+    }
+
+    /// One pre-LN layer through burn-nn's LayerNorm and Linear and Burn's attention and GELU.
+    fn burns_layer(x: Tensor<3>, l: &crate::transformer::Layer) -> Tensor<3> {
+        let m = &l.mha;
+        let a = burns_attention(
+            l.norm_2.forward(x.clone()),
+            &[m.query.clone(), m.key.clone(), m.value.clone()],
+            m.n_heads,
+        );
+        let x = x + m.output.forward(a);
+        let f = activation::gelu(l.pwff.linear_inner.forward(l.norm_1.forward(x.clone())));
+        x + l.pwff.linear_outer.forward(f)
+    }
+
+    #[test]
+    fn encoder_layer_equals_burns_ops() {
+        let dev = Device::flex();
+        // The default size; several batch items and query blocks of uneven length; tiny.
+        for (b, t, d, h, ff) in [(1, 321, 128, 4, 512), (3, 300, 32, 2, 48), (2, 5, 8, 1, 16)] {
+            let mut tr = crate::transformer::Transformer::new(d, ff, h, 1, 1e-5, &dev);
+            let mut layer = tr.layers.remove(0);
+            // Non-trivial LayerNorm parameters and biases (init gives ones and zeros).
+            let w = |n: usize, sd| burn::module::Param::from_tensor(normal::<1>([n], sd, &dev));
+            layer.norm_2.gamma = w(d, 1.0);
+            layer.norm_2.beta = Some(w(d, 0.5));
+            layer.norm_1.gamma = w(d, 1.0);
+            layer.norm_1.beta = Some(w(d, 0.5));
+            layer.mha.key.bias = Some(w(d, 0.3));
+            layer.pwff.linear_inner.bias = Some(w(ff, 0.3));
+            let x = normal::<3>([b, t, d], 2.0, &dev) + 3.0;
+            let ours = layer
+                .fused(&x, 1e-5)
+                .expect("flex f32 takes the in-tree path");
+            let e = max_rel_diff(ours, burns_layer(x, &layer));
+            assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
+        }
+    }
+
+    #[test]
+    fn encoder_layer_reads_strided_inputs_and_declines_without_biases() {
+        let dev = Device::flex();
+        let mut tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &dev);
+        let mut layer = tr.layers.remove(0);
+        let x = normal::<3>([2, 16, 9], 1.0, &dev).swap_dims(1, 2); // [2, 9, 16], strided
+        let c = Tensor::<3>::from_data(x.clone().into_data(), &dev);
+        let e = max_diff(layer.fused(&x, 1e-5).unwrap(), burns_layer(c, &layer));
+        assert!(e < 1e-5, "{e}");
+        layer.mha.value.bias = None;
+        assert!(layer.fused(&x, 1e-5).is_none());
+        let ad = Device::flex().autodiff();
+        let xa = normal::<3>([1, 4, 16], 1.0, &ad);
+        let tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &ad);
+        assert!(
+            tr.layers[0].fused(&xa, 1e-5).is_none(),
+            "autodiff keeps Burn's ops"
+        );
+    }
+
+    #[test]
+    fn packed_attention_reads_strided_inputs() {
+        // A transposed (non-contiguous) input gives what its contiguous copy gives.
+        let dev = Device::flex();
+        let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(16, 16).init(&dev));
+        let x = normal::<3>([2, 16, 9], 1.0, &dev);
+        let xt = x.swap_dims(1, 2); // [2, 9, 16]
+        let a = self_attention(xt.clone(), &l[0], &l[1], &l[2], 4);
+        let c = Tensor::<3>::from_data(xt.into_data(), &dev);
+        let e = max_diff(a, self_attention(c, &l[0], &l[1], &l[2], 4));
+        assert!(e < 1e-6, "{e}");
+    }
+
+    #[test]
+    fn fused_linear_equals_burns_linear_gelu_and_residual() {
+        let dev = Device::flex();
+        for (b, t, i, o) in [(1, 321, 128, 512), (3, 7, 5, 9), (40, 321, 128, 128)] {
+            let l = burn::nn::LinearConfig::new(i, o).init(&dev);
+            let x = normal::<3>([b, t, i], 1.0, &dev);
+            let r = normal::<3>([b, t, o], 1.0, &dev);
+            let plain = l.forward(x.clone());
+            let e = max_rel_diff(linear(x.clone(), &l, false, None), plain.clone());
+            assert!(e < 1e-5, "linear ({b},{t},{i},{o}): {e}");
+            let e = max_rel_diff(
+                linear(x.clone(), &l, true, None),
+                activation::gelu(plain.clone()),
+            );
+            assert!(e < 1e-5, "linear + gelu: {e}");
+            let e = max_rel_diff(
+                linear(x.clone(), &l, false, Some(r.clone())),
+                r.clone() + plain.clone(),
+            );
+            assert!(e < 1e-5, "linear + residual: {e}");
+            let e = max_rel_diff(
+                linear(x, &l, true, Some(r.clone())),
+                r + activation::gelu(plain),
+            );
+            assert!(e < 1e-5, "linear + gelu + residual: {e}");
+        }
+    }
+
+    #[test]
+    fn gelu_equals_burns_gelu_in_place_and_shared() {
+        let dev = Device::flex();
+        let x = normal::<2>([300, 517], 3.0, &dev);
+        // `x` is still held here, so the kernel may not write in place.
+        let ours = gelu(x.clone());
+        let e = max_diff(ours, activation::gelu(x.clone()));
+        assert!(e < 2e-6, "{e}");
+        // A view with an offset.
+        let s = x.clone().slice([10..20, 5..400]);
+        let e = max_diff(gelu(s.clone()), activation::gelu(s));
+        assert!(e < 2e-6, "{e}");
+        // Uniquely owned: written in place.
+        let y = Tensor::<1>::from_data(TensorData::from([-1.0f32, 0.0, 2.0]), &dev);
+        let g: Vec<f32> = gelu(y).into_data().try_to_vec().unwrap();
+        assert!((g[0] + 0.158_655_26).abs() < 1e-6 && g[1] == 0.0, "{g:?}");
+        assert!((g[2] - 1.954_499_7).abs() < 1e-6, "{g:?}");
+    }
+
+    /// max |a - b| / (1 + |b|): values here reach tens, where f32 rounding alone is ~4e-6.
+    fn max_rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn autodiff_gelu_gradient_equals_burns() {
+        let dev = Device::flex().autodiff();
+        let x = normal::<2>([64, 300], 3.0, &dev).require_grad();
+        let w = normal::<2>([64, 300], 1.0, &dev);
+        // A weighted sum so the incoming gradient is not all ones.
+        let ours = gelu(x.clone()) * w.clone();
+        let burns = activation::gelu(x.clone()) * w;
+        let e = max_rel_diff(ours.clone().inner(), burns.clone().inner());
+        // Burn's scalar erf is an approximation too: agreement within both errors.
+        assert!(e < 5e-6, "forward {e}");
+        let g1 = x.grad(&ours.sum().backward()).unwrap();
+        let g2 = x.grad(&burns.sum().backward()).unwrap();
+        let e = max_rel_diff(g1, g2);
+        assert!(e < 1e-5, "gradient {e}");
+    }
+}
