@@ -16,9 +16,8 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Backend: flex (pure-Rust CPU) or cuda (needs the `cuda` feature).
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Timed steps (the median is reported); batch-1 latency uses 4x as many.
@@ -36,17 +35,6 @@ pub struct BenchArgs {
     /// Time inference only (batch 32 and batch 1), not the training steps.
     #[arg(long)]
     pub skip_train: bool,
-}
-
-pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "flex" => Ok(Device::flex()),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
-        #[cfg(not(feature = "cuda"))]
-        "cuda" => bail!("--backend cuda: this binary was built without the `cuda` feature (cargo build --release --features cuda)"),
-        other => bail!("--backend {other:?}: expected flex or cuda"),
-    }
 }
 
 fn median_ms(steps: usize, warmup: usize, mut f: impl FnMut()) -> f64 {
@@ -150,7 +138,7 @@ fn kernels_name() -> &'static str {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
-    let dev = device(&a.backend)?;
+    let dev = a.device.device()?;
     let cfg = ModelConfig::base();
     let (b, len) = (a.batch, cfg.window_len);
     // Training steps on the autodiff device, with dropout as configured.
@@ -193,7 +181,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let b32_ms = median_ms(a.steps, a.warmup, || run_infer(&xi));
     let b1_ms = median_ms(a.steps * 4, a.warmup, || run_infer(&x1));
     let mut out = serde_json::json!({
-        "backend": a.backend, "batch": b, "params": params, "threads": rayon::current_num_threads(),
+        "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
         "kernels": kernels_name(),
         "pretrain_step_ms": pretrain_ms, "finetune_step_ms": finetune_ms,
         "infer_b32_windows_per_s": b as f64 / (b32_ms / 1e3), "infer_b1_ms": b1_ms,
@@ -238,7 +226,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     writeln!(
         w,
         "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads, {} kernels)",
-        a.backend,
+        a.device.backend,
         rayon::current_num_threads(),
         kernels_name()
     )?;

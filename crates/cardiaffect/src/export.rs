@@ -12,6 +12,15 @@ use cardiaffect_io::artifact;
 use cardiaffect_model::{load_model, save_weights, save_weights_pytorch};
 use clap::Args;
 
+/// Tensor layout of the exported weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// Linear `[out, in]`, LayerNorm `weight`/`bias` (for `reference/model.py`).
+    Pytorch,
+    /// Burn's own: Linear `[in, out]`, LayerNorm `gamma`/`beta`.
+    Burn,
+}
+
 #[derive(Args)]
 pub struct ExportArgs {
     /// A model folder, a finetune run (its final model/) or a pretrain run.
@@ -21,8 +30,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Tensor layout: pytorch (Linear [out, in], LayerNorm weight/bias) or burn.
-    #[arg(long, default_value = "pytorch", value_parser = ["pytorch", "burn"])]
-    pub layout: String,
+    #[arg(long, value_enum, default_value_t = Layout::Pytorch)]
+    pub layout: Layout,
 }
 
 const NAMES: &str = "# Parameters of the exported model\n\nPyTorch layout (default): load with\n\n```python\nimport json, safetensors.torch, sys\nsys.path.insert(0, 'reference')  # from the cardiaffect repository\nfrom model import Model\ncfg = json.load(open('config.json'))\nm = Model(cfg)\nm.load_state_dict(safetensors.torch.load_file('model.safetensors'))\n```\n\n| name | shape | what |\n|---|---|---|\n| `encoder.convs.{i}.weight`, `.bias` | `[C_i, C_{i-1}, k_i]`, `[C_i]` | convolution `i` of the signal encoder (C_{-1} = 1) |\n| `encoder.norms.{i}.weight`, `.bias` | `[C_i]` | LayerNorm over channels after conv `i`, then GELU |\n| `proj.weight`, `.bias` | `[d, C_last]`, `[d]` | channels to model width |\n| `cls_token`, `mask_token` | `[d]` | CLS and mask embeddings |\n| `pos` | `[T + 1, d]` | learned positions (CLS first); absent when sinusoidal |\n| `pos_conv.weight`, `.bias` | `[d, 1, k]`, `[d]` | depthwise convolution over tokens, GELU, added to them |\n| `transformer.layers.{l}.norm_2.*` | `[d]` | LayerNorm before attention |\n| `transformer.layers.{l}.mha.{query,key,value,output}.*` | `[d, d]`, `[d]` | attention |\n| `transformer.layers.{l}.norm_1.*` | `[d]` | LayerNorm before the feed-forward |\n| `transformer.layers.{l}.pwff.linear_inner.*`, `linear_outer.*` | `[d_ff, d]`, `[d, d_ff]` | feed-forward (GELU) |\n| `final_norm.*` | `[d]` | LayerNorm after the last layer |\n| `recon_head.weight`, `.bias` | `[s, d]`, `[s]` | per-token reconstruction (pre-training) |\n| `cls_head.weight`, `.bias` | `[n_classes, d]`, `[n_classes]` | classification from the CLS token |\n\nBurn layout (`--layout burn`): Linear weights are `[in, out]` and LayerNorm parameters are\n`gamma`/`beta`. Inputs: `preprocess.json` (rate, band-pass, window; z-score each window);\nclasses: `labels.json` (absent for a pre-trained-only model).\n";
@@ -43,7 +52,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     } else {
         a.model.clone()
     };
-    let device = crate::bench::device("flex")?;
+    let device = crate::device::device(crate::device::Backend::Flex)?;
     let (cfg, model) =
         load_model(&dir, &device).with_context(|| format!("--model {}", dir.display()))?;
     // Completed as OUT.tmp and swapped in whole: a reader never sees half an export.
@@ -52,7 +61,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let written = (|| -> Result<()> {
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let w = tmp.join("model.safetensors");
-        if a.layout == "pytorch" {
+        if a.layout == Layout::Pytorch {
             save_weights_pytorch(&model, &w)?;
         } else {
             save_weights(&model, &w)?;
@@ -74,7 +83,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     written?;
     let w = a.out.join("model.safetensors");
-    println!("wrote {} ({} layout, {} parameters), config.json, preprocess.json, labels.json, PARAMETERS.md", w.display(), a.layout, model.num_params());
+    println!("wrote {} ({} layout, {} parameters), config.json, preprocess.json, labels.json, PARAMETERS.md", w.display(), match a.layout { Layout::Pytorch => "pytorch", Layout::Burn => "burn" }, model.num_params());
     println!("ONNX: not written (Burn 0.22 has no ONNX exporter); from PyTorch, reference/model.py + these weights + torch.onnx.export");
     Ok(())
 }

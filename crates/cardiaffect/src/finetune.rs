@@ -94,13 +94,12 @@ pub struct FinetuneArgs {
     pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Backend: flex or cuda.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
-    let device = crate::bench::device(&a.backend)?;
+    let device = a.device.device()?;
     let cfg = config(&a)?;
     run_config(&cfg, &a.out, &device)
 }
@@ -180,7 +179,7 @@ pub fn curve(a: CurveArgs) -> Result<()> {
     if a.finetune.train_fraction != 1.0 {
         bail!("--train-fraction {}: `curve` sets the fraction itself; give the fractions with --fractions", a.finetune.train_fraction);
     }
-    let device = crate::bench::device(&a.finetune.backend)?;
+    let device = a.finetune.device.device()?;
     let cfg = config(&a.finetune)?;
     cardiaffect_train::curve::check_fractions(&a.fractions)?;
     let out = &a.finetune.out;

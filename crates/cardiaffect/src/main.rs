@@ -6,6 +6,7 @@ mod bench;
 mod bench_io;
 mod bundled;
 mod demo;
+mod device;
 mod export;
 mod finetune;
 mod inspect;

@@ -38,9 +38,8 @@ pub struct PredictArgs {
     /// the recording that passes the quality checks; `baseline` needs it).
     #[arg(long, value_name = "START-END", value_parser = parse_segment)]
     pub calibrate_from: Option<(f64, f64)>,
-    /// Backend: flex or cuda.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// `START-END` in seconds.
@@ -306,7 +305,7 @@ pub fn load_models(dirs: &[PathBuf], device: &burn::prelude::Device) -> Result<V
 }
 
 pub fn run(a: PredictArgs) -> Result<()> {
-    let device = crate::bench::device(&a.backend)?;
+    let device = a.device.device()?;
     let models = load_models(&a.models, &device)?;
     let hop = a.hop.unwrap_or(models[0].preprocess.window_s / 2.0);
     let opts = ReadOptions {

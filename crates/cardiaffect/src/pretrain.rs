@@ -12,6 +12,15 @@ use cardiaffect_train::{
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// The pretext task's masking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MaskStrategy {
+    /// Contiguous runs of `--mask-span` tokens.
+    Spans,
+    /// Independent tokens.
+    Tokens,
+}
+
 #[derive(Args)]
 pub struct PretrainArgs {
     /// A corpus folder written by `cardiaffect prepare`. Repeatable.
@@ -56,8 +65,8 @@ pub struct PretrainArgs {
     pub evaluate: Option<String>,
     /// Masking strategy of the pretext task: spans (contiguous runs of tokens) or tokens
     /// (independent tokens).
-    #[arg(long, default_value = "spans", value_parser = ["spans", "tokens"])]
-    pub mask_strategy: String,
+    #[arg(long, value_enum, default_value_t = MaskStrategy::Spans)]
+    pub mask_strategy: MaskStrategy,
     /// Fraction of tokens hidden.
     #[arg(long, default_value_t = 0.15)]
     pub mask_ratio: f64,
@@ -67,9 +76,8 @@ pub struct PretrainArgs {
     /// Let the conv encoder see the hidden samples (only their token embeddings are replaced).
     #[arg(long)]
     pub show_masked_input: bool,
-    /// Backend: flex or cuda.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 pub fn model_config(path: &Option<PathBuf>) -> Result<ModelConfig> {
@@ -108,7 +116,7 @@ pub fn config_fields(p: &Path) -> Result<serde_json::Value> {
 }
 
 pub fn run(a: PretrainArgs) -> Result<()> {
-    let device = crate::bench::device(&a.backend)?;
+    let device = a.device.device()?;
     let (run, cfg, resume) = match &a.resume {
         Some(run) => {
             let p = run.join("pretrain.json");
@@ -161,11 +169,11 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             if a.mask_span == 0 {
                 bail!("--mask-span 0: expected at least 1 token");
             }
-            cfg.masking = match a.mask_strategy.as_str() {
-                "tokens" => Masking::RandomTokens {
+            cfg.masking = match a.mask_strategy {
+                MaskStrategy::Tokens => Masking::RandomTokens {
                     ratio: a.mask_ratio,
                 },
-                _ => Masking::Spans {
+                MaskStrategy::Spans => Masking::Spans {
                     ratio: a.mask_ratio,
                     span: a.mask_span,
                 },

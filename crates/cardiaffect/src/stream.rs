@@ -9,6 +9,15 @@ use anyhow::{bail, Context, Result};
 use cardiaffect_infer::{Hop, Predictor, StreamState};
 use clap::Args;
 
+/// How samples arrive on stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Raw little-endian float32.
+    F32le,
+    /// One number per line (the first field).
+    Csv,
+}
+
 #[derive(Args)]
 pub struct StreamArgs {
     /// A fine-tuned model (a `finetune` run folder or a model folder). Repeatable.
@@ -18,8 +27,8 @@ pub struct StreamArgs {
     #[arg(long)]
     pub fs: f64,
     /// f32le: raw little-endian float32 samples; csv: one number per line (first column).
-    #[arg(long, default_value = "f32le", value_parser = ["f32le", "csv"])]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = InputFormat::F32le)]
+    pub format: InputFormat,
     /// Seconds between outputs (default: half a window).
     #[arg(long, value_name = "S")]
     pub hop: Option<f64>,
@@ -28,9 +37,8 @@ pub struct StreamArgs {
     /// each line says `"calibrating": true` and carries uncalibrated probabilities.
     #[arg(long, value_name = "N")]
     pub calibrate_minutes: Option<f64>,
-    /// Backend: flex or cuda.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 fn line(
@@ -77,7 +85,7 @@ pub fn run(a: StreamArgs) -> Result<()> {
 }
 
 fn run_inner(a: StreamArgs) -> Result<()> {
-    let device = crate::bench::device(&a.backend)?;
+    let device = a.device.device()?;
     let models = crate::predict::load_models(&a.models, &device)?;
     let pre = models[0].preprocess.clone();
     if models.iter().any(|m| m.preprocess != pre) {
@@ -179,7 +187,7 @@ fn run_inner(a: StreamArgs) -> Result<()> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut bad_lines = 0usize;
-    if a.format == "f32le" {
+    if a.format == InputFormat::F32le {
         let mut buf = vec![0u8; 4096];
         let mut dec = cardiaffect_infer::F32Decoder::default();
         loop {
@@ -249,7 +257,7 @@ pub fn bench(a: BenchStreamArgs) -> Result<()> {
             .build_global()
             .context("--threads")?;
     }
-    let device = crate::bench::device("flex")?;
+    let device = crate::device::device(crate::device::Backend::Flex)?;
     let model = Predictor::load(&a.model, &device)
         .with_context(|| format!("--model {}", a.model.display()))?;
     let pre = model.preprocess.clone();

@@ -207,3 +207,32 @@ fn bad_inputs_are_refused_and_nothing_is_lost() {
         "{e}"
     );
 }
+
+#[test]
+fn closed_choices_are_refused_with_the_ones_there_are() {
+    for (args, choices) in [
+        (
+            vec!["pretrain", "--out", "x", "--backend", "gpu"],
+            "[possible values: flex, cuda]",
+        ),
+        (
+            vec!["pretrain", "--out", "x", "--mask-strategy", "blocks"],
+            "[possible values: spans, tokens]",
+        ),
+        (
+            vec!["prepare", "--out", "x", "--dtype", "f64"],
+            "[possible values: f32, f16]",
+        ),
+        (
+            vec!["export", "--model", "m", "--out", "x", "--layout", "onnx"],
+            "[possible values: pytorch, burn]",
+        ),
+        (
+            vec!["stream", "--model", "m", "--fs", "128", "--format", "wav"],
+            "[possible values: f32le, csv]",
+        ),
+    ] {
+        let e = err(run(&args));
+        assert!(e.contains(choices), "{args:?}: {e}");
+    }
+}
