@@ -21,17 +21,7 @@ use crate::InferError;
 
 pub use cardiaffect_eval::calibration::OPERATING_POINT_FILE;
 
-/// The preprocessing of a model's inputs (written beside it by `pretrain` and `finetune`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Preprocess {
-    pub fs: f64,
-    pub window_s: f64,
-    pub window_len: usize,
-    pub band_hz: [f64; 2],
-    pub filter_order: usize,
-    pub notch_hz: Option<f64>,
-    pub normalisation: String,
-}
+pub use cardiaffect_model::Preprocess;
 
 pub struct Predictor {
     pub dir: PathBuf,
@@ -65,13 +55,7 @@ impl Predictor {
     /// file is checked against the folder's `checksums.json`; a folder that `finetune` swaps in
     /// while it is read is read again (all files come from one folder).
     pub fn load(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
-        let dir = if !dir.join("config.json").exists()
-            && dir.join("model").join("config.json").exists()
-        {
-            dir.join("model")
-        } else {
-            dir.to_path_buf()
-        };
+        let dir = cardiaffect_model::bundle::resolve(dir);
         if !dir.join("config.json").exists() {
             return Err(InferError::ModelDir {
                 path: dir.clone(),

@@ -10,6 +10,7 @@
 //! Parameter names (safetensors, PyTorch layout with `BurnToPyTorchAdapter`) are documented on
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
 
+pub mod bundle;
 mod config;
 mod fastmath;
 pub mod kernels;
@@ -18,6 +19,7 @@ mod model;
 pub mod transformer;
 mod weights;
 
+pub use bundle::Preprocess;
 pub use config::{ModelConfig, Positional};
 pub use loss::{cross_entropy, masked_mse};
 pub use model::{Encoded, Model};

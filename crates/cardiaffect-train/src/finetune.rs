@@ -534,18 +534,14 @@ fn finetune_locked(
     model_cfg.validate()?;
     // The rate first: with it equal, the window below is the pre-trained model's in seconds.
     if let Some(dir) = &cfg.pretrained {
-        if let Ok(text) = fs::read_to_string(dir.join("preprocess.json")) {
-            if let Ok(pp) = serde_json::from_str::<serde_json::Value>(&text) {
-                if let Some(fs_model) = pp["fs"].as_f64() {
-                    if (fs_model - corpus.manifest.config.fs).abs() > 1e-9 {
-                        return Err(TrainError::Mismatch {
-                            path: cfg.corpus.clone(),
-                            field: "sampling rate",
-                            expected: format!("{fs_model} Hz (the pre-trained model's)"),
-                            found: format!("{} Hz", corpus.manifest.config.fs),
-                        });
-                    }
-                }
+        if let Some(pp) = cardiaffect_model::bundle::read_preprocess(dir)? {
+            if (pp.fs - corpus.manifest.config.fs).abs() > 1e-9 {
+                return Err(TrainError::Mismatch {
+                    path: cfg.corpus.clone(),
+                    field: "sampling rate",
+                    expected: format!("{} Hz (the pre-trained model's)", pp.fs),
+                    found: format!("{} Hz", corpus.manifest.config.fs),
+                });
             }
         }
     }
@@ -1173,15 +1169,15 @@ fn fuse(
 }
 
 /// The preprocessing a model's inputs went through (read by `predict` and `stream`).
-pub fn preprocess(corpus: &Corpus) -> serde_json::Value {
+pub fn preprocess(corpus: &Corpus) -> cardiaffect_model::Preprocess {
     let c = &corpus.manifest.config;
-    serde_json::json!({
-        "fs": c.fs,
-        "window_s": c.window_s,
-        "window_len": corpus.window_len(),
-        "band_hz": [c.clean.low_hz, c.clean.high_hz],
-        "filter_order": c.clean.order,
-        "notch_hz": c.clean.notch_hz,
-        "normalisation": "z-score per window",
-    })
+    cardiaffect_model::Preprocess {
+        fs: c.fs,
+        window_s: c.window_s,
+        window_len: corpus.window_len(),
+        band_hz: [c.clean.low_hz, c.clean.high_hz],
+        filter_order: c.clean.order,
+        notch_hz: c.clean.notch_hz,
+        normalisation: cardiaffect_model::bundle::NORMALISATION.into(),
+    }
 }
