@@ -95,38 +95,13 @@ fn out_of(args: &[String]) -> Output {
     bin().args(args).output().unwrap()
 }
 
-/// A synthetic labeled dataset, its corpus (2 s windows) and the tiny model config.
+/// A synthetic labeled dataset (4 people x 4 trials), its corpus (2 s windows) and the tiny
+/// model config.
 fn labeled(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let raw = tmp.join("raw");
-    let corpus = tmp.join("corpus");
-    ok(run(&[
-        "synth",
-        "--affect",
-        "--subjects",
-        "4",
-        "--trials",
-        "4",
-        "--trial-seconds",
-        "16",
-        "--seed",
-        "3",
-        "--out",
-        s(&raw),
-    ]));
-    ok(run(&[
-        "prepare",
-        "--source",
-        s(&raw),
-        "--window",
-        "2s",
-        "--stride",
-        "2s",
-        "--out",
-        s(&corpus),
-    ]));
+    let corpus = synth_corpus(tmp, "4", "4");
     let cfg = tmp.join("tiny.json");
     std::fs::write(&cfg, TINY).unwrap();
-    (raw, corpus, cfg)
+    (tmp.join("raw"), corpus, cfg)
 }
 
 fn prepare_args(raw: &Path, out: &Path) -> Vec<String> {

@@ -6,39 +6,6 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-/// A synthetic labeled corpus (`subjects` x `trials` of 16 s, seed 3) as 2 s windows; the raw
-/// dataset is in `tmp/raw`.
-fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
-    let raw = tmp.join("raw");
-    let corpus = tmp.join("corpus");
-    ok(run(&[
-        "synth",
-        "--affect",
-        "--subjects",
-        subjects,
-        "--trials",
-        trials,
-        "--trial-seconds",
-        "16",
-        "--seed",
-        "3",
-        "--out",
-        s(&raw),
-    ]));
-    ok(run(&[
-        "prepare",
-        "--source",
-        s(&raw),
-        "--window",
-        "2s",
-        "--stride",
-        "2s",
-        "--out",
-        s(&corpus),
-    ]));
-    corpus
-}
-
 /// 6 synthetic subjects x 6 trials of 16 s, as 2 s windows; and the tiny model config.
 fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
     let corpus = synth_corpus(tmp, "6", "6");

@@ -1,7 +1,7 @@
 //! Helpers shared by the CLI tests (each test file uses some of them).
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The tiny model the CLI tests train (seconds, not minutes).
@@ -38,4 +38,37 @@ pub fn err(o: Output) -> String {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// A synthetic labeled corpus (`subjects` x `trials` of 16 s, seed 3) as 2 s windows; the raw
+/// dataset is in `tmp/raw`.
+pub fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
+    let raw = tmp.join("raw");
+    let corpus = tmp.join("corpus");
+    ok(run(&[
+        "synth",
+        "--affect",
+        "--subjects",
+        subjects,
+        "--trials",
+        trials,
+        "--trial-seconds",
+        "16",
+        "--seed",
+        "3",
+        "--out",
+        s(&raw),
+    ]));
+    ok(run(&[
+        "prepare",
+        "--source",
+        s(&raw),
+        "--window",
+        "2s",
+        "--stride",
+        "2s",
+        "--out",
+        s(&corpus),
+    ]));
+    corpus
 }
