@@ -339,12 +339,12 @@ impl Ctx<'_> {
     }
 
     fn lr_at(&self, step: usize, steps: usize) -> f64 {
-        let warm = ((self.cfg.warmup_fraction * steps as f64).round() as usize).max(1);
-        if step < warm {
-            return self.cfg.lr * (step + 1) as f64 / warm as f64;
+        crate::schedule::WarmupCosine {
+            lr: self.cfg.lr,
+            warmup: ((self.cfg.warmup_fraction * steps as f64).round() as usize).max(1),
+            steps,
         }
-        let p = (step - warm) as f64 / (steps - warm).max(1) as f64;
-        self.cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos())
+        .at(step)
     }
 
     /// Train one model on one fold; returns (kept model, steps run, best step, best val F1).

@@ -7,6 +7,7 @@ pub mod finetune;
 pub mod masking;
 mod png_plot;
 pub mod pretrain;
+pub mod schedule;
 mod svg;
 
 pub use curve::{curve, Curve};

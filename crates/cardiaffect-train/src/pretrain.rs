@@ -95,12 +95,12 @@ impl PretrainConfig {
 
     /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to 0.
     pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup_steps {
-            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        crate::schedule::WarmupCosine {
+            lr: self.lr,
+            warmup: self.warmup_steps,
+            steps: self.steps,
         }
-        let span = (self.steps - self.warmup_steps).max(1) as f64;
-        let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
-        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+        .at(step)
     }
 }
 
