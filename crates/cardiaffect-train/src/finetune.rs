@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 use cardiaffect_corpus::Corpus;
@@ -402,16 +402,19 @@ impl Ctx<'_> {
                 model.encode_train(x, None, rng.next_u64()).cls
             };
             let loss = cross_entropy(model.classify(cls), y, weights.clone());
-            let lv: f32 = loss.clone().into_scalar();
-            if !lv.is_finite() {
-                return Err(TrainError::Data(format!(
-                    "fine-tuning {method}, fold {}: loss became {lv} at step {}",
-                    fold.index + 1,
-                    step + 1
-                )));
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(self.lr_at(step, steps), model, grads);
+            let lv = match crate::step::step(&mut optim, self.lr_at(step, steps), model, loss) {
+                Ok((m, lv)) => {
+                    model = m;
+                    lv
+                }
+                Err(crate::step::NonFiniteLoss(lv)) => {
+                    return Err(TrainError::Data(format!(
+                        "fine-tuning {method}, fold {}: loss became {lv} at step {}",
+                        fold.index + 1,
+                        step + 1
+                    )));
+                }
+            };
             done = step + 1;
             on(FinetuneEvent::Step {
                 step: done,

@@ -8,6 +8,7 @@ pub mod masking;
 mod png_plot;
 pub mod pretrain;
 pub mod schedule;
+pub mod step;
 mod svg;
 
 pub use curve::{curve, Curve};

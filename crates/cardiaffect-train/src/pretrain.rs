@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bool, Bytes, TensorData};
@@ -738,18 +738,21 @@ fn pretrain_locked(
             Rng::new(cfg.seed).fork(0xD20 ^ step as u64).next_u64(),
         );
         let loss = masked_mse(model.reconstruct(enc.tokens), b.target, b.mask, spt);
-        let lv: f32 = loss.clone().into_scalar();
-        if !lv.is_finite() {
-            return Err(TrainError::NonFinite {
-                step: step + 1,
-                loss: lv,
-                last_checkpoint,
-                run: run.to_path_buf(),
-            });
-        }
         let lr = cfg.lr_at(step);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
+        let lv = match crate::step::step(&mut optim, lr, model, loss) {
+            Ok((m, lv)) => {
+                model = m;
+                lv
+            }
+            Err(crate::step::NonFiniteLoss(lv)) => {
+                return Err(TrainError::NonFinite {
+                    step: step + 1,
+                    loss: lv,
+                    last_checkpoint,
+                    run: run.to_path_buf(),
+                });
+            }
+        };
         let done = step + 1;
         let mut line = serde_json::json!({"step": done, "lr": lr, "train_loss": lv});
         if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
