@@ -242,11 +242,7 @@ impl<W: Write> Write for Hashing<W> {
 const SHARD_FILES: [&str; 3] = ["windows.f32", "meta.jsonl", "dropped.jsonl"];
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    cardiaffect_io::formats::csv::field(s).into_owned()
 }
 
 fn fmt_num(v: f64) -> String {

@@ -897,8 +897,8 @@ fn finetune_locked(
                 let r = &corpus.rows[i];
                 predictions.push_str(&format!(
                     "{i},{},{},{},{method},{}",
-                    r.subject,
-                    r.trial,
+                    cardiaffect_io::formats::csv::field(&r.subject),
+                    cardiaffect_io::formats::csv::field(&r.trial),
                     fold.index + 1,
                     ctx.y(i)
                 ));

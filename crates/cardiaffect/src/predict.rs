@@ -60,6 +60,7 @@ fn col(name: &str) -> String {
 }
 
 fn csv(timelines: &[Timeline], models: &[Predictor]) -> String {
+    use cardiaffect_io::formats::csv::field;
     let mut s = String::from("recording,subject,trial,start_s,end_s,quality,hr_bpm");
     for m in models {
         for c in &m.labels.classes {
@@ -72,9 +73,9 @@ fn csv(timelines: &[Timeline], models: &[Predictor]) -> String {
             let _ = write!(
                 s,
                 "{},{},{},{:.3},{:.3},{},{:.1}",
-                t.recording.replace(',', "_"),
-                t.subject,
-                t.trial,
+                field(&t.recording),
+                field(&t.subject),
+                field(&t.trial),
                 r.start_s,
                 r.end_s,
                 r.quality,

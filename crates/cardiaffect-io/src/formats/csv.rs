@@ -86,6 +86,16 @@ fn opensignals_header(json: &str) -> (Option<f64>, Vec<String>, Option<OpenSigna
     (fs, columns, os)
 }
 
+/// One field as CSV writes it (RFC 4180): as it is, or in double quotes (inner quotes doubled)
+/// when it holds a comma, a quote or a line break. Every CSV file cardiaffect writes uses it.
+pub fn field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
 pub fn parse(text: &str) -> Result<Table, ParseError> {
     let mut fs = None;
     let mut columns: Vec<String> = Vec::new();
@@ -207,5 +217,18 @@ mod tests {
     fn ragged_rows_are_errors() {
         let e = parse("1,2\n3\n").unwrap_err();
         assert!(e.field.contains("line 2"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::field;
+
+    #[test]
+    fn fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(field("P01"), "P01");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("two\nlines"), "\"two\nlines\"");
     }
 }
