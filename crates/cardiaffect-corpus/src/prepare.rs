@@ -534,7 +534,7 @@ pub fn prepare(
             let (info, reused) = match read_shard_info(&shards_dir.join(&key)) {
                 Some(info) => (info, true),
                 None => (
-                    build_shard(u, out?.2, &key, files, cfg, &shards_dir)?,
+                    build_shard(u, out?.output, &key, files, cfg, &shards_dir)?,
                     false,
                 ),
             };

@@ -44,7 +44,7 @@ fn windows_are_the_filtered_resampled_signal_and_reruns_reuse_everything() {
     let dropped: usize = r.manifest.counts.dropped.values().sum();
     assert_eq!(c.len() + dropped, 36);
     // Window 0 is the first 10 s of the band-passed, resampled recording.
-    let (_, _, out) = cardiaffect_io::read(
+    let cardiaffect_io::ReadResult { output: out, .. } = cardiaffect_io::read(
         &root().join("data/mitdb208/208.hea"),
         Format::Wfdb,
         &Default::default(),
@@ -139,7 +139,7 @@ fn an_interrupted_run_resumes_and_a_new_config_rebuilds() {
 #[test]
 fn trial_labels_and_pure_conditions_reach_every_window() {
     // Real ECG given a rating and a per-sample condition that changes at 65 s.
-    let (_, _, out) = cardiaffect_io::read(
+    let cardiaffect_io::ReadResult { output: out, .. } = cardiaffect_io::read(
         &root().join("data/mitdb208/208.hea"),
         Format::Wfdb,
         &Default::default(),

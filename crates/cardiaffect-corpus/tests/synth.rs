@@ -34,7 +34,11 @@ fn affect_dataset_has_the_documented_physiology() {
         seed: 7,
     };
     let truth = write_affect(tmp.path(), &cfg, &|_| {}).unwrap();
-    let (fmt, _, out) = read(tmp.path(), Format::Auto, &ReadOptions::default()).unwrap();
+    let cardiaffect_io::ReadResult {
+        format: fmt,
+        output: out,
+        ..
+    } = read(tmp.path(), Format::Auto, &ReadOptions::default()).unwrap();
     assert_eq!(fmt, Format::Amigos);
     assert_eq!(out.recordings.len(), 40);
     let (mut all_hr, mut all_arousal, mut within) = (Vec::new(), Vec::new(), Vec::new());
@@ -89,7 +93,8 @@ fn affect_dataset_has_the_documented_physiology() {
 
 /// The mean beat (R-peak aligned, z-scored) of one record's first and second half.
 fn mean_beats(path: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
-    let (_, _, out) = read(path, Format::Wfdb, &ReadOptions::default()).unwrap();
+    let cardiaffect_io::ReadResult { output: out, .. } =
+        read(path, Format::Wfdb, &ReadOptions::default()).unwrap();
     let r = &out.recordings[0];
     let x = ecg_clean(&r.samples, r.fs, &CleanConfig::default()).unwrap();
     let peaks = ecg_peaks_neurokit(&x, r.fs);

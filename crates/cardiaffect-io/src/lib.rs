@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use cardiaffect_io::{read, Format, ReadOptions};
-//! let (format, detected, out) = read(std::path::Path::new("Data_Preprocessed_P01.mat"), Format::Auto, &ReadOptions::default())?;
+//! let cardiaffect_io::ReadResult { format, output: out, .. } = read(std::path::Path::new("Data_Preprocessed_P01.mat"), Format::Auto, &ReadOptions::default())?;
 //! for r in &out.recordings {
 //!     println!("{format} {} {} {} Hz {} samples", r.subject, r.trial, r.fs, r.samples.len());
 //! }
@@ -23,5 +23,7 @@ pub mod read;
 pub mod recording;
 
 pub use error::{IoError, ParseError, Result};
-pub use read::{detect, read, read_units, unit_files, Format, ReadOptions, ReadOutput, Skipped};
+pub use read::{
+    detect, read, read_units, unit_files, Format, ReadOptions, ReadOutput, ReadResult, Skipped,
+};
 pub use recording::{Annotation, ChannelRef, Label, LabelTrack, Recording, Scale};

@@ -102,14 +102,19 @@ pub struct ReadOutput {
     pub warnings: Vec<String>,
 }
 
+/// What [`read()`] found: the format it read (detected or given), why it was detected (`None`
+/// when given), and the recordings.
+#[derive(Debug)]
+pub struct ReadResult {
+    pub format: Format,
+    pub detected: Option<String>,
+    pub output: ReadOutput,
+}
+
 /// Read every recording under `path` in `format` (or the detected format).
 ///
 /// Returns the format used, and how it was detected when `format` was [`Format::Auto`].
-pub fn read(
-    path: &Path,
-    format: Format,
-    opts: &ReadOptions,
-) -> Result<(Format, Option<String>, ReadOutput)> {
+pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResult> {
     if !path.exists() {
         return Err(IoError::open(
             path,
@@ -150,7 +155,11 @@ pub fn read(
             reason,
         });
     }
-    Ok((format, why, out))
+    Ok(ReadResult {
+        format,
+        detected: why,
+        output: out,
+    })
 }
 
 fn file_name(p: &Path) -> String {

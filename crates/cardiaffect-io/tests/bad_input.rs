@@ -11,7 +11,7 @@ fn fixtures() -> PathBuf {
 
 fn err(path: &Path, format: Format) -> (IoError, String) {
     match read(path, format, &ReadOptions::default()) {
-        Ok((_, _, out)) => panic!(
+        Ok(cardiaffect_io::ReadResult { output: out, .. }) => panic!(
             "{}: expected an error, got {} recordings",
             path.display(),
             out.recordings.len()

@@ -116,7 +116,11 @@ fn every_fixture_reads_as_written() {
         };
         for fmt in [format, Format::Auto] {
             let ctx = format!("{rel} as {fmt}");
-            let (used, _, out) = read(&path, fmt, &opts).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let cardiaffect_io::ReadResult {
+                format: used,
+                output: out,
+                ..
+            } = read(&path, fmt, &opts).unwrap_or_else(|e| panic!("{ctx}: {e}"));
             assert_eq!(used, format, "{ctx}: detected format");
             // wfdb.wrsamp writes each signal's checksum: ours must agree.
             assert!(
@@ -172,7 +176,7 @@ fn every_fixture_reads_as_written() {
 #[test]
 fn other_channels_load_on_demand() {
     let dir = fixtures_dir();
-    let (_, _, out) = read(
+    let cardiaffect_io::ReadResult { output: out, .. } = read(
         &dir.join("amigos/Data_Preprocessed_P02.mat"),
         Format::Amigos,
         &ReadOptions::default(),
@@ -196,7 +200,7 @@ fn other_channels_load_on_demand() {
         "ECG Right is 0.9 x ECG Left in the fixture"
     );
 
-    let (_, _, out) = read(
+    let cardiaffect_io::ReadResult { output: out, .. } = read(
         &dir.join("wesad/S3/S3.pkl"),
         Format::Wesad,
         &ReadOptions::default(),
@@ -222,11 +226,13 @@ fn reading_unit_by_unit_gives_the_same_recordings() {
         ("dreamer", Format::Dreamer),
     ] {
         let path = dir.join(rel);
-        let (_, _, whole) = read(&path, fmt, &ReadOptions::default()).unwrap();
+        let cardiaffect_io::ReadResult { output: whole, .. } =
+            read(&path, fmt, &ReadOptions::default()).unwrap();
         let (_, units) = cardiaffect_io::read_units(&path, Format::Auto).unwrap();
         let mut pieces = Vec::new();
         for u in &units {
-            let (_, _, out) = read(u, fmt, &ReadOptions::default()).unwrap();
+            let cardiaffect_io::ReadResult { output: out, .. } =
+                read(u, fmt, &ReadOptions::default()).unwrap();
             pieces.extend(out.recordings);
         }
         assert_eq!(
@@ -256,7 +262,7 @@ fn reading_unit_by_unit_gives_the_same_recordings() {
 #[test]
 fn wesad_lists_the_channels_the_file_has() {
     // S6's chest dict has no EMG and no Temp, its wrist dict no BVP.
-    let (_, _, out) = read(
+    let cardiaffect_io::ReadResult { output: out, .. } = read(
         &fixtures_dir().join("wesad_partial/S6/S6.pkl"),
         Format::Wesad,
         &ReadOptions::default(),

@@ -28,7 +28,8 @@ fn recording(name: &str) -> (Vec<f32>, f64) {
         "supine_1min" => root().join("data/biosignalsnotebooks/supine_1min.edf"),
         other => root().join(format!("data/biosignalsnotebooks/{other}.hea")),
     };
-    let (_, _, out) = read(&path, Format::Auto, &ReadOptions::default()).unwrap();
+    let cardiaffect_io::ReadResult { output: out, .. } =
+        read(&path, Format::Auto, &ReadOptions::default()).unwrap();
     let r = out.recordings.into_iter().next().unwrap();
     (r.samples, r.fs)
 }

@@ -199,7 +199,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
         fs: a.fs,
         lead: a.lead.clone(),
     };
-    let (format, detected, out) = read(&a.path, a.format, &opts)?;
+    let cardiaffect_io::ReadResult {
+        format,
+        detected,
+        output: out,
+    } = read(&a.path, a.format, &opts)?;
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     if a.json {

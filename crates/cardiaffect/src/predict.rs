@@ -314,7 +314,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         lead: a.lead.clone(),
     };
     let path = crate::bundled::resolve_recording(&a.recording)?;
-    let (_, _, out) = read(&path, a.format, &opts)
+    let cardiaffect_io::ReadResult { output: out, .. } = read(&path, a.format, &opts)
         .with_context(|| format!("reading {}", a.recording.display()))?;
     let mut timelines = Vec::new();
     for rec in &out.recordings {

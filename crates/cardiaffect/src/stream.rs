@@ -263,7 +263,7 @@ pub fn bench(a: BenchStreamArgs) -> Result<()> {
     let pre = model.preprocess.clone();
     let hop = a.hop.unwrap_or(pre.window_s / 2.0);
     let rec_dir = crate::bundled::unpack()?.join("biosignalsnotebooks");
-    let (_, _, o) = cardiaffect_io::read(
+    let cardiaffect_io::ReadResult { output: o, .. } = cardiaffect_io::read(
         &rec_dir.join("ecg_7min.hea"),
         cardiaffect_io::Format::Wfdb,
         &Default::default(),
