@@ -1,28 +1,9 @@
-//! Writing `.npy` files numpy can memory-map (`np.load(path, mmap_mode='r')`).
+//! Writing `.npy` files numpy can memory-map (`np.load(path, mmap_mode='r')`): the header
+//! (beside the reader, in `cardiaffect_io::formats::npy`) and the corpus's value types.
 
 use std::io::Write;
 
-/// A version-1.0 header for a C-order array of `shape` and dtype `descr`, padded to 64 bytes.
-pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let shape_s = match shape {
-        [n] => format!("({n},)"),
-        s => format!(
-            "({})",
-            s.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
-    let total = 10 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - total % 64) % 64));
-    dict.push('\n');
-    let mut h = b"\x93NUMPY\x01\x00".to_vec();
-    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h
-}
+pub use cardiaffect_io::formats::npy::header;
 
 /// Append f32 values in the corpus dtype.
 pub fn write_values(

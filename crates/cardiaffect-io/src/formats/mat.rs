@@ -508,34 +508,21 @@ fn decode_numbers(
             format!("{} bytes", data.len()),
         ));
     }
-    let le = e.little;
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            data.chunks_exact($n)
-                .map(|c| {
-                    let a: [u8; $n] = c.try_into().unwrap_or([0; $n]);
-                    (if le {
-                        <$t>::from_le_bytes(a)
-                    } else {
-                        <$t>::from_be_bytes(a)
-                    }) as f64
-                })
-                .collect()
-        };
-    }
-    Ok(match el.ty {
-        MI_INT8 => data.iter().map(|&b| b as i8 as f64).collect(),
-        MI_UINT8 | MI_UTF8 => data.iter().map(|&b| b as f64).collect(),
-        MI_INT16 => conv!(i16, 2),
-        MI_UINT16 | MI_UTF16 => conv!(u16, 2),
-        MI_INT32 => conv!(i32, 4),
-        MI_UINT32 | MI_UTF32 => conv!(u32, 4),
-        MI_SINGLE => conv!(f32, 4),
-        MI_DOUBLE => conv!(f64, 8),
-        MI_INT64 => conv!(i64, 8),
-        MI_UINT64 => conv!(u64, 8),
+    use crate::formats::dtype::{decode_numbers, Number};
+    let n = match el.ty {
+        MI_INT8 => Number::I8,
+        MI_UINT8 | MI_UTF8 => Number::U8,
+        MI_INT16 => Number::I16,
+        MI_UINT16 | MI_UTF16 => Number::U16,
+        MI_INT32 => Number::I32,
+        MI_UINT32 | MI_UTF32 => Number::U32,
+        MI_SINGLE => Number::F32,
+        MI_DOUBLE => Number::F64,
+        MI_INT64 => Number::I64,
+        MI_UINT64 => Number::U64,
         _ => unreachable!("type_size checked the type"),
-    })
+    };
+    Ok(decode_numbers(data, n, e.little))
 }
 
 fn parse_matrix(

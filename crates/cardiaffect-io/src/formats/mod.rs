@@ -1,6 +1,7 @@
 //! Byte-level file formats. Each parser works on bytes or text and knows nothing of datasets.
 
 pub mod csv;
+pub mod dtype;
 pub mod edf;
 pub mod mat;
 pub mod npy;

@@ -3,7 +3,7 @@
 //! Reference: numpy `numpy/lib/format.py` ("A Simple File Format for NumPy Arrays", NEP 1).
 
 use crate::error::ParseError;
-use crate::formats::pickle::{decode, fortran_to_c, Dtype};
+use crate::formats::dtype::{decode, fortran_to_c, Dtype};
 
 pub const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -14,6 +14,28 @@ pub struct Npy {
     pub fortran_order: bool,
     /// Values in C (row-major) order.
     pub values: Vec<f64>,
+}
+
+/// A version-1.0 header for a C-order array of `shape` and dtype `descr`, padded to 64 bytes.
+pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let shape_s = match shape {
+        [n] => format!("({n},)"),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    let total = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - total % 64) % 64));
+    dict.push('\n');
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h
 }
 
 /// Parse the header only: (descr, fortran_order, shape, data offset).
@@ -173,6 +195,19 @@ fn parse_descr(d: &str) -> Option<Dtype> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_writer_header_is_read_back_by_the_reader() {
+        let mut b = header("<f4", &[2, 3]);
+        assert_eq!(b.len() % 64, 0, "padded to 64 bytes as numpy does");
+        for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let a = super::parse(&b).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.values, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
     use super::*;
 
     fn npy(descr: &str, shape: &str, fortran: bool, data: &[u8]) -> Vec<u8> {

@@ -18,47 +18,9 @@
 use std::collections::HashMap;
 
 use crate::error::ParseError;
+pub use crate::formats::dtype::{decode, fortran_to_c, Dtype};
 
 pub type Id = usize;
-
-/// A numpy dtype reduced to what is needed to decode a buffer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dtype {
-    /// 'f', 'i', 'u', 'b', 'c', 'O', 'S', 'U', 'V'...
-    pub kind: char,
-    pub size: usize,
-    pub little_endian: bool,
-}
-
-impl Dtype {
-    fn from_str(s: &str) -> Option<Dtype> {
-        let mut chars = s.chars().peekable();
-        let mut little = true;
-        if let Some(&c) = chars.peek() {
-            if matches!(c, '<' | '>' | '|' | '=') {
-                little = c != '>';
-                chars.next();
-            }
-        }
-        let kind = chars.next()?;
-        let rest: String = chars.collect();
-        let size = if rest.is_empty() {
-            match kind {
-                'b' | '?' => 1,
-                'O' => 8,
-                _ => return None,
-            }
-        } else {
-            rest.parse().ok()?
-        };
-        let kind = if kind == '?' { 'b' } else { kind };
-        Some(Dtype {
-            kind,
-            size,
-            little_endian: little,
-        })
-    }
-}
 
 /// A numpy array as pickled: shape, dtype, and where its bytes are.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,74 +240,6 @@ impl<'p, 'a> PyRef<'p, 'a> {
             Ok((a.shape.clone(), values))
         }
     }
-}
-
-/// Decode a raw numeric buffer of numpy dtype `dtype` to f64.
-pub fn decode(raw: &[u8], dtype: &Dtype) -> Result<Vec<f64>, String> {
-    let le = dtype.little_endian;
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            raw.chunks_exact($n)
-                .map(|c| {
-                    let a: [u8; $n] = c.try_into().unwrap_or([0; $n]);
-                    (if le {
-                        <$t>::from_le_bytes(a)
-                    } else {
-                        <$t>::from_be_bytes(a)
-                    }) as f64
-                })
-                .collect()
-        };
-    }
-    Ok(match (dtype.kind, dtype.size) {
-        ('f', 8) => conv!(f64, 8),
-        ('f', 4) => conv!(f32, 4),
-        ('f', 2) => raw
-            .chunks_exact(2)
-            .map(|c| {
-                let a = [c[0], c[1]];
-                half::f16::from_bits(if le {
-                    u16::from_le_bytes(a)
-                } else {
-                    u16::from_be_bytes(a)
-                })
-                .to_f64()
-            })
-            .collect(),
-        ('i', 1) => raw.iter().map(|&b| b as i8 as f64).collect(),
-        ('u', 1) | ('b', 1) => raw.iter().map(|&b| b as f64).collect(),
-        ('i', 2) => conv!(i16, 2),
-        ('u', 2) => conv!(u16, 2),
-        ('i', 4) => conv!(i32, 4),
-        ('u', 4) => conv!(u32, 4),
-        ('i', 8) => conv!(i64, 8),
-        ('u', 8) => conv!(u64, 8),
-        (k, s) => return Err(format!("a numeric dtype, found {k}{s}")),
-    })
-}
-
-/// Reorder column-major values of `shape` to row-major.
-pub fn fortran_to_c(values: &[f64], shape: &[usize]) -> Vec<f64> {
-    let n = values.len();
-    let nd = shape.len();
-    let mut out = vec![0.0; n];
-    let mut idx = vec![0usize; nd];
-    for v in values.iter() {
-        // idx iterates in Fortran order (first index fastest).
-        let mut c = 0;
-        for (d, &i) in idx.iter().enumerate() {
-            c = c * shape[d] + i;
-        }
-        out[c] = *v;
-        for d in 0..nd {
-            idx[d] += 1;
-            if idx[d] < shape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
-    out
 }
 
 struct Vm<'a> {
@@ -855,7 +749,7 @@ impl<'a> Vm<'a> {
             | ("numpy.core.multiarray", "dtype")
             | ("numpy._core.multiarray", "dtype") => {
                 let s = a.first().and_then(|&i| self.str_of(i)).unwrap_or_default();
-                match Dtype::from_str(&s) {
+                match Dtype::from_descr(&s) {
                     Some(d) => Obj::Dtype(d),
                     None => Obj::Instance {
                         class: callable,
