@@ -19,6 +19,7 @@ pub mod artifact;
 pub mod datasets;
 pub mod error;
 pub mod formats;
+mod paths;
 pub mod read;
 pub mod recording;
 

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use crate::datasets;
 use crate::error::{IoError, Result};
 use crate::formats::{edf, mat, npy};
-use crate::recording::Recording;
+use crate::paths::{file_name, files_matching, list_dir, natural_key};
+pub use crate::recording::{ReadOptions, ReadOutput, Skipped};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,31 +78,6 @@ impl FromStr for Format {
     }
 }
 
-/// Choices a reader cannot make alone.
-#[derive(Debug, Clone, Default)]
-pub struct ReadOptions {
-    /// Sampling rate for formats that do not store one (CSV, NPY).
-    pub fs: Option<f64>,
-    /// Which ECG lead to take: a name ("ECG Left", "right", "MLII") or a 1-based index.
-    pub lead: Option<String>,
-}
-
-/// A trial that was in the file but not returned, and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Skipped {
-    pub source: PathBuf,
-    pub subject: String,
-    pub trial: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Default)]
-pub struct ReadOutput {
-    pub recordings: Vec<Recording>,
-    pub skipped: Vec<Skipped>,
-    pub warnings: Vec<String>,
-}
-
 /// What [`read()`] found: the format it read (detected or given), why it was detected (`None`
 /// when given), and the recordings.
 #[derive(Debug)]
@@ -160,12 +136,6 @@ pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResul
         detected: why,
         output: out,
     })
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn read_prefix(path: &Path, n: usize) -> Result<Vec<u8>> {
@@ -291,60 +261,6 @@ fn detect_dir(dir: &Path) -> Result<(Format, String)> {
     Err(IoError::UnknownFormat {
         path: dir.to_path_buf(),
         reason: "a folder with no file of a known layout; pass --format".into(),
-    })
-}
-
-/// Entries of a folder, sorted by name so that every run sees the same order.
-pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| IoError::open(dir, e))?;
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    Ok(v)
-}
-
-/// Files directly in `dir` whose name satisfies `keep`, in natural order; or `path` itself.
-pub(crate) fn files_matching(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut v: Vec<PathBuf> = list_dir(path)?
-        .into_iter()
-        .filter(|p| p.is_file() && keep(&file_name(p)))
-        .collect();
-    // Natural order everywhere ("rec80" before "rec212", "P2" before "P10").
-    v.sort_by_key(|p| natural_key(&p.to_string_lossy()));
-    Ok(v)
-}
-
-/// Natural order for names with numbers ("P2" before "P10").
-pub(crate) fn natural_key(s: &str) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            if !num.is_empty() {
-                out.push((std::mem::take(&mut text), num.parse().unwrap_or(0)));
-                num.clear();
-            }
-            text.push(c);
-        }
-    }
-    out.push((text, num.parse().unwrap_or(0)));
-    out
-}
-
-/// Digits following `prefix` in `name` ("Data_Preprocessed_P07.mat", "P" -> "07").
-/// The first occurrence followed by a digit counts ("_Preprocessed_P07": the second "_P").
-pub(crate) fn number_after(name: &str, prefix: &str) -> Option<String> {
-    name.match_indices(prefix).find_map(|(i, _)| {
-        let digits: String = name[i + prefix.len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        (!digits.is_empty()).then_some(digits)
     })
 }
 

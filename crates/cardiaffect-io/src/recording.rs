@@ -263,3 +263,28 @@ mod tests {
         assert_eq!(b.last().unwrap().1, 10);
     }
 }
+
+/// Choices a reader cannot make alone.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Sampling rate for formats that do not store one (CSV, NPY).
+    pub fs: Option<f64>,
+    /// Which ECG lead to take: a name ("ECG Left", "right", "MLII") or a 1-based index.
+    pub lead: Option<String>,
+}
+
+/// A trial that was in the file but not returned, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Skipped {
+    pub source: PathBuf,
+    pub subject: String,
+    pub trial: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ReadOutput {
+    pub recordings: Vec<Recording>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+}

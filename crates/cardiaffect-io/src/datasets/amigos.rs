@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use super::{choose_lead, labels, load_mat, mat_cell, mat_var, nan_count};
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
-use crate::read::{files_matching, natural_key, number_after, ReadOptions, ReadOutput, Skipped};
+use crate::paths::{files_matching, natural_key, number_after};
 use crate::recording::{ChannelRef, Recording, Scale};
+use crate::recording::{ReadOptions, ReadOutput, Skipped};
 
 pub const FS: f64 = 128.0;
 pub const COLUMNS: [&str; 17] = [

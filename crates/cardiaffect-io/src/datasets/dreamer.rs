@@ -15,8 +15,9 @@ use std::sync::Arc;
 use super::{choose_lead, labels, load_mat, mat_cell, mat_field, mat_var, mat_vector, nan_count};
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
-use crate::read::{files_matching, ReadOptions, ReadOutput, Skipped};
+use crate::paths::files_matching;
 use crate::recording::{ChannelRef, Recording, Scale};
+use crate::recording::{ReadOptions, ReadOutput, Skipped};
 
 pub const SCALE: Scale = Scale {
     min: 1.0,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::error::{IoError, Result};
 use crate::formats::{csv, edf, npy, wfdb};
-use crate::read::{files_matching, ReadOptions, ReadOutput};
+use crate::paths::files_matching;
 use crate::recording::{Annotation, ChannelRef, Recording};
+use crate::recording::{ReadOptions, ReadOutput};
 
 struct Signal {
     name: String,

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoError, Result};
 use crate::formats::{csv, pickle};
-use crate::read::{list_dir, natural_key, ReadOptions, ReadOutput};
+use crate::paths::{list_dir, natural_key};
 use crate::recording::{ChannelRef, LabelTrack, Recording};
+use crate::recording::{ReadOptions, ReadOutput};
 
 pub const FS: f64 = 700.0;
 pub const CLASSES: [(u8, &str); 8] = [
