@@ -163,7 +163,7 @@ impl Corpus {
         if opts.verify {
             // The manifest holds the other files' checksums; `checksums.json` holds its own.
             if let Some(list) = cardiaffect_io::artifact::Checksums::load(dir)? {
-                list.check_file(dir, "manifest.json")?;
+                list.check_bytes(dir, "manifest.json", text.as_bytes())?;
             }
         }
         let manifest: Manifest = serde_json::from_value(v).map_err(|e| CorpusError::Corrupt {

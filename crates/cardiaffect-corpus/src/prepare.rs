@@ -402,7 +402,7 @@ fn read_shard_info(dir: &Path) -> Option<ShardInfo> {
     let list = artifact::Checksums {
         files: info.checksums.clone(),
     };
-    let complete = SHARD_FILES.iter().all(|f| list.files.contains_key(*f));
+    let complete = list.covers(&SHARD_FILES);
     match list.check(dir) {
         Ok(()) if complete => Some(info),
         Ok(()) => None,
@@ -629,12 +629,10 @@ pub fn prepare(
             ..old.clone()
         } == manifest;
         let intact = || {
-            artifact::Checksums {
+            let list = artifact::Checksums {
                 files: old.checksums.clone(),
-            }
-            .check(out)
-            .is_ok()
-                && CORPUS_FILES.iter().all(|f| old.checksums.contains_key(*f))
+            };
+            list.covers(&CORPUS_FILES) && list.check(out).is_ok()
         };
         if same && intact() {
             // An earlier run may have stopped between the manifest and its checksum.

@@ -13,6 +13,7 @@ use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
 use cardiaffect_eval::calibration::{apply_threshold, softmax, Standardiser};
 use cardiaffect_eval::{Calibration, Labels, OperatingPoint};
 use cardiaffect_io::Recording;
+use cardiaffect_model::bundle::{LABELS_FILE, PREPROCESS_FILE};
 use cardiaffect_model::{load_model, Model, ModelConfig};
 use cardiaffect_signal::{zscore, CleanConfig};
 use serde::{Deserialize, Serialize};
@@ -73,8 +74,15 @@ impl Predictor {
 
     fn load_from(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
         let dir = dir.to_path_buf();
-        cardiaffect_io::artifact::Checksums::verify(&dir)
-            .map_err(cardiaffect_model::ModelError::from)?;
+        // load_model checks config.json and the weights; the rest of the folder is checked here.
+        if let Some(list) = cardiaffect_io::artifact::Checksums::load(&dir)
+            .map_err(cardiaffect_model::ModelError::from)?
+        {
+            for name in [PREPROCESS_FILE, LABELS_FILE, OPERATING_POINT_FILE] {
+                list.check_file(&dir, name)
+                    .map_err(cardiaffect_model::ModelError::from)?;
+            }
+        }
         let preprocess: Preprocess = read_json(
             &dir,
             "preprocess.json",

@@ -320,16 +320,63 @@ impl Checksums {
             }
             Err(e) => return Err(VerifyError::Read { path: p, source: e }),
         };
-        if &found != expected {
+        self.compare(dir, name, expected, found)
+    }
+
+    /// Check the bytes of listed file `name` that the caller has already read (a name the list
+    /// does not hold passes).
+    pub fn check_bytes(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), VerifyError> {
+        match self.files.get(name) {
+            Some(expected) => self.compare(dir, name, expected, checksum(bytes)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the list names every one of `names`.
+    pub fn covers(&self, names: &[&str]) -> bool {
+        names.iter().all(|n| self.files.contains_key(*n))
+    }
+
+    fn compare(
+        &self,
+        dir: &Path,
+        name: &str,
+        expected: &str,
+        found: String,
+    ) -> Result<(), VerifyError> {
+        if found != expected {
             return Err(VerifyError::Mismatch {
-                path: p,
+                path: dir.join(name),
                 listed_in: dir.join(Self::FILE),
-                expected: expected.clone(),
+                expected: expected.to_string(),
                 found,
             });
         }
         Ok(())
     }
+}
+
+/// Write the folder `dst` whole: `fill` writes its files into `DST.tmp/`, their checksums
+/// (of `names`, those present) go into its `checksums.json`, and the folder is swapped in with
+/// [`replace_dir`]. On failure the temporary folder is removed and `dst` stays as it was.
+pub fn write_dir<E: From<WriteError>>(
+    dst: &Path,
+    names: &[&str],
+    fill: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let tmp = tmp_path(dst);
+    let _ = fs::remove_dir_all(&tmp);
+    let written = (|| {
+        fs::create_dir_all(&tmp).map_err(|e| WriteError::new(&tmp, e))?;
+        fill(&tmp)?;
+        Checksums::write(&tmp, names)?;
+        replace_dir(&tmp, dst)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    written
 }
 
 /// Every message of an error chain, each once, joined by ": " (for places that print an error
@@ -442,6 +489,26 @@ mod tests {
         }
         writer.join().unwrap();
         assert!(reads > 0);
+    }
+
+    #[test]
+    fn write_dir_swaps_in_a_whole_folder_or_leaves_the_old_one() {
+        let d = tempfile::tempdir().unwrap();
+        let dst = d.path().join("model");
+        write_dir(&dst, &["a"], |t| write_atomic(&t.join("a"), b"1")).unwrap();
+        Checksums::verify(&dst).unwrap();
+        assert!(Checksums::load(&dst).unwrap().unwrap().covers(&["a"]));
+        let e = write_dir(&dst, &["a"], |t| {
+            write_atomic(&t.join("a"), b"2")?;
+            Err(WriteError::new(t, std::io::Error::other("fill failed")))
+        });
+        assert!(e.is_err());
+        assert_eq!(
+            fs::read(dst.join("a")).unwrap(),
+            b"1",
+            "the old folder stays"
+        );
+        assert!(!tmp_path(&dst).exists(), "no temporary folder left");
     }
 
     #[test]

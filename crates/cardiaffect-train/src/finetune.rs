@@ -1045,21 +1045,13 @@ fn save_model_dir(
     labels: &Labels,
     op: &OperatingPoint,
 ) -> Result<(), TrainError> {
-    let tmp = artifact::tmp_path(dir);
-    let _ = fs::remove_dir_all(&tmp);
-    let written = (|| {
-        save_model(&tmp, cfg, model)?;
+    artifact::write_dir(dir, &MODEL_FILES, |tmp| {
+        save_model(tmp, cfg, model)?;
         write_json_atomic(&tmp.join("preprocess.json"), &preprocess(corpus))?;
         write_json_atomic(&tmp.join(OPERATING_POINT_FILE), op)?;
         write_json_atomic(&tmp.join("labels.json"), labels)?;
-        Checksums::write(&tmp, &MODEL_FILES)?;
-        artifact::replace_dir(&tmp, dir)?;
         Ok::<(), TrainError>(())
-    })();
-    if written.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    written
+    })
 }
 
 fn is_model_method(m: &str) -> bool {

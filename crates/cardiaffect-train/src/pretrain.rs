@@ -450,8 +450,8 @@ const CHECKPOINT_FILES: [&str; 5] = [
     "state.json",
 ];
 
-/// What a finished run adds to its folder (removed when a run starts afresh in it, so that
-/// nothing of an earlier run is taken for this one's).
+/// What a run writes beside its checkpoint (removed when a run starts afresh in its folder, so
+/// that nothing of an earlier run is taken for this one's).
 const FINAL_FILES: [&str; 9] = [
     "model.safetensors",
     "config.json",
@@ -476,29 +476,33 @@ struct CheckpointState {
 /// run writes the same checkpoint bytes (the weights and their updates do not depend on ids).
 struct SequentialIds(u64);
 
+impl SequentialIds {
+    fn next(&mut self) -> burn::module::ParamId {
+        self.0 += 1;
+        burn::module::ParamId::from(self.0)
+    }
+}
+
 impl burn::module::ModuleMapper for SequentialIds {
     fn map_float<const D: usize>(
         &mut self,
         mut p: burn::module::Param<Tensor<D>>,
     ) -> burn::module::Param<Tensor<D>> {
-        self.0 += 1;
-        p.id = burn::module::ParamId::from(self.0);
+        p.id = self.next();
         p
     }
     fn map_int<const D: usize>(
         &mut self,
         mut p: burn::module::Param<Tensor<D, Int>>,
     ) -> burn::module::Param<Tensor<D, Int>> {
-        self.0 += 1;
-        p.id = burn::module::ParamId::from(self.0);
+        p.id = self.next();
         p
     }
     fn map_bool<const D: usize>(
         &mut self,
         mut p: burn::module::Param<Tensor<D, Bool>>,
     ) -> burn::module::Param<Tensor<D, Bool>> {
-        self.0 += 1;
-        p.id = burn::module::ParamId::from(self.0);
+        p.id = self.next();
         p
     }
 }
@@ -536,31 +540,28 @@ fn save_checkpoint(
     optim: &ModuleOptimizer,
     state: &CheckpointState,
 ) -> Result<(), TrainError> {
-    let tmp = run.join("checkpoint.tmp");
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    // The weights in safetensors with their config (usable by any tool, e.g. `finetune
-    // --pretrained RUN_DIR/checkpoint`), and as a Burn record that keeps the parameter ids
-    // the optimizer state is keyed by (for a bit-for-bit resume).
-    save_model(&tmp, cfg, &model.valid())?;
-    let failed = |m: String| TrainError::Checkpoint {
-        path: tmp.clone(),
-        message: m,
-    };
-    let mb = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| failed(e.to_string()))?;
-    let mb = canonical_burnpack(mb).map_err(|e| failed(e.to_string()))?;
-    write_atomic(&tmp.join("model.bpk"), &mb[..])?;
-    let ob = optim.into_bytes().map_err(|e| failed(e.to_string()))?;
-    let ob = canonical_burnpack(ob).map_err(|e| failed(e.to_string()))?;
-    write_atomic(&tmp.join("optimizer.bpk"), &ob[..])?;
-    write_json_atomic(&tmp.join("state.json"), state)?;
-    Checksums::write(&tmp, &CHECKPOINT_FILES)?;
-    artifact::replace_dir(&tmp, &run.join("checkpoint"))?;
-    Ok(())
+    artifact::write_dir(&run.join("checkpoint"), &CHECKPOINT_FILES, |tmp| {
+        // The weights in safetensors with their config (usable by any tool, e.g. `finetune
+        // --pretrained RUN_DIR/checkpoint`), and as a Burn record that keeps the parameter ids
+        // the optimizer state is keyed by (for a bit-for-bit resume).
+        save_model(tmp, cfg, &model.valid())?;
+        let failed = |m: String| TrainError::Checkpoint {
+            path: tmp.to_path_buf(),
+            message: m,
+        };
+        let mb = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| failed(e.to_string()))?;
+        let mb = canonical_burnpack(mb).map_err(|e| failed(e.to_string()))?;
+        write_atomic(&tmp.join("model.bpk"), &mb[..])?;
+        let ob = optim.into_bytes().map_err(|e| failed(e.to_string()))?;
+        let ob = canonical_burnpack(ob).map_err(|e| failed(e.to_string()))?;
+        write_atomic(&tmp.join("optimizer.bpk"), &ob[..])?;
+        write_json_atomic(&tmp.join("state.json"), state)?;
+        Ok(())
+    })
 }
 
 fn load_checkpoint(

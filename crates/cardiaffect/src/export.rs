@@ -46,20 +46,12 @@ const FILES: [&str; 5] = [
 ];
 
 pub fn run(a: ExportArgs) -> Result<()> {
-    let dir = if !a.model.join("config.json").exists() && a.model.join("model/config.json").exists()
-    {
-        a.model.join("model")
-    } else {
-        a.model.clone()
-    };
+    let dir = cardiaffect_model::bundle::resolve(&a.model);
     let device = crate::device::device(crate::device::Backend::Flex)?;
     let (cfg, model) =
         load_model(&dir, &device).with_context(|| format!("--model {}", dir.display()))?;
     // Completed as OUT.tmp and swapped in whole: a reader never sees half an export.
-    let tmp = artifact::tmp_path(&a.out);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let written = (|| -> Result<()> {
-        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    artifact::write_dir(&a.out, &FILES, |tmp| -> Result<()> {
         let w = tmp.join("model.safetensors");
         if a.layout == Layout::Pytorch {
             save_weights_pytorch(&model, &w)?;
@@ -74,14 +66,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
             }
         }
         artifact::write_atomic(&tmp.join("PARAMETERS.md"), NAMES.as_bytes())?;
-        artifact::Checksums::write(&tmp, &FILES)?;
-        artifact::replace_dir(&tmp, &a.out)?;
         Ok(())
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    written?;
+    })?;
     let w = a.out.join("model.safetensors");
     println!("wrote {} ({} layout, {} parameters), config.json, preprocess.json, labels.json, PARAMETERS.md", w.display(), match a.layout { Layout::Pytorch => "pytorch", Layout::Burn => "burn" }, model.num_params());
     println!("ONNX: not written (Burn 0.22 has no ONNX exporter); from PyTorch, reference/model.py + these weights + torch.onnx.export");
