@@ -81,6 +81,8 @@ pub enum CorpusError {
         expected: u32,
         created_by: String,
     },
+    #[error("label column `{column}`: {reason}")]
+    LabelColumn { column: String, reason: String },
     #[error("{path}: damaged corpus: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: {count} window(s) hold NaN or infinite values (indices {indices:?}{more}); prepare never writes such windows: run `cardiaffect prepare` again")]

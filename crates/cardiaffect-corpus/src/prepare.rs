@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cardiaffect_io::artifact::{self, Hasher};
-use cardiaffect_io::{read, read_units, unit_files, Format, ReadOptions};
+use cardiaffect_io::{read, read_units, unit_files, EventSource, Format, ReadOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,6 +37,15 @@ pub struct Source {
     pub path: PathBuf,
     pub lead: Option<String>,
     pub fs: Option<f64>,
+    /// Cut recordings into trials at these events (`--events`).
+    #[serde(default)]
+    pub events: Option<EventSource>,
+    /// Seconds before each event kept as its baseline segment (`--baseline`).
+    #[serde(default)]
+    pub baseline_s: Option<f64>,
+    /// Declared label scales (`--label-scale NAME=LO-HI`).
+    #[serde(default)]
+    pub label_scales: BTreeMap<String, (f64, f64)>,
 }
 
 impl FromStr for Source {
@@ -53,6 +62,9 @@ impl FromStr for Source {
             path: PathBuf::from(path),
             lead: None,
             fs: None,
+            events: None,
+            baseline_s: None,
+            label_scales: BTreeMap::new(),
         })
     }
 }
@@ -116,6 +128,9 @@ pub struct ShardInfo {
     pub windows: usize,
     pub recordings: usize,
     pub skipped_trials: usize,
+    /// Skipped trials by reason ("outside the recording", "empty").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, usize>,
     pub dropped: BTreeMap<String, usize>,
     pub warnings: Vec<String>,
     pub label_scales: BTreeMap<String, LabelScale>,
@@ -130,6 +145,66 @@ pub struct LabelScale {
     pub min: f64,
     pub max: f64,
     pub description: String,
+    /// A categorical column's classes: its values are indices into them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// `min`/`max` were inferred from the values seen (the corpus's: the union over sources).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+}
+
+impl LabelScale {
+    /// One phrase for listings: "1-9 (AMIGOS self-assessment 1-9)", "classes fear, joy".
+    pub fn describe(&self) -> String {
+        if self.classes.is_empty() {
+            format!("{}-{} ({})", self.min, self.max, self.description)
+        } else {
+            format!("classes {}", self.classes.join(", "))
+        }
+    }
+}
+
+/// One scale per label column for the whole corpus. Declared scales: the first source's (a
+/// corpus may mix scales: labels split each window at its own). Inferred scales: the union of
+/// the ranges seen. Categorical columns: the sorted union of the classes (each shard's codes
+/// are mapped onto it when the corpus is assembled).
+fn merge_scales(infos: &[ShardInfo]) -> Result<BTreeMap<String, LabelScale>, CorpusError> {
+    let mut out: BTreeMap<String, (LabelScale, String)> = BTreeMap::new();
+    for i in infos {
+        for (k, v) in &i.label_scales {
+            let Some((m, first)) = out.get_mut(k) else {
+                out.insert(k.clone(), (v.clone(), i.unit.clone()));
+                continue;
+            };
+            if m.classes.is_empty() != v.classes.is_empty() {
+                let first: &str = first;
+                return Err(CorpusError::LabelColumn {
+                    column: k.clone(),
+                    reason: format!(
+                        "it holds classes in {} and numbers in {}: make it one or the other in every source",
+                        if m.classes.is_empty() { &i.unit } else { first },
+                        if m.classes.is_empty() { first } else { &i.unit },
+                    ),
+                });
+            }
+            if !v.classes.is_empty() {
+                for c in &v.classes {
+                    if !m.classes.contains(c) {
+                        m.classes.push(c.clone());
+                    }
+                }
+                m.classes.sort();
+                m.max = (m.classes.len().max(1) - 1) as f64;
+            } else if m.inferred && v.inferred {
+                m.min = m.min.min(v.min);
+                m.max = m.max.max(v.max);
+                m.description = format!(
+                    "inferred from the values of all sources; declare it with --label-scale {k}=LO-HI"
+                );
+            }
+        }
+    }
+    Ok(out.into_iter().map(|(k, (v, _))| (k, v)).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +220,9 @@ pub struct Counts {
     pub recordings: usize,
     pub units: usize,
     pub skipped_trials: usize,
+    /// Skipped trials by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, usize>,
     pub dropped: BTreeMap<String, usize>,
 }
 
@@ -272,6 +350,16 @@ fn shard_key(unit: &Unit, cfg: &PrepareConfig, files: &[FileHash]) -> String {
         "\n{} {:?} {:?}\n",
         unit.format, unit.opts.lead, unit.opts.fs
     ));
+    // Only when given, so that shards of sources without events keep their keys.
+    if unit.opts.events.is_some()
+        || unit.opts.baseline_s.is_some()
+        || !unit.opts.label_scales.is_empty()
+    {
+        h.update(format!(
+            "events {:?} baseline {:?} scales {:?}\n",
+            unit.opts.events, unit.opts.baseline_s, unit.opts.label_scales
+        ));
+    }
     for f in files {
         h.update(format!(
             "{} {} {}\n",
@@ -301,6 +389,7 @@ fn build_shard(
         windows: 0,
         recordings: out.recordings.len(),
         skipped_trials: out.skipped.len(),
+        skipped: BTreeMap::new(),
         dropped: BTreeMap::new(),
         warnings: out.warnings.clone(),
         label_scales: BTreeMap::new(),
@@ -308,6 +397,7 @@ fn build_shard(
         checksums: BTreeMap::new(),
     };
     for s in &out.skipped {
+        *info.skipped.entry(s.kind.to_string()).or_insert(0) += 1;
         info.warnings.push(format!(
             "{}: {} trial {} skipped: {}",
             s.source.display(),
@@ -343,6 +433,8 @@ fn build_shard(
                     min: l.scale.min,
                     max: l.scale.max,
                     description: l.scale.description.to_string(),
+                    classes: l.scale.classes.clone(),
+                    inferred: l.scale.inferred,
                 });
         }
     }
@@ -492,6 +584,9 @@ pub fn prepare(
                 opts: ReadOptions {
                     fs: s.fs,
                     lead: s.lead.clone(),
+                    events: s.events.clone(),
+                    baseline_s: s.baseline_s,
+                    label_scales: s.label_scales.clone(),
                 },
             });
         }
@@ -502,7 +597,10 @@ pub fn prepare(
     let results: Vec<Result<(ShardInfo, bool), CorpusError>> = units
         .par_iter()
         .map(|u| {
-            let paths = unit_files(&u.path, u.format)?;
+            let mut paths = unit_files(&u.path, u.format)?;
+            if let Some(EventSource::File(p)) = &u.opts.events {
+                paths.push(p.clone());
+            }
             // Files unchanged since the last run (same size and modification time) keep their hash.
             if let Some(files) = paths
                 .iter()
@@ -564,19 +662,20 @@ pub fn prepare(
         recordings: 0,
         units: infos.len(),
         skipped_trials: 0,
+        skipped: BTreeMap::new(),
         dropped: BTreeMap::new(),
     };
-    let mut label_scales = BTreeMap::new();
+    let label_scales = merge_scales(&infos)?;
     let mut warnings = Vec::new();
     for i in &infos {
         counts.windows += i.windows;
         counts.recordings += i.recordings;
         counts.skipped_trials += i.skipped_trials;
+        for (k, v) in &i.skipped {
+            *counts.skipped.entry(k.clone()).or_insert(0) += v;
+        }
         for (k, v) in &i.dropped {
             *counts.dropped.entry(k.clone()).or_insert(0) += v;
-        }
-        for (k, v) in &i.label_scales {
-            label_scales.entry(k.clone()).or_insert_with(|| v.clone());
         }
         warnings.extend(i.warnings.iter().cloned());
     }
@@ -597,7 +696,14 @@ pub fn prepare(
         })
         .collect();
     for (u, info) in units.iter().zip(&infos) {
-        sources_out[u.source].shards.push(info.clone());
+        let mut info = info.clone();
+        // Inferred and categorical scales are the corpus's, not each source file's.
+        for (k, v) in info.label_scales.iter_mut() {
+            if v.inferred || !v.classes.is_empty() {
+                *v = label_scales[k].clone();
+            }
+        }
+        sources_out[u.source].shards.push(info);
     }
     let mut label_columns: Vec<String> = Vec::new();
     for i in &infos {
@@ -757,6 +863,25 @@ fn assemble(
                 }
             }
         }
+        // This shard's class codes -> the corpus's.
+        let remap: BTreeMap<&str, Vec<f64>> = info
+            .label_scales
+            .iter()
+            .filter(|(_, s)| !s.classes.is_empty())
+            .map(|(k, s)| {
+                let all = &m.label_scales[k].classes;
+                let codes = s
+                    .classes
+                    .iter()
+                    .map(|c| {
+                        all.iter()
+                            .position(|g| g == c)
+                            .map_or(f64::NAN, |p| p as f64)
+                    })
+                    .collect();
+                (k.as_str(), codes)
+            })
+            .collect();
         let meta = fs::read_to_string(dir.join("meta.jsonl")).map_err(io(&dir))?;
         for line in meta.lines().filter(|l| !l.is_empty()) {
             let w: WindowMeta = serde_json::from_str(line).map_err(|e| CorpusError::Corrupt {
@@ -780,7 +905,11 @@ fn assemble(
                     w.labels
                         .iter()
                         .find(|(n, _)| n == col)
-                        .map(|(_, v)| fmt_num(*v))
+                        .map(|(_, v)| match remap.get(col.as_str()) {
+                            Some(codes) => codes.get(*v as usize).map_or(f64::NAN, |c| *c),
+                            None => *v,
+                        })
+                        .map(fmt_num)
                         .unwrap_or_default(),
                 );
             }

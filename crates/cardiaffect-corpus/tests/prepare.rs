@@ -1,5 +1,6 @@
 //! `prepare` on the bundled real ECG and on fixtures: contents, reuse, resume, bad input.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use cardiaffect_corpus::{prepare, Corpus, CorpusError, PrepareConfig, Source};
@@ -149,7 +150,9 @@ fn trial_labels_and_pure_conditions_reach_every_window() {
     let scale = cardiaffect_io::Scale {
         min: 1.0,
         max: 9.0,
-        description: "test 1-9",
+        description: Cow::Borrowed("test 1-9"),
+        classes: Vec::new(),
+        inferred: false,
     };
     rec.labels = vec![
         cardiaffect_io::Label {

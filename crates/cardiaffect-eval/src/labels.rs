@@ -18,14 +18,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::EvalError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What to recognise. The named tasks have fixed rules; any other label column of the corpus
+/// is a task too ([`Task::Column`]): a categorical one gives its classes, a numeric one is
+/// split at a threshold (given, or its scale's midpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Task {
     Arousal,
     Valence,
     Quadrant,
     Condition,
     Stress,
+    /// A label column by name (`trial_type`, a rating from `*_events.tsv`).
+    Column(String),
 }
 
 impl Task {
@@ -34,8 +38,14 @@ impl Task {
 
 impl fmt::Display for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let i = *self as usize;
-        f.write_str(Task::ALL[i])
+        f.write_str(match self {
+            Task::Arousal => "arousal",
+            Task::Valence => "valence",
+            Task::Quadrant => "quadrant",
+            Task::Condition => "condition",
+            Task::Stress => "stress",
+            Task::Column(c) => c,
+        })
     }
 }
 
@@ -48,10 +58,11 @@ impl FromStr for Task {
             "quadrant" => Task::Quadrant,
             "condition" => Task::Condition,
             "stress" => Task::Stress,
+            c if !c.trim().is_empty() && !c.contains(',') => Task::Column(c.trim().to_string()),
             _ => {
                 return Err(EvalError::Config {
                     field: "task",
-                    expected: Task::ALL.join(", "),
+                    expected: format!("{} or a label column of the corpus", Task::ALL.join(", ")),
                     found: s.into(),
                 })
             }
@@ -59,11 +70,32 @@ impl FromStr for Task {
     }
 }
 
+// A task is written as its name ("arousal", "trial_type") wherever it is saved.
+impl Serialize for Task {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Task {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Task, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// User thresholds; `None`: the midpoint of the dataset's scale.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     pub arousal: Option<f64>,
     pub valence: Option<f64>,
+    /// For a numeric [`Task::Column`]: high = value > this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<f64>,
+    /// For a categorical [`Task::Column`]: the classes to tell apart, in this order (windows
+    /// of other classes are left out); empty: all of the column's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 /// One binarised rating: `column > threshold` is high.
@@ -144,7 +176,7 @@ impl Labels {
 /// the same on two scales, so it is refused there.
 fn rules(
     corpus: &Corpus,
-    task: Task,
+    task: &Task,
     column: &str,
     given: Option<f64>,
 ) -> Result<(usize, Vec<Rule>, Vec<f64>), EvalError> {
@@ -154,7 +186,7 @@ fn rules(
             corpus: corpus.dir.clone(),
             task: task.to_string(),
             reason: format!(
-                "the corpus has no `{column}` column (its label columns: {}); prepare it from a labeled dataset (AMIGOS, DREAMER, ASCERTAIN, `synth --affect`)",
+                "the corpus has no `{column}` column (its label columns: {}); prepare it from a labeled dataset (AMIGOS, DREAMER, ASCERTAIN, a BIDS study with events, any recording with --events, `synth --affect`)",
                 if m.label_columns.is_empty() { "none".to_string() } else { m.label_columns.join(", ") }
             ),
         });
@@ -256,6 +288,112 @@ fn rule_on(
     })
 }
 
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(|x| x.to_string()).collect()
+}
+
+type Made = (Vec<String>, Vec<Rule>, Vec<Option<usize>>, String);
+
+/// A label column as a task: its classes (all, or `th.classes`), or high/low at a threshold.
+fn column_labels(
+    corpus: &Corpus,
+    task: &Task,
+    name: &str,
+    th: &Thresholds,
+    datasets: &[String],
+) -> Result<Made, EvalError> {
+    let source = format!("`{name}` column ({})", datasets.join(", "));
+    let scale = corpus.manifest.label_scales.get(name);
+    let Some(sc) = scale.filter(|s| !s.classes.is_empty()) else {
+        if !th.classes.is_empty() {
+            return Err(EvalError::Config {
+                field: "classes",
+                expected: format!("no classes: `{name}` is numeric (a rating); split it with a threshold, or leave both out for its scale's midpoint"),
+                found: th.classes.join(","),
+            });
+        }
+        let (c, r, t) = rules(corpus, task, name, th.column)?;
+        let y = corpus
+            .rows
+            .iter()
+            .zip(&t)
+            .map(|(row, &t)| {
+                let v = row.labels[c];
+                (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
+            })
+            .collect();
+        return Ok((
+            vec![format!("low {name}"), format!("high {name}")],
+            r,
+            y,
+            source,
+        ));
+    };
+    if let Some(t) = th.column {
+        return Err(EvalError::Config {
+            field: "threshold",
+            expected: format!(
+                "no threshold: `{name}` holds classes ({}); choose some with classes",
+                sc.classes.join(", ")
+            ),
+            found: t.to_string(),
+        });
+    }
+    let classes = if th.classes.is_empty() {
+        sc.classes.clone()
+    } else {
+        if let Some(c) = th.classes.iter().find(|c| !sc.classes.contains(c)) {
+            return Err(EvalError::Config {
+                field: "classes",
+                expected: format!("classes of `{name}`: {}", sc.classes.join(", ")),
+                found: c.clone(),
+            });
+        }
+        th.classes.clone()
+    };
+    if classes.len() < 2 {
+        return Err(EvalError::NoLabels {
+            corpus: corpus.dir.clone(),
+            task: task.to_string(),
+            reason: format!(
+                "`{name}` has {} class ({}): a task needs two or more",
+                classes.len(),
+                classes.join(", ")
+            ),
+        });
+    }
+    let map: Vec<Option<usize>> = sc
+        .classes
+        .iter()
+        .map(|c| classes.iter().position(|k| k == c))
+        .collect();
+    let col = corpus.label_index(name).unwrap_or(usize::MAX);
+    let y = corpus
+        .rows
+        .iter()
+        .map(|r| {
+            let v = *r.labels.get(col)?;
+            (v.is_finite() && v >= 0.0)
+                .then(|| map.get(v as usize).copied().flatten())
+                .flatten()
+        })
+        .collect();
+    Ok((classes, Vec::new(), y, source))
+}
+
+/// Subjects of `corpus` none of whose windows is labeled in `labels` (a task column their
+/// events do not have): said with every result, never dropped silently.
+pub fn unlabeled_subjects(corpus: &Corpus, labels: &Labels) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    for (r, y) in corpus.rows.iter().zip(&labels.y) {
+        *seen.entry(r.subject.as_str()).or_insert(false) |= y.is_some();
+    }
+    seen.into_iter()
+        .filter(|(_, l)| !l)
+        .map(|(s, _)| s.to_string())
+        .collect()
+}
+
 /// Labels of every window of `corpus` for `task`.
 pub fn make_labels(corpus: &Corpus, task: Task, th: &Thresholds) -> Result<Labels, EvalError> {
     let datasets: Vec<String> = {
@@ -264,89 +402,90 @@ pub fn make_labels(corpus: &Corpus, task: Task, th: &Thresholds) -> Result<Label
         d.dedup();
         d
     };
-    let (classes, rules, y, source): (Vec<&str>, Vec<Rule>, Vec<Option<usize>>, String) = match task
-    {
-        Task::Arousal | Task::Valence => {
-            let (name, given) = if task == Task::Arousal {
-                ("arousal", th.arousal)
-            } else {
-                ("valence", th.valence)
-            };
-            let (c, r, th) = rules(corpus, task, name, given)?;
-            let y = corpus
-                .rows
-                .iter()
-                .zip(&th)
-                .map(|(row, &t)| {
-                    let v = row.labels[c];
-                    (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
-                })
-                .collect();
-            let classes = if task == Task::Arousal {
-                vec!["low arousal", "high arousal"]
-            } else {
-                vec!["low valence", "high valence"]
-            };
-            (
-                classes,
-                r,
-                y,
-                format!("self-assessment ratings ({})", datasets.join(", ")),
-            )
-        }
-        Task::Quadrant => {
-            let (ca, ra, ta) = rules(corpus, task, "arousal", th.arousal)?;
-            let (cv, rv, tv) = rules(corpus, task, "valence", th.valence)?;
-            let y = corpus
-                .rows
-                .iter()
-                .zip(ta.iter().zip(&tv))
-                .map(|(row, (&ta, &tv))| {
-                    let (a, v) = (row.labels[ca], row.labels[cv]);
-                    [a, v, ta, tv].iter().all(|x| x.is_finite()).then(|| {
-                        // Order: LALV, LAHV, HALV, HAHV.
-                        2 * usize::from(a > ta) + usize::from(v > tv)
+    let (classes, rules, y, source): (Vec<String>, Vec<Rule>, Vec<Option<usize>>, String) =
+        match &task {
+            Task::Arousal | Task::Valence => {
+                let (name, given) = if task == Task::Arousal {
+                    ("arousal", th.arousal)
+                } else {
+                    ("valence", th.valence)
+                };
+                let (c, r, th) = rules(corpus, &task, name, given)?;
+                let y = corpus
+                    .rows
+                    .iter()
+                    .zip(&th)
+                    .map(|(row, &t)| {
+                        let v = row.labels[c];
+                        (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
                     })
-                })
-                .collect();
-            (
-                vec!["LALV", "LAHV", "HALV", "HAHV"],
-                ra.into_iter().chain(rv).collect(),
-                y,
-                format!("self-assessment ratings ({})", datasets.join(", ")),
-            )
-        }
-        Task::Condition | Task::Stress => {
-            if !corpus.rows.iter().any(|r| r.condition.is_some()) {
-                return Err(EvalError::NoLabels {
+                    .collect();
+                let classes = if task == Task::Arousal {
+                    strings(&["low arousal", "high arousal"])
+                } else {
+                    strings(&["low valence", "high valence"])
+                };
+                (
+                    classes,
+                    r,
+                    y,
+                    format!("self-assessment ratings ({})", datasets.join(", ")),
+                )
+            }
+            Task::Quadrant => {
+                let (ca, ra, ta) = rules(corpus, &task, "arousal", th.arousal)?;
+                let (cv, rv, tv) = rules(corpus, &task, "valence", th.valence)?;
+                let y = corpus
+                    .rows
+                    .iter()
+                    .zip(ta.iter().zip(&tv))
+                    .map(|(row, (&ta, &tv))| {
+                        let (a, v) = (row.labels[ca], row.labels[cv]);
+                        [a, v, ta, tv].iter().all(|x| x.is_finite()).then(|| {
+                            // Order: LALV, LAHV, HALV, HAHV.
+                            2 * usize::from(a > ta) + usize::from(v > tv)
+                        })
+                    })
+                    .collect();
+                (
+                    strings(&["LALV", "LAHV", "HALV", "HAHV"]),
+                    ra.into_iter().chain(rv).collect(),
+                    y,
+                    format!("self-assessment ratings ({})", datasets.join(", ")),
+                )
+            }
+            Task::Condition | Task::Stress => {
+                if !corpus.rows.iter().any(|r| r.condition.is_some()) {
+                    return Err(EvalError::NoLabels {
                     corpus: corpus.dir.clone(),
                     task: task.to_string(),
                     reason: "no window has a study condition (WESAD's baseline/stress/amusement); prepare the corpus from WESAD".into(),
                 });
+                }
+                let y = corpus
+                    .rows
+                    .iter()
+                    .map(|r| match (&task, r.condition) {
+                        (Task::Condition, Some(c @ 1..=3)) => Some(c as usize - 1),
+                        (Task::Stress, Some(2)) => Some(1),
+                        (Task::Stress, Some(1 | 3)) => Some(0),
+                        _ => None,
+                    })
+                    .collect();
+                let classes = if task == Task::Condition {
+                    strings(&["baseline", "stress", "amusement"])
+                } else {
+                    strings(&["no stress", "stress"])
+                };
+                (
+                    classes,
+                    vec![],
+                    y,
+                    format!("study protocol condition ({})", datasets.join(", ")),
+                )
             }
-            let y = corpus
-                .rows
-                .iter()
-                .map(|r| match (task, r.condition) {
-                    (Task::Condition, Some(c @ 1..=3)) => Some(c as usize - 1),
-                    (Task::Stress, Some(2)) => Some(1),
-                    (Task::Stress, Some(1 | 3)) => Some(0),
-                    _ => None,
-                })
-                .collect();
-            let classes = if task == Task::Condition {
-                vec!["baseline", "stress", "amusement"]
-            } else {
-                vec!["no stress", "stress"]
-            };
-            (
-                classes,
-                vec![],
-                y,
-                format!("study protocol condition ({})", datasets.join(", ")),
-            )
-        }
-    };
+            Task::Column(name) => column_labels(corpus, &task, name, th, &datasets)?,
+        };
     let mut counts = vec![0; classes.len()];
     for c in y.iter().flatten() {
         counts[*c] += 1;
@@ -360,7 +499,7 @@ pub fn make_labels(corpus: &Corpus, task: Task, th: &Thresholds) -> Result<Label
     }
     Ok(Labels {
         task,
-        classes: classes.into_iter().map(String::from).collect(),
+        classes,
         y,
         rules,
         source,

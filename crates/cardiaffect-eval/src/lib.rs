@@ -13,7 +13,7 @@ pub mod report;
 use std::path::PathBuf;
 
 pub use calibration::{Calibration, OperatingPoint};
-pub use labels::{make_labels, Labels, Task, Thresholds};
+pub use labels::{make_labels, unlabeled_subjects, Labels, Task, Thresholds};
 pub use metrics::{trial_level, Metrics};
 pub use protocol::{make_folds, Fold, Folds, Protocol};
 

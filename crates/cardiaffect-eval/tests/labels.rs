@@ -78,7 +78,7 @@ fn a_corpus_of_two_scales_labels_each_window_on_its_own_scale() {
     // One given threshold for two scales: refused, naming both.
     let given = Thresholds {
         arousal: Some(4.0),
-        valence: None,
+        ..Thresholds::default()
     };
     match make_labels(&c, Task::Arousal, &given) {
         Err(EvalError::Config {
@@ -95,4 +95,75 @@ fn a_corpus_of_two_scales_labels_each_window_on_its_own_scale() {
             other.map(|l| l.rules)
         ),
     }
+}
+
+#[test]
+fn any_label_column_is_a_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src: Source = format!(
+        "bids:{}",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/bids")
+            .display()
+    )
+    .parse()
+    .unwrap();
+    let dir = tmp.path().join("corpus");
+    prepare(&[src], &dir, &PrepareConfig::default(), &quiet).unwrap();
+    let c = Corpus::open(&dir).unwrap();
+    let task: Task = "trial_type".parse().unwrap();
+    assert_eq!(task, Task::Column("trial_type".into()));
+    let l = make_labels(&c, task.clone(), &Thresholds::default()).unwrap();
+    assert_eq!(l.classes, ["fear", "joy", "neutral"]);
+    assert_eq!(l.counts, [6, 6, 6]);
+    assert_eq!(serde_json::to_value(&l.task).unwrap(), "trial_type");
+    // Two of the classes: the third's windows are left out.
+    let two = Thresholds {
+        classes: vec!["neutral".into(), "fear".into()],
+        ..Thresholds::default()
+    };
+    let l = make_labels(&c, task.clone(), &two).unwrap();
+    assert_eq!(
+        (l.classes.clone(), l.counts.clone()),
+        (vec!["neutral".to_string(), "fear".to_string()], vec![6, 6])
+    );
+    assert_eq!(l.y.iter().filter(|y| y.is_none()).count(), 6);
+    // A numeric column: high = value > threshold, the rule named.
+    let val: Task = "valence".parse().unwrap();
+    assert_eq!(val, Task::Valence);
+    let ar = Task::Column("arousal".into());
+    let l = make_labels(
+        &c,
+        ar.clone(),
+        &Thresholds {
+            column: Some(3.5),
+            ..Thresholds::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(l.classes, ["low arousal", "high arousal"]);
+    assert!(l.describe().contains("arousal > 3.5"), "{}", l.describe());
+    let unl = cardiaffect_eval::unlabeled_subjects(&c, &l);
+    assert_eq!(unl, ["sub-02", "sub-03"]);
+    // Rules of the wrong kind are refused, naming what would do.
+    let e = make_labels(
+        &c,
+        task,
+        &Thresholds {
+            column: Some(1.0),
+            ..Thresholds::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("fear, joy, neutral"), "{e}");
+    let e = make_labels(
+        &c,
+        ar,
+        &Thresholds {
+            classes: vec!["x".into()],
+            ..Thresholds::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("numeric"), "{e}");
 }

@@ -18,12 +18,14 @@
 pub mod artifact;
 pub mod datasets;
 pub mod error;
+pub mod events;
 pub mod formats;
 mod paths;
 pub mod read;
 pub mod recording;
 
 pub use error::{IoError, ParseError, Result};
+pub use events::EventSource;
 pub use read::{
     detect, read, read_units, unit_files, Format, ReadOptions, ReadOutput, ReadResult, Skipped,
 };

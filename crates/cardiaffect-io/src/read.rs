@@ -22,10 +22,12 @@ pub enum Format {
     Edf,
     Npy,
     Csv,
+    Bids,
+    BrainVision,
 }
 
 impl Format {
-    pub const ALL: [Format; 9] = [
+    pub const ALL: [Format; 11] = [
         Format::Auto,
         Format::Amigos,
         Format::Dreamer,
@@ -35,6 +37,8 @@ impl Format {
         Format::Edf,
         Format::Npy,
         Format::Csv,
+        Format::Bids,
+        Format::BrainVision,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,8 @@ impl Format {
             Format::Edf => "edf",
             Format::Npy => "npy",
             Format::Csv => "csv",
+            Format::Bids => "bids",
+            Format::BrainVision => "brainvision",
         }
     }
 }
@@ -114,7 +120,23 @@ pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResul
         Format::Edf => datasets::generic::read_edf(path, opts, &mut out)?,
         Format::Npy => datasets::generic::read_npy(path, opts, &mut out)?,
         Format::Csv => datasets::generic::read_csv(path, opts, &mut out)?,
+        Format::Bids => datasets::bids::read(path, opts, &mut out)?,
+        Format::BrainVision => datasets::generic::read_brainvision(path, opts, &mut out)?,
         Format::Auto => unreachable!("resolved above"),
+    }
+    match (&opts.events, format) {
+        (_, Format::Bids) => {}
+        (Some(source), _) => {
+            crate::events::apply(source, &opts.label_scales, opts.baseline_s, &mut out)?
+        }
+        (None, _) if opts.baseline_s.is_some() => {
+            return Err(IoError::Option {
+                path: path.to_path_buf(),
+                option: "--baseline",
+                message: format!("a baseline is cut before events: {format} has none of its own; give --events FILE or --events annotations"),
+            })
+        }
+        (None, _) => {}
     }
     if out.recordings.is_empty() {
         let reason = if out.skipped.is_empty() {
@@ -156,6 +178,15 @@ pub fn detect(path: &Path) -> Result<(Format, String)> {
     }
     let name = file_name(path);
     let lower = name.to_ascii_lowercase();
+    if datasets::bids::is_data_file(&name) && datasets::bids::root_of(path).is_some() {
+        return Ok((
+            Format::Bids,
+            format!("{name}: a BIDS data file under a dataset_description.json"),
+        ));
+    }
+    if lower.ends_with(".vhdr") {
+        return Ok((Format::BrainVision, format!("{name}: BrainVision header")));
+    }
     let head = read_prefix(path, 512)?;
     if head.starts_with(npy::MAGIC) {
         return Ok((Format::Npy, format!("{name}: NumPy magic bytes")));
@@ -219,6 +250,19 @@ fn detect_dir(dir: &Path) -> Result<(Format, String)> {
     let names: Vec<String> = entries.iter().map(|p| file_name(p)).collect();
     let has = |f: &dyn Fn(&str) -> bool| names.iter().any(|n| f(n));
     let d = dir.display();
+    if datasets::bids::is_root(dir) {
+        return Ok((
+            Format::Bids,
+            format!("{d}: dataset_description.json (BIDS)"),
+        ));
+    }
+    if dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("sub-"))
+        && datasets::bids::root_of(dir).is_some()
+    {
+        return Ok((Format::Bids, format!("{d}: a BIDS subject folder")));
+    }
     if has(&|n| n.starts_with("Data_Preprocessed_P") && n.ends_with(".mat")) {
         return Ok((
             Format::Amigos,
@@ -251,6 +295,9 @@ fn detect_dir(dir: &Path) -> Result<(Format, String)> {
         n.to_ascii_lowercase().ends_with(".edf") || n.to_ascii_lowercase().ends_with(".bdf")
     }) {
         return Ok((Format::Edf, format!("{d}: .edf files")));
+    }
+    if has(&|n| n.to_ascii_lowercase().ends_with(".vhdr")) {
+        return Ok((Format::BrainVision, format!("{d}: .vhdr files")));
     }
     if has(&|n| n.ends_with(".npy")) {
         return Ok((Format::Npy, format!("{d}: .npy files")));
@@ -292,6 +339,8 @@ pub fn read_units(path: &Path, format: Format) -> Result<(Format, Vec<PathBuf>)>
         Format::Csv => files_matching(path, |n| {
             n.ends_with(".csv") || n.ends_with(".tsv") || n.ends_with(".txt")
         })?,
+        Format::Bids => datasets::bids::data_files(path)?,
+        Format::BrainVision => files_matching(path, |n| n.to_ascii_lowercase().ends_with(".vhdr"))?,
         Format::Auto => unreachable!("resolved above"),
     };
     units.sort_by_key(|p| natural_key(&p.to_string_lossy()));
@@ -339,6 +388,14 @@ pub fn unit_files(unit: &Path, format: Format) -> Result<Vec<PathBuf>> {
         Format::Ascertain => {
             if let Some(r) = datasets::ascertain::find_self_reports(unit) {
                 files.push(r);
+            }
+        }
+        Format::Bids => files = datasets::bids::unit_files(unit)?,
+        Format::BrainVision => {
+            let bv = datasets::generic::open_brainvision(unit)?;
+            files.push(bv.data);
+            if let Some(m) = &bv.header.marker_file {
+                files.push(dir.join(m));
             }
         }
         _ => {}

@@ -1,5 +1,6 @@
 //! The unified recording: what every reader returns, whatever the file looked like.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -13,7 +14,11 @@ pub struct Scale {
     pub min: f64,
     pub max: f64,
     /// What the numbers mean, e.g. "self-assessment manikin 1-9".
-    pub description: &'static str,
+    pub description: Cow<'static, str>,
+    /// A categorical label's classes: the value is an index into them (empty for a rating).
+    pub classes: Vec<String>,
+    /// Whether `min`/`max` were inferred from the values seen rather than declared.
+    pub inferred: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -152,6 +157,35 @@ impl ChannelRef {
         }
     }
 
+    /// The part from `t0` to `t1` seconds (a trial cut from a continuous recording); a lazy
+    /// channel stays lazy and is cut when loaded.
+    pub fn slice(&self, t0: f64, t1: f64) -> ChannelRef {
+        let (a, b) = (
+            (t0 * self.fs).round() as usize,
+            (t1 * self.fs).round() as usize,
+        );
+        let cut = move |d: &[f32]| d[a.min(d.len())..b.min(d.len())].to_vec();
+        let len = self.len.map(|n| b.min(n) - a.min(n));
+        match &self.source {
+            ChannelSource::Loaded(d) => ChannelRef::loaded(
+                self.name.clone(),
+                self.fs,
+                self.unit.clone(),
+                Arc::new(cut(d)),
+            ),
+            ChannelSource::Lazy(f) => {
+                let f = f.clone();
+                ChannelRef::lazy(
+                    self.name.clone(),
+                    self.fs,
+                    self.unit.clone(),
+                    len,
+                    move || f().map(|d| cut(&d)),
+                )
+            }
+        }
+    }
+
     pub fn is_loaded(&self) -> bool {
         matches!(self.source, ChannelSource::Loaded(_))
     }
@@ -271,6 +305,12 @@ pub struct ReadOptions {
     pub fs: Option<f64>,
     /// Which ECG lead to take: a name ("ECG Left", "right", "MLII") or a 1-based index.
     pub lead: Option<String>,
+    /// Cut each recording into trials at these events (BIDS reads its own `*_events.tsv`).
+    pub events: Option<crate::events::EventSource>,
+    /// Seconds before each event's onset kept as the trial's baseline segment.
+    pub baseline_s: Option<f64>,
+    /// Label scales the user declares, `column -> (min, max)`.
+    pub label_scales: BTreeMap<String, (f64, f64)>,
 }
 
 /// A trial that was in the file but not returned, and why.
@@ -279,6 +319,8 @@ pub struct Skipped {
     pub source: PathBuf,
     pub subject: String,
     pub trial: String,
+    /// The reason in a few words, for counts ("empty", "outside the recording").
+    pub kind: &'static str,
     pub reason: String,
 }
 

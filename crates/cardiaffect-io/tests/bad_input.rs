@@ -159,6 +159,7 @@ fn truncated_files_fail_cleanly_at_every_cut() {
     let opts = ReadOptions {
         fs: Some(250.0),
         lead: None,
+        ..Default::default()
     };
     for (rel, fmt) in cases {
         for frac in [0.0, 0.01, 0.1, 0.33, 0.5, 0.9, 0.999] {
@@ -182,4 +183,60 @@ fn truncated_files_fail_cleanly_at_every_cut() {
         .unwrap_err()
         .to_string();
     assert_mentions(&e, &["rec212.dat", "truncated"]);
+}
+
+#[test]
+fn physio_columns_that_disagree_with_the_tsv() {
+    let (_, msg) = err(&fixtures().join("bad/bids_columns_mismatch"), Format::Auto);
+    assert_mentions(
+        &msg,
+        &["sub-01_task-x_physio.json", "Columns", "3 names", "2 names"],
+    );
+}
+
+#[test]
+fn a_label_column_of_numbers_and_text() {
+    let (_, msg) = err(&fixtures().join("bad/bids_mixed_labels"), Format::Bids);
+    assert_mentions(
+        &msg,
+        &[
+            "sub-01_task-x_events.tsv",
+            "`valence`",
+            "row 1",
+            "row 2",
+            "\"high\"",
+        ],
+    );
+}
+
+#[test]
+fn a_brainvision_header_naming_a_missing_data_file() {
+    let (e, msg) = err(
+        &fixtures().join("bad/brainvision_missing_data"),
+        Format::Auto,
+    );
+    assert!(matches!(e, IoError::MissingFile { .. }), "{e:?}");
+    assert_mentions(&msg, &["rec.vhdr", "DataFile", "gone.eeg"]);
+}
+
+#[test]
+fn a_brainvision_header_without_its_binary_format() {
+    let (_, msg) = err(
+        &fixtures().join("bad/brainvision_no_format"),
+        Format::BrainVision,
+    );
+    assert_mentions(
+        &msg,
+        &["rec.vhdr", "[Binary Infos] BinaryFormat", "IEEE_FLOAT_32"],
+    );
+}
+
+#[test]
+fn a_baseline_without_events_is_refused() {
+    let opts = ReadOptions {
+        baseline_s: Some(2.0),
+        ..Default::default()
+    };
+    let e = read(&fixtures().join("edf/ecg_plain.edf"), Format::Edf, &opts).unwrap_err();
+    assert_mentions(&e.to_string(), &["ecg_plain.edf", "--baseline", "--events"]);
 }

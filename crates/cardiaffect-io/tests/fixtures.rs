@@ -70,11 +70,35 @@ fn check_recording(ctx: &str, r: &Recording, e: &Value) {
         let l = r
             .label(k)
             .unwrap_or_else(|| panic!("{ctx}: label {k} missing"));
-        assert!(
-            close(l.value, v.as_f64().unwrap(), 1e-12),
-            "{ctx}: label {k}: {} vs {v}",
-            l.value
-        );
+        match v.as_str() {
+            // A categorical label: its class by name.
+            Some(class) => assert_eq!(
+                l.scale.classes.get(l.value as usize).map(String::as_str),
+                Some(class),
+                "{ctx}: label {k} (classes {:?})",
+                l.scale.classes
+            ),
+            None if v.is_null() => assert!(l.value.is_nan(), "{ctx}: label {k} should be n/a"),
+            None => assert!(
+                close(l.value, v.as_f64().unwrap(), 1e-12),
+                "{ctx}: label {k}: {} vs {v}",
+                l.value
+            ),
+        }
+    }
+    if let Some(chans) = e["channels"].as_array() {
+        let got: Vec<&str> = r.channels.iter().map(|c| c.name.as_str()).collect();
+        let want: Vec<&str> = chans.iter().filter_map(|c| c.as_str()).collect();
+        assert_eq!(got, want, "{ctx}: other channels");
+    }
+    if let Some(meta) = e["meta"].as_object() {
+        for (k, v) in meta {
+            assert_eq!(
+                r.meta.get(k).map(String::as_str),
+                v.as_str(),
+                "{ctx}: meta {k}"
+            );
+        }
     }
     check_label_track(ctx, r, e);
 }
@@ -113,6 +137,16 @@ fn every_fixture_reads_as_written() {
         let opts = ReadOptions {
             fs: fx["options"]["fs"].as_f64(),
             lead: fx["options"]["lead"].as_str().map(str::to_string),
+            events: fx["options"]["events"].as_str().map(|e| {
+                let e = if e == "annotations" {
+                    e.to_string()
+                } else {
+                    dir.join(e).display().to_string()
+                };
+                e.parse().unwrap()
+            }),
+            baseline_s: fx["options"]["baseline"].as_f64(),
+            ..Default::default()
         };
         for fmt in [format, Format::Auto] {
             let ctx = format!("{rel} as {fmt}");

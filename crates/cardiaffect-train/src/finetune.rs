@@ -509,7 +509,16 @@ fn finetune_locked(
         }
     }
     let corpus = Corpus::open(&cfg.corpus)?;
-    let labels = make_labels(&corpus, cfg.task, &cfg.thresholds).map_err(eval_err)?;
+    let labels = make_labels(&corpus, cfg.task.clone(), &cfg.thresholds).map_err(eval_err)?;
+    let unlabeled = cardiaffect_eval::unlabeled_subjects(&corpus, &labels);
+    if !unlabeled.is_empty() {
+        on(FinetuneEvent::Warning(format!(
+            "task {}: {} subject(s) have no labeled window and are left out: {} (their events lack the column, or its value is n/a)",
+            cfg.task,
+            unlabeled.len(),
+            unlabeled.join(", ")
+        )));
+    }
     let mut model_cfg = match &cfg.pretrained {
         Some(dir) => {
             let p = dir.join(cardiaffect_model::CONFIG_FILE);

@@ -1,7 +1,9 @@
-//! `cardiaffect bench-io`: parse speed of the WFDB 212 reader on a generated record.
+//! `cardiaffect bench-io`: read speed of the WFDB 212 reader, or of the BrainVision reader
+//! taking one ECG channel out of a many-channel EEG file, on a generated record.
 //!
 //! A benchmark, not a test: it prints figures. The record is generated in a temporary folder
-//! (1 hour, 12 leads, 500 Hz by default: about 32 MB), then read several times on this thread.
+//! (WFDB: 1 hour, 12 leads, 500 Hz: about 32 MB; BrainVision: 1 hour, 64 channels, 1000 Hz,
+//! float32, multiplexed: 922 MB), read once to warm the page cache, then timed on this thread.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,17 +12,30 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
+/// Which reader to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFormat {
+    /// WFDB format 212, every lead.
+    Wfdb212,
+    /// BrainVision IEEE_FLOAT_32, multiplexed: the ECG channel alone.
+    Brainvision,
+    /// BrainVision IEEE_FLOAT_32, vectorized: the ECG channel alone.
+    BrainvisionVectorized,
+}
+
 #[derive(Args)]
 pub struct BenchIoArgs {
+    #[arg(long, value_enum, default_value_t = BenchFormat::Wfdb212)]
+    pub format: BenchFormat,
     /// Length of the generated record in minutes.
     #[arg(long, default_value_t = 60.0)]
     pub minutes: f64,
-    /// Number of leads.
-    #[arg(long, default_value_t = 12)]
-    pub leads: usize,
-    /// Sampling rate in Hz.
-    #[arg(long, default_value_t = 500.0)]
-    pub fs: f64,
+    /// Number of leads or channels (default: 12 for WFDB, 64 for BrainVision).
+    #[arg(long)]
+    pub leads: Option<usize>,
+    /// Sampling rate in Hz (default: 500 for WFDB, 1000 for BrainVision).
+    #[arg(long)]
+    pub fs: Option<f64>,
     /// Timed repetitions (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
@@ -73,17 +88,126 @@ pub fn write_212_record(
     Ok(())
 }
 
+/// Write a BrainVision recording of `channels` float32 channels (the last one named ECG).
+fn write_brainvision(
+    dir: &Path,
+    channels: usize,
+    fs: f64,
+    frames: usize,
+    vectorized: bool,
+) -> Result<()> {
+    use std::io::BufWriter;
+    let mut hdr = format!(
+        "Brain Vision Data Exchange Header File Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\nDataFile=bench.eeg\nDataFormat=BINARY\nDataOrientation={}\nNumberOfChannels={channels}\nSamplingInterval={}\n\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n\n[Channel Infos]\n",
+        if vectorized { "VECTORIZED" } else { "MULTIPLEXED" },
+        1e6 / fs
+    );
+    for c in 0..channels {
+        let name = if c + 1 == channels {
+            "ECG".to_string()
+        } else {
+            format!("EEG{}", c + 1)
+        };
+        hdr.push_str(&format!("Ch{}={name},,0.1,µV\n", c + 1));
+    }
+    std::fs::write(dir.join("bench.vhdr"), hdr)?;
+    let mut w = BufWriter::with_capacity(1 << 22, std::fs::File::create(dir.join("bench.eeg"))?);
+    let value = |f: usize, c: usize| ((f as f32 * 0.01 + c as f32).sin() * 500.0).to_le_bytes();
+    if vectorized {
+        for c in 0..channels {
+            for f in 0..frames {
+                w.write_all(&value(f, c))?;
+            }
+        }
+    } else {
+        for f in 0..frames {
+            for c in 0..channels {
+                w.write_all(&value(f, c))?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn run_brainvision(a: &BenchIoArgs, dir: &Path, vectorized: bool) -> Result<()> {
+    let (channels, fs) = (a.leads.unwrap_or(64), a.fs.unwrap_or(1000.0));
+    let frames = (a.minutes * 60.0 * fs) as usize;
+    write_brainvision(dir, channels, fs, frames, vectorized)?;
+    let vhdr = dir.join("bench.vhdr");
+    let bytes = std::fs::metadata(dir.join("bench.eeg"))?.len() as f64;
+    let read = || -> Result<Vec<f32>> {
+        let bv = cardiaffect_io::datasets::generic::open_brainvision(&vhdr)?;
+        let ecg = bv
+            .header
+            .channels
+            .iter()
+            .position(|c| c.name == "ECG")
+            .context("no ECG channel")?;
+        Ok(bv.read(&[ecg])?.remove(0))
+    };
+    let x = read()?;
+    anyhow::ensure!(
+        x.len() == frames,
+        "the generated recording did not read back"
+    );
+    let mut times = Vec::new();
+    for _ in 0..a.repeat.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(read()?);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let mb_s = bytes / 1e6 / median;
+    let layout = if vectorized {
+        "vectorized"
+    } else {
+        "multiplexed"
+    };
+    let mut w = std::io::stdout().lock();
+    if a.json {
+        writeln!(
+            w,
+            "{}",
+            serde_json::json!({"format": format!("brainvision-float32-{layout}"), "file_mb": bytes / 1e6, "channels": channels,
+                "minutes": a.minutes, "fs": fs, "median_s": median, "mb_per_s": mb_s, "threads": 1, "page_cache": "warm"})
+        )?;
+    } else {
+        writeln!(
+            w,
+            "BrainVision read of the ECG channel: {:.1} MB file ({channels} channels float32 {layout}, {} min at {fs} Hz), one thread, file in the page cache",
+            bytes / 1e6,
+            a.minutes
+        )?;
+        writeln!(
+            w,
+            "median of {}: {:.3} s = {:.0} MB/s of file",
+            times.len(),
+            median,
+            mb_s
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run(a: BenchIoArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("cardiaffect-bench-io-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let frames = (a.minutes * 60.0 * a.fs) as usize;
-    write_212_record(&dir, "bench", a.leads, a.fs, frames)?;
+    if a.format != BenchFormat::Wfdb212 {
+        let r = run_brainvision(&a, &dir, a.format == BenchFormat::BrainvisionVectorized);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
+    let (leads, fs) = (a.leads.unwrap_or(12), a.fs.unwrap_or(500.0));
+    let frames = (a.minutes * 60.0 * fs) as usize;
+    write_212_record(&dir, "bench", leads, fs, frames)?;
     let hea = dir.join("bench.hea");
     let bytes = std::fs::metadata(dir.join("bench.dat"))?.len() as f64;
     // First read warms the page cache, so that the figure is parsing, not the disk.
     let rec = cardiaffect_io::formats::wfdb::read_record(&hea)?;
     anyhow::ensure!(
-        rec.signals.len() == a.leads && rec.signals[0].len() == frames,
+        rec.signals.len() == leads && rec.signals[0].len() == frames,
         "the generated record did not read back"
     );
     let mut times = Vec::new();
@@ -96,14 +220,14 @@ pub fn run(a: BenchIoArgs) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let mb_s = bytes / 1e6 / median;
-    let samples_s = (frames * a.leads) as f64 / median;
+    let samples_s = (frames * leads) as f64 / median;
     let _ = std::fs::remove_dir_all(&dir);
     let mut w = std::io::stdout().lock();
     if a.json {
         writeln!(
             w,
             "{}",
-            serde_json::json!({"format": "wfdb-212", "file_mb": bytes / 1e6, "leads": a.leads, "minutes": a.minutes, "fs": a.fs,
+            serde_json::json!({"format": "wfdb-212", "file_mb": bytes / 1e6, "leads": leads, "minutes": a.minutes, "fs": fs,
                 "median_s": median, "mb_per_s": mb_s, "samples_per_s": samples_s, "threads": 1})
         )?;
     } else {
@@ -111,9 +235,9 @@ pub fn run(a: BenchIoArgs) -> Result<()> {
             w,
             "WFDB 212 read: {:.1} MB file ({} leads, {} min at {} Hz), one thread",
             bytes / 1e6,
-            a.leads,
+            leads,
             a.minutes,
-            a.fs
+            fs
         )?;
         writeln!(
             w,

@@ -21,9 +21,18 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "RUN_DIR|bundled|none", default_value = "bundled")]
     pub pretrained: String,
     /// What to recognise: arousal, valence (high/low), quadrant (4 classes), condition (WESAD
-    /// baseline/stress/amusement), stress (WESAD stress vs not).
-    #[arg(long, value_parser = Task::ALL)]
+    /// baseline/stress/amusement), stress (WESAD stress vs not), or any label column of the
+    /// corpus (`prepare` lists them): a categorical one's classes (`trial_type`), a numeric one
+    /// split at --threshold (default: its scale's midpoint).
+    #[arg(long)]
     pub task: String,
+    /// For a numeric column task: high = value > this (default: the scale's midpoint).
+    #[arg(long, value_name = "VALUE")]
+    pub threshold: Option<f64>,
+    /// For a categorical column task: the classes to tell apart, in order (others are left
+    /// out), e.g. --classes fear,joy.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub classes: Vec<String>,
     /// subject-independent (no subject in both train and test; the default), trial-grouped
     /// (no trial in both), or paper (k-fold over windows, as the seed paper: leaks).
     #[arg(long, default_value = "subject-independent", value_parser = Protocol::ALL)]
@@ -107,7 +116,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
 /// The library configuration the flags describe.
 pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     let task: Task = a.task.parse()?;
-    let mut cfg = FinetuneConfig::new(a.corpus.clone(), task);
+    let mut cfg = FinetuneConfig::new(a.corpus.clone(), task.clone());
     cfg.pretrained_label = a.pretrained.clone();
     cfg.pretrained = match a.pretrained.as_str() {
         "none" => None,
@@ -136,6 +145,11 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
         };
     cfg.thresholds.arousal = a.arousal_threshold;
     cfg.thresholds.valence = a.valence_threshold;
+    cfg.thresholds.column = a.threshold;
+    cfg.thresholds.classes = a.classes.clone();
+    if !matches!(task, Task::Column(_)) && (a.threshold.is_some() || !a.classes.is_empty()) {
+        bail!("--threshold and --classes are for a label-column task; --task {task} has its own rule (--arousal-threshold, --valence-threshold)");
+    }
     cfg.epochs = a.epochs;
     cfg.max_steps = a.steps;
     cfg.batch = a.batch;

@@ -22,6 +22,8 @@ pub struct InspectArgs {
     /// Which ECG lead: a name ("ECG Left", "right", "MLII") or a 1-based number.
     #[arg(long)]
     pub lead: Option<String>,
+    #[command(flatten)]
+    pub events: crate::prepare::EventArgs,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -164,10 +166,18 @@ fn labels_text(r: &Recording) -> String {
         .iter()
         .take(5)
         .map(|l| {
-            if l.value.is_finite() {
-                format!("{}={}", &l.name[..l.name.len().min(3)], trim_float(l.value))
+            let short: String = l.name.chars().take(3).collect();
+            if let Some(class) = l
+                .scale
+                .classes
+                .get(l.value as usize)
+                .filter(|_| l.value >= 0.0)
+            {
+                format!("{short}={class}")
+            } else if l.value.is_finite() {
+                format!("{short}={}", trim_float(l.value))
             } else {
-                format!("{}=NA", &l.name[..3.min(l.name.len())])
+                format!("{short}=NA")
             }
         })
         .collect::<Vec<_>>()
@@ -198,6 +208,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let opts = ReadOptions {
         fs: a.fs,
         lead: a.lead.clone(),
+        events: a.events.events.clone(),
+        baseline_s: a.events.baseline,
+        label_scales: a.events.label_scales.iter().cloned().collect(),
     };
     let cardiaffect_io::ReadResult {
         format,
@@ -295,6 +308,25 @@ pub fn run(a: InspectArgs) -> Result<()> {
                 r.annotations[0].text
             )?;
         }
+    }
+    let mut columns: BTreeMap<&str, &cardiaffect_io::Scale> = BTreeMap::new();
+    for l in out.recordings.iter().flat_map(|r| &r.labels) {
+        columns.entry(l.name.as_str()).or_insert(&l.scale);
+    }
+    if !columns.is_empty() {
+        writeln!(
+            w,
+            "tasks (finetune --task, after prepare): {}",
+            crate::prepare::task_list(columns.iter().map(|(n, s)| {
+                (
+                    n.to_string(),
+                    s.classes.clone(),
+                    s.min,
+                    s.max,
+                    s.description.to_string(),
+                )
+            }))
+        )?;
     }
     for s in &out.skipped {
         writeln!(

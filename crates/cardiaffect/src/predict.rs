@@ -312,6 +312,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let opts = ReadOptions {
         fs: a.fs,
         lead: a.lead.clone(),
+        ..Default::default()
     };
     let path = crate::bundled::resolve_recording(&a.recording)?;
     let cardiaffect_io::ReadResult { output: out, .. } = read(&path, a.format, &opts)

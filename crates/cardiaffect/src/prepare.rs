@@ -58,9 +58,74 @@ pub struct PrepareArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub events: EventArgs,
     /// Print the manifest counts as JSON at the end.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Trials from events, for formats whose trials are not in the file's layout.
+#[derive(Args, Clone, Default)]
+pub struct EventArgs {
+    /// Cut every recording into trials at events: FILE.csv or FILE.tsv (columns `recording`
+    /// (file name) or `subject`, `onset`, `duration` in seconds, then any label columns), or
+    /// `annotations` (the file's own EDF+ annotations or BrainVision markers). BIDS datasets
+    /// use their `*_events.tsv` without it.
+    #[arg(long, value_name = "FILE|annotations", value_parser = parse_events)]
+    pub events: Option<cardiaffect_io::EventSource>,
+    /// Keep the S seconds before each event as the trial's `baseline` segment (for
+    /// `finetune --calibration baseline`), written -S..0.
+    #[arg(long, value_name = "-S..0", allow_hyphen_values = true, value_parser = parse_baseline)]
+    pub baseline: Option<f64>,
+    /// The scale of a numeric label column, NAME=LO-HI (repeatable); a column without one has
+    /// its scale inferred from its values, and says so.
+    #[arg(long = "label-scale", value_name = "NAME=LO-HI", value_parser = cardiaffect_io::events::parse_label_scale)]
+    pub label_scales: Vec<(String, (f64, f64))>,
+}
+
+fn parse_events(s: &str) -> Result<cardiaffect_io::EventSource, String> {
+    let e: cardiaffect_io::EventSource = s.parse()?;
+    if let cardiaffect_io::EventSource::File(p) = &e {
+        if !p.is_file() {
+            return Err(format!("{}: no such file", p.display()));
+        }
+    }
+    Ok(e)
+}
+
+/// `-5..0` (or `5`): 5 seconds before onset.
+pub fn parse_baseline(s: &str) -> Result<f64, String> {
+    let bad = || format!("{s:?}: expected -S..0 (seconds before each onset), e.g. -5..0");
+    let v = match s.split_once("..") {
+        Some((a, b)) => {
+            if b.trim().parse::<f64>().ok() != Some(0.0) {
+                return Err(format!(
+                    "{s:?}: a baseline ends at the onset: expected -S..0"
+                ));
+            }
+            -a.trim().parse::<f64>().map_err(|_| bad())?
+        }
+        None => s.trim().parse::<f64>().map_err(|_| bad())?.abs(),
+    };
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// "arousal (1-9, ...), trial_type (classes a, b)": the label columns a task can be made of.
+pub fn task_list(columns: impl Iterator<Item = (String, Vec<String>, f64, f64, String)>) -> String {
+    columns
+        .map(|(name, classes, lo, hi, desc)| {
+            if classes.is_empty() {
+                format!("{name} (high/low on {lo}-{hi}, {desc})")
+            } else {
+                format!("{name} (classes {})", classes.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub fn parse_duration(s: &str) -> Result<f64, String> {
@@ -137,6 +202,9 @@ pub fn sources_from(a: &PrepareArgs) -> Result<Vec<Source>> {
         }
         src.lead = a.lead.clone();
         src.fs = a.input_fs;
+        src.events = a.events.events.clone();
+        src.baseline_s = a.events.baseline;
+        src.label_scales = a.events.label_scales.iter().cloned().collect();
         out.push(src);
     }
     Ok(out)
@@ -236,8 +304,18 @@ pub fn run(a: PrepareArgs) -> Result<()> {
     );
     if m.counts.skipped_trials > 0 {
         println!(
-            "skipped {} trials (empty or all-NaN; see manifest warnings)",
-            m.counts.skipped_trials
+            "skipped {} trials: {} (each named in the manifest's warnings)",
+            m.counts.skipped_trials,
+            if m.counts.skipped.is_empty() {
+                "empty or all-NaN".to_string()
+            } else {
+                m.counts
+                    .skipped
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
     }
     if !m.label_columns.is_empty() {
@@ -245,9 +323,22 @@ pub fn run(a: PrepareArgs) -> Result<()> {
             "labels: {}",
             m.label_columns
                 .iter()
-                .map(|c| format!("{c} ({})", m.label_scales[c].description))
+                .map(|c| format!("{c} ({})", m.label_scales[c].describe()))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+        println!(
+            "tasks (finetune --task): {}",
+            task_list(m.label_columns.iter().map(|c| {
+                let s = &m.label_scales[c];
+                (
+                    c.clone(),
+                    s.classes.clone(),
+                    s.min,
+                    s.max,
+                    s.description.clone(),
+                )
+            }))
         );
     }
     for w in report.warnings.iter().take(10) {

@@ -8,6 +8,7 @@
 //! [`crate::ReadOutput::skipped`] and not returned; trials with some NaN are returned with a
 //! warning (quality checks downstream drop the affected windows).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use super::{choose_lead, labels, load_mat, mat_cell, mat_var, nan_count};
@@ -56,12 +57,16 @@ pub const LABELS: [&str; 12] = [
 pub const RATING_SCALE: Scale = Scale {
     min: 1.0,
     max: 9.0,
-    description: "AMIGOS self-assessment 1-9",
+    description: Cow::Borrowed("AMIGOS self-assessment 1-9"),
+    classes: Vec::new(),
+    inferred: false,
 };
 pub const EMOTION_SCALE: Scale = Scale {
     min: 0.0,
     max: 1.0,
-    description: "AMIGOS basic emotion chosen (0/1)",
+    description: Cow::Borrowed("AMIGOS basic emotion chosen (0/1)"),
+    classes: Vec::new(),
+    inferred: false,
 };
 
 pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
@@ -115,17 +120,18 @@ fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
     for (t, trial) in trials.iter().enumerate() {
         let trial_id = (t + 1).to_string();
         let field = format!("joined_data{{{}}}", t + 1);
-        let skip = |reason: String, out: &mut ReadOutput| {
+        let skip = |kind: &'static str, reason: String, out: &mut ReadOutput| {
             out.skipped.push(Skipped {
                 source: path.to_path_buf(),
                 subject: subject.clone(),
                 trial: trial_id.clone(),
+                kind,
                 reason,
             });
         };
         let a = match trial {
             MatValue::Empty => {
-                skip(format!("{field} is empty"), out);
+                skip("empty", format!("{field} is empty"), out);
                 continue;
             }
             MatValue::Numeric(a) => a,
@@ -139,7 +145,11 @@ fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
             }
         };
         if a.rows() == 0 || a.cols() == 0 {
-            skip(format!("{field} is empty ({}x{})", a.rows(), a.cols()), out);
+            skip(
+                "empty",
+                format!("{field} is empty ({}x{})", a.rows(), a.cols()),
+                out,
+            );
             continue;
         }
         if a.dims.len() != 2 || a.cols() != COLUMNS.len() {
@@ -153,7 +163,11 @@ fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
         let ecg = a.column(ecg_col).unwrap_or(&[]);
         let nans = nan_count(ecg);
         if nans == ecg.len() {
-            skip(format!("{field}: {} is all NaN", COLUMNS[ecg_col]), out);
+            skip(
+                "all NaN",
+                format!("{field}: {} is all NaN", COLUMNS[ecg_col]),
+                out,
+            );
             continue;
         }
         if nans > 0 {

@@ -10,6 +10,7 @@
 //! `ASCERTAIN_Features` subfolder of each). Ratings are kept as stored: arousal 0-6 and valence
 //! -3..3 on ASCERTAIN's 7-point scales.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use super::{choose_lead, labels, load_mat, mat_var, nan_count};
@@ -24,17 +25,23 @@ pub const RATINGS: [&str; 5] = ["arousal", "valence", "engagement", "liking", "f
 pub const AROUSAL_SCALE: Scale = Scale {
     min: 0.0,
     max: 6.0,
-    description: "ASCERTAIN arousal 0-6",
+    description: Cow::Borrowed("ASCERTAIN arousal 0-6"),
+    classes: Vec::new(),
+    inferred: false,
 };
 pub const VALENCE_SCALE: Scale = Scale {
     min: -3.0,
     max: 3.0,
-    description: "ASCERTAIN valence -3..3",
+    description: Cow::Borrowed("ASCERTAIN valence -3..3"),
+    classes: Vec::new(),
+    inferred: false,
 };
 pub const OTHER_SCALE: Scale = Scale {
     min: 0.0,
     max: 6.0,
-    description: "ASCERTAIN rating (as stored)",
+    description: Cow::Borrowed("ASCERTAIN rating (as stored)"),
+    classes: Vec::new(),
+    inferred: false,
 };
 
 fn is_clip(name: &str) -> bool {
@@ -170,6 +177,7 @@ fn read_clip(
                 source: path.to_path_buf(),
                 subject,
                 trial,
+                kind: "empty",
                 reason: "Data_ECG is empty".into(),
             });
             return Ok(());
@@ -179,6 +187,7 @@ fn read_clip(
                 source: path.to_path_buf(),
                 subject,
                 trial,
+                kind: "empty",
                 reason: "Data_ECG is empty".into(),
             });
             return Ok(());
@@ -200,6 +209,7 @@ fn read_clip(
             source: path.to_path_buf(),
             subject,
             trial,
+            kind: "all NaN",
             reason: format!("Data_ECG column {} is all NaN", col + 1),
         });
         return Ok(());

@@ -9,6 +9,7 @@
 //! Each stimulus and each baseline is its own recording (segment "stimuli" / "baseline", same
 //! trial id); the ratings belong to the stimulus and are attached to it only.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +23,9 @@ use crate::recording::{ReadOptions, ReadOutput, Skipped};
 pub const SCALE: Scale = Scale {
     min: 1.0,
     max: 5.0,
-    description: "DREAMER self-assessment 1-5",
+    description: Cow::Borrowed("DREAMER self-assessment 1-5"),
+    classes: Vec::new(),
+    inferred: false,
 };
 pub const LEADS: [&str; 2] = ["ECG 1", "ECG 2"];
 pub const EEG_CHANNELS: [&str; 14] = [
@@ -124,6 +127,7 @@ fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
                             source: path.to_path_buf(),
                             subject: subject.clone(),
                             trial,
+                            kind: "empty",
                             reason: format!("{field} is empty"),
                         });
                         continue;
@@ -133,6 +137,7 @@ fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
                             source: path.to_path_buf(),
                             subject: subject.clone(),
                             trial,
+                            kind: "empty",
                             reason: format!("{field} is empty"),
                         });
                         continue;
@@ -153,6 +158,7 @@ fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
                         source: path.to_path_buf(),
                         subject: subject.clone(),
                         trial,
+                        kind: "all NaN",
                         reason: format!("{field}: {} is all NaN", LEADS[lead]),
                     });
                     continue;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{IoError, Result};
-use crate::formats::{csv, edf, npy, wfdb};
+use crate::formats::{brainvision, csv, edf, npy, wfdb};
 use crate::paths::files_matching;
 use crate::recording::{Annotation, ChannelRef, Recording};
 use crate::recording::{ReadOptions, ReadOutput};
@@ -304,6 +304,158 @@ pub fn read_csv(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result
             });
         }
         push_signals("CSV", &f, &stem(&f), signals, &[], opts, out)?;
+    }
+    Ok(())
+}
+
+/// A BrainVision recording: the header, its data file and markers (as annotations).
+pub struct BrainVision {
+    pub vhdr: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+    pub header: brainvision::Header,
+    pub annotations: Vec<Annotation>,
+    pub samples: usize,
+}
+
+/// Open a `.vhdr`: parse it and its markers, find its data file and check its size.
+pub fn open_brainvision(vhdr: &Path) -> Result<BrainVision> {
+    let text = brainvision::decode_text(&crate::error::read_file(vhdr)?);
+    let header =
+        brainvision::parse_header(&text).map_err(|e| e.in_file(vhdr, "BrainVision header"))?;
+    let dir = vhdr.parent().unwrap_or(Path::new("."));
+    let data = dir.join(&header.data_file);
+    let bytes = std::fs::metadata(&data)
+        .map_err(|_| IoError::MissingFile {
+            path: vhdr.to_path_buf(),
+            field: "[Common Infos] DataFile".into(),
+            missing: data.clone(),
+        })?
+        .len();
+    let samples = header
+        .samples_in(bytes)
+        .map_err(|m| IoError::layout(&data, "size", "the size the header describes", m))?;
+    let mut annotations = Vec::new();
+    if let Some(m) = &header.marker_file {
+        let mp = dir.join(m);
+        let mtext = brainvision::decode_text(&crate::error::read_file(&mp).map_err(|_| {
+            IoError::MissingFile {
+                path: vhdr.to_path_buf(),
+                field: "[Common Infos] MarkerFile".into(),
+                missing: mp.clone(),
+            }
+        })?);
+        let markers = brainvision::parse_markers(&mtext)
+            .map_err(|e| e.in_file(&mp, "BrainVision markers"))?;
+        for mk in markers {
+            if mk.kind.eq_ignore_ascii_case("New Segment") {
+                continue;
+            }
+            annotations.push(Annotation {
+                onset_s: (mk.position - 1) as f64 / header.fs,
+                duration_s: (mk.size > 1).then(|| mk.size as f64 / header.fs),
+                text: format!("{}/{}", mk.kind, mk.description),
+            });
+        }
+    }
+    Ok(BrainVision {
+        vhdr: vhdr.to_path_buf(),
+        data,
+        header,
+        annotations,
+        samples,
+    })
+}
+
+impl BrainVision {
+    /// Channels `which` in physical units.
+    pub fn read(&self, which: &[usize]) -> Result<Vec<Vec<f32>>> {
+        brainvision::read_channels(&self.data, &self.header, which)
+            .map_err(|e| IoError::open(&self.data, e))
+    }
+
+    /// Channel `i` as a [`ChannelRef`] read from disk on demand.
+    pub fn lazy_channel(&self, i: usize) -> ChannelRef {
+        let c = &self.header.channels[i];
+        let (data, header) = (self.data.clone(), self.header.clone());
+        ChannelRef::lazy(
+            c.name.clone(),
+            self.header.fs,
+            Some(c.unit.clone()),
+            Some(self.samples),
+            move || {
+                brainvision::read_channels(&data, &header, &[i])
+                    .map(|mut v| v.remove(0))
+                    .map_err(|e| IoError::open(&data, e))
+            },
+        )
+    }
+}
+
+pub fn read_brainvision(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
+    let files = files_matching(path, |n| n.to_ascii_lowercase().ends_with(".vhdr"))?;
+    for f in files {
+        let bv = open_brainvision(&f)?;
+        let names: Vec<&str> = bv.header.channels.iter().map(|c| c.name.as_str()).collect();
+        let subject = stem(&f);
+        let which: Vec<usize> = match &opts.lead {
+            // One channel: read it alone, the others stay on disk until asked for.
+            Some(l) => {
+                let i = names
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(l.trim()))
+                    .or_else(|| {
+                        l.parse::<usize>()
+                            .ok()
+                            .filter(|&i| i >= 1 && i <= names.len())
+                            .map(|i| i - 1)
+                    })
+                    .ok_or_else(|| IoError::Option {
+                        path: f.clone(),
+                        option: "--lead",
+                        message: format!(
+                            "no channel {l:?}: the file has {names:?} (or use 1-{})",
+                            names.len()
+                        ),
+                    })?;
+                let x = bv.read(&[i])?.remove(0);
+                let c = &bv.header.channels[i];
+                let mut rec = Recording::new("BrainVision", &f, bv.header.fs, x);
+                rec.subject = subject.clone();
+                rec.trial = "1".into();
+                rec.lead = c.name.clone();
+                rec.unit = Some(c.unit.clone());
+                rec.annotations = bv.annotations.clone();
+                rec.channels = (0..names.len())
+                    .filter(|&j| j != i)
+                    .map(|j| bv.lazy_channel(j))
+                    .collect();
+                out.recordings.push(rec);
+                continue;
+            }
+            None => (0..names.len()).collect(),
+        };
+        let data = bv.read(&which)?;
+        let signals = bv
+            .header
+            .channels
+            .iter()
+            .zip(data)
+            .map(|(c, d)| Signal {
+                name: c.name.clone(),
+                fs: bv.header.fs,
+                unit: Some(c.unit.clone()),
+                data: Arc::new(d),
+            })
+            .collect();
+        push_signals(
+            "BrainVision",
+            &f,
+            &subject,
+            signals,
+            &bv.annotations,
+            opts,
+            out,
+        )?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod amigos;
 pub mod ascertain;
+pub mod bids;
 pub mod dreamer;
 pub mod generic;
 pub mod wesad;
