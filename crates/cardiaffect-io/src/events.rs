@@ -458,10 +458,8 @@ pub fn cut_trials(
             );
             continue;
         }
-        let (a, b) = (
-            (t0 * rec.fs).round() as usize,
-            ((t1 * rec.fs).round() as usize).min(rec.samples.len()),
-        );
+        let b = ((t1 * rec.fs).round() as usize).min(rec.samples.len());
+        let a = ((t0 * rec.fs).round() as usize).min(b);
         let mut t = piece(rec, a, b);
         t.trial = trial.clone();
         t.meta.insert("onset_s".into(), e.onset_s.to_string());
@@ -498,7 +496,7 @@ pub fn cut_trials(
                     e.onset_s
                 ));
             } else {
-                let mut bl = piece(rec, (b0 * rec.fs).round() as usize, a);
+                let mut bl = piece(rec, ((b0 * rec.fs).round() as usize).min(a), a);
                 bl.trial = trial.clone();
                 bl.segment = Some("baseline".into());
                 bl.meta

@@ -36,6 +36,10 @@ pub struct BenchIoArgs {
     /// Sampling rate in Hz (default: 500 for WFDB, 1000 for BrainVision).
     #[arg(long)]
     pub fs: Option<f64>,
+    /// Time this BrainVision file (its ECG channel) instead of a generated one (as
+    /// `reference/bench_brainvision.py` writes for the comparison with MNE).
+    #[arg(long, value_name = "VHDR")]
+    pub file: Option<std::path::PathBuf>,
     /// Timed repetitions (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
@@ -132,10 +136,20 @@ fn write_brainvision(
 
 fn run_brainvision(a: &BenchIoArgs, dir: &Path, vectorized: bool) -> Result<()> {
     let (channels, fs) = (a.leads.unwrap_or(64), a.fs.unwrap_or(1000.0));
-    let frames = (a.minutes * 60.0 * fs) as usize;
-    write_brainvision(dir, channels, fs, frames, vectorized)?;
-    let vhdr = dir.join("bench.vhdr");
-    let bytes = std::fs::metadata(dir.join("bench.eeg"))?.len() as f64;
+    let vhdr = match &a.file {
+        Some(f) => f.clone(),
+        None => {
+            let frames = (a.minutes * 60.0 * fs) as usize;
+            write_brainvision(dir, channels, fs, frames, vectorized)?;
+            dir.join("bench.vhdr")
+        }
+    };
+    let bv0 = cardiaffect_io::datasets::generic::open_brainvision(&vhdr)?;
+    let (channels, fs, frames) = (bv0.header.channels.len(), bv0.header.fs, bv0.samples);
+    let minutes = frames as f64 / fs / 60.0;
+    let vectorized =
+        bv0.header.orientation == cardiaffect_io::formats::brainvision::Orientation::Vectorized;
+    let bytes = std::fs::metadata(&bv0.data)?.len() as f64;
     let read = || -> Result<Vec<f32>> {
         let bv = cardiaffect_io::datasets::generic::open_brainvision(&vhdr)?;
         let ecg = bv
@@ -171,14 +185,14 @@ fn run_brainvision(a: &BenchIoArgs, dir: &Path, vectorized: bool) -> Result<()> 
             w,
             "{}",
             serde_json::json!({"format": format!("brainvision-float32-{layout}"), "file_mb": bytes / 1e6, "channels": channels,
-                "minutes": a.minutes, "fs": fs, "median_s": median, "mb_per_s": mb_s, "threads": 1, "page_cache": "warm"})
+                "minutes": minutes, "fs": fs, "median_s": median, "mb_per_s": mb_s, "threads": 1, "page_cache": "warm"})
         )?;
     } else {
         writeln!(
             w,
             "BrainVision read of the ECG channel: {:.1} MB file ({channels} channels float32 {layout}, {} min at {fs} Hz), one thread, file in the page cache",
             bytes / 1e6,
-            a.minutes
+            minutes
         )?;
         writeln!(
             w,

@@ -385,8 +385,24 @@ pub fn parse_markers(text: &str) -> Result<Vec<Marker>, ParseError> {
 /// Multiplexed files are read in blocks of whole samples and only the asked channels are
 /// decoded; vectorized files read each asked channel's block alone.
 pub fn read_channels(data: &Path, h: &Header, which: &[usize]) -> std::io::Result<Vec<Vec<f32>>> {
-    let mut f = std::fs::File::open(data)?;
+    let f = std::fs::File::open(data)?;
     let bytes = f.metadata()?.len();
+    decode_channels(f, bytes, h, which)
+}
+
+/// [`read_channels`] from any reader of `bytes` bytes (a file, a buffer).
+pub fn decode_channels<R: Read + Seek>(
+    mut f: R,
+    bytes: u64,
+    h: &Header,
+    which: &[usize],
+) -> std::io::Result<Vec<Vec<f32>>> {
+    if let Some(&c) = which.iter().find(|&&c| c >= h.channels.len()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("channel {} of {}", c + 1, h.channels.len()),
+        ));
+    }
     let n = h
         .samples_in(bytes)
         .map_err(|m| std::io::Error::new(std::io::ErrorKind::InvalidData, m))?;
