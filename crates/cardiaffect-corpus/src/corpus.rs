@@ -39,23 +39,7 @@ pub struct Corpus {
 
 /// Split one CSV line (RFC 4180 quoting, no embedded newlines).
 pub fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
+    cardiaffect_io::formats::csv::split_fields(line, ',')
 }
 
 static VERIFY_BY_DEFAULT: AtomicBool = AtomicBool::new(true);

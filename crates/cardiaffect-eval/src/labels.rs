@@ -288,6 +288,20 @@ fn rule_on(
     })
 }
 
+/// 1 where label column `col` > the row's threshold, 0 where not, `None` where either is
+/// missing.
+fn high_low(corpus: &Corpus, col: usize, thresholds: &[f64]) -> Vec<Option<usize>> {
+    corpus
+        .rows
+        .iter()
+        .zip(thresholds)
+        .map(|(row, &t)| {
+            let v = row.labels[col];
+            (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
+        })
+        .collect()
+}
+
 fn strings(s: &[&str]) -> Vec<String> {
     s.iter().map(|x| x.to_string()).collect()
 }
@@ -313,15 +327,7 @@ fn column_labels(
             });
         }
         let (c, r, t) = rules(corpus, task, name, th.column)?;
-        let y = corpus
-            .rows
-            .iter()
-            .zip(&t)
-            .map(|(row, &t)| {
-                let v = row.labels[c];
-                (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
-            })
-            .collect();
+        let y = high_low(corpus, c, &t);
         return Ok((
             vec![format!("low {name}"), format!("high {name}")],
             r,
@@ -411,15 +417,7 @@ pub fn make_labels(corpus: &Corpus, task: Task, th: &Thresholds) -> Result<Label
                     ("valence", th.valence)
                 };
                 let (c, r, th) = rules(corpus, &task, name, given)?;
-                let y = corpus
-                    .rows
-                    .iter()
-                    .zip(&th)
-                    .map(|(row, &t)| {
-                        let v = row.labels[c];
-                        (v.is_finite() && t.is_finite()).then_some(usize::from(v > t))
-                    })
-                    .collect();
+                let y = high_low(corpus, c, &th);
                 let classes = if task == Task::Arousal {
                     strings(&["low arousal", "high arousal"])
                 } else {

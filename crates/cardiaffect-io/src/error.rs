@@ -129,3 +129,9 @@ pub type Result<T, E = IoError> = std::result::Result<T, E>;
 pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| IoError::open(path, e))
 }
+
+/// Read a JSON sidecar, naming it in the error.
+pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value> {
+    serde_json::from_slice(&read_file(path)?)
+        .map_err(|e| IoError::layout(path, "JSON", "a JSON object", e.to_string()))
+}

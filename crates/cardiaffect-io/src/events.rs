@@ -184,6 +184,17 @@ impl Events {
     /// Read an events file (`.tsv`: tab-separated, `.csv`: comma) and the JSON sidecar beside
     /// it (same name, `.json`), if there is one.
     pub fn load(path: &Path) -> Result<Events> {
+        let side = path.with_extension("json");
+        let sidecar = if side.exists() {
+            Some(crate::error::read_json(&side)?)
+        } else {
+            None
+        };
+        Events::load_with(path, sidecar.as_ref())
+    }
+
+    /// Read an events file with the sidecar given (BIDS merges inherited ones).
+    pub fn load_with(path: &Path, sidecar: Option<&serde_json::Value>) -> Result<Events> {
         let text = String::from_utf8_lossy(&crate::error::read_file(path)?).into_owned();
         let delim = if path.extension().is_some_and(|e| e == "csv") {
             ','
@@ -191,17 +202,7 @@ impl Events {
             '\t'
         };
         let t = tsv::parse(&text, Some(delim)).map_err(|e| e.in_file(path, "events table"))?;
-        let side = path.with_extension("json");
-        let sidecar = if side.exists() {
-            let b = crate::error::read_file(&side)?;
-            Some(
-                serde_json::from_slice::<serde_json::Value>(&b)
-                    .map_err(|e| IoError::layout(&side, "JSON", "a JSON object", e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        Events::from_table(path, &t, sidecar.as_ref())
+        Events::from_table(path, &t, sidecar)
     }
 
     /// The annotations of a recording as events, their text in the categorical column

@@ -392,11 +392,7 @@ pub fn unit_files(unit: &Path, format: Format) -> Result<Vec<PathBuf>> {
         }
         Format::Bids => files = datasets::bids::unit_files(unit)?,
         Format::BrainVision => {
-            let bv = datasets::generic::open_brainvision(unit)?;
-            files.push(bv.data);
-            if let Some(m) = &bv.header.marker_file {
-                files.push(dir.join(m));
-            }
+            files.extend(datasets::generic::open_brainvision(unit)?.side_files())
         }
         _ => {}
     }

@@ -179,10 +179,7 @@ pub fn unit_files(data: &Path) -> Result<Vec<PathBuf>> {
     let mut files = vec![data.to_path_buf()];
     if n.suffix == "_eeg.vhdr" {
         if let Ok(bv) = open_brainvision(data) {
-            files.push(bv.data.clone());
-            if let Some(m) = &bv.header.marker_file {
-                files.push(n.dir.join(m));
-            }
+            files.extend(bv.side_files());
         }
     }
     for p in [
@@ -228,12 +225,6 @@ fn participants(root: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>
         out.insert(sub.to_string(), attrs);
     }
     Ok(out)
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let b = crate::error::read_file(path)?;
-    serde_json::from_slice(&b)
-        .map_err(|e| IoError::layout(path, "JSON", "a JSON object", e.to_string()))
 }
 
 /// Channel names and types from `*_channels.tsv` (empty when there is none).
@@ -309,13 +300,27 @@ fn choose_ecg(
     })
 }
 
-/// A gzipped headerless physio TSV as columns.
-fn read_physio(path: &Path, n_columns: usize) -> Result<Vec<Vec<f32>>> {
+/// A gzipped headerless physio TSV as columns, one per name of its sidecar's `Columns` (a
+/// first line of another width is the sidecar's error).
+fn read_physio(path: &Path, side: &Path, names: &[String]) -> Result<Vec<Vec<f32>>> {
+    let n_columns = names.len();
     let raw = crate::error::read_file(path)?;
     let mut text = String::new();
     flate2::read::MultiGzDecoder::new(&raw[..])
         .read_to_string(&mut text)
         .map_err(|e| IoError::open(path, e))?;
+    let width = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| l.split('\t').count());
+    if width != n_columns {
+        return Err(IoError::layout(
+            side,
+            "Columns",
+            format!("{width} names, as {} has {width} columns", file_name(path)),
+            format!("{n_columns} names {names:?}"),
+        ));
+    }
     let mut cols: Vec<Vec<f32>> = vec![Vec::new(); n_columns];
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -375,7 +380,7 @@ fn read_data(
                     missing: side,
                 });
             }
-            let j = read_json(&side)?;
+            let j = crate::error::read_json(&side)?;
             let fs = j["SamplingFrequency"]
                 .as_f64()
                 .filter(|f| *f > 0.0 && f.is_finite())
@@ -404,28 +409,12 @@ fn read_data(
                         j["Columns"].to_string(),
                     )
                 })?;
-            // The TSV's width is checked against Columns on its first line.
-            let raw = crate::error::read_file(path)?;
-            let mut first = String::new();
-            let mut gz = flate2::read::MultiGzDecoder::new(&raw[..]);
-            let mut buf = [0u8; 65536];
-            let got = gz.read(&mut buf).map_err(|e| IoError::open(path, e))?;
-            first.push_str(&String::from_utf8_lossy(&buf[..got]));
-            let width = first.lines().next().map_or(0, |l| l.split('\t').count());
-            if width != names.len() {
-                return Err(IoError::layout(
-                    &side,
-                    "Columns",
-                    format!("{width} names, as {} has {width} columns", file_name(path)),
-                    format!("{} names {names:?}", names.len()),
-                ));
-            }
-            let i = if lead.is_none() && names.iter().any(|c| c == "cardiac") {
-                names.iter().position(|c| c == "cardiac").unwrap_or(0)
-            } else {
-                choose_ecg(path, &names, &types, lead)?
+            let mut cols = read_physio(path, &side, &names)?;
+            // BIDS's name for the ECG column comes first, unless a lead is asked for.
+            let i = match names.iter().position(|c| c == "cardiac") {
+                Some(i) if lead.is_none() => i,
+                _ => choose_ecg(path, &names, &types, lead)?,
             };
-            let mut cols = read_physio(path, names.len())?;
             let mut rec = Recording::new("BIDS", path, fs, std::mem::take(&mut cols[i]));
             rec.lead = names[i].clone();
             for (j, c) in cols.into_iter().enumerate() {
@@ -440,15 +429,7 @@ fn read_data(
             let bv = open_brainvision(path)?;
             let names: Vec<String> = bv.header.channels.iter().map(|c| c.name.clone()).collect();
             let i = choose_ecg(path, &names, &types, lead)?;
-            let mut rec = Recording::new("BIDS", path, bv.header.fs, bv.read(&[i])?.remove(0));
-            rec.lead = names[i].clone();
-            rec.unit = Some(bv.header.channels[i].unit.clone());
-            rec.annotations = bv.annotations.clone();
-            rec.channels = (0..names.len())
-                .filter(|&j| j != i)
-                .map(|j| bv.lazy_channel(j))
-                .collect();
-            Ok((rec, 0.0))
+            Ok((bv.recording("BIDS", i)?, 0.0))
         }
         _ => {
             let bytes = crate::error::read_file(path)?;
@@ -488,6 +469,31 @@ fn read_data(
             Ok((rec, 0.0))
         }
     }
+}
+
+/// The events sidecar of a recording, inherited ones merged: a key of a nearer sidecar
+/// replaces (or, for a column's object, extends) the same key of a farther one.
+fn events_sidecar(n: &Names, root: Option<&Path>) -> Result<Option<serde_json::Value>> {
+    use serde_json::Value;
+    let mut sidecar: Option<Value> = None;
+    for p in n.events_json(root) {
+        match (&mut sidecar, crate::error::read_json(&p)?) {
+            (Some(Value::Object(acc)), Value::Object(m)) => {
+                for (k, v) in m {
+                    let merged = match (acc.remove(&k), v) {
+                        (Some(Value::Object(mut a)), Value::Object(b)) => {
+                            a.extend(b);
+                            Value::Object(a)
+                        }
+                        (_, v) => v,
+                    };
+                    acc.insert(k, merged);
+                }
+            }
+            (_, j) => sidecar = Some(j),
+        }
+    }
+    Ok(sidecar)
 }
 
 pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
@@ -537,33 +543,8 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
             out.recordings.push(rec);
             continue;
         }
-        let text = String::from_utf8_lossy(&crate::error::read_file(&ev_path)?).into_owned();
-        let table =
-            tsv::parse(&text, Some('\t')).map_err(|e| e.in_file(&ev_path, "BIDS events TSV"))?;
-        // Inheritance: a key of a nearer sidecar replaces the same key of a farther one.
-        let mut sidecar: Option<serde_json::Value> = None;
-        for p in n.events_json(root.as_deref()) {
-            let j = read_json(&p)?;
-            match (&mut sidecar, j) {
-                (Some(serde_json::Value::Object(acc)), serde_json::Value::Object(m)) => {
-                    for (k, v) in m {
-                        let merged = match (acc.remove(&k), v) {
-                            (
-                                Some(serde_json::Value::Object(mut a)),
-                                serde_json::Value::Object(b),
-                            ) => {
-                                a.extend(b);
-                                serde_json::Value::Object(a)
-                            }
-                            (_, v) => v,
-                        };
-                        acc.insert(k, merged);
-                    }
-                }
-                (_, j) => sidecar = Some(j),
-            }
-        }
-        let ev = Events::from_table(&ev_path, &table, sidecar.as_ref())?;
+        let sidecar = events_sidecar(&n, root.as_deref())?;
+        let ev = Events::load_with(&ev_path, sidecar.as_ref())?;
         let scales = events::label_scales(&ev, &opts.label_scales)?;
         let trial_opts = TrialOptions {
             baseline_s: opts.baseline_s,

@@ -23,6 +23,32 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The signal `--lead` names: by name (any case), else by 1-based number.
+fn choose_signal(path: &Path, names: &[&str], lead: &str) -> Result<usize> {
+    let by_name = names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(lead.trim()));
+    let by_index = || {
+        lead.parse::<usize>()
+            .ok()
+            .filter(|&i| i >= 1 && i <= names.len())
+            .map(|i| i - 1)
+    };
+    by_name.or_else(by_index).ok_or_else(|| IoError::Option {
+        path: path.to_path_buf(),
+        option: "--lead",
+        message: format!(
+            "no signal {lead:?}: the file has {} (or use 1-{})",
+            names
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            names.len()
+        ),
+    })
+}
+
 /// Turn the signals of one file into recordings, honouring `--lead`.
 fn push_signals(
     dataset: &str,
@@ -36,32 +62,8 @@ fn push_signals(
     let chosen: Vec<usize> = match &opts.lead {
         None => (0..signals.len()).collect(),
         Some(l) => {
-            let by_index = l
-                .parse::<usize>()
-                .ok()
-                .filter(|&i| i >= 1 && i <= signals.len())
-                .map(|i| i - 1);
-            let by_name = signals
-                .iter()
-                .position(|s| s.name.eq_ignore_ascii_case(l.trim()));
-            match by_name.or(by_index) {
-                Some(i) => vec![i],
-                None => {
-                    return Err(IoError::Option {
-                        path: path.to_path_buf(),
-                        option: "--lead",
-                        message: format!(
-                            "no signal {l:?}: the file has {} (or use 1-{})",
-                            signals
-                                .iter()
-                                .map(|s| format!("{:?}", s.name))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            signals.len()
-                        ),
-                    })
-                }
-            }
+            let names: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
+            vec![choose_signal(path, &names, l)?]
         }
     };
     for i in chosen {
@@ -367,6 +369,34 @@ pub fn open_brainvision(vhdr: &Path) -> Result<BrainVision> {
 }
 
 impl BrainVision {
+    /// The data and marker files the header names.
+    pub fn side_files(&self) -> Vec<std::path::PathBuf> {
+        let dir = self.vhdr.parent().unwrap_or(Path::new("."));
+        std::iter::once(self.data.clone())
+            .chain(self.header.marker_file.as_ref().map(|m| dir.join(m)))
+            .collect()
+    }
+
+    /// Channel `i` read as a recording, its markers as annotations, the other channels left
+    /// on disk until asked for.
+    pub fn recording(&self, dataset: &str, i: usize) -> Result<Recording> {
+        let c = &self.header.channels[i];
+        let mut rec = Recording::new(
+            dataset,
+            &self.vhdr,
+            self.header.fs,
+            self.read(&[i])?.remove(0),
+        );
+        rec.lead = c.name.clone();
+        rec.unit = Some(c.unit.clone());
+        rec.annotations = self.annotations.clone();
+        rec.channels = (0..self.header.channels.len())
+            .filter(|&j| j != i)
+            .map(|j| self.lazy_channel(j))
+            .collect();
+        Ok(rec)
+    }
+
     /// Channels `which` in physical units.
     pub fn read(&self, which: &[usize]) -> Result<Vec<Vec<f32>>> {
         brainvision::read_channels(&self.data, &self.header, which)
@@ -397,44 +427,15 @@ pub fn read_brainvision(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -
         let bv = open_brainvision(&f)?;
         let names: Vec<&str> = bv.header.channels.iter().map(|c| c.name.as_str()).collect();
         let subject = stem(&f);
-        let which: Vec<usize> = match &opts.lead {
-            // One channel: read it alone, the others stay on disk until asked for.
-            Some(l) => {
-                let i = names
-                    .iter()
-                    .position(|n| n.eq_ignore_ascii_case(l.trim()))
-                    .or_else(|| {
-                        l.parse::<usize>()
-                            .ok()
-                            .filter(|&i| i >= 1 && i <= names.len())
-                            .map(|i| i - 1)
-                    })
-                    .ok_or_else(|| IoError::Option {
-                        path: f.clone(),
-                        option: "--lead",
-                        message: format!(
-                            "no channel {l:?}: the file has {names:?} (or use 1-{})",
-                            names.len()
-                        ),
-                    })?;
-                let x = bv.read(&[i])?.remove(0);
-                let c = &bv.header.channels[i];
-                let mut rec = Recording::new("BrainVision", &f, bv.header.fs, x);
-                rec.subject = subject.clone();
-                rec.trial = "1".into();
-                rec.lead = c.name.clone();
-                rec.unit = Some(c.unit.clone());
-                rec.annotations = bv.annotations.clone();
-                rec.channels = (0..names.len())
-                    .filter(|&j| j != i)
-                    .map(|j| bv.lazy_channel(j))
-                    .collect();
-                out.recordings.push(rec);
-                continue;
-            }
-            None => (0..names.len()).collect(),
-        };
-        let data = bv.read(&which)?;
+        // One channel: read it alone, the others stay on disk until asked for.
+        if let Some(l) = &opts.lead {
+            let mut rec = bv.recording("BrainVision", choose_signal(&f, &names, l)?)?;
+            rec.subject = subject;
+            rec.trial = "1".into();
+            out.recordings.push(rec);
+            continue;
+        }
+        let data = bv.read(&(0..names.len()).collect::<Vec<_>>())?;
         let signals = bv
             .header
             .channels

@@ -96,6 +96,28 @@ pub fn field(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Split one line at `delim`, reading RFC 4180 quoting (double quotes group, `""` is a quote;
+/// no embedded newlines): the reader of what [`field`] writes. Fields are not trimmed.
+pub fn split_fields(line: &str, delim: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (c, false) if c == delim => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
 pub fn parse(text: &str) -> Result<Table, ParseError> {
     let mut fs = None;
     let mut columns: Vec<String> = Vec::new();

@@ -24,28 +24,15 @@ impl TextTable {
     }
 }
 
-/// Split one line at `delim`; in CSV (`,`) double quotes group and `""` is a quote.
+/// Split one line at `delim`, trimmed; in CSV (`,`) double quotes group and `""` is a quote.
 fn split(line: &str, delim: char) -> Vec<String> {
     if delim != ',' || !line.contains('"') {
         return line.split(delim).map(|s| s.trim().to_string()).collect();
     }
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (c, false) if c == delim => out.push(std::mem::take(&mut cur).trim().to_string()),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(cur.trim().to_string());
-    out
+    super::csv::split_fields(line, delim)
+        .into_iter()
+        .map(|f| f.trim().to_string())
+        .collect()
 }
 
 fn missing(v: &str) -> bool {
