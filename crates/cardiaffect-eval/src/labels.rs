@@ -8,9 +8,6 @@
 //! corpus that mixes datasets rated on different scales splits each window at its own scale's
 //! midpoint, one named rule per scale.
 
-use std::fmt;
-use std::str::FromStr;
-
 use std::collections::HashMap;
 
 use cardiaffect_corpus::{Corpus, LabelScale};
@@ -18,71 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::EvalError;
 
-/// What to recognise. The named tasks have fixed rules; any other label column of the corpus
-/// is a task too ([`Task::Column`]): a categorical one gives its classes, a numeric one is
-/// split at a threshold (given, or its scale's midpoint).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Task {
-    Arousal,
-    Valence,
-    Quadrant,
-    Condition,
-    Stress,
-    /// A label column by name (`trial_type`, a rating from `*_events.tsv`).
-    Column(String),
-}
-
-impl Task {
-    pub const ALL: [&'static str; 5] = ["arousal", "valence", "quadrant", "condition", "stress"];
-}
-
-impl fmt::Display for Task {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Task::Arousal => "arousal",
-            Task::Valence => "valence",
-            Task::Quadrant => "quadrant",
-            Task::Condition => "condition",
-            Task::Stress => "stress",
-            Task::Column(c) => c,
-        })
-    }
-}
-
-impl FromStr for Task {
-    type Err = EvalError;
-    fn from_str(s: &str) -> Result<Task, EvalError> {
-        Ok(match s {
-            "arousal" => Task::Arousal,
-            "valence" => Task::Valence,
-            "quadrant" => Task::Quadrant,
-            "condition" => Task::Condition,
-            "stress" => Task::Stress,
-            c if !c.trim().is_empty() && !c.contains(',') => Task::Column(c.trim().to_string()),
-            _ => {
-                return Err(EvalError::Config {
-                    field: "task",
-                    expected: format!("{} or a label column of the corpus", Task::ALL.join(", ")),
-                    found: s.into(),
-                })
-            }
-        })
-    }
-}
-
-// A task is written as its name ("arousal", "trial_type") wherever it is saved.
-impl Serialize for Task {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Task {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Task, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use cardiaffect_model::bundle::labels::{Labels, Rule, Task};
 
 /// User thresholds; `None`: the midpoint of the dataset's scale.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,76 +29,6 @@ pub struct Thresholds {
     /// of other classes are left out); empty: all of the column's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
-}
-
-/// One binarised rating: `column > threshold` is high.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rule {
-    pub column: String,
-    pub threshold: f64,
-    pub comparison: String,
-    pub scale_min: f64,
-    pub scale_max: f64,
-    pub scale: String,
-    /// Whether the threshold is the scale's midpoint (default) or was given.
-    pub default_threshold: bool,
-}
-
-impl Rule {
-    pub fn describe(&self) -> String {
-        format!(
-            "high {c} = {c} > {t} on {lo}-{hi} ({s}){d}",
-            c = self.column,
-            t = self.threshold,
-            lo = self.scale_min,
-            hi = self.scale_max,
-            s = self.scale,
-            d = if self.default_threshold {
-                ", the scale's midpoint"
-            } else {
-                ", given"
-            }
-        )
-    }
-}
-
-/// Class labels of every corpus row (`None`: the row has no label for the task).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Labels {
-    pub task: Task,
-    pub classes: Vec<String>,
-    #[serde(skip)]
-    pub y: Vec<Option<usize>>,
-    pub rules: Vec<Rule>,
-    /// Where the labels come from, e.g. "self-assessment (AMIGOS labels_selfassessment)".
-    pub source: String,
-    /// Labeled windows per class.
-    pub counts: Vec<usize>,
-}
-
-impl Labels {
-    /// One line naming the rule(s), printed with every result.
-    pub fn describe(&self) -> String {
-        if self.rules.is_empty() {
-            format!(
-                "{}: classes {}; source: {}",
-                self.task,
-                self.classes.join(" / "),
-                self.source
-            )
-        } else {
-            format!(
-                "{}: {}; source: {}",
-                self.task,
-                self.rules
-                    .iter()
-                    .map(Rule::describe)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                self.source
-            )
-        }
-    }
 }
 
 /// The rule(s) for `column`, its index, and each row's threshold (NaN: no scale for the row).

@@ -6,6 +6,7 @@
 pub mod calibration;
 pub mod hrv_baseline;
 pub mod labels;
+pub mod method;
 pub mod metrics;
 pub mod protocol;
 pub mod report;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 pub use calibration::{Calibration, OperatingPoint};
 pub use labels::{make_labels, unlabeled_subjects, Labels, Task, Thresholds};
+pub use method::Method;
 pub use metrics::{trial_level, Metrics};
 pub use protocol::{make_folds, Fold, Folds, Protocol};
 
@@ -39,6 +41,8 @@ pub enum EvalError {
         expected: String,
         found: String,
     },
+    #[error(transparent)]
+    Choice(#[from] cardiaffect_model::bundle::InvalidChoice),
     #[error("HRV baseline, fold {fold}: {message}")]
     Baseline { fold: usize, message: String },
     #[error(transparent)]

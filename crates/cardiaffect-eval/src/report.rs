@@ -7,13 +7,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use cardiaffect_render::figures::{self, Bar, Confusion};
+use cardiaffect_render::pm;
+
 use crate::metrics::{mean_std, Metrics};
-use crate::{EvalError, Labels};
+use crate::{EvalError, Labels, Method, Protocol, Task};
 
 /// One method on one fold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FoldResult {
-    pub method: String,
+    pub method: Method,
     pub fold: usize,
     pub n_train: usize,
     pub n_val: usize,
@@ -39,7 +42,7 @@ pub struct FoldResult {
 /// Mean ± sample standard deviation over folds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
-    pub method: String,
+    pub method: Method,
     pub level: String,
     pub accuracy: [f64; 2],
     pub macro_f1: [f64; 2],
@@ -55,10 +58,10 @@ pub struct Results {
     pub cardiaffect_version: String,
     pub corpus: String,
     pub datasets: Vec<String>,
-    pub task: String,
+    pub task: Task,
     pub labels: Labels,
     pub label_rule: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub protocol_warning: Option<String>,
     pub folds: usize,
     pub seed: u64,
@@ -91,7 +94,7 @@ pub struct Chance {
     pub auroc: f64,
 }
 
-pub fn aggregate(per_fold: &[FoldResult], methods: &[String]) -> Vec<Aggregate> {
+pub fn aggregate(per_fold: &[FoldResult], methods: &[Method]) -> Vec<Aggregate> {
     let mut out = Vec::new();
     for m in methods {
         for level in ["window", "trial"] {
@@ -119,7 +122,7 @@ pub fn aggregate(per_fold: &[FoldResult], methods: &[String]) -> Vec<Aggregate> 
                     .collect::<Vec<_>>(),
             );
             out.push(Aggregate {
-                method: m.clone(),
+                method: *m,
                 level: level.into(),
                 accuracy: ms_of(&|x| x.accuracy),
                 macro_f1: ms_of(&|x| x.macro_f1),
@@ -131,14 +134,6 @@ pub fn aggregate(per_fold: &[FoldResult], methods: &[String]) -> Vec<Aggregate> 
         }
     }
     out
-}
-
-fn pm(v: [f64; 2]) -> String {
-    if v[0].is_finite() {
-        format!("{:.3} ± {:.3}", v[0], v[1])
-    } else {
-        "n/a".into()
-    }
 }
 
 /// The Markdown report.
@@ -210,182 +205,75 @@ pub fn markdown(r: &Results) -> String {
     s
 }
 
-/// Escape text for SVG and HTML.
-pub fn esc(t: &str) -> String {
-    t.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+pub use cardiaffect_render::esc;
+
+/// The methods of `r`, in the order they ran.
+fn methods_in_order(r: &Results) -> Vec<Method> {
+    let mut m: Vec<Method> = Vec::new();
+    for f in &r.per_fold {
+        if !m.contains(&f.method) {
+            m.push(f.method);
+        }
+    }
+    m
 }
 
 /// Confusion matrices (window level, summed over folds), one panel per method.
-#[allow(clippy::needless_range_loop)] // cells are addressed by (true, predicted)
 pub fn confusion_svg(r: &Results) -> String {
-    let methods: Vec<String> = {
-        let mut m: Vec<String> = Vec::new();
-        for f in &r.per_fold {
-            if !m.contains(&f.method) {
-                m.push(f.method.clone());
-            }
-        }
-        m
-    };
     let k = r.labels.classes.len();
-    let cell = 46.0;
-    let panel = 120.0 + cell * k as f64;
-    let (w, h) = (
-        (panel * methods.len() as f64 + 20.0).max(760.0),
-        120.0 + cell * k as f64 + 40.0,
-    );
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    let _ = write!(
-        s,
-        r#"<text x="10" y="16" font-size="13">Confusion matrices (windows, all folds): {} — {}, seed {}</text>"#,
-        esc(&r.task),
-        esc(&r.protocol),
-        r.seed
-    );
-    let _ = write!(
-        s,
-        r##"<text x="10" y="32" fill="#555">{}</text>"##,
-        esc(&r.label_rule)
-    );
-    for (mi, m) in methods.iter().enumerate() {
-        let mut c = vec![vec![0usize; k]; k];
-        for f in r.per_fold.iter().filter(|f| &f.method == m) {
-            for (i, row) in f.window.confusion.iter().enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    c[i][j] += v;
+    let panels: Vec<Confusion> = methods_in_order(r)
+        .into_iter()
+        .map(|m| {
+            let mut cells = vec![vec![0usize; k]; k];
+            for f in r.per_fold.iter().filter(|f| f.method == m) {
+                for (i, row) in f.window.confusion.iter().enumerate() {
+                    for (j, v) in row.iter().enumerate() {
+                        cells[i][j] += v;
+                    }
                 }
             }
-        }
-        let x0 = 10.0 + mi as f64 * panel + 100.0;
-        let y0 = 70.0;
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" font-size="12" font-weight="bold">{}</text>"#,
-            x0,
-            y0 - 18.0,
-            esc(m)
-        );
-        for i in 0..k {
-            let total: usize = c[i].iter().sum::<usize>().max(1);
-            let _ = write!(
-                s,
-                r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-                x0 - 4.0,
-                y0 + cell * (i as f64 + 0.55),
-                esc(&r.labels.classes[i])
-            );
-            for j in 0..k {
-                let frac = c[i][j] as f64 / total as f64;
-                let shade = (255.0 * (1.0 - 0.8 * frac)) as u8;
-                let _ = write!(
-                    s,
-                    r##"<rect x="{}" y="{}" width="{cell}" height="{cell}" fill="rgb({shade},{shade},255)" stroke="#999"/><text x="{}" y="{}" text-anchor="middle">{}</text>"##,
-                    x0 + cell * j as f64,
-                    y0 + cell * i as f64,
-                    x0 + cell * (j as f64 + 0.5),
-                    y0 + cell * (i as f64 + 0.55),
-                    c[i][j]
-                );
+            Confusion {
+                method: m.name(),
+                cells,
             }
-        }
-        let _ = write!(
-            s,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">predicted →  (rows: true)</text>"##,
-            x0 + cell * k as f64 / 2.0,
-            y0 + cell * k as f64 + 16.0
-        );
-    }
-    s.push_str("</svg>");
-    s
+        })
+        .collect();
+    figures::confusion(
+        &format!(
+            "Confusion matrices (windows, all folds): {} — {}, seed {}",
+            r.task, r.protocol, r.seed
+        ),
+        &r.label_rule,
+        &r.labels.classes,
+        &panels,
+    )
 }
 
 /// Window-level macro-F1 per fold, one bar per method.
 pub fn folds_svg(r: &Results) -> String {
-    let methods: Vec<String> = {
-        let mut m: Vec<String> = Vec::new();
-        for f in &r.per_fold {
-            if !m.contains(&f.method) {
-                m.push(f.method.clone());
-            }
-        }
-        m
-    };
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
-    let bw = 14.0;
-    let gw = bw * methods.len() as f64 + 16.0;
-    let (pl, pt, ph) = (50.0, 50.0, 200.0);
-    let w = (pl + gw * r.folds as f64 + 160.0).max(760.0);
-    let h = pt + ph + 40.0;
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    let _ = write!(
-        s,
-        r##"<text x="10" y="16" font-size="13">Macro-F1 per fold (windows): {} — {}, seed {}</text><text x="10" y="32" fill="#555">{}</text>"##,
-        esc(&r.task),
-        esc(&r.protocol),
-        r.seed,
-        esc(&r.label_rule)
-    );
-    for t in 0..=4 {
-        let v = t as f64 / 4.0;
-        let y = pt + ph * (1.0 - v);
-        let _ = write!(
-            s,
-            r##"<line x1="{pl}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{v:.2}</text>"##,
-            pl + gw * r.folds as f64,
-            pl - 4.0,
-            y + 4.0
-        );
-    }
-    for f in &r.per_fold {
-        let Some(mi) = methods.iter().position(|m| m == &f.method) else {
-            continue;
-        };
-        let v = if f.window.macro_f1.is_finite() {
-            f.window.macro_f1
-        } else {
-            0.0
-        };
-        let x = pl + gw * f.fold as f64 + 8.0 + bw * mi as f64;
-        let _ = write!(
-            s,
-            r#"<rect x="{x}" y="{}" width="{}" height="{}" fill="{}"/>"#,
-            pt + ph * (1.0 - v),
-            bw - 2.0,
-            ph * v,
-            colors[mi % colors.len()]
-        );
-    }
-    for fold in 0..r.folds {
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">fold {}</text>"#,
-            pl + gw * (fold as f64 + 0.5),
-            pt + ph + 16.0,
-            fold + 1
-        );
-    }
-    for (mi, m) in methods.iter().enumerate() {
-        let y = pt + 14.0 * mi as f64;
-        let x = pl + gw * r.folds as f64 + 10.0;
-        let _ = write!(
-            s,
-            r#"<rect x="{x}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{}</text>"#,
-            y - 9.0,
-            colors[mi % colors.len()],
-            x + 14.0,
-            y,
-            esc(m)
-        );
-    }
-    s.push_str("</svg>");
-    s
+    let methods = methods_in_order(r);
+    let bars: Vec<Bar> = r
+        .per_fold
+        .iter()
+        .filter_map(|f| {
+            Some(Bar {
+                method: methods.iter().position(|m| *m == f.method)?,
+                fold: f.fold,
+                value: f.window.macro_f1,
+            })
+        })
+        .collect();
+    let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+    figures::fold_bars(
+        &format!(
+            "Macro-F1 per fold (windows): {} — {}, seed {}",
+            r.task, r.protocol, r.seed
+        ),
+        &r.label_rule,
+        r.folds,
+        &names,
+        &bars,
+    )
 }
 
 use cardiaffect_io::artifact::{write_atomic, write_json_atomic};

@@ -5,8 +5,6 @@
 pub mod predict;
 pub mod stream;
 
-use std::path::PathBuf;
-
 pub use predict::{
     predict_recording, predict_recording_calibrated, Predictor, Preprocess, Timeline, TimelineRow,
     WindowAttention,
@@ -19,8 +17,6 @@ pub enum InferError {
     Model(#[from] cardiaffect_model::ModelError),
     #[error(transparent)]
     Corpus(#[from] cardiaffect_corpus::CorpusError),
-    #[error("{path}: {message}")]
-    ModelDir { path: PathBuf, message: String },
     #[error("{0}")]
     Mismatch(String),
     #[error("--calibrate-from {value}: {message}")]

@@ -8,19 +8,19 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
-use cardiaffect_eval::calibration::{apply_threshold, softmax, Standardiser};
-use cardiaffect_eval::{Calibration, Labels, OperatingPoint};
 use cardiaffect_io::Recording;
-use cardiaffect_model::bundle::{LABELS_FILE, PREPROCESS_FILE};
-use cardiaffect_model::{load_model, Model, ModelConfig};
-use cardiaffect_signal::{zscore, CleanConfig};
+use cardiaffect_model::batch;
+use cardiaffect_model::bundle::decision::{apply_threshold, softmax, Standardiser};
+use cardiaffect_model::bundle::ModelBundle;
+use cardiaffect_model::bundle::{Calibration, Labels, OperatingPoint};
+use cardiaffect_model::{Model, ModelConfig};
+use cardiaffect_signal::CleanConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::InferError;
 
-pub use cardiaffect_eval::calibration::OPERATING_POINT_FILE;
+pub use cardiaffect_model::bundle::OPERATING_POINT_FILE;
 
 pub use cardiaffect_model::Preprocess;
 
@@ -35,86 +35,19 @@ pub struct Predictor {
     pub device: Device,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(
-    dir: &Path,
-    name: &str,
-    what: &str,
-) -> Result<T, InferError> {
-    let p = dir.join(name);
-    let text = std::fs::read_to_string(&p).map_err(|e| InferError::ModelDir {
-        path: p.clone(),
-        message: format!("cannot read it ({e}): {what}"),
-    })?;
-    serde_json::from_str(&text).map_err(|e| InferError::ModelDir {
-        path: p,
-        message: format!("not a valid {name}: {e}"),
-    })
-}
-
 impl Predictor {
     /// Load a model folder; a `finetune` run folder is accepted too (its final `model/`). Every
     /// file is checked against the folder's `checksums.json`; a folder that `finetune` swaps in
     /// while it is read is read again (all files come from one folder).
     pub fn load(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
-        let dir = cardiaffect_model::bundle::resolve(dir);
-        if !dir.join("config.json").exists() {
-            return Err(InferError::ModelDir {
-                path: dir.clone(),
-                message: "no config.json: a model folder needs the config its weights were made with (a `finetune` run folder, or its model/ or models/foldK/)".into(),
-            });
-        }
-        if !dir.join("labels.json").exists() {
-            return Err(InferError::ModelDir {
-                path: dir.clone(),
-                message: "no labels.json: this model's classification head was never trained (a pre-training run?): fine-tune it first with `cardiaffect finetune --pretrained`".into(),
-            });
-        }
-        cardiaffect_io::artifact::read_consistent(&dir, || Predictor::load_from(&dir, device))
-    }
-
-    fn load_from(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
-        let dir = dir.to_path_buf();
-        // load_model checks config.json and the weights; the rest of the folder is checked here.
-        if let Some(list) = cardiaffect_io::artifact::Checksums::load(&dir)
-            .map_err(cardiaffect_model::ModelError::from)?
-        {
-            for name in [PREPROCESS_FILE, LABELS_FILE, OPERATING_POINT_FILE] {
-                list.check_file(&dir, name)
-                    .map_err(cardiaffect_model::ModelError::from)?;
-            }
-        }
-        let preprocess: Preprocess = read_json(
-            &dir,
-            "preprocess.json",
-            "the preprocessing the model was trained with",
-        )?;
-        let labels: Labels = read_json(&dir, "labels.json", "the classes the model predicts")?;
-        let (config, model) = load_model(&dir, device)?;
-        if config.window_len != preprocess.window_len || config.n_classes != labels.classes.len() {
-            return Err(InferError::ModelDir {
-                path: dir.clone(),
-                message: format!(
-                    "config.json (window {}, {} classes) disagrees with preprocess.json (window {}) or labels.json ({} classes)",
-                    config.window_len, config.n_classes, preprocess.window_len, labels.classes.len()
-                ),
-            });
-        }
-        let operating_point = if dir.join(OPERATING_POINT_FILE).exists() {
-            Some(read_json(
-                &dir,
-                OPERATING_POINT_FILE,
-                "the calibration and threshold of the model's decisions",
-            )?)
-        } else {
-            None
-        };
+        let b = ModelBundle::load(dir, device)?;
         Ok(Predictor {
-            dir,
-            config,
-            preprocess,
-            labels,
-            operating_point,
-            model,
+            dir: b.dir,
+            config: b.config,
+            preprocess: b.preprocess,
+            labels: b.labels,
+            operating_point: b.operating_point,
+            model: b.model,
             device: device.clone(),
         })
     }
@@ -132,12 +65,9 @@ impl Predictor {
         let l = self.config.window_len;
         let mut out = Vec::with_capacity(windows.len() / l);
         for chunk in windows.chunks(64 * l) {
-            let n = chunk.len() / l;
             let mut x = chunk.to_vec();
-            for w in x.chunks_mut(l) {
-                zscore(w);
-            }
-            let x = Tensor::<2>::from_data(TensorData::new(x, [n, l]), &self.device);
+            batch::zscore_rows(&mut x, l);
+            let x = batch::tensor(x, l, &self.device);
             out.extend(self.model.class_logits(x).into_iter().map(|r| {
                 let m = r.iter().sum::<f64>() / r.len().max(1) as f64;
                 r.into_iter().map(|v| v - m).collect::<Vec<f64>>()
@@ -182,9 +112,9 @@ impl Predictor {
     /// explanation of the prediction.
     pub fn cls_attention(&self, window: &[f32]) -> Vec<f32> {
         let mut x = window.to_vec();
-        zscore(&mut x);
         let n = x.len();
-        let x = Tensor::<2>::from_data(TensorData::new(x, [1, n]), &self.device);
+        batch::zscore_rows(&mut x, n);
+        let x = batch::tensor(x, n, &self.device);
         let Some(last) = self.model.attention_maps(x).pop() else {
             return Vec::new();
         };

@@ -10,6 +10,7 @@
 //! Parameter names (safetensors, PyTorch layout with `BurnToPyTorchAdapter`) are documented on
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
 
+pub mod batch;
 pub mod bundle;
 mod config;
 mod fastmath;

@@ -12,6 +12,10 @@ use std::path::Path;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use cardiaffect_eval::{Method, Protocol, Task};
+use cardiaffect_render::figures::curve::{label_efficiency, Series};
+use cardiaffect_render::pm_or_zero;
+
 use crate::finetune::{finetune, FinetuneConfig, FinetuneEvent};
 use crate::pretrain::write_atomic;
 use crate::TrainError;
@@ -28,17 +32,17 @@ pub struct CurvePoint {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodCurve {
-    pub method: String,
+    pub method: Method,
     pub points: Vec<CurvePoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
     pub corpus: String,
-    pub task: String,
+    pub task: Task,
     pub label_rule: String,
     pub calibration: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub folds: usize,
     pub seed: u64,
     pub pretrained: String,
@@ -100,7 +104,7 @@ pub fn curve(
             match methods.iter_mut().find(|m| m.method == a.method) {
                 Some(m) => m.points.push(p),
                 None => methods.push(MethodCurve {
-                    method: a.method.clone(),
+                    method: a.method,
                     points: vec![p],
                 }),
             }
@@ -113,7 +117,7 @@ pub fn curve(
         task: r.task.clone(),
         label_rule: r.label_rule.clone(),
         calibration: r.calibration_rule.clone(),
-        protocol: r.protocol.clone(),
+        protocol: r.protocol,
         folds: r.folds,
         seed: r.seed,
         pretrained: r.pretrained.clone(),
@@ -125,18 +129,6 @@ pub fn curve(
     write_atomic(&out.join("curve.md"), markdown(&c).as_bytes())?;
     write_atomic(&out.join("curve.svg"), svg(&c).as_bytes())?;
     Ok(c)
-}
-
-fn pm(v: [f64; 2]) -> String {
-    if v[0].is_finite() {
-        format!(
-            "{:.3} ± {:.3}",
-            v[0],
-            if v[1].is_finite() { v[1] } else { 0.0 }
-        )
-    } else {
-        "n/a".into()
-    }
 }
 
 /// The curve as a Markdown table: one row per fraction, macro-F1 and AUROC per method.
@@ -162,7 +154,7 @@ pub fn markdown(c: &Curve) -> String {
         for m in &c.methods {
             match m.points.iter().find(|p| p.fraction == f) {
                 Some(p) => {
-                    let _ = write!(s, " {} | {} |", pm(p.macro_f1), pm(p.auroc));
+                    let _ = write!(s, " {} | {} |", pm_or_zero(p.macro_f1), pm_or_zero(p.auroc));
                 }
                 None => {
                     let _ = write!(s, " n/a | n/a |");
@@ -178,126 +170,28 @@ pub fn markdown(c: &Curve) -> String {
     s
 }
 
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-];
-
-fn esc(t: &str) -> String {
-    t.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// Two panels (macro-F1, AUROC) against the labeled fraction on a log axis, ± std bars.
 pub fn svg(c: &Curve) -> String {
-    let (pw, ph, left, top) = (380.0, 260.0, 60.0, 40.0);
-    let w = left + 2.0 * (pw + 40.0);
-    let h = top + ph + 70.0;
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    let _ = write!(
-        s,
-        r#"<text x="{left}" y="16" font-size="13">{} — labeled fraction vs window-level score (± std over {} folds; {})</text>"#,
-        esc(&c.task),
-        c.folds,
-        esc(&c.label_rule)
-    );
-    let fmin = c.fractions.first().copied().unwrap_or(0.1).min(0.999);
-    let (lx0, lx1) = (fmin.ln(), 1f64.ln());
-    for (panel, (name, get)) in [
-        (
-            "macro-F1",
-            (|p: &CurvePoint| p.macro_f1) as fn(&CurvePoint) -> [f64; 2],
-        ),
-        ("AUROC", |p: &CurvePoint| p.auroc),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let x0 = left + panel as f64 * (pw + 40.0);
-        let (y0, y1) = (0.3, 1.0);
-        let sx = |f: f64| {
-            if (lx1 - lx0).abs() < 1e-12 {
-                x0 + pw / 2.0
-            } else {
-                x0 + (f.ln() - lx0) / (lx1 - lx0) * pw
-            }
-        };
-        let sy = |v: f64| top + ph - (v.clamp(y0, y1) - y0) / (y1 - y0) * ph;
-        let _ = write!(
-            s,
-            r##"<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/><text x="{}" y="{}">{name}</text>"##,
-            x0 + 4.0,
-            top + 14.0
-        );
-        for k in 0..=7 {
-            let v = y0 + k as f64 * 0.1;
-            let _ = write!(
-                s,
-                r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{v:.1}</text>"##,
-                x0 + pw,
-                x0 - 4.0,
-                sy(v) + 4.0,
-                y = sy(v),
-            );
-        }
-        for &f in &c.fractions {
-            let _ = write!(
-                s,
-                r#"<text x="{}" y="{}" text-anchor="middle">{f}</text>"#,
-                sx(f),
-                top + ph + 14.0
-            );
-        }
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">fraction of labeled training trials (log scale)</text>"#,
-            x0 + pw / 2.0,
-            top + ph + 30.0
-        );
-        for (mi, m) in c.methods.iter().enumerate() {
-            let col = COLORS[mi % COLORS.len()];
-            let pts: Vec<(f64, [f64; 2])> = m
+    let series: Vec<Series> = c
+        .methods
+        .iter()
+        .map(|m| Series {
+            method: m.method.name(),
+            points: m
                 .points
                 .iter()
-                .map(|p| (p.fraction, get(p)))
-                .filter(|(_, v)| v[0].is_finite())
-                .collect();
-            let line: Vec<String> = pts
-                .iter()
-                .map(|(f, v)| format!("{:.1},{:.1}", sx(*f), sy(v[0])))
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polyline fill="none" stroke="{col}" stroke-width="2" points="{}"/>"#,
-                line.join(" ")
-            );
-            for (f, v) in &pts {
-                let sd = if v[1].is_finite() { v[1] } else { 0.0 };
-                let _ = write!(
-                    s,
-                    r#"<line x1="{x}" x2="{x}" y1="{}" y2="{}" stroke="{col}"/><circle cx="{x}" cy="{}" r="3" fill="{col}"/>"#,
-                    sy(v[0] - sd),
-                    sy(v[0] + sd),
-                    sy(v[0]),
-                    x = sx(*f)
-                );
-            }
-        }
-    }
-    for (mi, m) in c.methods.iter().enumerate() {
-        let col = COLORS[mi % COLORS.len()];
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}" fill="{col}">■ {}</text>"#,
-            left + mi as f64 * 110.0,
-            h - 10.0,
-            esc(&m.method)
-        );
-    }
-    s.push_str("</svg>");
-    s
+                .map(|p| (p.fraction, p.macro_f1, p.auroc))
+                .collect(),
+        })
+        .collect();
+    label_efficiency(
+        &format!(
+            "{} — labeled fraction vs window-level score (± std over {} folds; {})",
+            c.task, c.folds, c.label_rule
+        ),
+        &c.fractions,
+        &series,
+    )
 }
 
 #[cfg(test)]
@@ -324,10 +218,10 @@ mod tests {
         };
         let c = Curve {
             corpus: "c".into(),
-            task: "arousal".into(),
+            task: Task::Arousal,
             label_rule: "high arousal = rating > 5".into(),
             calibration: "subject".into(),
-            protocol: "subject-independent".into(),
+            protocol: Protocol::SubjectIndependent,
             folds: 5,
             seed: 1,
             pretrained: "bundled".into(),
@@ -335,11 +229,11 @@ mod tests {
             fractions: vec![0.1, 1.0],
             methods: vec![
                 MethodCurve {
-                    method: "pretrained".into(),
+                    method: Method::Pretrained,
                     points: vec![pt(0.1, 0.6), pt(1.0, 0.7)],
                 },
                 MethodCurve {
-                    method: "hrv".into(),
+                    method: Method::Hrv,
                     points: vec![pt(0.1, 0.55), pt(1.0, 0.65)],
                 },
             ],

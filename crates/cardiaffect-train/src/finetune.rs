@@ -41,11 +41,13 @@ use cardiaffect_corpus::Corpus;
 use cardiaffect_eval::metrics::{compute, trial_level};
 use cardiaffect_eval::report::{aggregate, Chance, FoldResult, Results};
 use cardiaffect_eval::{
-    hrv_baseline, make_folds, make_labels, Calibration, Fold, Folds, Labels, OperatingPoint,
-    Protocol, Task, Thresholds,
+    hrv_baseline, make_folds, make_labels, Calibration, Fold, Folds, Labels, Method,
+    OperatingPoint, Protocol, Task, Thresholds,
 };
-use cardiaffect_model::{cross_entropy, load_model, save_model, Model, ModelConfig};
-use cardiaffect_signal::{zscore, Rng};
+use cardiaffect_model::batch;
+use cardiaffect_model::bundle::{ModelBundle, LABELS_FILE};
+use cardiaffect_model::{cross_entropy, load_model, Model, ModelConfig};
+use cardiaffect_signal::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{self, is_rest};
@@ -133,7 +135,7 @@ pub struct FinetuneConfig {
     pub eval_every: usize,
     pub patience: usize,
     /// Methods, in order: any of `pretrained`, `scratch`, `hrv`, `fusion`.
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     /// How each person's scores are calibrated before the decision.
     #[serde(default)]
     pub calibration: Calibration,
@@ -182,12 +184,7 @@ impl FinetuneConfig {
             class_weights: true,
             eval_every: 20,
             patience: 5,
-            methods: vec![
-                "pretrained".into(),
-                "scratch".into(),
-                "hrv".into(),
-                "fusion".into(),
-            ],
+            methods: Method::ALL.to_vec(),
             calibration: Calibration::default(),
             fusion: Fusion::default(),
             window_from_corpus: false,
@@ -233,13 +230,13 @@ impl std::str::FromStr for Fusion {
 pub enum FinetuneEvent<'a> {
     Start {
         folds: usize,
-        methods: &'a [String],
+        methods: &'a [Method],
         labels: &'a Labels,
         warning: Option<&'static str>,
     },
     FoldStart {
         fold: usize,
-        method: &'a str,
+        method: Method,
         steps: usize,
         reused: bool,
     },
@@ -284,19 +281,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn window(&self, i: usize) -> Vec<f32> {
-        let mut w = self.corpus.window(i);
-        zscore(&mut w);
-        w
-    }
-
     fn batch_x(&self, idx: &[usize], device: &Device) -> Tensor<2> {
         let l = self.model_cfg.window_len;
-        let mut x = Vec::with_capacity(idx.len() * l);
-        for &i in idx {
-            x.extend(self.window(i));
-        }
-        Tensor::from_data(TensorData::new(x, [idx.len(), l]), device)
+        let x = batch::zscored(idx.iter().map(|&i| self.corpus.window(i)), l);
+        batch::tensor(x, l, device)
     }
 
     fn y(&self, i: usize) -> usize {
@@ -318,7 +306,7 @@ impl Ctx<'_> {
             .collect()
     }
 
-    fn init_model(&self, method: &str, fold: usize) -> Result<Model, TrainError> {
+    fn init_model(&self, method: Method, fold: usize) -> Result<Model, TrainError> {
         let ad = self.device.clone().autodiff();
         // Head (and, for scratch, all) weights seeded per fold, the same for both methods.
         ad.seed(
@@ -327,7 +315,7 @@ impl Ctx<'_> {
                 .next_u64(),
         );
         let fresh = self.model_cfg.init(&ad)?;
-        if method == "scratch" {
+        if method == Method::Scratch {
             return Ok(fresh);
         }
         let dir = self.cfg.pretrained.as_ref().ok_or_else(|| {
@@ -350,7 +338,7 @@ impl Ctx<'_> {
     /// Train one model on one fold; returns (kept model, steps run, best step, best val F1).
     fn train_model(
         &self,
-        method: &str,
+        method: Method,
         fold: &Fold,
         train: &[usize],
         steps: usize,
@@ -501,13 +489,6 @@ fn finetune_locked(
             "batch and epochs (or steps) must be positive".into(),
         ));
     }
-    for m in &cfg.methods {
-        if !["pretrained", "scratch", "hrv", "fusion"].contains(&m.as_str()) {
-            return Err(TrainError::Data(format!(
-                "unknown method `{m}`: expected pretrained, scratch, hrv or fusion"
-            )));
-        }
-    }
     let corpus = Corpus::open(&cfg.corpus)?;
     let labels = make_labels(&corpus, cfg.task.clone(), &cfg.thresholds).map_err(eval_err)?;
     let unlabeled = cardiaffect_eval::unlabeled_subjects(&corpus, &labels);
@@ -577,19 +558,19 @@ fn finetune_locked(
             found: format!("{} samples", corpus.window_len()),
         });
     }
-    let methods: Vec<String> = cfg
+    let methods: Vec<Method> = cfg
         .methods
         .iter()
-        .filter(|m| m.as_str() != "pretrained" || cfg.pretrained.is_some())
-        .cloned()
+        .filter(|&&m| m != Method::Pretrained || cfg.pretrained.is_some())
+        .copied()
         .collect();
     // Checked on the methods that will run (`pretrained` is dropped without weights).
-    if let Some(fi) = methods.iter().position(|m| m == "fusion") {
+    if let Some(fi) = methods.iter().position(|&m| m == Method::Fusion) {
         let before = &methods[..fi];
-        if !before.iter().any(|m| m == "hrv") || !before.iter().any(|m| is_model_method(m)) {
+        if !before.contains(&Method::Hrv) || !before.iter().any(|m| m.is_model()) {
             return Err(TrainError::Data(format!(
                 "method `fusion` combines `hrv` with a model method (pretrained or scratch): list both before it in --methods{}",
-                if cfg.pretrained.is_none() && cfg.methods.iter().any(|m| m == "pretrained") {
+                if cfg.pretrained.is_none() && cfg.methods.contains(&Method::Pretrained) {
                     " (`pretrained` does not run with --pretrained none: add scratch)"
                 } else {
                     ""
@@ -697,7 +678,7 @@ fn finetune_locked(
                 || (cfg.calibration == Calibration::Baseline && is_rest(&corpus.rows[i]))
         })
         .collect();
-    let feats: Vec<Vec<f64>> = if methods.iter().any(|m| m == "hrv") {
+    let feats: Vec<Vec<f64>> = if methods.contains(&Method::Hrv) {
         let ws: Vec<Vec<f32>> = feature_idx.iter().map(|&i| corpus.window(i)).collect();
         let mut f = hrv_baseline::features_many(&ws, fs_hz);
         if let Some(stats) =
@@ -741,8 +722,8 @@ fn finetune_locked(
             .unwrap_or(((cfg.epochs * train.len() as f64) / cfg.batch as f64).ceil() as usize)
             .max(1);
         // Raw scores of this fold's methods, for `fusion`.
-        let mut raw_of: BTreeMap<String, Vec<Vec<f64>>> = BTreeMap::new();
-        for (mi, method) in methods.iter().enumerate() {
+        let mut raw_of: BTreeMap<Method, Vec<Vec<f64>>> = BTreeMap::new();
+        for (mi, &method) in methods.iter().enumerate() {
             let file = run
                 .join("folds")
                 .join(format!("{method}-fold{}.json", fold.index + 1));
@@ -761,7 +742,7 @@ fn finetune_locked(
                     ff
                 }
                 _ => {
-                    let is_model = is_model_method(method);
+                    let is_model = method.is_model();
                     on(FinetuneEvent::FoldStart {
                         fold: fold.index,
                         method,
@@ -771,7 +752,7 @@ fn finetune_locked(
                     let t0 = Instant::now();
                     let mut kept: Option<Model> = None;
                     let mut fusion_kept: Option<String> = None;
-                    let (raw, steps_run, best_step, best_f1) = if method == "hrv" {
+                    let (raw, steps_run, best_step, best_f1) = if method == Method::Hrv {
                         let xt: Vec<Vec<f64>> = train.iter().map(|&i| feats[i].clone()).collect();
                         let yt: Vec<usize> = train.iter().map(|&i| ctx.y(i)).collect();
                         let xs: Vec<Vec<f64>> = scored.iter().map(|&i| feats[i].clone()).collect();
@@ -784,7 +765,7 @@ fn finetune_locked(
                         )
                         .map_err(eval_err)?;
                         (p, None, None, None)
-                    } else if method == "fusion" {
+                    } else if method == Method::Fusion {
                         let (m, h) = fusion_of.as_ref().ok_or_else(|| {
                             TrainError::Data("method `fusion` needs `hrv` and a model method (pretrained or scratch) in --methods".into())
                         })?;
@@ -857,16 +838,16 @@ fn finetune_locked(
                         cfg.calibration,
                     );
                     // The first model method's kept weights, with the point they decide at.
-                    if let Some(model) = kept.filter(|_| {
-                        mi == methods.iter().position(|m| is_model_method(m)).unwrap_or(0)
-                    }) {
+                    if let Some(model) = kept
+                        .filter(|_| mi == methods.iter().position(|m| m.is_model()).unwrap_or(0))
+                    {
                         let dir = run.join("models").join(format!("fold{}", fold.index + 1));
                         save_model_dir(&dir, &model_cfg, &model, &corpus, &labels, &op)?;
                     }
                     let keys: Vec<String> = fold.test.iter().map(|&i| trial_key(i)).collect();
                     let (ty, tp) = trial_level(&keys, &test_y, &probs);
                     let result = FoldResult {
-                        method: method.clone(),
+                        method,
                         fold: fold.index,
                         n_train: train.len(),
                         n_val: fold.val.len(),
@@ -894,7 +875,7 @@ fn finetune_locked(
                     ff
                 }
             };
-            raw_of.insert(method.clone(), std::mem::take(&mut ff.raw));
+            raw_of.insert(method, std::mem::take(&mut ff.raw));
             for w in &ff.result.window.warnings {
                 let w = format!("fold {}, {method}: {w}", fold.index + 1);
                 if !warnings.contains(&w) {
@@ -925,11 +906,12 @@ fn finetune_locked(
     // groups), after the folds.
     if let Some(method) = methods
         .iter()
-        .find(|m| is_model_method(m))
+        .find(|m| m.is_model())
+        .copied()
         .filter(|_| cfg.final_model)
     {
         let dir = run.join("model");
-        if !dir.join("labels.json").exists() {
+        if !dir.join(LABELS_FILE).exists() {
             let fold = cardiaffect_eval::protocol::final_split(
                 &corpus.rows,
                 &usable,
@@ -989,10 +971,10 @@ fn finetune_locked(
         cardiaffect_version: env!("CARGO_PKG_VERSION").into(),
         corpus: cfg.corpus.display().to_string(),
         datasets,
-        task: cfg.task.to_string(),
+        task: cfg.task.clone(),
         label_rule: labels.describe(),
         labels: labels.clone(),
-        protocol: cfg.protocol.to_string(),
+        protocol: cfg.protocol,
         protocol_warning: warning.map(String::from),
         folds: folds.len(),
         seed: cfg.seed,
@@ -1014,7 +996,7 @@ fn finetune_locked(
         },
         fusion: fusion_of
             .as_ref()
-            .filter(|_| methods.iter().any(|m| m == "fusion"))
+            .filter(|_| methods.contains(&Method::Fusion))
             .map(|(m, h)| match cfg.fusion {
                 Fusion::Late => format!("late fusion: the sum of {m}'s and {h}'s per-person calibrated logits"),
                 Fusion::Early => format!("early fusion: {m}'s CLS embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people"),
@@ -1034,18 +1016,7 @@ fn finetune_locked(
     Ok(results)
 }
 
-/// The files of a model folder that `predict` uses.
-pub const MODEL_FILES: [&str; 5] = [
-    "model.safetensors",
-    "config.json",
-    "preprocess.json",
-    OPERATING_POINT_FILE,
-    "labels.json",
-];
-
-/// A model folder that `predict` can use: weights, config, preprocessing, classes, operating
-/// point and their checksums, completed as `DIR.tmp` and swapped in whole (a reader sees the old
-/// folder or the new one).
+/// A model folder that `predict` can use ([`ModelBundle::save`]).
 fn save_model_dir(
     dir: &Path,
     cfg: &ModelConfig,
@@ -1054,26 +1025,20 @@ fn save_model_dir(
     labels: &Labels,
     op: &OperatingPoint,
 ) -> Result<(), TrainError> {
-    artifact::write_dir(dir, &MODEL_FILES, |tmp| {
-        save_model(tmp, cfg, model)?;
-        write_json_atomic(&tmp.join("preprocess.json"), &preprocess(corpus))?;
-        write_json_atomic(&tmp.join(OPERATING_POINT_FILE), op)?;
-        write_json_atomic(&tmp.join("labels.json"), labels)?;
-        Ok::<(), TrainError>(())
-    })
-}
-
-fn is_model_method(m: &str) -> bool {
-    m == "pretrained" || m == "scratch"
+    Ok(ModelBundle::save(
+        dir,
+        cfg,
+        model,
+        &preprocess(corpus),
+        labels,
+        op,
+    )?)
 }
 
 /// The two methods `fusion` combines: the first model method and `hrv`.
-fn fusion_parts(methods: &[String]) -> Option<(String, String)> {
-    let m = methods.iter().find(|m| is_model_method(m))?;
-    methods
-        .iter()
-        .any(|m| m == "hrv")
-        .then(|| (m.clone(), "hrv".to_string()))
+fn fusion_parts(methods: &[Method]) -> Option<(Method, Method)> {
+    let m = methods.iter().find(|m| m.is_model())?;
+    methods.contains(&Method::Hrv).then_some((*m, Method::Hrv))
 }
 
 /// The windows a fold scores: validation and test, and with `baseline` calibration the rest

@@ -5,11 +5,9 @@ pub mod curve;
 pub mod decision;
 pub mod finetune;
 pub mod masking;
-mod png_plot;
 pub mod pretrain;
 pub mod schedule;
 pub mod step;
-mod svg;
 
 pub use curve::{curve, Curve};
 pub use finetune::{finetune, FinetuneConfig, FinetuneEvent, Fusion, OPERATING_POINT_FILE};

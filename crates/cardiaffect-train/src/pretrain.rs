@@ -24,8 +24,10 @@ use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bool, Bytes, TensorData};
 use cardiaffect_corpus::Corpus;
+use cardiaffect_model::batch;
 use cardiaffect_model::{masked_mse, save_model, Model, ModelConfig};
-use cardiaffect_signal::{zscore, Rng};
+use cardiaffect_render::figures::training;
+use cardiaffect_signal::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::{Masking, TrainError};
@@ -258,12 +260,6 @@ pub fn count_train_windows(cfg: &PretrainConfig) -> Result<usize, TrainError> {
     Ok(load_data(cfg)?.train.iter().map(|t| t.len()).sum())
 }
 
-fn window(data: &Data, c: usize, i: usize) -> Vec<f32> {
-    let mut w = data.corpora[c].window(i);
-    zscore(&mut w);
-    w
-}
-
 /// The step's batch: corpora drawn by weight, windows uniformly within a corpus.
 fn batch_indices(cfg: &PretrainConfig, data: &Data, step: usize) -> Vec<(usize, usize)> {
     let mut rng = Rng::new(cfg.seed).fork(0xBA7C_0000 ^ step as u64);
@@ -314,10 +310,7 @@ fn tensors(
     let l = cfg.model.window_len;
     let t = cfg.model.n_tokens();
     let spt = cfg.model.samples_per_token();
-    let mut x = Vec::with_capacity(idx.len() * l);
-    for &(c, i) in idx {
-        x.extend(window(data, c, i));
-    }
+    let x = batch::zscored(idx.iter().map(|&(c, i)| data.corpora[c].window(i)), l);
     let m = cfg.masking.sample(idx.len(), t, &mut Rng::new(mask_seed));
     let mut input = x.clone();
     if cfg.hide_input {
@@ -330,8 +323,8 @@ fn tensors(
         }
     }
     Batch {
-        input: Tensor::from_data(TensorData::new(input, [idx.len(), l]), device),
-        target: Tensor::from_data(TensorData::new(x.clone(), [idx.len(), l]), device),
+        input: batch::tensor(input, l, device),
+        target: batch::tensor(x.clone(), l, device),
         mask: Tensor::from_data(TensorData::new(m.clone(), [idx.len(), t]), device),
         xs: x,
         ms: m,
@@ -440,11 +433,12 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ 
 
 use cardiaffect_io::artifact::{self, Checksums};
 pub(crate) use cardiaffect_io::artifact::{write_atomic, write_json_atomic};
+use cardiaffect_model::bundle::{CONFIG_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 
 /// The files of a checkpoint folder.
 const CHECKPOINT_FILES: [&str; 5] = [
-    "model.safetensors",
-    "config.json",
+    WEIGHTS_FILE,
+    CONFIG_FILE,
     "model.bpk",
     "optimizer.bpk",
     "state.json",
@@ -453,9 +447,9 @@ const CHECKPOINT_FILES: [&str; 5] = [
 /// What a run writes beside its checkpoint (removed when a run starts afresh in its folder, so
 /// that nothing of an earlier run is taken for this one's).
 const FINAL_FILES: [&str; 9] = [
-    "model.safetensors",
-    "config.json",
-    "preprocess.json",
+    WEIGHTS_FILE,
+    CONFIG_FILE,
+    PREPROCESS_FILE,
     "summary.json",
     "loss.svg",
     "reconstructions.svg",
@@ -802,7 +796,7 @@ fn pretrain_locked(
     save_model(run, &cfg.model, &inference)?;
     // The preprocessing the inputs had, for fine-tuning and prediction to check and repeat.
     write_json_atomic(
-        &run.join("preprocess.json"),
+        &run.join(PREPROCESS_FILE),
         &crate::finetune::preprocess(&data.corpora[0]),
     )?;
     let (val, base) = evaluate(cfg, &data, &data.val, &inference, device);
@@ -834,7 +828,7 @@ fn pretrain_locked(
     }
     write_atomic(
         &run.join("loss.svg"),
-        crate::svg::loss_curve(&tr, &va, Some(base)).as_bytes(),
+        training::loss_curve(&tr, &va, Some(base)).as_bytes(),
     )?;
     let shown: Vec<(usize, usize)> = data.val.iter().take(3).copied().collect();
     let Batch {
@@ -862,16 +856,21 @@ fn pretrain_locked(
         .collect();
     write_atomic(
         &run.join("reconstructions.svg"),
-        crate::svg::reconstructions(&rows, spt).as_bytes(),
+        training::reconstructions(&rows, spt).as_bytes(),
     )?;
-    crate::png_plot::reconstructions_png(&run.join("reconstructions.png"), &rows, spt)?;
+    let png_path = run.join("reconstructions.png");
+    let png = cardiaffect_render::png::reconstructions(&rows, spt).map_err(|e| TrainError::Io {
+        path: png_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    write_atomic(&png_path, &png)?;
     Checksums::write(
         run,
         &[
             "pretrain.json",
-            "model.safetensors",
-            "config.json",
-            "preprocess.json",
+            WEIGHTS_FILE,
+            CONFIG_FILE,
+            PREPROCESS_FILE,
             "summary.json",
         ],
     )?;

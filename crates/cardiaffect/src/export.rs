@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use cardiaffect_io::artifact;
+use cardiaffect_model::bundle::{CONFIG_FILE, LABELS_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 use cardiaffect_model::{load_model, save_weights, save_weights_pytorch};
 use clap::Args;
 
@@ -38,10 +39,10 @@ const NAMES: &str = "# Parameters of the exported model\n\nPyTorch layout (defau
 
 /// The files of an export folder (`checksums.json` lists them).
 const FILES: [&str; 5] = [
-    "model.safetensors",
-    "config.json",
-    "preprocess.json",
-    "labels.json",
+    WEIGHTS_FILE,
+    CONFIG_FILE,
+    PREPROCESS_FILE,
+    LABELS_FILE,
     "PARAMETERS.md",
 ];
 
@@ -52,14 +53,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
         load_model(&dir, &device).with_context(|| format!("--model {}", dir.display()))?;
     // Completed as OUT.tmp and swapped in whole: a reader never sees half an export.
     artifact::write_dir(&a.out, &FILES, |tmp| -> Result<()> {
-        let w = tmp.join("model.safetensors");
+        let w = tmp.join(WEIGHTS_FILE);
         if a.layout == Layout::Pytorch {
             save_weights_pytorch(&model, &w)?;
         } else {
             save_weights(&model, &w)?;
         }
-        artifact::write_json_atomic(&tmp.join("config.json"), &cfg)?;
-        for f in ["preprocess.json", "labels.json"] {
+        artifact::write_json_atomic(&tmp.join(CONFIG_FILE), &cfg)?;
+        for f in [PREPROCESS_FILE, LABELS_FILE] {
             if dir.join(f).exists() {
                 let bytes = std::fs::read(dir.join(f)).with_context(|| format!("reading {f}"))?;
                 artifact::write_atomic(&tmp.join(f), &bytes)?;
@@ -68,7 +69,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         artifact::write_atomic(&tmp.join("PARAMETERS.md"), NAMES.as_bytes())?;
         Ok(())
     })?;
-    let w = a.out.join("model.safetensors");
+    let w = a.out.join(WEIGHTS_FILE);
     println!("wrote {} ({} layout, {} parameters), config.json, preprocess.json, labels.json, PARAMETERS.md", w.display(), match a.layout { Layout::Pytorch => "pytorch", Layout::Burn => "burn" }, model.num_params());
     println!("ONNX: not written (Burn 0.22 has no ONNX exporter); from PyTorch, reference/model.py + these weights + torch.onnx.export");
     Ok(())

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cardiaffect_eval::{Calibration, Folds, Protocol, Task};
+use cardiaffect_eval::{Calibration, Folds, Method, Protocol, Task};
 use cardiaffect_train::{finetune, FinetuneConfig, FinetuneEvent};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,9 +83,10 @@ pub struct FinetuneArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pretrained,scratch,hrv,fusion"
+        default_value = "pretrained,scratch,hrv,fusion",
+        value_parser = |s: &str| s.parse::<Method>()
     )]
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     /// How each person's scores are calibrated before the decision: subject (z-scored with
     /// statistics of all of the person's windows, no label read), baseline (of the person's
     /// rest/baseline windows: DREAMER, WESAD), or none.
@@ -123,7 +124,7 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
         "bundled" => Some(crate::bundled::weights_dir()?),
         p => {
             let p = PathBuf::from(p);
-            if !p.join("model.safetensors").exists() {
+            if !p.join(cardiaffect_model::WEIGHTS_FILE).exists() {
                 bail!("--pretrained {}: no model.safetensors there (expected a pretrain run folder, `bundled` or `none`)", p.display());
             }
             Some(p)
@@ -282,7 +283,7 @@ pub fn run_config(
         FinetuneEvent::Start { folds, methods, labels, warning } => {
             n_folds = folds;
             crate::say(&bar, format!("labels: {}", labels.describe()));
-            crate::say(&bar, format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.join(", ")));
+            crate::say(&bar, format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")));
             if let Some(w) = warning {
                 crate::say(&bar, format!("WARNING: {w}"));
             }

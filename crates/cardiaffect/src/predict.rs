@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cardiaffect_eval::report::esc;
 use cardiaffect_infer::{predict_recording_calibrated, Predictor, Timeline, WindowAttention};
 use cardiaffect_io::{read, Format, ReadOptions};
+use cardiaffect_render::figures::timeline;
 use clap::Args;
 
 #[derive(Args)]
@@ -107,188 +107,44 @@ fn json(timelines: &[Timeline], models: &[Predictor]) -> serde_json::Value {
     })
 }
 
-/// One window's ECG with the CLS attention over its tokens shaded behind it, as one SVG.
-fn plot_attention(t: &Timeline, a: &WindowAttention) -> String {
-    let (w, top, ph) = (900.0, 56.0, 220.0);
-    let h = top + ph + 40.0;
-    let x0 = 50.0;
-    let pw = w - 70.0;
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    let _ = write!(
-        s,
-        r##"<text x="10" y="16" font-size="13">{} — subject {} trial {}: the window at {:.1} s</text><text x="10" y="34" fill="#555">shade: attention of the CLS token to each signal token, layer {} (the last), mean over {} heads; darker = more (what the summary looks at, not a causal explanation)</text>"##,
-        esc(&t.recording),
-        esc(&t.subject),
-        esc(&t.trial),
-        a.start_s,
-        a.layer,
-        a.heads
-    );
-    let n = a.tokens.len().max(1);
-    let max = a.tokens.iter().cloned().fold(f32::MIN_POSITIVE, f32::max);
-    let tw = pw / n as f64;
-    for (i, &v) in a.tokens.iter().enumerate() {
-        let _ = write!(
-            s,
-            r##"<rect x="{:.2}" y="{top}" width="{:.2}" height="{ph}" fill="#d9480f" fill-opacity="{:.3}"/>"##,
-            x0 + i as f64 * tw,
-            tw + 0.05,
-            0.85 * (v / max).clamp(0.0, 1.0)
-        );
-    }
-    let (lo, hi) = a
-        .window
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-    let mut d = String::new();
-    let m = a.window.len().max(2);
-    for (i, &v) in a.window.iter().enumerate() {
-        let px = x0 + pw * i as f64 / (m - 1) as f64;
-        let py = top + ph * (1.0 - ((v - lo) / (hi - lo).max(1e-9)) as f64);
-        let _ = write!(d, "{}{px:.1},{py:.1} ", if i == 0 { "M" } else { "L" });
-    }
-    let _ = write!(
-        s,
-        r##"<path d="{d}" fill="none" stroke="#1c1c1c" stroke-width="0.8"/><rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/><text x="{x0}" y="{}" fill="#555">{:.1} s</text><text x="{}" y="{}" text-anchor="end" fill="#555">{:.1} s ({} tokens of {} samples at {} Hz)</text></svg>"##,
-        top + ph + 16.0,
-        a.start_s,
-        x0 + pw,
-        top + ph + 16.0,
-        a.start_s + a.window.len() as f64 / a.fs,
-        a.tokens.len(),
-        a.window.len() / n,
-        a.fs
-    );
-    s
-}
-
-/// ECG strip, heart rate and probabilities over time, as one SVG.
+/// The figure of one recording's timeline: its ECG strip, heart rate and each model's
+/// probability of its last class.
 fn plot(t: &Timeline, models: &[Predictor]) -> String {
-    let (w, ph) = (900.0, 150.0);
-    let h = 40.0 + 3.0 * (ph + 30.0);
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    let _ = write!(
-        s,
-        r#"<text x="10" y="16" font-size="13">{} — subject {} trial {}</text>"#,
-        esc(&t.recording),
-        esc(&t.subject),
-        esc(&t.trial)
-    );
-    let panel = |s: &mut String,
-                 k: usize,
-                 title: &str,
-                 ys: &[(f64, f64)],
-                 lo: f64,
-                 hi: f64,
-                 x1: f64,
-                 color: &str| {
-        let top = 40.0 + k as f64 * (ph + 30.0);
-        let _ = write!(
-            s,
-            r##"<text x="50" y="{}" fill="#333">{}</text><rect x="50" y="{}" width="{}" height="{ph}" fill="none" stroke="#ccc"/>"##,
-            top - 4.0,
-            esc(title),
-            top,
-            w - 70.0
-        );
-        let _ = write!(
-            s,
-            r#"<text x="46" y="{}" text-anchor="end">{hi:.2}</text><text x="46" y="{}" text-anchor="end">{lo:.2}</text>"#,
-            top + 10.0,
-            top + ph
-        );
-        let mut d = String::new();
-        for (i, (x, y)) in ys.iter().enumerate() {
-            if !y.is_finite() {
-                continue;
-            }
-            let px = 50.0 + (w - 70.0) * x / x1.max(1e-9);
-            let py = top + ph * (1.0 - ((y - lo) / (hi - lo).max(1e-9)).clamp(0.0, 1.0));
-            let _ = write!(
-                d,
-                "{}{px:.1},{py:.1} ",
-                if i == 0 || d.is_empty() { "M" } else { "L" }
-            );
-        }
-        let _ = write!(
-            s,
-            r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="1"/>"#
-        );
-    };
-    let fs = models[0].preprocess.fs;
-    let strip: Vec<(f64, f64)> = t
-        .strip
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (i as f64 / fs, v as f64))
-        .collect();
-    let (lo, hi) = strip
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &(_, v)| (a.min(v), b.max(v)));
-    panel(
-        &mut s,
-        0,
-        &format!(
-            "ECG, first {:.0} s (band-passed, {fs} Hz)",
-            strip.len() as f64 / fs
-        ),
-        &strip,
-        lo,
-        hi,
-        strip.len() as f64 / fs,
-        "#222",
-    );
-    let end = t.rows.last().map(|r| r.end_s).unwrap_or(1.0);
-    let hr: Vec<(f64, f64)> = t
-        .rows
-        .iter()
-        .map(|r| ((r.start_s + r.end_s) / 2.0, r.hr_bpm))
-        .collect();
-    let (hlo, hhi) = hr
-        .iter()
-        .filter(|v| v.1.is_finite())
-        .fold((f64::MAX, f64::MIN), |(a, b), &(_, v)| (a.min(v), b.max(v)));
-    panel(
-        &mut s,
-        1,
-        "heart rate (bpm) per window",
-        &hr,
-        (hlo - 5.0).min(hhi),
-        hhi + 5.0,
-        end,
-        "#c00",
-    );
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
-    let mut title = String::from("probability per window: ");
-    for (mi, m) in models.iter().enumerate() {
-        let c = m.labels.classes.len() - 1;
-        let p: Vec<(f64, f64)> = t
+    let c = |m: &Predictor| m.labels.classes.len() - 1;
+    timeline::timeline(&timeline::Timeline {
+        title: format!("{} — subject {} trial {}", t.recording, t.subject, t.trial),
+        strip: &t.strip,
+        fs: models[0].preprocess.fs,
+        windows: t
             .rows
             .iter()
-            .map(|r| ((r.start_s + r.end_s) / 2.0, r.probs[mi][c]))
-            .collect();
-        panel(&mut s, 2, "", &p, 0.0, 1.0, end, colors[mi % colors.len()]);
-        let _ = write!(
-            title,
-            "{}P({}) ",
-            if mi > 0 { "· " } else { "" },
-            m.labels.classes[c]
-        );
-    }
-    let top = 40.0 + 2.0 * (ph + 30.0);
-    let _ = write!(
-        s,
-        r##"<text x="50" y="{}" fill="#333">{}</text><text x="{}" y="{}" text-anchor="end" fill="#555">time (s), 0-{end:.0}</text></svg>"##,
-        top - 4.0,
-        esc(&title),
-        w - 20.0,
-        top + ph + 16.0
-    );
-    s
+            .map(|r| (r.start_s, r.end_s, r.hr_bpm))
+            .collect(),
+        probabilities: models
+            .iter()
+            .enumerate()
+            .map(|(mi, m)| {
+                let probs = t.rows.iter().map(|r| r.probs[mi][c(m)]).collect();
+                (m.labels.classes[c(m)].as_str(), probs)
+            })
+            .collect(),
+    })
+}
+
+/// One window's ECG with the CLS attention over its tokens shaded behind it.
+fn plot_attention(t: &Timeline, a: &WindowAttention) -> String {
+    timeline::attention(&timeline::Attention {
+        title: format!(
+            "{} — subject {} trial {}: the window at {:.1} s",
+            t.recording, t.subject, t.trial, a.start_s
+        ),
+        start_s: a.start_s,
+        fs: a.fs,
+        window: &a.window,
+        tokens: &a.tokens,
+        layer: a.layer,
+        heads: a.heads,
+    })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

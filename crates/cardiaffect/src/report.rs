@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cardiaffect_eval::report::esc;
 use cardiaffect_eval::report::Results;
+use cardiaffect_render::html::{figure, page};
+use cardiaffect_render::{esc, pm};
 use clap::Args;
 
 #[derive(Args)]
@@ -18,55 +19,12 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
 }
 
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for k in 0..4 {
-            if k <= c.len() {
-                s.push(T[(n >> (18 - 6 * k)) as usize & 63] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
-/// An inlined figure, or nothing when the file is absent.
-fn figure(path: &Path, caption: &str) -> String {
-    let Ok(bytes) = std::fs::read(path) else {
-        return String::new();
-    };
-    let mime = match path.extension().and_then(|e| e.to_str()) {
-        Some("png") => "image/png",
-        _ => "image/svg+xml",
-    };
-    format!(
-        "<figure><img alt=\"{}\" src=\"data:{mime};base64,{}\"><figcaption>{}</figcaption></figure>\n",
-        esc(caption),
-        b64(&bytes),
-        esc(caption)
-    )
-}
-
-fn pm(v: [f64; 2]) -> String {
-    if v[0].is_finite() {
-        format!("{:.3} ± {:.3}", v[0], v[1])
-    } else {
-        "n/a".into()
-    }
-}
-
 fn finetune_section(dir: &Path, r: &Results) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "<h2>{} recognition — {}</h2>",
-        esc(&r.task),
+        esc(&r.task.to_string()),
         esc(&r.datasets.join(", "))
     );
     let _ = writeln!(s, "<ul><li><b>Labels</b>: {}</li>", esc(&r.label_rule));
@@ -85,7 +43,7 @@ fn finetune_section(dir: &Path, r: &Results) -> String {
     let _ = writeln!(
         s,
         "<li><b>Protocol</b>: {}, {} folds, seed {}</li>",
-        esc(&r.protocol),
+        esc(&r.protocol.to_string()),
         r.folds,
         r.seed
     );
@@ -101,7 +59,7 @@ fn finetune_section(dir: &Path, r: &Results) -> String {
     let _ = writeln!(s, "<li><b>Chance</b>: majority accuracy {:.3}, balanced accuracy {:.3}, AUROC {:.3}</li></ul>", r.chance.majority_accuracy, r.chance.balanced_accuracy, r.chance.auroc);
     s.push_str("<table><tr><th>method</th><th>level</th><th>accuracy</th><th>macro-F1</th><th>balanced accuracy</th><th>AUROC</th><th>folds</th></tr>\n");
     for a in &r.summary {
-        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&a.method), a.level, pm(a.accuracy), pm(a.macro_f1), pm(a.balanced_accuracy), pm(a.auroc), a.folds);
+        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(a.method.name()), a.level, pm(a.accuracy), pm(a.macro_f1), pm(a.balanced_accuracy), pm(a.auroc), a.folds);
     }
     s.push_str("</table><p class=\"note\">Mean ± sample standard deviation over folds. Trial level: mean probability over a trial's windows.</p>\n");
     s.push_str(&figure(
@@ -114,7 +72,7 @@ fn finetune_section(dir: &Path, r: &Results) -> String {
     ));
     s.push_str("<h3>Per fold</h3><table><tr><th>fold</th><th>method</th><th>test subjects / groups</th><th>accuracy</th><th>macro-F1</th><th>AUROC</th><th>kept step</th></tr>\n");
     for f in &r.per_fold {
-        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>", f.fold + 1, esc(&f.method), esc(&f.test_groups.join(", ")), f.window.accuracy, f.window.macro_f1, f.window.auroc.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()), f.best_step.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
+        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>", f.fold + 1, esc(f.method.name()), esc(&f.test_groups.join(", ")), f.window.accuracy, f.window.macro_f1, f.window.auroc.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()), f.best_step.map(|v| v.to_string()).unwrap_or_else(|| "-".into()));
     }
     s.push_str("</table>\n");
     if !r.warnings.is_empty() {
@@ -179,11 +137,6 @@ fn pretrain_section(dir: &Path) -> Result<String> {
     Ok(s)
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:13px}.warn{color:#a00}.note{color:#555;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto}";
-
-/// Inline check, read by the browser test: every image decoded, no script error.
-const CHECK: &str = "<script>var errs=0;window.addEventListener('error',function(){errs++;document.body.setAttribute('data-errors',errs);},true);window.addEventListener('load',function(){var im=document.images,ok=0;for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}document.body.setAttribute('data-images',ok+'/'+im.length);document.body.setAttribute('data-errors',errs);});</script>";
-
 /// Build the page for `dir` (finetune run, pretrain run, or a folder with both as subfolders).
 pub fn build(dir: &Path) -> Result<String> {
     let mut body = String::new();
@@ -223,7 +176,7 @@ pub fn build(dir: &Path) -> Result<String> {
             body.push_str("<h2>Label efficiency</h2>");
             body.push_str(&format!(
                 "<p class=\"note\">{} · labels: {} · calibration: {} · {}</p>",
-                esc(&c.task),
+                esc(&c.task.to_string()),
                 esc(&c.label_rule),
                 esc(&c.calibration),
                 esc(&c.fraction_rule)
@@ -253,12 +206,8 @@ pub fn build(dir: &Path) -> Result<String> {
     if !found {
         bail!("{}: neither a finetune run (results.json) nor a pretrain run (summary.json + pretrain.json), nor a demo folder with them", dir.display());
     }
-    Ok(format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cardiaffect report — {}</title><style>{STYLE}</style></head><body><h1>cardiaffect report</h1><p class=\"note\">{} · cardiaffect {} · everything on this page is inlined (no network).</p>\n{body}{CHECK}</body></html>\n",
-        esc(&dir.display().to_string()),
-        esc(&dir.display().to_string()),
-        env!("CARGO_PKG_VERSION")
-    ))
+    let title = dir.display().to_string();
+    Ok(page(&title, env!("CARGO_PKG_VERSION"), &body))
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
@@ -270,22 +219,4 @@ pub fn run(a: ReportArgs) -> Result<()> {
     cardiaffect_io::artifact::write_atomic(&out, html.as_bytes())?;
     println!("wrote {}", out.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::b64(i.as_bytes()), o);
-        }
-    }
 }

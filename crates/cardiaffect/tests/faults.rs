@@ -267,7 +267,16 @@ fn finetune_killed_at_random_points_resumes_to_the_same_results() {
 
 #[test]
 fn the_same_command_writes_the_same_bytes() {
+    // CARDIAFFECT_KEEP_OUTPUTS=DIR: work in DIR (emptied first) and keep it, so that what two
+    // builds write can be compared file by file (a restructuring must change no byte).
+    let keep = std::env::var_os("CARDIAFFECT_KEEP_OUTPUTS").map(PathBuf::from);
     let tmp = tempfile::tempdir().unwrap();
+    let root = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    if keep.is_some() {
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+    }
+    let tmp = Root(root);
     let (raw, corpus, cfg) = labeled(tmp.path());
     let twice = |args: Vec<String>, out: &Path| {
         ok(out_of(&args));
@@ -357,6 +366,15 @@ fn the_same_command_writes_the_same_bytes() {
         ]),
         &sw,
     );
+}
+
+/// A folder the test works in (a temporary one, or one kept for comparison).
+struct Root(PathBuf);
+
+impl Root {
+    fn path(&self) -> &Path {
+        &self.0
+    }
 }
 
 /// A real recording shipped with the repository.

@@ -1,4 +1,7 @@
-//! Small self-contained SVG plots (no dependency, open in any browser).
+//! Pre-training figures: the loss curve and masked reconstructions (`loss.svg`,
+//! `reconstructions.svg`).
+
+use crate::svg::open_lines;
 
 fn polyline(
     points: &[(f64, f64)],
@@ -33,7 +36,7 @@ pub fn loss_curve(train: &[(f64, f64)], val: &[(f64, f64)], baseline: Option<f64
     let (y0, y1) = (0.0, all.iter().cloned().fold(0.0f64, f64::max) * 1.05);
     let x1 = train.iter().chain(val).map(|p| p.0).fold(1.0f64, f64::max);
     let r = (0.0, x1, y0, y1);
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    let mut s = open_lines(w, h);
     s += &format!("<text x=\"50\" y=\"16\">masked reconstruction loss (MSE on z-scored windows) vs step; max {y1:.3}</text>\n");
     s += &polyline(train, r, w, h, "#1f77b4");
     s += "\n";
@@ -52,7 +55,8 @@ pub fn reconstructions(
 ) -> String {
     let (w, row_h) = (900.0, 160.0);
     let h = row_h * rows.len() as f64 + 30.0;
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"16\">validation windows: original (black), hidden tokens (grey), reconstruction of the hidden tokens (red)</text>\n");
+    let mut s = open_lines(w, h);
+    s += "<text x=\"10\" y=\"16\">validation windows: original (black), hidden tokens (grey), reconstruction of the hidden tokens (red)</text>\n";
     for (k, (x, mask, recon)) in rows.iter().enumerate() {
         let top = 30.0 + k as f64 * row_h;
         let n = x.len() as f64;

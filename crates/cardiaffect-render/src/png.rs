@@ -3,11 +3,6 @@
 //! signal in black, the reconstruction of the hidden samples in red. No text: the SVG and the
 //! HTML report carry the captions.
 
-use std::io::BufWriter;
-use std::path::Path;
-
-use crate::TrainError;
-
 struct Canvas {
     w: usize,
     h: usize,
@@ -50,13 +45,11 @@ impl Canvas {
     }
 }
 
-/// Draw `rows` of (original, hidden tokens, reconstruction) and write a PNG at `path`
-/// (atomically).
-pub fn reconstructions_png(
-    path: &Path,
+/// Draw `rows` of (original, hidden tokens, reconstruction) as the bytes of a PNG file.
+pub fn reconstructions(
     rows: &[(Vec<f32>, Vec<bool>, Vec<f32>)],
     samples_per_token: usize,
-) -> Result<(), TrainError> {
+) -> Result<Vec<u8>, ::png::EncodingError> {
     let (w, row_h) = (900usize, 160usize);
     let mut c = Canvas::new(w, row_h * rows.len().max(1) + 10);
     for (k, (x, mask, recon)) in rows.iter().enumerate() {
@@ -114,24 +107,29 @@ pub fn reconstructions_png(
             [180, 180, 180],
         );
     }
-    let tmp = path.with_extension("png.tmp");
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: std::io::Error| TrainError::Io { path: p, source: e }
-    };
+    let mut out = Vec::new();
     {
-        let f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        let mut enc = png::Encoder::new(BufWriter::new(f), c.w as u32, c.h as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(|e| TrainError::Io {
-            path: tmp.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        wr.write_image_data(&c.px).map_err(|e| TrainError::Io {
-            path: tmp.clone(),
-            source: std::io::Error::other(e),
-        })?;
+        let mut enc = ::png::Encoder::new(&mut out, c.w as u32, c.h as u32);
+        enc.set_color(::png::ColorType::Rgb);
+        enc.set_depth(::png::BitDepth::Eight);
+        let mut wr = enc.write_header()?;
+        wr.write_image_data(&c.px)?;
     }
-    std::fs::rename(&tmp, path).map_err(io(path))
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_png_decodes_to_its_size() {
+        let rows = vec![(
+            vec![0.0, 1.0, 0.0, -1.0],
+            vec![false, true],
+            vec![0.0, 0.9, 0.1, -1.0],
+        )];
+        let bytes = super::reconstructions(&rows, 2).unwrap();
+        let dec = ::png::Decoder::new(std::io::Cursor::new(bytes));
+        let r = dec.read_info().unwrap();
+        assert_eq!((r.info().width, r.info().height), (900, 170));
+    }
 }
