@@ -161,6 +161,37 @@ fn yes() -> bool {
 }
 
 impl FinetuneConfig {
+    /// Fields outside their range, named (the CLI adds the flag).
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let invalid = |field, value: f64, expected| TrainError::Invalid {
+            field,
+            value: value.to_string(),
+            expected,
+        };
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return Err(invalid(
+                "val_fraction",
+                self.val_fraction,
+                "a fraction in (0, 1)",
+            ));
+        }
+        if !(self.train_fraction > 0.0 && self.train_fraction <= 1.0) {
+            return Err(invalid(
+                "train_fraction",
+                self.train_fraction,
+                "a fraction in (0, 1]",
+            ));
+        }
+        if self.batch == 0
+            || (self.epochs.is_nan() || self.epochs <= 0.0) && self.max_steps.is_none()
+        {
+            return Err(TrainError::Data(
+                "batch and epochs (or steps) must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(corpus: PathBuf, task: Task) -> Self {
         FinetuneConfig {
             corpus,
@@ -484,11 +515,7 @@ fn finetune_locked(
     device: &Device,
     on: &mut dyn FnMut(FinetuneEvent),
 ) -> Result<Results, TrainError> {
-    if cfg.batch == 0 || (cfg.epochs.is_nan() || cfg.epochs <= 0.0) && cfg.max_steps.is_none() {
-        return Err(TrainError::Data(
-            "batch and epochs (or steps) must be positive".into(),
-        ));
-    }
+    cfg.validate()?;
     let corpus = Corpus::open(&cfg.corpus)?;
     let labels = make_labels(&corpus, cfg.task.clone(), &cfg.thresholds).map_err(eval_err)?;
     let unlabeled = cardiaffect_eval::unlabeled_subjects(&corpus, &labels);

@@ -45,6 +45,13 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Data(String),
+    /// A config field outside its range (the CLI names the flag that set it).
+    #[error("{field} {value}: expected {expected}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("loss became {loss} at step {step}: training stopped; the last good checkpoint (step {last_checkpoint}) is kept in {run}")]
     NonFinite {
         step: usize,

@@ -26,6 +26,29 @@ impl Default for Masking {
 }
 
 impl Masking {
+    /// The ratio must hide some tokens and keep some; a span covers at least one token.
+    pub fn validate(&self) -> Result<(), crate::TrainError> {
+        let (ratio, span) = match *self {
+            Masking::Spans { ratio, span } => (ratio, Some(span)),
+            Masking::RandomTokens { ratio } => (ratio, None),
+        };
+        if !(ratio > 0.0 && ratio < 1.0) {
+            return Err(crate::TrainError::Invalid {
+                field: "masking.ratio",
+                value: ratio.to_string(),
+                expected: "a fraction in (0, 1)",
+            });
+        }
+        if span == Some(0) {
+            return Err(crate::TrainError::Invalid {
+                field: "masking.span",
+                value: "0".into(),
+                expected: "at least 1 token",
+            });
+        }
+        Ok(())
+    }
+
     /// A `[batch * tokens]` row-major mask (true = hidden); every row hides at least one token.
     pub fn sample(&self, batch: usize, tokens: usize, rng: &mut Rng) -> Vec<bool> {
         let mut m = vec![false; batch * tokens];

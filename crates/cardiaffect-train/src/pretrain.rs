@@ -95,6 +95,12 @@ impl PretrainConfig {
         }
     }
 
+    /// The warm-up `pretrain` takes when none is given: a twentieth of the steps, at least one.
+    /// ([`PretrainConfig::new`] keeps 100, which library callers and saved configs rely on.)
+    pub fn warmup_for(steps: usize) -> usize {
+        (steps / 20).max(1)
+    }
+
     /// Learning rate at `step` (0-based): linear warm-up, then cosine decay to 0.
     pub fn lr_at(&self, step: usize) -> f64 {
         crate::schedule::WarmupCosine {
@@ -639,6 +645,7 @@ fn pretrain_locked(
     on: &mut dyn FnMut(Event),
 ) -> Result<Summary, TrainError> {
     cfg.model.validate()?;
+    cfg.masking.validate()?;
     if cfg.steps == 0 || cfg.batch == 0 {
         return Err(TrainError::Data(
             "steps and batch must be at least 1".into(),

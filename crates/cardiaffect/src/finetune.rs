@@ -9,6 +9,11 @@ use cardiaffect_train::{finetune, FinetuneConfig, FinetuneEvent};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// The library's defaults, which the flags show (one place for each).
+fn defaults() -> FinetuneConfig {
+    FinetuneConfig::new(PathBuf::new(), Task::Arousal)
+}
+
 #[derive(Args)]
 pub struct FinetuneArgs {
     /// A labeled corpus folder written by `cardiaffect prepare`.
@@ -35,7 +40,7 @@ pub struct FinetuneArgs {
     pub classes: Vec<String>,
     /// subject-independent (no subject in both train and test; the default), trial-grouped
     /// (no trial in both), or paper (k-fold over windows, as the seed paper: leaks).
-    #[arg(long, default_value = "subject-independent", value_parser = Protocol::ALL)]
+    #[arg(long, default_value_t = defaults().protocol.to_string(), value_parser = Protocol::ALL)]
     pub protocol: String,
     /// Number of folds, or `loso` (leave one subject, or trial, out). Default 5, or leave-one-out
     /// (said) when there are fewer subjects or trials than 5 folds need.
@@ -51,14 +56,14 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
     /// Passes over each training fold.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = defaults().epochs)]
     pub epochs: f64,
     /// Training steps per fold (instead of --epochs).
     #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<usize>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().batch)]
     pub batch: usize,
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = defaults().lr)]
     pub lr: f64,
     /// Linear probe: train the head only, the encoder stays as pre-trained.
     #[arg(long)]
@@ -68,15 +73,15 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub no_class_weights: bool,
     /// Fraction of each training fold's subjects (or trials) held out for early stopping.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().val_fraction)]
     pub val_fraction: f64,
     /// Keep only this fraction of each training fold's trials (to study few labels).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults().train_fraction)]
     pub train_fraction: f64,
     /// Validation every N steps; stop after --patience evaluations without a better macro-F1.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = defaults().eval_every)]
     pub eval_every: usize,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults().patience)]
     pub patience: usize,
     /// Methods compared on the same folds (comma-separated): pretrained, scratch, hrv, fusion
     /// (late fusion of the first model method and hrv; list it after both).
@@ -90,7 +95,7 @@ pub struct FinetuneArgs {
     /// How each person's scores are calibrated before the decision: subject (z-scored with
     /// statistics of all of the person's windows, no label read), baseline (of the person's
     /// rest/baseline windows: DREAMER, WESAD), or none.
-    #[arg(long, default_value = "subject", value_parser = Calibration::ALL)]
+    #[arg(long, default_value_t = defaults().calibration.to_string(), value_parser = Calibration::ALL)]
     pub calibration: String,
     /// How `fusion` joins the model and HRV: early (CLS embedding + HRV features, each
     /// calibrated per person, under one logistic-regression head), late (the sum of their
@@ -102,7 +107,7 @@ pub struct FinetuneArgs {
     /// (a --config that contradicts it is refused).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
@@ -157,18 +162,6 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     cfg.lr = a.lr;
     cfg.freeze_encoder = a.freeze_encoder;
     cfg.class_weights = !a.no_class_weights;
-    if !(a.val_fraction > 0.0 && a.val_fraction < 1.0) {
-        bail!(
-            "--val-fraction {}: expected a fraction in (0, 1)",
-            a.val_fraction
-        );
-    }
-    if !(a.train_fraction > 0.0 && a.train_fraction <= 1.0) {
-        bail!(
-            "--train-fraction {}: expected a fraction in (0, 1]",
-            a.train_fraction
-        );
-    }
     cfg.val_fraction = a.val_fraction;
     cfg.train_fraction = a.train_fraction;
     cfg.eval_every = a.eval_every;
@@ -177,6 +170,7 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     cfg.calibration = a.calibration.parse()?;
     cfg.fusion = a.fusion.parse()?;
     cfg.seed = a.seed;
+    cfg.validate().map_err(crate::flags)?;
     Ok(cfg)
 }
 
@@ -352,4 +346,39 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     cardiaffect_eval::report::write_all(&a.run, &r)?;
     println!("{}", cardiaffect_eval::report::markdown(&r));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: FinetuneArgs,
+    }
+
+    #[test]
+    fn flags_default_to_the_librarys_config() {
+        let a = Cli::try_parse_from(["t", "--corpus", "c", "--task", "arousal", "--out", "o"])
+            .unwrap()
+            .a;
+        let d = defaults();
+        assert_eq!(a.methods, d.methods);
+        assert_eq!(
+            a.fusion.parse::<cardiaffect_train::Fusion>().unwrap(),
+            d.fusion
+        );
+        assert_eq!(a.protocol.parse::<Protocol>().unwrap(), d.protocol);
+        assert_eq!(a.calibration.parse::<Calibration>().unwrap(), d.calibration);
+        assert_eq!(
+            (a.epochs, a.batch, a.lr, a.seed),
+            (d.epochs, d.batch, d.lr, d.seed)
+        );
+        assert_eq!(
+            (a.val_fraction, a.train_fraction, a.eval_every, a.patience),
+            (d.val_fraction, d.train_fraction, d.eval_every, d.patience)
+        );
+    }
 }

@@ -143,6 +143,30 @@ fn main() -> ExitCode {
 
 /// A line above a progress bar; when the bar is hidden (output not a terminal), plain stdout, so
 /// that logs and pipes keep it.
+/// A library error, with a config field named by the flag that sets it.
+pub fn flags(e: cardiaffect_train::TrainError) -> anyhow::Error {
+    match e {
+        cardiaffect_train::TrainError::Invalid {
+            field,
+            value,
+            expected,
+        } => {
+            let flag = match field {
+                "masking.ratio" => "mask-ratio",
+                "masking.span" => "mask-span",
+                f => {
+                    return anyhow::anyhow!(
+                        "--{} {value}: expected {expected}",
+                        f.replace('_', "-")
+                    )
+                }
+            };
+            anyhow::anyhow!("--{flag} {value}: expected {expected}")
+        }
+        e => e.into(),
+    }
+}
+
 pub fn say(bar: &indicatif::ProgressBar, line: String) {
     if bar.is_hidden() {
         println!("{line}");

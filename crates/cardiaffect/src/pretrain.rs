@@ -21,6 +21,19 @@ pub enum MaskStrategy {
     Tokens,
 }
 
+/// The library's defaults, which the flags show (one place for each).
+fn defaults() -> PretrainConfig {
+    PretrainConfig::new(ModelConfig::new(), Vec::new())
+}
+
+/// The default masking's ratio and span.
+fn default_masking() -> (f64, usize) {
+    match Masking::default() {
+        Masking::Spans { ratio, span } => (ratio, span),
+        Masking::RandomTokens { ratio } => (ratio, 1),
+    }
+}
+
 #[derive(Args)]
 pub struct PretrainArgs {
     /// A corpus folder written by `cardiaffect prepare`. Repeatable.
@@ -40,19 +53,19 @@ pub struct PretrainArgs {
     /// Passes over the training windows (converted to steps).
     #[arg(long)]
     pub epochs: Option<f64>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().batch)]
     pub batch: usize,
     /// Peak learning rate (AdamW, linear warm-up then cosine decay).
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = defaults().lr)]
     pub lr: f64,
     /// Warm-up steps (default: 5 % of the steps).
     #[arg(long)]
     pub warmup: Option<usize>,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults().checkpoint_every)]
     pub checkpoint_every: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults().eval_every)]
     pub eval_every: usize,
     /// Continue the run in RUN_DIR from its last checkpoint, with its saved configuration.
     #[arg(long, value_name = "RUN_DIR")]
@@ -68,10 +81,10 @@ pub struct PretrainArgs {
     #[arg(long, value_enum, default_value_t = MaskStrategy::Spans)]
     pub mask_strategy: MaskStrategy,
     /// Fraction of tokens hidden.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = default_masking().0)]
     pub mask_ratio: f64,
     /// Tokens per span (spans strategy).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = default_masking().1)]
     pub mask_span: usize,
     /// Let the conv encoder see the hidden samples (only their token embeddings are replaced).
     #[arg(long)]
@@ -160,15 +173,6 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             cfg.seed = a.seed;
             cfg.checkpoint_every = a.checkpoint_every;
             cfg.eval_every = a.eval_every;
-            if !(a.mask_ratio > 0.0 && a.mask_ratio < 1.0) {
-                bail!(
-                    "--mask-ratio {}: expected a fraction in (0, 1)",
-                    a.mask_ratio
-                );
-            }
-            if a.mask_span == 0 {
-                bail!("--mask-span 0: expected at least 1 token");
-            }
             cfg.masking = match a.mask_strategy {
                 MaskStrategy::Tokens => Masking::RandomTokens {
                     ratio: a.mask_ratio,
@@ -178,15 +182,16 @@ pub fn run(a: PretrainArgs) -> Result<()> {
                     span: a.mask_span,
                 },
             };
+            cfg.masking.validate().map_err(crate::flags)?;
             cfg.hide_input = !a.show_masked_input;
             cfg.steps = match (a.steps, a.epochs) {
                 (Some(s), _) => s,
                 (None, Some(e)) => ((e * count_train_windows(&cfg)? as f64) / a.batch as f64)
                     .ceil()
                     .max(1.0) as usize,
-                (None, None) => 1000,
+                (None, None) => cfg.steps,
             };
-            cfg.warmup_steps = a.warmup.unwrap_or((cfg.steps / 20).max(1));
+            cfg.warmup_steps = a.warmup.unwrap_or(PretrainConfig::warmup_for(cfg.steps));
             (out, cfg, false)
         }
     };
@@ -275,4 +280,35 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     println!("held-out subjects: {}", s.val_subjects.join(", "));
     println!("wrote {}/model.safetensors, config.json, summary.json, metrics.jsonl, loss.svg, reconstructions.svg/.png, preprocess.json", run.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: PretrainArgs,
+    }
+
+    #[test]
+    fn flags_default_to_the_librarys_config() {
+        let a = Cli::try_parse_from(["t"]).unwrap().a;
+        let d = defaults();
+        assert_eq!((a.batch, a.lr, a.seed), (d.batch, d.lr, d.seed));
+        assert_eq!(
+            (a.checkpoint_every, a.eval_every),
+            (d.checkpoint_every, d.eval_every)
+        );
+        assert_eq!(
+            Masking::Spans {
+                ratio: a.mask_ratio,
+                span: a.mask_span
+            },
+            d.masking
+        );
+        assert_eq!(a.mask_strategy, MaskStrategy::Spans);
+    }
 }

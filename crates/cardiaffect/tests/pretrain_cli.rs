@@ -196,6 +196,17 @@ fn bad_inputs_are_refused_and_nothing_is_lost() {
         cfg.display().to_string(),
     ]);
     assert!(e.contains("manifest.json"), "{e}");
+    // Masking outside its range: the library names the field, the message the flag.
+    for (flag, value, expected) in [
+        ("--mask-ratio", "1.5", "--mask-ratio 1.5: expected a fraction in (0, 1)"),
+        ("--mask-span", "0", "--mask-span 0: expected at least 1 token"),
+    ] {
+        let mut a = args(&corpus, &cfg, &tmp.path().join("m"));
+        a.extend([flag.to_string(), value.to_string()]);
+        let e = fail(a);
+        assert!(e.contains(expected), "{e}");
+        assert!(!tmp.path().join("m").join("pretrain.json").exists());
+    }
     // A diverging run stops with the reason and keeps its last good checkpoint.
     let run = tmp.path().join("nan");
     let mut a = args(&corpus, &cfg, &run);
