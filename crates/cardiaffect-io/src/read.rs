@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::datasets;
 use crate::error::{IoError, Result};
 use crate::formats::{edf, mat, npy};
-use crate::paths::{file_name, files_matching, list_dir, natural_key};
+use crate::paths::{file_name, list_dir, natural_key};
 pub use crate::recording::{ReadOptions, ReadOutput, Skipped};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,19 +111,7 @@ pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResul
         f => (f, None),
     };
     let mut out = ReadOutput::default();
-    match format {
-        Format::Amigos => datasets::amigos::read(path, opts, &mut out)?,
-        Format::Dreamer => datasets::dreamer::read(path, opts, &mut out)?,
-        Format::Wesad => datasets::wesad::read(path, opts, &mut out)?,
-        Format::Ascertain => datasets::ascertain::read(path, opts, &mut out)?,
-        Format::Wfdb => datasets::generic::read_wfdb(path, opts, &mut out)?,
-        Format::Edf => datasets::generic::read_edf(path, opts, &mut out)?,
-        Format::Npy => datasets::generic::read_npy(path, opts, &mut out)?,
-        Format::Csv => datasets::generic::read_csv(path, opts, &mut out)?,
-        Format::Bids => datasets::bids::read(path, opts, &mut out)?,
-        Format::BrainVision => datasets::generic::read_brainvision(path, opts, &mut out)?,
-        Format::Auto => unreachable!("resolved above"),
-    }
+    (datasets::layout(format).read)(path, opts, &mut out)?;
     match (&opts.events, format) {
         (_, Format::Bids) => {}
         (Some(source), _) => {
@@ -323,26 +311,7 @@ pub fn read_units(path: &Path, format: Format) -> Result<(Format, Vec<PathBuf>)>
     if path.is_file() {
         return Ok((format, vec![path.to_path_buf()]));
     }
-    let mut units = match format {
-        Format::Amigos => files_matching(path, |n| {
-            n.starts_with("Data_Preprocessed_P") && n.ends_with(".mat")
-        })?,
-        Format::Dreamer => files_matching(path, |n| n == "DREAMER.mat")?,
-        Format::Wesad => datasets::wesad::subject_files(path)?,
-        Format::Ascertain => datasets::ascertain::find_clip_files(path)?,
-        Format::Wfdb => files_matching(path, |n| n.ends_with(".hea"))?,
-        Format::Edf => files_matching(path, |n| {
-            let l = n.to_ascii_lowercase();
-            l.ends_with(".edf") || l.ends_with(".bdf")
-        })?,
-        Format::Npy => files_matching(path, |n| n.ends_with(".npy"))?,
-        Format::Csv => files_matching(path, |n| {
-            n.ends_with(".csv") || n.ends_with(".tsv") || n.ends_with(".txt")
-        })?,
-        Format::Bids => datasets::bids::data_files(path)?,
-        Format::BrainVision => files_matching(path, |n| n.to_ascii_lowercase().ends_with(".vhdr"))?,
-        Format::Auto => unreachable!("resolved above"),
-    };
+    let mut units = (datasets::layout(format).units)(path)?;
     units.sort_by_key(|p| natural_key(&p.to_string_lossy()));
     if units.is_empty() {
         return Err(IoError::Empty {
@@ -357,44 +326,5 @@ pub fn read_units(path: &Path, format: Format) -> Result<(Format, Vec<PathBuf>)>
 /// record's signal files, WESAD's quest file, ASCERTAIN's self-reports). A cache keyed on their
 /// contents is invalidated by any change that would change what is read.
 pub fn unit_files(unit: &Path, format: Format) -> Result<Vec<PathBuf>> {
-    let mut files = vec![unit.to_path_buf()];
-    let dir = unit.parent().unwrap_or(Path::new("."));
-    match format {
-        Format::Wfdb => {
-            let hea = if unit.extension().is_some_and(|e| e == "hea") {
-                unit.to_path_buf()
-            } else {
-                unit.with_extension("hea")
-            };
-            let text = String::from_utf8_lossy(&crate::error::read_file(&hea)?).into_owned();
-            let header = crate::formats::wfdb::parse_header(&hea, &text)?;
-            files = vec![hea.clone()];
-            for s in &header.signals {
-                let f = dir.join(&s.file);
-                if !files.contains(&f) {
-                    files.push(f);
-                }
-            }
-        }
-        Format::Wesad => {
-            let name = file_name(unit);
-            if let Some(subject) = name.strip_suffix("_respiban.txt") {
-                let q = dir.join(format!("{subject}_quest.csv"));
-                if q.exists() {
-                    files.push(q);
-                }
-            }
-        }
-        Format::Ascertain => {
-            if let Some(r) = datasets::ascertain::find_self_reports(unit) {
-                files.push(r);
-            }
-        }
-        Format::Bids => files = datasets::bids::unit_files(unit)?,
-        Format::BrainVision => {
-            files.extend(datasets::generic::open_brainvision(unit)?.side_files())
-        }
-        _ => {}
-    }
-    Ok(files)
+    (datasets::layout(format).files)(unit)
 }

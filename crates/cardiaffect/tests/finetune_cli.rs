@@ -339,10 +339,26 @@ fn finetune_refuses_bad_input_with_reasons() {
     )));
     assert!(e.contains("threshold") && e.contains("[1, 9)"), "{e}");
     // Fractions outside their range, named by flag.
-    let e = err(run(&finetune(&corpus, &cfg, &out, &["--val-fraction", "1"])));
-    assert!(e.contains("--val-fraction 1: expected a fraction in (0, 1)"), "{e}");
-    let e = err(run(&finetune(&corpus, &cfg, &out, &["--train-fraction", "0"])));
-    assert!(e.contains("--train-fraction 0: expected a fraction in (0, 1]"), "{e}");
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &out,
+        &["--val-fraction", "1"],
+    )));
+    assert!(
+        e.contains("--val-fraction 1: expected a fraction in (0, 1)"),
+        "{e}"
+    );
+    let e = err(run(&finetune(
+        &corpus,
+        &cfg,
+        &out,
+        &["--train-fraction", "0"],
+    )));
+    assert!(
+        e.contains("--train-fraction 0: expected a fraction in (0, 1]"),
+        "{e}"
+    );
     // A model whose window differs from the corpus's.
     let wide = tmp.path().join("wide.json");
     std::fs::write(&wide, TINY.replace("256", "512")).unwrap();

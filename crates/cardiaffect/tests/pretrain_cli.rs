@@ -198,8 +198,16 @@ fn bad_inputs_are_refused_and_nothing_is_lost() {
     assert!(e.contains("manifest.json"), "{e}");
     // Masking outside its range: the library names the field, the message the flag.
     for (flag, value, expected) in [
-        ("--mask-ratio", "1.5", "--mask-ratio 1.5: expected a fraction in (0, 1)"),
-        ("--mask-span", "0", "--mask-span 0: expected at least 1 token"),
+        (
+            "--mask-ratio",
+            "1.5",
+            "--mask-ratio 1.5: expected a fraction in (0, 1)",
+        ),
+        (
+            "--mask-span",
+            "0",
+            "--mask-span 0: expected at least 1 token",
+        ),
     ] {
         let mut a = args(&corpus, &cfg, &tmp.path().join("m"));
         a.extend([flag.to_string(), value.to_string()]);

@@ -272,3 +272,10 @@ fn read_clip(
     out.recordings.push(rec);
     Ok(())
 }
+
+/// A clip's file and the self-report file its labels come from.
+pub fn unit_files(unit: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = vec![unit.to_path_buf()];
+    files.extend(find_self_reports(unit));
+    Ok(files)
+}

@@ -1,7 +1,7 @@
 //! Generic formats (WFDB, EDF/EDF+, NPY, CSV): one recording per signal, the record's other
 //! signals attached as channels. `--lead` keeps only the named (or 1-based numbered) signal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{IoError, Result};
@@ -459,4 +459,31 @@ pub fn read_brainvision(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -
         )?;
     }
     Ok(())
+}
+
+/// A WFDB record's files: its header and every signal file it names.
+pub fn wfdb_files(unit: &Path) -> Result<Vec<PathBuf>> {
+    let dir = unit.parent().unwrap_or(Path::new("."));
+    let hea = if unit.extension().is_some_and(|e| e == "hea") {
+        unit.to_path_buf()
+    } else {
+        unit.with_extension("hea")
+    };
+    let text = String::from_utf8_lossy(&crate::error::read_file(&hea)?).into_owned();
+    let header = crate::formats::wfdb::parse_header(&hea, &text)?;
+    let mut files = vec![hea.clone()];
+    for s in &header.signals {
+        let f = dir.join(&s.file);
+        if !files.contains(&f) {
+            files.push(f);
+        }
+    }
+    Ok(files)
+}
+
+/// A BrainVision header and its marker and data files.
+pub fn brainvision_files(vhdr: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = vec![vhdr.to_path_buf()];
+    files.extend(open_brainvision(vhdr)?.side_files());
+    Ok(files)
 }

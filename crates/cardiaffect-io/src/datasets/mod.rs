@@ -1,4 +1,7 @@
-//! Dataset layouts: each file turns one dataset's original files into [`crate::Recording`]s.
+//! Dataset layouts: each file turns one dataset's original files into [`crate::Recording`]s,
+//! and [`LAYOUTS`] says, per format, how it is read, which files are its units (read one at a
+//! time, for bounded memory) and which files each unit's reading depends on (for the cache).
+//! Adding a dataset: its file here, one row of the table, a fixture and a test.
 
 pub mod amigos;
 pub mod ascertain;
@@ -7,10 +10,113 @@ pub mod dreamer;
 pub mod generic;
 pub mod wesad;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{IoError, Result};
 use crate::formats::mat::{MatFile, MatValue};
+use crate::paths::files_matching;
+use crate::read::Format;
+use crate::recording::{ReadOptions, ReadOutput};
+
+/// One dataset layout.
+pub struct Layout {
+    pub format: Format,
+    /// Every recording under a path (a folder, or one unit).
+    pub read: fn(&Path, &ReadOptions, &mut ReadOutput) -> Result<()>,
+    /// The units under a folder, in any order.
+    pub units: fn(&Path) -> Result<Vec<PathBuf>>,
+    /// Every file that reading a unit depends on, the unit's own first.
+    pub files: fn(&Path) -> Result<Vec<PathBuf>>,
+}
+
+fn itself(unit: &Path) -> Result<Vec<PathBuf>> {
+    Ok(vec![unit.to_path_buf()])
+}
+
+/// Every format's layout (all but `auto`, which detection resolves first).
+pub static LAYOUTS: [Layout; 10] = [
+    Layout {
+        format: Format::Amigos,
+        read: amigos::read,
+        units: |p| {
+            files_matching(p, |n| {
+                n.starts_with("Data_Preprocessed_P") && n.ends_with(".mat")
+            })
+        },
+        files: itself,
+    },
+    Layout {
+        format: Format::Dreamer,
+        read: dreamer::read,
+        units: |p| files_matching(p, |n| n == "DREAMER.mat"),
+        files: itself,
+    },
+    Layout {
+        format: Format::Wesad,
+        read: wesad::read,
+        units: wesad::subject_files,
+        files: wesad::unit_files,
+    },
+    Layout {
+        format: Format::Ascertain,
+        read: ascertain::read,
+        units: ascertain::find_clip_files,
+        files: ascertain::unit_files,
+    },
+    Layout {
+        format: Format::Wfdb,
+        read: generic::read_wfdb,
+        units: |p| files_matching(p, |n| n.ends_with(".hea")),
+        files: generic::wfdb_files,
+    },
+    Layout {
+        format: Format::Edf,
+        read: generic::read_edf,
+        units: |p| {
+            files_matching(p, |n| {
+                let l = n.to_ascii_lowercase();
+                l.ends_with(".edf") || l.ends_with(".bdf")
+            })
+        },
+        files: itself,
+    },
+    Layout {
+        format: Format::Npy,
+        read: generic::read_npy,
+        units: |p| files_matching(p, |n| n.ends_with(".npy")),
+        files: itself,
+    },
+    Layout {
+        format: Format::Csv,
+        read: generic::read_csv,
+        units: |p| {
+            files_matching(p, |n| {
+                n.ends_with(".csv") || n.ends_with(".tsv") || n.ends_with(".txt")
+            })
+        },
+        files: itself,
+    },
+    Layout {
+        format: Format::Bids,
+        read: bids::read,
+        units: bids::data_files,
+        files: bids::unit_files,
+    },
+    Layout {
+        format: Format::BrainVision,
+        read: generic::read_brainvision,
+        units: |p| files_matching(p, |n| n.to_ascii_lowercase().ends_with(".vhdr")),
+        files: generic::brainvision_files,
+    },
+];
+
+/// The layout of `format`; `auto` has none (detect it first).
+pub fn layout(format: Format) -> &'static Layout {
+    LAYOUTS
+        .iter()
+        .find(|l| l.format == format)
+        .expect("every format but auto has a layout; auto is resolved before reading")
+}
 
 /// Parse a MAT file, naming it in errors.
 pub(crate) fn load_mat(path: &Path) -> Result<MatFile> {
@@ -120,4 +226,17 @@ pub(crate) fn choose_lead(
 /// Count NaNs; decide whether a trial is usable.
 pub(crate) fn nan_count(x: &[f64]) -> usize {
     x.iter().filter(|v| v.is_nan()).count()
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn every_format_but_auto_has_one_layout() {
+        for f in Format::ALL {
+            let n = LAYOUTS.iter().filter(|l| l.format == f).count();
+            assert_eq!(n, usize::from(f != Format::Auto), "{f}");
+        }
+    }
 }

@@ -438,6 +438,19 @@ fn read_respiban(path: &Path, out: &mut ReadOutput) -> Result<()> {
     Ok(())
 }
 
+/// A subject's RespiBAN file and, where there is one, the quest file its labels come from.
+pub fn unit_files(unit: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = vec![unit.to_path_buf()];
+    let dir = unit.parent().unwrap_or(Path::new("."));
+    if let Some(subject) = crate::paths::file_name(unit).strip_suffix("_respiban.txt") {
+        let q = dir.join(format!("{subject}_quest.csv"));
+        if q.exists() {
+            files.push(q);
+        }
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
