@@ -6,6 +6,7 @@ pub mod decision;
 pub mod finetune;
 pub mod masking;
 pub mod pretrain;
+pub mod report;
 pub mod schedule;
 pub mod step;
 
