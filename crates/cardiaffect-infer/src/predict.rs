@@ -5,16 +5,15 @@
 //! logits z-scored with this person's own statistics (all good windows of the recording, or
 //! a segment given with `--calibrate-from`), then decided at its saved threshold.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
 use cardiaffect_io::Recording;
 use cardiaffect_model::batch;
 use cardiaffect_model::bundle::decision::{apply_threshold, softmax, Standardiser};
+use cardiaffect_model::bundle::Calibration;
 use cardiaffect_model::bundle::ModelBundle;
-use cardiaffect_model::bundle::{Calibration, Labels, OperatingPoint};
-use cardiaffect_model::{Model, ModelConfig};
 use cardiaffect_signal::CleanConfig;
 use serde::{Deserialize, Serialize};
 
@@ -24,15 +23,18 @@ pub use cardiaffect_model::bundle::OPERATING_POINT_FILE;
 
 pub use cardiaffect_model::Preprocess;
 
+/// A fine-tuned model ready to apply: its bundle (config, preprocessing, classes, operating
+/// point, weights; reached through `Deref`) and the device it runs on.
 pub struct Predictor {
-    pub dir: PathBuf,
-    pub config: ModelConfig,
-    pub preprocess: Preprocess,
-    pub labels: Labels,
-    /// `None` for model folders written before operating points (decided at 0.5, uncalibrated).
-    pub operating_point: Option<OperatingPoint>,
-    pub model: Model,
+    pub bundle: ModelBundle,
     pub device: Device,
+}
+
+impl std::ops::Deref for Predictor {
+    type Target = ModelBundle;
+    fn deref(&self) -> &ModelBundle {
+        &self.bundle
+    }
 }
 
 impl Predictor {
@@ -40,14 +42,8 @@ impl Predictor {
     /// file is checked against the folder's `checksums.json`; a folder that `finetune` swaps in
     /// while it is read is read again (all files come from one folder).
     pub fn load(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
-        let b = ModelBundle::load(dir, device)?;
         Ok(Predictor {
-            dir: b.dir,
-            config: b.config,
-            preprocess: b.preprocess,
-            labels: b.labels,
-            operating_point: b.operating_point,
-            model: b.model,
+            bundle: ModelBundle::load(dir, device)?,
             device: device.clone(),
         })
     }
