@@ -1,0 +1,50 @@
+"""cardiaffect: ECG dataset readers, NeuroKit2-named signal functions and subject-safe folds."""
+from os import PathLike
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+Path = Union[str, "PathLike[str]"]
+
+class ReadError(OSError):
+    """A file that cannot be read as asked."""
+    file: Optional[str]
+    """The file the error is about, when known."""
+    field: Optional[str]
+    """The field, variable or option that was wrong, when known."""
+
+class Recording:
+    """One recording: an ECG lead in physical units and what its file says about it."""
+    signal: npt.NDArray[np.float64]
+    fs: float
+    dataset: str
+    source: str
+    subject: str
+    trial: str
+    segment: Optional[str]
+    lead: str
+    unit: Optional[str]
+    labels: Dict[str, Optional[float]]
+    label_scales: Dict[str, dict]
+    meta: Dict[str, str]
+    @property
+    def channels(self) -> List[str]: ...
+    def load_channel(self, name: str) -> Tuple[npt.NDArray[np.float64], float]: ...
+
+class Recordings(Sequence[Recording]):
+    """What `read` returns: the recordings, and what was skipped and why."""
+    skipped: List[dict]
+    warnings: List[str]
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> Recording: ...  # type: ignore[override]
+    def __iter__(self) -> Iterator[Recording]: ...
+
+def read(path: Path, format: str = "auto", lead: Optional[str] = None, fs: Optional[float] = None) -> Recordings: ...
+def ecg_clean(ecg_signal: npt.ArrayLike, sampling_rate: float = 1000.0, lowcut: float = 0.5, highcut: float = 40.0, order: int = 4, powerline: Optional[float] = None) -> npt.NDArray[np.float64]: ...
+def ecg_peaks(ecg_cleaned: npt.ArrayLike, sampling_rate: float = 1000.0) -> npt.NDArray[np.int64]: ...
+def hrv_time(peaks: npt.NDArray[np.int64], sampling_rate: float = 1000.0) -> Optional[Dict[str, float]]: ...
+def resample(signal: npt.ArrayLike, sampling_rate: float, desired_sampling_rate: float) -> npt.NDArray[np.float64]: ...
+def folds(corpus: Path, task: str = "arousal", protocol: str = "subject-independent", n_folds: int = 5, seed: int = 1, val_fraction: float = 0.2) -> List[Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]: ...

@@ -1,0 +1,447 @@
+//! `import cardiaffect`: the dataset readers, NeuroKit2-named signal functions and the
+//! subject-safe folds of the Rust crates, with numpy arrays in and out.
+//!
+//! Long calls release the GIL; Rust errors become `cardiaffect.ReadError` (an `OSError` with
+//! `file` and `field` attributes where the error names them) or `ValueError`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use cardiaffect_io::{ChannelRef, Format, IoError, ReadOptions};
+
+create_exception!(
+    cardiaffect,
+    ReadError,
+    PyOSError,
+    "A file that cannot be read as asked; `file` and `field` name where, when known."
+);
+
+/// Every message of an error chain, each once.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    cardiaffect_io::artifact::chain(e)
+}
+
+fn read_error(py: Python<'_>, e: IoError) -> PyErr {
+    let (file, field): (Option<PathBuf>, Option<String>) = match &e {
+        IoError::Open { path, .. }
+        | IoError::MissingFile { path, .. }
+        | IoError::UnknownFormat { path, .. }
+        | IoError::Empty { path, .. } => (Some(path.clone()), None),
+        IoError::Layout { path, field, .. } => (Some(path.clone()), Some(field.clone())),
+        IoError::Option { path, option, .. } => (Some(path.clone()), Some(option.to_string())),
+        _ => (None, None),
+    };
+    let err = ReadError::new_err(chain(&e));
+    let value = err.value(py);
+    let _ = value.setattr("file", file.map(|p| p.display().to_string()));
+    let _ = value.setattr("field", field);
+    err
+}
+
+fn value_error(e: impl std::error::Error + 'static) -> PyErr {
+    PyValueError::new_err(chain(&e))
+}
+
+/// A sampling rate must be a positive, finite number of Hz.
+fn check_fs(fs: f64, name: &str) -> PyResult<f64> {
+    if fs.is_finite() && fs > 0.0 {
+        Ok(fs)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{name} = {fs}: expected a positive, finite sampling rate in Hz"
+        )))
+    }
+}
+
+/// One lead of ECG as f32, from a 1-D numpy array of any float dtype.
+fn one_lead(signal: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
+    if let Ok(a) = signal.extract::<PyReadonlyArray1<f64>>() {
+        return Ok(a.as_array().iter().map(|&v| v as f32).collect());
+    }
+    if let Ok(a) = signal.extract::<PyReadonlyArray1<f32>>() {
+        return Ok(a.as_array().to_vec());
+    }
+    let shape = signal
+        .getattr("shape")
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| "none".into());
+    Err(PyValueError::new_err(format!(
+        "signal: expected a 1-D numpy array of floats (one ECG lead), got {} with shape {shape}",
+        signal.get_type().name()?
+    )))
+}
+
+/// One recording read from a file: its ECG lead in physical units and what the file says.
+#[pyclass(module = "cardiaffect", frozen)]
+pub struct Recording {
+    /// The ECG lead, float64, in physical units as stored (never filtered).
+    #[pyo3(get)]
+    signal: Py<PyArray1<f64>>,
+    #[pyo3(get)]
+    fs: f64,
+    #[pyo3(get)]
+    dataset: String,
+    #[pyo3(get)]
+    source: String,
+    #[pyo3(get)]
+    subject: String,
+    #[pyo3(get)]
+    trial: String,
+    /// A part of a trial that is its own recording (DREAMER's `baseline`), or None.
+    #[pyo3(get)]
+    segment: Option<String>,
+    #[pyo3(get)]
+    lead: String,
+    #[pyo3(get)]
+    unit: Option<String>,
+    /// Label name -> value (None where the dataset has the field but no value).
+    #[pyo3(get)]
+    labels: Py<PyDict>,
+    /// Label name -> {min, max, description, classes, inferred}.
+    #[pyo3(get)]
+    label_scales: Py<PyDict>,
+    /// Other facts from the file (age, stimulus, start time).
+    #[pyo3(get)]
+    meta: BTreeMap<String, String>,
+    channel_refs: Vec<ChannelRef>,
+}
+
+#[pymethods]
+impl Recording {
+    /// Names of the file's other channels (EDA, respiration, EEG, other leads).
+    #[getter]
+    fn channels(&self) -> Vec<String> {
+        self.channel_refs.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// One other channel, read on demand, as float64: `(samples, fs)`.
+    fn load_channel<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, f64)> {
+        let c = self
+            .channel_refs
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "no channel {name:?} in {}: it has {:?}",
+                    self.source,
+                    self.channels()
+                ))
+            })?;
+        let data = py
+            .allow_threads(|| c.load())
+            .map_err(|e| read_error(py, e))?;
+        let v: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        Ok((v.into_pyarray(py), c.fs))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Recording(dataset={:?}, subject={:?}, trial={:?}, lead={:?}, fs={}, samples={})",
+            self.dataset,
+            self.subject,
+            self.trial,
+            self.lead,
+            self.fs,
+            Python::with_gil(|py| self.signal.bind(py).len())
+        )
+    }
+}
+
+fn recording(py: Python<'_>, r: cardiaffect_io::Recording) -> PyResult<Recording> {
+    let labels = PyDict::new(py);
+    let scales = PyDict::new(py);
+    for l in &r.labels {
+        let v: Option<f64> = l.value.is_finite().then_some(l.value);
+        labels.set_item(&l.name, v)?;
+        let s = PyDict::new(py);
+        s.set_item("min", l.scale.min)?;
+        s.set_item("max", l.scale.max)?;
+        s.set_item("description", l.scale.description.as_ref())?;
+        s.set_item("classes", l.scale.classes.clone())?;
+        s.set_item("inferred", l.scale.inferred)?;
+        scales.set_item(&l.name, s)?;
+    }
+    let signal: Vec<f64> = r.samples.iter().map(|&v| v as f64).collect();
+    Ok(Recording {
+        signal: signal.into_pyarray(py).unbind(),
+        fs: r.fs,
+        dataset: r.dataset,
+        source: r.source.display().to_string(),
+        subject: r.subject,
+        trial: r.trial,
+        segment: r.segment,
+        lead: r.lead,
+        unit: r.unit,
+        labels: labels.unbind(),
+        label_scales: scales.unbind(),
+        meta: r.meta,
+        channel_refs: r.channels,
+    })
+}
+
+/// What [`read`] returns: a sequence of recordings, with the trials that were skipped (and
+/// why) and the reader's warnings, as `cardiaffect inspect --json` lists them.
+#[pyclass(module = "cardiaffect", frozen, sequence)]
+pub struct Recordings {
+    items: Vec<Py<Recording>>,
+    /// Trials in the files that were not returned: dicts of source, subject, trial, kind, reason.
+    #[pyo3(get)]
+    skipped: Vec<Py<PyDict>>,
+    #[pyo3(get)]
+    warnings: Vec<String>,
+}
+
+#[pymethods]
+impl Recordings {
+    fn __len__(&self) -> usize {
+        self.items.len()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, i: isize) -> PyResult<Py<Recording>> {
+        let n = self.items.len() as isize;
+        let k = if i < 0 { i + n } else { i };
+        if k < 0 || k >= n {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "recording {i}: there are {n}"
+            )));
+        }
+        Ok(self.items[k as usize].clone_ref(py))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Recordings({} recordings, {} skipped, {} warnings)",
+            self.items.len(),
+            self.skipped.len(),
+            self.warnings.len()
+        )
+    }
+}
+
+/// Read every recording under `path` (a file or a dataset folder).
+///
+/// `format`: "auto" (detected), or one of amigos, dreamer, wesad, ascertain, wfdb, edf, npy,
+/// csv, bids, brainvision. `lead`: a lead's name or 1-based number. `fs`: the sampling rate of
+/// formats that store none (CSV, NPY). Returns a sequence of [`Recording`]s with `.skipped`
+/// and `.warnings`.
+#[pyfunction]
+#[pyo3(signature = (path, format = "auto", lead = None, fs = None))]
+fn read(
+    py: Python<'_>,
+    path: PathBuf,
+    format: &str,
+    lead: Option<String>,
+    fs: Option<f64>,
+) -> PyResult<Recordings> {
+    let format: Format = format.parse().map_err(PyValueError::new_err)?;
+    if let Some(f) = fs {
+        check_fs(f, "fs")?;
+    }
+    let opts = ReadOptions {
+        fs,
+        lead,
+        ..ReadOptions::default()
+    };
+    let out = py
+        .allow_threads(|| cardiaffect_io::read(&path, format, &opts))
+        .map_err(|e| read_error(py, e))?
+        .output;
+    let skipped = out
+        .skipped
+        .iter()
+        .map(|s| {
+            let d = PyDict::new(py);
+            d.set_item("source", s.source.display().to_string())?;
+            d.set_item("subject", &s.subject)?;
+            d.set_item("trial", &s.trial)?;
+            d.set_item("kind", s.kind)?;
+            d.set_item("reason", &s.reason)?;
+            Ok(d.unbind())
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let items = out
+        .recordings
+        .into_iter()
+        .map(|r| Py::new(py, recording(py, r)?))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Recordings {
+        items,
+        skipped,
+        warnings: out.warnings,
+    })
+}
+
+/// Band-pass (and optionally notch) an ECG with zero phase, as NeuroKit2's `ecg_clean`
+/// (Butterworth order 4, 0.5-40 Hz by default). Returns float64.
+#[pyfunction]
+#[pyo3(signature = (ecg_signal, sampling_rate = 1000.0, lowcut = 0.5, highcut = 40.0, order = 4, powerline = None))]
+fn ecg_clean<'py>(
+    py: Python<'py>,
+    ecg_signal: &Bound<'py, PyAny>,
+    sampling_rate: f64,
+    lowcut: f64,
+    highcut: f64,
+    order: usize,
+    powerline: Option<f64>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let fs = check_fs(sampling_rate, "sampling_rate")?;
+    let x = one_lead(ecg_signal)?;
+    let cfg = cardiaffect_signal::CleanConfig {
+        low_hz: lowcut,
+        high_hz: highcut,
+        order,
+        notch_hz: powerline,
+    };
+    let y = py
+        .allow_threads(|| cardiaffect_signal::ecg_clean(&x, fs, &cfg))
+        .map_err(value_error)?;
+    Ok(y.into_iter()
+        .map(|v| v as f64)
+        .collect::<Vec<_>>()
+        .into_pyarray(py))
+}
+
+/// R-peak sample indices by NeuroKit2's default method (`ecg_peaks(method="neurokit")`), on a
+/// cleaned signal. Returns int64 indices.
+#[pyfunction]
+#[pyo3(signature = (ecg_cleaned, sampling_rate = 1000.0))]
+fn ecg_peaks<'py>(
+    py: Python<'py>,
+    ecg_cleaned: &Bound<'py, PyAny>,
+    sampling_rate: f64,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let fs = check_fs(sampling_rate, "sampling_rate")?;
+    let x = one_lead(ecg_cleaned)?;
+    let p = py.allow_threads(|| cardiaffect_signal::ecg_peaks_neurokit(&x, fs));
+    Ok(p.into_iter()
+        .map(|i| i as i64)
+        .collect::<Vec<_>>()
+        .into_pyarray(py))
+}
+
+/// Time- and frequency-domain HRV from R-peak indices: mean_hr_bpm, sdnn_ms, rmssd_ms,
+/// pnn50_pct, lf_ms2, hf_ms2, lf_hf (None with fewer than three beats).
+#[pyfunction]
+#[pyo3(signature = (peaks, sampling_rate = 1000.0))]
+fn hrv_time(
+    py: Python<'_>,
+    peaks: PyReadonlyArray1<'_, i64>,
+    sampling_rate: f64,
+) -> PyResult<Option<Py<PyDict>>> {
+    let fs = check_fs(sampling_rate, "sampling_rate")?;
+    let mut p = Vec::with_capacity(peaks.len());
+    for &i in peaks.as_array() {
+        if i < 0 {
+            return Err(PyValueError::new_err(format!(
+                "peaks: expected sample indices >= 0, found {i}"
+            )));
+        }
+        p.push(i as usize);
+    }
+    let Some(h) = cardiaffect_signal::hrv(&p, fs) else {
+        return Ok(None);
+    };
+    let d = PyDict::new(py);
+    for (k, v) in cardiaffect_signal::Hrv::NAMES.iter().zip(h.to_vec()) {
+        d.set_item(*k, v)?;
+    }
+    Ok(Some(d.unbind()))
+}
+
+/// Resample from `sampling_rate` to `desired_sampling_rate` (polyphase, as
+/// `scipy.signal.resample_poly`). Returns float64.
+#[pyfunction]
+fn resample<'py>(
+    py: Python<'py>,
+    signal: &Bound<'py, PyAny>,
+    sampling_rate: f64,
+    desired_sampling_rate: f64,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let from = check_fs(sampling_rate, "sampling_rate")?;
+    let to = check_fs(desired_sampling_rate, "desired_sampling_rate")?;
+    let x = one_lead(signal)?;
+    let y = py
+        .allow_threads(|| cardiaffect_signal::resample(&x, from, to))
+        .map_err(value_error)?;
+    Ok(y.into_iter()
+        .map(|v| v as f64)
+        .collect::<Vec<_>>()
+        .into_pyarray(py))
+}
+
+/// One fold's window indices: (train, test).
+type TrainTest<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+
+/// The folds `cardiaffect finetune` uses on a corpus (a folder written by `prepare`), as
+/// `(train, test)` index arrays over its windows: usable as `cv=` in scikit-learn. `train`
+/// holds the fold's training and validation windows; windows without a label for `task` are in
+/// neither. `protocol`: subject-independent (no person on both sides), trial-grouped or paper.
+#[pyfunction]
+#[pyo3(signature = (corpus, task = "arousal", protocol = "subject-independent", n_folds = 5, seed = 1, val_fraction = 0.2))]
+fn folds<'py>(
+    py: Python<'py>,
+    corpus: PathBuf,
+    task: &str,
+    protocol: &str,
+    n_folds: usize,
+    seed: u64,
+    val_fraction: f64,
+) -> PyResult<Vec<TrainTest<'py>>> {
+    use cardiaffect_eval::{make_folds, make_labels, Folds, Protocol, Task, Thresholds};
+    let task: Task = task.parse().map_err(value_error)?;
+    let protocol: Protocol = protocol.parse().map_err(value_error)?;
+    if n_folds < 2 {
+        return Err(PyValueError::new_err(format!(
+            "n_folds = {n_folds}: expected at least 2"
+        )));
+    }
+    let folds = py.allow_threads(|| -> Result<_, String> {
+        let c = cardiaffect_corpus::Corpus::open(&corpus).map_err(|e| chain(&e))?;
+        let labels = make_labels(&c, task, &Thresholds::default()).map_err(|e| chain(&e))?;
+        let usable: Vec<usize> = (0..c.len()).filter(|&i| labels.y[i].is_some()).collect();
+        make_folds(
+            &c.rows,
+            &usable,
+            protocol,
+            Folds::K(n_folds),
+            val_fraction,
+            seed,
+        )
+        .map_err(|e| chain(&e))
+    });
+    let folds = folds.map_err(PyValueError::new_err)?;
+    Ok(folds
+        .into_iter()
+        .map(|f| {
+            let mut train: Vec<i64> = f.train.iter().chain(&f.val).map(|&i| i as i64).collect();
+            train.sort_unstable();
+            let test: Vec<i64> = f.test.iter().map(|&i| i as i64).collect();
+            (train.into_pyarray(py), test.into_pyarray(py))
+        })
+        .collect())
+}
+
+#[pymodule]
+fn cardiaffect(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ReadError", m.py().get_type::<ReadError>())?;
+    m.add_class::<Recording>()?;
+    m.add_class::<Recordings>()?;
+    m.add_function(wrap_pyfunction!(read, m)?)?;
+    m.add_function(wrap_pyfunction!(ecg_clean, m)?)?;
+    m.add_function(wrap_pyfunction!(ecg_peaks, m)?)?;
+    m.add_function(wrap_pyfunction!(hrv_time, m)?)?;
+    m.add_function(wrap_pyfunction!(resample, m)?)?;
+    m.add_function(wrap_pyfunction!(folds, m)?)?;
+    Ok(())
+}
