@@ -379,10 +379,158 @@ fn resample<'py>(
         .into_pyarray(py))
 }
 
+/// A corpus folder written by `prepare` (`cardiaffect prepare` or its library call), opened and
+/// checked against its checksums: its windows, their metadata and labels for any task.
+#[pyclass(module = "cardiaffect", frozen)]
+pub struct Corpus {
+    inner: cardiaffect_corpus::Corpus,
+}
+
+fn corpus_error(
+    py: Python<'_>,
+    dir: &std::path::Path,
+    e: cardiaffect_corpus::CorpusError,
+) -> PyErr {
+    let err = ReadError::new_err(chain(&e));
+    let value = err.value(py);
+    let _ = value.setattr("file", dir.display().to_string());
+    let _ = value.setattr("field", None::<String>);
+    err
+}
+
+#[pymethods]
+impl Corpus {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Corpus> {
+        let inner = py
+            .allow_threads(|| cardiaffect_corpus::Corpus::open(&path))
+            .map_err(|e| corpus_error(py, &path, e))?;
+        Ok(Corpus { inner })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.dir.display().to_string()
+    }
+
+    /// Samples per window.
+    #[getter]
+    fn window_len(&self) -> usize {
+        self.inner.window_len()
+    }
+
+    /// The windows' sampling rate, Hz.
+    #[getter]
+    fn fs(&self) -> f64 {
+        self.inner.manifest.config.fs
+    }
+
+    /// The label columns (any of them is a task for `labels` and `folds`).
+    #[getter]
+    fn label_columns(&self) -> Vec<String> {
+        self.inner.manifest.label_columns.clone()
+    }
+
+    /// `[n, window_len]` float32, a read-only memory map of `windows.npy` (nothing is copied).
+    #[getter]
+    fn windows<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let np = py.import("numpy")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("mmap_mode", "r")?;
+        np.call_method(
+            "load",
+            (self.inner.dir.join("windows.npy").display().to_string(),),
+            Some(&kwargs),
+        )
+    }
+
+    /// One row per window: dataset, source, subject, trial, segment, lead, start_s, hr_bpm and
+    /// every label column (NaN where absent); a pandas DataFrame when pandas is installed, else
+    /// a dict of numpy arrays and lists.
+    #[getter]
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rows = &self.inner.rows;
+        let d = PyDict::new(py);
+        let strings = |f: &dyn Fn(&cardiaffect_corpus::Row) -> String| -> Vec<String> {
+            rows.iter().map(f).collect()
+        };
+        d.set_item("dataset", strings(&|r| r.dataset.clone()))?;
+        d.set_item("source", strings(&|r| r.source.clone()))?;
+        d.set_item("subject", strings(&|r| r.subject.clone()))?;
+        d.set_item("trial", strings(&|r| r.trial.clone()))?;
+        d.set_item("segment", strings(&|r| r.segment.clone()))?;
+        d.set_item("lead", strings(&|r| r.lead.clone()))?;
+        let floats = |f: &dyn Fn(&cardiaffect_corpus::Row) -> f64| -> Vec<f64> {
+            rows.iter().map(f).collect()
+        };
+        d.set_item("start_s", floats(&|r| r.start_s).into_pyarray(py))?;
+        d.set_item("hr_bpm", floats(&|r| r.hr_bpm).into_pyarray(py))?;
+        for (k, c) in self.inner.manifest.label_columns.iter().enumerate() {
+            d.set_item(
+                c,
+                floats(&|r| r.labels.get(k).copied().unwrap_or(f64::NAN)).into_pyarray(py),
+            )?;
+        }
+        match py.import("pandas") {
+            Ok(pd) => pd.call_method1("DataFrame", (d,)),
+            Err(_) => Ok(d.into_any()),
+        }
+    }
+
+    /// Class labels of every window for `task` (arousal, valence, quadrant, condition, stress, or
+    /// any label column): a dict with `y` (int64, -1 where the window has no label), `classes`,
+    /// `counts` and `rule` (the rule, named, as every result states it). `threshold`: high =
+    /// value > this (default: the scale's midpoint).
+    #[pyo3(signature = (task, threshold = None))]
+    fn labels<'py>(
+        &self,
+        py: Python<'py>,
+        task: &str,
+        threshold: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        use cardiaffect_eval::{make_labels, Task, Thresholds};
+        let task: Task = task.parse().map_err(value_error)?;
+        let mut th = Thresholds::default();
+        match (&task, threshold) {
+            (Task::Arousal, t) => th.arousal = t,
+            (Task::Valence, t) => th.valence = t,
+            (Task::Column(_), t) => th.column = t,
+            (_, Some(t)) => {
+                return Err(PyValueError::new_err(format!(
+                    "threshold = {t}: task {task} has its own rule; a threshold is for arousal, valence or a numeric label column"
+                )))
+            }
+            (_, None) => {}
+        }
+        let l = make_labels(&self.inner, task, &th).map_err(value_error)?;
+        let d = PyDict::new(py);
+        let y: Vec<i64> = l.y.iter().map(|v| v.map_or(-1, |c| c as i64)).collect();
+        d.set_item("y", y.into_pyarray(py))?;
+        d.set_item("classes", l.classes.clone())?;
+        d.set_item("counts", l.counts.clone())?;
+        d.set_item("rule", l.describe())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Corpus({:?}: {} windows of {} samples at {} Hz)",
+            self.path(),
+            self.inner.len(),
+            self.inner.window_len(),
+            self.fs()
+        )
+    }
+}
+
 /// One fold's window indices: (train, test).
 type TrainTest<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
 
-/// The folds `cardiaffect finetune` uses on a corpus (a folder written by `prepare`), as
+/// The folds `cardiaffect finetune` uses on a corpus (a [`Corpus`] or its folder), as
 /// `(train, test)` index arrays over its windows: usable as `cv=` in scikit-learn. `train`
 /// holds the fold's training and validation windows; windows without a label for `task` are in
 /// neither. `protocol`: subject-independent (no person on both sides), trial-grouped or paper.
@@ -390,7 +538,7 @@ type TrainTest<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
 #[pyo3(signature = (corpus, task = "arousal", protocol = "subject-independent", n_folds = 5, seed = 1, val_fraction = 0.2))]
 fn folds<'py>(
     py: Python<'py>,
-    corpus: PathBuf,
+    corpus: &Bound<'py, PyAny>,
     task: &str,
     protocol: &str,
     n_folds: usize,
@@ -398,6 +546,10 @@ fn folds<'py>(
     val_fraction: f64,
 ) -> PyResult<Vec<TrainTest<'py>>> {
     use cardiaffect_eval::{make_folds, make_labels, Folds, Protocol, Task, Thresholds};
+    let corpus: PathBuf = match corpus.downcast::<Corpus>() {
+        Ok(c) => c.get().inner.dir.clone(),
+        Err(_) => corpus.extract()?,
+    };
     let task: Task = task.parse().map_err(value_error)?;
     let protocol: Protocol = protocol.parse().map_err(value_error)?;
     if n_folds < 2 {
@@ -437,6 +589,7 @@ fn cardiaffect(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReadError", m.py().get_type::<ReadError>())?;
     m.add_class::<Recording>()?;
     m.add_class::<Recordings>()?;
+    m.add_class::<Corpus>()?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(ecg_clean, m)?)?;
     m.add_function(wrap_pyfunction!(ecg_peaks, m)?)?;

@@ -160,3 +160,26 @@ def test_scikit_learn_cross_validates_on_the_folds(corpus):
     cv = ca.folds(corpus, task="arousal", n_folds=5, seed=1)
     scores = cross_val_score(LogisticRegression(max_iter=1000), X, y, cv=cv)
     assert len(scores) == 5 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_a_corpus_reads_as_numpy_and_labels_name_their_rule(corpus, tmp_path):
+    c = ca.Corpus(corpus)
+    w = c.windows
+    assert w.shape == (len(c), c.window_len) and w.dtype == np.float32
+    assert not w.flags.writeable  # a read-only memory map: nothing copied
+    np.testing.assert_array_equal(w[:3], np.load(corpus / "windows.npy")[:3])
+    m = c.meta
+    assert len(m["subject"]) == len(c) and "arousal" in c.label_columns
+    lab = c.labels("arousal")
+    assert set(np.unique(lab["y"])) <= {-1, 0, 1} and len(lab["classes"]) == 2
+    assert "arousal" in lab["rule"] and sum(lab["counts"]) == int((lab["y"] >= 0).sum())
+    strict = c.labels("arousal", threshold=8.5)
+    assert "given" in strict["rule"] and strict["counts"] != lab["counts"]
+    with pytest.raises(ValueError, match="threshold"):
+        c.labels("quadrant", threshold=3.0)
+    a = ca.folds(c, task="arousal", n_folds=5, seed=1)
+    b = ca.folds(corpus, task="arousal", n_folds=5, seed=1)
+    assert all((x[1] == y[1]).all() for x, y in zip(a, b))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ca.ReadError, match="manifest.json"):
+        ca.Corpus(tmp_path / "empty")
