@@ -57,6 +57,19 @@ class Corpus:
     def labels(self, task: str, threshold: Optional[float] = None) -> dict:
         """`y` (int64, -1 unlabeled), `classes`, `counts`, `rule`."""
 
+class Model:
+    """A model folder (pre-trained, "bundled", or fine-tuned)."""
+    @staticmethod
+    def load(path: str) -> "Model": ...
+    path: str
+    window_len: int
+    fs: Optional[float]
+    classes: Optional[List[str]]
+    def embed(self, windows: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """CLS embeddings [n, d_model] of windows [n, window_len] (each z-scored here)."""
+    def predict_proba(self, windows: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Class probabilities [n, classes], before calibration (fine-tuned models only)."""
+
 def read(path: Path, format: str = "auto", lead: Optional[str] = None, fs: Optional[float] = None) -> Recordings: ...
 def ecg_clean(ecg_signal: npt.ArrayLike, sampling_rate: float = 1000.0, lowcut: float = 0.5, highcut: float = 40.0, order: int = 4, powerline: Optional[float] = None) -> npt.NDArray[np.float64]: ...
 def ecg_peaks(ecg_cleaned: npt.ArrayLike, sampling_rate: float = 1000.0) -> npt.NDArray[np.int64]: ...

@@ -527,6 +527,216 @@ impl Corpus {
     }
 }
 
+/// The shipped pre-trained weights (weights/bundled/, see its MODEL_CARD.md).
+const BUNDLED: [(&str, &[u8]); 3] = [
+    (
+        "config.json",
+        include_bytes!("../../weights/bundled/config.json"),
+    ),
+    (
+        "model.safetensors",
+        include_bytes!("../../weights/bundled/model.safetensors"),
+    ),
+    (
+        "preprocess.json",
+        include_bytes!("../../weights/bundled/preprocess.json"),
+    ),
+];
+
+/// The bundled weights unpacked where the `cardiaffect` binary unpacks them (its cache).
+fn bundled_dir() -> std::io::Result<PathBuf> {
+    let cache = std::env::var_os("CARDIAFFECT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(".cache")
+                .join("cardiaffect")
+        });
+    let root = cache.join(format!("bundled-weights-{}", env!("CARGO_PKG_VERSION")));
+    std::fs::create_dir_all(&root)?;
+    for (name, bytes) in BUNDLED {
+        let p = root.join(name);
+        if std::fs::read(&p).map(|b| b == bytes).unwrap_or(false) {
+            continue;
+        }
+        cardiaffect_io::artifact::write_atomic(&p, bytes).map_err(std::io::Error::other)?;
+    }
+    Ok(root)
+}
+
+/// A model folder: pre-trained (`pretrain`'s output, or "bundled") or fine-tuned (`finetune`'s
+/// `model/`), for CLS embeddings (features for scikit-learn) and, fine-tuned, class
+/// probabilities.
+#[pyclass(module = "cardiaffect", unsendable)]
+pub struct Model {
+    dir: PathBuf,
+    config: cardiaffect_model::ModelConfig,
+    model: cardiaffect_model::Model,
+    labels: Option<cardiaffect_model::bundle::Labels>,
+    preprocess: Option<cardiaffect_model::Preprocess>,
+    device: burn::prelude::Device,
+}
+
+impl Model {
+    /// `[n, window_len]` windows from a 2-D numpy array, as f32 rows z-scored one by one.
+    fn rows(&self, windows: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, usize)> {
+        let l = self.config.window_len;
+        let (x, shape): (Vec<f32>, Vec<usize>) =
+            if let Ok(a) = windows.extract::<numpy::PyReadonlyArray2<f32>>() {
+                (a.as_array().iter().copied().collect(), a.shape().to_vec())
+            } else if let Ok(a) = windows.extract::<numpy::PyReadonlyArray2<f64>>() {
+                (
+                    a.as_array().iter().map(|&v| v as f32).collect(),
+                    a.shape().to_vec(),
+                )
+            } else {
+                return Err(PyValueError::new_err(format!(
+                    "windows: expected a 2-D numpy array of floats [n, {l}], got {}",
+                    windows.get_type().name()?
+                )));
+            };
+        if shape[1] != l {
+            return Err(PyValueError::new_err(format!(
+                "windows: expected rows of {l} samples (the model's window), got shape {shape:?}"
+            )));
+        }
+        let mut x = x;
+        cardiaffect_model::batch::zscore_rows(&mut x, l);
+        Ok((x, shape[0]))
+    }
+}
+
+fn model_error(e: cardiaffect_model::ModelError) -> PyErr {
+    PyOSError::new_err(chain(&e))
+}
+
+#[pymethods]
+impl Model {
+    /// Load a model folder (a `finetune` run folder stands for its `model/`), or `"bundled"`
+    /// for the shipped pre-trained weights.
+    #[staticmethod]
+    fn load(path: &str) -> PyResult<Model> {
+        let dir = if path == "bundled" {
+            bundled_dir()
+                .map_err(|e| PyOSError::new_err(format!("unpacking the bundled weights: {e}")))?
+        } else {
+            cardiaffect_model::bundle::resolve(std::path::Path::new(path))
+        };
+        let device = burn::prelude::Device::flex();
+        let (config, model) = cardiaffect_model::load_model(&dir, &device).map_err(model_error)?;
+        let preprocess = cardiaffect_model::bundle::read_preprocess(&dir).map_err(model_error)?;
+        let labels_path = dir.join(cardiaffect_model::bundle::LABELS_FILE);
+        let labels = match std::fs::read(&labels_path) {
+            Ok(b) => Some(serde_json_labels(&labels_path, &b)?),
+            Err(_) => None,
+        };
+        Ok(Model {
+            dir,
+            config,
+            model,
+            labels,
+            preprocess,
+            device,
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// Samples per window the model takes.
+    #[getter]
+    fn window_len(&self) -> usize {
+        self.config.window_len
+    }
+
+    /// The sampling rate its windows must have (from `preprocess.json`), if recorded.
+    #[getter]
+    fn fs(&self) -> Option<f64> {
+        self.preprocess.as_ref().map(|p| p.fs)
+    }
+
+    /// The classes of a fine-tuned model; None for a pre-trained one.
+    #[getter]
+    fn classes(&self) -> Option<Vec<String>> {
+        self.labels.as_ref().map(|l| l.classes.clone())
+    }
+
+    /// CLS embeddings `[n, d_model]` (float32) of windows `[n, window_len]` prepared as the
+    /// model's corpus was (e.g. `Corpus.windows`); each window is z-scored here.
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        windows: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
+        let (x, n) = self.rows(windows)?;
+        let l = self.config.window_len;
+        let mut out: Vec<f32> = Vec::with_capacity(n * self.config.d_model);
+        for chunk in x.chunks(64 * l) {
+            let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
+            for row in self.model.cls_embeddings(t) {
+                out.extend(row.into_iter().map(|v| v as f32));
+            }
+        }
+        let a = numpy::ndarray::Array2::from_shape_vec((n, self.config.d_model), out)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(a.into_pyarray(py))
+    }
+
+    /// Class probabilities `[n, classes]` (float64, softmax of the logits, before any
+    /// calibration or operating point) of a fine-tuned model.
+    fn predict_proba<'py>(
+        &self,
+        py: Python<'py>,
+        windows: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, numpy::PyArray2<f64>>> {
+        let Some(labels) = &self.labels else {
+            return Err(PyValueError::new_err(format!(
+                "{}: a pre-trained model has no classes (no labels.json): use embed(), or fine-tune it",
+                self.dir.display()
+            )));
+        };
+        let (x, n) = self.rows(windows)?;
+        let l = self.config.window_len;
+        let k = labels.classes.len();
+        let mut out: Vec<f64> = Vec::with_capacity(n * k);
+        for chunk in x.chunks(64 * l) {
+            let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
+            for row in self.model.class_logits(t) {
+                out.extend(cardiaffect_model::bundle::decision::softmax(&row));
+            }
+        }
+        let a = numpy::ndarray::Array2::from_shape_vec((n, k), out)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(a.into_pyarray(py))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Model({:?}: window {} samples, d_model {}, {})",
+            self.path(),
+            self.config.window_len,
+            self.config.d_model,
+            match &self.labels {
+                Some(l) => format!("classes {:?}", l.classes),
+                None => "pre-trained".into(),
+            }
+        )
+    }
+}
+
+fn serde_json_labels(
+    path: &std::path::Path,
+    b: &[u8],
+) -> PyResult<cardiaffect_model::bundle::Labels> {
+    serde_json::from_slice(b).map_err(|e| {
+        PyOSError::new_err(format!("{}: not a valid labels.json: {e}", path.display()))
+    })
+}
+
 /// One fold's window indices: (train, test).
 type TrainTest<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
 
@@ -590,6 +800,7 @@ fn cardiaffect(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Recording>()?;
     m.add_class::<Recordings>()?;
     m.add_class::<Corpus>()?;
+    m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(ecg_clean, m)?)?;
     m.add_function(wrap_pyfunction!(ecg_peaks, m)?)?;

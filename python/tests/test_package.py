@@ -183,3 +183,37 @@ def test_a_corpus_reads_as_numpy_and_labels_name_their_rule(corpus, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ca.ReadError, match="manifest.json"):
         ca.Corpus(tmp_path / "empty")
+
+
+def test_the_bundled_model_embeds_windows_one_by_one(corpus):
+    m = ca.Model.load("bundled")
+    c = ca.Corpus(corpus)
+    assert m.window_len == c.window_len and m.fs == c.fs and m.classes is None
+    w = np.asarray(c.windows[:6])
+    e = m.embed(w)
+    assert e.shape[0] == 6 and e.dtype == np.float32 and np.isfinite(e).all()
+    # Each window is z-scored and embedded on its own: batching and scale change nothing.
+    np.testing.assert_allclose(m.embed(w[2:3])[0], e[2], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.embed(3.0 * w.astype(np.float64) + 1.0), e, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="no classes"):
+        m.predict_proba(w)
+    with pytest.raises(ValueError, match="rows of 512 samples"):
+        m.embed(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="2-D numpy array"):
+        m.embed(np.zeros(512))
+    with pytest.raises(OSError, match="config.json"):
+        ca.Model.load(str(corpus))
+
+
+def test_a_fine_tuned_model_gives_probabilities(corpus, tmp_path):
+    exe = os.environ["CARDIAFFECT_BIN"]
+    run = tmp_path / "ft"
+    subprocess.run([exe, "finetune", "--corpus", str(corpus), "--pretrained", "bundled",
+                    "--task", "arousal", "--methods", "pretrained", "--steps", "2",
+                    "--folds", "2", "--out", str(run)], check=True, capture_output=True,
+                   env=dict(os.environ, CARDIAFFECT_CACHE=str(tmp_path / "cache")))
+    m = ca.Model.load(str(run))
+    assert m.classes is not None and len(m.classes) == 2
+    p = m.predict_proba(np.asarray(ca.Corpus(corpus).windows[:10]))
+    assert p.shape == (10, 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-9)
