@@ -527,45 +527,6 @@ impl Corpus {
     }
 }
 
-/// The shipped pre-trained weights (weights/bundled/, see its MODEL_CARD.md).
-const BUNDLED: [(&str, &[u8]); 3] = [
-    (
-        "config.json",
-        include_bytes!("../../weights/bundled/config.json"),
-    ),
-    (
-        "model.safetensors",
-        include_bytes!("../../weights/bundled/model.safetensors"),
-    ),
-    (
-        "preprocess.json",
-        include_bytes!("../../weights/bundled/preprocess.json"),
-    ),
-];
-
-/// The bundled weights unpacked where the `cardiaffect` binary unpacks them (its cache).
-fn bundled_dir() -> std::io::Result<PathBuf> {
-    let cache = std::env::var_os("CARDIAFFECT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir)
-                .join(".cache")
-                .join("cardiaffect")
-        });
-    let root = cache.join(format!("bundled-weights-{}", env!("CARGO_PKG_VERSION")));
-    std::fs::create_dir_all(&root)?;
-    for (name, bytes) in BUNDLED {
-        let p = root.join(name);
-        if std::fs::read(&p).map(|b| b == bytes).unwrap_or(false) {
-            continue;
-        }
-        cardiaffect_io::artifact::write_atomic(&p, bytes).map_err(std::io::Error::other)?;
-    }
-    Ok(root)
-}
-
 /// A model folder: pre-trained (`pretrain`'s output, or "bundled") or fine-tuned (`finetune`'s
 /// `model/`), for CLS embeddings (features for scikit-learn) and, fine-tuned, class
 /// probabilities.
@@ -619,8 +580,7 @@ impl Model {
     #[staticmethod]
     fn load(path: &str) -> PyResult<Model> {
         let dir = if path == "bundled" {
-            bundled_dir()
-                .map_err(|e| PyOSError::new_err(format!("unpacking the bundled weights: {e}")))?
+            cardiaffect_model::bundled::weights_dir().map_err(model_error)?
         } else {
             cardiaffect_model::bundle::resolve(std::path::Path::new(path))
         };

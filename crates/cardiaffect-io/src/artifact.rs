@@ -379,6 +379,38 @@ pub fn write_dir<E: From<WriteError>>(
     written
 }
 
+/// Where files shipped inside cardiaffect are unpacked: `$CARDIAFFECT_CACHE`, else
+/// `~/.cache/cardiaffect`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARDIAFFECT_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("cardiaffect")
+}
+
+/// Unpack shipped `(relative path, bytes)` under `root`, leaving files that already hold the
+/// same bytes (a damaged copy is replaced by content, not size). The cache is shared by every
+/// cardiaffect process, so each writes under a temporary name of its own, then renames.
+pub fn unpack(root: &Path, files: &[(&str, &[u8])]) -> Result<(), WriteError> {
+    for (rel, bytes) in files {
+        let p = root.join(rel);
+        if fs::read(&p).is_ok_and(|b| b == *bytes) {
+            continue;
+        }
+        let dir = p.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| WriteError::new(dir, e))?;
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = p.with_file_name(name);
+        fs::write(&tmp, bytes).map_err(|e| WriteError::new(&tmp, e))?;
+        fs::rename(&tmp, &p).map_err(|e| WriteError::new(&p, e))?;
+    }
+    Ok(())
+}
+
 /// Every message of an error chain, each once, joined by ": " (for places that print an error
 /// without `anyhow`).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {

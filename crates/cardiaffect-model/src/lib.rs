@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod bundle;
+pub mod bundled;
 mod config;
 mod fastmath;
 pub mod kernels;

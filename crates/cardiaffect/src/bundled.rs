@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// (relative path, bytes)
 const FILES: [(&str, &[u8]); 7] = [
@@ -37,41 +37,13 @@ const FILES: [(&str, &[u8]); 7] = [
     ),
 ];
 
-/// Where the bundled files are unpacked: `$CARDIAFFECT_CACHE` or `~/.cache/cardiaffect`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CARDIAFFECT_CACHE") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    home.join(".cache").join("cardiaffect")
-}
+pub use cardiaffect_io::artifact::cache_dir;
 
 /// Unpack the bundled recordings (once; atomically) and return their folder.
 pub fn unpack() -> Result<PathBuf> {
     let root = cache_dir().join(format!("bundled-{}", env!("CARGO_PKG_VERSION")));
-    for (rel, bytes) in FILES {
-        let p = root.join(rel);
-        // The same bytes as shipped, not only the same size: a damaged copy is replaced.
-        if std::fs::read(&p).is_ok_and(|b| b == *bytes) {
-            continue;
-        }
-        let dir = p.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        put(&p, bytes)?;
-    }
+    cardiaffect_io::artifact::unpack(&root, &FILES)?;
     Ok(root)
-}
-
-/// Write a shipped file into the cache atomically. The cache is shared by every cardiaffect
-/// process, so the temporary name is this process's own.
-fn put(p: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = p.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = p.with_file_name(name);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))
 }
 
 /// `bundled:NAME` (e.g. `bundled:biosignalsnotebooks/ecg_7min`) to the unpacked file; any
@@ -125,46 +97,13 @@ pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
     ])
 }
 
-/// The shipped pre-trained weights (see weights/bundled/MODEL_CARD.md).
-const WEIGHTS: [(&str, &[u8]); 5] = [
-    (
-        "config.json",
-        include_bytes!("../../../weights/bundled/config.json"),
-    ),
-    (
-        "model.safetensors",
-        include_bytes!("../../../weights/bundled/model.safetensors"),
-    ),
-    (
-        "preprocess.json",
-        include_bytes!("../../../weights/bundled/preprocess.json"),
-    ),
-    (
-        "summary.json",
-        include_bytes!("../../../weights/bundled/summary.json"),
-    ),
-    (
-        "MODEL_CARD.md",
-        include_bytes!("../../../weights/bundled/MODEL_CARD.md"),
-    ),
-];
-
-/// The shipped pre-trained weights, unpacked into the cache (rewritten when they differ from
-/// the ones in this binary), as a model folder for `finetune --pretrained`.
+/// The shipped pre-trained weights unpacked into the cache, as a model folder for
+/// `finetune --pretrained` ([`cardiaffect_model::bundled`]).
 pub fn weights_dir() -> Result<PathBuf> {
-    let root = cache_dir().join(format!("bundled-weights-{}", env!("CARGO_PKG_VERSION")));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    for (rel, bytes) in WEIGHTS {
-        let p = root.join(rel);
-        if std::fs::read(&p).map(|b| b == bytes).unwrap_or(false) {
-            continue;
-        }
-        put(&p, bytes)?;
-    }
-    Ok(root)
+    Ok(cardiaffect_model::bundled::weights_dir()?)
 }
 
 /// The shipped model's architecture (for training the same model from scratch).
 pub fn weights_config() -> &'static [u8] {
-    WEIGHTS[0].1
+    cardiaffect_model::bundled::weights_config()
 }
