@@ -29,7 +29,7 @@ pub struct PrepareArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     pub verify: Option<PathBuf>,
     /// Target sampling rate in Hz.
-    #[arg(long, default_value_t = 128.0)]
+    #[arg(long, default_value_t = PrepareConfig::default().fs)]
     pub fs: f64,
     /// Window length, e.g. 4s, 2500ms, 1m (default: the shipped pre-trained model's 4 s).
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
@@ -41,7 +41,7 @@ pub struct PrepareArgs {
     #[arg(long, default_value = "0.5,40", value_parser = parse_band)]
     pub band: (f64, f64),
     /// Butterworth order of the band-pass.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = PrepareConfig::default().clean.order)]
     pub order: usize,
     /// Powerline frequency to notch out (50 or 60).
     #[arg(long, value_name = "HZ")]
@@ -352,4 +352,24 @@ pub fn run(a: PrepareArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: PrepareArgs,
+    }
+
+    #[test]
+    fn flags_default_to_the_librarys_config() {
+        // Window, stride and band are written as text ("4s", "0.5,40"); parsed, they must be
+        // the library's defaults.
+        let a = Cli::try_parse_from(["t", "--out", "o"]).unwrap().a;
+        assert_eq!(config_from(&a), PrepareConfig::default());
+    }
 }
