@@ -37,11 +37,29 @@ fn read_error(py: Python<'_>, e: IoError) -> PyErr {
         IoError::Option { path, option, .. } => (Some(path.clone()), Some(option.to_string())),
         _ => (None, None),
     };
-    let err = ReadError::new_err(chain(&e));
+    read_error_at(py, chain(&e), file.as_deref(), field)
+}
+
+/// A `ReadError` with its message, and the file and field it is about where known.
+fn read_error_at(
+    py: Python<'_>,
+    message: String,
+    file: Option<&std::path::Path>,
+    field: Option<String>,
+) -> PyErr {
+    let err = ReadError::new_err(message);
     let value = err.value(py);
     let _ = value.setattr("file", file.map(|p| p.display().to_string()));
     let _ = value.setattr("field", field);
     err
+}
+
+/// Samples as a float64 numpy array (the Rust crates keep f32).
+fn f64_array<'py>(py: Python<'py>, x: &[f32]) -> Bound<'py, PyArray1<f64>> {
+    x.iter()
+        .map(|&v| v as f64)
+        .collect::<Vec<_>>()
+        .into_pyarray(py)
 }
 
 fn value_error(e: impl std::error::Error + 'static) -> PyErr {
@@ -140,11 +158,10 @@ impl Recording {
         let data = py
             .allow_threads(|| c.load())
             .map_err(|e| read_error(py, e))?;
-        let v: Vec<f64> = data.iter().map(|&x| x as f64).collect();
-        Ok((v.into_pyarray(py), c.fs))
+        Ok((f64_array(py, &data), c.fs))
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Recording(dataset={:?}, subject={:?}, trial={:?}, lead={:?}, fs={}, samples={})",
             self.dataset,
@@ -152,7 +169,7 @@ impl Recording {
             self.trial,
             self.lead,
             self.fs,
-            Python::with_gil(|py| self.signal.bind(py).len())
+            self.signal.bind(py).len()
         )
     }
 }
@@ -171,9 +188,8 @@ fn recording(py: Python<'_>, r: cardiaffect_io::Recording) -> PyResult<Recording
         s.set_item("inferred", l.scale.inferred)?;
         scales.set_item(&l.name, s)?;
     }
-    let signal: Vec<f64> = r.samples.iter().map(|&v| v as f64).collect();
     Ok(Recording {
-        signal: signal.into_pyarray(py).unbind(),
+        signal: f64_array(py, &r.samples).unbind(),
         fs: r.fs,
         dataset: r.dataset,
         source: r.source.display().to_string(),
@@ -305,10 +321,7 @@ fn ecg_clean<'py>(
     let y = py
         .allow_threads(|| cardiaffect_signal::ecg_clean(&x, fs, &cfg))
         .map_err(value_error)?;
-    Ok(y.into_iter()
-        .map(|v| v as f64)
-        .collect::<Vec<_>>()
-        .into_pyarray(py))
+    Ok(f64_array(py, &y))
 }
 
 /// R-peak sample indices by NeuroKit2's default method (`ecg_peaks(method="neurokit")`), on a
@@ -373,10 +386,7 @@ fn resample<'py>(
     let y = py
         .allow_threads(|| cardiaffect_signal::resample(&x, from, to))
         .map_err(value_error)?;
-    Ok(y.into_iter()
-        .map(|v| v as f64)
-        .collect::<Vec<_>>()
-        .into_pyarray(py))
+    Ok(f64_array(py, &y))
 }
 
 /// A corpus folder written by `prepare` (`cardiaffect prepare` or its library call), opened and
@@ -391,11 +401,7 @@ fn corpus_error(
     dir: &std::path::Path,
     e: cardiaffect_corpus::CorpusError,
 ) -> PyErr {
-    let err = ReadError::new_err(chain(&e));
-    let value = err.value(py);
-    let _ = value.setattr("file", dir.display().to_string());
-    let _ = value.setattr("field", None::<String>);
-    err
+    read_error_at(py, chain(&e), Some(dir), None)
 }
 
 #[pymethods]
@@ -541,6 +547,24 @@ pub struct Model {
 }
 
 impl Model {
+    /// `f` on batches of the windows, its `width` values per window stacked into `[n, width]`.
+    fn per_window(
+        &self,
+        windows: &Bound<'_, PyAny>,
+        width: usize,
+        f: impl Fn(burn::prelude::Tensor<2>) -> Vec<Vec<f64>>,
+    ) -> PyResult<numpy::ndarray::Array2<f64>> {
+        let (x, n) = self.rows(windows)?;
+        let l = self.config.window_len;
+        let mut out: Vec<f64> = Vec::with_capacity(n * width);
+        for chunk in x.chunks(64 * l) {
+            let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
+            out.extend(f(t).into_iter().flatten());
+        }
+        numpy::ndarray::Array2::from_shape_vec((n, width), out)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
     /// `[n, window_len]` windows from a 2-D numpy array, as f32 rows z-scored one by one.
     fn rows(&self, windows: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, usize)> {
         let l = self.config.window_len;
@@ -587,11 +611,7 @@ impl Model {
         let device = burn::prelude::Device::flex();
         let (config, model) = cardiaffect_model::load_model(&dir, &device).map_err(model_error)?;
         let preprocess = cardiaffect_model::bundle::read_preprocess(&dir).map_err(model_error)?;
-        let labels_path = dir.join(cardiaffect_model::bundle::LABELS_FILE);
-        let labels = match std::fs::read(&labels_path) {
-            Ok(b) => Some(serde_json_labels(&labels_path, &b)?),
-            Err(_) => None,
-        };
+        let labels = cardiaffect_model::bundle::read_labels(&dir).map_err(model_error)?;
         Ok(Model {
             dir,
             config,
@@ -632,18 +652,10 @@ impl Model {
         py: Python<'py>,
         windows: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
-        let (x, n) = self.rows(windows)?;
-        let l = self.config.window_len;
-        let mut out: Vec<f32> = Vec::with_capacity(n * self.config.d_model);
-        for chunk in x.chunks(64 * l) {
-            let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
-            for row in self.model.cls_embeddings(t) {
-                out.extend(row.into_iter().map(|v| v as f32));
-            }
-        }
-        let a = numpy::ndarray::Array2::from_shape_vec((n, self.config.d_model), out)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(a.into_pyarray(py))
+        let a = self.per_window(windows, self.config.d_model, |t| {
+            self.model.cls_embeddings(t)
+        })?;
+        Ok(a.mapv(|v| v as f32).into_pyarray(py))
     }
 
     /// Class probabilities `[n, classes]` (float64, softmax of the logits, before any
@@ -659,18 +671,13 @@ impl Model {
                 self.dir.display()
             )));
         };
-        let (x, n) = self.rows(windows)?;
-        let l = self.config.window_len;
-        let k = labels.classes.len();
-        let mut out: Vec<f64> = Vec::with_capacity(n * k);
-        for chunk in x.chunks(64 * l) {
-            let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
-            for row in self.model.class_logits(t) {
-                out.extend(cardiaffect_model::bundle::decision::softmax(&row));
-            }
-        }
-        let a = numpy::ndarray::Array2::from_shape_vec((n, k), out)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let a = self.per_window(windows, labels.classes.len(), |t| {
+            self.model
+                .class_logits(t)
+                .iter()
+                .map(|row| cardiaffect_model::bundle::decision::softmax(row))
+                .collect()
+        })?;
         Ok(a.into_pyarray(py))
     }
 
@@ -686,15 +693,6 @@ impl Model {
             }
         )
     }
-}
-
-fn serde_json_labels(
-    path: &std::path::Path,
-    b: &[u8],
-) -> PyResult<cardiaffect_model::bundle::Labels> {
-    serde_json::from_slice(b).map_err(|e| {
-        PyOSError::new_err(format!("{}: not a valid labels.json: {e}", path.display()))
-    })
 }
 
 /// One fold's window indices: (train, test).

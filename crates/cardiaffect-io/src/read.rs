@@ -111,7 +111,7 @@ pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResul
         f => (f, None),
     };
     let mut out = ReadOutput::default();
-    (datasets::layout(format).read)(path, opts, &mut out)?;
+    (resolved(format).read)(path, opts, &mut out)?;
     match (&opts.events, format) {
         (_, Format::Bids) => {}
         (Some(source), _) => {
@@ -311,7 +311,7 @@ pub fn read_units(path: &Path, format: Format) -> Result<(Format, Vec<PathBuf>)>
     if path.is_file() {
         return Ok((format, vec![path.to_path_buf()]));
     }
-    let mut units = (datasets::layout(format).units)(path)?;
+    let mut units = (resolved(format).units)(path)?;
     units.sort_by_key(|p| natural_key(&p.to_string_lossy()));
     if units.is_empty() {
         return Err(IoError::Empty {
@@ -326,5 +326,14 @@ pub fn read_units(path: &Path, format: Format) -> Result<(Format, Vec<PathBuf>)>
 /// record's signal files, WESAD's quest file, ASCERTAIN's self-reports). A cache keyed on their
 /// contents is invalidated by any change that would change what is read.
 pub fn unit_files(unit: &Path, format: Format) -> Result<Vec<PathBuf>> {
-    (datasets::layout(format).files)(unit)
+    match datasets::layout(format) {
+        Some(l) => (l.files)(unit),
+        // Not detected yet: the unit alone, as its reader will see it.
+        None => Ok(vec![unit.to_path_buf()]),
+    }
+}
+
+/// The layout of a format that detection has resolved (it never resolves to `auto`).
+fn resolved(format: Format) -> &'static datasets::Layout {
+    datasets::layout(format).expect("detection resolves auto to a format with a layout")
 }

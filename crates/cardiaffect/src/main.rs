@@ -151,15 +151,11 @@ pub fn flags(e: cardiaffect_train::TrainError) -> anyhow::Error {
             value,
             expected,
         } => {
+            // Config fields are the flags' names with `_` for `-`; masking's sit in a struct.
             let flag = match field {
-                "masking.ratio" => "mask-ratio",
-                "masking.span" => "mask-span",
-                f => {
-                    return anyhow::anyhow!(
-                        "--{} {value}: expected {expected}",
-                        f.replace('_', "-")
-                    )
-                }
+                "masking.ratio" => "mask-ratio".to_string(),
+                "masking.span" => "mask-span".to_string(),
+                f => f.replace('_', "-"),
             };
             anyhow::anyhow!("--{flag} {value}: expected {expected}")
         }

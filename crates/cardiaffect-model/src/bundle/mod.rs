@@ -209,6 +209,16 @@ pub fn read_preprocess(dir: &Path) -> Result<Option<Preprocess>, ModelError> {
         })
 }
 
+/// `dir/labels.json`, if the folder has one (a pre-trained model has none); a file that is
+/// there but does not parse is an error naming it.
+pub fn read_labels(dir: &Path) -> Result<Option<Labels>, ModelError> {
+    let p = dir.join(LABELS_FILE);
+    match std::fs::metadata(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => read_json(dir, LABELS_FILE, "the classes the model predicts").map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +230,15 @@ mod tests {
         let p = read_preprocess(&dir).unwrap().unwrap();
         assert_eq!(p.window_len, 512);
         assert_eq!(serde_json::to_string_pretty(&p).unwrap(), text.trim_end());
+    }
+
+    #[test]
+    fn labels_are_optional_but_a_damaged_file_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read_labels(d.path()).unwrap().is_none());
+        std::fs::write(d.path().join(LABELS_FILE), b"{\"task\": ").unwrap();
+        let e = read_labels(d.path()).unwrap_err().to_string();
+        assert!(e.contains(LABELS_FILE), "{e}");
     }
 
     #[test]
