@@ -24,7 +24,23 @@ create_exception!(
 
 /// Every message of an error chain, each once.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    cardiaffect_io::artifact::chain(e)
+    keywords(&cardiaffect_io::artifact::chain(e))
+}
+
+/// A message with the settings the libraries name (`‹field›`) spelt as this package's keyword
+/// arguments: mostly the field's own name.
+fn keywords(message: &str) -> String {
+    cardiaffect_io::setting::spell(message, |field| {
+        match field {
+            "window_s" => "window",
+            "stride_s" => "stride",
+            "no_verify" => "verify=False",
+            "method" => "methods",
+            "clean" | "clean.high_hz" | "clean.low_hz" => "lowcut/highcut",
+            f => f,
+        }
+        .to_string()
+    })
 }
 
 fn read_error(py: Python<'_>, e: IoError) -> PyErr {

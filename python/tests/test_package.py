@@ -66,6 +66,11 @@ def test_bad_input_is_an_exception_that_says_what_was_expected(tmp_path):
     bad.write_bytes(b"0       " + b"x" * 50)
     with pytest.raises(ca.ReadError, match="bad.edf"):
         ca.read(bad, format="edf")
+    # Settings are named as this package's keywords, not as the command line's flags.
+    with pytest.raises(ca.ReadError) as e:
+        ca.read(FIX / "npy" / "ecg_f32.npy")
+    assert e.value.field == "fs" and "pass fs HZ" in str(e.value), str(e.value)
+    assert "--" not in str(e.value) and "\u2039" not in str(e.value)
     with pytest.raises(ValueError, match="unknown format"):
         ca.read(FIX / "npy" / "ecg_f32.npy", format="matlab")
     with pytest.raises(ValueError, match="fs"):

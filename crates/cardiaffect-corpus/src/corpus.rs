@@ -110,7 +110,7 @@ fn verify_checksum(
         return Err(CorpusError::Corrupt {
             path: path.to_path_buf(),
             reason: format!(
-                "its checksum is {found}, {} says {expected}: the file changed after `cardiaffect prepare` wrote it; run prepare again (or pass --no-verify to use it as it is)",
+                "its checksum is {found}, {} says {expected}: the file changed after `cardiaffect prepare` wrote it; run prepare again (or pass ‹no_verify› to use it as it is)",
                 mpath.display()
             ),
         });

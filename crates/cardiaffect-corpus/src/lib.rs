@@ -56,13 +56,13 @@ pub enum CorpusError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{recording}: sampling rate {fs} Hz is below twice the band's upper edge ({needed} Hz): lower --band or use another source")]
+    #[error("{recording}: sampling rate {fs} Hz is below twice the band's upper edge ({needed} Hz): lower ‹clean.high_hz› or use another source")]
     RateTooLow {
         recording: String,
         fs: f64,
         needed: f64,
     },
-    #[error("option {field}: expected {expected}, found {found}")]
+    #[error("option ‹{field}›: expected {expected}, found {found}")]
     Config {
         field: &'static str,
         expected: String,

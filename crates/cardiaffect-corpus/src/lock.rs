@@ -14,7 +14,7 @@ pub const LOCK_FILE: &str = ".cardiaffect.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("{dir} is being written by another cardiaffect ({holder}); wait for it to finish, or give another --out")]
+    #[error("{dir} is being written by another cardiaffect ({holder}); wait for it to finish, or give another ‹out›")]
     Held { dir: PathBuf, holder: String },
     #[error("{path}: cannot take the folder's lock")]
     Io {

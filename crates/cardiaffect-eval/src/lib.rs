@@ -27,7 +27,7 @@ pub enum EvalError {
         task: String,
         reason: String,
     },
-    #[error("{protocol}: {groups} {what} for {folds} folds: every fold needs at least one {what_one} in its test set (use fewer --folds)")]
+    #[error("{protocol}: {groups} {what} for {folds} folds: every fold needs at least one {what_one} in its test set (use fewer ‹folds›)")]
     TooFewGroups {
         protocol: String,
         groups: usize,
@@ -35,7 +35,7 @@ pub enum EvalError {
         what: &'static str,
         what_one: &'static str,
     },
-    #[error("option {field}: expected {expected}, found {found}")]
+    #[error("option ‹{field}›: expected {expected}, found {found}")]
     Config {
         field: &'static str,
         expected: String,

@@ -19,6 +19,6 @@ pub enum InferError {
     Corpus(#[from] cardiaffect_corpus::CorpusError),
     #[error("{0}")]
     Mismatch(String),
-    #[error("--calibrate-from {value}: {message}")]
+    #[error("‹calibrate_from› {value}: {message}")]
     Calibration { value: String, message: String },
 }

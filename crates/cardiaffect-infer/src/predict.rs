@@ -292,7 +292,7 @@ pub fn predict_recording_calibrated(
                     return Err(InferError::Calibration {
                         value: "(not given)".into(),
                         message: format!(
-                            "model {} was calibrated on each person's rest segment: give --calibrate-from START-END, a resting segment of this recording in seconds",
+                            "model {} was calibrated on each person's rest segment: give ‹calibrate_from› START-END, a resting segment of this recording in seconds",
                             m.dir.display()
                         ),
                     });

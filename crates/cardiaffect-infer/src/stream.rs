@@ -110,7 +110,7 @@ impl StreamState {
     pub fn new(pre: &Preprocess, fs_in: f64, hop_s: f64) -> Result<StreamState, InferError> {
         if !(fs_in.is_finite() && fs_in >= 2.0 * pre.band_hz[1]) {
             return Err(InferError::Mismatch(format!(
-                "--fs {fs_in}: the model's band reaches {} Hz, so the input needs at least {} Hz",
+                "‹fs› {fs_in}: the model's band reaches {} Hz, so the input needs at least {} Hz",
                 pre.band_hz[1],
                 2.0 * pre.band_hz[1]
             )));

@@ -92,7 +92,8 @@ pub enum IoError {
     #[error("{path}: no recording found: {reason}")]
     Empty { path: PathBuf, reason: String },
 
-    #[error("{path}: option `{option}`: {message}")]
+    /// A read option ([`ReadOptions`](crate::ReadOptions) field `option`) this source cannot use.
+    #[error("{path}: option ‹{option}›: {message}")]
     Option {
         path: PathBuf,
         option: &'static str,

@@ -23,6 +23,7 @@ pub mod formats;
 mod paths;
 pub mod read;
 pub mod recording;
+pub mod setting;
 
 pub use error::{IoError, ParseError, Result};
 pub use events::EventSource;

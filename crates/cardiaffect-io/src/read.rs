@@ -120,8 +120,8 @@ pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResul
         (None, _) if opts.baseline_s.is_some() => {
             return Err(IoError::Option {
                 path: path.to_path_buf(),
-                option: "--baseline",
-                message: format!("a baseline is cut before events: {format} has none of its own; give --events FILE or --events annotations"),
+                option: "baseline_s",
+                message: format!("a baseline is cut before events: {format} has none of its own; give ‹events› FILE or ‹events› annotations"),
             })
         }
         (None, _) => {}
@@ -202,7 +202,7 @@ pub fn detect(path: &Path) -> Result<(Format, String)> {
     }
     Err(IoError::UnknownFormat {
         path: path.to_path_buf(),
-        reason: "no known extension or magic bytes (MAT, pickle, WFDB .hea, EDF, NPY, CSV); pass --format".into(),
+        reason: "no known extension or magic bytes (MAT, pickle, WFDB .hea, EDF, NPY, CSV); pass ‹format›".into(),
     })
 }
 
@@ -295,7 +295,7 @@ fn detect_dir(dir: &Path) -> Result<(Format, String)> {
     }
     Err(IoError::UnknownFormat {
         path: dir.to_path_buf(),
-        reason: "a folder with no file of a known layout; pass --format".into(),
+        reason: "a folder with no file of a known layout; pass ‹format›".into(),
     })
 }
 

@@ -238,5 +238,8 @@ fn a_baseline_without_events_is_refused() {
         ..Default::default()
     };
     let e = read(&fixtures().join("edf/ecg_plain.edf"), Format::Edf, &opts).unwrap_err();
-    assert_mentions(&e.to_string(), &["ecg_plain.edf", "--baseline", "--events"]);
+    assert_mentions(
+        &e.to_string(),
+        &["ecg_plain.edf", "‹baseline_s›", "‹events›"],
+    );
 }

@@ -56,13 +56,13 @@ pub struct Curve {
 pub fn check_fractions(fractions: &[f64]) -> Result<Vec<f64>, TrainError> {
     if fractions.is_empty() {
         return Err(TrainError::Data(
-            "--fractions: expected at least one fraction in (0, 1]".into(),
+            "‹fractions›: expected at least one fraction in (0, 1]".into(),
         ));
     }
     for &f in fractions {
         if !(f > 0.0 && f <= 1.0) {
             return Err(TrainError::Data(format!(
-                "--fractions {f}: expected fractions in (0, 1] of each training fold's labeled trials"
+                "‹fractions› {f}: expected fractions in (0, 1] of each training fold's labeled trials"
             )));
         }
     }
@@ -111,7 +111,7 @@ pub fn curve(
         }
         last = Some(r);
     }
-    let r = last.ok_or_else(|| TrainError::Data("--fractions: nothing to run".into()))?;
+    let r = last.ok_or_else(|| TrainError::Data("‹fractions›: nothing to run".into()))?;
     let c = Curve {
         corpus: r.corpus.clone(),
         task: r.task.clone(),
@@ -202,7 +202,7 @@ mod tests {
     fn fractions_outside_the_unit_interval_are_refused() {
         for bad in [[0.0].as_slice(), &[1.5], &[-0.1], &[f64::NAN], &[]] {
             let e = check_fractions(bad).unwrap_err().to_string();
-            assert!(e.contains("--fractions"), "{e}");
+            assert!(e.contains("‹fractions›"), "{e}");
         }
         assert_eq!(check_fractions(&[1.0, 0.1, 0.1]).unwrap(), vec![0.1, 1.0]);
     }

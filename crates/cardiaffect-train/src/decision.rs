@@ -58,7 +58,7 @@ pub fn apply_stats(
             .copied()
             .collect();
         TrainError::Data(format!(
-            "--calibration {calibration}: no reference window for {} (baseline calibration needs each person's rest/baseline windows in the corpus)",
+            "‹calibration› {calibration}: no reference window for {} (baseline calibration needs each person's rest/baseline windows in the corpus)",
             missing.into_iter().collect::<Vec<_>>().join(", ")
         ))
     })

@@ -47,7 +47,7 @@ pub enum TrainError {
     #[error("{0}")]
     Data(String),
     /// A config field outside its range (the CLI names the flag that set it).
-    #[error("{field} {value}: expected {expected}")]
+    #[error("‹{field}› {value}: expected {expected}")]
     Invalid {
         field: &'static str,
         value: String,
@@ -60,7 +60,7 @@ pub enum TrainError {
         last_checkpoint: usize,
         run: PathBuf,
     },
-    #[error("--resume {run}: it was made with another configuration: {differences}")]
+    #[error("‹resume› {run}: it was made with another configuration: {differences}")]
     ResumeMismatch { run: PathBuf, differences: String },
 }
 

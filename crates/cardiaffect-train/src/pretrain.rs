@@ -173,7 +173,7 @@ struct Data {
 fn load_data(cfg: &PretrainConfig) -> Result<Data, TrainError> {
     if cfg.corpora.is_empty() {
         return Err(TrainError::Data(
-            "no corpus: give at least one --corpus DIR".into(),
+            "no corpus: give at least one in ‹corpora›".into(),
         ));
     }
     let mut data = Data {

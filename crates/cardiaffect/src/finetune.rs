@@ -170,7 +170,7 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     cfg.calibration = a.calibration.parse()?;
     cfg.fusion = a.fusion.parse()?;
     cfg.seed = a.seed;
-    cfg.validate().map_err(crate::flags)?;
+    cfg.validate()?;
     Ok(cfg)
 }
 

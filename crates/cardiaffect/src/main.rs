@@ -135,38 +135,119 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", flags(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
-/// A line above a progress bar; when the bar is hidden (output not a terminal), plain stdout, so
-/// that logs and pipes keep it.
-/// A library error, with a config field named by the flag that sets it.
-pub fn flags(e: cardiaffect_train::TrainError) -> anyhow::Error {
-    match e {
-        cardiaffect_train::TrainError::Invalid {
-            field,
-            value,
-            expected,
-        } => {
-            // Config fields are the flags' names with `_` for `-`; masking's sit in a struct.
-            let flag = match field {
-                "masking.ratio" => "mask-ratio".to_string(),
-                "masking.span" => "mask-span".to_string(),
-                f => f.replace('_', "-"),
-            };
-            anyhow::anyhow!("--{flag} {value}: expected {expected}")
-        }
-        e => e.into(),
-    }
+/// A message with the settings the libraries name (`‹field›`, see [`cardiaffect_io::setting`])
+/// spelt as the flags that set them.
+pub fn flags(message: &str) -> String {
+    cardiaffect_io::setting::spell(message, |field| flag(field).to_string())
 }
 
+/// The flag that sets a library field: its name with `-` for `_`, except where the flag's name
+/// is shorter or a struct holds the field.
+fn flag(field: &str) -> String {
+    let name = match field {
+        "baseline_s" => "baseline",
+        "window_s" => "window",
+        "stride_s" => "stride",
+        "corpora" => "corpus",
+        "method" => "methods",
+        "clean" | "clean.high_hz" | "clean.low_hz" => "band",
+        "masking.ratio" => "mask-ratio",
+        "masking.span" => "mask-span",
+        "synth" => return "--subjects/--trials/--trial-seconds".into(),
+        f => return format!("--{}", f.replace('_', "-")),
+    };
+    format!("--{name}")
+}
+
+/// A line above a progress bar; when the bar is hidden (output not a terminal), plain stdout, so
+/// that logs and pipes keep it.
 pub fn say(bar: &indicatif::ProgressBar, line: String) {
     if bar.is_hidden() {
         println!("{line}");
     } else {
         bar.println(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every long flag of every subcommand.
+    fn all_flags(c: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for a in c.get_arguments() {
+            if let Some(l) = a.get_long() {
+                out.insert(format!("--{l}"));
+            }
+        }
+        for s in c.get_subcommands() {
+            all_flags(s, out);
+        }
+    }
+
+    fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_a_library_names_is_spelt_as_a_flag_that_exists() {
+        let mut flags_known = std::collections::BTreeSet::new();
+        all_flags(&Cli::command(), &mut flags_known);
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&crates).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with("cardiaffect-") {
+                rust_files(&e.path().join("src"), &mut files);
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        // setting.rs itself names made-up fields in its tests.
+        for f in files
+            .iter()
+            .filter(|f| !f.ends_with("cardiaffect-io/src/setting.rs"))
+        {
+            let text = std::fs::read_to_string(f).unwrap();
+            for n in cardiaffect_io::setting::named(&text) {
+                // `{field}` is a variant's placeholder, filled with a field at run time.
+                if !n.starts_with('{')
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || "_.".contains(c))
+                {
+                    names.insert(n);
+                }
+            }
+        }
+        assert!(names.len() > 15, "found only {names:?}");
+        for n in &names {
+            for f in flag(n).split('/') {
+                assert!(
+                    flags_known.contains(f),
+                    "‹{n}› is spelt {f}, which no subcommand has"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn messages_name_flags() {
+        assert_eq!(
+            flags("x.edf: option ‹baseline_s›: give ‹events› FILE; ‹masking.ratio› 2"),
+            "x.edf: option --baseline: give --events FILE; --mask-ratio 2"
+        );
     }
 }

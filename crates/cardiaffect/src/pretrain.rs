@@ -182,7 +182,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
                     span: a.mask_span,
                 },
             };
-            cfg.masking.validate().map_err(crate::flags)?;
+            cfg.masking.validate()?;
             cfg.hide_input = !a.show_masked_input;
             cfg.steps = match (a.steps, a.epochs) {
                 (Some(s), _) => s,

@@ -266,7 +266,7 @@ fn choose_ecg(
             .position(|n| n.eq_ignore_ascii_case(l.trim()))
             .ok_or_else(|| IoError::Option {
                 path: path.to_path_buf(),
-                option: "--lead",
+                option: "lead",
                 message: format!("no channel {l:?}: the recording has {names:?}"),
             });
     }
@@ -283,7 +283,7 @@ fn choose_ecg(
     typed.or_else(named).ok_or_else(|| IoError::Layout {
         path: path.to_path_buf(),
         field: "ECG channel".into(),
-        expected: "a channel typed ECG or EKG in *_channels.tsv, or named so (or give --lead NAME)"
+        expected: "a channel typed ECG or EKG in *_channels.tsv, or named so (or give ‹lead› NAME)"
             .into(),
         found: if types.is_empty() {
             format!("channels {names:?} and no channels.tsv")
@@ -500,9 +500,9 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
     if opts.events.is_some() {
         return Err(IoError::Option {
             path: path.to_path_buf(),
-            option: "--events",
+            option: "events",
             message:
-                "a BIDS dataset's events are its *_events.tsv files; --events is for other formats"
+                "a BIDS dataset's events are its *_events.tsv files; ‹events› is for other formats"
                     .into(),
         });
     }

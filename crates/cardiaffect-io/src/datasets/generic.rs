@@ -36,7 +36,7 @@ fn choose_signal(path: &Path, names: &[&str], lead: &str) -> Result<usize> {
     };
     by_name.or_else(by_index).ok_or_else(|| IoError::Option {
         path: path.to_path_buf(),
-        option: "--lead",
+        option: "lead",
         message: format!(
             "no signal {lead:?}: the file has {} (or use 1-{})",
             names
@@ -183,13 +183,13 @@ fn require_fs(path: &Path, opts: &ReadOptions, what: &str) -> Result<f64> {
         Some(f) if f > 0.0 && f.is_finite() => Ok(f),
         Some(f) => Err(IoError::Option {
             path: path.to_path_buf(),
-            option: "--fs",
+            option: "fs",
             message: format!("{f} is not a positive sampling rate"),
         }),
         None => Err(IoError::Option {
             path: path.to_path_buf(),
-            option: "--fs",
-            message: format!("{what} files do not store a sampling rate: pass --fs HZ"),
+            option: "fs",
+            message: format!("{what} files do not store a sampling rate: pass ‹fs› HZ"),
         }),
     }
 }

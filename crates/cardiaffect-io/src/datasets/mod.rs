@@ -207,7 +207,7 @@ pub(crate) fn choose_lead(
         })
         .ok_or_else(|| IoError::Option {
             path: path.to_path_buf(),
-            option: "--lead",
+            option: "lead",
             message: format!(
                 "{want:?} is not a lead of this dataset: expected one of {} (or 1-{})",
                 choices

@@ -57,7 +57,7 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
         if !matches!(l.to_ascii_lowercase().as_str(), "ecg" | "chest ecg" | "1") {
             return Err(IoError::Option {
                 path: path.to_path_buf(),
-                option: "--lead",
+                option: "lead",
                 message: format!("{l:?}: WESAD has one ECG lead, \"chest ECG\""),
             });
         }

@@ -86,7 +86,7 @@ impl ModelBundle {
             return Err(missing("no config.json: a model folder needs the config its weights were made with (a `finetune` run folder, or its model/ or models/foldK/)"));
         }
         if !dir.join(LABELS_FILE).exists() {
-            return Err(missing("no labels.json: this model's classification head was never trained (a pre-training run?): fine-tune it first with `cardiaffect finetune --pretrained`"));
+            return Err(missing("no labels.json: this model's classification head was never trained (a pre-training run?): fine-tune it first (`cardiaffect finetune ‹pretrained› RUN`)"));
         }
         artifact::read_consistent(&dir, || Self::load_once(&dir, device))
     }
@@ -153,7 +153,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
 
 /// A name outside a closed set of choices (a task, a calibration).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("option {field}: expected {expected}, found {found}")]
+#[error("option ‹{field}›: expected {expected}, found {found}")]
 pub struct InvalidChoice {
     pub field: &'static str,
     pub expected: String,

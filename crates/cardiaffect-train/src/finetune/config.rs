@@ -148,7 +148,7 @@ impl std::str::FromStr for Fusion {
             "late" => Ok(Fusion::Late),
             "early" => Ok(Fusion::Early),
             _ => Err(TrainError::Data(format!(
-                "--fusion {s}: expected auto, early or late"
+                "‹fusion› {s}: expected auto, early or late"
             ))),
         }
     }
@@ -169,9 +169,9 @@ impl FinetuneConfig {
             let before = &methods[..fi];
             if !before.contains(&Method::Hrv) || !before.iter().any(|m| m.is_model()) {
                 return Err(TrainError::Data(format!(
-                    "method `fusion` combines `hrv` with a model method (pretrained or scratch): list both before it in --methods{}",
+                    "method `fusion` combines `hrv` with a model method (pretrained or scratch): list both before it in ‹methods›{}",
                     if self.pretrained.is_none() && self.methods.contains(&Method::Pretrained) {
-                        " (`pretrained` does not run with --pretrained none: add scratch)"
+                        " (`pretrained` does not run with ‹pretrained› none: add scratch)"
                     } else {
                         ""
                     }
@@ -187,13 +187,13 @@ pub(super) fn check_calibration(cfg: &FinetuneConfig, corpus: &Corpus) -> Result
     if cfg.calibration == Calibration::Baseline {
         if matches!(cfg.task, Task::Condition | Task::Stress) {
             return Err(TrainError::Data(format!(
-                "--calibration baseline with --task {}: the baseline condition is one of the task's classes, so calibrating on it would read the labels; use subject or none",
+                "‹calibration› baseline with ‹task› {}: the baseline condition is one of the task's classes, so calibrating on it would read the labels; use subject or none",
                 cfg.task
             )));
         }
         if !corpus.rows.iter().any(is_rest) {
             return Err(TrainError::Data(format!(
-                "--calibration baseline: corpus {} has no rest/baseline window (DREAMER's baseline segments or WESAD's baseline condition); use subject or none",
+                "‹calibration› baseline: corpus {} has no rest/baseline window (DREAMER's baseline segments or WESAD's baseline condition); use subject or none",
                 cfg.corpus.display()
             )));
         }

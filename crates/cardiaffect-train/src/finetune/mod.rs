@@ -247,13 +247,13 @@ fn finetune_locked(
                         (p, None, None, None)
                     } else if method == Method::Fusion {
                         let (m, h) = fusion_of.as_ref().ok_or_else(|| {
-                            TrainError::Data("method `fusion` needs `hrv` and a model method (pretrained or scratch) in --methods".into())
+                            TrainError::Data("method `fusion` needs `hrv` and a model method (pretrained or scratch) in ‹methods›".into())
                         })?;
                         let (lm, lh) = match (raw_of.get(m), raw_of.get(h)) {
                             (Some(a), Some(b)) => (a, b),
                             _ => {
                                 return Err(TrainError::Data(format!(
-                                    "method `fusion` must come after `{m}` and `{h}` in --methods"
+                                    "method `fusion` must come after `{m}` and `{h}` in ‹methods›"
                                 )))
                             }
                         };
