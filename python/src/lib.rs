@@ -24,19 +24,22 @@ create_exception!(
 
 /// Every message of an error chain, each once.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    keywords(&cardiaffect_io::artifact::chain(e))
+    keywords(&cardiaffect_io::artifact::chain(e), false)
 }
 
 /// A message with the settings the libraries name (`‹field›`) spelt as this package's keyword
-/// arguments: mostly the field's own name.
-fn keywords(message: &str) -> String {
+/// arguments: mostly the field's own name. `fs` is the read option (the input's rate), which
+/// `prepare` calls `input_fs` beside its own `fs`.
+fn keywords(message: &str, in_prepare: bool) -> String {
     cardiaffect_io::setting::spell(message, |field| {
         match field {
-            "window_s" => "window",
-            "stride_s" => "stride",
+            "fs" if in_prepare => "input_fs",
+            "prepare.fs" => "fs",
+            "prepare.window_s" => "window",
+            "prepare.stride_s" => "stride",
+            "prepare.clean" => "band",
             "no_verify" => "verify=False",
             "method" => "methods",
-            "clean" | "clean.high_hz" | "clean.low_hz" => "lowcut/highcut",
             f => f,
         }
         .to_string()
@@ -68,6 +71,14 @@ fn read_error_at(
     let _ = value.setattr("file", file.map(|p| p.display().to_string()));
     let _ = value.setattr("field", field);
     err
+}
+
+/// Columns as a pandas DataFrame when pandas is installed, else the dict itself.
+fn table<'py>(py: Python<'py>, columns: Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
+    match py.import("pandas") {
+        Ok(pd) => pd.call_method1("DataFrame", (columns,)),
+        Err(_) => Ok(columns.into_any()),
+    }
 }
 
 /// Samples as a float64 numpy array (the Rust crates keep f32).
@@ -190,6 +201,30 @@ impl Recording {
     }
 }
 
+/// Keeps a mapped file alive under the numpy arrays that view it.
+#[pyclass(module = "cardiaffect", frozen)]
+struct MappedFile {
+    _values: cardiaffect_io::mapped::F64s,
+}
+
+/// The lead as float64: a view of the mapped file where the reader left it in place (nothing
+/// copied; the mapping is private, so writing to the array never reaches the file), else
+/// converted from the f32 samples.
+fn signal_array<'py>(
+    py: Python<'py>,
+    r: &cardiaffect_io::Recording,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    match &r.stored {
+        Some(v) => {
+            let owner = Bound::new(py, MappedFile { _values: v.clone() })?;
+            let view = numpy::ndarray::ArrayView1::from(v.as_slice());
+            // SAFETY: the memory is the mapping `owner` holds, alive as long as the array.
+            Ok(unsafe { PyArray1::borrow_from_array(&view, owner.into_any()) })
+        }
+        None => Ok(f64_array(py, &r.samples)),
+    }
+}
+
 fn recording(py: Python<'_>, r: cardiaffect_io::Recording) -> PyResult<Recording> {
     let labels = PyDict::new(py);
     let scales = PyDict::new(py);
@@ -205,7 +240,7 @@ fn recording(py: Python<'_>, r: cardiaffect_io::Recording) -> PyResult<Recording
         scales.set_item(&l.name, s)?;
     }
     Ok(Recording {
-        signal: f64_array(py, &r.samples).unbind(),
+        signal: signal_array(py, &r)?.unbind(),
         fs: r.fs,
         dataset: r.dataset,
         source: r.source.display().to_string(),
@@ -282,6 +317,7 @@ fn read(
     let opts = ReadOptions {
         fs,
         lead,
+        zero_copy: true,
         ..ReadOptions::default()
     };
     let out = py
@@ -497,10 +533,7 @@ impl Corpus {
                 floats(&|r| r.labels.get(k).copied().unwrap_or(f64::NAN)).into_pyarray(py),
             )?;
         }
-        match py.import("pandas") {
-            Ok(pd) => pd.call_method1("DataFrame", (d,)),
-            Err(_) => Ok(d.into_any()),
-        }
+        table(py, d)
     }
 
     /// Class labels of every window for `task` (arousal, valence, quadrant, condition, stress, or
@@ -559,6 +592,8 @@ pub struct Model {
     model: cardiaffect_model::Model,
     labels: Option<cardiaffect_model::bundle::Labels>,
     preprocess: Option<cardiaffect_model::Preprocess>,
+    /// A fine-tuned model's bundle with its decision (calibration, operating point).
+    predictor: Option<cardiaffect_infer::Predictor>,
     device: burn::prelude::Device,
 }
 
@@ -628,12 +663,20 @@ impl Model {
         let (config, model) = cardiaffect_model::load_model(&dir, &device).map_err(model_error)?;
         let preprocess = cardiaffect_model::bundle::read_preprocess(&dir).map_err(model_error)?;
         let labels = cardiaffect_model::bundle::read_labels(&dir).map_err(model_error)?;
+        let predictor = match labels {
+            Some(_) => Some(
+                cardiaffect_infer::Predictor::load(&dir, &device)
+                    .map_err(|e| PyOSError::new_err(chain(&e)))?,
+            ),
+            None => None,
+        };
         Ok(Model {
             dir,
             config,
             model,
             labels,
             preprocess,
+            predictor,
             device,
         })
     }
@@ -697,6 +740,116 @@ impl Model {
         Ok(a.into_pyarray(py))
     }
 
+    /// The model's config (`config.json`) as a dict: `reference/model.py`'s `Model(config)`.
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(&self.config)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// The weights in PyTorch's layout (Linear `[out, in]`, LayerNorm `weight`/`bias`), the
+    /// names `cardiaffect export` writes, as numpy float32 arrays; no torch needed.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let bytes = cardiaffect_model::safetensors_bytes(&self.model, true)
+            .map_err(PyValueError::new_err)?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let d = PyDict::new(py);
+        let mut names = st.names();
+        names.sort();
+        for name in names {
+            let t = st
+                .tensor(name)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            if t.dtype() != safetensors::Dtype::F32 {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: stored as {:?}, expected F32",
+                    t.dtype()
+                )));
+            }
+            let v: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let a = numpy::ndarray::ArrayD::from_shape_vec(t.shape().to_vec(), v)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            d.set_item(name, a.into_pyarray(py))?;
+        }
+        Ok(d)
+    }
+
+    /// [`state_dict`] as torch tensors, for
+    /// `reference/model.py`: `Model(m.config).load_state_dict(m.to_torch_state_dict())`.
+    fn to_torch_state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let torch = py.import("torch").map_err(|e| {
+            pyo3::exceptions::PyImportError::new_err(format!(
+                "to_torch_state_dict needs torch ({e}); state_dict() gives the same arrays in numpy"
+            ))
+        })?;
+        let d = PyDict::new(py);
+        for (k, v) in self.state_dict(py)?.iter() {
+            d.set_item(k, torch.call_method1("from_numpy", (v,))?)?;
+        }
+        Ok(d)
+    }
+
+    /// The timeline `cardiaffect predict` writes, for one ECG lead `ecg` (1-D, physical units,
+    /// any rate of at least twice the model's band) sampled at `fs` Hz: filtered, resampled and
+    /// windowed as the model's corpus was, every `hop` seconds (default: half a window).
+    /// Columns: start_s, end_s, quality (`ok` or the flaw), hr_bpm and `p_<class>` for each
+    /// class, at the model's operating point. A model calibrated on each person is calibrated
+    /// on this recording's good windows, or on `calibrate_from=(start_s, end_s)` (required for
+    /// `baseline` calibration: a resting segment). A DataFrame with pandas, else a dict.
+    #[pyo3(signature = (ecg, fs, hop = None, calibrate_from = None))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        ecg: &Bound<'py, PyAny>,
+        fs: f64,
+        hop: Option<f64>,
+        calibrate_from: Option<(f64, f64)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(p) = &self.predictor else {
+            return Err(PyValueError::new_err(format!(
+                "{}: a pre-trained model has no classes (no labels.json): use embed(), or fine-tune it",
+                self.dir.display()
+            )));
+        };
+        let fs = check_fs(fs, "fs")?;
+        let hop = match hop {
+            Some(h) if h.is_finite() && h > 0.0 => h,
+            Some(h) => {
+                return Err(PyValueError::new_err(format!(
+                    "hop {h}: expected a positive number of seconds"
+                )))
+            }
+            None => p.preprocess.window_s / 2.0,
+        };
+        let rec = cardiaffect_io::Recording::new("array", "<array>", fs, one_lead(ecg)?);
+        let models = std::slice::from_ref(p);
+        let t = cardiaffect_infer::predict_recording_calibrated(&rec, models, hop, calibrate_from)
+            .map_err(|e| PyValueError::new_err(chain(&e)))?;
+        let d = PyDict::new(py);
+        let col = |f: &dyn Fn(&cardiaffect_infer::TimelineRow) -> f64| -> Vec<f64> {
+            t.rows.iter().map(f).collect()
+        };
+        d.set_item("start_s", col(&|r| r.start_s).into_pyarray(py))?;
+        d.set_item("end_s", col(&|r| r.end_s).into_pyarray(py))?;
+        d.set_item(
+            "quality",
+            t.rows.iter().map(|r| r.quality.clone()).collect::<Vec<_>>(),
+        )?;
+        d.set_item("hr_bpm", col(&|r| r.hr_bpm).into_pyarray(py))?;
+        for (k, c) in p.labels.classes.iter().enumerate() {
+            // Named as `predict`'s CSV names them.
+            let name = format!("p_{}", c.replace([' ', ','], "_"));
+            d.set_item(name, col(&|r| r.probs[0][k]).into_pyarray(py))?;
+        }
+        table(py, d)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Model({:?}: window {} samples, d_model {}, {})",
@@ -709,6 +862,99 @@ impl Model {
             }
         )
     }
+}
+
+/// Build (or bring up to date) the corpus folder `out` from `sources`, as `cardiaffect prepare`
+/// does, and open it: each recording band-passed (zero phase), resampled to `fs`, cut into
+/// `window`-second windows every `stride` seconds, each window checked for quality.
+///
+/// `sources`: one or a list of paths, each `PATH` (format detected) or `FORMAT:PATH` (e.g.
+/// `"dreamer:/data/DREAMER.mat"`). `lead`: a lead's name or 1-based number; `input_fs`: the
+/// rate of sources that store none (CSV, NPY); `band`: (low, high) Hz; `dtype`: "float32" or
+/// "float16" windows. A second call with the same sources and settings reuses what is done.
+/// The defaults are the command line's (4-s windows: the bundled pre-trained model's).
+#[pyfunction]
+#[pyo3(signature = (sources, out, fs = 128.0, window = 4.0, stride = 4.0, lead = None, input_fs = None, band = (0.5, 40.0), dtype = "float32"))]
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    py: Python<'_>,
+    sources: &Bound<'_, PyAny>,
+    out: PathBuf,
+    fs: f64,
+    window: f64,
+    stride: f64,
+    lead: Option<String>,
+    input_fs: Option<f64>,
+    band: (f64, f64),
+    dtype: &str,
+) -> PyResult<Corpus> {
+    let specs: Vec<String> = if let Ok(one) = sources.extract::<PathBuf>() {
+        vec![one.display().to_string()]
+    } else if let Ok(many) = sources.extract::<Vec<PathBuf>>() {
+        many.iter().map(|p| p.display().to_string()).collect()
+    } else {
+        return Err(PyValueError::new_err(format!(
+            "sources: expected a path or a list of paths (\"FORMAT:PATH\" or \"PATH\"), got {}",
+            sources.get_type().name()?
+        )));
+    };
+    if specs.is_empty() {
+        return Err(PyValueError::new_err("sources: expected at least one path"));
+    }
+    if let Some(f) = input_fs {
+        check_fs(f, "input_fs")?;
+    }
+    let dtype = match dtype {
+        "float32" | "f32" => cardiaffect_corpus::Dtype::F32,
+        "float16" | "f16" => cardiaffect_corpus::Dtype::F16,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "dtype {other:?}: expected \"float32\" or \"float16\""
+            )))
+        }
+    };
+    let mut list = Vec::new();
+    for spec in &specs {
+        let mut src: cardiaffect_corpus::Source = spec.parse().map_err(PyValueError::new_err)?;
+        if !src.path.exists() {
+            return Err(read_error_at(
+                py,
+                format!("{}: no such file or folder", src.path.display()),
+                Some(&src.path),
+                None,
+            ));
+        }
+        src.lead = lead.clone();
+        src.fs = input_fs;
+        list.push(src);
+    }
+    let defaults = cardiaffect_corpus::PrepareConfig::default();
+    let cfg = cardiaffect_corpus::PrepareConfig {
+        fs,
+        window_s: window,
+        stride_s: stride,
+        clean: cardiaffect_signal::CleanConfig {
+            low_hz: band.0,
+            high_hz: band.1,
+            ..defaults.clean.clone()
+        },
+        dtype,
+        ..defaults
+    };
+    py.allow_threads(|| cardiaffect_corpus::prepare(&list, &out, &cfg, &|_| {}))
+        .map_err(|e| match e {
+            // A setting out of range is a wrong value, not a failed read.
+            e @ cardiaffect_corpus::CorpusError::Config { .. } => {
+                PyValueError::new_err(keywords(&cardiaffect_io::artifact::chain(&e), true))
+            }
+            e => read_error_at(
+                py,
+                keywords(&cardiaffect_io::artifact::chain(&e), true),
+                Some(&out),
+                None,
+            ),
+        })?;
+    Corpus::new(py, out)
 }
 
 /// One fold's window indices: (train, test).
@@ -781,5 +1027,6 @@ fn cardiaffect(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hrv_time, m)?)?;
     m.add_function(wrap_pyfunction!(resample, m)?)?;
     m.add_function(wrap_pyfunction!(folds, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare, m)?)?;
     Ok(())
 }

@@ -47,6 +47,20 @@ def test_readers_match_what_the_writing_tools_wrote(case):
     assert len(recs.skipped) == len(case["skipped"])
 
 
+def test_doubles_come_back_as_views_of_the_file_that_writes_never_reach(tmp_path):
+    src = FIX / "amigos"
+    views = [r for r in ca.read(src) if type(r.signal.base).__name__ == "MappedFile"]
+    assert views, "no uncompressed AMIGOS fixture read as a view"
+    path = pathlib.Path(views[0].source)
+    before = path.read_bytes()
+    x = views[0].signal
+    want = x.copy()
+    x += 1.0  # private mapping: this process only
+    assert path.read_bytes() == before
+    again = next(r for r in ca.read(src) if r.source == views[0].source and r.trial == views[0].trial)
+    np.testing.assert_array_equal(again.signal, want)
+
+
 def test_other_channels_load_on_demand():
     r = ca.read(FIX / "dreamer" / "DREAMER.mat")[0]
     assert "ECG 2" in r.channels
@@ -210,15 +224,105 @@ def test_the_bundled_model_embeds_windows_one_by_one(corpus):
         ca.Model.load(str(corpus))
 
 
-def test_a_fine_tuned_model_gives_probabilities(corpus, tmp_path):
-    exe = os.environ["CARDIAFFECT_BIN"]
-    run = tmp_path / "ft"
-    subprocess.run([exe, "finetune", "--corpus", str(corpus), "--pretrained", "bundled",
-                    "--task", "arousal", "--methods", "pretrained", "--steps", "2",
-                    "--folds", "2", "--out", str(run)], check=True, capture_output=True,
-                   env=dict(os.environ, CARDIAFFECT_CACHE=str(tmp_path / "cache")))
-    m = ca.Model.load(str(run))
+@pytest.fixture(scope="module")
+def finetuned(corpus, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ft")
+    cli("finetune", "--corpus", str(corpus), "--pretrained", "bundled", "--task", "arousal",
+        "--methods", "pretrained", "--steps", "2", "--folds", "2", "--out", str(d / "run"),
+        cache=d / "cache")
+    return d / "run"
+
+
+def cli(*args, cache):
+    return subprocess.run([os.environ["CARDIAFFECT_BIN"], *args], check=True, capture_output=True,
+                          text=True, env=dict(os.environ, CARDIAFFECT_CACHE=str(cache)))
+
+
+def test_a_fine_tuned_model_gives_probabilities(corpus, finetuned):
+    m = ca.Model.load(str(finetuned))
     assert m.classes is not None and len(m.classes) == 2
     p = m.predict_proba(np.asarray(ca.Corpus(corpus).windows[:10]))
     assert p.shape == (10, 2)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_embed_equals_the_clis(corpus, tmp_path):
+    cli("embed", "--model", "bundled", "--corpus", str(corpus), "--out", str(tmp_path / "e.npy"),
+        cache=tmp_path / "cache")
+    want = np.load(tmp_path / "e.npy")
+    m = ca.Model.load("bundled")
+    got = m.embed(np.asarray(ca.Corpus(corpus).windows))
+    assert got.shape == want.shape == (len(ca.Corpus(corpus)), m.config["d_model"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_predict_gives_the_timeline_the_cli_writes(finetuned, tmp_path):
+    cache = tmp_path / "cache"
+    cli("predict", "--model", str(finetuned), "bundled:biosignalsnotebooks/ecg_5min",
+        "--out", str(tmp_path / "t.csv"), cache=cache)
+    want = np.genfromtxt(tmp_path / "t.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    (hea,) = cache.glob("bundled-*/biosignalsnotebooks/ecg_5min.hea")
+    (rec,) = ca.read(hea)
+    m = ca.Model.load(str(finetuned))
+    t = m.predict(rec.signal, rec.fs)
+    cols = ["start_s", "end_s", "quality", "hr_bpm"] + [f"p_{c}".replace(" ", "_") for c in m.classes]
+    assert list(t.keys()) == cols
+    assert len(t["start_s"]) == len(want) > 20
+    np.testing.assert_allclose(t["start_s"], want["start_s"], atol=5e-4)
+    np.testing.assert_allclose(t["end_s"], want["end_s"], atol=5e-4)
+    assert list(t["quality"]) == list(want["quality"])
+    np.testing.assert_allclose(t["hr_bpm"], want["hr_bpm"], atol=0.05 + 1e-9)
+    for c in cols[4:]:
+        np.testing.assert_allclose(t[c], want[c], atol=5e-5 + 1e-9)
+    # A shorter hop gives more windows; wrong inputs say what was expected.
+    assert len(m.predict(rec.signal, rec.fs, hop=1.0)["start_s"]) > len(want)
+    with pytest.raises(ValueError, match="1-D numpy array"):
+        m.predict(np.zeros((2, 1000)), rec.fs)
+    with pytest.raises(ValueError, match="fs"):
+        m.predict(rec.signal, float("inf"))
+    with pytest.raises(ValueError, match="no classes"):
+        ca.Model.load("bundled").predict(rec.signal, rec.fs)
+
+
+def read_safetensors(path):
+    """safetensors read with numpy alone: an 8-byte header length, a JSON header, the data."""
+    b = pathlib.Path(path).read_bytes()
+    n = int.from_bytes(b[:8], "little")
+    header = json.loads(b[8:8 + n])
+    data = b[8 + n:]
+    return {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], dtype="<f4")
+            .reshape(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def test_state_dict_is_what_export_writes_in_pytorchs_layout(finetuned, tmp_path):
+    cli("export", "--model", str(finetuned), "--out", str(tmp_path / "x"), cache=tmp_path / "cache")
+    want = read_safetensors(tmp_path / "x" / "model.safetensors")
+    m = ca.Model.load(str(finetuned))
+    got = m.state_dict()
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].dtype == np.float32
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    d = m.config["d_model"]
+    assert got["transformer.layers.0.pwff.linear_inner.weight"].shape == (m.config["d_ff"], d)
+    assert json.loads((tmp_path / "x" / "config.json").read_text()) == m.config
+
+
+def test_prepare_writes_the_corpus_the_cli_writes(corpus, tmp_path):
+    raw = corpus.parent / "raw"
+    c = ca.prepare(str(raw), tmp_path / "c")
+    ref = ca.Corpus(corpus)
+    assert len(c) == len(ref) and c.window_len == ref.window_len and c.fs == ref.fs
+    np.testing.assert_array_equal(np.asarray(c.windows), np.asarray(ref.windows))
+    assert c.label_columns == ref.label_columns
+    # Again: everything is reused and nothing changes.
+    again = ca.prepare([f"auto:{raw}"], tmp_path / "c")
+    np.testing.assert_array_equal(np.asarray(again.windows), np.asarray(ref.windows))
+    with pytest.raises(ValueError, match="window"):
+        ca.prepare(str(raw), tmp_path / "bad", window=0.01)
+    with pytest.raises(ValueError, match="sources"):
+        ca.prepare(3, tmp_path / "bad")
+    with pytest.raises(ca.ReadError, match="no such file"):
+        ca.prepare([str(tmp_path / "nope")], tmp_path / "bad")
+    with pytest.raises(ValueError, match="dtype"):
+        ca.prepare(str(raw), tmp_path / "bad", dtype="int8")

@@ -56,7 +56,7 @@ pub enum CorpusError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{recording}: sampling rate {fs} Hz is below twice the band's upper edge ({needed} Hz): lower ‹clean.high_hz› or use another source")]
+    #[error("{recording}: sampling rate {fs} Hz is below twice the band's upper edge ({needed} Hz): lower ‹prepare.clean› or use another source")]
     RateTooLow {
         recording: String,
         fs: f64,

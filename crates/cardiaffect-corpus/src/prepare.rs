@@ -514,18 +514,18 @@ pub fn validate(cfg: &PrepareConfig) -> Result<(), CorpusError> {
         })
     };
     if !(cfg.fs > 0.0 && cfg.fs.is_finite()) {
-        return bad("fs", "a positive rate in Hz", cfg.fs.to_string());
+        return bad("prepare.fs", "a positive rate in Hz", cfg.fs.to_string());
     }
     if cfg.window_s.is_nan() || cfg.window_s <= 0.0 || cfg.window_len() < 16 {
         return bad(
-            "window",
+            "prepare.window_s",
             "at least 16 samples at the target rate",
             format!("{} s", cfg.window_s),
         );
     }
     if cfg.stride_s.is_nan() || cfg.stride_s <= 0.0 {
         return bad(
-            "stride",
+            "prepare.stride_s",
             "a positive duration",
             format!("{} s", cfg.stride_s),
         );
@@ -535,9 +535,9 @@ pub fn validate(cfg: &PrepareConfig) -> Result<(), CorpusError> {
         && cfg.clean.high_hz < cfg.fs / 2.0)
     {
         return bad(
-            "band",
+            "prepare.clean",
             &format!(
-                "0 < low < high < {} Hz (half the target rate)",
+                "a band 0 < low < high < {} Hz (half the target rate)",
                 cfg.fs / 2.0
             ),
             format!("{},{}", cfg.clean.low_hz, cfg.clean.high_hz),
@@ -587,6 +587,7 @@ pub fn prepare(
                     events: s.events.clone(),
                     baseline_s: s.baseline_s,
                     label_scales: s.label_scales.clone(),
+                    zero_copy: false,
                 },
             });
         }

@@ -20,6 +20,7 @@ pub mod datasets;
 pub mod error;
 pub mod events;
 pub mod formats;
+pub mod mapped;
 mod paths;
 pub mod read;
 pub mod recording;

@@ -111,6 +111,17 @@ pub fn read(path: &Path, format: Format, opts: &ReadOptions) -> Result<ReadResul
         f => (f, None),
     };
     let mut out = ReadOutput::default();
+    // Cutting trials at events needs the samples.
+    let unzero;
+    let opts = if opts.zero_copy && opts.events.is_some() {
+        unzero = ReadOptions {
+            zero_copy: false,
+            ..opts.clone()
+        };
+        &unzero
+    } else {
+        opts
+    };
     (resolved(format).read)(path, opts, &mut out)?;
     match (&opts.events, format) {
         (_, Format::Bids) => {}
@@ -207,9 +218,9 @@ pub fn detect(path: &Path) -> Result<(Format, String)> {
 }
 
 fn detect_mat(path: &Path, name: &str) -> Result<(Format, String)> {
-    let bytes = crate::error::read_file(path)?;
-    let m = mat::parse(&bytes).map_err(|e| e.in_file(path, "MAT v5"))?;
-    let names = m.names();
+    let bytes = crate::mapped::map_file(path).map_err(|e| IoError::open(path, e))?;
+    let names = mat::variable_names((*bytes).as_ref()).map_err(|e| e.in_file(path, "MAT v5"))?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let f = if names.contains(&"joined_data") {
         Format::Amigos
     } else if names.contains(&"DREAMER") {

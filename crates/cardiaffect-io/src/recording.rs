@@ -218,7 +218,11 @@ pub struct Recording {
     /// Physical unit of `samples` as the file gives it; `None` where the file does not say.
     pub unit: Option<String>,
     /// Values as stored, in physical units where the format defines them; never filtered.
+    /// Empty where `stored` holds them instead.
     pub samples: Vec<f32>,
+    /// The lead as stored, f64 in place in the mapped file, where [`ReadOptions::zero_copy`]
+    /// asked for it and the file allows (uncompressed doubles); `samples` is then empty.
+    pub stored: Option<crate::mapped::F64s>,
     pub labels: Vec<Label>,
     pub label_track: Option<LabelTrack>,
     pub annotations: Vec<Annotation>,
@@ -239,6 +243,7 @@ impl Recording {
             fs,
             unit: None,
             samples,
+            stored: None,
             labels: Vec::new(),
             label_track: None,
             annotations: Vec::new(),
@@ -311,6 +316,10 @@ pub struct ReadOptions {
     pub baseline_s: Option<f64>,
     /// Label scales the user declares, `column -> (min, max)`.
     pub label_scales: BTreeMap<String, (f64, f64)>,
+    /// Leave leads stored as uncompressed doubles in the mapped file
+    /// ([`Recording::stored`]) instead of converting them into `samples` (for callers that
+    /// want the values as stored, e.g. as numpy arrays, without a copy). Ignored with `events`.
+    pub zero_copy: bool,
 }
 
 /// A trial that was in the file but not returned, and why.

@@ -26,8 +26,8 @@ pub use config::{ModelConfig, Positional};
 pub use loss::{cross_entropy, masked_mse};
 pub use model::{Encoded, Model};
 pub use weights::{
-    canonical_safetensors, load_model, load_weights, load_weights_pytorch, save_model,
-    save_weights, save_weights_pytorch, CONFIG_FILE, WEIGHTS_FILE,
+    canonical_safetensors, load_model, load_weights, load_weights_pytorch, safetensors_bytes,
+    save_model, save_weights, save_weights_pytorch, CONFIG_FILE, WEIGHTS_FILE,
 };
 
 use std::path::PathBuf;

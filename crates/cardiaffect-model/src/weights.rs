@@ -36,22 +36,24 @@ pub fn canonical_safetensors(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn save(model: &Model, path: &Path, pytorch: bool) -> Result<(), ModelError> {
+    let bytes = safetensors_bytes(model, pytorch).map_err(|message| ModelError::Weights {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    cardiaffect_io::artifact::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// The safetensors file's bytes, in PyTorch's layout or Burn's (what the save functions write).
+pub fn safetensors_bytes(model: &Model, pytorch: bool) -> Result<Vec<u8>, String> {
     let mut store = SafetensorsStore::from_bytes(None);
     if pytorch {
         store = store.with_to_adapter(BurnToPyTorchAdapter);
     }
-    let failed = |message: String| ModelError::Weights {
-        path: path.to_path_buf(),
-        message,
-    };
-    model
-        .save_into(&mut store)
-        .map_err(|e| failed(e.to_string()))?;
-    let bytes = store.get_bytes().map_err(|e| failed(e.to_string()))?;
-    let bytes = canonical_safetensors(&bytes)
-        .ok_or_else(|| failed("Burn wrote a safetensors header that does not parse".into()))?;
-    cardiaffect_io::artifact::write_atomic(path, &bytes)?;
-    Ok(())
+    model.save_into(&mut store).map_err(|e| e.to_string())?;
+    let bytes = store.get_bytes().map_err(|e| e.to_string())?;
+    canonical_safetensors(&bytes)
+        .ok_or_else(|| "Burn wrote a safetensors header that does not parse".into())
 }
 
 /// Save in Burn's layout.

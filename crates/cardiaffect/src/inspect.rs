@@ -211,6 +211,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         events: a.events.events.clone(),
         baseline_s: a.events.baseline,
         label_scales: a.events.label_scales.iter().cloned().collect(),
+        zero_copy: false,
     };
     let cardiaffect_io::ReadResult {
         format,

@@ -7,6 +7,7 @@ mod bench_io;
 mod bundled;
 mod demo;
 mod device;
+mod embed;
 mod export;
 mod finetune;
 mod inspect;
@@ -69,6 +70,8 @@ enum Command {
     /// Write a model's weights for other tools (PyTorch layout by default), with its config,
     /// preprocessing, classes and parameter names.
     Export(export::ExportArgs),
+    /// The CLS embedding of every window of a corpus (an NPY file), as features for other tools.
+    Embed(embed::EmbedArgs),
     /// Write synthetic ECG (ECGSYN); --affect writes a labeled dataset in the AMIGOS layout.
     Synth(synth::SynthArgs),
     /// Time the model (pre-training, fine-tuning, inference) and, with a Python that has
@@ -95,6 +98,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Stream(a) => stream::run(a),
         Command::BenchStream(a) => stream::bench(a),
         Command::Export(a) => export::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchIo(a) => bench_io::run(a),
@@ -116,7 +120,10 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = matches.subcommand_name().unwrap_or("").to_string();
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -135,28 +142,31 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", flags(&format!("{e:#}")));
+            eprintln!("error: {}", flags(&command, &format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
 /// A message with the settings the libraries name (`‹field›`, see [`cardiaffect_io::setting`])
-/// spelt as the flags that set them.
-pub fn flags(message: &str) -> String {
-    cardiaffect_io::setting::spell(message, |field| flag(field).to_string())
+/// spelt as the flags that set them in `command`.
+pub fn flags(command: &str, message: &str) -> String {
+    cardiaffect_io::setting::spell(message, |field| flag(command, field))
 }
 
 /// The flag that sets a library field: its name with `-` for `_`, except where the flag's name
-/// is shorter or a struct holds the field.
-fn flag(field: &str) -> String {
+/// is shorter or a struct holds the field. `fs` is the read option (the input's rate), which
+/// `prepare` and `predict` call `--input-fs` beside their own `--fs`.
+fn flag(command: &str, field: &str) -> String {
     let name = match field {
+        "fs" if matches!(command, "prepare" | "predict") => "input-fs",
+        "prepare.fs" => "fs",
+        "prepare.window_s" => "window",
+        "prepare.stride_s" => "stride",
+        "prepare.clean" => "band",
         "baseline_s" => "baseline",
-        "window_s" => "window",
-        "stride_s" => "stride",
         "corpora" => "corpus",
         "method" => "methods",
-        "clean" | "clean.high_hz" | "clean.low_hz" => "band",
         "masking.ratio" => "mask-ratio",
         "masking.span" => "mask-span",
         "synth" => return "--subjects/--trials/--trial-seconds".into(),
@@ -234,7 +244,7 @@ mod tests {
         }
         assert!(names.len() > 15, "found only {names:?}");
         for n in &names {
-            for f in flag(n).split('/') {
+            for f in flag("", n).split('/') {
                 assert!(
                     flags_known.contains(f),
                     "‹{n}› is spelt {f}, which no subcommand has"
@@ -246,8 +256,15 @@ mod tests {
     #[test]
     fn messages_name_flags() {
         assert_eq!(
-            flags("x.edf: option ‹baseline_s›: give ‹events› FILE; ‹masking.ratio› 2"),
-            "x.edf: option --baseline: give --events FILE; --mask-ratio 2"
+            flags(
+                "inspect",
+                "x.edf: option ‹baseline_s›: give ‹events› FILE; ‹masking.ratio› 2; ‹fs›"
+            ),
+            "x.edf: option --baseline: give --events FILE; --mask-ratio 2; --fs"
+        );
+        assert_eq!(
+            flags("prepare", "pass ‹fs› HZ; option ‹prepare.fs›"),
+            "pass --input-fs HZ; option --fs"
         );
     }
 }

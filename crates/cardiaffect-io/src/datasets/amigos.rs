@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::{choose_lead, labels, load_mat, mat_cell, mat_var, nan_count};
+use super::{choose_lead, labels, lead_samples, load_mat, mat_cell, mat_var, nan_count};
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
 use crate::paths::{files_matching, natural_key, number_after};
@@ -88,12 +88,12 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
     )?;
     let col = if lead == 0 { ECG_LEFT } else { ECG_RIGHT };
     for f in files {
-        read_file(&f, col, out)?;
+        read_file(&f, col, opts.zero_copy, out)?;
     }
     Ok(())
 }
 
-fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
+fn read_file(path: &Path, ecg_col: usize, zero_copy: bool, out: &mut ReadOutput) -> Result<()> {
     let m = load_mat(path)?;
     let name = path
         .file_name()
@@ -160,8 +160,8 @@ fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
                 format!("{:?}", a.dims),
             ));
         }
-        let ecg = a.column(ecg_col).unwrap_or(&[]);
-        let nans = nan_count(ecg);
+        let ecg = a.column_values(ecg_col).unwrap_or_default();
+        let nans = nan_count(&ecg);
         if nans == ecg.len() {
             skip(
                 "all NaN",
@@ -179,7 +179,7 @@ fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
             ));
         }
         let lab = match &label_cell[t] {
-            MatValue::Numeric(l) if l.real.len() >= 5 => l.real.clone(),
+            MatValue::Numeric(l) if l.real.len() >= 5 => l.real.to_vec(),
             MatValue::Empty => Vec::new(),
             other => {
                 return Err(IoError::layout(
@@ -190,7 +190,9 @@ fn read_file(path: &Path, ecg_col: usize, out: &mut ReadOutput) -> Result<()> {
                 ))
             }
         };
-        let mut rec = Recording::new("AMIGOS", path, FS, ecg.iter().map(|&v| v as f32).collect());
+        let (samples, stored) = lead_samples(ecg, zero_copy);
+        let mut rec = Recording::new("AMIGOS", path, FS, samples);
+        rec.stored = stored;
         rec.subject = subject.clone();
         rec.trial = trial_id.clone();
         rec.lead = COLUMNS[ecg_col].to_string();

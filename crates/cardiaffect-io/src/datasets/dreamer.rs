@@ -13,7 +13,10 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{choose_lead, labels, load_mat, mat_cell, mat_field, mat_var, mat_vector, nan_count};
+use super::{
+    choose_lead, labels, lead_samples, load_mat, mat_cell, mat_field, mat_var, mat_vector,
+    nan_count,
+};
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
 use crate::paths::files_matching;
@@ -47,10 +50,10 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
         ],
         0,
     )?;
-    read_file(file, lead, out)
+    read_file(file, lead, opts.zero_copy, out)
 }
 
-fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
+fn read_file(path: &Path, lead: usize, zero_copy: bool, out: &mut ReadOutput) -> Result<()> {
     let m = load_mat(path)?;
     let root = mat_var(path, &m, "DREAMER")?;
     let data = mat_cell(
@@ -151,8 +154,8 @@ fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
                         ))
                     }
                 };
-                let x = a.column(lead).unwrap_or(&[]);
-                let nans = nan_count(x);
+                let x = a.column_values(lead).unwrap_or_default();
+                let nans = nan_count(&x);
                 if nans == x.len() {
                     out.skipped.push(Skipped {
                         source: path.to_path_buf(),
@@ -169,8 +172,9 @@ fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
                         path.display()
                     ));
                 }
-                let mut rec =
-                    Recording::new("DREAMER", path, fs, x.iter().map(|&v| v as f32).collect());
+                let (samples, stored) = lead_samples(x, zero_copy);
+                let mut rec = Recording::new("DREAMER", path, fs, samples);
+                rec.stored = stored;
                 rec.subject = subject.clone();
                 rec.trial = trial;
                 rec.segment = Some(segment.to_string());
@@ -189,18 +193,16 @@ fn read_file(path: &Path, lead: usize, out: &mut ReadOutput) -> Result<()> {
                     rec.meta.insert("gender".into(), g.clone());
                 }
                 let other = 1 - lead;
-                let other_data: Vec<f32> = a
-                    .column(other)
-                    .unwrap_or(&[])
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
-                rec.channels.push(ChannelRef::loaded(
-                    LEADS[other],
-                    fs,
-                    None,
-                    Arc::new(other_data),
-                ));
+                let other_data = a.column_values(other).unwrap_or_default();
+                let f32s = |x: &[f64]| -> Vec<f32> { x.iter().map(|&v| v as f32).collect() };
+                rec.channels.push(if zero_copy && other_data.is_view() {
+                    // Converted when asked for, from the mapped file.
+                    ChannelRef::lazy(LEADS[other], fs, None, Some(other_data.len()), move || {
+                        Ok(f32s(&other_data))
+                    })
+                } else {
+                    ChannelRef::loaded(LEADS[other], fs, None, Arc::new(f32s(&other_data)))
+                });
                 for (c, name) in EEG_CHANNELS.iter().enumerate() {
                     let p: PathBuf = path.to_path_buf();
                     rec.channels.push(ChannelRef::lazy(

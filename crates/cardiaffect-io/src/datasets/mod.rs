@@ -116,9 +116,24 @@ pub fn layout(format: Format) -> Option<&'static Layout> {
 }
 
 /// Parse a MAT file, naming it in errors.
+/// The file mapped, its uncompressed doubles left in place (views that keep the mapping alive).
 pub(crate) fn load_mat(path: &Path) -> Result<MatFile> {
-    let bytes = crate::error::read_file(path)?;
-    crate::formats::mat::parse(&bytes).map_err(|e| e.in_file(path, "MAT v5"))
+    let bytes = crate::mapped::map_file(path).map_err(|e| IoError::open(path, e))?;
+    crate::formats::mat::parse_shared(&bytes).map_err(|e| e.in_file(path, "MAT v5"))
+}
+
+/// A lead stored as doubles, as a recording holds it: converted into `samples`, or with
+/// [`ReadOptions::zero_copy`](crate::ReadOptions::zero_copy) and a view, left in place as
+/// `stored` (and `samples` empty).
+pub(crate) fn lead_samples(
+    x: crate::mapped::F64s,
+    zero_copy: bool,
+) -> (Vec<f32>, Option<crate::mapped::F64s>) {
+    if zero_copy && x.is_view() {
+        (Vec::new(), Some(x))
+    } else {
+        (x.iter().map(|&v| v as f32).collect(), None)
+    }
 }
 
 /// A variable that must exist.
@@ -162,7 +177,7 @@ pub(crate) fn mat_cell<'a>(path: &Path, v: &'a MatValue, at: &str) -> Result<&'a
 /// A numeric array with exactly `n` elements, as a flat vector.
 pub(crate) fn mat_vector(path: &Path, v: &MatValue, at: &str, n: usize) -> Result<Vec<f64>> {
     match v.as_numeric() {
-        Some(a) if a.real.len() == n => Ok(a.real.clone()),
+        Some(a) if a.real.len() == n => Ok(a.real.to_vec()),
         _ => Err(IoError::layout(
             path,
             at,

@@ -107,7 +107,8 @@ impl MatClass {
 pub struct NumericArray {
     pub class: MatClass,
     pub dims: Vec<usize>,
-    pub real: Vec<f64>,
+    /// Decoded, or (read with [`parse_shared`]) doubles viewed in place in the file.
+    pub real: crate::mapped::F64s,
     pub imag: Option<Vec<f64>>,
 }
 
@@ -127,6 +128,15 @@ impl NumericArray {
             return None;
         }
         self.real.get(c * r..(c + 1) * r)
+    }
+
+    /// Column `c` of a 2-D array as values that stay a view where the array is one.
+    pub fn column_values(&self, c: usize) -> Option<crate::mapped::F64s> {
+        let r = self.rows();
+        if c >= self.cols() {
+            return None;
+        }
+        self.real.slice(c * r..(c + 1) * r)
     }
 
     /// Element (i, j) of a 2-D array.
@@ -310,6 +320,17 @@ impl Endian {
 
 /// Parse a whole MAT v5 file.
 pub fn parse(bytes: &[u8]) -> Result<MatFile, ParseError> {
+    parse_with(bytes, None)
+}
+
+/// [`parse`], with uncompressed double arrays left in `bytes` as views (nothing decoded or
+/// copied; what a reader of a mapped file wants).
+pub fn parse_shared(bytes: &crate::mapped::Bytes) -> Result<MatFile, ParseError> {
+    parse_with((**bytes).as_ref(), Some(bytes))
+}
+
+/// The byte order and text of a MAT v5 header.
+fn header(bytes: &[u8]) -> Result<(Endian, String), ParseError> {
     if bytes.len() < HEADER_LEN {
         return Err(ParseError::new(
             0,
@@ -354,6 +375,71 @@ pub fn parse(bytes: &[u8]) -> Result<MatFile, ParseError> {
         .trim_end_matches(['\0', ' '])
         .to_string();
 
+    Ok((endian, header_text))
+}
+
+/// The names of the file's variables, without reading their values (a compressed variable
+/// is inflated only as far as its name): what format detection needs.
+pub fn variable_names(bytes: &[u8]) -> Result<Vec<String>, ParseError> {
+    let (endian, _) = header(bytes)?;
+    let mut names = Vec::new();
+    let mut pos = HEADER_LEN;
+    while pos < bytes.len() {
+        if bytes.len() - pos < 8 && bytes[pos..].iter().all(|&b| b == 0) {
+            break;
+        }
+        let el = read_tag(bytes, pos, endian, 0)?;
+        match el.ty {
+            MI_MATRIX if el.data_start == el.data_end => names.push(String::new()),
+            MI_MATRIX => names.push(matrix_name(
+                &bytes[..el.data_end],
+                el.data_start,
+                endian,
+                0,
+            )?),
+            MI_COMPRESSED => {
+                let mut head = Vec::new();
+                flate2::read::ZlibDecoder::new(&bytes[el.data_start..el.data_end])
+                    .take(4096)
+                    .read_to_end(&mut head)
+                    .map_err(|e| {
+                        ParseError::new(
+                            el.data_start,
+                            "compressed element",
+                            "a valid zlib stream",
+                            e.to_string(),
+                        )
+                    })?;
+                if head.len() >= 8 && endian.u32(&head[..4]) == MI_MATRIX {
+                    names.push(matrix_name(&head, 8, endian, el.data_start)?);
+                }
+            }
+            _ => {}
+        }
+        pos = el.next;
+    }
+    Ok(names)
+}
+
+/// The name of the matrix whose sub-elements start at `start` (after flags and dimensions).
+fn matrix_name(buf: &[u8], start: usize, e: Endian, base: usize) -> Result<String, ParseError> {
+    let flags = read_tag(buf, start, e, base)?;
+    let dims = read_tag(buf, flags.next, e, base)?;
+    let name = read_tag(buf, dims.next, e, base)?;
+    if name.ty != MI_INT8 && name.ty != MI_UINT8 && name.ty != MI_UTF8 {
+        return Err(ParseError::new(
+            base + dims.next,
+            "array name",
+            "an int8 sub-element",
+            format!("type {}", name.ty),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&buf[name.data_start..name.data_end]).to_string())
+}
+
+/// `shared`, when given, holds `bytes` itself.
+fn parse_with(bytes: &[u8], shared: Option<&crate::mapped::Bytes>) -> Result<MatFile, ParseError> {
+    let (endian, header_text) = header(bytes)?;
     let mut variables = Vec::new();
     let mut pos = HEADER_LEN;
     while pos < bytes.len() {
@@ -370,14 +456,14 @@ pub fn parse(bytes: &[u8]) -> Result<MatFile, ParseError> {
                     let inner = read_tag(&inflated, ipos, endian, el.data_start)?;
                     if inner.ty == MI_MATRIX {
                         let (name, value) =
-                            parse_matrix(&inflated, &inner, endian, el.data_start, 0)?;
+                            parse_matrix(&inflated, &inner, endian, el.data_start, 0, None)?;
                         variables.push((name, value));
                     }
                     ipos = inner.next;
                 }
             }
             MI_MATRIX => {
-                let (name, value) = parse_matrix(bytes, &el, endian, 0, 0)?;
+                let (name, value) = parse_matrix(bytes, &el, endian, 0, 0, shared)?;
                 variables.push((name, value));
             }
             // Other top-level elements (e.g. subsystem data) carry no variables.
@@ -531,6 +617,8 @@ fn parse_matrix(
     e: Endian,
     base: usize,
     depth: usize,
+    // `buf` itself, shared, where its doubles may stay in place (never an inflated buffer).
+    shared: Option<&crate::mapped::Bytes>,
 ) -> Result<(String, MatValue), ParseError> {
     if depth > MAX_DEPTH {
         return Err(ParseError::new(
@@ -637,7 +725,7 @@ fn parse_matrix(
                         format!("type {}", item.ty),
                     ));
                 }
-                items.push(parse_matrix(sub, &item, e, base, depth + 1)?.1);
+                items.push(parse_matrix(sub, &item, e, base, depth + 1, shared)?.1);
                 pos = item.next;
             }
             MatValue::Cell { dims, items }
@@ -685,7 +773,7 @@ fn parse_matrix(
                         format!("type {}", item.ty),
                     ));
                 }
-                values.push(parse_matrix(sub, &item, e, base, depth + 1)?.1);
+                values.push(parse_matrix(sub, &item, e, base, depth + 1, shared)?.1);
                 pos = item.next;
             }
             if class == MatClass::Object {
@@ -733,7 +821,17 @@ fn parse_matrix(
         MatClass::Sparse => MatValue::Unsupported { class, dims },
         _ => {
             let real_el = read_tag(sub, pos, e, base)?;
-            let real = decode_numbers(sub, &real_el, e, base, "real part")?;
+            let n_doubles = (real_el.data_end - real_el.data_start) / 8;
+            let view = match shared {
+                Some(b) if real_el.ty == MI_DOUBLE && e.little && n_doubles == numel => {
+                    crate::mapped::F64s::view(b, real_el.data_start, numel)
+                }
+                _ => None,
+            };
+            let real = match view {
+                Some(v) => v,
+                None => decode_numbers(sub, &real_el, e, base, "real part")?.into(),
+            };
             if real.len() != numel {
                 return Err(ParseError::new(
                     at(real_el.data_start),
@@ -888,7 +986,7 @@ pub fn matrix_from_rows(rows: usize, cols: usize, row_major: &[f64]) -> MatValue
     MatValue::Numeric(NumericArray {
         class: MatClass::Double,
         dims: vec![rows, cols],
-        real,
+        real: real.into(),
         imag: None,
     })
 }
@@ -969,6 +1067,31 @@ mod tests {
         let f = file(&[matrix(6, &[3, 3], "x", &tag(MI_DOUBLE, &data))]);
         let err = parse(&f).unwrap_err();
         assert!(err.expected.contains("9 values"), "{err}");
+    }
+
+    #[test]
+    fn variable_names_are_read_without_the_values() {
+        let m = matrix_from_rows(2, 3, &[1., 2., 3., 4., 5., 6.]);
+        for compress in [false, true] {
+            let bytes = write(&[("joined_data", &m), ("labels", &m)], compress);
+            assert_eq!(variable_names(&bytes).unwrap(), ["joined_data", "labels"]);
+            assert_eq!(parse(&bytes).unwrap().names(), ["joined_data", "labels"]);
+            // A truncated file is an error for both (the last element's size says so).
+            let cut = &bytes[..bytes.len() - 8];
+            assert!(variable_names(cut).is_err() && parse(cut).is_err());
+        }
+        // Uncompressed doubles read with parse_shared stay in the file, equal to parse's.
+        let bytes = write(&[("x", &m)], false);
+        let shared: crate::mapped::Bytes = std::sync::Arc::new(bytes.clone());
+        let a = parse_shared(&shared).unwrap();
+        let b = parse(&bytes).unwrap();
+        let (MatValue::Numeric(x), MatValue::Numeric(y)) =
+            (a.get("x").unwrap(), b.get("x").unwrap())
+        else {
+            panic!("not numeric")
+        };
+        assert!(x.real.is_view() && !y.real.is_view());
+        assert_eq!(x, y);
     }
 
     #[test]

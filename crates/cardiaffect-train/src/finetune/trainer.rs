@@ -239,7 +239,7 @@ pub(super) fn model_config(
     if corpus.window_len() != model_cfg.window_len && cfg.pretrained.is_some() {
         let fs = corpus.manifest.config.fs;
         return Err(TrainError::Data(format!(
-            "corpus {}: window length is {} samples ({} s at {fs} Hz), the pre-trained model ({}) expects {} samples: prepare the corpus with ‹window_s› {}s ‹fs› {fs}, or fine-tune without pre-training (‹pretrained› none)",
+            "corpus {}: window length is {} samples ({} s at {fs} Hz), the pre-trained model ({}) expects {} samples: prepare the corpus with ‹prepare.window_s› {}s ‹prepare.fs› {fs}, or fine-tune without pre-training (‹pretrained› none)",
             cfg.corpus.display(),
             corpus.window_len(),
             corpus.window_len() as f64 / fs,
