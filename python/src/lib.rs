@@ -603,15 +603,18 @@ impl Model {
         &self,
         windows: &Bound<'_, PyAny>,
         width: usize,
-        f: impl Fn(burn::prelude::Tensor<2>) -> Vec<Vec<f64>>,
+        f: impl Fn(burn::prelude::Tensor<2>) -> Vec<Vec<f64>> + Sync,
     ) -> PyResult<numpy::ndarray::Array2<f64>> {
         let (x, n) = self.rows(windows)?;
         let l = self.config.window_len;
-        let mut out: Vec<f64> = Vec::with_capacity(n * width);
-        for chunk in x.chunks(64 * l) {
-            let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
-            out.extend(f(t).into_iter().flatten());
-        }
+        let out = windows.py().allow_threads(|| {
+            let mut out: Vec<f64> = Vec::with_capacity(n * width);
+            for chunk in x.chunks(64 * l) {
+                let t = cardiaffect_model::batch::tensor(chunk.to_vec(), l, &self.device);
+                out.extend(f(t).into_iter().flatten());
+            }
+            out
+        });
         numpy::ndarray::Array2::from_shape_vec((n, width), out)
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
@@ -829,7 +832,10 @@ impl Model {
         };
         let rec = cardiaffect_io::Recording::new("array", "<array>", fs, one_lead(ecg)?);
         let models = std::slice::from_ref(p);
-        let t = cardiaffect_infer::predict_recording_calibrated(&rec, models, hop, calibrate_from)
+        let t = py
+            .allow_threads(|| {
+                cardiaffect_infer::predict_recording_calibrated(&rec, models, hop, calibrate_from)
+            })
             .map_err(|e| PyValueError::new_err(chain(&e)))?;
         let d = PyDict::new(py);
         let col = |f: &dyn Fn(&cardiaffect_infer::TimelineRow) -> f64| -> Vec<f64> {

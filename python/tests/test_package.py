@@ -326,3 +326,15 @@ def test_prepare_writes_the_corpus_the_cli_writes(corpus, tmp_path):
         ca.prepare([str(tmp_path / "nope")], tmp_path / "bad")
     with pytest.raises(ValueError, match="dtype"):
         ca.prepare(str(raw), tmp_path / "bad", dtype="int8")
+
+
+def test_a_corpus_written_by_another_version_is_refused_saying_so(corpus, tmp_path):
+    import re
+    import shutil
+    d = tmp_path / "old"
+    shutil.copytree(corpus, d)
+    m = d / "manifest.json"
+    m.write_text(re.sub(r'"format_version": \d+', '"format_version": 99', m.read_text()))
+    with pytest.raises(ca.ReadError, match="version 99") as e:
+        ca.Corpus(d)
+    assert "prepare" in str(e.value) and e.value.file == str(d)
