@@ -2,7 +2,8 @@
 
     python python/examples/quickstart.py [CORPUS_DIR]
 
-Without CORPUS_DIR only the recording part runs (CI passes a corpus written by `prepare`).
+Without CORPUS_DIR only the recording part runs (CI passes a corpus written by `prepare`;
+with one, HRV features and the bundled pre-trained model's embeddings are cross-validated on it).
 """
 import pathlib
 import sys
@@ -45,3 +46,11 @@ if len(sys.argv) > 1:
     cv = ca.folds(corpus, task="arousal", n_folds=k, seed=1)
     scores = cross_val_score(LogisticRegression(max_iter=1000), X, y, cv=cv, scoring="balanced_accuracy")
     print(f"HRV + logistic regression, subject-independent {k} folds: balanced accuracy {scores.mean():.3f} ± {scores.std():.3f}")
+
+    # 4. The pre-trained Transformer's CLS embeddings as features, on the same folds.
+    c = ca.Corpus(corpus)
+    m = ca.Model.load("bundled")
+    if m.window_len == c.window_len:
+        E = m.embed(np.asarray(c.windows))
+        scores = cross_val_score(LogisticRegression(max_iter=1000), E, y, cv=cv, scoring="balanced_accuracy")
+        print(f"bundled pre-trained embeddings + logistic regression, same folds: balanced accuracy {scores.mean():.3f} ± {scores.std():.3f}")
