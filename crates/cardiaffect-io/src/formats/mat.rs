@@ -378,17 +378,30 @@ fn header(bytes: &[u8]) -> Result<(Endian, String), ParseError> {
     Ok((endian, header_text))
 }
 
+/// The file's top-level elements in order; an error ends them.
+fn top_level(
+    bytes: &[u8],
+    endian: Endian,
+) -> impl Iterator<Item = Result<Element, ParseError>> + '_ {
+    let mut pos = HEADER_LEN;
+    std::iter::from_fn(move || {
+        // Some writers pad the end of the file with fewer than 8 zero bytes.
+        if pos >= bytes.len() || bytes.len() - pos < 8 && bytes[pos..].iter().all(|&b| b == 0) {
+            return None;
+        }
+        let el = read_tag(bytes, pos, endian, 0);
+        pos = el.as_ref().map_or(bytes.len(), |e| e.next);
+        Some(el)
+    })
+}
+
 /// The names of the file's variables, without reading their values (a compressed variable
 /// is inflated only as far as its name): what format detection needs.
 pub fn variable_names(bytes: &[u8]) -> Result<Vec<String>, ParseError> {
     let (endian, _) = header(bytes)?;
     let mut names = Vec::new();
-    let mut pos = HEADER_LEN;
-    while pos < bytes.len() {
-        if bytes.len() - pos < 8 && bytes[pos..].iter().all(|&b| b == 0) {
-            break;
-        }
-        let el = read_tag(bytes, pos, endian, 0)?;
+    for el in top_level(bytes, endian) {
+        let el = el?;
         match el.ty {
             MI_MATRIX if el.data_start == el.data_end => names.push(String::new()),
             MI_MATRIX => names.push(matrix_name(
@@ -416,7 +429,6 @@ pub fn variable_names(bytes: &[u8]) -> Result<Vec<String>, ParseError> {
             }
             _ => {}
         }
-        pos = el.next;
     }
     Ok(names)
 }
@@ -441,13 +453,8 @@ fn matrix_name(buf: &[u8], start: usize, e: Endian, base: usize) -> Result<Strin
 fn parse_with(bytes: &[u8], shared: Option<&crate::mapped::Bytes>) -> Result<MatFile, ParseError> {
     let (endian, header_text) = header(bytes)?;
     let mut variables = Vec::new();
-    let mut pos = HEADER_LEN;
-    while pos < bytes.len() {
-        // Some writers pad the end of the file with fewer than 8 zero bytes.
-        if bytes.len() - pos < 8 && bytes[pos..].iter().all(|&b| b == 0) {
-            break;
-        }
-        let el = read_tag(bytes, pos, endian, 0)?;
+    for el in top_level(bytes, endian) {
+        let el = el?;
         match el.ty {
             MI_COMPRESSED => {
                 let inflated = inflate(&bytes[el.data_start..el.data_end], el.data_start)?;
@@ -469,7 +476,6 @@ fn parse_with(bytes: &[u8], shared: Option<&crate::mapped::Bytes>) -> Result<Mat
             // Other top-level elements (e.g. subsystem data) carry no variables.
             _ => {}
         }
-        pos = el.next;
     }
     Ok(MatFile {
         header_text,
