@@ -10,6 +10,7 @@ use crate::EvalError;
 /// One way of recognising affect from the windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Method {
     /// The Transformer from pre-trained weights, fine-tuned.
     Pretrained,

@@ -3,6 +3,7 @@
 
 pub mod curve;
 pub mod decision;
+pub mod distributed;
 pub mod finetune;
 pub mod masking;
 pub mod pretrain;

@@ -40,8 +40,8 @@ pub struct FinetuneArgs {
     pub classes: Vec<String>,
     /// subject-independent (no subject in both train and test; the default), trial-grouped
     /// (no trial in both), or paper (k-fold over windows, as the seed paper: leaks).
-    #[arg(long, default_value_t = defaults().protocol.to_string(), value_parser = Protocol::ALL)]
-    pub protocol: String,
+    #[arg(long, value_enum, default_value_t = defaults().protocol)]
+    pub protocol: Protocol,
     /// Number of folds, or `loso` (leave one subject, or trial, out). Default 5, or leave-one-out
     /// (said) when there are fewer subjects or trials than 5 folds need.
     #[arg(long)]
@@ -85,24 +85,19 @@ pub struct FinetuneArgs {
     pub patience: usize,
     /// Methods compared on the same folds (comma-separated): pretrained, scratch, hrv, fusion
     /// (late fusion of the first model method and hrv; list it after both).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "pretrained,scratch,hrv,fusion",
-        value_parser = |s: &str| s.parse::<Method>()
-    )]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = defaults().methods)]
     pub methods: Vec<Method>,
     /// How each person's scores are calibrated before the decision: subject (z-scored with
     /// statistics of all of the person's windows, no label read), baseline (of the person's
     /// rest/baseline windows: DREAMER, WESAD), or none.
-    #[arg(long, default_value_t = defaults().calibration.to_string(), value_parser = Calibration::ALL)]
-    pub calibration: String,
+    #[arg(long, value_enum, default_value_t = defaults().calibration)]
+    pub calibration: Calibration,
     /// How `fusion` joins the model and HRV: early (CLS embedding + HRV features, each
     /// calibrated per person, under one logistic-regression head), late (the sum of their
     /// calibrated logits), or auto (both; per fold the one with the higher AUROC on the
     /// fold's validation people).
-    #[arg(long, default_value = "auto", value_parser = cardiaffect_train::Fusion::ALL)]
-    pub fusion: String,
+    #[arg(long, value_enum, default_value_t = defaults().fusion)]
+    pub fusion: cardiaffect_train::Fusion,
     /// Model config (JSON or TOML) for `--pretrained none`; with weights, theirs is the model
     /// (a --config that contradicts it is refused).
     #[arg(long, value_name = "FILE")]
@@ -139,7 +134,7 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     if let (Some(dir), Some(given)) = (&cfg.pretrained, &a.config) {
         config_agrees_with_weights(given, dir)?;
     }
-    cfg.protocol = a.protocol.parse()?;
+    cfg.protocol = a.protocol;
     cfg.folds = a.folds.as_deref().unwrap_or("5").parse::<Folds>()?;
     cfg.folds_is_default = a.folds.is_none();
     cfg.window_from_corpus = cfg.pretrained.is_none()
@@ -167,8 +162,8 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
     cfg.eval_every = a.eval_every;
     cfg.patience = a.patience;
     cfg.methods = a.methods.clone();
-    cfg.calibration = a.calibration.parse()?;
-    cfg.fusion = a.fusion.parse()?;
+    cfg.calibration = a.calibration;
+    cfg.fusion = a.fusion;
     cfg.seed = a.seed;
     cfg.validate()?;
     Ok(cfg)
@@ -367,11 +362,9 @@ mod tests {
         let d = defaults();
         assert_eq!(a.methods, d.methods);
         assert_eq!(
-            a.fusion.parse::<cardiaffect_train::Fusion>().unwrap(),
-            d.fusion
+            (a.fusion, a.protocol, a.calibration),
+            (d.fusion, d.protocol, d.calibration)
         );
-        assert_eq!(a.protocol.parse::<Protocol>().unwrap(), d.protocol);
-        assert_eq!(a.calibration.parse::<Calibration>().unwrap(), d.calibration);
         assert_eq!(
             (a.epochs, a.batch, a.lr, a.seed),
             (d.epochs, d.batch, d.lr, d.seed)

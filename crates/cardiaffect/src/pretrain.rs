@@ -36,6 +36,16 @@ fn default_masking() -> (f64, usize) {
 
 #[derive(Args)]
 pub struct PretrainArgs {
+    /// Processes in a data-parallel group (one per node). Burn 0.22 has no collective across
+    /// processes, so more than 1 is refused at start, saying why (README).
+    #[arg(long, default_value_t = 1)]
+    pub world_size: usize,
+    /// This process's rank in the group, 0 .. world-size - 1.
+    #[arg(long, default_value_t = 0)]
+    pub rank: usize,
+    /// HOST:PORT of rank 0 (groups of more than one process).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
     /// A corpus folder written by `cardiaffect prepare`. Repeatable.
     #[arg(long = "corpus", value_name = "DIR")]
     pub corpora: Vec<PathBuf>,
@@ -130,6 +140,13 @@ pub fn config_fields(p: &Path) -> Result<serde_json::Value> {
 
 pub fn run(a: PretrainArgs) -> Result<()> {
     let device = a.device.device()?;
+    // Before anything is read or written: a group that cannot train together stops here.
+    cardiaffect_train::distributed::Group {
+        world_size: a.world_size,
+        rank: a.rank,
+        coordinator: a.coordinator.clone(),
+    }
+    .check_supported(&device)?;
     let (run, cfg, resume) = match &a.resume {
         Some(run) => {
             let p = run.join("pretrain.json");

@@ -255,3 +255,51 @@ fn closed_choices_are_refused_with_the_ones_there_are() {
         assert!(e.contains(choices), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn a_group_of_processes_is_refused_at_start_naming_why_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let try_group = |extra: &[&str]| {
+        let o = bin()
+            .args(["pretrain", "--corpus", "no-corpus-needed", "--out"])
+            .arg(&run)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(!run.exists(), "the failed start wrote {}", run.display());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let e = try_group(&[
+        "--world-size",
+        "2",
+        "--rank",
+        "1",
+        "--coordinator",
+        "127.0.0.1:29500",
+    ]);
+    assert!(
+        e.contains("--world-size 2")
+            && e.contains("across processes")
+            && e.contains("not supported"),
+        "{e}"
+    );
+    let e = try_group(&[
+        "--world-size",
+        "2",
+        "--rank",
+        "2",
+        "--coordinator",
+        "127.0.0.1:29500",
+    ]);
+    assert!(
+        e.contains("--rank 2") && e.contains("below the world size"),
+        "{e}"
+    );
+    let e = try_group(&["--world-size", "2"]);
+    assert!(
+        e.contains("--coordinator") && e.contains("HOST:PORT"),
+        "{e}"
+    );
+}

@@ -15,6 +15,7 @@ pub const OPERATING_POINT_FILE: &str = "operating_point.json";
 /// Which statistics of a person remove their offset and scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Calibration {
     None,
     /// The default: measured better than `none` for every method on the demo's folds (README).

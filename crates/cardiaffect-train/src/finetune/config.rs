@@ -129,6 +129,7 @@ impl FinetuneConfig {
 /// on the fold's validation people (never its test people); each fold says which it kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Fusion {
     #[default]
     Auto,
