@@ -2,6 +2,7 @@
 //! on-disk corpus (numpy-readable windows, a metadata table, a manifest), built from shards
 //! that later runs reuse.
 
+pub mod blocks;
 pub mod config;
 pub mod corpus;
 pub mod lock;

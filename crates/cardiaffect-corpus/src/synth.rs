@@ -258,7 +258,17 @@ pub fn write_affect(
     Ok(truth)
 }
 
-/// Unlabeled synthetic ECG for pre-training: one WFDB record per subject, `minutes` long, at
+/// The file format [`write_unlabeled`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordFormat {
+    /// A WFDB record, format 16 (`synthNNN.hea` + `.dat`).
+    #[default]
+    Wfdb,
+    /// A plain EDF file, 16-bit, 1-s records (`synthNNN.edf`).
+    Edf,
+}
+
+/// Unlabeled synthetic ECG for pre-training: one WFDB record (or EDF file) per subject, `minutes` long, at
 /// `fs`. Each subject has their own beat morphology (P/Q/R/S/T amplitudes, an inverted T wave
 /// in about one in ten), breathing rate and resting heart rate; heart rate, HRV and noise vary
 /// minute by minute over the record.
@@ -268,7 +278,15 @@ pub fn write_unlabeled(
     minutes: f64,
     fs: f64,
     seed: u64,
+    format: RecordFormat,
 ) -> Result<usize, CorpusError> {
+    if format == RecordFormat::Edf && fs.fract() != 0.0 {
+        return Err(CorpusError::Config {
+            field: "fs",
+            expected: "a whole number of Hz for EDF (whole samples per 1-s record)".into(),
+            found: fs.to_string(),
+        });
+    }
     std::fs::create_dir_all(out).map_err(|e| CorpusError::Io {
         path: out.to_path_buf(),
         source: e,
@@ -312,16 +330,38 @@ pub fn write_unlabeled(
                 ecg.extend(ecgsyn(&p, &mut rng).0);
             }
             ecg.truncate((minutes * 60.0 * fs).round() as usize);
-            cardiaffect_io::formats::wfdb::write_record_16(
-                out,
-                &format!("synth{:03}", s + 1),
-                fs,
-                &[("ECG", "mV", 1000.0, &ecg)],
-            )
-            .map_err(|e| CorpusError::Io {
-                path: out.to_path_buf(),
-                source: e,
-            })
+            let name = format!("synth{:03}", s + 1);
+            match format {
+                RecordFormat::Wfdb => cardiaffect_io::formats::wfdb::write_record_16(
+                    out,
+                    &name,
+                    fs,
+                    &[("ECG", "mV", 1000.0, &ecg)],
+                )
+                .map_err(|e| CorpusError::Io {
+                    path: out.to_path_buf(),
+                    source: e,
+                }),
+                RecordFormat::Edf => {
+                    let path = out.join(format!("{name}.edf"));
+                    let signal = cardiaffect_io::formats::edf::WriteSignal {
+                        label: "ECG",
+                        unit: "mV",
+                        physical_min: -10.0,
+                        physical_max: 10.0,
+                        samples: &ecg,
+                    };
+                    let bytes =
+                        cardiaffect_io::formats::edf::write(fs, &[signal]).map_err(|found| {
+                            CorpusError::Config {
+                                field: "fs",
+                                expected: "what EDF can store".into(),
+                                found,
+                            }
+                        })?;
+                    Ok(write_atomic(&path, &bytes)?)
+                }
+            }
         })
         .collect();
     for r in results {

@@ -69,6 +69,33 @@ fn finite_runs(x: &[f32]) -> Vec<(usize, usize)> {
     runs
 }
 
+/// A run of finite samples band-passed (zero phase) at its own rate, resampled to the target
+/// rate, and its R-peaks (at the target rate).
+pub(crate) fn clean_run(
+    x: &[f32],
+    fs_in: f64,
+    cfg: &PrepareConfig,
+) -> Result<(Vec<f32>, Vec<usize>), CorpusError> {
+    let filtered = ecg_clean(x, fs_in, &cfg.clean)?;
+    let y = resample(&filtered, fs_in, cfg.fs)?;
+    let peaks = ecg_peaks_neurokit(&y, cfg.fs);
+    Ok((y, peaks))
+}
+
+/// The R-peaks inside the window `j0..j0 + len` (relative to its start) and the heart rate
+/// they give (NaN with fewer than two).
+pub(crate) fn window_peaks(peaks: &[usize], j0: usize, len: usize, fs: f64) -> (Vec<usize>, f64) {
+    let lo = peaks.partition_point(|&p| p < j0);
+    let hi = peaks.partition_point(|&p| p < j0 + len);
+    let rel: Vec<usize> = peaks[lo..hi].iter().map(|p| p - j0).collect();
+    let hr = if rel.len() >= 2 {
+        60.0 * (rel.len() - 1) as f64 / ((rel[rel.len() - 1] - rel[0]) as f64 / fs)
+    } else {
+        f64::NAN
+    };
+    (rel, hr)
+}
+
 struct Run {
     start: usize,
     end: usize,
@@ -126,9 +153,7 @@ fn windows_of(
         if b - a < native_len {
             continue;
         }
-        let filtered = ecg_clean(&rec.samples[a..b], fs_in, &cfg.clean)?;
-        let y = resample(&filtered, fs_in, cfg.fs)?;
-        let peaks = ecg_peaks_neurokit(&y, cfg.fs);
+        let (y, peaks) = clean_run(&rec.samples[a..b], fs_in, cfg)?;
         runs.push(Run {
             start: a,
             end: b,
@@ -177,9 +202,7 @@ fn windows_of(
             drop("nan", &mut out);
             continue;
         }
-        let lo = run.peaks.partition_point(|&p| p < j0);
-        let hi = run.peaks.partition_point(|&p| p < j0 + len);
-        let rel: Vec<usize> = run.peaks[lo..hi].iter().map(|p| p - j0).collect();
+        let (rel, hr) = window_peaks(&run.peaks, j0, len, cfg.fs);
         let mut flaw_name = None;
         if let Err(flaw) = check_window(
             &rec.samples[ns..ns + native_len],
@@ -194,11 +217,6 @@ fn windows_of(
             }
             flaw_name = Some(flaw.name().to_string());
         }
-        let hr = if rel.len() >= 2 {
-            60.0 * (rel.len() - 1) as f64 / ((rel[rel.len() - 1] - rel[0]) as f64 / cfg.fs)
-        } else {
-            f64::NAN
-        };
         let condition = rec.label_track.as_ref().and_then(|t| {
             let a = (t0 * t.fs).round() as usize;
             let b = ((t0 + cfg.window_s) * t.fs).round() as usize;

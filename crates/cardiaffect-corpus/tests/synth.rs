@@ -121,7 +121,8 @@ fn mean_beats(path: &std::path::Path) -> (Vec<f64>, Vec<f64>) {
 #[test]
 fn unlabeled_subjects_have_their_own_beat_shape() {
     let tmp = tempfile::tempdir().unwrap();
-    cardiaffect_corpus::synth::write_unlabeled(tmp.path(), 4, 2.0, 256.0, 11).unwrap();
+    cardiaffect_corpus::synth::write_unlabeled(tmp.path(), 4, 2.0, 256.0, 11, Default::default())
+        .unwrap();
     let beats: Vec<(Vec<f64>, Vec<f64>)> = (1..=4)
         .map(|s| mean_beats(&tmp.path().join(format!("synth{s:03}.hea"))))
         .collect();

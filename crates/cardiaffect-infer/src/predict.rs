@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use cardiaffect_corpus::{window_recording_flagged, PrepareConfig};
+use cardiaffect_corpus::blocks::{windows_in_blocks, BlockConfig};
+use cardiaffect_corpus::PrepareConfig;
+use cardiaffect_io::chunked::{InMemory, SampleSource};
 use cardiaffect_io::Recording;
 use cardiaffect_model::batch;
 use cardiaffect_model::bundle::decision::{apply_threshold, softmax, Standardiser};
@@ -216,24 +218,11 @@ fn reference_windows(
             ok
         });
     };
-    let value = format!("{a}-{b}");
+    check_segment(a, b, window_s, duration_s)?;
     let bad = |m: String| InferError::Calibration {
-        value: value.clone(),
+        value: format!("{a}-{b}"),
         message: m,
     };
-    if !(a.is_finite() && b.is_finite()) || a < 0.0 || b <= a {
-        return Err(bad("expected START-END in seconds, 0 <= START < END".into()));
-    }
-    if b > duration_s + 1e-6 {
-        return Err(bad(format!(
-            "the segment ends after the recording ({duration_s:.1} s)"
-        )));
-    }
-    if b - a < window_s {
-        return Err(bad(format!(
-            "the segment is shorter than one window ({window_s} s)"
-        )));
-    }
     let inside: Vec<usize> = (0..starts.len())
         .filter(|&i| starts[i] >= a - 1e-9 && starts[i] + window_s <= b + 1e-9)
         .collect();
@@ -251,12 +240,55 @@ fn reference_windows(
     Ok(ok)
 }
 
+/// A calibration segment `a-b` (seconds) that can hold a window of this recording.
+fn check_segment(a: f64, b: f64, window_s: f64, duration_s: f64) -> Result<(), InferError> {
+    let bad = |m: String| InferError::Calibration {
+        value: format!("{a}-{b}"),
+        message: m,
+    };
+    if !(a.is_finite() && b.is_finite()) || a < 0.0 || b <= a {
+        return Err(bad("expected START-END in seconds, 0 <= START < END".into()));
+    }
+    if b > duration_s + 1e-6 {
+        return Err(bad(format!(
+            "the segment ends after the recording ({duration_s:.1} s)"
+        )));
+    }
+    if b - a < window_s {
+        return Err(bad(format!(
+            "the segment is shorter than one window ({window_s} s)"
+        )));
+    }
+    Ok(())
+}
+
 /// [`predict_recording`] with the calibration segment given (`--calibrate-from START-END`).
 pub fn predict_recording_calibrated(
     rec: &Recording,
     models: &[Predictor],
     hop_s: f64,
     calibrate_from: Option<(f64, f64)>,
+) -> Result<Timeline, InferError> {
+    predict_source(
+        rec,
+        &mut InMemory(&rec.samples),
+        models,
+        hop_s,
+        calibrate_from,
+        &BlockConfig::default(),
+    )
+}
+
+/// [`predict_recording_calibrated`] on a signal read through `source` block by block (a
+/// [`cardiaffect_io::chunked::Streamed`] recording, `rec` without its samples): memory stays
+/// that of one block whatever the recording's length, plus a few numbers per window.
+pub fn predict_source(
+    rec: &Recording,
+    source: &mut dyn SampleSource,
+    models: &[Predictor],
+    hop_s: f64,
+    calibrate_from: Option<(f64, f64)>,
+    blocks: &BlockConfig,
 ) -> Result<Timeline, InferError> {
     let first = models
         .first()
@@ -275,13 +307,61 @@ pub fn predict_recording_calibrated(
             "hop {hop_s} s: expected a positive number of seconds"
         )));
     }
-    let w = window_recording_flagged(rec, &first.prepare_config(hop_s))?;
-    let starts: Vec<f64> = w.meta.iter().map(|m| m.start_s).collect();
-    let duration_s = rec.duration_s();
+    let duration_s = source.len() as f64 / rec.fs;
+    if let Some((a, b)) = calibrate_from {
+        // Checked before hours of signal go by.
+        check_segment(a, b, first.preprocess.window_s, duration_s)?;
+    }
+    let l = first.config.window_len;
+    let strip_len = (10.0 * first.preprocess.fs) as usize;
+    let mut strip: Vec<f32> = Vec::new();
+    let mut starts = Vec::new();
+    let mut hrs = Vec::new();
+    let mut flaws: Vec<Option<String>> = Vec::new();
+    let mut logits: Vec<Vec<Vec<f64>>> = vec![Vec::new(); models.len()];
+    let mut first_window: Option<(f64, Vec<f32>)> = None;
+    let mut attention = None;
+    let name = format!(
+        "{}: {} trial {}",
+        rec.source.display(),
+        rec.subject,
+        rec.trial
+    );
+    let summary = windows_in_blocks(
+        source,
+        rec.fs,
+        &name,
+        &first.prepare_config(hop_s),
+        blocks,
+        |block| {
+            if strip.len() < strip_len {
+                let take = (strip_len - strip.len()).min(block.data.len());
+                strip.extend_from_slice(&block.data[..take]);
+            }
+            if first_window.is_none() {
+                first_window = Some((block.windows[0].start_s, block.data[..l].to_vec()));
+            }
+            if attention.is_none() {
+                if let Some(i) = block.windows.iter().position(|w| w.flaw.is_none()) {
+                    attention = Some((
+                        block.windows[i].start_s,
+                        block.data[i * l..(i + 1) * l].to_vec(),
+                    ));
+                }
+            }
+            for (m, out) in models.iter().zip(&mut logits) {
+                out.extend(m.logits(&block.data));
+            }
+            for w in &block.windows {
+                starts.push(w.start_s);
+                hrs.push(w.hr_bpm);
+                flaws.push(w.flaw.map(str::to_string));
+            }
+        },
+    )?;
     let mut per_model: Vec<Vec<Vec<f64>>> = Vec::new();
     let mut calibration = Vec::new();
-    for m in models {
-        let logits = m.logits(&w.data);
+    for (m, logits) in models.iter().zip(&logits) {
         let stats = match m.calibration() {
             Calibration::None => {
                 calibration.push("none".to_string());
@@ -300,12 +380,12 @@ pub fn predict_recording_calibrated(
                 let idx = reference_windows(
                     &starts,
                     first.preprocess.window_s,
-                    &w.flaws,
+                    &flaws,
                     duration_s,
                     calibrate_from,
                 )?;
                 let s = Standardiser::fit(idx.iter().map(|&i| logits[i].as_slice()));
-                let all_flagged = w.flaws.iter().all(|f| f.is_some());
+                let all_flagged = flaws.iter().all(|f| f.is_some());
                 calibration.push(format!(
                     "{cal}: from {} windows {}",
                     idx.len(),
@@ -319,35 +399,26 @@ pub fn predict_recording_calibrated(
                 s
             }
         };
-        per_model.push(m.decide(&logits, stats.as_ref()));
+        per_model.push(m.decide(logits, stats.as_ref()));
     }
-    let rows = w
-        .meta
-        .iter()
-        .enumerate()
-        .map(|(i, meta)| TimelineRow {
-            start_s: meta.start_s,
-            end_s: meta.start_s + first.preprocess.window_s,
-            quality: w.flaws[i].clone().unwrap_or_else(|| "ok".into()),
-            hr_bpm: meta.hr_bpm,
+    let rows = (0..starts.len())
+        .map(|i| TimelineRow {
+            start_s: starts[i],
+            end_s: starts[i] + first.preprocess.window_s,
+            quality: flaws[i].clone().unwrap_or_else(|| "ok".into()),
+            hr_bpm: hrs[i],
             probs: per_model.iter().map(|p| p[i].clone()).collect(),
         })
         .collect();
-    let strip_len = ((10.0 * first.preprocess.fs) as usize).min(w.data.len());
-    let l = first.config.window_len;
-    let attention = (0..w.meta.len())
-        .find(|&i| w.flaws[i].is_none())
-        .or((!w.meta.is_empty()).then_some(0))
-        .map(|i| {
-            let window = w.data[i * l..(i + 1) * l].to_vec();
-            WindowAttention {
-                start_s: w.meta[i].start_s,
-                fs: first.preprocess.fs,
-                tokens: first.cls_attention(&window),
-                window,
-                heads: first.config.n_heads,
-                layer: first.config.n_layers,
-            }
+    let attention = attention
+        .or(first_window)
+        .map(|(start_s, window)| WindowAttention {
+            start_s,
+            fs: first.preprocess.fs,
+            tokens: first.cls_attention(&window),
+            window,
+            heads: first.config.n_heads,
+            layer: first.config.n_layers,
         });
     Ok(Timeline {
         recording: rec.source.display().to_string(),
@@ -355,8 +426,8 @@ pub fn predict_recording_calibrated(
         trial: rec.trial.clone(),
         fs_in: rec.fs,
         rows,
-        strip: w.data[..strip_len].to_vec(),
-        skipped_windows: w.dropped.len(),
+        strip,
+        skipped_windows: summary.dropped,
         attention,
         calibration,
     })

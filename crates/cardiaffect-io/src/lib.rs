@@ -16,6 +16,7 @@
 //! ```
 
 pub mod artifact;
+pub mod chunked;
 pub mod datasets;
 pub mod error;
 pub mod events;

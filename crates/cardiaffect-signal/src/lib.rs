@@ -32,7 +32,7 @@ pub use hrv::{hrv, Hrv};
 pub use normalize::{zscore, Standardizer};
 pub use peaks::ecg_peaks_neurokit;
 pub use quality::{check_window, Flaw, QualityConfig};
-pub use resample::resample;
+pub use resample::{rational_factors, resample};
 
 /// How `ecg_clean` filters: zero-phase Butterworth band-pass, optional notch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

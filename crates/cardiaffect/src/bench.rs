@@ -35,6 +35,47 @@ pub struct BenchArgs {
     /// Time inference only (batch 32 and batch 1), not the training steps.
     #[arg(long)]
     pub skip_train: bool,
+    /// Also time `predict` with this fine-tuned model (a `finetune` run or model folder) on an
+    /// hour of synthetic 256-Hz ECG, streamed block by block as from a file: seconds per hour
+    /// of ECG. Repeat for several models.
+    #[arg(long = "predict-model", value_name = "RUN_DIR")]
+    pub predict_models: Vec<std::path::PathBuf>,
+}
+
+/// Seconds `predict` takes per hour of single-lead 256-Hz ECG with the model in `dir` (the
+/// median of three runs over one synthetic hour; default hop, half a window).
+fn predict_seconds_per_hour(dir: &std::path::Path, device: &Device) -> Result<f64> {
+    use cardiaffect_corpus::blocks::BlockConfig;
+    use cardiaffect_io::chunked::InMemory;
+    use cardiaffect_signal::{ecgsyn, EcgSynParams, Rng};
+    let model = cardiaffect_infer::Predictor::load(dir, device)
+        .with_context(|| format!("--predict-model {}", dir.display()))?;
+    let fs = 256.0;
+    let p = EcgSynParams {
+        fs,
+        duration_s: 3600.0,
+        ..EcgSynParams::default()
+    };
+    let ecg = ecgsyn(&p, &mut Rng::new(1)).0;
+    let rec = cardiaffect_io::Recording::new("bench", dir, fs, Vec::new());
+    let hop = model.preprocess.window_s / 2.0;
+    let models = [model];
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let tl = cardiaffect_infer::predict_source(
+            &rec,
+            &mut InMemory(&ecg),
+            &models,
+            hop,
+            None,
+            &BlockConfig::default(),
+        )?;
+        std::hint::black_box(tl.rows.len());
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
 }
 
 fn median_ms(steps: usize, warmup: usize, mut f: impl FnMut()) -> f64 {
@@ -218,6 +259,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
             serde_json::json!(b1_ms / g("infer_b1_ms")),
         );
     }
+    let mut per_hour = Vec::new();
+    for dir in &a.predict_models {
+        per_hour.push((
+            dir.display().to_string(),
+            predict_seconds_per_hour(dir, &dev)?,
+        ));
+    }
+    out.as_object_mut().expect("an object").insert(
+        "predict_s_per_hour".into(),
+        per_hour
+            .iter()
+            .map(|(d, v)| (d.clone(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
     let mut w = std::io::stdout().lock();
     if a.json {
         writeln!(w, "{out}")?;
@@ -276,6 +332,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         f("pytorch_infer_b1_ms").map(|v| format!("{v:.1} ms")),
         f("ratio_infer_b1"),
     )?;
+    for (d, v) in &per_hour {
+        writeln!(
+            w,
+            "{:<24} {:>14}   ({d}; 24 h in {:.0} s)",
+            "predict, 256-Hz ECG",
+            format!("{v:.2} s/hour"),
+            24.0 * v
+        )?;
+    }
     if python.is_none() {
         writeln!(w, "(no Python with torch found: set CARDIAFFECT_TORCH_PYTHON or --torch-python to compare with PyTorch)")?;
     } else {

@@ -169,6 +169,7 @@ fn flag(command: &str, field: &str) -> String {
         "method" => "methods",
         "masking.ratio" => "mask-ratio",
         "masking.span" => "mask-span",
+        "blocks" => "block",
         "synth" => return "--subjects/--trials/--trial-seconds".into(),
         f => return format!("--{}", f.replace('_', "-")),
     };

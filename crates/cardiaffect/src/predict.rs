@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cardiaffect_infer::{predict_recording_calibrated, Predictor, Timeline, WindowAttention};
-use cardiaffect_io::{read, Format, ReadOptions};
+use cardiaffect_corpus::blocks::BlockConfig;
+use cardiaffect_infer::{predict_source, Predictor, Timeline, WindowAttention};
+use cardiaffect_io::chunked::{self, InMemory, SampleSource};
+use cardiaffect_io::{read, Format, ReadOptions, Recording};
 use cardiaffect_render::figures::timeline;
 use clap::Args;
 
@@ -38,6 +40,11 @@ pub struct PredictArgs {
     /// the recording that passes the quality checks; `baseline` needs it).
     #[arg(long, value_name = "START-END", value_parser = parse_segment)]
     pub calibrate_from: Option<(f64, f64)>,
+    /// Seconds of signal band-passed at once: a longer recording is filtered in blocks of this
+    /// length (each with 30 s of signal on both sides, discarded), read from WFDB and EDF
+    /// files as it goes, so memory does not grow with the recording.
+    #[arg(long = "block", value_name = "S", default_value_t = BlockConfig::default().block_s)]
+    pub block_s: f64,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
@@ -92,7 +99,7 @@ fn csv(timelines: &[Timeline], models: &[Predictor]) -> String {
     s
 }
 
-fn json(timelines: &[Timeline], models: &[Predictor]) -> serde_json::Value {
+fn json(timelines: &[Timeline], models: &[Predictor], blocks: &BlockConfig) -> serde_json::Value {
     serde_json::json!({
         "models": models.iter().map(|m| serde_json::json!({
             "dir": m.dir.display().to_string(),
@@ -102,7 +109,10 @@ fn json(timelines: &[Timeline], models: &[Predictor]) -> serde_json::Value {
             "preprocess": m.preprocess,
             "operating_point": m.operating_point,
         })).collect::<Vec<_>>(),
-        "filtering": "zero-phase band-pass over the whole recording (offline)",
+        "filtering": format!(
+            "zero-phase band-pass over the whole recording (offline); a run of signal longer than {} s is filtered in blocks of that length with {} s of signal on each side",
+            blocks.block_s, blocks.margin_s
+        ),
         "recordings": timelines,
     })
 }
@@ -171,11 +181,42 @@ pub fn run(a: PredictArgs) -> Result<()> {
         ..Default::default()
     };
     let path = crate::bundled::resolve_recording(&a.recording)?;
-    let cardiaffect_io::ReadResult { output: out, .. } = read(&path, a.format, &opts)
-        .with_context(|| format!("reading {}", a.recording.display()))?;
+    let reading = || format!("reading {}", a.recording.display());
+    // WFDB and EDF stream through the file block by block (memory independent of the
+    // recording's length); other formats are read whole.
+    let mut whole: Vec<Vec<f32>> = Vec::new();
+    let mut opened: Vec<(Recording, Option<Box<dyn SampleSource>>)> = Vec::new();
+    match chunked::open(&path, a.format, &opts).with_context(reading)? {
+        Some(streamed) => {
+            opened = streamed
+                .into_iter()
+                .map(|s| (s.recording, Some(s.source)))
+                .collect()
+        }
+        None => {
+            let cardiaffect_io::ReadResult { output, .. } =
+                read(&path, a.format, &opts).with_context(reading)?;
+            for mut rec in output.recordings {
+                whole.push(std::mem::take(&mut rec.samples));
+                opened.push((rec, None));
+            }
+        }
+    }
+    let blocks = BlockConfig {
+        block_s: a.block_s,
+        ..BlockConfig::default()
+    };
     let mut timelines = Vec::new();
-    for rec in &out.recordings {
-        let mut t = predict_recording_calibrated(rec, &models, hop, a.calibrate_from)
+    for (i, (rec, source)) in opened.iter_mut().enumerate() {
+        let mut in_memory;
+        let source: &mut dyn SampleSource = match source {
+            Some(s) => s.as_mut(),
+            None => {
+                in_memory = InMemory(&whole[i]);
+                &mut in_memory
+            }
+        };
+        let mut t = predict_source(rec, source, &models, hop, a.calibrate_from, &blocks)
             .with_context(|| {
                 format!(
                     "{}: subject {} trial {}",
@@ -224,7 +265,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
         Some(p) => {
             let is_json = p.extension().is_some_and(|e| e == "json");
             if is_json {
-                write_atomic(p, &serde_json::to_vec_pretty(&json(&timelines, &models))?)?;
+                write_atomic(
+                    p,
+                    &serde_json::to_vec_pretty(&json(&timelines, &models, &blocks))?,
+                )?;
             } else {
                 write_atomic(p, csv(&timelines, &models).as_bytes())?;
             }

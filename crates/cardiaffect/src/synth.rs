@@ -3,8 +3,17 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cardiaffect_corpus::synth::{write_affect, write_unlabeled, AffectConfig};
-use clap::Args;
+use cardiaffect_corpus::synth::{write_affect, write_unlabeled, AffectConfig, RecordFormat};
+use clap::{Args, ValueEnum};
+
+/// File format of the unlabeled records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SynthFormat {
+    /// WFDB format 16 (`.hea` + `.dat`).
+    Wfdb,
+    /// Plain EDF (16-bit, 1-s records; a whole number of Hz).
+    Edf,
+}
 
 #[derive(Args)]
 pub struct SynthArgs {
@@ -29,6 +38,9 @@ pub struct SynthArgs {
     /// Sampling rate in Hz (unlabeled mode; --affect writes 128 Hz as AMIGOS).
     #[arg(long, default_value_t = 256.0)]
     pub fs: f64,
+    /// File format of the unlabeled records (--affect writes the AMIGOS layout).
+    #[arg(long, value_enum, default_value = "wfdb")]
+    pub format: SynthFormat,
     /// Seed: the same seed writes the same data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -53,9 +65,17 @@ pub fn run(a: SynthArgs) -> Result<()> {
         );
         println!("SYNTHETIC: for testing that the pipeline learns, never as emotion-recognition results ({} trials)", truth.len());
     } else {
-        let n = write_unlabeled(&a.out, a.subjects, a.minutes, a.fs, a.seed)?;
+        let format = match a.format {
+            SynthFormat::Wfdb => RecordFormat::Wfdb,
+            SynthFormat::Edf => RecordFormat::Edf,
+        };
+        let n = write_unlabeled(&a.out, a.subjects, a.minutes, a.fs, a.seed, format)?;
         println!(
-            "wrote {n} synthetic WFDB records of {} min at {} Hz to {} (seed {})",
+            "wrote {n} synthetic {} records of {} min at {} Hz to {} (seed {})",
+            match a.format {
+                SynthFormat::Wfdb => "WFDB",
+                SynthFormat::Edf => "EDF",
+            },
             a.minutes,
             a.fs,
             a.out.display(),

@@ -71,7 +71,10 @@ pub fn looks_like_edf(b: &[u8]) -> bool {
     b.len() >= 256 && (b.starts_with(b"0       ") || b.starts_with(b"\xFFBIOSEMI"))
 }
 
-pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
+/// The header of an EDF/BDF file from its first bytes (at least the whole header; the whole
+/// file will do) and the file's length, which fixes the number of records when the header
+/// says -1 and shows truncation. Warnings: bytes after the last record, EDF+D.
+pub fn parse_header(bytes: &[u8], file_len: usize) -> Result<(EdfHeader, Vec<String>), ParseError> {
     if bytes.len() < 256 {
         return Err(ParseError::new(
             0,
@@ -110,12 +113,15 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
             header_bytes.to_string(),
         ));
     }
-    if bytes.len() < header_bytes {
+    if bytes.len() < header_bytes || file_len < header_bytes {
         return Err(ParseError::new(
             256,
             "signal headers",
             format!("{header_bytes} header bytes"),
-            format!("{} bytes in the file: it is truncated", bytes.len()),
+            format!(
+                "{} bytes in the file: it is truncated",
+                file_len.min(bytes.len())
+            ),
         ));
     }
     if !(record_duration_s > 0.0 && record_duration_s.is_finite()) {
@@ -173,30 +179,88 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
             "0 for every signal",
         ));
     }
-    let body = &bytes[header_bytes..];
+    let body_len = file_len - header_bytes;
     let mut warnings = Vec::new();
     let records = if records_raw < 0 {
-        body.len() / record_bytes
+        body_len / record_bytes
     } else {
         let r = records_raw as usize;
         let need = (r as u128) * (record_bytes as u128);
-        if need > body.len() as u128 {
+        if need > body_len as u128 {
             return Err(ParseError::new(
                 236,
                 "number of data records",
                 format!("{r} records of {record_bytes} bytes"),
-                format!("{} bytes of data: the file is truncated", body.len()),
+                format!("{body_len} bytes of data: the file is truncated"),
             ));
         }
-        if body.len() as u128 > need {
+        if body_len as u128 > need {
             warnings.push(format!(
                 "{} bytes after the last data record were ignored",
-                body.len() as u128 - need
+                body_len as u128 - need
             ));
         }
         r
     };
 
+    if reserved.starts_with("EDF+D") || reserved.starts_with("BDF+D") {
+        warnings.push("EDF+D (discontinuous): data records are concatenated; gaps between them are not represented".into());
+    }
+    Ok((
+        EdfHeader {
+            bdf,
+            variant: reserved
+                .chars()
+                .take(5)
+                .collect::<String>()
+                .trim()
+                .to_string(),
+            patient: ascii(&bytes[8..88]),
+            recording: ascii(&bytes[88..168]),
+            start_date: ascii(&bytes[168..176]),
+            start_time: ascii(&bytes[176..184]),
+            header_bytes,
+            records,
+            record_duration_s,
+            signals,
+        },
+        warnings,
+    ))
+}
+
+/// Bytes per sample (2 for EDF, 3 for BDF) and per data record.
+impl EdfHeader {
+    pub fn sample_bytes(&self) -> usize {
+        if self.bdf {
+            3
+        } else {
+            2
+        }
+    }
+
+    pub fn record_bytes(&self) -> usize {
+        self.signals
+            .iter()
+            .map(|s| s.samples_per_record)
+            .sum::<usize>()
+            * self.sample_bytes()
+    }
+
+    /// `(k, c)`: physical = digital * k + c.
+    pub fn scale(&self, i: usize) -> (f64, f64) {
+        let s = &self.signals[i];
+        let k = (s.physical_max - s.physical_min) / (s.digital_max - s.digital_min);
+        (k, s.physical_min - k * s.digital_min)
+    }
+}
+
+/// A whole EDF/BDF file: header, every signal in physical units, annotations.
+pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
+    let (header, warnings) = parse_header(bytes, bytes.len())?;
+    let (bdf, records, signals) = (header.bdf, header.records, &header.signals);
+    let width = header.sample_bytes();
+    let record_bytes = header.record_bytes();
+    let body = &bytes[header.header_bytes..];
     let mut data: Vec<Vec<f32>> = signals
         .iter()
         .map(|s| {
@@ -208,13 +272,7 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
         })
         .collect();
     let mut annotations = Vec::new();
-    let scales: Vec<(f64, f64)> = signals
-        .iter()
-        .map(|s| {
-            let k = (s.physical_max - s.physical_min) / (s.digital_max - s.digital_min);
-            (k, s.physical_min - k * s.digital_min)
-        })
-        .collect();
+    let scales: Vec<(f64, f64)> = (0..signals.len()).map(|i| header.scale(i)).collect();
     for r in 0..records {
         let mut pos = r * record_bytes;
         for (i, s) in signals.iter().enumerate() {
@@ -244,27 +302,8 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
     }
     // The first annotation of each record is its time-keeping stamp (empty text): not an event.
     annotations.retain(|a: &Annotation| !a.text.is_empty());
-    if reserved.starts_with("EDF+D") || reserved.starts_with("BDF+D") {
-        warnings.push("EDF+D (discontinuous): data records are concatenated; gaps between them are not represented".into());
-    }
     Ok(Edf {
-        header: EdfHeader {
-            bdf,
-            variant: reserved
-                .chars()
-                .take(5)
-                .collect::<String>()
-                .trim()
-                .to_string(),
-            patient: ascii(&bytes[8..88]),
-            recording: ascii(&bytes[88..168]),
-            start_date: ascii(&bytes[168..176]),
-            start_time: ascii(&bytes[176..184]),
-            header_bytes,
-            records,
-            record_duration_s,
-            signals,
-        },
+        header,
         data,
         annotations,
         warnings,
@@ -311,8 +350,134 @@ fn parse_tals(chunk: &[u8], out: &mut Vec<Annotation>) {
     }
 }
 
+/// One signal for [`write`]: physical values and the physical range the 16-bit codes span.
+pub struct WriteSignal<'a> {
+    pub label: &'a str,
+    pub unit: &'a str,
+    pub physical_min: f64,
+    pub physical_max: f64,
+    pub samples: &'a [f32],
+}
+
+/// A plain EDF file (16-bit, 1-s data records) of signals that share the integer rate `fs`.
+/// Values outside the physical range are clipped; NaN becomes the lowest code. The last record
+/// is padded with that code if the samples do not fill it.
+pub fn write(fs: f64, signals: &[WriteSignal<'_>]) -> Result<Vec<u8>, String> {
+    if !(fs >= 1.0 && fs.fract() == 0.0 && fs <= 1e6) {
+        return Err(format!(
+            "sampling rate {fs}: EDF stores whole samples per 1-s record, so it must be a whole number of Hz"
+        ));
+    }
+    if signals.is_empty()
+        || signals.iter().any(|s| {
+            s.physical_max.partial_cmp(&s.physical_min) != Some(std::cmp::Ordering::Greater)
+        })
+    {
+        return Err("expected at least one signal, each with physical max > min".into());
+    }
+    let per = fs as usize;
+    let n = signals.iter().map(|s| s.samples.len()).max().unwrap_or(0);
+    let records = n.div_ceil(per);
+    let field = |v: &str, w: usize| -> String {
+        let mut t: String = v.chars().filter(char::is_ascii).take(w).collect();
+        while t.len() < w {
+            t.push(' ');
+        }
+        t
+    };
+    // A number in at most 8 characters (EDF's header fields).
+    let num8 = |v: f64| -> String {
+        let mut t = format!("{v}");
+        if t.len() > 8 {
+            t = format!(
+                "{v:.*}",
+                8usize.saturating_sub(format!("{}", v.trunc()).len() + 1)
+            );
+        }
+        field(&t, 8)
+    };
+    let ns = signals.len();
+    let mut h = String::with_capacity(256 * (ns + 1));
+    h += &field("0", 8);
+    h += &field("X X X X", 80);
+    h += &field("Startdate X X X cardiaffect", 80);
+    h += "01.01.00";
+    h += "00.00.00";
+    h += &field(&(256 * (ns + 1)).to_string(), 8);
+    h += &field("", 44);
+    h += &field(&records.to_string(), 8);
+    h += &field("1", 8);
+    h += &field(&ns.to_string(), 4);
+    let cols: [&dyn Fn(&WriteSignal) -> String; 10] = [
+        &|s| field(s.label, 16),
+        &|_| field("", 80),
+        &|s| field(s.unit, 8),
+        &|s| num8(s.physical_min),
+        &|s| num8(s.physical_max),
+        &|_| field("-32768", 8),
+        &|_| field("32767", 8),
+        &|_| field("", 80),
+        &|_| field(&per.to_string(), 8),
+        &|_| field("", 32),
+    ];
+    for c in cols {
+        for s in signals {
+            h += &c(s);
+        }
+    }
+    debug_assert_eq!(h.len(), 256 * (ns + 1));
+    let mut out = h.into_bytes();
+    out.reserve(records * per * ns * 2);
+    for r in 0..records {
+        for s in signals {
+            // The header's numbers as written: what a reader scales the codes back with.
+            let (pmin, pmax) = (num8(s.physical_min), num8(s.physical_max));
+            let pmin: f64 = pmin.trim().parse().unwrap_or(s.physical_min);
+            let pmax: f64 = pmax.trim().parse().unwrap_or(s.physical_max);
+            let k = 65535.0 / (pmax - pmin);
+            for t in r * per..(r + 1) * per {
+                let code = match s.samples.get(t) {
+                    Some(&v) if v.is_finite() => ((v as f64 - pmin) * k - 32768.0)
+                        .round()
+                        .clamp(-32768.0, 32767.0)
+                        as i16,
+                    _ => i16::MIN,
+                };
+                out.extend_from_slice(&code.to_le_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn written_files_read_back_within_one_code() {
+        let x: Vec<f32> = (0..700).map(|i| ((i as f32) * 0.05).sin() * 1.5).collect();
+        let bytes = write(
+            256.0,
+            &[WriteSignal {
+                label: "ECG",
+                unit: "mV",
+                physical_min: -5.0,
+                physical_max: 5.0,
+                samples: &x,
+            }],
+        )
+        .unwrap();
+        let e = parse(&bytes).unwrap();
+        assert_eq!(e.header.signals[0].label, "ECG");
+        assert_eq!(e.fs(0), 256.0);
+        // Three 1-s records: the last padded.
+        assert_eq!(e.data[0].len(), 768);
+        let step = 10.0 / 65535.0;
+        for (a, b) in x.iter().zip(&e.data[0]) {
+            assert!((a - b).abs() <= step as f32, "{a} {b}");
+        }
+        assert!(write(250.5, &[]).is_err());
+    }
+
     use super::*;
 
     #[test]

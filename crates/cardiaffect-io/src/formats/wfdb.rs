@@ -223,7 +223,7 @@ fn parse_signal_line(path: &Path, i: usize, line: &str) -> Result<SignalSpec> {
 }
 
 /// Bits per sample of a storage format (for size checks).
-fn bits_per_sample(format: u32) -> Option<u64> {
+pub(crate) fn bits_per_sample(format: u32) -> Option<u64> {
     Some(match format {
         8 | 80 => 8,
         212 => 12,
@@ -238,7 +238,13 @@ fn bits_per_sample(format: u32) -> Option<u64> {
 /// stream order; `i32::MIN` marks an invalid sample. `slot_init` gives the starting values of
 /// format 8's differences, per slot of the frame.
 #[inline]
-fn decode_each(data: &[u8], format: u32, n: usize, slot_init: &[i64], mut emit: impl FnMut(i32)) {
+pub(crate) fn decode_each(
+    data: &[u8],
+    format: u32,
+    n: usize,
+    slot_init: &[i64],
+    mut emit: impl FnMut(i32),
+) {
     const INVALID: i32 = i32::MIN;
     match format {
         16 => data.chunks_exact(2).take(n).for_each(|c| {

@@ -1,0 +1,343 @@
+//! One signal of a long recording read a piece at a time, so that a day-long Holter goes
+//! through `predict` in bounded memory. WFDB records in a fixed-width format and EDF/BDF files
+//! are read straight from the file with positioned reads; [`open`] says `None` for anything
+//! else, which is then read whole ([`crate::read()`]) and served from memory ([`InMemory`]).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoError, Result};
+use crate::read::{detect, Format};
+use crate::recording::{ReadOptions, Recording};
+
+/// Samples of one signal, in physical units (NaN where the file marks a sample invalid).
+pub trait SampleSource: Send {
+    /// How many samples the signal has.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fill `out` with samples `start..start + out.len()` (all inside `0..len()`).
+    fn read_into(&mut self, start: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// Samples already in memory.
+pub struct InMemory<'a>(pub &'a [f32]);
+
+impl SampleSource for InMemory<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read_into(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(&self.0[start..start + out.len()]);
+        Ok(())
+    }
+}
+
+/// A recording opened for streaming: everything [`crate::read()`] gives but the samples
+/// (`recording.samples` is empty), and where to read them from.
+pub struct Streamed {
+    pub recording: Recording,
+    pub source: Box<dyn SampleSource>,
+}
+
+impl Streamed {
+    pub fn duration_s(&self) -> f64 {
+        self.source.len() as f64 / self.recording.fs
+    }
+}
+
+/// Open one WFDB record or EDF/BDF file for streaming, one [`Streamed`] per signal (or the
+/// signal `opts.lead` names), with the subject, lead and unit [`crate::read()`] gives them.
+/// `None` where the file cannot be streamed: another format, a folder, WFDB's
+/// difference-coded format 8, or options that need the whole recording (events).
+pub fn open(path: &Path, format: Format, opts: &ReadOptions) -> Result<Option<Vec<Streamed>>> {
+    if !path.is_file() || opts.events.is_some() || opts.baseline_s.is_some() {
+        return Ok(None);
+    }
+    let format = match format {
+        Format::Auto => detect(path)?.0,
+        f => f,
+    };
+    match format {
+        Format::Wfdb => crate::datasets::generic::open_wfdb_streamed(path, opts),
+        Format::Edf => crate::datasets::generic::open_edf_streamed(path, opts),
+        _ => Ok(None),
+    }
+}
+
+fn read_at(file: &mut File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(buf))
+        .map_err(|e| IoError::open(path, e))
+}
+
+/// One signal of a WFDB signal file in a fixed-width format (16, 24, 32, 61, 80, 160, 212).
+pub(crate) struct WfdbSignal {
+    pub file: File,
+    pub path: PathBuf,
+    pub format: u32,
+    /// Byte offset of the first frame.
+    pub offset: u64,
+    /// Samples per frame of all signals of the file, and where this signal's start.
+    pub frame_len: usize,
+    pub slot: usize,
+    pub samples_per_frame: usize,
+    pub frames: usize,
+    pub bits: usize,
+    /// physical = (digital - baseline) / gain
+    pub baseline: f64,
+    pub gain: f64,
+    pub buf: Vec<u8>,
+}
+
+impl WfdbSignal {
+    /// Frames per byte-aligned group (format 212 packs 12 bits: an odd number of samples per
+    /// frame ends mid-byte).
+    fn group(&self) -> usize {
+        (1..=8)
+            .find(|k| (k * self.frame_len * self.bits).is_multiple_of(8))
+            .unwrap_or(8)
+    }
+}
+
+impl SampleSource for WfdbSignal {
+    fn len(&self) -> usize {
+        self.frames * self.samples_per_frame
+    }
+
+    fn read_into(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let spf = self.samples_per_frame;
+        let g = self.group();
+        let group_bytes = g * self.frame_len * self.bits / 8;
+        let f0 = start / spf / g * g;
+        let f1 = ((start + out.len()).div_ceil(spf)).min(self.frames);
+        let groups = (f1 - f0).div_ceil(g);
+        let offset = self.offset + (f0 / g * group_bytes) as u64;
+        // The last group may run past the end of the file when the frames do not fill it.
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(|e| IoError::open(&self.path, e))?;
+        let want = groups * group_bytes;
+        let have = (file_len.len().saturating_sub(offset) as usize).min(want);
+        self.buf.resize(have, 0);
+        read_at(&mut self.file, &self.path, offset, &mut self.buf)?;
+        let stream_n = (f1 - f0) * self.frame_len;
+        let (base, inv_gain) = (self.baseline, 1.0 / self.gain);
+        let end = start + out.len();
+        let mut i = 0usize;
+        crate::formats::wfdb::decode_each(&self.buf, self.format, stream_n, &[], |d| {
+            let (frame, pos) = (f0 + i / self.frame_len, i % self.frame_len);
+            i += 1;
+            if pos < self.slot || pos >= self.slot + spf {
+                return;
+            }
+            let t = frame * spf + pos - self.slot;
+            if t >= start && t < end {
+                out[t - start] = if d == i32::MIN {
+                    f32::NAN
+                } else {
+                    ((d as f64 - base) * inv_gain) as f32
+                };
+            }
+        });
+        Ok(())
+    }
+}
+
+/// One signal of an EDF/BDF file.
+pub(crate) struct EdfSignal {
+    pub file: File,
+    pub path: PathBuf,
+    pub data_start: u64,
+    pub record_bytes: usize,
+    /// Byte offset of this signal inside a record.
+    pub within: usize,
+    pub samples_per_record: usize,
+    pub records: usize,
+    pub bdf: bool,
+    /// physical = digital * k + c
+    pub k: f64,
+    pub c: f64,
+    pub buf: Vec<u8>,
+}
+
+impl SampleSource for EdfSignal {
+    fn len(&self) -> usize {
+        self.records * self.samples_per_record
+    }
+
+    fn read_into(&mut self, start: usize, out: &mut [f32]) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let spr = self.samples_per_record;
+        let r0 = start / spr;
+        let r1 = (start + out.len()).div_ceil(spr);
+        self.buf.resize((r1 - r0) * self.record_bytes, 0);
+        let offset = self.data_start + (r0 * self.record_bytes) as u64;
+        read_at(&mut self.file, &self.path, offset, &mut self.buf)?;
+        let width = if self.bdf { 3 } else { 2 };
+        let end = start + out.len();
+        for r in r0..r1 {
+            let at = (r - r0) * self.record_bytes + self.within;
+            let chunk = &self.buf[at..at + spr * width];
+            for (j, b) in chunk.chunks_exact(width).enumerate() {
+                let t = r * spr + j;
+                if t < start || t >= end {
+                    continue;
+                }
+                let d = if self.bdf {
+                    ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8
+                } else {
+                    i16::from_le_bytes([b[0], b[1]]) as i32
+                };
+                out[t - start] = (d as f64 * self.k + self.c) as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{edf, wfdb};
+
+    fn signal(n: usize, phase: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32) * 0.031 + phase).sin() * 1.3)
+            .collect()
+    }
+
+    fn all_pieces(s: &mut dyn SampleSource, whole: &[f32]) {
+        assert_eq!(s.len(), whole.len());
+        for (start, len) in [(0, 1), (0, 517), (3, 990), (511, 2), (whole.len() - 7, 7)] {
+            let mut out = vec![0f32; len];
+            s.read_into(start, &mut out).unwrap();
+            for (k, (a, b)) in out.iter().zip(&whole[start..start + len]).enumerate() {
+                assert!(
+                    a == b || (a.is_nan() && b.is_nan()),
+                    "sample {}: {a} vs {b}",
+                    start + k
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wfdb_pieces_equal_the_whole_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, mut b) = (signal(3001, 0.0), signal(3001, 1.0));
+        b[100] = f32::NAN;
+        wfdb::write_record_16(
+            tmp.path(),
+            "r",
+            250.0,
+            &[("I", "mV", 200.0, &a), ("II", "mV", 200.0, &b)],
+        )
+        .unwrap();
+        let hea = tmp.path().join("r.hea");
+        let whole = wfdb::read_record(&hea).unwrap();
+        let opened = open(&hea, Format::Auto, &ReadOptions::default())
+            .unwrap()
+            .expect("WFDB format 16 streams");
+        assert_eq!(opened.len(), 2);
+        assert_eq!(opened[1].recording.lead, "II");
+        assert_eq!(opened[1].recording.fs, 250.0);
+        for (mut s, w) in opened.into_iter().zip(&whole.signals) {
+            all_pieces(s.source.as_mut(), w);
+        }
+        let lead = ReadOptions {
+            lead: Some("2".into()),
+            ..Default::default()
+        };
+        let one = open(&hea, Format::Wfdb, &lead).unwrap().unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].recording.lead, "II");
+    }
+
+    #[test]
+    fn wfdb_212_single_signal_streams_across_byte_groups() {
+        // Format 212 with one signal: two frames share three bytes.
+        let tmp = tempfile::tempdir().unwrap();
+        let x: Vec<i32> = (0..1001).map(|i| ((i * 37) % 4000) - 2000).collect();
+        let mut bytes = Vec::new();
+        for p in x.chunks(2) {
+            let a = p[0] & 0xFFF;
+            let b = p.get(1).copied().unwrap_or(0) & 0xFFF;
+            bytes.push((a & 0xFF) as u8);
+            bytes.push((((a >> 8) & 0x0F) | (((b >> 8) & 0x0F) << 4)) as u8);
+            bytes.push((b & 0xFF) as u8);
+        }
+        std::fs::write(tmp.path().join("m.dat"), &bytes).unwrap();
+        std::fs::write(
+            tmp.path().join("m.hea"),
+            "m 1 360 1001\nm.dat 212 200 11 0 0 0 0 MLII\n",
+        )
+        .unwrap();
+        let hea = tmp.path().join("m.hea");
+        let whole = wfdb::read_record(&hea).unwrap();
+        let mut s = open(&hea, Format::Wfdb, &ReadOptions::default())
+            .unwrap()
+            .unwrap();
+        all_pieces(s[0].source.as_mut(), &whole.signals[0]);
+    }
+
+    #[test]
+    fn edf_pieces_equal_the_whole_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (signal(2560, 0.0), signal(1280, 2.0));
+        let bytes = edf::write(
+            256.0,
+            &[
+                edf::WriteSignal {
+                    label: "ECG",
+                    unit: "mV",
+                    physical_min: -5.0,
+                    physical_max: 5.0,
+                    samples: &a,
+                },
+                edf::WriteSignal {
+                    label: "Resp",
+                    unit: "mV",
+                    physical_min: -2.0,
+                    physical_max: 2.0,
+                    samples: &b,
+                },
+            ],
+        )
+        .unwrap();
+        let path = tmp.path().join("x.edf");
+        std::fs::write(&path, &bytes).unwrap();
+        let whole = edf::parse(&bytes).unwrap();
+        let opened = open(&path, Format::Auto, &ReadOptions::default())
+            .unwrap()
+            .expect("EDF streams");
+        assert_eq!(opened[0].recording.lead, "ECG");
+        for (mut s, w) in opened.into_iter().zip(&whole.data) {
+            all_pieces(s.source.as_mut(), w);
+        }
+    }
+
+    #[test]
+    fn other_formats_are_not_streamed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.csv");
+        std::fs::write(&p, "ecg\n1\n2\n").unwrap();
+        assert!(open(&p, Format::Auto, &ReadOptions::default())
+            .unwrap()
+            .is_none());
+        assert!(open(tmp.path(), Format::Auto, &ReadOptions::default())
+            .unwrap()
+            .is_none());
+    }
+}
