@@ -329,6 +329,70 @@ mod tests {
     }
 
     #[test]
+    fn truncated_files_are_refused_at_open_with_file_and_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let x = signal(2560, 0.0);
+        let bytes = edf::write(
+            256.0,
+            &[edf::WriteSignal {
+                label: "ECG",
+                unit: "mV",
+                physical_min: -5.0,
+                physical_max: 5.0,
+                samples: &x,
+            }],
+        )
+        .unwrap();
+        let path = tmp.path().join("cut.edf");
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+        let e = open(&path, Format::Edf, &ReadOptions::default())
+            .err()
+            .expect("a truncated EDF is refused")
+            .to_string();
+        assert!(
+            e.contains("cut.edf") && e.contains("number of data records"),
+            "{e}"
+        );
+        wfdb::write_record_16(tmp.path(), "r", 250.0, &[("I", "mV", 200.0, &x)]).unwrap();
+        let dat = tmp.path().join("r.dat");
+        let full = std::fs::read(&dat).unwrap();
+        std::fs::write(&dat, &full[..full.len() / 2]).unwrap();
+        let e = open(
+            &tmp.path().join("r.hea"),
+            Format::Wfdb,
+            &ReadOptions::default(),
+        )
+        .err()
+        .expect("a truncated WFDB record is refused")
+        .to_string();
+        assert!(
+            e.contains("r.dat") && e.contains("number of samples"),
+            "{e}"
+        );
+        std::fs::remove_file(&dat).unwrap();
+        let e = open(
+            &tmp.path().join("r.hea"),
+            Format::Wfdb,
+            &ReadOptions::default(),
+        )
+        .err()
+        .expect("a missing signal file is refused")
+        .to_string();
+        assert!(e.contains("r.dat"), "{e}");
+        let lead = ReadOptions {
+            lead: Some("V9".into()),
+            ..Default::default()
+        };
+        let tmp2 = tempfile::tempdir().unwrap();
+        wfdb::write_record_16(tmp2.path(), "r", 250.0, &[("I", "mV", 200.0, &x)]).unwrap();
+        let e = open(&tmp2.path().join("r.hea"), Format::Wfdb, &lead)
+            .err()
+            .expect("an unknown lead is refused")
+            .to_string();
+        assert!(e.contains("V9") && e.contains("\"I\""), "{e}");
+    }
+
+    #[test]
     fn other_formats_are_not_streamed() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("x.csv");
