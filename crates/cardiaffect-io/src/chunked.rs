@@ -89,6 +89,8 @@ pub(crate) struct WfdbSignal {
     pub samples_per_frame: usize,
     pub frames: usize,
     pub bits: usize,
+    /// Bytes in the file (read once at open).
+    pub file_len: u64,
     /// physical = (digital - baseline) / gain
     pub baseline: f64,
     pub gain: f64,
@@ -122,12 +124,8 @@ impl SampleSource for WfdbSignal {
         let groups = (f1 - f0).div_ceil(g);
         let offset = self.offset + (f0 / g * group_bytes) as u64;
         // The last group may run past the end of the file when the frames do not fill it.
-        let file_len = self
-            .file
-            .metadata()
-            .map_err(|e| IoError::open(&self.path, e))?;
         let want = groups * group_bytes;
-        let have = (file_len.len().saturating_sub(offset) as usize).min(want);
+        let have = (self.file_len.saturating_sub(offset) as usize).min(want);
         self.buf.resize(have, 0);
         read_at(&mut self.file, &self.path, offset, &mut self.buf)?;
         let stream_n = (f1 - f0) * self.frame_len;
@@ -188,20 +186,19 @@ impl SampleSource for EdfSignal {
         let width = if self.bdf { 3 } else { 2 };
         let end = start + out.len();
         for r in r0..r1 {
+            // This record's samples that fall in start..end.
+            let (lo, hi) = (
+                start.max(r * spr) - r * spr,
+                end.min((r + 1) * spr) - r * spr,
+            );
             let at = (r - r0) * self.record_bytes + self.within;
-            let chunk = &self.buf[at..at + spr * width];
-            for (j, b) in chunk.chunks_exact(width).enumerate() {
-                let t = r * spr + j;
-                if t < start || t >= end {
-                    continue;
-                }
-                let d = if self.bdf {
-                    ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8
-                } else {
-                    i16::from_le_bytes([b[0], b[1]]) as i32
-                };
-                out[t - start] = (d as f64 * self.k + self.c) as f32;
-            }
+            let o = r * spr + lo - start;
+            crate::formats::edf::decode_into(
+                &self.buf[at + lo * width..at + hi * width],
+                self.bdf,
+                (self.k, self.c),
+                &mut out[o..o + hi - lo],
+            );
         }
         Ok(())
     }

@@ -59,14 +59,8 @@ fn push_signals(
     opts: &ReadOptions,
     out: &mut ReadOutput,
 ) -> Result<()> {
-    let chosen: Vec<usize> = match &opts.lead {
-        None => (0..signals.len()).collect(),
-        Some(l) => {
-            let names: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
-            vec![choose_signal(path, &names, l)?]
-        }
-    };
-    for i in chosen {
+    let names: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
+    for i in chosen_signals(path, &names, opts)? {
         let s = &signals[i];
         let mut rec = Recording::new(dataset, path, s.fs, s.data.as_ref().clone());
         rec.subject = subject.to_string();
@@ -87,6 +81,33 @@ fn push_signals(
         out.recordings.push(rec);
     }
     Ok(())
+}
+
+/// A WFDB signal's name: its description, else its 1-based number.
+fn wfdb_signal_name(i: usize, spec: &wfdb::SignalSpec) -> String {
+    if spec.description.is_empty() {
+        format!("signal {}", i + 1)
+    } else {
+        spec.description.clone()
+    }
+}
+
+/// The subject of an EDF file: the EDF+ patient code ("code sex birthdate name", "X" where
+/// unknown), else the file's name.
+fn edf_subject(patient: &str, path: &Path) -> String {
+    match patient.split_whitespace().next().unwrap_or("X") {
+        "X" => stem(path),
+        code => code.to_string(),
+    }
+}
+
+/// What an EDF header adds to each of its recordings' `meta`.
+fn edf_meta(h: &edf::EdfHeader, rec: &mut Recording) {
+    rec.meta
+        .insert("start".into(), format!("{} {}", h.start_date, h.start_time));
+    if !h.variant.is_empty() {
+        rec.meta.insert("variant".into(), h.variant.clone());
+    }
 }
 
 pub fn read_wfdb(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()> {
@@ -110,11 +131,7 @@ pub fn read_wfdb(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Resul
             .zip(rec.signals)
             .enumerate()
             .map(|(i, (spec, data))| Signal {
-                name: if spec.description.is_empty() {
-                    format!("signal {}", i + 1)
-                } else {
-                    spec.description.clone()
-                },
+                name: wfdb_signal_name(i, spec),
                 fs: fs * spec.samples_per_frame as f64,
                 unit: Some(spec.units.clone().unwrap_or_else(|| "mV".into())),
                 data: Arc::new(data),
@@ -156,23 +173,11 @@ pub fn read_edf(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result
                 reason: "the EDF file has only annotation signals".into(),
             });
         }
-        // EDF+ patient field: "code sex birthdate name", "X" where unknown.
-        let code = e.header.patient.split_whitespace().next().unwrap_or("X");
-        let subject = if code == "X" {
-            stem(&f)
-        } else {
-            code.to_string()
-        };
+        let subject = edf_subject(&e.header.patient, &f);
         let before = out.recordings.len();
         push_signals("EDF", &f, &subject, signals, &e.annotations, opts, out)?;
         for r in &mut out.recordings[before..] {
-            r.meta.insert(
-                "start".into(),
-                format!("{} {}", e.header.start_date, e.header.start_time),
-            );
-            if !e.header.variant.is_empty() {
-                r.meta.insert("variant".into(), e.header.variant.clone());
-            }
+            edf_meta(&e.header, r);
         }
     }
     Ok(())
@@ -514,13 +519,7 @@ pub fn open_wfdb_streamed(
         .signals
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            if s.description.is_empty() {
-                format!("signal {}", i + 1)
-            } else {
-                s.description.clone()
-            }
-        })
+        .map(|(i, s)| wfdb_signal_name(i, s))
         .collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut out = Vec::new();
@@ -562,21 +561,15 @@ pub fn open_wfdb_streamed(
                 IoError::open(&dat, e)
             }
         })?;
-        let len = file.metadata().map_err(|e| IoError::open(&dat, e))?.len();
-        let body = len.saturating_sub(spec.byte_offset);
-        let available = (body * 8 / bits) as usize / frame_len.max(1);
-        let frames = match header.samples {
-            Some(n) if n as usize > available => {
-                return Err(IoError::layout(
-                    &dat,
-                    "number of samples (from the header)",
-                    format!("{n} frames of format {}", spec.format),
-                    format!("{body} bytes: the file is truncated or the header is wrong"),
-                ))
-            }
-            Some(n) => n as usize,
-            None => available,
-        };
+        let file_len = file.metadata().map_err(|e| IoError::open(&dat, e))?.len();
+        let frames = wfdb::frames_in_file(
+            &dat,
+            header.samples,
+            file_len.saturating_sub(spec.byte_offset),
+            frame_len,
+            spec.format,
+            bits,
+        )?;
         let mut rec = Recording::new(
             "WFDB",
             &hea,
@@ -602,6 +595,7 @@ pub fn open_wfdb_streamed(
                 samples_per_frame: spec.samples_per_frame,
                 frames,
                 bits: bits as usize,
+                file_len,
                 baseline: spec.baseline as f64,
                 gain: spec.gain,
                 buf: Vec::new(),
@@ -647,12 +641,7 @@ pub fn open_edf_streamed(
         .iter()
         .map(|&i| h.signals[i].label.as_str())
         .collect();
-    let code = h.patient.split_whitespace().next().unwrap_or("X");
-    let subject = if code == "X" {
-        stem(path)
-    } else {
-        code.to_string()
-    };
+    let subject = edf_subject(&h.patient, path);
     let mut out = Vec::new();
     for c in chosen_signals(path, &names, opts)? {
         let i = signals[c];
@@ -668,11 +657,7 @@ pub fn open_edf_streamed(
         rec.trial = "1".into();
         rec.lead = s.label.clone();
         rec.unit = (!s.physical_dimension.is_empty()).then(|| s.physical_dimension.clone());
-        rec.meta
-            .insert("start".into(), format!("{} {}", h.start_date, h.start_time));
-        if !h.variant.is_empty() {
-            rec.meta.insert("variant".into(), h.variant.clone());
-        }
+        edf_meta(&h, &mut rec);
         let (k, c0) = h.scale(i);
         let file = std::fs::File::open(path).map_err(|e| IoError::open(path, e))?;
         out.push(Streamed {

@@ -254,6 +254,21 @@ impl EdfHeader {
     }
 }
 
+/// Physical values of samples stored as EDF's 16-bit or BDF's 24-bit little-endian codes,
+/// `physical = code * k + c`; `out` holds one value per code in `chunk`.
+pub(crate) fn decode_into(chunk: &[u8], bdf: bool, (k, c): (f64, f64), out: &mut [f32]) {
+    if bdf {
+        for (o, b) in out.iter_mut().zip(chunk.chunks_exact(3)) {
+            let v = ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8;
+            *o = (v as f64 * k + c) as f32;
+        }
+    } else {
+        for (o, b) in out.iter_mut().zip(chunk.chunks_exact(2)) {
+            *o = (i16::from_le_bytes([b[0], b[1]]) as f64 * k + c) as f32;
+        }
+    }
+}
+
 /// A whole EDF/BDF file: header, every signal in physical units, annotations.
 pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
     let (header, warnings) = parse_header(bytes, bytes.len())?;
@@ -283,21 +298,10 @@ pub fn parse(bytes: &[u8]) -> Result<Edf, ParseError> {
                 parse_tals(chunk, &mut annotations);
                 continue;
             }
-            let (k, c) = scales[i];
             let d = &mut data[i];
-            if bdf {
-                d.extend(chunk.chunks_exact(3).map(|b| {
-                    let v =
-                        ((b[0] as i32) | ((b[1] as i32) << 8) | ((b[2] as i32) << 16)) << 8 >> 8;
-                    (v as f64 * k + c) as f32
-                }));
-            } else {
-                d.extend(
-                    chunk
-                        .chunks_exact(2)
-                        .map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 * k + c) as f32),
-                );
-            }
+            let at = d.len();
+            d.resize(at + n, 0.0);
+            decode_into(chunk, bdf, scales[i], &mut d[at..]);
         }
     }
     // The first annotation of each record is its time-keeping stamp (empty text): not an event.

@@ -222,6 +222,38 @@ fn parse_signal_line(path: &Path, i: usize, line: &str) -> Result<SignalSpec> {
     })
 }
 
+/// Frames of a signal file holding `body_len` bytes after its byte offset: the header's number
+/// of samples, refused where the file is shorter, else every whole frame the file holds
+/// (`bits`: [`bits_per_sample`] of `format`).
+pub(crate) fn frames_in_file(
+    dat: &Path,
+    header_samples: Option<u64>,
+    body_len: u64,
+    frame_len: usize,
+    format: u32,
+    bits: u64,
+) -> Result<usize> {
+    let available_samples = (body_len * 8 / bits) as usize;
+    Ok(match header_samples {
+        Some(n) => {
+            let need = n.saturating_mul(frame_len as u64);
+            if need > available_samples as u64 {
+                return Err(IoError::layout(
+                    dat,
+                    "number of samples (from the header)",
+                    format!(
+                        "{n} frames = {} bytes of format {format}",
+                        need.saturating_mul(bits).div_ceil(8)
+                    ),
+                    format!("{body_len} bytes: the file is truncated or the header is wrong"),
+                ));
+            }
+            n as usize
+        }
+        None => available_samples / frame_len.max(1),
+    })
+}
+
 /// Bits per sample of a storage format (for size checks).
 pub(crate) fn bits_per_sample(format: u32) -> Option<u64> {
     Some(match format {
@@ -393,28 +425,14 @@ pub fn decode_record(
             .iter()
             .map(|&i| header.signals[i].samples_per_frame)
             .sum();
-        let available_samples = (body.len() as u64 * 8 / bits) as usize;
-        let frames = match header.samples {
-            Some(n) => {
-                let need = n.saturating_mul(frame_len as u64);
-                if need > available_samples as u64 {
-                    return Err(IoError::layout(
-                        &dat,
-                        "number of samples (from the header)",
-                        format!(
-                            "{n} frames = {} bytes of format {format}",
-                            need.saturating_mul(bits).div_ceil(8)
-                        ),
-                        format!(
-                            "{} bytes: the file is truncated or the header is wrong",
-                            body.len()
-                        ),
-                    ));
-                }
-                n as usize
-            }
-            None => available_samples / frame_len.max(1),
-        };
+        let frames = frames_in_file(
+            &dat,
+            header.samples,
+            body.len() as u64,
+            frame_len,
+            format,
+            bits,
+        )?;
         let n = frames * frame_len;
         let slot_init: Vec<i64> = idx
             .iter()
