@@ -13,7 +13,7 @@
 use cardiaffect_io::chunked::SampleSource;
 use cardiaffect_signal::{check_window, rational_factors};
 
-use crate::window::{clean_run, window_peaks};
+use crate::window::{clean_run, window_peaks, FiniteRuns};
 use crate::{CorpusError, PrepareConfig};
 
 /// How a long signal is cut for filtering.
@@ -68,27 +68,15 @@ fn finite_runs(source: &mut dyn SampleSource) -> Result<Vec<(usize, usize)>, Cor
     const CHUNK: usize = 1 << 18;
     let n = source.len();
     let mut buf = vec![0f32; CHUNK.min(n)];
-    let (mut runs, mut start) = (Vec::new(), None);
+    let mut runs = FiniteRuns::default();
     let mut at = 0;
     while at < n {
         let len = CHUNK.min(n - at);
         source.read_into(at, &mut buf[..len])?;
-        for (k, v) in buf[..len].iter().enumerate() {
-            match (v.is_finite(), start) {
-                (true, None) => start = Some(at + k),
-                (false, Some(s)) => {
-                    runs.push((s, at + k));
-                    start = None;
-                }
-                _ => {}
-            }
-        }
+        runs.feed(at, &buf[..len]);
         at += len;
     }
-    if let Some(s) = start {
-        runs.push((s, n));
-    }
-    Ok(runs)
+    Ok(runs.finish(n))
 }
 
 /// Every window of the signal `source` (sampled at `fs_in`; `name` for messages), handed to

@@ -51,22 +51,40 @@ pub struct Windows {
 
 /// Runs of finite samples, as half-open index ranges.
 fn finite_runs(x: &[f32]) -> Vec<(usize, usize)> {
-    let mut runs = Vec::new();
-    let mut start = None;
-    for (i, v) in x.iter().enumerate() {
-        match (v.is_finite(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                runs.push((s, i));
-                start = None;
+    let mut runs = FiniteRuns::default();
+    runs.feed(0, x);
+    runs.finish(x.len())
+}
+
+/// Runs of finite samples found over a signal read in consecutive pieces.
+#[derive(Default)]
+pub(crate) struct FiniteRuns {
+    runs: Vec<(usize, usize)>,
+    start: Option<usize>,
+}
+
+impl FiniteRuns {
+    /// The piece `x` of the signal, starting at sample `at` (where the last piece ended).
+    pub(crate) fn feed(&mut self, at: usize, x: &[f32]) {
+        for (i, v) in x.iter().enumerate() {
+            match (v.is_finite(), self.start) {
+                (true, None) => self.start = Some(at + i),
+                (false, Some(s)) => {
+                    self.runs.push((s, at + i));
+                    self.start = None;
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
-    if let Some(s) = start {
-        runs.push((s, x.len()));
+
+    /// The runs of a signal of `n` samples, all of them fed.
+    pub(crate) fn finish(mut self, n: usize) -> Vec<(usize, usize)> {
+        if let Some(s) = self.start {
+            self.runs.push((s, n));
+        }
+        self.runs
     }
-    runs
 }
 
 /// A run of finite samples band-passed (zero phase) at its own rate, resampled to the target
