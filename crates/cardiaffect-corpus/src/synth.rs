@@ -260,11 +260,12 @@ pub fn write_affect(
 
 /// The file format [`write_unlabeled`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum RecordFormat {
     /// A WFDB record, format 16 (`synthNNN.hea` + `.dat`).
     #[default]
     Wfdb,
-    /// A plain EDF file, 16-bit, 1-s records (`synthNNN.edf`).
+    /// A plain EDF file, 16-bit, 1-s records (`synthNNN.edf`; a whole number of Hz).
     Edf,
 }
 

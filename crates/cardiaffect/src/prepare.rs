@@ -9,13 +9,6 @@ use cardiaffect_signal::CleanConfig;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Storage type of the corpus windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DtypeArg {
-    F32,
-    F16,
-}
-
 #[derive(Args)]
 pub struct PrepareArgs {
     /// A source as FORMAT:PATH (formats as for `inspect`), a bare PATH (detected), or
@@ -47,8 +40,8 @@ pub struct PrepareArgs {
     #[arg(long, value_name = "HZ")]
     pub notch: Option<f64>,
     /// Storage type of the windows.
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// ECG lead to take from every source (see `inspect --lead`).
     #[arg(long)]
     pub lead: Option<String>,
@@ -176,10 +169,7 @@ pub fn config_from(a: &PrepareArgs) -> PrepareConfig {
             order: a.order,
             notch_hz: a.notch,
         },
-        dtype: match a.dtype {
-            DtypeArg::F32 => Dtype::F32,
-            DtypeArg::F16 => Dtype::F16,
-        },
+        dtype: a.dtype,
         ..PrepareConfig::default()
     }
 }

@@ -4,16 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cardiaffect_corpus::synth::{write_affect, write_unlabeled, AffectConfig, RecordFormat};
-use clap::{Args, ValueEnum};
-
-/// File format of the unlabeled records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SynthFormat {
-    /// WFDB format 16 (`.hea` + `.dat`).
-    Wfdb,
-    /// Plain EDF (16-bit, 1-s records; a whole number of Hz).
-    Edf,
-}
+use clap::Args;
 
 #[derive(Args)]
 pub struct SynthArgs {
@@ -40,7 +31,7 @@ pub struct SynthArgs {
     pub fs: f64,
     /// File format of the unlabeled records (--affect writes the AMIGOS layout).
     #[arg(long, value_enum, default_value = "wfdb")]
-    pub format: SynthFormat,
+    pub format: RecordFormat,
     /// Seed: the same seed writes the same data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -65,16 +56,12 @@ pub fn run(a: SynthArgs) -> Result<()> {
         );
         println!("SYNTHETIC: for testing that the pipeline learns, never as emotion-recognition results ({} trials)", truth.len());
     } else {
-        let format = match a.format {
-            SynthFormat::Wfdb => RecordFormat::Wfdb,
-            SynthFormat::Edf => RecordFormat::Edf,
-        };
-        let n = write_unlabeled(&a.out, a.subjects, a.minutes, a.fs, a.seed, format)?;
+        let n = write_unlabeled(&a.out, a.subjects, a.minutes, a.fs, a.seed, a.format)?;
         println!(
             "wrote {n} synthetic {} records of {} min at {} Hz to {} (seed {})",
             match a.format {
-                SynthFormat::Wfdb => "WFDB",
-                SynthFormat::Edf => "EDF",
+                RecordFormat::Wfdb => "WFDB",
+                RecordFormat::Edf => "EDF",
             },
             a.minutes,
             a.fs,
