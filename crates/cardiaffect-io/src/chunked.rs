@@ -329,17 +329,7 @@ mod tests {
     fn truncated_files_are_refused_at_open_with_file_and_field() {
         let tmp = tempfile::tempdir().unwrap();
         let x = signal(2560, 0.0);
-        let bytes = edf::write(
-            256.0,
-            &[edf::WriteSignal {
-                label: "ECG",
-                unit: "mV",
-                physical_min: -5.0,
-                physical_max: 5.0,
-                samples: &x,
-            }],
-        )
-        .unwrap();
+        let bytes = edf::write_ecg_256(&x);
         let path = tmp.path().join("cut.edf");
         std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
         let e = open(&path, Format::Edf, &ReadOptions::default())

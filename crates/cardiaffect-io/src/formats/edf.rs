@@ -454,22 +454,28 @@ pub fn write(fs: f64, signals: &[WriteSignal<'_>]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// A one-lead 256-Hz EDF file ("ECG", mV, codes over ±5 mV), for tests.
+#[cfg(test)]
+pub(crate) fn write_ecg_256(samples: &[f32]) -> Vec<u8> {
+    write(
+        256.0,
+        &[WriteSignal {
+            label: "ECG",
+            unit: "mV",
+            physical_min: -5.0,
+            physical_max: 5.0,
+            samples,
+        }],
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn written_files_read_back_within_one_code() {
         let x: Vec<f32> = (0..700).map(|i| ((i as f32) * 0.05).sin() * 1.5).collect();
-        let bytes = write(
-            256.0,
-            &[WriteSignal {
-                label: "ECG",
-                unit: "mV",
-                physical_min: -5.0,
-                physical_max: 5.0,
-                samples: &x,
-            }],
-        )
-        .unwrap();
+        let bytes = write_ecg_256(&x);
         let e = parse(&bytes).unwrap();
         assert_eq!(e.header.signals[0].label, "ECG");
         assert_eq!(e.fs(0), 256.0);
