@@ -19,7 +19,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
-use crate::kernels::{encoder_layer, gelu, layer_op_applies, linear, self_attention};
+use crate::kernels::{
+    encoder_layer, gelu, layer_op_applies, linear, self_attention, train_self_attention,
+};
 
 #[derive(Module, Debug)]
 pub struct Mha {
@@ -208,6 +210,16 @@ impl Transformer {
 
 impl Mha {
     fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>, site: u64) -> Tensor<3> {
+        if let Some(dc) = drop {
+            // On flex: one in-tree op forward and backward, its dropout masks from this seed.
+            let seed = cardiaffect_signal::Rng::new(dc.seed)
+                .fork(site + 4)
+                .next_u64();
+            let qkv = (&self.query, &self.key, &self.value);
+            if let Some(ctx) = train_self_attention(&x, qkv, self.n_heads, dc.attention_p, seed) {
+                return self.output.forward(ctx);
+            }
+        }
         let ctx = match drop {
             Some(dc) if dc.attention_p > 0.0 => {
                 let (q, k, v) = (
@@ -243,6 +255,14 @@ impl Layer {
         if !layer_op_applies(x) {
             return None;
         }
+        Some(encoder_layer(x, self.layer_params(eps)?))
+    }
+
+    /// The parameters the in-tree layer op takes, or `None` without a bias it needs.
+    pub(crate) fn layer_params(
+        &self,
+        eps: f64,
+    ) -> Option<crate::kernels::EncoderLayerParams<burn::backend::Dispatch>> {
         let layer = self;
         let lin = |l: &Linear| {
             l.bias
@@ -266,7 +286,7 @@ impl Layer {
             lin(&layer.pwff.linear_inner)?,
             lin(&layer.pwff.linear_outer)?,
         );
-        let p = crate::kernels::EncoderLayerParams {
+        Some(crate::kernels::EncoderLayerParams {
             norm_attn_gamma: na.0,
             norm_attn_beta: na.1,
             query_weight: q.0,
@@ -285,8 +305,7 @@ impl Layer {
             outer_bias: u.1,
             n_heads: m.n_heads,
             eps,
-        };
-        Some(encoder_layer(x, p))
+        })
     }
 }
 

@@ -68,7 +68,42 @@ fn inputs(cfg: &ModelConfig, device: &Device) -> (Tensor<2>, Tensor<2, Bool>, Te
 
 #[test]
 fn forward_outputs_match_pytorch() {
-    let device = Device::flex();
+    forward_outputs_match_pytorch_on(&Device::flex());
+}
+
+#[test]
+fn loss_and_gradients_match_pytorch() {
+    loss_and_gradients_match_pytorch_on(&Device::flex().autodiff());
+}
+
+/// The wgpu device (in CI Mesa's software Vulkan, lavapipe), acquired once for the process:
+/// a second `init` of the same runtime is refused.
+#[cfg(feature = "wgpu")]
+fn wgpu() -> Device {
+    static D: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        Device::wgpu_options()
+            .init()
+            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)")
+    })
+    .clone()
+}
+
+/// The same bounds on wgpu, where every op is Burn's own (no in-tree flex kernel).
+#[cfg(feature = "wgpu")]
+#[test]
+fn forward_outputs_match_pytorch_on_wgpu() {
+    forward_outputs_match_pytorch_on(&wgpu());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn loss_and_gradients_match_pytorch_on_wgpu() {
+    loss_and_gradients_match_pytorch_on(&wgpu().autodiff());
+}
+
+fn forward_outputs_match_pytorch_on(device: &Device) {
+    let device = device.clone();
     let (cfg, model) = golden_model(&device);
     let (x, m, _) = inputs(&cfg, &device);
     let enc = model.encode(x, Some(m));
@@ -88,9 +123,8 @@ fn forward_outputs_match_pytorch() {
     }
 }
 
-#[test]
-fn loss_and_gradients_match_pytorch() {
-    let device = Device::flex().autodiff();
+fn loss_and_gradients_match_pytorch_on(device: &Device) {
+    let device = device.clone();
     let (cfg, model) = golden_model(&device);
     let (x, m, y) = inputs(&cfg, &device);
     let enc = model.encode(x.clone(), Some(m.clone()));

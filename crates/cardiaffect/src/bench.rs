@@ -173,9 +173,14 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Which kernels inference runs (`CARDIAFFECT_KERNELS=ops|burn` to compare).
-fn kernels_name() -> &'static str {
-    cardiaffect_model::kernels::kernel_mode().name()
+/// Which kernels inference runs (`CARDIAFFECT_KERNELS=ops|burn` to compare); the in-tree
+/// ones are flex-only, so any other backend runs Burn's.
+fn kernels_name(dev: &Device) -> &'static str {
+    if cardiaffect_model::kernels::plain_flex(dev) {
+        cardiaffect_model::kernels::kernel_mode().name()
+    } else {
+        cardiaffect_model::kernels::KernelMode::Burn.name()
+    }
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -223,7 +228,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let b1_ms = median_ms(a.steps * 4, a.warmup, || run_infer(&x1));
     let mut out = serde_json::json!({
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
-        "kernels": kernels_name(),
+        "kernels": kernels_name(&dev),
         "pretrain_step_ms": pretrain_ms, "finetune_step_ms": finetune_ms,
         "infer_b32_windows_per_s": b as f64 / (b32_ms / 1e3), "infer_b1_ms": b1_ms,
     });
@@ -284,7 +289,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads, {} kernels)",
         a.device.backend,
         rayon::current_num_threads(),
-        kernels_name()
+        kernels_name(&dev)
     )?;
     let row = |w: &mut dyn Write,
                name: &str,

@@ -1,6 +1,6 @@
 //! `--backend`, shared by every command that runs the model.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::prelude::Device;
 use clap::{Args, ValueEnum};
 
@@ -11,6 +11,9 @@ pub enum Backend {
     Flex,
     /// An NVIDIA GPU (a binary built with `--features cuda`).
     Cuda,
+    /// A GPU through wgpu: Vulkan, Metal, DirectX 12 or OpenGL (a binary built with
+    /// `--features wgpu`); Burn's own kernels, none of the in-tree flex ones.
+    Wgpu,
 }
 
 impl Backend {
@@ -18,6 +21,7 @@ impl Backend {
         match self {
             Backend::Flex => "flex",
             Backend::Cuda => "cuda",
+            Backend::Wgpu => "wgpu",
         }
     }
 }
@@ -30,7 +34,7 @@ impl std::fmt::Display for Backend {
 
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// Backend: flex (pure-Rust CPU) or cuda (needs the `cuda` feature).
+    /// Backend: flex (pure-Rust CPU), cuda or wgpu (binaries built with that feature).
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
 }
@@ -47,6 +51,32 @@ pub fn device(b: Backend) -> Result<Device> {
         #[cfg(feature = "cuda")]
         Backend::Cuda => Ok(Device::cuda(0)),
         #[cfg(not(feature = "cuda"))]
-        Backend::Cuda => bail!("--backend cuda: this binary was built without the `cuda` feature (cargo build --release --features cuda)"),
+        Backend::Cuda => anyhow::bail!("--backend cuda: this binary was built without the `cuda` feature (cargo build --release --features cuda); --backend flex (the default) runs on the CPU"),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => wgpu(),
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Wgpu => anyhow::bail!("--backend wgpu: this binary was built without the `wgpu` feature (cargo build --release --features wgpu); --backend flex (the default) runs on the CPU"),
     }
+}
+
+/// The wgpu device, acquired once per process: Burn's lazy `Device::wgpu` would panic deep in
+/// the engine at the first tensor if no adapter exists, so the adapter is asked for here,
+/// where its absence is an error that says what was looked for.
+#[cfg(feature = "wgpu")]
+fn wgpu() -> Result<Device> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> =
+        std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options().init().map_err(|e| {
+                let pinned = std::env::var("CUBECL_WGPU_DEFAULT_DEVICE")
+                    .map(|v| format!(" (CUBECL_WGPU_DEFAULT_DEVICE={v})"))
+                    .unwrap_or_default();
+                format!(
+                    "--backend wgpu: no usable graphics adapter: wgpu looked for a GPU (or a software one such as Mesa's lavapipe) through Vulkan, Metal, DirectX 12 or OpenGL, with its default selection{pinned}, and said: {e}. Install a driver (on Debian: mesa-vulkan-drivers for the CPU one), or run on the CPU with --backend flex (the default)"
+                )
+            })
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }

@@ -267,6 +267,7 @@ pub fn run_config(
     let bar = progress_bar("{spinner} {prefix} [{bar:25}] {pos}/{len} {msg} (ETA {eta})");
     let mut n_folds = 0;
     let mut last_f1 = String::new();
+    let mut training = String::new();
     let results = finetune(cfg, out, device, &mut |e| {
         match e {
         FinetuneEvent::Start { folds, methods, labels, warning } => {
@@ -278,11 +279,12 @@ pub fn run_config(
             }
         }
         FinetuneEvent::FoldStart { fold, method, steps, reused } => {
-            if fold == usize::MAX {
-                bar.set_prefix(format!("final model ({method}, all subjects)"));
+            training = if fold == usize::MAX {
+                format!("final model ({method}, all subjects)")
             } else {
-                bar.set_prefix(format!("fold {}/{n_folds} {method}", fold + 1));
-            }
+                format!("fold {}/{n_folds} {method}", fold + 1)
+            };
+            bar.set_prefix(training.clone());
             bar.set_length(steps.max(1) as u64);
             bar.set_position(0);
             last_f1.clear();
@@ -291,6 +293,8 @@ pub fn run_config(
             }
         }
         FinetuneEvent::Step { step, loss } => {
+            // Each step's loss for -vv (the bar shows only the last).
+            tracing::debug!(model = %training, step, loss, "fine-tuning step");
             bar.set_position(step as u64);
             bar.set_message(format!("loss {loss:.3}{last_f1}"));
         }

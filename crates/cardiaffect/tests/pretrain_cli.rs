@@ -232,7 +232,7 @@ fn closed_choices_are_refused_with_the_ones_there_are() {
     for (args, choices) in [
         (
             vec!["pretrain", "--out", "x", "--backend", "gpu"],
-            "[possible values: flex, cuda]",
+            "[possible values: flex, cuda, wgpu]",
         ),
         (
             vec!["pretrain", "--out", "x", "--mask-strategy", "blocks"],

@@ -17,11 +17,27 @@ use crate::fastmath;
 /// `out` at `n` rows of `dk` elements at its stride that nobody else reads or writes meanwhile;
 /// `scores` must hold at least `n * t` elements.
 pub(super) unsafe fn attend_head(
+    dims: (usize, usize, usize),
+    qkv: (*const f32, *const f32, *const f32, usize),
+    scale: f32,
+    scores: &mut [f32],
+    out: (*mut f32, usize),
+) {
+    attend_head_with(dims, qkv, scale, scores, out, |_, _| {})
+}
+
+/// [`attend_head`] with `post(i, row)` applied to each row `i` of the probabilities after the
+/// softmax (training's attention dropout).
+///
+/// # Safety
+/// As [`attend_head`].
+pub(super) unsafe fn attend_head_with(
     (n, t, dk): (usize, usize, usize),
     (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
     scale: f32,
     scores: &mut [f32],
     (out, out_rs): (*mut f32, usize),
+    post: impl Fn(usize, &mut [f32]),
 ) {
     debug_assert!(scores.len() >= n * t);
     // scores[n, t] = scale q k^T (k read transposed through its strides).
@@ -46,8 +62,9 @@ pub(super) unsafe fn attend_head(
         false,
         gemm::Parallelism::None,
     );
-    for row in scores[..n * t].chunks_exact_mut(t) {
+    for (i, row) in scores[..n * t].chunks_exact_mut(t).enumerate() {
         fastmath::softmax_row(row);
+        post(i, row);
     }
     // out[n, dk] = scores v
     gemm::gemm(

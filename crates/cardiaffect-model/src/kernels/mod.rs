@@ -17,13 +17,18 @@
 //!   seven, each of which waits for a worker to wake (batch-1 latency -11 %, context
 //!   switches per inference 267 -> 77; BENCHMARKS.md).
 //!
-//! Attention, linear layers and the layer op take the in-tree path on plain (non-autodiff)
-//! flex f32 tensors only: training keeps Burn's attention and its gradients. Other backends
-//! (`cuda`) use Burn's ops throughout.
+//! - [`train_self_attention`]: attention in training (attention dropout included) as one
+//!   recorded autodiff op from the packed QKV projection, forward and backward in-tree, each
+//!   head's probabilities recomputed in the backward instead of Burn's recorded fallback and
+//!   its stored `[B, H, T, T]` intermediates ([`train_attention`]).
+//!
+//! Linear layers and the layer op take the in-tree path on plain (non-autodiff) flex f32
+//! tensors only; GELU and training's attention on flex with or without autodiff. Other
+//! backends (`cuda`, `wgpu`) use Burn's ops throughout.
 //! Files: this one holds the extension traits, the mode switch and the entry points;
 //! [`gemm`] the matrix-product helpers and the fused linear layer, [`attention`] one head of
 //! attention and the packed multi-head op, [`layer`] the whole-layer op, [`gelu`] GELU forward
-//! and backward.
+//! and backward, [`train_attention`] training's attention forward and backward.
 //!
 //! `CARDIAFFECT_KERNELS=ops` keeps the per-op kernels but not the layer op, `=burn` sends
 //! everything through Burn's ops (to compare; see [`KernelMode`]).
@@ -41,6 +46,7 @@ mod attention;
 mod gelu;
 mod gemm;
 mod layer;
+mod train_attention;
 
 /// Operations with an in-tree flex implementation.
 #[backend_extension(Flex)]
@@ -110,6 +116,33 @@ pub trait GeluOps: Backend {
     /// `grad * gelu'(x)`.
     fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         <Self as burn::backend::ops::ActivationOps<Self>>::gelu_backward(x, grad)
+    }
+}
+
+/// Attention for training, differentiable: on the autodiff backend one recorded op whose
+/// backward runs the in-tree backward on flex ([`train_attention`]).
+#[backend_extension(Flex, Autodiff)]
+pub trait AttentionTrainOps: Backend {
+    /// `qkv` `[B, T, 3d]` -> `[B, T, d]`: per head `dropout(softmax(q_h k_h^T / sqrt(dk))) v_h`,
+    /// the dropout at rate `dropout` with masks drawn from `seed`.
+    fn attention_train(
+        qkv: FloatTensor<Self>,
+        n_heads: usize,
+        dropout: f64,
+        seed: u64,
+    ) -> FloatTensor<Self>;
+
+    /// The gradient with respect to `qkv` given the gradient `grad` of the output.
+    fn attention_train_backward(
+        _qkv: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _n_heads: usize,
+        _dropout: f64,
+        _seed: u64,
+    ) -> FloatTensor<Self> {
+        // Only the inner backend (flex) runs a backward; autodiff records, never differentiates
+        // its own backward here.
+        unimplemented!("attention_train_backward: implemented on flex only")
     }
 }
 
@@ -234,6 +267,38 @@ pub fn self_attention(
         .reshape([b, t, d])
 }
 
+/// Multi-head self-attention core for training (with or without autodiff) on flex f32, with
+/// attention dropout at rate `dropout` drawn from `seed`: the fused QKV product (Burn's ops,
+/// recorded), then one in-tree op forward and backward ([`AttentionTrainOps`]). `None` where
+/// it does not apply (another backend, `CARDIAFFECT_KERNELS=burn`, a projection without
+/// bias): the caller runs Burn's ops.
+pub fn train_self_attention(
+    x: &Tensor<3>,
+    (query, key, value): (&Linear, &Linear, &Linear),
+    n_heads: usize,
+    dropout: f64,
+    seed: u64,
+) -> Option<Tensor<3>> {
+    if !(in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32) {
+        return None;
+    }
+    let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+    let b = Tensor::cat(vec![bias(query)?, bias(key)?, bias(value)?], 0);
+    let w = Tensor::cat(
+        vec![query.weight.val(), key.weight.val(), value.weight.val()],
+        1,
+    );
+    let qkv = x.clone().matmul(w.unsqueeze::<3>()) + b.unsqueeze::<3>();
+    Some(Tensor::from_dispatch(
+        <burn::backend::Dispatch as AttentionTrainOps>::attention_train(
+            qkv.into_dispatch(),
+            n_heads,
+            dropout,
+            seed,
+        ),
+    ))
+}
+
 /// `l(x)`, then GELU when `gelu`, then `+ residual` when given: one matrix product whose
 /// output starts from the bias (and residual) rows, instead of three or four Burn ops.
 pub fn linear(
@@ -279,7 +344,17 @@ pub fn layer_op_applies(x: &Tensor<3>) -> bool {
 /// projection, LayerNorm and the feed-forward with its residual adds) instead of eight
 /// parallel Burn ops, each of which wakes the worker threads (see BENCHMARKS.md). Call it when
 /// [`layer_op_applies`]; `transformer::Layer` gathers the parameters.
+///
+/// # Panics
+/// On any tensor but plain flex f32, with a message that says so: the op exists on flex
+/// only, and Burn's own fallback (`unsupported dispatch backend`) names neither the op nor why.
 pub fn encoder_layer(x: &Tensor<3>, p: EncoderLayerParams<burn::backend::Dispatch>) -> Tensor<3> {
+    assert!(
+        fast_path(&x.device(), x.dtype()),
+        "kernels::encoder_layer is the in-tree op of plain flex f32 tensors (check layer_op_applies first); got {:?} {:?}",
+        x.device(),
+        x.dtype()
+    );
     Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::encoder_layer(
         x.clone().into_dispatch(),
         p,
@@ -494,6 +569,100 @@ mod tests {
             .zip(&b)
             .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
             .fold(0.0, f32::max)
+    }
+
+    /// Off flex every entry point computes what Burn's ops compute (the in-tree kernels are
+    /// flex-only), the layer op declines, and calling it anyway panics naming why.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn on_wgpu_the_entry_points_are_burns_ops_and_the_layer_op_refuses() {
+        let dev = Device::wgpu_options()
+            .init()
+            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)");
+        let flex = Device::flex();
+        let on = |t: Tensor<3>, d: &Device| Tensor::<3>::from_data(t.into_data(), d);
+        let x = normal::<3>([2, 9, 16], 1.0, &flex);
+        let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(16, 16).init(&flex));
+        let lw = l.clone().map(|l| l.to_device(&dev));
+        let want = self_attention(x.clone(), &l[0], &l[1], &l[2], 4);
+        let got = self_attention(on(x.clone(), &dev), &lw[0], &lw[1], &lw[2], 4);
+        let e = max_diff(on(got, &flex), want);
+        assert!(e < 1e-4, "attention {e}");
+        let got = linear(on(x.clone(), &dev), &lw[0], true, Some(on(x.clone(), &dev)));
+        let e = max_rel_diff(
+            on(got, &flex),
+            linear(x.clone(), &l[0], true, Some(x.clone())),
+        );
+        assert!(e < 1e-4, "linear {e}");
+        let e = max_rel_diff(on(gelu(on(x.clone(), &dev)), &flex), gelu(x.clone()));
+        assert!(e < 1e-4, "gelu {e}");
+        let tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &dev);
+        let xw = on(x, &dev);
+        assert!(!layer_op_applies(&xw) && tr.layers[0].fused(&xw, 1e-5).is_none());
+        let p = tr.layers[0].layer_params(1e-5).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encoder_layer(&xw, p)));
+        let msg = r.err().expect("a panic off flex");
+        let msg = msg.downcast_ref::<String>().expect("a formatted message");
+        assert!(msg.contains("in-tree op of plain flex f32"), "{msg}");
+    }
+
+    /// The training op and its gradient against Burn's ops (split heads, softmax, the same
+    /// dropout mask as a tensor, merge heads) under autodiff.
+    #[test]
+    fn training_attention_and_its_gradient_equal_burns_ops_with_the_same_mask() {
+        use burn::tensor::activation::softmax;
+        type D = burn::backend::Dispatch;
+        let ad = Device::flex().autodiff();
+        for (b, t, d, h, p) in [
+            (2, 9, 16, 4, 0.0),
+            (3, 33, 32, 2, 0.3),
+            (2, 321, 128, 4, 0.1),
+        ] {
+            let qkv = normal::<3>([b, t, 3 * d], 1.0, &ad);
+            let w = normal::<3>([b, t, d], 1.0, &ad);
+            let seed = 77;
+            let x = qkv.clone().detach().require_grad();
+            let ours = Tensor::<3>::from_dispatch(<D as AttentionTrainOps>::attention_train(
+                x.clone().into_dispatch(),
+                h,
+                p,
+                seed,
+            ));
+            let g_ours = x
+                .grad(&(ours.clone() * w.clone()).sum().backward())
+                .unwrap();
+
+            let y = qkv.detach().require_grad();
+            let dk = d / h;
+            let part = |i: usize| {
+                y.clone()
+                    .slice([0..b, 0..t, i * d..(i + 1) * d])
+                    .reshape([b, t, h, dk])
+                    .swap_dims(1, 2)
+            };
+            let mask = train_attention::Dropout::new(p, seed).mask(b, h, t);
+            let mask = Tensor::<4>::from_data(TensorData::new(mask, [b, h, t, t]), &ad);
+            let probs = softmax(
+                part(0)
+                    .matmul(part(1).swap_dims(2, 3))
+                    .div_scalar((dk as f32).sqrt()),
+                3,
+            );
+            let burns = (probs * mask)
+                .matmul(part(2))
+                .swap_dims(1, 2)
+                .reshape([b, t, d]);
+            let g_burns = y.grad(&(burns.clone() * w).sum().backward()).unwrap();
+            let e = max_rel_diff(ours.inner(), burns.inner());
+            assert!(e < 1e-5, "forward ({b},{t},{d},{h},{p}): {e}");
+            let e = max_rel_diff(g_ours, g_burns);
+            assert!(e < 1e-5, "gradient ({b},{t},{d},{h},{p}): {e}");
+        }
+        // A dropout mask drops about p of the weights and scales the rest.
+        let m = train_attention::Dropout::new(0.25, 5).mask(2, 2, 100);
+        let kept = m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len() as f64;
+        assert!((kept - 0.75).abs() < 0.01, "{kept}");
+        assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
     }
 
     #[test]

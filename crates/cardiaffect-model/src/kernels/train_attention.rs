@@ -1,0 +1,338 @@
+//! Attention for training on flex: the packed multi-head op with attention dropout, forward
+//! and backward, recorded as one op on the autodiff backend.
+//!
+//! Burn's autodiff runs attention as its fallback (head split copies, `q k^T`, a softmax of
+//! five elementwise ops, dropout as a mask tensor, `p v`, merge copies), each op recorded and
+//! its `[B, H, T, T]` intermediates (53 MB each for the default model at batch 32) kept for
+//! the backward. Here the forward keeps only its input (the packed QKV projection) and the
+//! backward recomputes each head's probabilities in a per-thread `[T, T]` scratch
+//! (flash-attention's trade: one more product per head instead of the stored tensors), with
+//! the dropout mask drawn again from the same seeded streams. Per head, with `P` the
+//! probabilities, `M` the dropout mask (0 or `1/(1-p)`) and `dO` the incoming gradient:
+//! `dV = (P∘M)^T dO`, `dP = (dO V^T)∘M`, `dS = P∘(dP - rowsum(dP∘P))`,
+//! `dQ = scale dS K`, `dK = scale dS^T Q`.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex};
+use burn::tensor::DType;
+use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_autodiff::Autodiff;
+use burn_flex::{FlexTensor, Layout};
+use cardiaffect_signal::Rng;
+use rayon::prelude::*;
+
+use super::attention::attend_head_with;
+use super::gemm::{f32_slice, with_scratch, SendPtr};
+use super::AttentionTrainOps;
+use crate::fastmath;
+
+/// The dropout of one step's attention: rate and the seed its masks derive from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dropout {
+    p: f64,
+    seed: u64,
+}
+
+impl Dropout {
+    pub(super) fn new(p: f64, seed: u64) -> Dropout {
+        Dropout { p, seed }
+    }
+
+    /// Multiplies `row` (row `i` of head task `task`, each `[T]`) by its mask: 0 with
+    /// probability `p`, else `1 / (1 - p)`. The same (seed, task, row) always draws the same
+    /// mask, whichever thread computes it, so the backward redraws what the forward drew.
+    fn apply(&self, task: usize, t: usize, i: usize, row: &mut [f32]) {
+        if self.p <= 0.0 {
+            return;
+        }
+        let threshold = (self.p * 4294967296.0) as u64;
+        let scale = (1.0 / (1.0 - self.p)) as f32;
+        let mut rng = Rng::new(self.seed).fork((task * t + i) as u64);
+        for pair in row.chunks_mut(2) {
+            let u = rng.next_u64();
+            pair[0] *= if (u & 0xFFFF_FFFF) >= threshold {
+                scale
+            } else {
+                0.0
+            };
+            if let Some(v) = pair.get_mut(1) {
+                *v *= if (u >> 32) >= threshold { scale } else { 0.0 };
+            }
+        }
+    }
+
+    /// The mask of every head as a `[B, H, T, T]` tensor's values (for tests against Burn's
+    /// ops with the same mask).
+    #[cfg(test)]
+    pub(super) fn mask(&self, b: usize, h: usize, t: usize) -> Vec<f32> {
+        let mut m = vec![1.0f32; b * h * t * t];
+        for (task, head) in m.chunks_exact_mut(t * t).enumerate() {
+            for (i, row) in head.chunks_exact_mut(t).enumerate() {
+                self.apply(task, t, i, row);
+            }
+        }
+        m
+    }
+}
+
+/// Sizes of a packed `[B, T, 3d]` projection with `n_heads` heads: (b, t, d, dk).
+fn dims(qkv: &FlexTensor, n_heads: usize) -> (usize, usize, usize, usize) {
+    let shape = qkv.layout().shape();
+    let (b, t, d3) = (shape[0], shape[1], shape[2]);
+    let d = d3 / 3;
+    assert!(
+        d3 % 3 == 0 && n_heads > 0 && d % n_heads == 0,
+        "attention: width {d3} is not 3 x a multiple of {n_heads} heads"
+    );
+    (b, t, d, d / n_heads)
+}
+
+/// Runs `f(task)` for every (batch item, head) task, in parallel where there is more than one.
+fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
+    if tasks > 1 && rayon::current_num_threads() > 1 {
+        (0..tasks).into_par_iter().for_each(f);
+    } else {
+        (0..tasks).for_each(f);
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(values),
+        Layout::contiguous(burn::tensor::Shape::new(shape)),
+        DType::F32,
+    )
+}
+
+/// `[B, T, 3d]` -> `[B, T, d]`: each head's `dropout(softmax(scale q k^T)) v`.
+pub(super) fn forward(qkv: FlexTensor, n_heads: usize, drop: Dropout) -> FlexTensor {
+    let qkv = qkv.to_contiguous();
+    let (b, t, d, dk) = dims(&qkv, n_heads);
+    let src = f32_slice(&qkv);
+    let mut out = vec![0.0f32; b * t * d];
+    let scale = 1.0 / (dk as f32).sqrt();
+    let dst = SendPtr(out.as_mut_ptr());
+    each_task(b * n_heads, |task| {
+        let (bi, h) = (task / n_heads, task % n_heads);
+        let q = bi * t * 3 * d + h * dk;
+        let o = bi * t * d + h * dk;
+        with_scratch(t * t, |scores| {
+            // SAFETY: every pointer stays inside `src` ([B, T, 3d]), `scores` ([T, T]) and
+            // `out` ([B, T, d]); the output columns of (bi, h) belong to this task alone.
+            unsafe {
+                let p = src.as_ptr();
+                attend_head_with(
+                    (t, t, dk),
+                    (p.add(q), p.add(q + d), p.add(q + 2 * d), 3 * d),
+                    scale,
+                    scores,
+                    (dst.ptr().add(o), d),
+                    |i, row| drop.apply(task, t, i, row),
+                );
+            }
+        })
+    });
+    tensor(out, [b, t, d])
+}
+
+/// `dst[m, n] = alpha * lhs[m, k] rhs[k, n]`, each operand given as (pointer, column stride,
+/// row stride), on this thread.
+///
+/// # Safety
+/// The regions must lie inside their allocations for these sizes and strides; `dst` must not
+/// overlap the operands or be touched by another thread meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_cs, dst_rs): (*mut f32, usize, usize),
+    (lhs, lhs_cs, lhs_rs): (*const f32, usize, usize),
+    (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
+    alpha: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        false,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        0.0,
+        alpha,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+/// The gradient with respect to the packed `[B, T, 3d]` input of [`forward`], given the
+/// gradient `grad` `[B, T, d]` of its output (see the module doc).
+pub(super) fn backward(
+    qkv: FlexTensor,
+    grad: FlexTensor,
+    n_heads: usize,
+    drop: Dropout,
+) -> FlexTensor {
+    let qkv = qkv.to_contiguous();
+    let grad = grad.to_contiguous();
+    let (b, t, d, dk) = dims(&qkv, n_heads);
+    let (src, g) = (f32_slice(&qkv), f32_slice(&grad));
+    assert_eq!(
+        g.len(),
+        b * t * d,
+        "attention backward: gradient of another shape"
+    );
+    let mut out = vec![0.0f32; b * t * 3 * d];
+    let scale = 1.0 / (dk as f32).sqrt();
+    let dst = SendPtr(out.as_mut_ptr());
+    let d3 = 3 * d;
+    each_task(b * n_heads, |task| {
+        let (bi, h) = (task / n_heads, task % n_heads);
+        let q = bi * t * d3 + h * dk;
+        let (k, v) = (q + d, q + 2 * d);
+        let go = bi * t * d + h * dk;
+        with_scratch(2 * t * t, |scratch| {
+            let (pr, dp) = scratch.split_at_mut(t * t);
+            // SAFETY: every pointer stays inside `src`/`out` ([B, T, 3d]), `g` ([B, T, d]) and
+            // the scratch (2 x [T, T]); the gradient columns of (bi, h) (its q, k and v
+            // columns) belong to this task alone.
+            unsafe {
+                let (s, gp, o) = (src.as_ptr(), g.as_ptr(), dst.ptr());
+                // P = softmax(scale Q K^T), recomputed.
+                product(
+                    (t, t, dk),
+                    (pr.as_mut_ptr(), 1, t),
+                    (s.add(q), 1, d3),
+                    (s.add(k), d3, 1),
+                    scale,
+                );
+                // dP' = dO V^T (the gradient of the dropped-out probabilities).
+                product(
+                    (t, t, dk),
+                    (dp.as_mut_ptr(), 1, t),
+                    (gp.add(go), 1, d),
+                    (s.add(v), d3, 1),
+                    1.0,
+                );
+                for (i, (p_row, d_row)) in pr
+                    .chunks_exact_mut(t)
+                    .zip(dp.chunks_exact_mut(t))
+                    .enumerate()
+                {
+                    fastmath::softmax_row(p_row);
+                    // dP = dP' ∘ M; then dS = P ∘ (dP - <dP, P>); then P' = P ∘ M for dV.
+                    drop.apply(task, t, i, d_row);
+                    let dot: f32 = p_row.iter().zip(d_row.iter()).map(|(a, b)| a * b).sum();
+                    for (dv, &pv) in d_row.iter_mut().zip(p_row.iter()) {
+                        *dv = pv * (*dv - dot);
+                    }
+                    drop.apply(task, t, i, p_row);
+                }
+                // dV = P'^T dO
+                product(
+                    (t, dk, t),
+                    (o.add(v), 1, d3),
+                    (pr.as_ptr(), t, 1),
+                    (gp.add(go), 1, d),
+                    1.0,
+                );
+                // dQ = scale dS K
+                product(
+                    (t, dk, t),
+                    (o.add(q), 1, d3),
+                    (dp.as_ptr(), 1, t),
+                    (s.add(k), 1, d3),
+                    scale,
+                );
+                // dK = scale dS^T Q
+                product(
+                    (t, dk, t),
+                    (o.add(k), 1, d3),
+                    (dp.as_ptr(), t, 1),
+                    (s.add(q), 1, d3),
+                    scale,
+                );
+            }
+        })
+    });
+    tensor(out, [b, t, d3])
+}
+
+impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps for Autodiff<B, C> {
+    fn attention_train(
+        qkv: FloatTensor<Self>,
+        n_heads: usize,
+        dropout: f64,
+        seed: u64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Attention {
+            n_heads: usize,
+            dropout: f64,
+            seed: u64,
+        }
+
+        impl<B: Backend + AttentionTrainOps> Backward<B, 1> for Attention {
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let qkv = ops.state;
+                let Attention {
+                    n_heads,
+                    dropout,
+                    seed,
+                } = self;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::attention_train_backward(qkv, grad, n_heads, dropout, seed)
+                });
+            }
+        }
+
+        let op = Attention {
+            n_heads,
+            dropout,
+            seed,
+        };
+        let guard = qkv.node();
+        let input = qkv.into_primitive();
+        match op.prepare::<C>([guard]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::attention_train(input.clone(), n_heads, dropout, seed);
+                prep.finish(input, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::attention_train(input, n_heads, dropout, seed))
+            }
+        }
+    }
+}
+
+impl AttentionTrainOps for Flex {
+    fn attention_train(qkv: FlexTensor, n_heads: usize, dropout: f64, seed: u64) -> FlexTensor {
+        forward(qkv, n_heads, Dropout::new(dropout, seed))
+    }
+
+    fn attention_train_backward(
+        qkv: FlexTensor,
+        grad: FlexTensor,
+        n_heads: usize,
+        dropout: f64,
+        seed: u64,
+    ) -> FlexTensor {
+        backward(qkv, grad, n_heads, Dropout::new(dropout, seed))
+    }
+}
