@@ -161,6 +161,29 @@ multiversion! {
     }
 }
 
+/// murmur3's 32-bit finaliser: every input bit reaches every output bit.
+#[inline(always)]
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^ (h >> 16)
+}
+
+multiversion! {
+    /// `row[j] *= scale` where the hash of (`key`, `j`) is at least `threshold`, else
+    /// `row[j] = 0`: a dropout mask that any thread redraws from the key alone, eight lanes at
+    /// a time (a serial generator drew one pair per step: 10 % of a pre-training step).
+    pub fn dropout_row(row: &mut [f32], key: u32, threshold: u32, scale: f32) {
+        let _ = std::marker::PhantomData::<M>;
+        for (j, v) in row.iter_mut().enumerate() {
+            let h = fmix32(key ^ (j as u32).wrapping_mul(0x9E37_79B9));
+            *v *= if h >= threshold { scale } else { 0.0 };
+        }
+    }
+}
+
 multiversion! {
     /// Row softmax in place: `row = exp(row - max) / sum`.
     pub fn softmax_row(row: &mut [f32]) {

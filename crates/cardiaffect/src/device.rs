@@ -69,11 +69,11 @@ fn wgpu() -> Result<Device> {
     DEVICE
         .get_or_init(|| {
             Device::wgpu_options().init().map_err(|e| {
-                let pinned = std::env::var("CUBECL_WGPU_DEFAULT_DEVICE")
-                    .map(|v| format!(" (CUBECL_WGPU_DEFAULT_DEVICE={v})"))
-                    .unwrap_or_default();
+                let selection = std::env::var("CUBECL_WGPU_DEFAULT_DEVICE")
+                    .map(|v| format!("the adapter CUBECL_WGPU_DEFAULT_DEVICE={v} names"))
+                    .unwrap_or_else(|_| "its default selection (a GPU preferred)".into());
                 format!(
-                    "--backend wgpu: no usable graphics adapter: wgpu looked for a GPU (or a software one such as Mesa's lavapipe) through Vulkan, Metal, DirectX 12 or OpenGL, with its default selection{pinned}, and said: {e}. Install a driver (on Debian: mesa-vulkan-drivers for the CPU one), or run on the CPU with --backend flex (the default)"
+                    "--backend wgpu: no usable graphics adapter: wgpu looked for {selection} through Vulkan, Metal, DirectX 12 or OpenGL (a software adapter such as Mesa's lavapipe counts), and said: {e}. Install a driver (on Debian: mesa-vulkan-drivers for the CPU one), or run on the CPU with --backend flex (the default)"
                 )
             })
         })

@@ -134,6 +134,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in a log file or a test's captured stderr.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if cli.no_verify {
         cardiaffect_corpus::corpus::set_verify_by_default(false);

@@ -47,20 +47,10 @@ impl Dropout {
         if self.p <= 0.0 {
             return;
         }
-        let threshold = (self.p * 4294967296.0) as u64;
+        let threshold = (self.p * 4294967296.0).min(u32::MAX as f64) as u32;
         let scale = (1.0 / (1.0 - self.p)) as f32;
-        let mut rng = Rng::new(self.seed).fork((task * t + i) as u64);
-        for pair in row.chunks_mut(2) {
-            let u = rng.next_u64();
-            pair[0] *= if (u & 0xFFFF_FFFF) >= threshold {
-                scale
-            } else {
-                0.0
-            };
-            if let Some(v) = pair.get_mut(1) {
-                *v *= if (u >> 32) >= threshold { scale } else { 0.0 };
-            }
-        }
+        let key = Rng::new(self.seed).fork((task * t + i) as u64).next_u64() as u32;
+        fastmath::dropout_row(row, key, threshold, scale);
     }
 
     /// The mask of every head as a `[B, H, T, T]` tensor's values (for tests against Burn's
