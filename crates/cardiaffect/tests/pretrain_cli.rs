@@ -4,22 +4,8 @@
 mod common;
 use common::*;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// A 2-second-window corpus of the bundled real ECG, and the tiny model config.
-fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
-    let corpus = tmp.join("corpus");
-    ok(bin()
-        .args(["prepare", "--window", "2s", "--stride", "2s", "--out"])
-        .arg(&corpus)
-        .env("CARDIAFFECT_CACHE", tmp.join("cache"))
-        .output()
-        .unwrap());
-    let cfg = tmp.join("tiny.json");
-    std::fs::write(&cfg, TINY).unwrap();
-    (corpus, cfg)
-}
+use std::path::Path;
+use std::time::Duration;
 
 fn args(corpus: &Path, cfg: &Path, run: &Path) -> Vec<String> {
     [
@@ -63,27 +49,15 @@ fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn killed_and_resumed_run_ends_with_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let (corpus, cfg) = setup(tmp.path());
+    let (corpus, cfg) = bundled_corpus(tmp.path());
     let a = tmp.path().join("a");
     let out = ok(bin().args(args(&corpus, &cfg, &a)).output().unwrap());
     assert!(out.contains("pre-trained 60 steps"), "{out}");
     // The same run, killed (SIGKILL) once a checkpoint exists and before the end.
     let b = tmp.path().join("b");
-    let mut child = bin().args(args(&corpus, &cfg, &b)).spawn().unwrap();
-    let state = b.join("checkpoint/state.json");
-    let t0 = Instant::now();
-    while !state.exists() && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let killed_at: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    let step = killed_at["step"].as_u64().unwrap();
-    assert!(
-        step < 60 && !b.join("model.safetensors").exists(),
-        "the run was not interrupted (checkpoint at step {step})"
-    );
+    let mut cmd = bin();
+    cmd.args(args(&corpus, &cfg, &b));
+    let step = kill_at_first_checkpoint(cmd, &b, 60, Duration::from_secs(120));
     let out = ok(bin()
         .arg("pretrain")
         .arg("--resume")
@@ -160,7 +134,7 @@ fn killed_and_resumed_run_ends_with_the_same_weights() {
 #[test]
 fn bad_inputs_are_refused_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
-    let (corpus, cfg) = setup(tmp.path());
+    let (corpus, cfg) = bundled_corpus(tmp.path());
     let fail = |args: Vec<String>| -> String {
         let o = bin().args(args).output().unwrap();
         assert!(

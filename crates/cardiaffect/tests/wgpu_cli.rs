@@ -8,7 +8,7 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn pretrain_args(corpus: &Path, cfg: &Path, run: &Path, steps: &str) -> Vec<String> {
     [
@@ -66,15 +66,7 @@ fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn pretraining_on_wgpu_lowers_the_loss_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let corpus = tmp.path().join("corpus");
-    ok(bin()
-        .args(["prepare", "--window", "2s", "--stride", "2s", "--out"])
-        .arg(&corpus)
-        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
-        .output()
-        .unwrap());
-    let cfg = tmp.path().join("tiny.json");
-    std::fs::write(&cfg, TINY).unwrap();
+    let (corpus, cfg) = bundled_corpus(tmp.path());
 
     let a = tmp.path().join("a");
     let out = ok(bin()
@@ -102,24 +94,9 @@ fn pretraining_on_wgpu_lowers_the_loss_and_resumes() {
     // Killed once a checkpoint exists, resumed on wgpu: the weights an uninterrupted run ends
     // with (to 1e-5 of their scale: a GPU's reductions need not be bit-reproducible).
     let b = tmp.path().join("b");
-    let mut child = bin()
-        .args(pretrain_args(&corpus, &cfg, &b, "40"))
-        .spawn()
-        .unwrap();
-    let state = b.join("checkpoint/state.json");
-    let t0 = Instant::now();
-    while !state.exists() && t0.elapsed() < Duration::from_secs(300) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let at: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    let step = at["step"].as_u64().unwrap();
-    assert!(
-        step < 40 && !b.join("model.safetensors").exists(),
-        "the run was not interrupted (checkpoint at step {step})"
-    );
+    let mut cmd = bin();
+    cmd.args(pretrain_args(&corpus, &cfg, &b, "40"));
+    let step = kill_at_first_checkpoint(cmd, &b, 40, Duration::from_secs(300));
     let out = ok(bin()
         .args(["pretrain", "--backend", "wgpu", "--resume"])
         .arg(&b)

@@ -5,7 +5,7 @@ use burn::tensor::DType;
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
-use super::gemm::{f32_slice, with_scratch, SendPtr};
+use super::gemm::{f32_slice, product, with_scratch, SendPtr};
 use crate::fastmath;
 
 /// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
@@ -41,101 +41,99 @@ pub(super) unsafe fn attend_head_with(
 ) {
     debug_assert!(scores.len() >= n * t);
     // scores[n, t] = scale q k^T (k read transposed through its strides).
-    gemm::gemm(
-        n,
-        t,
-        dk,
-        scores.as_mut_ptr(),
-        1,
-        t as isize,
-        false,
-        q,
-        1,
-        in_rs as isize,
-        k,
-        in_rs as isize,
-        1,
-        0.0,
+    product(
+        (n, t, dk),
+        (scores.as_mut_ptr(), 1, t),
+        (q, 1, in_rs),
+        (k, in_rs, 1),
         scale,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
     );
     for (i, row) in scores[..n * t].chunks_exact_mut(t).enumerate() {
         fastmath::softmax_row(row);
         post(i, row);
     }
     // out[n, dk] = scores v
-    gemm::gemm(
-        n,
-        dk,
-        t,
-        out,
-        1,
-        out_rs as isize,
-        false,
-        scores.as_ptr(),
-        1,
-        t as isize,
-        v,
-        1,
-        in_rs as isize,
-        0.0,
+    product(
+        (n, dk, t),
+        (out, 1, out_rs),
+        (scores.as_ptr(), 1, t),
+        (v, 1, in_rs),
         1.0,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
     );
 }
 
-/// All heads of scaled dot-product attention from the packed QKV projection.
-pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
-    let qkv = qkv.to_contiguous();
-    let shape = qkv.layout().shape().clone();
+/// Sizes of a packed `[B, T, 3d]` projection with `n_heads` heads: (b, t, d, dk).
+pub(super) fn packed_dims(qkv: &FlexTensor, n_heads: usize) -> (usize, usize, usize, usize) {
+    let shape = qkv.layout().shape();
     let (b, t, d3) = (shape[0], shape[1], shape[2]);
     let d = d3 / 3;
     assert!(
         d3 % 3 == 0 && n_heads > 0 && d % n_heads == 0,
         "packed_attention: width {d3} is not 3 x a multiple of {n_heads} heads"
     );
-    let dk = d / n_heads;
+    (b, t, d, d / n_heads)
+}
+
+/// Runs `f(task)` for every (batch item, head) task, in parallel where there is more than one.
+pub(super) fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
+    if tasks > 1 && rayon::current_num_threads() > 1 {
+        (0..tasks).into_par_iter().for_each(f);
+    } else {
+        (0..tasks).for_each(f);
+    }
+}
+
+/// A contiguous f32 flex tensor of `values`.
+pub(super) fn contiguous(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(values),
+        Layout::contiguous(burn::tensor::Shape::new(shape)),
+        DType::F32,
+    )
+}
+
+/// All heads of scaled dot-product attention from the packed QKV projection.
+pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
+    packed_attention_with(qkv, n_heads, |_, _, _| {})
+}
+
+/// [`packed_attention`] with `post(task, i, row)` applied to row `i` of the probabilities of
+/// head task `task` (batch item `task / n_heads`, head `task % n_heads`) after the softmax.
+pub(super) fn packed_attention_with(
+    qkv: FlexTensor,
+    n_heads: usize,
+    post: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> FlexTensor {
+    let qkv = qkv.to_contiguous();
+    let (b, t, d, dk) = packed_dims(&qkv, n_heads);
+    let d3 = 3 * d;
     let src = f32_slice(&qkv);
     let mut out = vec![0.0f32; b * t * d];
     let scale = 1.0 / (dk as f32).sqrt();
     let dst = SendPtr(out.as_mut_ptr());
-    let run = |scores: &mut [f32], task: usize| {
+    each_task(b * n_heads, |task| {
         let (bi, h) = (task / n_heads, task % n_heads);
         // Row r of batch item bi: q at r * 3d, k at r * 3d + d, v at r * 3d + 2d.
         let q = bi * t * d3 + h * dk;
         let (k, v) = (q + d, q + 2 * d);
         let o = bi * t * d + h * dk;
-        // SAFETY: for the given sizes and strides every pointer below stays inside `src`
-        // ([B, T, 3d]), `scores` ([T, T]) and `out` ([B, T, d]); the output columns of
-        // (bi, h) belong to this task alone.
-        unsafe {
-            let p = src.as_ptr();
-            attend_head(
-                (t, t, dk),
-                (p.add(q), p.add(k), p.add(v), d3),
-                scale,
-                scores,
-                (dst.ptr().add(o), d),
-            );
-        }
-    };
-    // Score matrices (T x T, 412 kB at T = 321) live in the per-thread scratch.
-    let with_scores = |task: usize| with_scratch(t * t, |scores| run(scores, task));
-    let tasks = b * n_heads;
-    if tasks > 1 && rayon::current_num_threads() > 1 {
-        (0..tasks).into_par_iter().for_each(with_scores);
-    } else {
-        (0..tasks).for_each(with_scores);
-    }
-    FlexTensor::new(
-        burn::tensor::Bytes::from_elems(out),
-        Layout::contiguous(burn::tensor::Shape::new([b, t, d])),
-        DType::F32,
-    )
+        // Score matrices (T x T, 412 kB at T = 321) live in the per-thread scratch.
+        with_scratch(t * t, |scores| {
+            // SAFETY: for the given sizes and strides every pointer below stays inside `src`
+            // ([B, T, 3d]), `scores` ([T, T]) and `out` ([B, T, d]); the output columns of
+            // (bi, h) belong to this task alone.
+            unsafe {
+                let p = src.as_ptr();
+                attend_head_with(
+                    (t, t, dk),
+                    (p.add(q), p.add(k), p.add(v), d3),
+                    scale,
+                    scores,
+                    (dst.ptr().add(o), d),
+                    |i, row| post(task, i, row),
+                );
+            }
+        })
+    });
+    contiguous(out, [b, t, d])
 }

@@ -45,6 +45,43 @@ pub(super) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// `dst[m, n] = alpha * lhs[m, k] rhs[k, n]`, each operand given as (pointer, column stride,
+/// row stride), on this thread.
+///
+/// # Safety
+/// The regions must lie inside their allocations for these sizes and strides; `dst` must not
+/// overlap the operands or be touched by another thread meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_cs, dst_rs): (*mut f32, usize, usize),
+    (lhs, lhs_cs, lhs_rs): (*const f32, usize, usize),
+    (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
+    alpha: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        false,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        0.0,
+        alpha,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
 /// `dst += lhs rhs` on one thread, all row-major with unit column stride: `dst` `[m, n]` (row
 /// stride `dst_rs`), `lhs` `[m, k]` (`lhs_rs`), `rhs` `[k, n]` (`rhs_rs`).
 ///

@@ -14,17 +14,15 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex};
-use burn::tensor::DType;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn_autodiff::Autodiff;
-use burn_flex::{FlexTensor, Layout};
+use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
-use rayon::prelude::*;
 
-use super::attention::attend_head_with;
-use super::gemm::{f32_slice, with_scratch, SendPtr};
+use super::attention::{contiguous, each_task, packed_attention_with, packed_dims};
+use super::gemm::{f32_slice, product, with_scratch, SendPtr};
 use super::AttentionTrainOps;
 use crate::fastmath;
 
@@ -40,16 +38,17 @@ impl Dropout {
         Dropout { p, seed }
     }
 
-    /// Multiplies `row` (row `i` of head task `task`, each `[T]`) by its mask: 0 with
-    /// probability `p`, else `1 / (1 - p)`. The same (seed, task, row) always draws the same
-    /// mask, whichever thread computes it, so the backward redraws what the forward drew.
-    fn apply(&self, task: usize, t: usize, i: usize, row: &mut [f32]) {
+    /// Multiplies `row` (row `i` of head task `task`, `[T]`) by its mask: 0 with probability
+    /// `p`, else `1 / (1 - p)`. The same (seed, task, row) always draws the same mask,
+    /// whichever thread computes it, so the backward redraws what the forward drew.
+    fn apply(&self, task: usize, i: usize, row: &mut [f32]) {
         if self.p <= 0.0 {
             return;
         }
         let threshold = (self.p * 4294967296.0).min(u32::MAX as f64) as u32;
         let scale = (1.0 / (1.0 - self.p)) as f32;
-        let key = Rng::new(self.seed).fork((task * t + i) as u64).next_u64() as u32;
+        let stream = (task * row.len() + i) as u64;
+        let key = Rng::new(self.seed).fork(stream).next_u64() as u32;
         fastmath::dropout_row(row, key, threshold, scale);
     }
 
@@ -60,108 +59,16 @@ impl Dropout {
         let mut m = vec![1.0f32; b * h * t * t];
         for (task, head) in m.chunks_exact_mut(t * t).enumerate() {
             for (i, row) in head.chunks_exact_mut(t).enumerate() {
-                self.apply(task, t, i, row);
+                self.apply(task, i, row);
             }
         }
         m
     }
 }
 
-/// Sizes of a packed `[B, T, 3d]` projection with `n_heads` heads: (b, t, d, dk).
-fn dims(qkv: &FlexTensor, n_heads: usize) -> (usize, usize, usize, usize) {
-    let shape = qkv.layout().shape();
-    let (b, t, d3) = (shape[0], shape[1], shape[2]);
-    let d = d3 / 3;
-    assert!(
-        d3 % 3 == 0 && n_heads > 0 && d % n_heads == 0,
-        "attention: width {d3} is not 3 x a multiple of {n_heads} heads"
-    );
-    (b, t, d, d / n_heads)
-}
-
-/// Runs `f(task)` for every (batch item, head) task, in parallel where there is more than one.
-fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
-    if tasks > 1 && rayon::current_num_threads() > 1 {
-        (0..tasks).into_par_iter().for_each(f);
-    } else {
-        (0..tasks).for_each(f);
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
-    FlexTensor::new(
-        burn::tensor::Bytes::from_elems(values),
-        Layout::contiguous(burn::tensor::Shape::new(shape)),
-        DType::F32,
-    )
-}
-
 /// `[B, T, 3d]` -> `[B, T, d]`: each head's `dropout(softmax(scale q k^T)) v`.
 pub(super) fn forward(qkv: FlexTensor, n_heads: usize, drop: Dropout) -> FlexTensor {
-    let qkv = qkv.to_contiguous();
-    let (b, t, d, dk) = dims(&qkv, n_heads);
-    let src = f32_slice(&qkv);
-    let mut out = vec![0.0f32; b * t * d];
-    let scale = 1.0 / (dk as f32).sqrt();
-    let dst = SendPtr(out.as_mut_ptr());
-    each_task(b * n_heads, |task| {
-        let (bi, h) = (task / n_heads, task % n_heads);
-        let q = bi * t * 3 * d + h * dk;
-        let o = bi * t * d + h * dk;
-        with_scratch(t * t, |scores| {
-            // SAFETY: every pointer stays inside `src` ([B, T, 3d]), `scores` ([T, T]) and
-            // `out` ([B, T, d]); the output columns of (bi, h) belong to this task alone.
-            unsafe {
-                let p = src.as_ptr();
-                attend_head_with(
-                    (t, t, dk),
-                    (p.add(q), p.add(q + d), p.add(q + 2 * d), 3 * d),
-                    scale,
-                    scores,
-                    (dst.ptr().add(o), d),
-                    |i, row| drop.apply(task, t, i, row),
-                );
-            }
-        })
-    });
-    tensor(out, [b, t, d])
-}
-
-/// `dst[m, n] = alpha * lhs[m, k] rhs[k, n]`, each operand given as (pointer, column stride,
-/// row stride), on this thread.
-///
-/// # Safety
-/// The regions must lie inside their allocations for these sizes and strides; `dst` must not
-/// overlap the operands or be touched by another thread meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    (m, n, k): (usize, usize, usize),
-    (dst, dst_cs, dst_rs): (*mut f32, usize, usize),
-    (lhs, lhs_cs, lhs_rs): (*const f32, usize, usize),
-    (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
-    alpha: f32,
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        dst_cs as isize,
-        dst_rs as isize,
-        false,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        0.0,
-        alpha,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
+    packed_attention_with(qkv, n_heads, |task, i, row| drop.apply(task, i, row))
 }
 
 /// The gradient with respect to the packed `[B, T, 3d]` input of [`forward`], given the
@@ -174,7 +81,7 @@ pub(super) fn backward(
 ) -> FlexTensor {
     let qkv = qkv.to_contiguous();
     let grad = grad.to_contiguous();
-    let (b, t, d, dk) = dims(&qkv, n_heads);
+    let (b, t, d, dk) = packed_dims(&qkv, n_heads);
     let (src, g) = (f32_slice(&qkv), f32_slice(&grad));
     assert_eq!(
         g.len(),
@@ -220,12 +127,12 @@ pub(super) fn backward(
                 {
                     fastmath::softmax_row(p_row);
                     // dP = dP' ∘ M; then dS = P ∘ (dP - <dP, P>); then P' = P ∘ M for dV.
-                    drop.apply(task, t, i, d_row);
+                    drop.apply(task, i, d_row);
                     let dot: f32 = p_row.iter().zip(d_row.iter()).map(|(a, b)| a * b).sum();
                     for (dv, &pv) in d_row.iter_mut().zip(p_row.iter()) {
                         *dv = pv * (*dv - dot);
                     }
-                    drop.apply(task, t, i, p_row);
+                    drop.apply(task, i, p_row);
                 }
                 // dV = P'^T dO
                 product(
@@ -254,7 +161,7 @@ pub(super) fn backward(
             }
         })
     });
-    tensor(out, [b, t, d3])
+    contiguous(out, [b, t, d3])
 }
 
 impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps for Autodiff<B, C> {

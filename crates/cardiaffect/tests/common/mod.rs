@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The tiny model the CLI tests train (seconds, not minutes).
 pub const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
@@ -71,4 +72,41 @@ pub fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
         s(&corpus),
     ]));
     corpus
+}
+
+/// The bundled real ECG as a 2-second-window corpus in `tmp/corpus`, and the tiny model config
+/// in `tmp/tiny.json`.
+pub fn bundled_corpus(tmp: &Path) -> (PathBuf, PathBuf) {
+    let corpus = tmp.join("corpus");
+    ok(bin()
+        .args(["prepare", "--window", "2s", "--stride", "2s", "--out"])
+        .arg(&corpus)
+        .env("CARDIAFFECT_CACHE", tmp.join("cache"))
+        .output()
+        .unwrap());
+    let cfg = tmp.join("tiny.json");
+    std::fs::write(&cfg, TINY).unwrap();
+    (corpus, cfg)
+}
+
+/// Runs `cmd` (a pretrain run into `run` of `steps` steps), kills it (SIGKILL) once a
+/// checkpoint exists (waiting at most `wait`) and returns the step that checkpoint holds,
+/// after checking that the run was interrupted before its end.
+pub fn kill_at_first_checkpoint(mut cmd: Command, run: &Path, steps: u64, wait: Duration) -> u64 {
+    let mut child = cmd.spawn().unwrap();
+    let state = run.join("checkpoint/state.json");
+    let t0 = Instant::now();
+    while !state.exists() && t0.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let step = at["step"].as_u64().unwrap();
+    assert!(
+        step < steps && !run.join("model.safetensors").exists(),
+        "the run was not interrupted (checkpoint at step {step})"
+    );
+    step
 }
