@@ -1,11 +1,10 @@
 //! Attention: one head (`softmax(scale q k^T) v` through gemm strides, vectorised softmax) and
 //! the packed multi-head op over a `[B, T, 3d]` projection.
 
-use burn::tensor::DType;
-use burn_flex::{FlexTensor, Layout};
+use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::gemm::{f32_slice, product, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
 use crate::fastmath;
 
 /// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
@@ -81,15 +80,6 @@ pub(super) fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
     } else {
         (0..tasks).for_each(f);
     }
-}
-
-/// A contiguous f32 flex tensor of `values`.
-pub(super) fn contiguous(values: Vec<f32>, shape: [usize; 3]) -> FlexTensor {
-    FlexTensor::new(
-        burn::tensor::Bytes::from_elems(values),
-        Layout::contiguous(burn::tensor::Shape::new(shape)),
-        DType::F32,
-    )
 }
 
 /// All heads of scaled dot-product attention from the packed QKV projection.

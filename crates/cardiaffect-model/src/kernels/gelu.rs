@@ -3,15 +3,14 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex};
-use burn::tensor::DType;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn_autodiff::Autodiff;
-use burn_flex::{FlexTensor, Layout};
+use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::gemm::f32_slice;
+use super::gemm::{contiguous, f32_slice};
 use super::GeluOps;
 use crate::fastmath;
 
@@ -41,11 +40,7 @@ impl GeluOps for Flex {
         out.par_chunks_mut(CHUNK)
             .zip(src.par_chunks(CHUNK))
             .for_each(|(o, s)| fastmath::gelu_into(s, o));
-        FlexTensor::new(
-            burn::tensor::Bytes::from_elems(out),
-            Layout::contiguous(shape),
-            DType::F32,
-        )
+        contiguous(out, shape)
     }
 
     fn gelu_erf_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -73,11 +68,7 @@ impl GeluOps for Flex {
         out.par_chunks_mut(CHUNK)
             .zip(gs.par_chunks(CHUNK).zip(xs.par_chunks(CHUNK)))
             .for_each(|(o, (g, x))| fastmath::gelu_backward_into(x, g, o));
-        FlexTensor::new(
-            burn::tensor::Bytes::from_elems(out),
-            Layout::contiguous(shape),
-            DType::F32,
-        )
+        contiguous(out, shape)
     }
 }
 

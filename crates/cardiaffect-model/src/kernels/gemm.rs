@@ -1,7 +1,7 @@
 //! Matrix-product helpers on raw f32 rows (gemm with strides, per-thread scratch) and the
 //! fused linear layer (`x W + b`, GELU and residual in one pass).
 
-use burn::tensor::DType;
+use burn::tensor::{DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
@@ -11,6 +11,15 @@ use crate::fastmath;
 pub(super) fn f32_slice(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("kernels: a contiguous f32 tensor (checked by the caller)")
+}
+
+/// A contiguous f32 flex tensor of `values` (the inverse of [`f32_slice`]).
+pub(super) fn contiguous(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(values),
+        Layout::contiguous(shape.into()),
+        DType::F32,
+    )
 }
 
 /// A pointer that may cross into rayon's workers: each task writes a disjoint set of elements.
@@ -212,9 +221,5 @@ pub(super) fn linear_flex(
         out.par_chunks_mut(ROWS_PER_TASK * n)
             .for_each(fastmath::gelu_inplace);
     }
-    FlexTensor::new(
-        burn::tensor::Bytes::from_elems(out),
-        Layout::contiguous(oshape),
-        DType::F32,
-    )
+    contiguous(out, oshape)
 }

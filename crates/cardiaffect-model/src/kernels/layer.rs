@@ -1,12 +1,11 @@
 //! The whole pre-LN encoder layer at inference as one op in two parallel passes.
 
 use burn::backend::Flex;
-use burn::tensor::DType;
-use burn_flex::{FlexTensor, Layout};
+use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::attention::attend_head;
-use super::gemm::{f32_slice, gemm_acc, with_scratch};
+use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch};
 use super::EncoderLayerParams;
 use crate::fastmath;
 
@@ -248,9 +247,5 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     } else {
         tasks.into_iter().for_each(pass2);
     }
-    FlexTensor::new(
-        burn::tensor::Bytes::from_elems(out),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
+    contiguous(out, shape)
 }

@@ -21,8 +21,8 @@ use burn_autodiff::Autodiff;
 use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 
-use super::attention::{contiguous, each_task, packed_attention_with, packed_dims};
-use super::gemm::{f32_slice, product, with_scratch, SendPtr};
+use super::attention::{each_task, packed_attention_with, packed_dims};
+use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
 use super::AttentionTrainOps;
 use crate::fastmath;
 
