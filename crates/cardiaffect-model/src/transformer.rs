@@ -131,9 +131,13 @@ impl Transformer {
             if drop.is_none() {
                 // Inference: the whole layer as one in-tree op where it applies; otherwise the
                 // residual adds, biases and GELU ride on the matrix products.
-                if let Some(y) = layer.fused(&x, self.eps) {
-                    x = y;
-                    continue;
+                if layer_op_applies(&x) {
+                    if let Some(p) = layer.layer_params(self.eps) {
+                        // By value: the op writes over the input's buffer when nobody else
+                        // holds it.
+                        x = encoder_layer(x, p);
+                        continue;
+                    }
                 }
                 let h = layer.norm_2.forward(x.clone());
                 let m = &layer.mha;
@@ -251,11 +255,12 @@ impl Mha {
 impl Layer {
     /// The whole layer as the in-tree op (flex inference), or `None` when it does not apply or
     /// a parameter the op needs (a bias) is absent: the caller then runs Burn's ops.
+    #[cfg(test)]
     pub(crate) fn fused(&self, x: &Tensor<3>, eps: f64) -> Option<Tensor<3>> {
         if !layer_op_applies(x) {
             return None;
         }
-        Some(encoder_layer(x, self.layer_params(eps)?))
+        Some(encoder_layer(x.clone(), self.layer_params(eps)?))
     }
 
     /// The parameters the in-tree layer op takes, or `None` without a bias it needs.

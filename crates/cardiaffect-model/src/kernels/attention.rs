@@ -9,20 +9,47 @@ use crate::fastmath;
 
 /// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
 /// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row
-/// stride, `out` its pointer and row stride; `scores` is `[n, t]` scratch.
+/// stride, `out` its pointer and row stride; `scratch` holds `[n, t]` scores and `n` sums.
+/// The probabilities stay unnormalised through the second product and each output row is
+/// divided by its sum after it: `dk` multiplies a row instead of `t` (a third less softmax
+/// time at T = 321).
 ///
 /// # Safety
 /// `q` must point at `n` rows and `k`, `v` at `t` rows of `dk` elements at the given stride;
 /// `out` at `n` rows of `dk` elements at its stride that nobody else reads or writes meanwhile;
-/// `scores` must hold at least `n * t` elements.
+/// `scratch` must hold at least `n * (t + 1)` elements.
 pub(super) unsafe fn attend_head(
-    dims: (usize, usize, usize),
-    qkv: (*const f32, *const f32, *const f32, usize),
+    (n, t, dk): (usize, usize, usize),
+    (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
     scale: f32,
-    scores: &mut [f32],
-    out: (*mut f32, usize),
+    scratch: &mut [f32],
+    (out, out_rs): (*mut f32, usize),
 ) {
-    attend_head_with(dims, qkv, scale, scores, out, |_, _| {})
+    let (scores, inv) = scratch[..n * (t + 1)].split_at_mut(n * t);
+    product(
+        (n, t, dk),
+        (scores.as_mut_ptr(), 1, t),
+        (q, 1, in_rs),
+        (k, in_rs, 1),
+        scale,
+    );
+    for (row, s) in scores.chunks_exact_mut(t).zip(inv.iter_mut()) {
+        *s = 1.0 / fastmath::exp_shifted_row(row);
+    }
+    product(
+        (n, dk, t),
+        (out, 1, out_rs),
+        (scores.as_ptr(), 1, t),
+        (v, 1, in_rs),
+        1.0,
+    );
+    for (i, &s) in inv.iter().enumerate() {
+        // SAFETY: row i of `out` holds `dk` elements (the caller's contract).
+        let row = std::slice::from_raw_parts_mut(out.add(i * out_rs), dk);
+        for o in row {
+            *o *= s;
+        }
+    }
 }
 
 /// [`attend_head`] with `post(i, row)` applied to each row `i` of the probabilities after the

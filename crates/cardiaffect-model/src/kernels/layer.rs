@@ -2,6 +2,8 @@
 
 use burn::backend::Flex;
 use burn_flex::FlexTensor;
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::attention::attend_head;
@@ -9,17 +11,18 @@ use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch};
 use super::EncoderLayerParams;
 use crate::fastmath;
 
-/// `n` rows of `out` (width `w`) set to `bias` (+ the matching rows of `add`).
-pub(super) fn fill_rows(out: &mut [f32], bias: &[f32], add: Option<&[f32]>) {
-    let w = bias.len();
-    for (i, row) in out.chunks_exact_mut(w).enumerate() {
-        match add {
-            Some(a) => {
-                for ((o, &b), &r) in row.iter_mut().zip(bias).zip(&a[i * w..][..w]) {
-                    *o = b + r;
-                }
-            }
-            None => row.copy_from_slice(bias),
+/// Every row of `out` (width `bias.len()`) set to `bias`.
+fn fill_rows(out: &mut [f32], bias: &[f32]) {
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.copy_from_slice(bias);
+    }
+}
+
+/// `bias` added to every row of `out`.
+fn add_rows(out: &mut [f32], bias: &[f32]) {
+    for row in out.chunks_exact_mut(bias.len()) {
+        for (v, &c) in row.iter_mut().zip(bias) {
+            *v += c;
         }
     }
 }
@@ -34,8 +37,19 @@ pub(super) fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
         .max(1)
 }
 
+/// The QKV buffer of the last call, kept for the next (up to [`KEEP_QKV`] elements): a fresh
+/// one per layer (16 MB at batch 32) was zero-filled each time before pass 1 overwrote it.
+static QKV: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+const KEEP_QKV: usize = 1 << 24;
+
 pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
-    let x = x.to_contiguous();
+    // `to_contiguous` clones the handle (the buffer then looks shared): only when needed, so
+    // that an input nobody else holds becomes the output in place.
+    let mut x = if x.is_contiguous() {
+        x
+    } else {
+        x.to_contiguous()
+    };
     let shape = x.layout().shape().clone();
     assert!(
         shape.num_dims() == 3,
@@ -116,39 +130,55 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
     let eps = p.eps as f32;
     let (m, d3) = (b * t, 3 * d);
-    let xs = f32_slice(&x);
     let parallel = rayon::current_num_threads() > 1;
+    // The residual stream: the input's own buffer when nobody else holds it (pass 1 reads
+    // all of it before pass 2 writes row blocks that each read only their own rows), else a
+    // copy.
+    let in_place = x.layout().start_offset() == 0 && x.try_storage_mut::<f32>().is_some();
+    let mut copy = Vec::new();
+    let stream: &mut [f32] = if in_place {
+        &mut x.try_storage_mut::<f32>().expect("checked just above")[..m * d]
+    } else {
+        copy.extend_from_slice(f32_slice(&x));
+        &mut copy
+    };
+    let xs: &[f32] = stream;
 
     // Pass 1: LayerNorm and the three projections of each block of rows, onto bias rows.
-    let mut qkv = vec![0.0f32; m * d3];
+    let mut qkv = std::mem::take(&mut *QKV.lock().unwrap_or_else(|e| e.into_inner()));
+    qkv.resize(m * d3, 0.0);
+    // The three projections side by side, [d, 3d] and [3d]: one product per row block
+    // instead of three (one packing of the block's rows).
+    let (mut wqkv, mut bqkv) = (Vec::with_capacity(d * d3), Vec::with_capacity(d3));
+    for i in 0..d {
+        for w in [wq, wk, wv] {
+            wqkv.extend_from_slice(&w[i * d..(i + 1) * d]);
+        }
+    }
+    for bias in [bq, bk, bv] {
+        bqkv.extend_from_slice(bias);
+    }
     let r1 = rows_per_task(m, 32, 256);
     let pass1 = |(c, rows): (usize, &mut [f32])| {
         let n = rows.len() / d3;
         let r0 = c * r1;
         with_scratch(n * d, |h| {
             fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
-            for row in rows.chunks_exact_mut(d3) {
-                row[..d].copy_from_slice(bq);
-                row[d..2 * d].copy_from_slice(bk);
-                row[2 * d..].copy_from_slice(bv);
-            }
-            for (j, w) in [wq, wk, wv].into_iter().enumerate() {
-                // SAFETY: `rows` is [n, 3d] and column block j of it is [n, d] at stride 3d;
-                // `h` is [n, d]; `w` is [d, d] (checked above).
-                unsafe {
-                    gemm_acc(
-                        n,
-                        d,
-                        d,
-                        rows.as_mut_ptr().add(j * d),
-                        d3,
-                        h.as_ptr(),
-                        d,
-                        w.as_ptr(),
-                        d,
-                    )
-                };
-            }
+            fill_rows(rows, &bqkv);
+            // SAFETY: `rows` is [n, 3d], `h` [n, d], `wqkv` [d, 3d].
+            unsafe {
+                gemm_acc(
+                    n,
+                    d3,
+                    d,
+                    rows.as_mut_ptr(),
+                    d3,
+                    h.as_ptr(),
+                    d,
+                    wqkv.as_ptr(),
+                    d3,
+                )
+            };
         })
     };
     if parallel && m > r1 {
@@ -158,12 +188,12 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
 
     // Pass 2: per block of queries of one batch item, everything that is row-local after
-    // attention, written straight into the block's output rows.
-    let mut out = vec![0.0f32; m * d];
+    // attention, written straight into the block's rows of the residual stream.
+    let out = stream;
     let per_item = t.div_ceil(rows_per_task(m, 16, 128).min(t.max(1)));
     let rb = t.div_ceil(per_item.max(1)).max(1);
     let mut tasks = Vec::with_capacity(b * per_item);
-    let mut rest = out.as_mut_slice();
+    let mut rest = &mut out[..];
     for bi in 0..b {
         let mut r0 = 0;
         while r0 < t {
@@ -175,21 +205,21 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         }
     }
     let scale = 1.0 / (dk as f32).sqrt();
-    let qkv = &qkv[..];
+    let qkv_rows = &qkv[..];
     let pass2 = |(row0, n, o): (usize, usize, &mut [f32])| {
         let item0 = row0 - row0 % t.max(1);
-        with_scratch(n * (t + 2 * d + dff), |s| {
-            let (scores, s) = s.split_at_mut(n * t);
+        with_scratch(n * (t + 1 + 2 * d + dff), |s| {
+            let (scores, s) = s.split_at_mut(n * (t + 1));
             let (ctx, s) = s.split_at_mut(n * d);
             let (h, ff) = s.split_at_mut(n * d);
             for head in 0..heads {
                 let q = row0 * d3 + head * dk;
                 let k = item0 * d3 + d + head * dk;
                 // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
-                // ([m, 3d]) at this head's columns; `scores` is [n, t]; `ctx` is [n, d] and
+                // ([m, 3d]) at this head's columns; `scores` is [n, t + 1]; `ctx` is [n, d] and
                 // this head's columns of it [n, dk] at stride d.
                 unsafe {
-                    let p = qkv.as_ptr();
+                    let p = qkv_rows.as_ptr();
                     attend_head(
                         (n, t, dk),
                         (p.add(q), p.add(k), p.add(k + d), d3),
@@ -199,13 +229,13 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                     );
                 }
             }
-            // x1 = x + ctx wo + bo, in the output rows.
-            fill_rows(o, bo, Some(&xs[row0 * d..(row0 + n) * d]));
+            // x1 = x + ctx wo + bo, in the block's rows.
+            add_rows(o, bo);
             // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
             unsafe { gemm_acc(n, d, d, o.as_mut_ptr(), d, ctx.as_ptr(), d, wo.as_ptr(), d) };
             // x1 + gelu(norm_ff(x1) wi + bi) wu + bu.
             fastmath::layer_norm_rows(o, g_f, be_f, eps, h);
-            fill_rows(ff, bi, None);
+            fill_rows(ff, bi);
             // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
             unsafe {
                 gemm_acc(
@@ -221,11 +251,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 )
             };
             fastmath::gelu_inplace(ff);
-            for row in o.chunks_exact_mut(d) {
-                for (v, &c) in row.iter_mut().zip(bu) {
-                    *v += c;
-                }
-            }
+            add_rows(o, bu);
             // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
             unsafe {
                 gemm_acc(
@@ -247,5 +273,12 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     } else {
         tasks.into_iter().for_each(pass2);
     }
-    contiguous(out, shape)
+    if qkv.capacity() <= KEEP_QKV {
+        *QKV.lock().unwrap_or_else(|e| e.into_inner()) = qkv;
+    }
+    if in_place {
+        x
+    } else {
+        contiguous(copy, shape)
+    }
 }

@@ -348,7 +348,7 @@ pub fn layer_op_applies(x: &Tensor<3>) -> bool {
 /// # Panics
 /// On any tensor but plain flex f32, with a message that says so: the op exists on flex
 /// only, and Burn's own fallback (`unsupported dispatch backend`) names neither the op nor why.
-pub fn encoder_layer(x: &Tensor<3>, p: EncoderLayerParams<burn::backend::Dispatch>) -> Tensor<3> {
+pub fn encoder_layer(x: Tensor<3>, p: EncoderLayerParams<burn::backend::Dispatch>) -> Tensor<3> {
     assert!(
         fast_path(&x.device(), x.dtype()),
         "kernels::encoder_layer is the in-tree op of plain flex f32 tensors (check layer_op_applies first); got {:?} {:?}",
@@ -356,7 +356,7 @@ pub fn encoder_layer(x: &Tensor<3>, p: EncoderLayerParams<burn::backend::Dispatc
         x.dtype()
     );
     Tensor::from_dispatch(<burn::backend::Dispatch as CardiaffectOps>::encoder_layer(
-        x.clone().into_dispatch(),
+        x.into_dispatch(),
         p,
     ))
 }
@@ -482,6 +482,27 @@ mod tests {
     }
 
     #[test]
+    fn encoder_layer_in_place_equals_the_copy_and_leaves_a_shared_input_alone() {
+        // A uniquely owned input is overwritten with the residual stream; a shared one is
+        // copied first, so its other owner still reads the original.
+        let dev = Device::flex();
+        let tr = crate::transformer::Transformer::new(32, 48, 2, 1, 1e-5, &dev);
+        let p = || tr.layers[0].layer_params(1e-5).unwrap();
+        let x = normal::<3>([2, 37, 32], 1.0, &dev);
+        let before = x.clone().into_data();
+        let unique = Tensor::<3>::from_data(before.clone(), &dev);
+        let shared = encoder_layer(x.clone(), p());
+        let in_place = encoder_layer(unique, p());
+        assert_eq!(in_place.into_data(), shared.clone().into_data());
+        assert_eq!(x.into_data(), before, "the shared input is unchanged");
+        let e = max_rel_diff(
+            shared,
+            burns_layer(Tensor::from_data(before, &dev), &tr.layers[0]),
+        );
+        assert!(e < 1e-5, "{e}");
+    }
+
+    #[test]
     fn encoder_layer_reads_strided_inputs_and_declines_without_biases() {
         let dev = Device::flex();
         let mut tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &dev);
@@ -600,7 +621,7 @@ mod tests {
         let xw = on(x, &dev);
         assert!(!layer_op_applies(&xw) && tr.layers[0].fused(&xw, 1e-5).is_none());
         let p = tr.layers[0].layer_params(1e-5).unwrap();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encoder_layer(&xw, p)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encoder_layer(xw, p)));
         let msg = r.err().expect("a panic off flex");
         let msg = msg.downcast_ref::<String>().expect("a formatted message");
         assert!(msg.contains("in-tree op of plain flex f32"), "{msg}");
