@@ -26,23 +26,11 @@ pub(super) unsafe fn attend_head(
     (out, out_rs): (*mut f32, usize),
 ) {
     let (scores, inv) = scratch[..n * (t + 1)].split_at_mut(n * t);
-    product(
-        (n, t, dk),
-        (scores.as_mut_ptr(), 1, t),
-        (q, 1, in_rs),
-        (k, in_rs, 1),
-        scale,
-    );
+    qk_scores((n, t, dk), (q, k, in_rs), scale, scores);
     for (row, s) in scores.chunks_exact_mut(t).zip(inv.iter_mut()) {
         *s = 1.0 / fastmath::exp_shifted_row(row);
     }
-    product(
-        (n, dk, t),
-        (out, 1, out_rs),
-        (scores.as_ptr(), 1, t),
-        (v, 1, in_rs),
-        1.0,
-    );
+    pv((n, t, dk), scores, (v, in_rs), (out, out_rs));
     for (i, &s) in inv.iter().enumerate() {
         // SAFETY: row i of `out` holds `dk` elements (the caller's contract).
         let row = std::slice::from_raw_parts_mut(out.add(i * out_rs), dk);
@@ -66,7 +54,24 @@ pub(super) unsafe fn attend_head_with(
     post: impl Fn(usize, &mut [f32]),
 ) {
     debug_assert!(scores.len() >= n * t);
-    // scores[n, t] = scale q k^T (k read transposed through its strides).
+    qk_scores((n, t, dk), (q, k, in_rs), scale, scores);
+    for (i, row) in scores[..n * t].chunks_exact_mut(t).enumerate() {
+        fastmath::softmax_row(row);
+        post(i, row);
+    }
+    pv((n, t, dk), scores, (v, in_rs), (out, out_rs));
+}
+
+/// `scores[n, t] = scale q k^T` (`k` read transposed through its strides).
+///
+/// # Safety
+/// As [`attend_head`]; `scores` holds at least `n * t` elements.
+unsafe fn qk_scores(
+    (n, t, dk): (usize, usize, usize),
+    (q, k, in_rs): (*const f32, *const f32, usize),
+    scale: f32,
+    scores: &mut [f32],
+) {
     product(
         (n, t, dk),
         (scores.as_mut_ptr(), 1, t),
@@ -74,11 +79,18 @@ pub(super) unsafe fn attend_head_with(
         (k, in_rs, 1),
         scale,
     );
-    for (i, row) in scores[..n * t].chunks_exact_mut(t).enumerate() {
-        fastmath::softmax_row(row);
-        post(i, row);
-    }
-    // out[n, dk] = scores v
+}
+
+/// `out[n, dk] = scores[n, t] v[t, dk]`.
+///
+/// # Safety
+/// As [`attend_head`].
+unsafe fn pv(
+    (n, t, dk): (usize, usize, usize),
+    scores: &[f32],
+    (v, in_rs): (*const f32, usize),
+    (out, out_rs): (*mut f32, usize),
+) {
     product(
         (n, dk, t),
         (out, 1, out_rs),
