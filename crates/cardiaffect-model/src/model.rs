@@ -224,6 +224,42 @@ impl Model {
         mask: Option<Tensor<2, Bool>>,
         drop: Option<DropoutCtx>,
     ) -> Tensor<3> {
+        let l = x.dims()[1];
+        if mask.is_none() && drop.is_none() {
+            // Inference: the whole embedding as one in-tree op where it applies (flex), for
+            // windows whose token count the positions fit (others go Burn's way, which says
+            // what does not fit).
+            let tokens = self.encoder.convs.iter().try_fold(l, |len, c| {
+                let k = c.kernel_size;
+                Some((len + 2 * (k / 2)).checked_sub(k)? / c.stride.max(1) + 1)
+            });
+            let fused = tokens
+                .filter(|&t| self.pos.is_none() || t == self.n_tokens)
+                .and_then(|t| {
+                    crate::kernels::signal_embed(
+                        &x,
+                        &self.encoder,
+                        &self.proj,
+                        self.pos_conv.as_ref(),
+                        self.cls_token.val(),
+                        self.positions(t + 1, &x.device()),
+                        self.transformer.eps,
+                    )
+                });
+            if let Some(h) = fused {
+                return h;
+            }
+        }
+        self.embed_burn(x, mask, drop)
+    }
+
+    /// [`Model::embed`] through Burn's ops (every backend; masks and dropout).
+    fn embed_burn(
+        &self,
+        x: Tensor<2>,
+        mask: Option<Tensor<2, Bool>>,
+        drop: Option<DropoutCtx>,
+    ) -> Tensor<3> {
         let [b, l] = x.dims();
         let d = self.d_model;
         let h = self
@@ -247,14 +283,22 @@ impl Model {
         };
         let cls = self.cls_token.val().reshape([1, 1, d]).expand([b, 1, d]);
         let h = Tensor::cat(vec![cls, h], 1);
-        let pos = match &self.pos {
-            Some(p) => p.val(),
-            None => Tensor::from_data(TensorData::new(sinusoid(t + 1, d), [t + 1, d]), &h.device()),
-        };
+        let pos = self.positions(t + 1, &h.device());
         let h = h + pos.unsqueeze::<3>();
         match drop {
             Some(dc) => dropout(h, dc.p, dc.seed, 0),
             None => h,
+        }
+    }
+
+    /// The positions of the CLS row and `n - 1` tokens, `[n, d]`: learned or sinusoidal.
+    fn positions(&self, n: usize, device: &Device) -> Tensor<2> {
+        match &self.pos {
+            Some(p) => p.val(),
+            None => Tensor::from_data(
+                TensorData::new(sinusoid(n, self.d_model), [n, self.d_model]),
+                device,
+            ),
         }
     }
 
@@ -294,4 +338,107 @@ fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
     v.chunks(k.max(1))
         .map(|r| r.iter().map(|&x| x as f64).collect())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+
+    fn normal<const D: usize>(shape: [usize; D], sd: f64, seed: u64, dev: &Device) -> Tensor<D> {
+        let mut rng = cardiaffect_signal::Rng::new(seed);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.normal() * sd) as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape), dev)
+    }
+
+    #[test]
+    fn in_tree_embedding_equals_burns_ops() {
+        let dev = Device::flex();
+        let configs = [
+            ModelConfig::new(),
+            ModelConfig::base(),
+            ModelConfig::new()
+                .with_positional(Positional::Sinusoidal)
+                .with_conv_pos_kernel(None),
+            ModelConfig::new()
+                .with_window_len(102)
+                .with_conv_channels(vec![8, 12])
+                .with_conv_kernels(vec![5, 3])
+                .with_conv_strides(vec![3, 2])
+                .with_d_model(16)
+                .with_conv_pos_kernel(Some(5)),
+        ];
+        for (ci, cfg) in configs.iter().enumerate() {
+            let mut m = cfg.init(&dev).unwrap();
+            // Non-trivial LayerNorm parameters and biases (init gives ones and zeros).
+            let mut seed = 7 * ci as u64;
+            let mut w = |n: usize, sd: f64| {
+                seed += 1;
+                Param::from_tensor(normal::<1>([n], sd, seed, &dev))
+            };
+            for n in &mut m.encoder.norms {
+                let c = n.gamma.dims()[0];
+                n.gamma = w(c, 1.0);
+                n.beta = Some(w(c, 0.5));
+            }
+            if let Some(c) = &mut m.pos_conv {
+                c.bias = Some(w(cfg.d_model, 0.3));
+            }
+            for b in [1, 3] {
+                let x = normal::<2>([b, cfg.window_len], 1.0, 100 + b as u64, &dev);
+                let fused = crate::kernels::signal_embed(
+                    &x,
+                    &m.encoder,
+                    &m.proj,
+                    m.pos_conv.as_ref(),
+                    m.cls_token.val(),
+                    m.positions(m.n_tokens + 1, &dev),
+                    m.transformer.eps,
+                )
+                .expect("flex f32 takes the in-tree path");
+                let reference = m.embed_burn(x.clone(), None, None);
+                assert_eq!(fused.dims(), reference.dims(), "config {ci}");
+                let a: Vec<f32> = fused.into_data().try_to_vec().unwrap();
+                let r: Vec<f32> = reference.into_data().try_to_vec().unwrap();
+                let e = a
+                    .iter()
+                    .zip(&r)
+                    .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+                    .fold(0.0f32, f32::max);
+                assert!(e < 1e-5, "config {ci}, batch {b}: {e}");
+                // And `embed` takes it.
+                let via_embed: Vec<f32> = m.embed(x, None, None).into_data().try_to_vec().unwrap();
+                assert_eq!(via_embed, a, "config {ci}: embed runs the in-tree op");
+            }
+        }
+    }
+
+    #[test]
+    fn embedding_under_autodiff_or_with_a_mask_keeps_burns_path() {
+        let dev = Device::flex();
+        let m = ModelConfig::new().init(&dev).unwrap();
+        let x = normal::<2>([1, 512], 1.0, 3, &dev);
+        let ad = Device::flex().autodiff();
+        let ma = ModelConfig::new().init(&ad).unwrap();
+        let xa = Tensor::<2>::from_data(x.clone().into_data(), &ad);
+        assert!(crate::kernels::signal_embed(
+            &xa,
+            &ma.encoder,
+            &ma.proj,
+            ma.pos_conv.as_ref(),
+            ma.cls_token.val(),
+            ma.positions(ma.n_tokens + 1, &ad),
+            1e-5
+        )
+        .is_none());
+        // A masked embedding is Burn's path: the mask token replaces the masked tokens.
+        let mask = Tensor::<2, Bool>::from_data(
+            TensorData::new(vec![true; m.n_tokens], [1, m.n_tokens]),
+            &dev,
+        );
+        let masked = m.embed(x.clone(), Some(mask.clone()), None);
+        let reference = m.embed_burn(x, Some(mask), None);
+        assert_eq!(masked.into_data(), reference.into_data());
+    }
 }

@@ -43,6 +43,7 @@ use burn::tensor::DType;
 use burn_flex::FlexTensor;
 
 mod attention;
+mod embed;
 mod gelu;
 mod gemm;
 mod layer;
@@ -72,6 +73,36 @@ pub trait CardiaffectOps: Backend {
         #[extension_type] p: EncoderLayerParams<Self>,
     ) -> FloatTensor<Self>;
 
+    /// One convolution of the signal encoder at inference, channels-last: `x` `[B, R, C_in]`
+    /// (`R = L + 2 (k / 2)` rows with the zero padding, or `L` rows when `pad_input`), the
+    /// convolution (weight `[C_out, C_in, k]`, bias, stride), LayerNorm over channels, GELU,
+    /// then the projection `[C_out, d]` + `[d]` if given: `[B, L_out + 2 next_pad, width]`
+    /// with `next_pad` zero rows either side for the next convolution.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_stage(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        #[extension_type] proj: Projection<Self>,
+        stride: usize,
+        pad_input: bool,
+        next_pad: usize,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// The Transformer's input from the tokens `[B, T + 2p, d]` (`p` zero rows either side,
+    /// `p = k / 2` of the depthwise token convolution `[d, 1, k]` + `[d]` if given, else 0):
+    /// the token convolution with GELU added to each token, the CLS row `[d]` first and the
+    /// positions `[T + 1, d]` added: `[B, T + 1, d]`.
+    fn token_head(
+        tokens: FloatTensor<Self>,
+        #[extension_type] pos_conv: Projection<Self>,
+        cls: FloatTensor<Self>,
+        pos: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
     fn linear_bias_residual(
         x: FloatTensor<Self>,
@@ -79,6 +110,18 @@ pub trait CardiaffectOps: Backend {
         b: FloatTensor<Self>,
         r: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+}
+
+/// An optional weight and bias for [`CardiaffectOps::conv_stage`] (the projection after the
+/// last convolution) and [`CardiaffectOps::token_head`] (the token convolution). An enum, as
+/// Burn's extension macro carries `Option`s of tensors for its own backends only.
+#[derive(ExtensionType)]
+pub enum Projection<B: Backend> {
+    None,
+    Some {
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+    },
 }
 
 /// The parameters of one pre-LN encoder layer, for [`CardiaffectOps::encoder_layer`]:
@@ -361,6 +404,92 @@ pub fn encoder_layer(x: Tensor<3>, p: EncoderLayerParams<burn::backend::Dispatch
     ))
 }
 
+/// The Transformer's input from windows `x` `[B, L]` at inference without a mask, as
+/// `Model::embed`: one in-tree op per convolution ([`CardiaffectOps::conv_stage`], the
+/// projection fused into the last) and one for the token convolution, CLS and positions
+/// ([`CardiaffectOps::token_head`]). `Some` on plain flex f32 in the default mode when every
+/// convolution is the model's kind (bias, padding `k / 2`, no dilation; the token convolution
+/// depthwise with stride 1), else `None` and the caller runs Burn's ops.
+pub fn signal_embed(
+    x: &Tensor<2>,
+    encoder: &crate::model::SignalEncoder,
+    proj: &Linear,
+    pos_conv: Option<&burn::nn::conv::Conv1d>,
+    cls: Tensor<1>,
+    pos: Tensor<2>,
+    eps: f64,
+) -> Option<Tensor<3>> {
+    use burn::nn::PaddingConfig1d;
+    if !(kernel_mode() == KernelMode::Layer && fast_path(&x.device(), x.dtype())) {
+        return None;
+    }
+    let d = proj.weight.dims()[1];
+    let padded = |c: &burn::nn::conv::Conv1d| {
+        c.kernel_size % 2 == 1
+            && c.dilation == 1
+            && matches!(c.padding, PaddingConfig1d::Explicit(a, b)
+                if a == c.kernel_size / 2 && b == a)
+    };
+    let stages: Vec<_> = encoder.convs.iter().zip(&encoder.norms).collect();
+    if stages.is_empty()
+        || !stages
+            .iter()
+            .all(|(c, n)| padded(c) && c.groups == 1 && c.bias.is_some() && n.beta.is_some())
+        || proj.bias.is_none()
+    {
+        return None;
+    }
+    let pos_conv = match pos_conv {
+        Some(c) if !(padded(c) && c.groups == d && c.stride == 1 && c.bias.is_some()) => {
+            return None
+        }
+        other => other,
+    };
+    let [b, l] = x.dims();
+    let mut h = x.clone().reshape([b, l, 1]).into_dispatch();
+    for (i, (c, n)) in stages.iter().enumerate() {
+        let last = i + 1 == stages.len();
+        let next_pad = match (last, pos_conv) {
+            (false, _) => stages[i + 1].0.kernel_size / 2,
+            (true, Some(pc)) => pc.kernel_size / 2,
+            (true, None) => 0,
+        };
+        let val = |p: &burn::module::Param<Tensor<1>>| p.val().into_dispatch();
+        h = <burn::backend::Dispatch as CardiaffectOps>::conv_stage(
+            h,
+            c.weight.val().into_dispatch(),
+            val(c.bias.as_ref()?),
+            val(&n.gamma),
+            val(n.beta.as_ref()?),
+            match (last, &proj.bias) {
+                (true, Some(bias)) => Projection::Some {
+                    weight: proj.weight.val().into_dispatch(),
+                    bias: val(bias),
+                },
+                _ => Projection::None,
+            },
+            c.stride,
+            i == 0,
+            next_pad,
+            eps,
+        );
+    }
+    Some(Tensor::from_dispatch(
+        <burn::backend::Dispatch as CardiaffectOps>::token_head(
+            h,
+            match pos_conv.map(|c| (c, c.bias.as_ref())) {
+                Some((c, Some(bias))) => Projection::Some {
+                    weight: c.weight.val().into_dispatch(),
+                    bias: bias.val().into_dispatch(),
+                },
+                _ => Projection::None,
+            },
+            cls.into_dispatch(),
+            pos.into_dispatch(),
+        ),
+    ))
+}
+
 /// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 {
@@ -371,9 +500,54 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::gelu(x)
 }
 
+impl Projection<Flex> {
+    fn as_pair(&self) -> Option<(&FlexTensor, &FlexTensor)> {
+        match self {
+            Projection::None => None,
+            Projection::Some { weight, bias } => Some((weight, bias)),
+        }
+    }
+}
+
 impl CardiaffectOps for Flex {
     fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
         attention::packed_attention(qkv, n_heads)
+    }
+
+    fn conv_stage(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        proj: Projection<Flex>,
+        stride: usize,
+        pad_input: bool,
+        next_pad: usize,
+        eps: f64,
+    ) -> FlexTensor {
+        embed::conv_stage_flex(
+            x,
+            embed::ConvStage {
+                weight: &weight,
+                bias: &bias,
+                gamma: &gamma,
+                beta: &beta,
+                stride,
+            },
+            proj.as_pair(),
+            (pad_input, next_pad),
+            eps as f32,
+        )
+    }
+
+    fn token_head(
+        tokens: FlexTensor,
+        pos_conv: Projection<Flex>,
+        cls: FlexTensor,
+        pos: FlexTensor,
+    ) -> FlexTensor {
+        embed::token_head_flex(tokens, pos_conv.as_pair(), &cls, &pos)
     }
 
     fn encoder_layer(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
