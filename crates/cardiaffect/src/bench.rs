@@ -35,6 +35,15 @@ pub struct BenchArgs {
     /// Time inference only (batch 32 and batch 1), not the training steps.
     #[arg(long)]
     pub skip_train: bool,
+    /// Rounds, each timing ours then PyTorch's: figures and ratios are the medians over the
+    /// rounds, so that a host whose speed drifts over minutes (a shared VM) weighs on both
+    /// sides alike. Each round's ratios are printed too.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// One busy thread spinning beside both sides while they are timed (a CPU hog, as a
+    /// wearable's or a server's other work would be).
+    #[arg(long)]
+    pub cpu_hog: bool,
     /// Also time `predict` with this fine-tuned model (a `finetune` run or model folder) on an
     /// hour of synthetic 256-Hz ECG, streamed block by block as from a file: seconds per hour
     /// of ECG. Repeat for several models.
@@ -183,16 +192,22 @@ fn kernels_name(dev: &Device) -> &'static str {
     }
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
-    let dev = a.device.device()?;
-    let cfg = ModelConfig::base();
+/// Our four figures of one round: step times and inference medians in milliseconds (NaN
+/// for skipped training steps).
+struct Ours {
+    pretrain_ms: f64,
+    finetune_ms: f64,
+    b32_ms: f64,
+    b1_ms: f64,
+}
+
+fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
     let (b, len) = (a.batch, cfg.window_len);
-    // Training steps on the autodiff device, with dropout as configured.
-    let ad = dev.clone().autodiff();
-    let mut model = cfg.init(&ad)?;
-    let params = model.num_params();
     let (mut pretrain_ms, mut finetune_ms) = (f64::NAN, f64::NAN);
     if !a.skip_train {
+        // Training steps on the autodiff device, with dropout as configured.
+        let ad = dev.clone().autodiff();
+        let mut model = cfg.init(&ad)?;
         let mut optim = AdamWConfig::new().init();
         let (x, y) = batch(b, len, &ad);
         let mask = token_mask(b, cfg.n_tokens(), &ad);
@@ -212,13 +227,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(1e-4, model.clone(), grads);
         });
+        // The training model is freed before inference (a process that serves predictions
+        // does not hold one).
     }
-    // Inference without autodiff; the training model is freed first (a process that serves
-    // predictions does not hold one).
-    drop(model);
-    let infer = cfg.init(&dev)?;
-    let (xi, _) = batch(b, len, &dev);
-    let (x1, _) = batch(1, len, &dev);
+    // Inference without autodiff.
+    let infer = cfg.init(dev)?;
+    let (xi, _) = batch(b, len, dev);
+    let (x1, _) = batch(1, len, dev);
     let run_infer = |x: &Tensor<2>| {
         let p =
             burn::tensor::activation::softmax(infer.classify(infer.encode(x.clone(), None).cls), 1);
@@ -226,44 +241,152 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let b32_ms = median_ms(a.steps, a.warmup, || run_infer(&xi));
     let b1_ms = median_ms(a.steps * 4, a.warmup, || run_infer(&x1));
+    Ok(Ours {
+        pretrain_ms,
+        finetune_ms,
+        b32_ms,
+        b1_ms,
+    })
+}
+
+/// A thread spinning on one CPU until dropped (`bench --cpu-hog`).
+struct CpuHog(
+    Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+);
+
+impl CpuHog {
+    fn start(on: bool) -> CpuHog {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        CpuHog(on.then(|| {
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let s = stop.clone();
+            let h = std::thread::spawn(move || {
+                let mut x = 1u64;
+                while !s.load(Ordering::Relaxed) {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+            });
+            (stop, h)
+        }))
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        if let Some((stop, h)) = self.0.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = h.join();
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The figures' keys: ours and PyTorch's under the same name, and whether a smaller value is
+/// faster (times) or a larger one (throughput).
+const FIGURES: [(&str, bool); 4] = [
+    ("pretrain_step_ms", true),
+    ("finetune_step_ms", true),
+    ("infer_b32_windows_per_s", false),
+    ("infer_b1_ms", true),
+];
+const RATIOS: [&str; 4] = [
+    "ratio_pretrain_step",
+    "ratio_finetune_step",
+    "ratio_infer_b32",
+    "ratio_infer_b1",
+];
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let dev = a.device.device()?;
+    let cfg = ModelConfig::base();
+    let b = a.batch;
+    let params = cfg.init(&dev)?.num_params();
+    let python = find_python(&a.torch_python);
+    let hog = CpuHog::start(a.cpu_hog);
+    let mut rounds = Vec::new();
+    for r in 0..a.rounds {
+        if a.rounds > 1 {
+            tracing::info!("round {} of {}", r + 1, a.rounds);
+        }
+        let o = time_ours(&a, &cfg, &dev)?;
+        let mut round = serde_json::json!({
+            "pretrain_step_ms": o.pretrain_ms, "finetune_step_ms": o.finetune_ms,
+            "infer_b32_windows_per_s": b as f64 / (o.b32_ms / 1e3), "infer_b1_ms": o.b1_ms,
+        });
+        if let Some(py) = &python {
+            let t = pytorch(py, &a, &cfg)?;
+            let ro = round.as_object_mut().expect("an object");
+            for ((k, smaller_is_faster), rk) in FIGURES.iter().zip(RATIOS) {
+                let (ours, theirs) = (
+                    ro[*k].as_f64().unwrap_or(f64::NAN),
+                    t[*k].as_f64().unwrap_or(f64::NAN),
+                );
+                ro.insert(format!("pytorch_{k}"), serde_json::json!(theirs));
+                // Time ratios: ours / PyTorch's (below 1 is faster); throughput: PyTorch's /
+                // ours.
+                let ratio = if *smaller_is_faster {
+                    ours / theirs
+                } else {
+                    theirs / ours
+                };
+                ro.insert(rk.into(), serde_json::json!(ratio));
+            }
+            ro.insert("pytorch".into(), t);
+        }
+        rounds.push(round);
+    }
+    drop(hog);
+    // Figures and ratios: medians over the rounds (one round: its own).
+    let med = |k: &str| median(rounds.iter().filter_map(|r| r[k].as_f64()).collect());
     let mut out = serde_json::json!({
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
-        "kernels": kernels_name(&dev),
-        "pretrain_step_ms": pretrain_ms, "finetune_step_ms": finetune_ms,
-        "infer_b32_windows_per_s": b as f64 / (b32_ms / 1e3), "infer_b1_ms": b1_ms,
+        "kernels": kernels_name(&dev), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
     });
-    let python = find_python(&a.torch_python);
-    if let Some(py) = &python {
-        let t = pytorch(py, &a, &cfg)?;
-        let g = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
-        let o = out.as_object_mut().expect("an object");
-        o.insert("pytorch".into(), t.clone());
-        for k in [
-            "pretrain_step_ms",
-            "finetune_step_ms",
-            "infer_b32_windows_per_s",
-            "infer_b1_ms",
-        ] {
-            o.insert(format!("pytorch_{k}"), serde_json::json!(g(k)));
+    let o = out.as_object_mut().expect("an object");
+    for (k, _) in FIGURES {
+        o.insert(k.into(), serde_json::json!(med(k)));
+    }
+    if python.is_some() {
+        for (k, _) in FIGURES {
+            let pk = format!("pytorch_{k}");
+            o.insert(pk.clone(), serde_json::json!(med(&pk)));
         }
-        // Time ratios: ours / PyTorch's (below 1 is faster); throughput: PyTorch's / ours.
+        for k in RATIOS {
+            o.insert(k.into(), serde_json::json!(med(k)));
+        }
         o.insert(
-            "ratio_pretrain_step".into(),
-            serde_json::json!(pretrain_ms / g("pretrain_step_ms")),
-        );
-        o.insert(
-            "ratio_finetune_step".into(),
-            serde_json::json!(finetune_ms / g("finetune_step_ms")),
-        );
-        o.insert(
-            "ratio_infer_b32".into(),
-            serde_json::json!(g("infer_b32_windows_per_s") / (b as f64 / (b32_ms / 1e3))),
-        );
-        o.insert(
-            "ratio_infer_b1".into(),
-            serde_json::json!(b1_ms / g("infer_b1_ms")),
+            "pytorch".into(),
+            rounds
+                .last()
+                .map_or(serde_json::Value::Null, |r| r["pytorch"].clone()),
         );
     }
+    if a.rounds > 1 {
+        o.insert("per_round".into(), serde_json::json!(rounds));
+    }
+    let (pretrain_ms, finetune_ms) = (med("pretrain_step_ms"), med("finetune_step_ms"));
+    let (b32_wps, b1_ms) = (med("infer_b32_windows_per_s"), med("infer_b1_ms"));
+    let len = cfg.window_len;
     let mut per_hour = Vec::new();
     for dir in &a.predict_models {
         per_hour.push((
@@ -326,7 +449,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     row(
         &mut w,
         "inference, batch 32",
-        format!("{:.0} win/s", b as f64 / (b32_ms / 1e3)),
+        format!("{b32_wps:.0} win/s"),
         f("pytorch_infer_b32_windows_per_s").map(|v| format!("{v:.0} win/s")),
         f("ratio_infer_b32"),
     )?;
@@ -349,9 +472,29 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if python.is_none() {
         writeln!(w, "(no Python with torch found: set CARDIAFFECT_TORCH_PYTHON or --torch-python to compare with PyTorch)")?;
     } else {
+        if a.rounds > 1 {
+            for (i, r) in rounds.iter().enumerate() {
+                let ratios: Vec<String> = RATIOS
+                    .iter()
+                    .filter_map(|k| r[*k].as_f64().filter(|v| !v.is_nan()))
+                    .map(|v| format!("{v:.2}x"))
+                    .collect();
+                writeln!(w, "round {}: ratios {}", i + 1, ratios.join(" "))?;
+            }
+        }
         writeln!(
             w,
-            "ratios: our time / PyTorch's (below 1: faster), measured in this run"
+            "ratios: our time / PyTorch's (below 1: faster), measured in this run{}{}",
+            if a.rounds > 1 {
+                format!("; medians of {} alternated rounds", a.rounds)
+            } else {
+                String::new()
+            },
+            if a.cpu_hog {
+                "; one CPU hog beside both"
+            } else {
+                ""
+            }
         )?;
     }
     Ok(())

@@ -5,6 +5,10 @@ mod common;
 use common::*;
 
 fn bench_json(kernels: Option<&str>) -> serde_json::Value {
+    bench_json_with(kernels, &[])
+}
+
+fn bench_json_with(kernels: Option<&str>, extra: &[&str]) -> serde_json::Value {
     let mut c = bin();
     c.args([
         "bench",
@@ -19,6 +23,7 @@ fn bench_json(kernels: Option<&str>) -> serde_json::Value {
         "none",
         "--json",
     ]);
+    c.args(extra);
     if let Some(k) = kernels {
         c.env("CARDIAFFECT_KERNELS", k);
     }
@@ -40,4 +45,35 @@ fn bench_json_names_its_figures_and_kernels() {
         assert_eq!(j["kernels"], k);
         assert!(j["infer_b1_ms"].as_f64().unwrap() > 0.0, "{j}");
     }
+}
+
+#[test]
+fn bench_rounds_report_each_round_and_their_medians() {
+    let j = bench_json_with(None, &["--rounds", "3", "--cpu-hog"]);
+    assert_eq!(j["rounds"], 3, "{j}");
+    assert_eq!(j["cpu_hog"], true, "{j}");
+    let rounds = j["per_round"]
+        .as_array()
+        .expect("per_round with --rounds > 1");
+    assert_eq!(rounds.len(), 3, "{j}");
+    // The top-level figure is the median of the rounds' figures.
+    let mut b1: Vec<f64> = rounds
+        .iter()
+        .map(|r| r["infer_b1_ms"].as_f64().unwrap())
+        .collect();
+    b1.sort_by(f64::total_cmp);
+    assert_eq!(j["infer_b1_ms"].as_f64().unwrap(), b1[1], "{j}");
+    assert!(
+        rounds.iter().all(|r| r["pretrain_step_ms"].is_null()),
+        "{j}"
+    );
+    // One round (the default) has no per-round list.
+    assert!(bench_json(None).get("per_round").is_none());
+    // Zero rounds is refused by the parser, naming the flag.
+    let out = bin()
+        .args(["bench", "--rounds", "0", "--torch-python", "none"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rounds"));
 }
