@@ -17,6 +17,11 @@
 //!   seven, each of which waits for a worker to wake (batch-1 latency -11 %, context
 //!   switches per inference 267 -> 77; BENCHMARKS.md).
 //!
+//! - [`signal_embed`]: the signal encoder at inference (each convolution with its LayerNorm
+//!   and GELU, the projection, the token convolution, CLS and positions) channels-last, one
+//!   parallel pass per convolution instead of about a dozen ops with transposing copies
+//!   between them ([`embed`]).
+//!
 //! - [`train_self_attention`]: attention in training (attention dropout included) as one
 //!   recorded autodiff op from the packed QKV projection, forward and backward in-tree, each
 //!   head's probabilities recomputed in the backward instead of Burn's recorded fallback and
@@ -27,7 +32,8 @@
 //! backends (`cuda`, `wgpu`) use Burn's ops throughout.
 //! Files: this one holds the extension traits, the mode switch and the entry points;
 //! [`gemm`] the matrix-product helpers and the fused linear layer, [`attention`] one head of
-//! attention and the packed multi-head op, [`layer`] the whole-layer op, [`gelu`] GELU forward
+//! attention and the packed multi-head op, [`layer`] the whole-layer op, [`embed`] the signal
+//! encoder's ops, [`gelu`] GELU forward
 //! and backward, [`train_attention`] training's attention forward and backward.
 //!
 //! `CARDIAFFECT_KERNELS=ops` keeps the per-op kernels but not the layer op, `=burn` sends
