@@ -345,6 +345,20 @@ mod tests {
     use super::*;
     use burn::module::Param;
 
+    /// The in-tree embedding of `x` by `m` (`None` where it does not apply).
+    fn in_tree(m: &Model, x: &Tensor<2>) -> Option<Tensor<3>> {
+        let dev = x.device();
+        crate::kernels::signal_embed(
+            x,
+            &m.encoder,
+            &m.proj,
+            m.pos_conv.as_ref(),
+            m.cls_token.val(),
+            m.positions(m.n_tokens + 1, &dev),
+            m.transformer.eps,
+        )
+    }
+
     fn normal<const D: usize>(shape: [usize; D], sd: f64, seed: u64, dev: &Device) -> Tensor<D> {
         let mut rng = cardiaffect_signal::Rng::new(seed);
         let n = shape.iter().product();
@@ -387,16 +401,7 @@ mod tests {
             }
             for b in [1, 3] {
                 let x = normal::<2>([b, cfg.window_len], 1.0, 100 + b as u64, &dev);
-                let fused = crate::kernels::signal_embed(
-                    &x,
-                    &m.encoder,
-                    &m.proj,
-                    m.pos_conv.as_ref(),
-                    m.cls_token.val(),
-                    m.positions(m.n_tokens + 1, &dev),
-                    m.transformer.eps,
-                )
-                .expect("flex f32 takes the in-tree path");
+                let fused = in_tree(&m, &x).expect("flex f32 takes the in-tree path");
                 let reference = m.embed_burn(x.clone(), None, None);
                 assert_eq!(fused.dims(), reference.dims(), "config {ci}");
                 let a: Vec<f32> = fused.into_data().try_to_vec().unwrap();
@@ -422,16 +427,7 @@ mod tests {
         let ad = Device::flex().autodiff();
         let ma = ModelConfig::new().init(&ad).unwrap();
         let xa = Tensor::<2>::from_data(x.clone().into_data(), &ad);
-        assert!(crate::kernels::signal_embed(
-            &xa,
-            &ma.encoder,
-            &ma.proj,
-            ma.pos_conv.as_ref(),
-            ma.cls_token.val(),
-            ma.positions(ma.n_tokens + 1, &ad),
-            1e-5
-        )
-        .is_none());
+        assert!(in_tree(&ma, &xa).is_none());
         // A masked embedding is Burn's path: the mask token replaces the masked tokens.
         let mask = Tensor::<2, Bool>::from_data(
             TensorData::new(vec![true; m.n_tokens], [1, m.n_tokens]),

@@ -52,17 +52,18 @@ fn conv_weight_rows(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> 
     out
 }
 
-/// Splits `buf` (`b` windows of `pad + len + pad` rows of `width`) into `(window, first row,
-/// rows)` blocks of at most `rb` rows of each window's interior, the padding rows zeroed.
+/// Splits `buf` (`b` windows of `before + len + after` rows of `width`) into `(window, first
+/// row, rows)` blocks of at most `rb` rows of each window's `len` interior rows, the rows
+/// before and after zeroed.
 fn interior_blocks(
     buf: &mut [f32],
-    (b, len, pad, width): (usize, usize, usize, usize),
+    (b, len, (before, after), width): (usize, usize, (usize, usize), usize),
     rb: usize,
 ) -> Vec<(usize, usize, &mut [f32])> {
     let mut tasks = Vec::with_capacity(b * len.div_ceil(rb.max(1)));
     let mut rest = buf;
     for item in 0..b {
-        let (head, r) = std::mem::take(&mut rest).split_at_mut(pad * width);
+        let (head, r) = std::mem::take(&mut rest).split_at_mut(before * width);
         head.fill(0.0);
         rest = r;
         let mut r0 = 0;
@@ -73,7 +74,7 @@ fn interior_blocks(
             rest = r;
             r0 += n;
         }
-        let (tail, r) = std::mem::take(&mut rest).split_at_mut(pad * width);
+        let (tail, r) = std::mem::take(&mut rest).split_at_mut(after * width);
         tail.fill(0.0);
         rest = r;
     }
@@ -154,7 +155,7 @@ pub(super) fn conv_stage_flex(
     let wr = conv_weight_rows(w, c_out, c_in, k);
     let mut next = vec![0.0f32; b * (len_out + 2 * next_pad) * width];
     let rb = rows_per_task(b * len_out, 16, 128).min(len_out.max(1));
-    let tasks = interior_blocks(&mut next, (b, len_out, next_pad, width), rb);
+    let tasks = interior_blocks(&mut next, (b, len_out, (next_pad, next_pad), width), rb);
     run(tasks, |(item, r0, block)| {
         let n = block.len() / width;
         with_scratch(2 * n * c_out, |scratch| {
@@ -260,23 +261,8 @@ pub(super) fn token_head_flex(
     let pc_bias = pos_conv.as_ref().map(|(_, bias)| f32_slice(bias));
     let mut out = vec![0.0f32; b * (t + 1) * d];
     let rb = rows_per_task(b * t, 32, 256).min(t.max(1));
-    let mut tasks = Vec::new();
-    let mut rest = &mut out[..];
-    for item in 0..b {
-        let (row0, r) = std::mem::take(&mut rest).split_at_mut(d);
-        for ((o, &c), &p) in row0.iter_mut().zip(cls).zip(&pos[..d]) {
-            *o = c + p;
-        }
-        rest = r;
-        let mut r0 = 0;
-        while r0 < t {
-            let n = rb.min(t - r0);
-            let (block, r) = std::mem::take(&mut rest).split_at_mut(n * d);
-            tasks.push((item, r0, block));
-            rest = r;
-            r0 += n;
-        }
-    }
+    // Each window's first row (CLS) is left to the loop after the tokens'.
+    let tasks = interior_blocks(&mut out, (b, t, (1, 0), d), rb);
     run(tasks, |(item, r0, block)| {
         for (i, o) in block.chunks_exact_mut(d).enumerate() {
             let tt = r0 + i;
@@ -299,5 +285,10 @@ pub(super) fn token_head_flex(
             }
         }
     });
+    for row0 in out.chunks_exact_mut((t + 1) * d) {
+        for ((o, &c), &p) in row0.iter_mut().zip(cls).zip(&pos[..d]) {
+            *o = c + p;
+        }
+    }
     contiguous(out, [b, t + 1, d])
 }
