@@ -14,10 +14,9 @@
 //! tensors whose padding rows are the next convolution's zeros.
 
 use burn_flex::FlexTensor;
-use rayon::prelude::*;
 
 use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch};
-use super::layer::rows_per_task;
+use super::layer::{rows_per_task, run_tasks};
 use crate::fastmath;
 
 /// One convolution of the signal encoder: weight `[C_out, C_in, k]`, bias `[C_out]`, its
@@ -28,15 +27,6 @@ pub(super) struct ConvStage<'a> {
     pub gamma: &'a FlexTensor,
     pub beta: &'a FlexTensor,
     pub stride: usize,
-}
-
-/// A contiguous copy only where needed.
-fn contig(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
 }
 
 /// `[C_out, C_in, k]` -> `[k C_in, C_out]`: row `j C_in + c` holds tap `j` of input channel `c`.
@@ -81,14 +71,6 @@ fn interior_blocks(
     tasks
 }
 
-fn run<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    if rayon::current_num_threads() > 1 && tasks.len() > 1 {
-        tasks.into_par_iter().for_each(f);
-    } else {
-        tasks.into_iter().for_each(f);
-    }
-}
-
 /// One convolution stage (see [`super::CardiaffectOps::conv_stage`]): `x` `[B, R, C_in]`,
 /// padded unless `pad_input` (then the padding is added here), -> `[B, next_pad + L_out +
 /// next_pad, width]`, `width` the projection's when `proj` is given, else `C_out`. Panics
@@ -101,9 +83,10 @@ pub(super) fn conv_stage_flex(
     (pad_input, next_pad): (bool, usize),
     eps: f32,
 ) -> FlexTensor {
-    let x = contig(&x);
+    let x = x.to_contiguous();
     let shape = x.layout().shape().clone();
-    let [w, bias, gamma, beta] = [stage.weight, stage.bias, stage.gamma, stage.beta].map(contig);
+    let [w, bias, gamma, beta] =
+        [stage.weight, stage.bias, stage.gamma, stage.beta].map(|t| t.to_contiguous());
     let wshape = w.layout().shape().to_vec();
     assert!(
         shape.num_dims() == 3 && wshape.len() == 3 && shape[2] == wshape[1] && wshape[2] % 2 == 1,
@@ -138,7 +121,7 @@ pub(super) fn conv_stage_flex(
         gamma.len(),
         beta.len()
     );
-    let proj = proj.map(|(pw, pb)| (contig(pw), contig(pb)));
+    let proj = proj.map(|(pw, pb)| (pw.to_contiguous(), pb.to_contiguous()));
     let proj = proj.as_ref().map(|(pw, pb)| (f32_slice(pw), f32_slice(pb)));
     let width = match proj {
         Some((pw, pb)) => {
@@ -156,7 +139,7 @@ pub(super) fn conv_stage_flex(
     let mut next = vec![0.0f32; b * (len_out + 2 * next_pad) * width];
     let rb = rows_per_task(b * len_out, 16, 128).min(len_out.max(1));
     let tasks = interior_blocks(&mut next, (b, len_out, (next_pad, next_pad), width), rb);
-    run(tasks, |(item, r0, block)| {
+    run_tasks(tasks, |(item, r0, block)| {
         let n = block.len() / width;
         with_scratch(2 * n * c_out, |scratch| {
             let (y, h) = scratch.split_at_mut(n * c_out);
@@ -219,14 +202,14 @@ pub(super) fn token_head_flex(
     cls: &FlexTensor,
     pos: &FlexTensor,
 ) -> FlexTensor {
-    let tokens = contig(&tokens);
+    let tokens = tokens.to_contiguous();
     let shape = tokens.layout().shape().clone();
     assert!(
         shape.num_dims() == 3,
         "token_head: tokens {shape:?}, expected [B, T + 2p, d]"
     );
     let (b, tok_rows, d) = (shape[0], shape[1], shape[2]);
-    let pos_conv = pos_conv.map(|(w, bias)| (contig(w), contig(bias)));
+    let pos_conv = pos_conv.map(|(w, bias)| (w.to_contiguous(), bias.to_contiguous()));
     let kp = pos_conv.as_ref().map_or(1, |(w, _)| w.layout().shape()[2]);
     let pad = kp / 2;
     assert!(
@@ -234,7 +217,7 @@ pub(super) fn token_head_flex(
         "token_head: {tok_rows} rows for a token convolution of {kp}"
     );
     let t = tok_rows - 2 * pad;
-    let (cls, pos) = (contig(cls), contig(pos));
+    let (cls, pos) = (cls.to_contiguous(), pos.to_contiguous());
     let (cls, pos, toks) = (f32_slice(&cls), f32_slice(&pos), f32_slice(&tokens));
     assert!(
         pos.len() == (t + 1) * d && cls.len() == d,
@@ -242,7 +225,8 @@ pub(super) fn token_head_flex(
         pos.len(),
         cls.len()
     );
-    // Taps as rows `[k, d]`, so each tap is one vectorisable pass over a token's channels.
+    // Taps as rows `[k, d]` (the depthwise weight as `d` outputs of one input channel), so
+    // each tap is one vectorisable pass over a token's channels.
     let taps = pos_conv.as_ref().map(|(w, bias)| {
         let ws = f32_slice(w);
         assert!(
@@ -250,20 +234,14 @@ pub(super) fn token_head_flex(
             "token_head: token convolution {:?} for width {d}",
             w.layout().shape()
         );
-        let mut rows = vec![0.0f32; kp * d];
-        for c in 0..d {
-            for j in 0..kp {
-                rows[j * d + c] = ws[c * kp + j];
-            }
-        }
-        rows
+        conv_weight_rows(ws, d, 1, kp)
     });
     let pc_bias = pos_conv.as_ref().map(|(_, bias)| f32_slice(bias));
     let mut out = vec![0.0f32; b * (t + 1) * d];
     let rb = rows_per_task(b * t, 32, 256).min(t.max(1));
     // Each window's first row (CLS) is left to the loop after the tokens'.
     let tasks = interior_blocks(&mut out, (b, t, (1, 0), d), rb);
-    run(tasks, |(item, r0, block)| {
+    run_tasks(tasks, |(item, r0, block)| {
         for (i, o) in block.chunks_exact_mut(d).enumerate() {
             let tt = r0 + i;
             let tok = &toks[(item * tok_rows + pad + tt) * d..][..d];

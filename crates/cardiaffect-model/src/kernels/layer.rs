@@ -37,6 +37,15 @@ pub(super) fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
         .max(1)
 }
 
+/// Runs `f` on every task, in parallel where there are several tasks and threads.
+pub(super) fn run_tasks<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    if rayon::current_num_threads() > 1 && tasks.len() > 1 {
+        tasks.into_par_iter().for_each(f);
+    } else {
+        tasks.into_iter().for_each(f);
+    }
+}
+
 /// The QKV buffer of the last call, kept for the next (up to [`KEEP_QKV`] elements): a fresh
 /// one per layer (16 MB at batch 32) was zero-filled each time before pass 1 overwrote it.
 static QKV: Mutex<Vec<f32>> = Mutex::new(Vec::new());
@@ -268,11 +277,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             };
         })
     };
-    if parallel && tasks.len() > 1 {
-        tasks.into_par_iter().for_each(pass2);
-    } else {
-        tasks.into_iter().for_each(pass2);
-    }
+    run_tasks(tasks, pass2);
     if qkv.capacity() <= KEEP_QKV {
         *QKV.lock().unwrap_or_else(|e| e.into_inner()) = qkv;
     }
