@@ -1,13 +1,21 @@
 //! Runs inference in a loop, for profiling: `cargo run --release --example infer_loop -- B N`.
 //! Expected: prints the median milliseconds per call for batch B.
+//!
+//! `... -- B N ab` alternates the attention tiles on and off call by call (one process, so
+//! that a shared host's drift weighs on both alike) and prints both medians, their ratio and
+//! the median of the per-pair ratios.
 use burn::prelude::*;
-use cardiaffect_model::ModelConfig;
+use cardiaffect_model::{kernels, ModelConfig};
+
+fn median(mut t: Vec<f64>) -> f64 {
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<usize> = argv.iter().filter_map(|a| a.parse().ok()).collect();
+    let ab = argv.iter().any(|a| a == "ab");
     let (b, n) = (
         args.first().copied().unwrap_or(1),
         args.get(1).copied().unwrap_or(200),
@@ -23,14 +31,35 @@ fn main() {
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let mut t = Vec::new();
-    for _ in 0..n {
+    let time = || {
         let s = std::time::Instant::now();
         let _ = model
             .classify(model.encode(x.clone(), None).cls)
             .into_data();
-        t.push(s.elapsed().as_secs_f64() * 1e3);
+        s.elapsed().as_secs_f64() * 1e3
+    };
+    if !ab {
+        let t: Vec<f64> = (0..n).map(|_| time()).collect();
+        println!("batch {b}: median {:.2} ms", median(t));
+        return;
     }
-    t.sort_by(f64::total_cmp);
-    println!("batch {b}: median {:.2} ms", t[t.len() / 2]);
+    let (mut on, mut off, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        // Which goes first alternates too.
+        let mut pair = [0.0; 2];
+        for k in [i % 2, 1 - i % 2] {
+            kernels::set_tiled_attention(k == 0);
+            pair[k] = time();
+        }
+        on.push(pair[0]);
+        off.push(pair[1]);
+        ratio.push(pair[0] / pair[1]);
+    }
+    kernels::set_tiled_attention(true);
+    let (a, g) = (median(on), median(off));
+    println!(
+        "batch {b}: tiles {a:.2} ms, gemm {g:.2} ms, ratio of medians {:.3}, median pair ratio {:.3}",
+        a / g,
+        median(ratio)
+    );
 }

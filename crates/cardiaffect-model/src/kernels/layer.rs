@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::attention::attend_head;
-use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch};
+use super::fused_attention::{self, panel_index, panel_len};
+use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch, SendPtr};
 use super::EncoderLayerParams;
 use crate::fastmath;
 
@@ -50,6 +51,12 @@ pub(super) fn run_tasks<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
 /// one per layer (16 MB at batch 32) was zero-filled each time before pass 1 overwrote it.
 static QKV: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 const KEEP_QKV: usize = 1 << 24;
+
+/// For the tiled attention kernel, per batch item and head in turn: the keys transposed
+/// (`dk * panel_len(T)`, laid out by `panel_index`) and the values `[T, dk]`, each head's
+/// contiguous; kept between calls as [`QKV`] is.
+static KEYS_T: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+static VALUES: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
 pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
     // `to_contiguous` clones the handle (the buffer then looks shared): only when needed, so
@@ -167,6 +174,27 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     for bias in [bq, bk, bv] {
         bqkv.extend_from_slice(bias);
     }
+    // The tiled attention reads the keys transposed: pass 1 writes them so beside the
+    // projection (once per layer, where per block of queries it cost a third of the kernel).
+    let tiled = super::tiled_attention() && fused_attention::available(dk);
+    let tp = panel_len(t);
+    let mut keys_t = std::mem::take(&mut *KEYS_T.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut values = std::mem::take(&mut *VALUES.lock().unwrap_or_else(|e| e.into_inner()));
+    if tiled {
+        keys_t.resize(b * d * tp, 0.0);
+        values.resize(m * d, 0.0);
+        // The padding past each panel's `t` keys must be zero (a reused buffer may have held
+        // another length).
+        for panel in keys_t.chunks_exact_mut(dk * tp) {
+            for j in t..tp {
+                for c in 0..dk {
+                    panel[panel_index(j, c, dk)] = 0.0;
+                }
+            }
+        }
+    }
+    let kt_out = SendPtr(keys_t.as_mut_ptr());
+    let v_out = SendPtr(values.as_mut_ptr());
     let r1 = rows_per_task(m, 32, 256);
     let pass1 = |(c, rows): (usize, &mut [f32])| {
         let n = rows.len() / d3;
@@ -188,6 +216,30 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                     d3,
                 )
             };
+            if tiled {
+                for (i, row) in rows.chunks_exact(d3).enumerate() {
+                    let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
+                    for h in 0..heads {
+                        let panel = (bi * heads + h) * dk;
+                        let (key, value) = (&row[d + h * dk..][..dk], &row[2 * d + h * dk..][..dk]);
+                        // SAFETY: key j's elements in the panel of (bi, h), and value row j of
+                        // (bi, h): each row of the projection (this task's alone) writes only
+                        // its own key's and value's elements.
+                        unsafe {
+                            let kt = kt_out.ptr().add(panel * tp);
+                            for (c, &kv) in key.iter().enumerate() {
+                                *kt.add(panel_index(j, c, dk)) = kv;
+                            }
+                            // An element loop, not `copy_nonoverlapping`: a memcpy call per
+                            // 128-byte row showed in the profile.
+                            let vr = v_out.ptr().add(panel * t + j * dk);
+                            for (c, &vv) in value.iter().enumerate() {
+                                *vr.add(c) = vv;
+                            }
+                        }
+                    }
+                }
+            }
         })
     };
     if parallel && m > r1 {
@@ -215,20 +267,44 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
     let scale = 1.0 / (dk as f32).sqrt();
     let qkv_rows = &qkv[..];
+    let keys_t_rows = &keys_t[..];
+    let values_rows = &values[..];
     let pass2 = |(row0, n, o): (usize, usize, &mut [f32])| {
         let item0 = row0 - row0 % t.max(1);
-        with_scratch(n * (t + 1 + 2 * d + dff), |s| {
-            let (scores, s) = s.split_at_mut(n * (t + 1));
+        let att = if tiled {
+            fused_attention::scratch_len(t)
+        } else {
+            n * (t + 1)
+        };
+        with_scratch(att + n * (2 * d + dff), |s| {
+            let (scores, s) = s.split_at_mut(att);
             let (ctx, s) = s.split_at_mut(n * d);
             let (h, ff) = s.split_at_mut(n * d);
             for head in 0..heads {
                 let q = row0 * d3 + head * dk;
                 let k = item0 * d3 + d + head * dk;
+                let p = qkv_rows.as_ptr();
+                if tiled {
+                    let panel = ((item0 / t) * heads + head) * dk;
+                    // SAFETY: as below, with this head's key panel and values in `keys_t` and
+                    // `values_rows` (pass 1 wrote them; nobody writes them in pass 2).
+                    unsafe {
+                        fused_attention::attend(
+                            (n, t, dk),
+                            (p.add(q), d3),
+                            keys_t_rows.as_ptr().add(panel * tp),
+                            (values_rows.as_ptr().add(panel * t), dk),
+                            scale,
+                            scores,
+                            (ctx.as_mut_ptr().add(head * dk), d),
+                        );
+                    }
+                    continue;
+                }
                 // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
                 // ([m, 3d]) at this head's columns; `scores` is [n, t + 1]; `ctx` is [n, d] and
                 // this head's columns of it [n, dk] at stride d.
                 unsafe {
-                    let p = qkv_rows.as_ptr();
                     attend_head(
                         (n, t, dk),
                         (p.add(q), p.add(k), p.add(k + d), d3),
@@ -280,6 +356,12 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     run_tasks(tasks, pass2);
     if qkv.capacity() <= KEEP_QKV {
         *QKV.lock().unwrap_or_else(|e| e.into_inner()) = qkv;
+    }
+    if keys_t.capacity() <= KEEP_QKV {
+        *KEYS_T.lock().unwrap_or_else(|e| e.into_inner()) = keys_t;
+    }
+    if values.capacity() <= KEEP_QKV {
+        *VALUES.lock().unwrap_or_else(|e| e.into_inner()) = values;
     }
     if in_place {
         x

@@ -50,6 +50,7 @@ use burn_flex::FlexTensor;
 
 mod attention;
 mod embed;
+mod fused_attention;
 mod gelu;
 mod gemm;
 mod layer;
@@ -228,6 +229,21 @@ pub fn kernel_mode() -> KernelMode {
         Ok("ops") => KernelMode::Ops,
         _ => KernelMode::Layer,
     })
+}
+
+static TILED_ATTENTION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether the layer op runs attention in its AVX-512 register tiles (where the CPU has
+/// them) or through gemm's products, as before the tiles: on by default. Switchable at any
+/// time so that one process can time both in alternation (`examples/infer_loop.rs`), where
+/// two processes a few seconds apart on a shared host differ by more than the change.
+pub fn set_tiled_attention(on: bool) {
+    TILED_ATTENTION.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// See [`set_tiled_attention`].
+pub fn tiled_attention() -> bool {
+    TILED_ATTENTION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether `device` is flex without autodiff (inference).
@@ -641,7 +657,13 @@ mod tests {
     fn encoder_layer_equals_burns_ops() {
         let dev = Device::flex();
         // The default size; several batch items and query blocks of uneven length; tiny.
-        for (b, t, d, h, ff) in [(1, 321, 128, 4, 512), (3, 300, 32, 2, 48), (2, 5, 8, 1, 16)] {
+        // Head widths 32, 16, 8 (the tiled attention) and 6 (gemm's, which the tiles decline).
+        for (b, t, d, h, ff) in [
+            (1, 321, 128, 4, 512),
+            (3, 300, 32, 2, 48),
+            (2, 5, 8, 1, 16),
+            (2, 7, 12, 2, 20),
+        ] {
             let mut tr = crate::transformer::Transformer::new(d, ff, h, 1, 1e-5, &dev);
             let mut layer = tr.layers.remove(0);
             // Non-trivial LayerNorm parameters and biases (init gives ones and zeros).
@@ -659,6 +681,22 @@ mod tests {
             let e = max_rel_diff(ours, burns_layer(x, &layer));
             assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
         }
+    }
+
+    #[test]
+    fn encoder_layer_with_tiled_attention_equals_gemms_attention() {
+        // The switch is process-wide: another test that runs meanwhile may see gemm's
+        // attention, which gives its results within the same bounds.
+        let dev = Device::flex();
+        let tr = crate::transformer::Transformer::new(64, 96, 2, 1, 1e-5, &dev);
+        let p = || tr.layers[0].layer_params(1e-5).unwrap();
+        let x = normal::<3>([2, 45, 64], 1.0, &dev);
+        set_tiled_attention(false);
+        let gemm = encoder_layer(x.clone(), p());
+        set_tiled_attention(true);
+        let tiles = encoder_layer(x, p());
+        let e = max_rel_diff(tiles, gemm);
+        assert!(e < 1e-5, "{e}");
     }
 
     #[test]
