@@ -17,6 +17,7 @@ use burn_flex::FlexTensor;
 
 use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch};
 use super::layer::{rows_per_task, run_tasks};
+use super::prepared::prepared;
 use crate::fastmath;
 
 /// One convolution of the signal encoder: weight `[C_out, C_in, k]`, bias `[C_out]`, its
@@ -113,6 +114,7 @@ pub(super) fn conv_stage_flex(
         "conv_stage: {in_rows} padded rows for a kernel of {k}"
     );
     let len_out = (in_rows - k) / s + 1;
+    let w_tensor = w.clone();
     let [w, bias, gamma, beta] = [&w, &bias, &gamma, &beta].map(f32_slice);
     assert!(
         bias.len() == c_out && gamma.len() == c_out && beta.len() == c_out,
@@ -135,7 +137,11 @@ pub(super) fn conv_stage_flex(
         }
         None => c_out,
     };
-    let wr = conv_weight_rows(w, c_out, c_in, k);
+    // Kept between calls with the weight it came from (rearranged per call, 2 % of a batch-1
+    // inference).
+    let wr = prepared("conv.rows", &[&w_tensor], || {
+        conv_weight_rows(w, c_out, c_in, k)
+    });
     let mut next = vec![0.0f32; b * (len_out + 2 * next_pad) * width];
     let rb = rows_per_task(b * len_out, 16, 128).min(len_out.max(1));
     let tasks = interior_blocks(&mut next, (b, len_out, (next_pad, next_pad), width), rb);
@@ -234,7 +240,7 @@ pub(super) fn token_head_flex(
             "token_head: token convolution {:?} for width {d}",
             w.layout().shape()
         );
-        conv_weight_rows(ws, d, 1, kp)
+        prepared("conv.taps", &[w], || conv_weight_rows(ws, d, 1, kp))
     });
     let pc_bias = pos_conv.as_ref().map(|(_, bias)| f32_slice(bias));
     let mut out = vec![0.0f32; b * (t + 1) * d];

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fused_attention::{self, panel_index, panel_len};
 use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch, SendPtr};
+use super::prepared::prepared;
 use super::EncoderLayerParams;
 use crate::fastmath;
 
@@ -164,16 +165,18 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let mut qkv = std::mem::take(&mut *QKV.lock().unwrap_or_else(|e| e.into_inner()));
     qkv.resize(m * d3, 0.0);
     // The three projections side by side, [d, 3d] and [3d]: one product per row block
-    // instead of three (one packing of the block's rows).
-    let (mut wqkv, mut bqkv) = (Vec::with_capacity(d * d3), Vec::with_capacity(d3));
-    for i in 0..d {
-        for w in [wq, wk, wv] {
-            wqkv.extend_from_slice(&w[i * d..(i + 1) * d]);
+    // instead of three (one packing of the block's rows). The weights' copy is kept between
+    // calls with the tensors it came from.
+    let wqkv = prepared("layer.qkv", &[&params[2], &params[4], &params[6]], || {
+        let mut w = Vec::with_capacity(d * d3);
+        for i in 0..d {
+            for m in [wq, wk, wv] {
+                w.extend_from_slice(&m[i * d..(i + 1) * d]);
+            }
         }
-    }
-    for bias in [bq, bk, bv] {
-        bqkv.extend_from_slice(bias);
-    }
+        w
+    });
+    let bqkv = [bq, bk, bv].concat();
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
     // projection (once per layer, where per block of queries it cost a third of the kernel).
     let tiled = super::tiled_attention() && fused_attention::available(dk);

@@ -54,6 +54,9 @@ mod fused_attention;
 mod gelu;
 mod gemm;
 mod layer;
+mod prepared;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod train_attention;
 
 /// Operations with an in-tree flex implementation.
