@@ -15,7 +15,12 @@
 //!   (LayerNorm + QKV per block of rows; then attention, output projection, LayerNorm and
 //!   feed-forward per block of queries): two parallel regions per layer instead of about
 //!   seven, each of which waits for a worker to wake (batch-1 latency -11 %, context
-//!   switches per inference 267 -> 77; BENCHMARKS.md).
+//!   switches per inference 267 -> 77; BENCHMARKS.md). On AVX-512 its attention runs in
+//!   register tiles ([`fused_attention`], vector operations in [`simd`]) from keys transposed
+//!   once per layer; [`set_tiled_attention`] switches back to gemm's products, to compare.
+//!
+//! Weights that these ops rearrange (the QKV projections side by side, convolution taps as
+//! rows) are kept between calls with the tensors they came from ([`prepared`]).
 //!
 //! - [`signal_embed`]: the signal encoder at inference (each convolution with its LayerNorm
 //!   and GELU, the projection, the token convolution, CLS and positions) channels-last, one
@@ -32,9 +37,10 @@
 //! backends (`cuda`, `wgpu`) use Burn's ops throughout.
 //! Files: this one holds the extension traits, the mode switch and the entry points;
 //! [`gemm`] the matrix-product helpers and the fused linear layer, [`attention`] one head of
-//! attention and the packed multi-head op, [`layer`] the whole-layer op, [`embed`] the signal
-//! encoder's ops, [`gelu`] GELU forward
-//! and backward, [`train_attention`] training's attention forward and backward.
+//! attention and the packed multi-head op, [`fused_attention`] the AVX-512 tiles of one head,
+//! [`layer`] the whole-layer op, [`embed`] the signal encoder's ops, [`prepared`] the kept
+//! weights, [`gelu`] GELU forward and backward, [`train_attention`] training's attention
+//! forward and backward.
 //!
 //! `CARDIAFFECT_KERNELS=ops` keeps the per-op kernels but not the layer op, `=burn` sends
 //! everything through Burn's ops (to compare; see [`KernelMode`]).
