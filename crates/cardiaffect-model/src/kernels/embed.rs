@@ -114,8 +114,13 @@ pub(super) fn conv_stage_flex(
         "conv_stage: {in_rows} padded rows for a kernel of {k}"
     );
     let len_out = (in_rows - k) / s + 1;
-    let w_tensor = w.clone();
-    let [w, bias, gamma, beta] = [&w, &bias, &gamma, &beta].map(f32_slice);
+    // Kept between calls with the weight it came from (rearranged per call, 2 % of a batch-1
+    // inference). Not through a clone of `w`: a weight made contiguous for this call alone
+    // must look like the temporary it is.
+    let wr = prepared("conv.rows", &[&w], || {
+        conv_weight_rows(f32_slice(&w), c_out, c_in, k)
+    });
+    let [bias, gamma, beta] = [&bias, &gamma, &beta].map(f32_slice);
     assert!(
         bias.len() == c_out && gamma.len() == c_out && beta.len() == c_out,
         "conv_stage: bias {}, LayerNorm {} and {} for {c_out} channels",
@@ -137,11 +142,6 @@ pub(super) fn conv_stage_flex(
         }
         None => c_out,
     };
-    // Kept between calls with the weight it came from (rearranged per call, 2 % of a batch-1
-    // inference).
-    let wr = prepared("conv.rows", &[&w_tensor], || {
-        conv_weight_rows(w, c_out, c_in, k)
-    });
     let mut next = vec![0.0f32; b * (len_out + 2 * next_pad) * width];
     let rb = rows_per_task(b * len_out, 16, 128).min(len_out.max(1));
     let tasks = interior_blocks(&mut next, (b, len_out, (next_pad, next_pad), width), rb);
