@@ -709,6 +709,15 @@ mod tests {
     }
 
     #[test]
+    fn encoder_layer_takes_an_empty_sequence() {
+        let dev = Device::flex();
+        let tr = crate::transformer::Transformer::new(32, 48, 2, 1, 1e-5, &dev);
+        let x = Tensor::<3>::zeros([2, 0, 32], &dev);
+        let y = encoder_layer(x, tr.layers[0].layer_params(1e-5).unwrap());
+        assert_eq!(y.dims(), [2, 0, 32]);
+    }
+
+    #[test]
     fn encoder_layer_in_place_equals_the_copy_and_leaves_a_shared_input_alone() {
         // A uniquely owned input is overwritten with the residual stream; a shared one is
         // copied first, so its other owner still reads the original.
