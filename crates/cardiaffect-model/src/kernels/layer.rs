@@ -178,7 +178,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     });
     let bqkv = [bq, bk, bv].concat();
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
-    // projection (once per layer, where per block of queries it cost a third of the kernel).
+    // projection (once per layer, where per block of queries it cost a quarter of the kernel).
     let tiled = super::tiled_attention() && fused_attention::available(dk) && t > 0;
     let tp = panel_len(t);
     let mut keys_t = std::mem::take(&mut *KEYS_T.lock().unwrap_or_else(|e| e.into_inner()));
