@@ -1,11 +1,11 @@
-//! Weights rearranged for the in-tree kernels (the QKV projection side by side and packed,
-//! convolution taps as rows), kept between calls with the tensors they came from.
+//! Weights rearranged for the in-tree kernels (the QKV projections side by side, convolution
+//! taps as rows), kept between calls with the tensors they came from.
 //!
-//! Rearranging them on every call cost about 4 % of a batch-1 inference (perf: a
-//! convolution's taps transposed, the three projections copied side by side, and gemm
-//! packing each weight again for every block of rows). An entry holds a clone of each
-//! source tensor: flex copies a shared buffer before writing to it, so the sources cannot
-//! change or be freed while the entry lives, and their buffers' addresses identify them.
+//! They were rearranged on every call (perf, batch 1: the convolutions' taps alone 2.2 %);
+//! keeping them measured 0.88–0.93× the batch-1 time (BENCHMARKS.md). An entry holds a clone
+//! of each source tensor: flex copies a shared buffer before writing to it, so the sources
+//! cannot change or be freed while the entry lives, and their buffers' addresses identify
+//! them. The price: a dropped model's weights stay in memory until their entries fall out.
 
 use std::sync::{Arc, Mutex};
 
