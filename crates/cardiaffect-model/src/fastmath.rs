@@ -8,12 +8,28 @@
 //! - `erf`: the rational approximation of Eigen's `generic_fast_erf_float` (x clamped to ±4,
 //!   odd degree-13 numerator over even degree-8 denominator; absolute error < 2e-7).
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+// The constants of `exp`, shared with the AVX-512 one of the attention tiles
+// (`kernels/simd.rs`).
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split so that `n * LN2_HI` is exact for |n| < 2^9.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a rounding instruction.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+// Below EXP_MIN the result is under f32's normal range: flush to 0 as the clamp gives
+// exp(-87.3) ~ 1e-38 (harmless for softmax and GELU, whose users are the only callers).
+pub(crate) const EXP_MIN: f32 = -87.3;
+pub(crate) const EXP_MAX: f32 = 88.3;
+/// The Taylor polynomial of `exp(r)` on `|r| <= ln2 / 2`, highest degree first (Horner).
+pub(crate) const EXP_TAYLOR: [f32; 7] = [
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
 
 /// Multiply-add as one instruction where the CPU has FMA; two (not a libm call) where not.
 trait Mad {
@@ -36,21 +52,16 @@ impl Mad for Unfused {
 
 #[inline(always)]
 fn exp1<M: Mad>(x: f32) -> f32 {
-    // Below -87.3 the result is under f32's normal range: flush to 0 as the clamp gives
-    // exp(-87.3) ~ 1e-38 (harmless for softmax and GELU, whose users are the only callers).
-    let x = if x > 88.3 { 88.3 } else { x };
-    let x = if x < -87.3 { -87.3 } else { x };
+    let x = if x > EXP_MAX { EXP_MAX } else { x };
+    let x = if x < EXP_MIN { EXP_MIN } else { x };
     let t = M::mad(x, LOG2E, ROUND_MAGIC);
     let n = t - ROUND_MAGIC;
     let r = M::mad(n, -LN2_HI, x);
     let r = M::mad(n, -LN2_LO, r);
-    let p = 1.0 / 720.0;
-    let p = M::mad(p, r, 1.0 / 120.0);
-    let p = M::mad(p, r, 1.0 / 24.0);
-    let p = M::mad(p, r, 1.0 / 6.0);
-    let p = M::mad(p, r, 0.5);
-    let p = M::mad(p, r, 1.0);
-    let p = M::mad(p, r, 1.0);
+    let mut p = EXP_TAYLOR[0];
+    for c in &EXP_TAYLOR[1..] {
+        p = M::mad(p, r, *c);
+    }
     // `t`'s low mantissa bits hold n: integer arithmetic on them vectorises, where the
     // saturating `n as i32` cast does not.
     let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);

@@ -3,6 +3,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::fastmath::{EXP_MAX, EXP_MIN, EXP_TAYLOR, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC};
+
 /// The vector operations the tile loops use, for one instruction set (AVX-512 now; the
 /// loops read as arithmetic, not as intrinsics). Every method is inlined into a function
 /// compiled for that set (`#[target_feature(enable = "avx512f")]`), which the callers
@@ -30,25 +32,19 @@ pub(super) trait Simd {
     #[inline(always)]
     unsafe fn exp(x: Self::V) -> Self::V {
         unsafe {
-            let x = Self::max(Self::min(x, Self::splat(88.3)), Self::splat(-87.3));
+            let x = Self::max(Self::min(x, Self::splat(EXP_MAX)), Self::splat(EXP_MIN));
             let t = Self::fma(x, Self::splat(LOG2E), Self::splat(ROUND_MAGIC));
             let n = Self::add(t, Self::splat(-ROUND_MAGIC));
             let r = Self::fma(n, Self::splat(-LN2_HI), x);
             let r = Self::fma(n, Self::splat(-LN2_LO), r);
-            let mut p = Self::splat(1.0 / 720.0);
-            for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-                p = Self::fma(p, r, Self::splat(c));
+            let mut p = Self::splat(EXP_TAYLOR[0]);
+            for c in &EXP_TAYLOR[1..] {
+                p = Self::fma(p, r, Self::splat(*c));
             }
             Self::mul(p, Self::pow2_of_rounded(t))
         }
     }
 }
-
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-// ln 2 split so that `n * LN2_HI` is exact for |n| < 2^9 (as in `fastmath`).
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const ROUND_MAGIC: f32 = 12_582_912.0;
 
 pub(super) struct Avx512;
 impl Simd for Avx512 {
