@@ -112,26 +112,24 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn attend_avx512(args: Args<'_>) {
-        const { assert!(Avx512::LANES == LANES) };
+        const { assert!(Avx512::LANES == LANES && 2 * LANES == KEY_BLOCK) };
         unsafe { attend_tiles::<Avx512, ROWS>(args) }
     }
 
     /// The kernel for `R` query rows per tile (see the module's text).
     ///
     /// # Safety
-    /// As [`super::attend`], with `dk` a multiple of `S::LANES` and `tp` of `2 * S::LANES`.
+    /// As [`super::attend`], with `dk` a multiple of `S::LANES` and a tile of keys (a block of
+    /// the panel) two vectors wide.
     #[inline(always)]
     unsafe fn attend_tiles<S: Simd, const R: usize>(
         ((n, t, dk), (q, q_rs), kt, (v, v_rs), scale, scratch, (out, out_rs)): Args<'_>,
     ) {
         let w = S::LANES;
         let tp = panel_len(t);
-        // Sub-tiles of two vectors of keys per block of the panel.
-        let halves = KEY_BLOCK / (2 * w);
         let (scores, inv) = scratch.split_at_mut(R * tp);
         // Keys in tiles whose every column is a real key (their maxima are kept in registers).
-        let whole = t / (2 * w) * (2 * w);
-        debug_assert!(tp.is_multiple_of(2 * w));
+        let whole = t / KEY_BLOCK * KEY_BLOCK;
         let mut r0 = 0;
         while r0 < n {
             let rows = R.min(n - r0);
@@ -140,10 +138,9 @@ mod x86 {
             let qr: [*const f32; R] =
                 std::array::from_fn(|r| unsafe { q.add((r0 + r.min(rows - 1)) * q_rs) });
             let mut mx = [unsafe { S::splat(f32::NEG_INFINITY) }; R];
-            for tile in 0..tp / (2 * w) {
-                let j0 = tile * 2 * w;
-                let block =
-                    kt.wrapping_add((tile / halves) * dk * KEY_BLOCK + (tile % halves) * 2 * w);
+            for tile in 0..tp / KEY_BLOCK {
+                let j0 = tile * KEY_BLOCK;
+                let block = kt.wrapping_add(tile * dk * KEY_BLOCK);
                 let mut acc = [[unsafe { S::zero() }; 2]; R];
                 for c in 0..dk {
                     // SAFETY: the block [dk, 32] holds this tile's keys j0..j0 + 2w in each
@@ -164,7 +161,7 @@ mod x86 {
                     unsafe {
                         S::store(sc.add(r * tp + j0), acc[r][0]);
                         S::store(sc.add(r * tp + j0 + w), acc[r][1]);
-                        if j0 + 2 * w <= t {
+                        if j0 + KEY_BLOCK <= t {
                             mx[r] = S::max(mx[r], S::max(acc[r][0], acc[r][1]));
                         }
                     }
@@ -186,7 +183,7 @@ mod x86 {
                     }
                     let (sv, shift) = (S::splat(scale), S::splat(-max * scale));
                     let (mut s0, mut s1) = (S::zero(), S::zero());
-                    for j in (0..tp).step_by(2 * w) {
+                    for j in (0..tp).step_by(KEY_BLOCK) {
                         let e0 = S::exp(S::fma(S::load(row.add(j)), sv, shift));
                         let e1 = S::exp(S::fma(S::load(row.add(j + w)), sv, shift));
                         S::store(row.add(j), e0);

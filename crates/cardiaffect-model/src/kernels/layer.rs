@@ -59,6 +59,50 @@ const KEEP_QKV: usize = 1 << 24;
 static KEYS_T: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 static VALUES: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
+/// Where the tiled attention's inputs for batch item `bi` and head `h` start: its keys'
+/// panel (`dk * panel_len(T)`, laid out by `panel_index`) and its values (`[T, dk]`), each
+/// buffer holding the batch items' heads in turn.
+fn head_panels(bi: usize, h: usize, (t, d, heads): (usize, usize, usize)) -> (usize, usize) {
+    let first = (bi * heads + h) * (d / heads);
+    (first * panel_len(t), first * t)
+}
+
+/// Each head's key of every row of a block of the QKV projection (`rows`, `[n, 3d]`, from
+/// row `r0` of `[B T, 3d]`) into its transposed panel, and its value into its `[T, dk]`.
+///
+/// # Safety
+/// `kt` and `vt` must point at the buffers that [`head_panels`] lays out for the batch, and
+/// nobody else may write these rows' elements of them meanwhile.
+unsafe fn scatter_keys_values(
+    rows: &[f32],
+    r0: usize,
+    (t, d, heads): (usize, usize, usize),
+    (kt, vt): (SendPtr, SendPtr),
+) {
+    let dk = d / heads;
+    for (i, row) in rows.chunks_exact(3 * d).enumerate() {
+        let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
+        for h in 0..heads {
+            let (kp, vp) = head_panels(bi, h, (t, d, heads));
+            let (key, value) = (&row[d + h * dk..][..dk], &row[2 * d + h * dk..][..dk]);
+            // SAFETY: key j's elements of the panel of (bi, h), and value row j of (bi, h),
+            // inside the buffers (the caller's contract).
+            unsafe {
+                let k = kt.ptr().add(kp);
+                for (c, &kv) in key.iter().enumerate() {
+                    *k.add(panel_index(j, c, dk)) = kv;
+                }
+                // An element loop, not `copy_nonoverlapping`: a memcpy call per 128-byte
+                // row showed in the profile.
+                let v = vt.ptr().add(vp + j * dk);
+                for (c, &vv) in value.iter().enumerate() {
+                    *v.add(c) = vv;
+                }
+            }
+        }
+    }
+}
+
 pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
     // `to_contiguous` clones the handle (the buffer then looks shared): only when needed, so
     // that an input nobody else holds becomes the output in place.
@@ -219,31 +263,12 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                     d3,
                 )
             };
-            if tiled {
-                for (i, row) in rows.chunks_exact(d3).enumerate() {
-                    let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
-                    for h in 0..heads {
-                        let panel = (bi * heads + h) * dk;
-                        let (key, value) = (&row[d + h * dk..][..dk], &row[2 * d + h * dk..][..dk]);
-                        // SAFETY: key j's elements in the panel of (bi, h), and value row j of
-                        // (bi, h): each row of the projection (this task's alone) writes only
-                        // its own key's and value's elements.
-                        unsafe {
-                            let kt = kt_out.ptr().add(panel * tp);
-                            for (c, &kv) in key.iter().enumerate() {
-                                *kt.add(panel_index(j, c, dk)) = kv;
-                            }
-                            // An element loop, not `copy_nonoverlapping`: a memcpy call per
-                            // 128-byte row showed in the profile.
-                            let vr = v_out.ptr().add(panel * t + j * dk);
-                            for (c, &vv) in value.iter().enumerate() {
-                                *vr.add(c) = vv;
-                            }
-                        }
-                    }
-                }
-            }
-        })
+        });
+        if tiled {
+            // SAFETY: `keys_t` and `values` are [B, heads] panels as `head_panels` lays them
+            // out; these rows of the projection are this task's alone.
+            unsafe { scatter_keys_values(rows, r0, (t, d, heads), (kt_out, v_out)) };
+        }
     };
     if parallel && m > r1 {
         qkv.par_chunks_mut(r1 * d3).enumerate().for_each(pass1);
@@ -288,15 +313,15 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 let k = item0 * d3 + d + head * dk;
                 let p = qkv_rows.as_ptr();
                 if tiled {
-                    let panel = ((item0 / t) * heads + head) * dk;
+                    let (kp, vp) = head_panels(item0 / t, head, (t, d, heads));
                     // SAFETY: as below, with this head's key panel and values in `keys_t` and
                     // `values_rows` (pass 1 wrote them; nobody writes them in pass 2).
                     unsafe {
                         fused_attention::attend(
                             (n, t, dk),
                             (p.add(q), d3),
-                            keys_t_rows.as_ptr().add(panel * tp),
-                            (values_rows.as_ptr().add(panel * t), dk),
+                            keys_t_rows.as_ptr().add(kp),
+                            (values_rows.as_ptr().add(vp), dk),
                             scale,
                             scores,
                             (ctx.as_mut_ptr().add(head * dk), d),
