@@ -3,12 +3,15 @@
 the same batch and steps, timed the same way. Prints one JSON object.
 
     python reference/bench.py [--config config.json] [--batch 32] [--steps 5] [--warmup 2]
-                              [--threads 2] [--skip-train]
+                              [--threads 2] [--skip-train] [--cls-row]
 
 `cardiaffect bench` passes the config of the model it times, so both sides run the same model.
 
 Attention uses torch's fused scaled_dot_product_attention (what nn.TransformerEncoder uses), so
 PyTorch is measured at its fastest for this model. Dropout 0.1 in training steps, as in ours.
+Inference runs the whole forward pass; `--cls-row` computes what classification needs, as
+cardiaffect's `predict` does: the last layer for the CLS row alone (every row's keys and values,
+one query).
 """
 import argparse
 import json
@@ -39,6 +42,19 @@ def fused_mha(self, x):
 ref.Mha.forward = fused_mha
 
 
+def cls_row_forward(self, x):
+    """A layer's output for the CLS row alone, [B, 1, d]: what classification reads of the last
+    layer (every row's keys and values, the CLS row's query, attention, projection, feed-forward)."""
+    h = self.norm_2(x)
+    b, t, d = h.shape
+    mha = self.mha
+    dk = d // mha.heads
+    split = lambda y, n: y.view(b, n, mha.heads, dk).transpose(1, 2)  # noqa: E731
+    o = F.scaled_dot_product_attention(split(mha.query(h[:, :1]), 1), split(mha.key(h), t), split(mha.value(h), t))
+    x = x[:, :1] + mha.output(o.transpose(1, 2).reshape(b, 1, d))
+    return x + self.pwff(self.norm_1(x))
+
+
 def token_mask(b, t):
     # The same fixed pattern as cardiaffect's bench: about 14 % of tokens, in spans of 5.
     m = torch.zeros(b, t, dtype=torch.bool)
@@ -67,6 +83,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", help="model config JSON (cardiaffect's ModelConfig); default: DEFAULT")
     ap.add_argument("--skip-train", action="store_true", help="time inference only")
+    ap.add_argument("--cls-row", action="store_true", help="inference computes the last layer for the CLS row alone")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -106,12 +123,15 @@ def main():
 
     pre = None if a.skip_train else median_time(pretrain, a.steps, a.warmup)
     fin = None if a.skip_train else median_time(finetune, a.steps, a.warmup)
+    if a.cls_row:
+        last = m.transformer.layers[-1]
+        last.forward = cls_row_forward.__get__(last)
     inf = median_time(infer(x), a.steps, a.warmup)
     lat = median_time(infer(x[:1]), max(a.steps * 4, 20), a.warmup)
     print(json.dumps({
         "torch": torch.__version__, "threads": a.threads, "batch": b, "params": sum(p.numel() for p in m.parameters()),
         "pretrain_step_ms": pre and pre * 1e3, "finetune_step_ms": fin and fin * 1e3,
-        "infer_b32_windows_per_s": b / inf, "infer_b1_ms": lat * 1e3,
+        "infer_b32_windows_per_s": b / inf, "infer_b1_ms": lat * 1e3, "infer_cls_row": a.cls_row,
     }))
 
 

@@ -3,7 +3,10 @@
 //!
 //! `... -- B N ab` alternates the attention tiles on and off call by call (one process, so
 //! that a shared host's drift weighs on both alike) and prints both medians, their ratio and
-//! the median of the per-pair ratios.
+//! the median of the per-pair ratios; `... -- B N shares` alternates a batch's windows in
+//! shares per thread ([`kernels::set_window_shares`]) with every op split over the threads;
+//! `... -- B N cls` alternates `encode_cls` (the last layer for the CLS row alone, what
+//! classification runs) with `encode(..).cls` (every row). Without these, `encode_cls`.
 use burn::prelude::*;
 use cardiaffect_model::{kernels, ModelConfig};
 
@@ -15,7 +18,26 @@ fn median(mut t: Vec<f64>) -> f64 {
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<usize> = argv.iter().filter_map(|a| a.parse().ok()).collect();
-    let ab = argv.iter().any(|a| a == "ab");
+    let shares = argv.iter().any(|a| a == "shares");
+    let cls = argv.iter().any(|a| a == "cls");
+    let ab = shares || cls || argv.iter().any(|a| a == "ab");
+    let cls_only = std::cell::Cell::new(true);
+    let switch = |on: bool| {
+        if cls {
+            cls_only.set(on)
+        } else if shares {
+            kernels::set_window_shares(on)
+        } else {
+            kernels::set_tiled_attention(on)
+        }
+    };
+    let names = if cls {
+        ["CLS row", "all rows"]
+    } else if shares {
+        ["shares", "split ops"]
+    } else {
+        ["tiles", "gemm"]
+    };
     let (b, n) = (
         args.first().copied().unwrap_or(1),
         args.get(1).copied().unwrap_or(200),
@@ -33,9 +55,12 @@ fn main() {
     );
     let time = || {
         let s = std::time::Instant::now();
-        let _ = model
-            .classify(model.encode(x.clone(), None).cls)
-            .into_data();
+        let c = if cls_only.get() {
+            model.encode_cls(x.clone())
+        } else {
+            model.encode(x.clone(), None).cls
+        };
+        let _ = model.classify(c).into_data();
         s.elapsed().as_secs_f64() * 1e3
     };
     if !ab {
@@ -48,17 +73,19 @@ fn main() {
         // Which goes first alternates too.
         let mut pair = [0.0; 2];
         for k in [i % 2, 1 - i % 2] {
-            kernels::set_tiled_attention(k == 0);
+            switch(k == 0);
             pair[k] = time();
         }
         on.push(pair[0]);
         off.push(pair[1]);
         ratio.push(pair[0] / pair[1]);
     }
-    kernels::set_tiled_attention(true);
+    switch(true);
     let (a, g) = (median(on), median(off));
     println!(
-        "batch {b}: tiles {a:.2} ms, gemm {g:.2} ms, ratio of medians {:.3}, median pair ratio {:.3}",
+        "batch {b}: {} {a:.2} ms, {} {g:.2} ms, ratio of medians {:.3}, median pair ratio {:.3}",
+        names[0],
+        names[1],
         a / g,
         median(ratio)
     );

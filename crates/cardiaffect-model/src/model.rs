@@ -187,9 +187,64 @@ impl Model {
             // per op). Not under autodiff: training's activations, allocated in a worker's malloc
             // arena, were unmapped and faulted back every step (1.2 M page faults per bench
             // run instead of 0.47 M) for no measurable gain.
-            return crate::kernels::on_worker(|| self.encode_inner(x, mask, drop));
+            return crate::kernels::on_worker(|| {
+                if mask.is_none() && crate::kernels::window_shares_apply(x.dims()[0]) {
+                    self.encode_by_window(x)
+                } else {
+                    self.encode_inner(x, mask, drop)
+                }
+            });
         }
         self.encode_inner(x, mask, drop)
+    }
+
+    /// The CLS vectors `[B, d]` of windows `x` `[B, L]` at inference (no mask, no dropout):
+    /// `encode(x, None).cls`, where the in-tree layer op runs without the last layer's work for
+    /// the other tokens (classification needs the CLS row alone).
+    pub fn encode_cls(&self, x: Tensor<2>) -> Tensor<2> {
+        if crate::kernels::plain_flex(&x.device()) {
+            return crate::kernels::on_worker(|| {
+                if crate::kernels::window_shares_apply(x.dims()[0]) {
+                    Tensor::cat(self.by_window(x, |xi| self.cls_inner(xi)), 0)
+                } else {
+                    self.cls_inner(x)
+                }
+            });
+        }
+        self.cls_inner(x)
+    }
+
+    fn cls_inner(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = self.embed(x, None, None);
+        let [b, _, d] = h.dims();
+        // Row 0 is the CLS row whether the last layer computed one row or all of them.
+        let h = self.transformer.forward_cls(h).slice([0..b, 0..1, 0..d]);
+        self.final_norm.forward(h).reshape([b, d])
+    }
+
+    /// Inference of a batch one window at a time, each thread running whole windows through
+    /// the model alone ([`crate::kernels::window_shares_apply`] says when): one window's
+    /// activations (about 1 MB for the base model) stay in a core's cache from layer to
+    /// layer, where a batch's (tens of MB) went through memory between passes.
+    fn encode_by_window(&self, x: Tensor<2>) -> Encoded {
+        let parts = self.by_window(x, |xi| self.encode_inner(xi, None, None));
+        let (cls, tokens): (Vec<_>, Vec<_>) = parts.into_iter().map(|e| (e.cls, e.tokens)).unzip();
+        Encoded {
+            cls: Tensor::cat(cls, 0),
+            tokens: Tensor::cat(tokens, 0),
+        }
+    }
+
+    /// `f` of each window of `x` `[B, L]` as a batch of one, in parallel, the in-tree kernels
+    /// of each on its thread alone ([`crate::kernels::serially`]); in the windows' order.
+    fn by_window<R: Send>(&self, x: Tensor<2>, f: impl Fn(Tensor<2>) -> R + Sync) -> Vec<R> {
+        use rayon::prelude::*;
+        let [b, l] = x.dims();
+        (0..b)
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|i| crate::kernels::serially(|| f(x.clone().slice([i..i + 1, 0..l]))))
+            .collect()
     }
 
     /// The attention weights of every Transformer layer for windows `x` `[B, L]` (inference):
@@ -313,12 +368,12 @@ impl Model {
     /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
     /// calibration works on (probabilities saturate in f32).
     pub fn class_logits(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        rows(self.classify(self.encode(x, None).cls))
+        rows(self.classify(self.encode_cls(x)))
     }
 
     /// CLS embeddings of windows `[B, L]` (inference), one row of `d_model` each.
     pub fn cls_embeddings(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        rows(self.encode(x, None).cls)
+        rows(self.encode_cls(x))
     }
 
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
@@ -436,5 +491,61 @@ mod tests {
         let masked = m.embed(x.clone(), Some(mask.clone()), None);
         let reference = m.embed_burn(x, Some(mask), None);
         assert_eq!(masked.into_data(), reference.into_data());
+    }
+
+    /// The CLS vectors of `x` from every row of the last layer, op by op.
+    fn whole_cls_of(m: &Model, x: &Tensor<2>) -> Tensor<2> {
+        crate::kernels::on_worker(|| m.encode_inner(x.clone(), None, None)).cls
+    }
+
+    #[test]
+    fn a_batch_window_by_window_equals_the_batch_op_by_op() {
+        let dev = Device::flex();
+        for (ci, cfg) in [ModelConfig::new(), ModelConfig::base()].iter().enumerate() {
+            let m = cfg.init(&dev).unwrap();
+            for b in [2, 5] {
+                let x = normal::<2>([b, cfg.window_len], 1.0, 40 + b as u64, &dev);
+                let shares = m.encode_by_window(x.clone());
+                let whole = crate::kernels::on_worker(|| m.encode_inner(x.clone(), None, None));
+                for (what, a, r) in [
+                    ("cls", shares.cls.into_data(), whole.cls.into_data()),
+                    (
+                        "tokens",
+                        shares.tokens.into_data(),
+                        whole.tokens.into_data(),
+                    ),
+                ] {
+                    assert_eq!(a.shape(), r.shape(), "config {ci}, batch {b}: {what}");
+                    let (a, r): (Vec<f32>, Vec<f32>) =
+                        (a.try_to_vec().unwrap(), r.try_to_vec().unwrap());
+                    let e = a
+                        .iter()
+                        .zip(&r)
+                        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+                        .fold(0.0f32, f32::max);
+                    assert!(e < 1e-5, "config {ci}, batch {b}: {what} {e}");
+                }
+                // The CLS rows alone (the last layer for row 0 only), in shares and not.
+                let whole_cls = whole_cls_of(&m, &x);
+                for (what, c) in [
+                    ("encode_cls", m.encode_cls(x.clone())),
+                    (
+                        "cls_inner",
+                        crate::kernels::on_worker(|| m.cls_inner(x.clone())),
+                    ),
+                ] {
+                    assert_eq!(c.dims(), [b, cfg.d_model], "{what}");
+                    let e: f32 = (c - whole_cls.clone()).abs().max().into_scalar();
+                    assert!(e < 1e-5, "config {ci}, batch {b}: {what} {e}");
+                }
+                // Each window's result is its own: window 1 alone gives its row.
+                let one = m.encode_by_window(x.clone().slice([1..2, 0..cfg.window_len]));
+                let row = m.encode(x, None).cls.slice([1..2, 0..cfg.d_model]);
+                let e: f32 = (one.cls - row).abs().max().into_scalar();
+                assert!(e < 1e-5, "config {ci}, batch {b}: window 1 alone {e}");
+            }
+        }
+        assert!(crate::kernels::window_shares_apply(32));
+        assert!(!crate::kernels::window_shares_apply(1));
     }
 }

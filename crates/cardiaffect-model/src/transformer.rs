@@ -125,14 +125,27 @@ impl Transformer {
 
     /// `[B, T, d]` -> `[B, T, d]`; dropout only when `drop` is given.
     pub fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>) -> Tensor<3> {
+        self.forward_rows(x, drop, false)
+    }
+
+    /// Inference for the CLS vector only: `[B, T, d]` -> `[B, 1, d]` where the in-tree layer
+    /// op runs (the last layer computes the CLS row alone), else `[B, T, d]`. Row 0 is the
+    /// CLS row of [`Transformer::forward`] either way.
+    pub fn forward_cls(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_rows(x, None, true)
+    }
+
+    fn forward_rows(&self, x: Tensor<3>, drop: Option<DropoutCtx>, cls_only: bool) -> Tensor<3> {
         let mut x = x;
+        let last = self.layers.len().saturating_sub(1);
         for (l, layer) in self.layers.iter().enumerate() {
             let site = 16 * (l as u64 + 1);
             if drop.is_none() {
                 // Inference: the whole layer as one in-tree op where it applies; otherwise the
                 // residual adds, biases and GELU ride on the matrix products.
                 if layer_op_applies(&x) {
-                    if let Some(p) = layer.layer_params(self.eps) {
+                    if let Some(mut p) = layer.layer_params(self.eps) {
+                        p.cls_only = cls_only && l == last;
                         // By value: the op writes over the input's buffer when nobody else
                         // holds it.
                         x = encoder_layer(x, p);
@@ -310,6 +323,7 @@ impl Layer {
             outer_bias: u.1,
             n_heads: m.n_heads,
             eps,
+            cls_only: false,
         })
     }
 }

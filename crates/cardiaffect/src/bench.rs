@@ -35,6 +35,11 @@ pub struct BenchArgs {
     /// Time inference only (batch 32 and batch 1), not the training steps.
     #[arg(long)]
     pub skip_train: bool,
+    /// Inference computes the last layer for the CLS row alone on both sides, as `predict`
+    /// does (classification reads nothing else). By default both compute every row, the
+    /// model's whole forward pass as a PyTorch user runs it.
+    #[arg(long)]
+    pub cls_row: bool,
     /// Rounds, each timing ours then PyTorch's: figures and ratios are the medians over the
     /// rounds, so that a host whose speed drifts over minutes (a shared VM) weighs on both
     /// sides alike. Each round's ratios are printed too.
@@ -154,6 +159,7 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     let out = Command::new(python)
         .arg(dir.join("bench.py"))
         .args(a.skip_train.then_some("--skip-train"))
+        .args(a.cls_row.then_some("--cls-row"))
         .args([
             "--config",
             "config.json",
@@ -235,8 +241,12 @@ fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
     let (xi, _) = batch(b, len, dev);
     let (x1, _) = batch(1, len, dev);
     let run_infer = |x: &Tensor<2>| {
-        let p =
-            burn::tensor::activation::softmax(infer.classify(infer.encode(x.clone(), None).cls), 1);
+        let cls = if a.cls_row {
+            infer.encode_cls(x.clone())
+        } else {
+            infer.encode(x.clone(), None).cls
+        };
+        let p = burn::tensor::activation::softmax(infer.classify(cls), 1);
         let _ = p.into_data();
     };
     let b32_ms = median_ms(a.steps, a.warmup, || run_infer(&xi));
@@ -361,6 +371,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut out = serde_json::json!({
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
         "kernels": kernels_name(&dev), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
+        "infer_cls_row": a.cls_row,
     });
     let o = out.as_object_mut().expect("an object");
     for (k, _) in FIGURES {
@@ -413,6 +424,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.device.backend,
         rayon::current_num_threads(),
         kernels_name(&dev)
+    )?;
+    writeln!(
+        w,
+        "inference: {}, both sides",
+        if a.cls_row {
+            "the last layer for the CLS row alone, as predict runs (--cls-row)"
+        } else {
+            "every row of every layer"
+        }
     )?;
     let row = |w: &mut dyn Write,
                name: &str,

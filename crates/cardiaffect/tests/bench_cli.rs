@@ -40,6 +40,11 @@ fn bench_json_names_its_figures_and_kernels() {
     // Skipped figures are null, not made up.
     assert!(j["pretrain_step_ms"].is_null(), "{j}");
     assert!(j.get("pytorch_infer_b1_ms").is_none(), "{j}");
+    // Every row unless --cls-row (the CLS row of the last layer, as `predict` runs it).
+    assert_eq!(j["infer_cls_row"], false, "{j}");
+    let j = bench_json_with(None, &["--cls-row"]);
+    assert_eq!(j["infer_cls_row"], true, "{j}");
+    assert!(j["infer_b32_windows_per_s"].as_f64().unwrap() > 0.0, "{j}");
     for k in ["ops", "burn"] {
         let j = bench_json(Some(k));
         assert_eq!(j["kernels"], k);

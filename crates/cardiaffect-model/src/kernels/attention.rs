@@ -114,7 +114,7 @@ pub(super) fn packed_dims(qkv: &FlexTensor, n_heads: usize) -> (usize, usize, us
 
 /// Runs `f(task)` for every (batch item, head) task, in parallel where there is more than one.
 pub(super) fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
-    if tasks > 1 && rayon::current_num_threads() > 1 {
+    if tasks > 1 && super::kernel_threads() > 1 {
         (0..tasks).into_par_iter().for_each(f);
     } else {
         (0..tasks).for_each(f);

@@ -2,7 +2,6 @@
 
 use burn::backend::Flex;
 use burn_flex::FlexTensor;
-use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -32,32 +31,38 @@ fn add_rows(out: &mut [f32], bias: &[f32]) {
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
 /// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
 /// pass), four per thread 2 % slower (more packing of the same weights).
+/// Alone (one thread), the blocks are as large as `hi` allows: nothing waits for them.
 pub(super) fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
-    total
-        .div_ceil(2 * rayon::current_num_threads())
-        .clamp(lo, hi)
-        .max(1)
+    let threads = super::kernel_threads();
+    let per = if threads == 1 {
+        total
+    } else {
+        total.div_ceil(2 * threads)
+    };
+    per.clamp(lo, hi).max(1)
 }
 
 /// Runs `f` on every task, in parallel where there are several tasks and threads.
 pub(super) fn run_tasks<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    if rayon::current_num_threads() > 1 && tasks.len() > 1 {
+    if super::kernel_threads() > 1 && tasks.len() > 1 {
         tasks.into_par_iter().for_each(f);
     } else {
         tasks.into_iter().for_each(f);
     }
 }
 
-/// The QKV buffer of the last call, kept for the next (up to [`KEEP_QKV`] elements): a fresh
-/// one per layer (16 MB at batch 32) was zero-filled each time before pass 1 overwrote it.
-static QKV: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+thread_local! {
+    /// This thread's buffers of the last call, kept for the next (up to [`KEEP_QKV`]
+    /// elements each): the QKV projection `[B T, 3d]` (a fresh one per layer, 16 MB at batch
+    /// 32, was zero-filled each time before pass 1 overwrote it) and, for the tiled attention
+    /// kernel, per batch item and head in turn, the keys transposed (`dk * panel_len(T)`,
+    /// laid out by `panel_index`) and the values `[T, dk]`, each head's contiguous. Per
+    /// thread: threads that run their shares of a batch at once each keep their own.
+    static BUFFERS: std::cell::RefCell<[Vec<f32>; 3]> = const {
+        std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new()])
+    };
+}
 const KEEP_QKV: usize = 1 << 24;
-
-/// For the tiled attention kernel, per batch item and head in turn: the keys transposed
-/// (`dk * panel_len(T)`, laid out by `panel_index`) and the values `[T, dk]`, each head's
-/// contiguous; kept between calls as [`QKV`] is.
-static KEYS_T: Mutex<Vec<f32>> = Mutex::new(Vec::new());
-static VALUES: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
 /// Where the tiled attention's inputs for batch item `bi` and head `h` start: its keys'
 /// panel (`dk * panel_len(T)`, laid out by `panel_index`) and its values (`[T, dk]`), each
@@ -123,6 +128,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         "encoder_layer: width {d} is not a multiple of {heads} heads"
     );
     let dk = d / heads;
+    let cls_only = p.cls_only;
     let params = [
         p.norm_attn_gamma,
         p.norm_attn_beta,
@@ -191,7 +197,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
     let eps = p.eps as f32;
     let (m, d3) = (b * t, 3 * d);
-    let parallel = rayon::current_num_threads() > 1;
+    let parallel = super::kernel_threads() > 1;
     // The residual stream: the input's own buffer when nobody else holds it (pass 1 reads
     // all of it before pass 2 writes row blocks that each read only their own rows), else a
     // copy.
@@ -206,7 +212,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let xs: &[f32] = stream;
 
     // Pass 1: LayerNorm and the three projections of each block of rows, onto bias rows.
-    let mut qkv = std::mem::take(&mut *QKV.lock().unwrap_or_else(|e| e.into_inner()));
+    let [mut qkv, mut keys_t, mut values] = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
     qkv.resize(m * d3, 0.0);
     // The three projections side by side, [d, 3d] and [3d]: one product per row block
     // instead of three (one packing of the block's rows). The weights' copy is kept between
@@ -225,8 +231,6 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     // projection (once per layer, where per block of queries it cost a quarter of the kernel).
     let tiled = super::tiled_attention() && fused_attention::available(dk) && t > 0;
     let tp = panel_len(t);
-    let mut keys_t = std::mem::take(&mut *KEYS_T.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut values = std::mem::take(&mut *VALUES.lock().unwrap_or_else(|e| e.into_inner()));
     if tiled {
         keys_t.resize(b * d * tp, 0.0);
         values.resize(m * d, 0.0);
@@ -242,7 +246,10 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
     let kt_out = SendPtr(keys_t.as_mut_ptr());
     let v_out = SendPtr(values.as_mut_ptr());
-    let r1 = rows_per_task(m, 32, 256);
+    // Alone (a window's share of a batch), blocks of up to a whole window: fewer packings of
+    // the same weights (about 3 % of a batch of 32, both passes).
+    let alone = super::kernel_threads() == 1;
+    let r1 = rows_per_task(m, 32, if alone { t.max(256) } else { 256 });
     let pass1 = |(c, rows): (usize, &mut [f32])| {
         let n = rows.len() / d3;
         let r0 = c * r1;
@@ -277,20 +284,35 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
 
     // Pass 2: per block of queries of one batch item, everything that is row-local after
-    // attention, written straight into the block's rows of the residual stream.
-    let out = stream;
-    let per_item = t.div_ceil(rows_per_task(m, 16, 128).min(t.max(1)));
-    let rb = t.div_ceil(per_item.max(1)).max(1);
-    let mut tasks = Vec::with_capacity(b * per_item);
-    let mut rest = &mut out[..];
-    for bi in 0..b {
-        let mut r0 = 0;
-        while r0 < t {
-            let n = rb.min(t - r0);
-            let (block, r) = std::mem::take(&mut rest).split_at_mut(n * d);
-            tasks.push((bi * t + r0, n, block));
-            rest = r;
-            r0 += n;
+    // attention, written straight into the block's rows of the residual stream (or, for the
+    // CLS rows alone, into a copy of those rows).
+    let mut cls_rows = Vec::new();
+    let mut tasks = Vec::new();
+    if cls_only {
+        if t > 0 {
+            cls_rows.reserve_exact(b * d);
+            for bi in 0..b {
+                cls_rows.extend_from_slice(&xs[bi * t * d..][..d]);
+            }
+        }
+        for (bi, block) in cls_rows.chunks_mut(d).enumerate() {
+            tasks.push((bi * t, 1, block));
+        }
+    } else {
+        let per_item =
+            t.div_ceil(rows_per_task(m, 16, if alone { t.max(128) } else { 128 }).min(t.max(1)));
+        let rb = t.div_ceil(per_item.max(1)).max(1);
+        tasks.reserve(b * per_item);
+        let mut rest = &mut stream[..];
+        for bi in 0..b {
+            let mut r0 = 0;
+            while r0 < t {
+                let n = rb.min(t - r0);
+                let (block, r) = std::mem::take(&mut rest).split_at_mut(n * d);
+                tasks.push((bi * t + r0, n, block));
+                rest = r;
+                r0 += n;
+            }
         }
     }
     let scale = 1.0 / (dk as f32).sqrt();
@@ -382,14 +404,19 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         })
     };
     run_tasks(tasks, pass2);
-    if qkv.capacity() <= KEEP_QKV {
-        *QKV.lock().unwrap_or_else(|e| e.into_inner()) = qkv;
-    }
-    if keys_t.capacity() <= KEEP_QKV {
-        *KEYS_T.lock().unwrap_or_else(|e| e.into_inner()) = keys_t;
-    }
-    if values.capacity() <= KEEP_QKV {
-        *VALUES.lock().unwrap_or_else(|e| e.into_inner()) = values;
+    BUFFERS.with(|b| {
+        *b.borrow_mut() = [qkv, keys_t, values].map(|v| {
+            if v.capacity() <= KEEP_QKV {
+                v
+            } else {
+                Vec::new()
+            }
+        })
+    });
+    if cls_only {
+        // `[B, 1, d]` (`[B, 0, d]` for an empty sequence).
+        let rows = usize::from(t > 0);
+        return contiguous(cls_rows, burn::tensor::Shape::from(vec![b, rows, d]));
     }
     if in_place {
         x

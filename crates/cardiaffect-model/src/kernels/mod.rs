@@ -19,6 +19,11 @@
 //!   register tiles ([`fused_attention`], vector operations in [`simd`]) from keys transposed
 //!   once per layer; [`set_tiled_attention`] switches back to gemm's products, to compare.
 //!
+//! A batch at inference goes window by window, each thread running whole windows through the
+//! model alone ([`window_shares_apply`], [`serially`]): one window's activations stay in a
+//! core's cache from op to op (batch 32 about -12 %; BENCHMARKS.md). A single window is split
+//! op by op over the threads.
+//!
 //! Weights that these ops rearrange (the QKV projections side by side, convolution taps as
 //! rows) are kept between calls with the tensors they came from ([`prepared`]).
 //!
@@ -163,6 +168,11 @@ pub struct EncoderLayerParams<B: Backend> {
     pub outer_bias: FloatTensor<B>,
     pub n_heads: usize,
     pub eps: f64,
+    /// Only the CLS row (row 0 of each item) of the output, `[B, 1, d]`: the last layer when
+    /// only the CLS vector is wanted (classification). Every row's keys and values are still
+    /// computed; the queries, attention, output projection and feed-forward of the other rows
+    /// are not (a fifth of the base model's work at inference).
+    pub cls_only: bool,
 }
 
 /// GELU with an in-tree flex implementation, differentiable: the autodiff backend records a
@@ -280,6 +290,55 @@ pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let mut out = None;
     rayon::scope(|_| out = Some(f()));
     out.expect("the scope ran its closure")
+}
+
+static WINDOW_SHARES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether inference splits a batch into windows that each thread runs through the whole
+/// model alone (on by default), or splits every op of the whole batch over the threads, as
+/// before. Switchable at any time, to compare in one process (`examples/infer_loop.rs`).
+pub fn set_window_shares(on: bool) {
+    WINDOW_SHARES.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a batch of `b` windows at inference goes window by window (see
+/// [`set_window_shares`]): with the layer op, where every thread gets the same number of
+/// windows or enough of them that an uneven last round weighs little. A single window
+/// (latency) is split op by op.
+pub fn window_shares_apply(b: usize) -> bool {
+    let threads = rayon::current_num_threads();
+    WINDOW_SHARES.load(std::sync::atomic::Ordering::Relaxed)
+        && kernel_mode() == KernelMode::Layer
+        && b >= 2
+        && (b.is_multiple_of(threads) || b >= 4 * threads)
+}
+
+thread_local! {
+    /// Set while this thread runs a share of a batch alone ([`serially`]).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Threads the in-tree kernels split one op over: rayon's, or 1 inside [`serially`].
+pub(crate) fn kernel_threads() -> usize {
+    if SERIAL.with(|s| s.get()) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Runs `f` with the in-tree kernels on this thread alone (see [`kernel_threads`]): for a
+/// share of a batch while the other threads run theirs, where splitting each op again would
+/// only add smaller blocks and more packing of the same weights.
+pub(crate) fn serially<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
 }
 
 /// False when `CARDIAFFECT_KERNELS=burn`.
@@ -687,8 +746,16 @@ mod tests {
             let ours = layer
                 .fused(&x, 1e-5)
                 .expect("flex f32 takes the in-tree path");
-            let e = max_rel_diff(ours, burns_layer(x, &layer));
+            let reference = burns_layer(x.clone(), &layer);
+            let e = max_rel_diff(ours, reference.clone());
             assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
+            // The CLS rows alone: row 0 of each item, `[B, 1, d]`.
+            let mut p = layer.layer_params(1e-5).unwrap();
+            p.cls_only = true;
+            let cls = encoder_layer(x, p);
+            assert_eq!(cls.dims(), [b, 1, d]);
+            let e = max_rel_diff(cls, reference.slice([0..b, 0..1, 0..d]));
+            assert!(e < 1e-5, "CLS rows ({b},{t},{d},{h},{ff}): {e}");
         }
     }
 
@@ -700,12 +767,21 @@ mod tests {
         let tr = crate::transformer::Transformer::new(64, 96, 2, 1, 1e-5, &dev);
         let p = || tr.layers[0].layer_params(1e-5).unwrap();
         let x = normal::<3>([2, 45, 64], 1.0, &dev);
+        let cls = || {
+            let mut p = p();
+            p.cls_only = true;
+            p
+        };
         set_tiled_attention(false);
         let gemm = encoder_layer(x.clone(), p());
+        let gemm_cls = encoder_layer(x.clone(), cls());
         set_tiled_attention(true);
-        let tiles = encoder_layer(x, p());
+        let tiles = encoder_layer(x.clone(), p());
+        let tiles_cls = encoder_layer(x, cls());
         let e = max_rel_diff(tiles, gemm);
         assert!(e < 1e-5, "{e}");
+        let e = max_rel_diff(tiles_cls, gemm_cls);
+        assert!(e < 1e-5, "CLS rows: {e}");
     }
 
     #[test]
@@ -713,8 +789,11 @@ mod tests {
         let dev = Device::flex();
         let tr = crate::transformer::Transformer::new(32, 48, 2, 1, 1e-5, &dev);
         let x = Tensor::<3>::zeros([2, 0, 32], &dev);
-        let y = encoder_layer(x, tr.layers[0].layer_params(1e-5).unwrap());
+        let y = encoder_layer(x.clone(), tr.layers[0].layer_params(1e-5).unwrap());
         assert_eq!(y.dims(), [2, 0, 32]);
+        let mut p = tr.layers[0].layer_params(1e-5).unwrap();
+        p.cls_only = true;
+        assert_eq!(encoder_layer(x, p).dims(), [2, 0, 32]);
     }
 
     #[test]
