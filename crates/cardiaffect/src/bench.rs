@@ -156,7 +156,19 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     )?;
     // The same model on both sides: PyTorch builds it from our config.
     std::fs::write(dir.join("config.json"), serde_json::to_vec(cfg)?)?;
-    let out = Command::new(python)
+    let mut cmd = Command::new(python);
+    // PyTorch's process gets the allocator settings ours runs with (unless the caller set its
+    // own): with glibc's defaults, its batch-32 inference paid page faults on every large
+    // tensor (about 1.3x its time with them; BENCHMARKS.md).
+    for (var, value) in [
+        ("MALLOC_MMAP_THRESHOLD_", crate::MMAP_THRESHOLD),
+        ("MALLOC_TRIM_THRESHOLD_", crate::TRIM_THRESHOLD),
+    ] {
+        if std::env::var_os(var).is_none() {
+            cmd.env(var, value.to_string());
+        }
+    }
+    let out = cmd
         .arg(dir.join("bench.py"))
         .args(a.skip_train.then_some("--skip-train"))
         .args(a.cls_row.then_some("--cls-row"))
@@ -372,6 +384,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
         "kernels": kernels_name(&dev), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
         "infer_cls_row": a.cls_row,
+        "malloc_thresholds": {"mmap": crate::MMAP_THRESHOLD, "trim": crate::TRIM_THRESHOLD, "both_sides": true},
     });
     let o = out.as_object_mut().expect("an object");
     for (k, _) in FIGURES {
@@ -424,6 +437,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.device.backend,
         rayon::current_num_threads(),
         kernels_name(&dev)
+    )?;
+    writeln!(
+        w,
+        "allocator: glibc's mmap threshold {} MiB, trim threshold {} MiB, both sides",
+        crate::MMAP_THRESHOLD >> 20,
+        crate::TRIM_THRESHOLD >> 20
     )?;
     writeln!(
         w,

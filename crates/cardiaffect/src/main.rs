@@ -105,6 +105,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// glibc's malloc thresholds this process runs with (bytes): allocations below
+/// `MMAP_THRESHOLD` come from the heap, and freed memory up to `TRIM_THRESHOLD` stays in it.
+/// `bench` gives PyTorch's process the same (`MALLOC_*_` variables).
+pub(crate) const MMAP_THRESHOLD: i32 = 64 << 20;
+pub(crate) const TRIM_THRESHOLD: i32 = 256 << 20;
+
 /// glibc's malloc hands buffers above 128 kB back to the kernel on free and maps them afresh
 /// on the next allocation, so every tensor op paid page faults and zeroing (batch-32 inference
 /// ran 30 % faster with the thresholds raised; BENCHMARKS.md). Freed memory is kept instead;
@@ -113,8 +119,8 @@ fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
 
