@@ -159,7 +159,7 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     let mut cmd = Command::new(python);
     // PyTorch's process gets the allocator settings ours runs with (unless the caller set its
     // own): with glibc's defaults, its batch-32 inference paid page faults on every large
-    // tensor (about 1.3x its time with them; BENCHMARKS.md).
+    // tensor (inference-only batch 32 1.1-1.4x its time, training steps about 1.1x; BENCHMARKS.md).
     for (var, value) in [
         ("MALLOC_MMAP_THRESHOLD_", crate::MMAP_THRESHOLD),
         ("MALLOC_TRIM_THRESHOLD_", crate::TRIM_THRESHOLD),
