@@ -6,7 +6,7 @@
 //! the median of the per-pair ratios; `... -- B N shares` alternates a batch's windows in
 //! shares per thread ([`kernels::set_window_shares`]) with every op split over the threads;
 //! `... -- B N cls` alternates `encode_cls` (the last layer for the CLS row alone, what
-//! classification runs) with `encode(..).cls` (every row). Without these, `encode_cls`.
+//! classification runs) with `encode(..).cls` (every row). Otherwise every row is computed.
 use burn::prelude::*;
 use cardiaffect_model::{kernels, ModelConfig};
 
@@ -21,7 +21,7 @@ fn main() {
     let shares = argv.iter().any(|a| a == "shares");
     let cls = argv.iter().any(|a| a == "cls");
     let ab = shares || cls || argv.iter().any(|a| a == "ab");
-    let cls_only = std::cell::Cell::new(true);
+    let cls_only = std::cell::Cell::new(false);
     let switch = |on: bool| {
         if cls {
             cls_only.set(on)
