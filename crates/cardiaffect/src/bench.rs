@@ -141,6 +141,21 @@ fn find_python(arg: &Option<String>) -> Option<String> {
     ok.then_some(candidate)
 }
 
+/// glibc's malloc settings PyTorch's process runs with: the caller's `MALLOC_*_THRESHOLD_`
+/// where set, else the thresholds ours runs with. With glibc's defaults it paid page faults on
+/// large tensors (inference-only batch 32 1.1-1.4x its time, training steps about 1.1x;
+/// BENCHMARKS.md).
+fn pytorch_malloc_env() -> [(&'static str, String); 2] {
+    [
+        ("MALLOC_MMAP_THRESHOLD_", crate::MMAP_THRESHOLD),
+        ("MALLOC_TRIM_THRESHOLD_", crate::TRIM_THRESHOLD),
+    ]
+    .map(|(var, ours)| {
+        let value = std::env::var(var).unwrap_or_else(|_| ours.to_string());
+        (var, value)
+    })
+}
+
 /// Run reference/bench.py (embedded in the binary) with `python`.
 fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json::Value> {
     let dir: PathBuf =
@@ -156,19 +171,8 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     )?;
     // The same model on both sides: PyTorch builds it from our config.
     std::fs::write(dir.join("config.json"), serde_json::to_vec(cfg)?)?;
-    let mut cmd = Command::new(python);
-    // PyTorch's process gets the allocator settings ours runs with (unless the caller set its
-    // own): with glibc's defaults, its batch-32 inference paid page faults on every large
-    // tensor (inference-only batch 32 1.1-1.4x its time, training steps about 1.1x; BENCHMARKS.md).
-    for (var, value) in [
-        ("MALLOC_MMAP_THRESHOLD_", crate::MMAP_THRESHOLD),
-        ("MALLOC_TRIM_THRESHOLD_", crate::TRIM_THRESHOLD),
-    ] {
-        if std::env::var_os(var).is_none() {
-            cmd.env(var, value.to_string());
-        }
-    }
-    let out = cmd
+    let out = Command::new(python)
+        .envs(pytorch_malloc_env())
         .arg(dir.join("bench.py"))
         .args(a.skip_train.then_some("--skip-train"))
         .args(a.cls_row.then_some("--cls-row"))
@@ -384,7 +388,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
         "kernels": kernels_name(&dev), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
         "infer_cls_row": a.cls_row,
-        "malloc_thresholds": {"mmap": crate::MMAP_THRESHOLD, "trim": crate::TRIM_THRESHOLD, "both_sides": true},
+        "malloc_thresholds": {
+            "mmap": crate::MMAP_THRESHOLD, "trim": crate::TRIM_THRESHOLD,
+            "pytorch_env": python.as_ref().map(|_| pytorch_malloc_env().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
+        },
     });
     let o = out.as_object_mut().expect("an object");
     for (k, _) in FIGURES {
@@ -438,11 +445,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         rayon::current_num_threads(),
         kernels_name(&dev)
     )?;
+    let theirs = pytorch_malloc_env();
+    let same = [crate::MMAP_THRESHOLD, crate::TRIM_THRESHOLD]
+        .iter()
+        .zip(&theirs)
+        .all(|(ours, (_, v))| v.parse() == Ok(*ours));
     writeln!(
         w,
-        "allocator: glibc's mmap threshold {} MiB, trim threshold {} MiB, both sides",
+        "allocator: glibc's mmap threshold {} MiB, trim threshold {} MiB; PyTorch's process: {}",
         crate::MMAP_THRESHOLD >> 20,
-        crate::TRIM_THRESHOLD >> 20
+        crate::TRIM_THRESHOLD >> 20,
+        match (&python, same) {
+            (None, _) => "not run".to_string(),
+            (Some(_), true) => "the same".to_string(),
+            (Some(_), false) => theirs.map(|(k, v)| format!("{k}={v}")).join(" "),
+        }
     )?;
     writeln!(
         w,

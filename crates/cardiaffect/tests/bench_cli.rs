@@ -42,6 +42,9 @@ fn bench_json_names_its_figures_and_kernels() {
     assert!(j.get("pytorch_infer_b1_ms").is_none(), "{j}");
     // Every row unless --cls-row (the CLS row of the last layer, as `predict` runs it).
     assert_eq!(j["infer_cls_row"], false, "{j}");
+    // Our allocator thresholds; no PyTorch process, so no settings of one.
+    assert_eq!(j["malloc_thresholds"]["mmap"], 64 << 20, "{j}");
+    assert!(j["malloc_thresholds"]["pytorch_env"].is_null(), "{j}");
     let j = bench_json_with(None, &["--cls-row"]);
     assert_eq!(j["infer_cls_row"], true, "{j}");
     assert!(j["infer_b32_windows_per_s"].as_f64().unwrap() > 0.0, "{j}");
