@@ -30,10 +30,15 @@ DEFAULT = {
 }
 
 
+def split_heads(y, heads):
+    """[B, N, d] -> [B, heads, N, d / heads]."""
+    b, n, d = y.shape
+    return y.view(b, n, heads, d // heads).transpose(1, 2)
+
+
 def fused_mha(self, x):
     b, t, d = x.shape
-    dk = d // self.heads
-    split = lambda y: y.view(b, t, self.heads, dk).transpose(1, 2)  # noqa: E731
+    split = lambda y: split_heads(y, self.heads)  # noqa: E731
     o = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
                                        dropout_p=self.dropout.p if self.training else 0.0)
     return self.output(o.transpose(1, 2).reshape(b, t, d))
@@ -46,11 +51,10 @@ def cls_row_forward(self, x):
     """A layer's output for the CLS row alone, [B, 1, d]: what classification reads of the last
     layer (every row's keys and values, the CLS row's query, attention, projection, feed-forward)."""
     h = self.norm_2(x)
-    b, t, d = h.shape
+    b, _, d = h.shape
     mha = self.mha
-    dk = d // mha.heads
-    split = lambda y, n: y.view(b, n, mha.heads, dk).transpose(1, 2)  # noqa: E731
-    o = F.scaled_dot_product_attention(split(mha.query(h[:, :1]), 1), split(mha.key(h), t), split(mha.value(h), t))
+    split = lambda y: split_heads(y, mha.heads)  # noqa: E731
+    o = F.scaled_dot_product_attention(split(mha.query(h[:, :1])), split(mha.key(h)), split(mha.value(h)))
     x = x[:, :1] + mha.output(o.transpose(1, 2).reshape(b, 1, d))
     return x + self.pwff(self.norm_1(x))
 

@@ -421,6 +421,14 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), dev)
     }
 
+    /// The largest `|a - r| / (1 + |r|)` over the elements.
+    fn max_rel_err(a: &[f32], r: &[f32]) -> f32 {
+        a.iter()
+            .zip(r)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0f32, f32::max)
+    }
+
     #[test]
     fn in_tree_embedding_equals_burns_ops() {
         let dev = Device::flex();
@@ -461,11 +469,7 @@ mod tests {
                 assert_eq!(fused.dims(), reference.dims(), "config {ci}");
                 let a: Vec<f32> = fused.into_data().try_to_vec().unwrap();
                 let r: Vec<f32> = reference.into_data().try_to_vec().unwrap();
-                let e = a
-                    .iter()
-                    .zip(&r)
-                    .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-                    .fold(0.0f32, f32::max);
+                let e = max_rel_err(&a, &r);
                 assert!(e < 1e-5, "config {ci}, batch {b}: {e}");
                 // And `embed` takes it.
                 let via_embed: Vec<f32> = m.embed(x, None, None).into_data().try_to_vec().unwrap();
@@ -518,11 +522,7 @@ mod tests {
                     assert_eq!(a.shape(), r.shape(), "config {ci}, batch {b}: {what}");
                     let (a, r): (Vec<f32>, Vec<f32>) =
                         (a.try_to_vec().unwrap(), r.try_to_vec().unwrap());
-                    let e = a
-                        .iter()
-                        .zip(&r)
-                        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-                        .fold(0.0f32, f32::max);
+                    let e = max_rel_err(&a, &r);
                     assert!(e < 1e-5, "config {ci}, batch {b}: {what} {e}");
                 }
                 // The CLS rows alone (the last layer for row 0 only), in shares and not.
