@@ -4,7 +4,7 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
-use crate::kernels::gelu;
+use crate::kernels::{conv1d_channels_last, conv1d_channels_last_applies, gelu, layer_norm};
 use crate::transformer::{dropout, DropoutCtx, Transformer};
 use crate::{ModelConfig, ModelError, Positional};
 
@@ -16,12 +16,26 @@ pub struct SignalEncoder {
 }
 
 impl SignalEncoder {
-    /// `[B, 1, L]` -> `[B, T, C]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// `[B, 1, L]` -> `[B, T, C]`; `eps` is the LayerNorms' epsilon.
+    pub fn forward(&self, x: Tensor<3>, eps: f64) -> Tensor<3> {
+        let [b, _, l] = x.dims();
+        if self
+            .convs
+            .iter()
+            .all(|c| conv1d_channels_last_applies(c, &x))
+        {
+            // On flex: channels-last throughout, each convolution one recorded in-tree op (no
+            // transposes around the LayerNorms).
+            let mut h = x.reshape([b, l, 1]);
+            for (conv, norm) in self.convs.iter().zip(&self.norms) {
+                h = gelu(layer_norm(conv1d_channels_last(h, conv), norm, eps));
+            }
+            return h;
+        }
         let mut h = x;
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
             let y = conv.forward(h).swap_dims(1, 2);
-            h = gelu(norm.forward(y)).swap_dims(1, 2);
+            h = gelu(layer_norm(y, norm, eps)).swap_dims(1, 2);
         }
         h.swap_dims(1, 2)
     }
@@ -219,7 +233,7 @@ impl Model {
         let [b, _, d] = h.dims();
         // Row 0 is the CLS row whether the last layer computed one row or all of them.
         let h = self.transformer.forward_cls(h).slice([0..b, 0..1, 0..d]);
-        self.final_norm.forward(h).reshape([b, d])
+        layer_norm(h, &self.final_norm, self.transformer.eps).reshape([b, d])
     }
 
     /// Inference of a batch one window at a time, each thread running whole windows through
@@ -264,7 +278,11 @@ impl Model {
         let h = self.embed(x, mask, drop);
         let [b, t1, d] = h.dims();
         let t = t1 - 1;
-        let h = self.final_norm.forward(self.transformer.forward(h, drop));
+        let h = layer_norm(
+            self.transformer.forward(h, drop),
+            &self.final_norm,
+            self.transformer.eps,
+        );
         Encoded {
             cls: h.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]),
             tokens: h.slice([0..b, 1..t + 1, 0..d]),
@@ -317,9 +335,10 @@ impl Model {
     ) -> Tensor<3> {
         let [b, l] = x.dims();
         let d = self.d_model;
-        let h = self
-            .proj
-            .forward(self.encoder.forward(x.reshape([b, 1, l])));
+        let h = self.proj.forward(
+            self.encoder
+                .forward(x.reshape([b, 1, l]), self.transformer.eps),
+        );
         let [_, t, _] = h.dims();
         let h = match mask {
             Some(m) => {

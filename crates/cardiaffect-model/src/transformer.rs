@@ -16,11 +16,9 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::TensorData;
-use rayon::prelude::*;
 
 use crate::kernels::{
-    encoder_layer, gelu, layer_op_applies, linear, self_attention, train_self_attention,
+    encoder_layer, gelu, layer_norm, layer_op_applies, linear, self_attention, train_self_attention,
 };
 
 #[derive(Module, Debug)]
@@ -61,38 +59,7 @@ pub struct DropoutCtx {
     pub seed: u64,
 }
 
-/// Inverted dropout with a mask from a fast seeded generator; `site` separates the masks of
-/// different places in the network within one step.
-pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, seed: u64, site: u64) -> Tensor<D> {
-    if p <= 0.0 {
-        return x;
-    }
-    let shape = x.shape();
-    let n = shape.num_elements();
-    let scale = (1.0 / (1.0 - p)) as f32;
-    let threshold = (p * 4294967296.0) as u64;
-    let base = cardiaffect_signal::Rng::new(seed).fork(site);
-    let mut mask = vec![0.0f32; n];
-    const CHUNK: usize = 1 << 15;
-    mask.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = base.fork(c as u64);
-            for pair in chunk.chunks_mut(2) {
-                let u = rng.next_u64();
-                pair[0] = if (u & 0xFFFF_FFFF) >= threshold {
-                    scale
-                } else {
-                    0.0
-                };
-                if let Some(v) = pair.get_mut(1) {
-                    *v = if (u >> 32) >= threshold { scale } else { 0.0 };
-                }
-            }
-        });
-    let m = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
-    x * m
-}
+pub use crate::kernels::dropout;
 
 impl Transformer {
     pub fn new(
@@ -152,12 +119,12 @@ impl Transformer {
                         continue;
                     }
                 }
-                let h = layer.norm_2.forward(x.clone());
+                let h = layer_norm(x.clone(), &layer.norm_2, self.eps);
                 let m = &layer.mha;
                 let ctx = self_attention(h, &m.query, &m.key, &m.value, m.n_heads);
                 x = linear(ctx, &m.output, false, Some(x));
                 let h = linear(
-                    layer.norm_1.forward(x.clone()),
+                    layer_norm(x.clone(), &layer.norm_1, self.eps),
                     &layer.pwff.linear_inner,
                     true,
                     None,
@@ -167,12 +134,12 @@ impl Transformer {
             }
             let a = layer
                 .mha
-                .forward(layer.norm_2.forward(x.clone()), drop, site);
+                .forward(layer_norm(x.clone(), &layer.norm_2, self.eps), drop, site);
             x = x + drop.map_or(a.clone(), |d| dropout(a, d.p, d.seed, site + 1));
             let f = layer
                 .pwff
                 .linear_inner
-                .forward(layer.norm_1.forward(x.clone()));
+                .forward(layer_norm(x.clone(), &layer.norm_1, self.eps));
             let f = gelu(f);
             let f = drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 2));
             let f = layer.pwff.linear_outer.forward(f);
@@ -191,7 +158,7 @@ impl Transformer {
         let mut maps = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let m = &layer.mha;
-            let h = layer.norm_2.forward(x.clone());
+            let h = layer_norm(x.clone(), &layer.norm_2, self.eps);
             let (q, k, v) = (
                 m.query.forward(h.clone()),
                 m.key.forward(h.clone()),
@@ -213,12 +180,11 @@ impl Transformer {
                 .reshape([b, t, d]);
             maps.push(w);
             x = x + m.output.forward(ctx);
-            let f = gelu(
-                layer
-                    .pwff
-                    .linear_inner
-                    .forward(layer.norm_1.forward(x.clone())),
-            );
+            let f = gelu(layer.pwff.linear_inner.forward(layer_norm(
+                x.clone(),
+                &layer.norm_1,
+                self.eps,
+            )));
             x = x + layer.pwff.linear_outer.forward(f);
         }
         (x, maps)

@@ -31,7 +31,7 @@ pub(super) struct ConvStage<'a> {
 }
 
 /// `[C_out, C_in, k]` -> `[k C_in, C_out]`: row `j C_in + c` holds tap `j` of input channel `c`.
-fn conv_weight_rows(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
+pub(super) fn conv_weight_rows(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; k * c_in * c_out];
     for o in 0..c_out {
         for c in 0..c_in {

@@ -60,13 +60,38 @@ pub(super) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// # Safety
 /// The regions must lie inside their allocations for these sizes and strides; `dst` must not
 /// overlap the operands or be touched by another thread meanwhile.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn product(
+    mnk: (usize, usize, usize),
+    dst: (*mut f32, usize, usize),
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    alpha: f32,
+) {
+    product_into(mnk, dst, lhs, rhs, alpha, false)
+}
+
+/// [`product`] added to what `dst` holds: `dst += alpha * lhs rhs`.
+///
+/// # Safety
+/// As [`product`].
+pub(super) unsafe fn product_acc(
+    mnk: (usize, usize, usize),
+    dst: (*mut f32, usize, usize),
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    alpha: f32,
+) {
+    product_into(mnk, dst, lhs, rhs, alpha, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_into(
     (m, n, k): (usize, usize, usize),
     (dst, dst_cs, dst_rs): (*mut f32, usize, usize),
     (lhs, lhs_cs, lhs_rs): (*const f32, usize, usize),
     (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
     alpha: f32,
+    accumulate: bool,
 ) {
     gemm::gemm(
         m,
@@ -75,14 +100,14 @@ pub(super) unsafe fn product(
         dst,
         dst_cs as isize,
         dst_rs as isize,
-        false,
+        accumulate,
         lhs,
         lhs_cs as isize,
         lhs_rs as isize,
         rhs,
         rhs_cs as isize,
         rhs_rs as isize,
-        0.0,
+        if accumulate { 1.0 } else { 0.0 },
         alpha,
         false,
         false,

@@ -52,7 +52,7 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, DispatchDevice, ExtensionType, Flex};
-use burn::nn::Linear;
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation;
 use burn::tensor::module::attention;
@@ -69,6 +69,8 @@ mod prepared;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod train_attention;
+mod train_conv;
+mod train_ops;
 
 /// Operations with an in-tree flex implementation.
 #[backend_extension(Flex)]
@@ -212,6 +214,77 @@ pub trait AttentionTrainOps: Backend {
         // Only the inner backend (flex) runs a backward; autodiff records, never differentiates
         // its own backward here.
         unimplemented!("attention_train_backward: implemented on flex only")
+    }
+}
+
+/// Training's element-wise ops, differentiable: on the autodiff backend recorded ops whose
+/// backward runs in-tree on flex ([`train_ops`]).
+#[backend_extension(Flex, Autodiff)]
+pub trait TrainOps: Backend {
+    /// `x` times a dropout mask at rate `p` (0, or `1 / (1 - p)`) drawn from `seed` and
+    /// `site`; the same arguments always draw the same mask.
+    fn dropout_train(x: FloatTensor<Self>, p: f64, seed: u64, site: u64) -> FloatTensor<Self>;
+
+    /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+    fn layer_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// [`TrainOps::layer_norm_train`] and each row's mean and `1 / sqrt(var + eps)`, `[rows, 2]`.
+    fn layer_norm_stats(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
+        _eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // Only the inner backend (flex) runs these; autodiff records, never differentiates
+        // its own backward here.
+        unimplemented!("layer_norm_stats: implemented on flex only")
+    }
+
+    /// A convolution of the signal encoder, channels-last: `x` `[B, L, C_in]`, `weight`
+    /// `[C_out, C_in, k]` (odd `k`, padding `k / 2` either side), `bias` `[C_out]` -> `[B,
+    /// L_out, C_out]`.
+    fn conv1d_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self>;
+
+    /// [`TrainOps::conv1d_train`] and its input padded with zero rows, `[B, L + 2p, C_in]`.
+    fn conv1d_padded(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _bias: FloatTensor<Self>,
+        _stride: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("conv1d_padded: implemented on flex only")
+    }
+
+    /// The gradients with respect to the input (empty unless `input_grad`), the weight and
+    /// the bias, from the padded input and the output's `grad`.
+    fn conv1d_backward(
+        _padded: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _stride: usize,
+        _input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("conv1d_backward: implemented on flex only")
+    }
+
+    /// The gradients with respect to `x`, `gamma` and `beta` given the output's `grad`.
+    fn layer_norm_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _stats: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("layer_norm_backward: implemented on flex only")
     }
 }
 
@@ -421,7 +494,9 @@ pub fn train_self_attention(
         vec![query.weight.val(), key.weight.val(), value.weight.val()],
         1,
     );
-    let qkv = x.clone().matmul(w.unsqueeze::<3>()) + b.unsqueeze::<3>();
+    // Burn's recorded linear op: its weight gradient is one product over all rows (a
+    // broadcast matmul took one per window and a sum).
+    let qkv = burn::tensor::module::linear(x.clone(), w, Some(b));
     Some(Tensor::from_dispatch(
         <burn::backend::Dispatch as AttentionTrainOps>::attention_train(
             qkv.into_dispatch(),
@@ -588,6 +663,78 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         ));
     }
     activation::gelu(x)
+}
+
+/// Inverted dropout at rate `p`, the mask drawn from (`seed`, `site`): on flex one recorded
+/// op whose backward redraws the mask ([`TrainOps`]); elsewhere Burn's ops with the same mask.
+pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, seed: u64, site: u64) -> Tensor<D> {
+    if p <= 0.0 {
+        return x;
+    }
+    if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::dropout_train(
+            x.into_dispatch(),
+            p,
+            seed,
+            site,
+        ));
+    }
+    let shape = x.shape();
+    let mut mask = vec![1.0f32; shape.num_elements()];
+    train_ops::apply_dropout_mask(&mut mask, None, p, seed, site);
+    let m = Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
+    x * m
+}
+
+/// `norm(x)` with epsilon `eps` (burn-nn keeps its own private): on flex one recorded op,
+/// forward and backward in-tree ([`TrainOps`]); elsewhere (or without a bias) Burn's.
+pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm, eps: f64) -> Tensor<D> {
+    match &norm.beta {
+        Some(beta) if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 => {
+            Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::layer_norm_train(
+                x.into_dispatch(),
+                norm.gamma.val().into_dispatch(),
+                beta.val().into_dispatch(),
+                eps,
+            ))
+        }
+        _ => norm.forward(x),
+    }
+}
+
+/// Whether [`conv1d_channels_last`] runs `conv` on tensors like `x` (flex f32 with the in-tree
+/// kernels on, a convolution with a bias, odd kernel, padding `k / 2`, no dilation or
+/// groups); else the caller runs Burn's `Conv1d` channels-first.
+pub fn conv1d_channels_last_applies(conv: &burn::nn::conv::Conv1d, x: &Tensor<3>) -> bool {
+    use burn::nn::PaddingConfig1d;
+    in_tree_enabled()
+        && on_flex(&x.device())
+        && x.dtype() == DType::F32
+        && conv.bias.is_some()
+        && conv.groups == 1
+        && conv.dilation == 1
+        && conv.kernel_size % 2 == 1
+        && matches!(conv.padding, PaddingConfig1d::Explicit(a, b)
+            if a == conv.kernel_size / 2 && b == a)
+}
+
+/// `conv` on channels-last `x` `[B, L, C_in]` -> `[B, L_out, C_out]`, one recorded op with an
+/// in-tree backward ([`train_conv`]). Call it where [`conv1d_channels_last_applies`].
+///
+/// # Panics
+/// Where it does not apply, saying so.
+pub fn conv1d_channels_last(x: Tensor<3>, conv: &burn::nn::conv::Conv1d) -> Tensor<3> {
+    assert!(
+        conv1d_channels_last_applies(conv, &x),
+        "kernels::conv1d_channels_last: flex f32 and a convolution with a bias, odd kernel and padding k / 2 (check conv1d_channels_last_applies first)"
+    );
+    let bias = conv.bias.as_ref().expect("checked above").val();
+    Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::conv1d_train(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.into_dispatch(),
+        conv.stride,
+    ))
 }
 
 impl Projection<Flex> {
@@ -999,6 +1146,139 @@ mod tests {
         let kept = m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len() as f64;
         assert!((kept - 0.75).abs() < 0.01, "{kept}");
         assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    }
+
+    /// The recorded LayerNorm against burn-nn's (Burn's decomposed ops under autodiff):
+    /// output and the gradients of input, gamma and beta; widths on and off the 16 lanes, and
+    /// an input transposed in memory (as the signal encoder passes it).
+    #[test]
+    fn autodiff_layer_norm_and_its_gradients_equal_burns() {
+        use burn::module::Param;
+        let ad = Device::flex().autodiff();
+        for (b, t, d, transposed) in [(3, 37, 128, false), (2, 5, 20, false), (2, 64, 48, true)] {
+            let mut norm = burn::nn::LayerNormConfig::new(d)
+                .with_epsilon(1e-5)
+                .init(&ad);
+            norm.gamma = Param::from_tensor(normal::<1>([d], 1.0, &ad) + 1.0);
+            norm.beta = Some(Param::from_tensor(normal::<1>([d], 0.5, &ad)));
+            let x = if transposed {
+                normal::<3>([b, d, t], 2.0, &ad).swap_dims(1, 2)
+            } else {
+                normal::<3>([b, t, d], 2.0, &ad) + 3.0
+            };
+            let x = x.detach().require_grad();
+            let w = normal::<3>([b, t, d], 1.0, &ad);
+            let run = |ours: bool| {
+                let y = if ours {
+                    layer_norm(x.clone(), &norm, 1e-5)
+                } else {
+                    norm.forward(x.clone())
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                let beta = norm.beta.as_ref().unwrap();
+                (
+                    y.inner(),
+                    x.grad(&g).unwrap(),
+                    norm.gamma.grad(&g).unwrap(),
+                    beta.grad(&g).unwrap(),
+                )
+            };
+            let (o, b_) = (run(true), run(false));
+            let e = max_rel_diff(o.0, b_.0);
+            assert!(e < 1e-5, "forward ({b},{t},{d}): {e}");
+            let e = max_rel_diff(o.1, b_.1);
+            assert!(e < 1e-4, "input gradient ({b},{t},{d}): {e}");
+            let e = max_rel_diff(o.2, b_.2);
+            assert!(e < 1e-4, "gamma gradient ({b},{t},{d}): {e}");
+            let e = max_rel_diff(o.3, b_.3);
+            assert!(e < 1e-5, "beta gradient ({b},{t},{d}): {e}");
+        }
+    }
+
+    /// The channels-last training convolution against burn-nn's `Conv1d` under autodiff:
+    /// output and the gradients of input, weight and bias, over kernels, strides and channel
+    /// counts (one input channel, as the first convolution has, included).
+    #[test]
+    fn autodiff_channels_last_conv_and_its_gradients_equal_burns() {
+        use burn::module::Param;
+        use burn::nn::conv::Conv1dConfig;
+        use burn::nn::PaddingConfig1d;
+        let ad = Device::flex().autodiff();
+        for (b, l, c_in, c_out, k, s) in [
+            (2, 40, 1, 8, 7, 2),
+            (3, 33, 6, 5, 5, 2),
+            (2, 17, 4, 4, 3, 1),
+            (1, 9, 3, 2, 1, 1),
+            (2, 10, 2, 3, 5, 3),
+        ] {
+            let mut conv = Conv1dConfig::new(c_in, c_out, k)
+                .with_stride(s)
+                .with_padding(PaddingConfig1d::Explicit(k / 2, k / 2))
+                .init(&ad);
+            conv.weight = Param::from_tensor(normal::<3>([c_out, c_in, k], 0.5, &ad));
+            conv.bias = Some(Param::from_tensor(normal::<1>([c_out], 0.5, &ad)));
+            let x = normal::<3>([b, l, c_in], 1.0, &ad).require_grad();
+            let l_out = (l + 2 * (k / 2) - k) / s + 1;
+            let w = normal::<3>([b, l_out, c_out], 1.0, &ad);
+            let run = |ours: bool| {
+                let y = if ours {
+                    conv1d_channels_last(x.clone(), &conv)
+                } else {
+                    conv.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2)
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&g).unwrap(),
+                    conv.weight.grad(&g).unwrap(),
+                    conv.bias.as_ref().unwrap().grad(&g).unwrap(),
+                )
+            };
+            let (o, r) = (run(true), run(false));
+            let case = (b, l, c_in, c_out, k, s);
+            assert_eq!(o.0.dims(), r.0.dims(), "{case:?}");
+            let e = max_rel_diff(o.0, r.0);
+            assert!(e < 1e-5, "forward {case:?}: {e}");
+            let e = max_rel_diff(o.1, r.1);
+            assert!(e < 1e-5, "input gradient {case:?}: {e}");
+            let e = max_rel_diff(o.2, r.2);
+            assert!(e < 1e-5, "weight gradient {case:?}: {e}");
+            let e = max_rel_diff(o.3, r.3);
+            assert!(e < 1e-5, "bias gradient {case:?}: {e}");
+        }
+    }
+
+    /// The recorded dropout equals `x * mask` with the mask as a tensor, forward and gradient,
+    /// to the bit; another site draws another mask.
+    #[test]
+    fn autodiff_dropout_equals_a_multiplication_by_its_mask() {
+        let ad = Device::flex().autodiff();
+        let shape = [3, 70_001];
+        let x = normal::<2>(shape, 1.0, &ad).require_grad();
+        let w = normal::<2>(shape, 1.0, &ad);
+        let mut mask = vec![1.0f32; 3 * 70_001];
+        train_ops::apply_dropout_mask(&mut mask, None, 0.2, 9, 3);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, shape), &ad);
+        let ours = dropout(x.clone(), 0.2, 9, 3);
+        let g_ours = x
+            .grad(&(ours.clone() * w.clone()).sum().backward())
+            .unwrap();
+        let burns = x.clone() * mask.clone();
+        let g_burns = x
+            .grad(&(burns.clone() * w.clone()).sum().backward())
+            .unwrap();
+        assert_eq!(ours.clone().inner().into_data(), burns.inner().into_data());
+        assert_eq!(g_ours.into_data(), g_burns.into_data());
+        let dropped = mask
+            .clone()
+            .equal_elem(0.0)
+            .int()
+            .sum()
+            .into_scalar::<i64>() as f64
+            / (3.0 * 70_001.0);
+        assert!((dropped - 0.2).abs() < 0.005, "{dropped}");
+        let other = dropout(x.clone(), 0.2, 9, 4).inner();
+        assert_ne!(other.into_data(), ours.inner().into_data());
     }
 
     #[test]

@@ -97,10 +97,11 @@ pub(super) fn backward(
         let q = bi * t * d3 + h * dk;
         let (k, v) = (q + d, q + 2 * d);
         let go = bi * t * d + h * dk;
-        with_scratch(2 * t * t, |scratch| {
-            let (pr, dp) = scratch.split_at_mut(t * t);
+        with_scratch(2 * t * t + t, |scratch| {
+            let (pr, rest) = scratch.split_at_mut(t * t);
+            let (dp, mask) = rest.split_at_mut(t * t);
             // SAFETY: every pointer stays inside `src`/`out` ([B, T, 3d]), `g` ([B, T, d]) and
-            // the scratch (2 x [T, T]); the gradient columns of (bi, h) (its q, k and v
+            // the scratch (2 x [T, T] and a row); the gradient columns of (bi, h) (its q, k and v
             // columns) belong to this task alone.
             unsafe {
                 let (s, gp, o) = (src.as_ptr(), g.as_ptr(), dst.ptr());
@@ -127,12 +128,9 @@ pub(super) fn backward(
                 {
                     fastmath::softmax_row(p_row);
                     // dP = dP' ∘ M; then dS = P ∘ (dP - <dP, P>); then P' = P ∘ M for dV.
-                    drop.apply(task, i, d_row);
-                    let dot: f32 = p_row.iter().zip(d_row.iter()).map(|(a, b)| a * b).sum();
-                    for (dv, &pv) in d_row.iter_mut().zip(p_row.iter()) {
-                        *dv = pv * (*dv - dot);
-                    }
-                    drop.apply(task, i, p_row);
+                    mask.fill(1.0);
+                    drop.apply(task, i, mask);
+                    fastmath::softmax_dropout_backward_row(p_row, d_row, mask);
                 }
                 // dV = P'^T dO
                 product(

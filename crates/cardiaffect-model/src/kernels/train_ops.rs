@@ -1,0 +1,324 @@
+//! Training's element-wise ops as recorded autodiff ops with in-tree flex kernels:
+//! - dropout, whose backward redraws the mask from its seed: Burn's way stores an f32 mask
+//!   per element and runs two broadcasting multiplications;
+//! - LayerNorm, forward and backward in one pass over the rows each: Burn's default records
+//!   about eight ops (mean, centring, square, mean, add, square root, division, scale, shift),
+//!   each with its own output and backward;
+//! - the signal encoder's convolutions, channels-last ([`train_conv`]).
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex};
+use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_autodiff::Autodiff;
+use burn_flex::FlexTensor;
+use cardiaffect_signal::Rng;
+use rayon::prelude::*;
+
+use super::gemm::{contiguous, f32_slice};
+use super::train_conv;
+use super::TrainOps;
+use crate::fastmath;
+
+/// Elements per task of a dropout mask.
+const DROPOUT_CHUNK: usize = 1 << 15;
+
+/// `values` times the dropout mask of (`seed`, `site`) at rate `p` (0, or `1 / (1 - p)`), in
+/// place, over the threads; with `src`, `values` is first overwritten by `src`, chunk by chunk
+/// in the same task (one pass instead of a copy and a pass). Each chunk's mask is a hash of
+/// its key and the element's index ([`fastmath::dropout_row`], eight lanes at a time), so it
+/// is the same whichever thread draws it, in the forward and in the backward. (A serial
+/// generator per chunk, as before, took 8 % of a pre-training step.)
+pub(crate) fn apply_dropout_mask(
+    values: &mut [f32],
+    src: Option<&[f32]>,
+    p: f64,
+    seed: u64,
+    site: u64,
+) {
+    let threshold = (p * 4294967296.0).min(u32::MAX as f64) as u32;
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let base = Rng::new(seed).fork(site);
+    values
+        .par_chunks_mut(DROPOUT_CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            if let Some(src) = src {
+                chunk.copy_from_slice(&src[c * DROPOUT_CHUNK..][..chunk.len()]);
+            }
+            let key = base.fork(c as u64).next_u64() as u32;
+            fastmath::dropout_row(chunk, key, threshold, scale)
+        });
+}
+
+/// A contiguous tensor with the values of `x` that may be written: `x` itself when nobody
+/// else holds its buffer, else a copy.
+fn owned(x: FlexTensor) -> FlexTensor {
+    let mut x = if x.is_contiguous() {
+        x
+    } else {
+        x.to_contiguous()
+    };
+    if x.layout().start_offset() == 0 && x.try_storage_mut::<f32>().is_some() {
+        return x;
+    }
+    let shape = x.layout().shape().clone();
+    contiguous(f32_slice(&x).to_vec(), shape)
+}
+
+/// The elements of a tensor from [`owned`], writable.
+fn values(x: &mut FlexTensor) -> &mut [f32] {
+    let n = x.layout().num_elements();
+    &mut x
+        .try_storage_mut::<f32>()
+        .expect("train_ops: a tensor from `owned`")[..n]
+}
+
+/// Rows of LayerNorm per parallel task.
+const NORM_ROWS: usize = 64;
+
+impl TrainOps for Flex {
+    fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64) -> FlexTensor {
+        let mut x = if x.is_contiguous() {
+            x
+        } else {
+            x.to_contiguous()
+        };
+        let n = x.layout().num_elements();
+        if x.layout().start_offset() == 0 {
+            if let Some(v) = x.try_storage_mut::<f32>() {
+                apply_dropout_mask(&mut v[..n], None, p, seed, site);
+                return x;
+            }
+        }
+        // Shared (the autodiff graph or the caller holds it): a new buffer.
+        let src = f32_slice(&x);
+        let mut out = vec![0.0f32; src.len()];
+        apply_dropout_mask(&mut out, Some(src), p, seed, site);
+        contiguous(out, x.layout().shape().clone())
+    }
+
+    fn layer_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        Flex::layer_norm_stats(x, gamma, beta, eps).0
+    }
+
+    fn layer_norm_stats(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> (FlexTensor, FlexTensor) {
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        let shape = x.layout().shape().clone();
+        let (xs, gs, bs) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
+        let d = gs.len();
+        let rows = xs.len() / d.max(1);
+        let mut out = vec![0.0f32; xs.len()];
+        let mut stats = vec![0.0f32; 2 * rows];
+        out.par_chunks_mut(NORM_ROWS * d)
+            .zip(stats.par_chunks_mut(NORM_ROWS * 2))
+            .zip(xs.par_chunks(NORM_ROWS * d))
+            .for_each(|((o, st), xr)| {
+                fastmath::layer_norm_rows_stats(xr, gs, bs, eps as f32, o, st)
+            });
+        (contiguous(out, shape), contiguous(stats, [rows, 2]))
+    }
+
+    fn layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        stats: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
+        let (xs, gs, st) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&stats));
+        let d = gs.len();
+        let mut dx = owned(grad);
+        // Per task partial sums of the parameters' gradients, added in task order so that the
+        // result does not depend on which thread ran what.
+        let partial: Vec<Vec<f32>> = values(&mut dx)
+            .par_chunks_mut(NORM_ROWS * d)
+            .zip(xs.par_chunks(NORM_ROWS * d))
+            .zip(st.par_chunks(NORM_ROWS * 2))
+            .map(|((g, xr), s)| {
+                let mut acc = vec![0.0f32; 2 * d];
+                let (dg, db) = acc.split_at_mut(d);
+                fastmath::layer_norm_backward_rows(xr, gs, s, g, dg, db);
+                acc
+            })
+            .collect();
+        let mut sums = vec![0.0f32; 2 * d];
+        for p in &partial {
+            for (s, v) in sums.iter_mut().zip(p) {
+                *s += v;
+            }
+        }
+        let dbeta = sums.split_off(d);
+        (dx, contiguous(sums, [d]), contiguous(dbeta, [d]))
+    }
+
+    fn conv1d_train(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, stride: usize) -> FlexTensor {
+        train_conv::forward(x, weight, bias, stride).0
+    }
+
+    fn conv1d_padded(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+    ) -> (FlexTensor, FlexTensor) {
+        train_conv::forward(x, weight, bias, stride)
+    }
+
+    fn conv1d_backward(
+        padded: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        input_grad: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        train_conv::backward(padded, weight, grad, stride, input_grad)
+    }
+}
+
+impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
+    fn dropout_train(x: FloatTensor<Self>, p: f64, seed: u64, site: u64) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Dropout {
+            p: f64,
+            seed: u64,
+            site: u64,
+        }
+
+        impl<B: Backend + TrainOps> Backward<B, 1> for Dropout {
+            type State = ();
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                // The mask is redrawn: multiplying by it again is the backward.
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::dropout_train(grad, self.p, self.seed, self.site)
+                });
+            }
+        }
+
+        let guard = x.node();
+        let input = x.into_primitive();
+        Dropout { p, seed, site }
+            .prepare::<C>([guard])
+            .compute_bound()
+            .stateless(B::dropout_train(input, p, seed, site))
+    }
+
+    fn layer_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNorm;
+
+        impl<B: Backend + TrainOps> Backward<B, 3> for LayerNorm {
+            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, gamma, stats) = ops.state;
+                let (dx, dgamma, dbeta) = B::layer_norm_backward(x, gamma, stats, grad);
+                for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let guards = [x.node(), gamma.node(), beta.node()];
+        let (x, gamma, beta) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        match LayerNorm.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (out, stats) = B::layer_norm_stats(x.clone(), gamma.clone(), beta, eps);
+                prep.finish((x, gamma, stats), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_train(x, gamma, beta, eps)),
+        }
+    }
+
+    fn conv1d_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Conv {
+            stride: usize,
+        }
+
+        impl<B: Backend + TrainOps> Backward<B, 3> for Conv {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (padded, weight) = ops.state;
+                // The raw signal into the first convolution needs no gradient: skip it.
+                let (dx, dw, db) =
+                    B::conv1d_backward(padded, weight, grad, self.stride, node_x.is_some());
+                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let guards = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match (Conv { stride })
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, padded) = B::conv1d_padded(x, weight.clone(), bias, stride);
+                prep.finish((padded, weight), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv1d_train(x, weight, bias, stride)),
+        }
+    }
+}
