@@ -1079,6 +1079,25 @@ mod tests {
         assert!(e < 1e-4, "linear {e}");
         let e = max_rel_diff(on(gelu(on(x.clone(), &dev)), &flex), gelu(x.clone()));
         assert!(e < 1e-4, "gelu {e}");
+        // Training's ops: the same dropout mask, Burn's LayerNorm, and the channels-last
+        // convolution declining (and refusing, named, when called anyway).
+        let got = dropout(on(x.clone(), &dev), 0.3, 5, 2);
+        let e = max_diff(on(got, &flex), dropout(x.clone(), 0.3, 5, 2));
+        assert!(e < 1e-6, "dropout {e}");
+        let norm = burn::nn::LayerNormConfig::new(16).init(&flex);
+        let got = layer_norm(on(x.clone(), &dev), &norm.clone().to_device(&dev), 1e-5);
+        let e = max_rel_diff(on(got, &flex), layer_norm(x.clone(), &norm, 1e-5));
+        assert!(e < 1e-4, "layer norm {e}");
+        let conv = burn::nn::conv::Conv1dConfig::new(16, 4, 3)
+            .with_padding(burn::nn::PaddingConfig1d::Explicit(1, 1))
+            .init(&dev);
+        assert!(!conv1d_channels_last_applies(&conv, &on(x.clone(), &dev)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conv1d_channels_last(on(x.clone(), &dev), &conv)
+        }));
+        let msg = r.err().expect("a panic off flex");
+        let msg = msg.downcast_ref::<&str>().expect("a message");
+        assert!(msg.contains("conv1d_channels_last_applies"), "{msg}");
         let tr = crate::transformer::Transformer::new(16, 32, 4, 1, 1e-5, &dev);
         let xw = on(x, &dev);
         assert!(!layer_op_applies(&xw) && tr.layers[0].fused(&xw, 1e-5).is_none());

@@ -74,7 +74,11 @@ pub(super) fn forward(
     bias: FlexTensor,
     stride: usize,
 ) -> (FlexTensor, FlexTensor) {
-    let (x, w, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
+    let (x, w, bias) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        bias.to_contiguous(),
+    );
     let dims = Dims::new(x.layout().shape(), w.layout().shape(), stride);
     let Dims {
         b,
@@ -165,7 +169,10 @@ pub(super) fn backward(
     let per_window: Vec<Vec<f32>> = (0..b)
         .into_par_iter()
         .map(|i| {
-            let (xp, g) = (&xs[i * rows * c_in..], &gs[i * l_out * c_out..][..l_out * c_out]);
+            let (xp, g) = (
+                &xs[i * rows * c_in..],
+                &gs[i * l_out * c_out..][..l_out * c_out],
+            );
             let mut acc = vec![0.0f32; kc * c_out + c_out];
             // SAFETY: dst is [k c_in, c_out]; the lhs is the transposed view of [l_out, k
             // c_in] (see `forward`), inside this window's padded rows; `g` is [l_out, c_out].

@@ -167,7 +167,12 @@ impl TrainOps for Flex {
         (dx, contiguous(sums, [d]), contiguous(dbeta, [d]))
     }
 
-    fn conv1d_train(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, stride: usize) -> FlexTensor {
+    fn conv1d_train(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+    ) -> FlexTensor {
         train_conv::forward(x, weight, bias, stride).0
     }
 
