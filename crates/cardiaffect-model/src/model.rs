@@ -4,7 +4,9 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
-use crate::kernels::{conv1d_channels_last, conv1d_channels_last_applies, gelu, layer_norm};
+use crate::kernels::{
+    conv1d_channels_last, conv1d_channels_last_applies, gelu, layer_norm, linear_train,
+};
 use crate::transformer::{dropout, DropoutCtx, Transformer};
 use crate::{ModelConfig, ModelError, Positional};
 
@@ -335,9 +337,10 @@ impl Model {
     ) -> Tensor<3> {
         let [b, l] = x.dims();
         let d = self.d_model;
-        let h = self.proj.forward(
+        let h = linear_train(
             self.encoder
                 .forward(x.reshape([b, 1, l]), self.transformer.eps),
+            &self.proj,
         );
         let [_, t, _] = h.dims();
         let h = match mask {
@@ -379,9 +382,7 @@ impl Model {
     /// Per-token reconstruction of the raw window: `[B, T, d]` -> `[B, T * s]`.
     pub fn reconstruct(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [b, t, _] = tokens.dims();
-        self.recon_head
-            .forward(tokens)
-            .reshape([b, t * self.samples_per_token])
+        linear_train(tokens, &self.recon_head).reshape([b, t * self.samples_per_token])
     }
 
     /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
@@ -397,7 +398,7 @@ impl Model {
 
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
     pub fn classify(&self, cls: Tensor<2>) -> Tensor<2> {
-        self.cls_head.forward(cls)
+        linear_train(cls, &self.cls_head)
     }
 }
 

@@ -18,7 +18,8 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::kernels::{
-    encoder_layer, gelu, layer_norm, layer_op_applies, linear, self_attention, train_self_attention,
+    encoder_layer, gelu, layer_norm, layer_op_applies, linear, linear_train, self_attention,
+    train_self_attention,
 };
 
 #[derive(Module, Debug)]
@@ -136,13 +137,13 @@ impl Transformer {
                 .mha
                 .forward(layer_norm(x.clone(), &layer.norm_2, self.eps), drop, site);
             x = x + drop.map_or(a.clone(), |d| dropout(a, d.p, d.seed, site + 1));
-            let f = layer
-                .pwff
-                .linear_inner
-                .forward(layer_norm(x.clone(), &layer.norm_1, self.eps));
+            let f = linear_train(
+                layer_norm(x.clone(), &layer.norm_1, self.eps),
+                &layer.pwff.linear_inner,
+            );
             let f = gelu(f);
             let f = drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 2));
-            let f = layer.pwff.linear_outer.forward(f);
+            let f = linear_train(f, &layer.pwff.linear_outer);
             x = x + drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 3));
         }
         x
@@ -200,7 +201,7 @@ impl Mha {
                 .next_u64();
             let qkv = (&self.query, &self.key, &self.value);
             if let Some(ctx) = train_self_attention(&x, qkv, self.n_heads, dc.attention_p, seed) {
-                return self.output.forward(ctx);
+                return linear_train(ctx, &self.output);
             }
         }
         let ctx = match drop {

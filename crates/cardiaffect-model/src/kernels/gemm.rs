@@ -248,3 +248,110 @@ pub(super) fn linear_flex(
     }
     contiguous(out, oshape)
 }
+
+/// The backward of [`linear_flex`] without GELU or residual: from its input `x` `[.., k]`,
+/// weight `[k, n]` and the output's gradient `g` `[.., n]`, the gradients of the input (empty
+/// `[0]` unless `input_grad`), the weight and the bias. Both products read the transposed
+/// operand through strides (no transposing copy), and the weight's runs over all rows at once.
+pub(super) fn linear_backward_flex(
+    x: FlexTensor,
+    w: FlexTensor,
+    g: FlexTensor,
+    input_grad: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, w, g) = (x.to_contiguous(), w.to_contiguous(), g.to_contiguous());
+    let xshape = x.layout().shape().clone();
+    let wshape = w.layout().shape().clone();
+    let (k, n) = (wshape[0], wshape[1]);
+    let (xs, ws, gs) = (f32_slice(&x), f32_slice(&w), f32_slice(&g));
+    let m = xs.len() / k.max(1);
+    assert!(
+        gs.len() == m * n,
+        "linear backward: input {xshape:?}, weight {wshape:?}, gradient of {} elements",
+        gs.len()
+    );
+    let par = |macs: usize| {
+        if macs >= GEMM_PARALLEL_MACS {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        }
+    };
+    let dx = if input_grad {
+        let mut dx = vec![0.0f32; m * k];
+        // SAFETY: dx is [m, k]; g [m, n]; W^T read from w [k, n] (column stride n, row 1).
+        unsafe {
+            gemm::gemm(
+                m,
+                k,
+                n,
+                dx.as_mut_ptr(),
+                1,
+                k as isize,
+                false,
+                gs.as_ptr(),
+                1,
+                n as isize,
+                ws.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par(m * n * k),
+            );
+        }
+        contiguous(dx, xshape)
+    } else {
+        contiguous(Vec::new(), [0])
+    };
+    let mut dw = vec![0.0f32; k * n];
+    // SAFETY: dw is [k, n]; x^T read from x [m, k] (column stride k, row 1); g [m, n].
+    unsafe {
+        gemm::gemm(
+            k,
+            n,
+            m,
+            dw.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            xs.as_ptr(),
+            k as isize,
+            1,
+            gs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par(m * n * k),
+        );
+    }
+    // The bias' gradient: column sums per block of rows, added in block order (the same
+    // result whichever thread summed which block).
+    const SUM_ROWS: usize = 256;
+    let partial: Vec<Vec<f32>> = gs
+        .par_chunks((SUM_ROWS * n).max(1))
+        .map(|rows| {
+            let mut acc = vec![0.0f32; n];
+            for row in rows.chunks_exact(n) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut db = vec![0.0f32; n];
+    for p in &partial {
+        for (a, v) in db.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    (dx, contiguous(dw, [k, n]), contiguous(db, [n]))
+}

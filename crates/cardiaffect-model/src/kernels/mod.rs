@@ -245,6 +245,24 @@ pub trait TrainOps: Backend {
         unimplemented!("layer_norm_stats: implemented on flex only")
     }
 
+    /// `x W + b` for `x` `[.., k]`, `weight` `[k, n]`, `bias` `[n]`.
+    fn linear_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of [`TrainOps::linear_train`] with respect to the input (empty unless
+    /// `input_grad`), the weight and the bias, given the output's `grad`.
+    fn linear_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("linear_backward: implemented on flex only")
+    }
+
     /// A convolution of the signal encoder, channels-last: `x` `[B, L, C_in]`, `weight`
     /// `[C_out, C_in, k]` (odd `k`, padding `k / 2` either side), `bias` `[C_out]` -> `[B,
     /// L_out, C_out]`.
@@ -494,9 +512,9 @@ pub fn train_self_attention(
         vec![query.weight.val(), key.weight.val(), value.weight.val()],
         1,
     );
-    // Burn's recorded linear op: its weight gradient is one product over all rows (a
-    // broadcast matmul took one per window and a sum).
-    let qkv = burn::tensor::module::linear(x.clone(), w, Some(b));
+    // One recorded linear op: its weight gradient is one product over all rows (a broadcast
+    // matmul took one per window and a sum).
+    let qkv = linear_wb(x.clone(), w, b);
     Some(Tensor::from_dispatch(
         <burn::backend::Dispatch as AttentionTrainOps>::attention_train(
             qkv.into_dispatch(),
@@ -700,6 +718,35 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm, eps: f64) -> T
         }
         _ => norm.forward(x),
     }
+}
+
+/// `l(x)` in training (flex with autodiff, f32, a bias): one recorded in-tree op whose
+/// output starts from the bias rows and whose backward reads the transposes through strides
+/// ([`TrainOps::linear_train`]). burn-flex allocates each matrix product's output zeroed and
+/// then copies it to a more aligned buffer (a memset and a memmove per product, 7 % of a
+/// pre-training step), adds the bias in another op, and transposes in the backward.
+/// Elsewhere, inference included, Burn's `Linear`.
+pub fn linear_train<const D: usize>(x: Tensor<D>, l: &Linear) -> Tensor<D> {
+    match &l.bias {
+        Some(b) => linear_wb(x, l.weight.val(), b.val()),
+        None => l.forward(x),
+    }
+}
+
+/// [`linear_train`] with the weight `[k, n]` and bias `[n]` given as tensors.
+pub fn linear_wb<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
+    if in_tree_enabled()
+        && on_flex(&x.device())
+        && !plain_flex(&x.device())
+        && x.dtype() == DType::F32
+    {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::linear_train(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+        ));
+    }
+    burn::tensor::module::linear(x, weight, Some(bias))
 }
 
 /// Whether [`conv1d_channels_last`] runs `conv` on tensors like `x` (flex f32 with the in-tree
@@ -1265,6 +1312,49 @@ mod tests {
             let e = max_rel_diff(o.3, r.3);
             assert!(e < 1e-5, "bias gradient {case:?}: {e}");
         }
+    }
+
+    /// The recorded linear op against Burn's `Linear` under autodiff: output and the gradients
+    /// of input, weight and bias, rank 2 and 3, sizes above and below the parallel products'.
+    #[test]
+    fn autodiff_linear_and_its_gradients_equal_burns() {
+        use burn::module::Param;
+        let ad = Device::flex().autodiff();
+        for (rows, k, n) in [(7, 5, 3), (2 * 321, 128, 384), (64, 33, 17)] {
+            let mut l = burn::nn::LinearConfig::new(k, n).init(&ad);
+            l.bias = Some(Param::from_tensor(normal::<1>([n], 1.0, &ad)));
+            let x3 = normal::<3>([2, rows / 2 + rows % 2, k], 1.0, &ad);
+            let x = x3.detach().require_grad();
+            let w = normal::<3>([2, rows / 2 + rows % 2, n], 1.0, &ad);
+            let run = |ours: bool| {
+                let y = if ours {
+                    linear_train(x.clone(), &l)
+                } else {
+                    l.forward(x.clone())
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&g).unwrap(),
+                    l.weight.grad(&g).unwrap(),
+                    l.bias.as_ref().unwrap().grad(&g).unwrap(),
+                )
+            };
+            let (o, r) = (run(true), run(false));
+            let e = max_rel_diff(o.0, r.0);
+            assert!(e < 1e-5, "forward ({rows},{k},{n}): {e}");
+            let e = max_rel_diff(o.1, r.1);
+            assert!(e < 1e-5, "input gradient ({rows},{k},{n}): {e}");
+            let e = max_rel_diff(o.2, r.2);
+            assert!(e < 1e-4, "weight gradient ({rows},{k},{n}): {e}");
+            let e = max_rel_diff(o.3, r.3);
+            assert!(e < 1e-4, "bias gradient ({rows},{k},{n}): {e}");
+        }
+        // Rank 2, as the classification head takes the CLS rows.
+        let l = burn::nn::LinearConfig::new(6, 2).init(&ad);
+        let x = normal::<2>([5, 6], 1.0, &ad).require_grad();
+        let e = max_rel_diff(linear_train(x.clone(), &l).inner(), l.forward(x).inner());
+        assert!(e < 1e-6, "rank 2: {e}");
     }
 
     /// The recorded dropout equals `x * mask` with the mask as a tensor, forward and gradient,

@@ -4,6 +4,8 @@
 //! - LayerNorm, forward and backward in one pass over the rows each: Burn's default records
 //!   about eight ops (mean, centring, square, mean, add, square root, division, scale, shift),
 //!   each with its own output and backward;
+//! - linear layers, the output starting from the bias rows and the backward reading the
+//!   transposes through strides;
 //! - the signal encoder's convolutions, channels-last ([`train_conv`]).
 
 use burn::backend::tensor::FloatTensor;
@@ -16,7 +18,7 @@ use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 use rayon::prelude::*;
 
-use super::gemm::{contiguous, f32_slice};
+use super::gemm::{contiguous, f32_slice, linear_backward_flex, linear_flex};
 use super::train_conv;
 use super::TrainOps;
 use crate::fastmath;
@@ -167,6 +169,19 @@ impl TrainOps for Flex {
         (dx, contiguous(sums, [d]), contiguous(dbeta, [d]))
     }
 
+    fn linear_train(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        linear_flex(x, weight, bias, None, false)
+    }
+
+    fn linear_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        input_grad: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        linear_backward_flex(x, weight, grad, input_grad)
+    }
+
     fn conv1d_train(
         x: FlexTensor,
         weight: FlexTensor,
@@ -271,6 +286,50 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
                 prep.finish((x, gamma, stats), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_train(x, gamma, beta, eps)),
+        }
+    }
+
+    fn linear_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Linear;
+
+        impl<B: Backend + TrainOps> Backward<B, 3> for Linear {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, weight) = ops.state;
+                let (dx, dw, db) = B::linear_backward(x, weight, grad, node_x.is_some());
+                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let guards = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match Linear.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::linear_train(x.clone(), weight.clone(), bias);
+                prep.finish((x, weight), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::linear_train(x, weight, bias)),
         }
     }
 
