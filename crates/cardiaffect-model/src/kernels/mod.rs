@@ -37,15 +37,24 @@
 //!   head's probabilities recomputed in the backward instead of Burn's recorded fallback and
 //!   its stored `[B, H, T, T]` intermediates ([`train_attention`]).
 //!
+//! - [`TrainOps`]: the rest of a training step as recorded autodiff ops with in-tree forward
+//!   and backward ([`train_ops`], [`train_conv`]): LayerNorm ([`layer_norm`]), dropout whose
+//!   backward redraws its hashed mask ([`dropout`]), linear layers whose output starts from the
+//!   bias rows ([`linear_train`]) and the signal encoder's convolutions channels-last
+//!   ([`conv1d_channels_last`]), in place of the ten-odd Burn ops, stored masks, zeroed and
+//!   copied product outputs and transposes each of them recorded.
+//!
 //! Linear layers and the layer op take the in-tree path on plain (non-autodiff) flex f32
-//! tensors only; GELU and training's attention on flex with or without autodiff. Other
-//! backends (`cuda`, `wgpu`) use Burn's ops throughout.
+//! tensors only; GELU, LayerNorm, dropout, the convolutions and training's attention on flex
+//! with or without autodiff; training's linear op under autodiff only. Other backends
+//! (`cuda`, `wgpu`) use Burn's ops throughout.
 //! Files: this one holds the extension traits, the mode switch and the entry points;
 //! [`gemm`] the matrix-product helpers and the fused linear layer, [`attention`] one head of
 //! attention and the packed multi-head op, [`fused_attention`] the AVX-512 tiles of one head,
 //! [`layer`] the whole-layer op, [`embed`] the signal encoder's ops, [`prepared`] the kept
 //! weights, [`gelu`] GELU forward and backward, [`train_attention`] training's attention
-//! forward and backward.
+//! forward and backward, [`train_ops`] training's LayerNorm, dropout and linear ops, and
+//! [`train_conv`] training's convolutions.
 //!
 //! `CARDIAFFECT_KERNELS=ops` keeps the per-op kernels but not the layer op, `=burn` sends
 //! everything through Burn's ops (to compare; see [`KernelMode`]).
