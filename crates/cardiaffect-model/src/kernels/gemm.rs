@@ -67,7 +67,7 @@ pub(super) unsafe fn product(
     rhs: (*const f32, usize, usize),
     alpha: f32,
 ) {
-    product_into(mnk, dst, lhs, rhs, alpha, false)
+    product_into(mnk, dst, lhs, rhs, alpha, false, gemm::Parallelism::None)
 }
 
 /// [`product`] added to what `dst` holds: `dst += alpha * lhs rhs`.
@@ -81,9 +81,13 @@ pub(super) unsafe fn product_acc(
     rhs: (*const f32, usize, usize),
     alpha: f32,
 ) {
-    product_into(mnk, dst, lhs, rhs, alpha, true)
+    product_into(mnk, dst, lhs, rhs, alpha, true, gemm::Parallelism::None)
 }
 
+/// [`product`] (or, when `accumulate`, [`product_acc`]) split over the threads as `par` says.
+///
+/// # Safety
+/// As [`product`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn product_into(
     (m, n, k): (usize, usize, usize),
@@ -92,6 +96,7 @@ unsafe fn product_into(
     (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
     alpha: f32,
     accumulate: bool,
+    par: gemm::Parallelism,
 ) {
     gemm::gemm(
         m,
@@ -112,7 +117,7 @@ unsafe fn product_into(
         false,
         false,
         false,
-        gemm::Parallelism::None,
+        par,
     );
 }
 
@@ -281,24 +286,12 @@ pub(super) fn linear_backward_flex(
         let mut dx = vec![0.0f32; m * k];
         // SAFETY: dx is [m, k]; g [m, n]; W^T read from w [k, n] (column stride n, row 1).
         unsafe {
-            gemm::gemm(
-                m,
-                k,
-                n,
-                dx.as_mut_ptr(),
-                1,
-                k as isize,
-                false,
-                gs.as_ptr(),
-                1,
-                n as isize,
-                ws.as_ptr(),
-                n as isize,
-                1,
-                0.0,
+            product_into(
+                (m, k, n),
+                (dx.as_mut_ptr(), 1, k),
+                (gs.as_ptr(), 1, n),
+                (ws.as_ptr(), n, 1),
                 1.0,
-                false,
-                false,
                 false,
                 par(m * n * k),
             );
@@ -310,24 +303,12 @@ pub(super) fn linear_backward_flex(
     let mut dw = vec![0.0f32; k * n];
     // SAFETY: dw is [k, n]; x^T read from x [m, k] (column stride k, row 1); g [m, n].
     unsafe {
-        gemm::gemm(
-            k,
-            n,
-            m,
-            dw.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            xs.as_ptr(),
-            k as isize,
-            1,
-            gs.as_ptr(),
-            1,
-            n as isize,
-            0.0,
+        product_into(
+            (k, n, m),
+            (dw.as_mut_ptr(), 1, n),
+            (xs.as_ptr(), k, 1),
+            (gs.as_ptr(), 1, n),
             1.0,
-            false,
-            false,
             false,
             par(m * n * k),
         );

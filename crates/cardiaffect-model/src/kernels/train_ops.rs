@@ -211,6 +211,24 @@ impl TrainOps for Flex {
     }
 }
 
+/// The backward of a recorded op with three inputs: consumes the output's gradient and gives
+/// each input that needs one its gradient from `f`, which is told whether the first input
+/// does (the others are parameters).
+fn backward3<B: Backend, S>(
+    ops: Ops<S, 3>,
+    grads: &mut Gradients,
+    f: impl FnOnce(S, FloatTensor<B>, bool) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
+) {
+    let [a, b, c] = ops.parents;
+    let grad = grads.consume::<B>(&ops.node);
+    let (da, db, dc) = f(ops.state, grad, a.is_some());
+    for (node, g) in [(a, da), (b, db), (c, dc)] {
+        if let Some(node) = node {
+            grads.register::<B>(node.id, g);
+        }
+    }
+}
+
 impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
     fn dropout_train(x: FloatTensor<Self>, p: f64, seed: u64, site: u64) -> FloatTensor<Self> {
         #[derive(Debug)]
@@ -262,15 +280,9 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
-                let [node_x, node_gamma, node_beta] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, gamma, stats) = ops.state;
-                let (dx, dgamma, dbeta) = B::layer_norm_backward(x, gamma, stats, grad);
-                for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                backward3::<B, _>(ops, grads, |(x, gamma, stats), grad, _| {
+                    B::layer_norm_backward(x, gamma, stats, grad)
+                });
             }
         }
 
@@ -306,15 +318,9 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
-                let [node_x, node_w, node_b] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, weight) = ops.state;
-                let (dx, dw, db) = B::linear_backward(x, weight, grad, node_x.is_some());
-                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                backward3::<B, _>(ops, grads, |(x, weight), grad, input_grad| {
+                    B::linear_backward(x, weight, grad, input_grad)
+                });
             }
         }
 
@@ -353,17 +359,10 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
-                let [node_x, node_w, node_b] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (padded, weight) = ops.state;
-                // The raw signal into the first convolution needs no gradient: skip it.
-                let (dx, dw, db) =
-                    B::conv1d_backward(padded, weight, grad, self.stride, node_x.is_some());
-                for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
+                // The raw signal into the first convolution needs no gradient: skipped.
+                backward3::<B, _>(ops, grads, |(padded, weight), grad, input_grad| {
+                    B::conv1d_backward(padded, weight, grad, self.stride, input_grad)
+                });
             }
         }
 
