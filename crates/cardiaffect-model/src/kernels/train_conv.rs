@@ -61,7 +61,8 @@ impl Dims {
             k,
             s,
             c_out: w[0],
-            l_out: (rows - k) / s + 1,
+            // An input shorter than the kernel (even padded) has no output rows.
+            l_out: if rows >= k { (rows - k) / s + 1 } else { 0 },
         }
     }
 }

@@ -124,7 +124,12 @@ impl TrainOps for Flex {
         let shape = x.layout().shape().clone();
         let (xs, gs, bs) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
         let d = gs.len();
-        let rows = xs.len() / d.max(1);
+        assert!(
+            d > 0 && shape.num_dims() > 0 && shape[shape.num_dims() - 1] == d && bs.len() == d,
+            "layer_norm_train: input {shape:?}, gamma {d} and beta {} (expected [.., d], [d], [d])",
+            bs.len()
+        );
+        let rows = xs.len() / d;
         let mut out = vec![0.0f32; xs.len()];
         let mut stats = vec![0.0f32; 2 * rows];
         out.par_chunks_mut(NORM_ROWS * d)
@@ -146,6 +151,13 @@ impl TrainOps for Flex {
         let (xs, gs, st) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&stats));
         let d = gs.len();
         let mut dx = owned(grad);
+        assert!(
+            d > 0 && xs.len() == dx.layout().num_elements() && st.len() * d == 2 * xs.len(),
+            "layer_norm_backward: input of {} elements, gradient of {}, {} statistics for width {d}",
+            xs.len(),
+            dx.layout().num_elements(),
+            st.len()
+        );
         // Per task partial sums of the parameters' gradients, added in task order so that the
         // result does not depend on which thread ran what.
         let partial: Vec<Vec<f32>> = values(&mut dx)
