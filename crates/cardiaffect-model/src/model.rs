@@ -5,9 +5,9 @@ use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
 use crate::kernels::{
-    conv1d_channels_last, conv1d_channels_last_applies, gelu, layer_norm, linear_train,
+    conv1d_channels_last, conv1d_channels_last_applies, dropout, gelu, layer_norm, linear_train,
 };
-use crate::transformer::{dropout, DropoutCtx, Transformer};
+use crate::transformer::{DropoutCtx, Transformer};
 use crate::{ModelConfig, ModelError, Positional};
 
 /// Convolutions with a per-position LayerNorm over channels and GELU after each.

@@ -18,8 +18,8 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::kernels::{
-    encoder_layer, gelu, layer_norm, layer_op_applies, linear, linear_train, self_attention,
-    train_self_attention,
+    dropout, encoder_layer, gelu, layer_norm, layer_op_applies, linear, linear_train,
+    self_attention, train_self_attention,
 };
 
 #[derive(Module, Debug)]
@@ -59,8 +59,6 @@ pub struct DropoutCtx {
     pub attention_p: f64,
     pub seed: u64,
 }
-
-pub use crate::kernels::dropout;
 
 impl Transformer {
     pub fn new(

@@ -22,6 +22,46 @@ pub(super) fn contiguous(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTenso
     )
 }
 
+/// `f` over the elements of a float tensor, its result written over `x`'s buffer when nobody
+/// else holds it, else into a new buffer (`f` then gets `x`'s elements as its source, to read
+/// and write in one pass). Returns the tensor and what `f` returned.
+pub(super) fn update<R>(
+    x: FlexTensor,
+    f: impl FnOnce(&mut [f32], Option<&[f32]>) -> R,
+) -> (FlexTensor, R) {
+    // `to_contiguous` clones the handle (so the buffer looks shared): only called when a copy
+    // is needed, so that a tensor nobody else holds is written in place.
+    let mut x = if x.is_contiguous() {
+        x
+    } else {
+        x.to_contiguous()
+    };
+    let shape = x.layout().shape().clone();
+    let n = shape.num_elements();
+    if x.layout().start_offset() == 0 {
+        if let Some(v) = x.try_storage_mut::<f32>() {
+            let r = f(&mut v[..n], None);
+            return (x, r);
+        }
+    }
+    let mut out = vec![0.0f32; n];
+    let r = f(&mut out, Some(f32_slice(&x)));
+    (contiguous(out, shape), r)
+}
+
+/// The element-wise sum of `parts` (each at least `n` long, their first `n` summed), added in
+/// their order: parallel partial sums whose total does not depend on which thread computed
+/// which part.
+pub(super) fn sum_in_order(parts: &[Vec<f32>], n: usize) -> Vec<f32> {
+    let mut sums = vec![0.0f32; n];
+    for p in parts {
+        for (s, v) in sums.iter_mut().zip(p) {
+            *s += v;
+        }
+    }
+    sums
+}
+
 /// A pointer that may cross into rayon's workers: each task writes a disjoint set of elements.
 #[derive(Clone, Copy)]
 pub(super) struct SendPtr(pub(super) *mut f32);
@@ -328,11 +368,6 @@ pub(super) fn linear_backward_flex(
             acc
         })
         .collect();
-    let mut db = vec![0.0f32; n];
-    for p in &partial {
-        for (a, v) in db.iter_mut().zip(p) {
-            *a += v;
-        }
-    }
+    let db = sum_in_order(&partial, n);
     (dx, contiguous(dw, [k, n]), contiguous(db, [n]))
 }

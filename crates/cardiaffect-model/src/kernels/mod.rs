@@ -320,6 +320,22 @@ fn fast_path(device: &Device, dtype: DType) -> bool {
     in_tree_enabled() && plain_flex(device) && dtype == DType::F32
 }
 
+/// Whether a tensor on `device` can take an in-tree op that has a recorded backward too
+/// (flex with or without autodiff).
+fn train_path(device: &Device, dtype: DType) -> bool {
+    in_tree_enabled() && on_flex(device) && dtype == DType::F32
+}
+
+/// Whether `c` pads by `k / 2` either side with an odd kernel and no dilation, the only
+/// convolutions the channels-last ops take (so that tokens stay aligned with samples).
+fn same_padded(c: &burn::nn::conv::Conv1d) -> bool {
+    use burn::nn::PaddingConfig1d;
+    c.kernel_size % 2 == 1
+        && c.dilation == 1
+        && matches!(c.padding, PaddingConfig1d::Explicit(a, b)
+            if a == c.kernel_size / 2 && b == a)
+}
+
 /// Which kernels inference runs on flex, from `CARDIAFFECT_KERNELS` (read once): unset (or
 /// `layer`) the whole-layer op, `ops` the per-op kernels only, `burn` Burn's ops throughout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -501,8 +517,8 @@ pub fn self_attention(
 }
 
 /// Multi-head self-attention core for training (with or without autodiff) on flex f32, with
-/// attention dropout at rate `dropout` drawn from `seed`: the fused QKV product (Burn's ops,
-/// recorded), then one in-tree op forward and backward ([`AttentionTrainOps`]). `None` where
+/// attention dropout at rate `dropout` drawn from `seed`: the fused QKV product (one recorded
+/// linear op, [`linear_wb`]), then one in-tree op forward and backward ([`AttentionTrainOps`]). `None` where
 /// it does not apply (another backend, `CARDIAFFECT_KERNELS=burn`, a projection without
 /// bias): the caller runs Burn's ops.
 pub fn train_self_attention(
@@ -512,7 +528,7 @@ pub fn train_self_attention(
     dropout: f64,
     seed: u64,
 ) -> Option<Tensor<3>> {
-    if !(in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32) {
+    if !train_path(&x.device(), x.dtype()) {
         return None;
     }
     let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
@@ -611,28 +627,21 @@ pub fn signal_embed(
     pos: Tensor<2>,
     eps: f64,
 ) -> Option<Tensor<3>> {
-    use burn::nn::PaddingConfig1d;
     if !(kernel_mode() == KernelMode::Layer && fast_path(&x.device(), x.dtype())) {
         return None;
     }
     let d = proj.weight.dims()[1];
-    let padded = |c: &burn::nn::conv::Conv1d| {
-        c.kernel_size % 2 == 1
-            && c.dilation == 1
-            && matches!(c.padding, PaddingConfig1d::Explicit(a, b)
-                if a == c.kernel_size / 2 && b == a)
-    };
     let stages: Vec<_> = encoder.convs.iter().zip(&encoder.norms).collect();
     if stages.is_empty()
         || !stages
             .iter()
-            .all(|(c, n)| padded(c) && c.groups == 1 && c.bias.is_some() && n.beta.is_some())
+            .all(|(c, n)| same_padded(c) && c.groups == 1 && c.bias.is_some() && n.beta.is_some())
         || proj.bias.is_none()
     {
         return None;
     }
     let pos_conv = match pos_conv {
-        Some(c) if !(padded(c) && c.groups == d && c.stride == 1 && c.bias.is_some()) => {
+        Some(c) if !(same_padded(c) && c.groups == d && c.stride == 1 && c.bias.is_some()) => {
             return None
         }
         other => other,
@@ -684,7 +693,7 @@ pub fn signal_embed(
 
 /// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 {
+    if train_path(&x.device(), x.dtype()) {
         return Tensor::from_dispatch(<burn::backend::Dispatch as GeluOps>::gelu_erf(
             x.into_dispatch(),
         ));
@@ -698,7 +707,7 @@ pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, seed: u64, site: u64) -> Te
     if p <= 0.0 {
         return x;
     }
-    if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 {
+    if train_path(&x.device(), x.dtype()) {
         return Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::dropout_train(
             x.into_dispatch(),
             p,
@@ -717,7 +726,7 @@ pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, seed: u64, site: u64) -> Te
 /// forward and backward in-tree ([`TrainOps`]); elsewhere (or without a bias) Burn's.
 pub fn layer_norm<const D: usize>(x: Tensor<D>, norm: &LayerNorm, eps: f64) -> Tensor<D> {
     match &norm.beta {
-        Some(beta) if in_tree_enabled() && on_flex(&x.device()) && x.dtype() == DType::F32 => {
+        Some(beta) if train_path(&x.device(), x.dtype()) => {
             Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::layer_norm_train(
                 x.into_dispatch(),
                 norm.gamma.val().into_dispatch(),
@@ -744,11 +753,7 @@ pub fn linear_train<const D: usize>(x: Tensor<D>, l: &Linear) -> Tensor<D> {
 
 /// [`linear_train`] with the weight `[k, n]` and bias `[n]` given as tensors.
 pub fn linear_wb<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
-    if in_tree_enabled()
-        && on_flex(&x.device())
-        && !plain_flex(&x.device())
-        && x.dtype() == DType::F32
-    {
+    if train_path(&x.device(), x.dtype()) && !plain_flex(&x.device()) {
         return Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::linear_train(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -762,16 +767,10 @@ pub fn linear_wb<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1
 /// kernels on, a convolution with a bias, odd kernel, padding `k / 2`, no dilation or
 /// groups); else the caller runs Burn's `Conv1d` channels-first.
 pub fn conv1d_channels_last_applies(conv: &burn::nn::conv::Conv1d, x: &Tensor<3>) -> bool {
-    use burn::nn::PaddingConfig1d;
-    in_tree_enabled()
-        && on_flex(&x.device())
-        && x.dtype() == DType::F32
+    train_path(&x.device(), x.dtype())
         && conv.bias.is_some()
         && conv.groups == 1
-        && conv.dilation == 1
-        && conv.kernel_size % 2 == 1
-        && matches!(conv.padding, PaddingConfig1d::Explicit(a, b)
-            if a == conv.kernel_size / 2 && b == a)
+        && same_padded(conv)
 }
 
 /// `conv` on channels-last `x` `[B, L, C_in]` -> `[B, L_out, C_out]`, one recorded op with an

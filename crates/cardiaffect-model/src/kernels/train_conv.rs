@@ -19,7 +19,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::embed::conv_weight_rows;
-use super::gemm::{contiguous, f32_slice, product, product_acc, with_scratch};
+use super::gemm::{contiguous, f32_slice, product, product_acc, sum_in_order, with_scratch};
 
 /// Sizes of one convolution: windows, input rows and channels, kernel, stride, output
 /// channels and rows.
@@ -195,12 +195,7 @@ pub(super) fn backward(
             acc
         })
         .collect();
-    let mut sums = vec![0.0f32; kc * c_out + c_out];
-    for part in &per_window {
-        for (s, v) in sums.iter_mut().zip(part) {
-            *s += v;
-        }
-    }
+    let mut sums = sum_in_order(&per_window, kc * c_out + c_out);
     let dbias = sums.split_off(kc * c_out);
     // [k C_in, C_out] (row j C_in + c) -> [C_out, C_in, k].
     let mut dw = vec![0.0f32; c_out * c_in * k];

@@ -18,7 +18,7 @@ use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 use rayon::prelude::*;
 
-use super::gemm::{contiguous, f32_slice, linear_backward_flex, linear_flex};
+use super::gemm::{contiguous, f32_slice, linear_backward_flex, linear_flex, sum_in_order, update};
 use super::train_conv;
 use super::TrainOps;
 use crate::fastmath;
@@ -54,51 +54,12 @@ pub(crate) fn apply_dropout_mask(
         });
 }
 
-/// A contiguous tensor with the values of `x` that may be written: `x` itself when nobody
-/// else holds its buffer, else a copy.
-fn owned(x: FlexTensor) -> FlexTensor {
-    let mut x = if x.is_contiguous() {
-        x
-    } else {
-        x.to_contiguous()
-    };
-    if x.layout().start_offset() == 0 && x.try_storage_mut::<f32>().is_some() {
-        return x;
-    }
-    let shape = x.layout().shape().clone();
-    contiguous(f32_slice(&x).to_vec(), shape)
-}
-
-/// The elements of a tensor from [`owned`], writable.
-fn values(x: &mut FlexTensor) -> &mut [f32] {
-    let n = x.layout().num_elements();
-    &mut x
-        .try_storage_mut::<f32>()
-        .expect("train_ops: a tensor from `owned`")[..n]
-}
-
 /// Rows of LayerNorm per parallel task.
 const NORM_ROWS: usize = 64;
 
 impl TrainOps for Flex {
     fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64) -> FlexTensor {
-        let mut x = if x.is_contiguous() {
-            x
-        } else {
-            x.to_contiguous()
-        };
-        let n = x.layout().num_elements();
-        if x.layout().start_offset() == 0 {
-            if let Some(v) = x.try_storage_mut::<f32>() {
-                apply_dropout_mask(&mut v[..n], None, p, seed, site);
-                return x;
-            }
-        }
-        // Shared (the autodiff graph or the caller holds it): a new buffer.
-        let src = f32_slice(&x);
-        let mut out = vec![0.0f32; src.len()];
-        apply_dropout_mask(&mut out, Some(src), p, seed, site);
-        contiguous(out, x.layout().shape().clone())
+        update(x, |v, src| apply_dropout_mask(v, src, p, seed, site)).0
     }
 
     fn layer_norm_train(
@@ -150,33 +111,31 @@ impl TrainOps for Flex {
         let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
         let (xs, gs, st) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&stats));
         let d = gs.len();
-        let mut dx = owned(grad);
+        let n = grad.layout().num_elements();
         assert!(
-            d > 0 && xs.len() == dx.layout().num_elements() && st.len() * d == 2 * xs.len(),
-            "layer_norm_backward: input of {} elements, gradient of {}, {} statistics for width {d}",
+            d > 0 && xs.len() == n && st.len() * d == 2 * xs.len(),
+            "layer_norm_backward: input of {} elements, gradient of {n}, {} statistics for width {d}",
             xs.len(),
-            dx.layout().num_elements(),
             st.len()
         );
-        // Per task partial sums of the parameters' gradients, added in task order so that the
-        // result does not depend on which thread ran what.
-        let partial: Vec<Vec<f32>> = values(&mut dx)
-            .par_chunks_mut(NORM_ROWS * d)
-            .zip(xs.par_chunks(NORM_ROWS * d))
-            .zip(st.par_chunks(NORM_ROWS * 2))
-            .map(|((g, xr), s)| {
-                let mut acc = vec![0.0f32; 2 * d];
-                let (dg, db) = acc.split_at_mut(d);
-                fastmath::layer_norm_backward_rows(xr, gs, s, g, dg, db);
-                acc
-            })
-            .collect();
-        let mut sums = vec![0.0f32; 2 * d];
-        for p in &partial {
-            for (s, v) in sums.iter_mut().zip(p) {
-                *s += v;
+        // The input's gradient over the output's; per task partial sums of the parameters'
+        // gradients, added in task order.
+        let (dx, partial) = update(grad, |g, src| {
+            if let Some(src) = src {
+                g.copy_from_slice(src);
             }
-        }
+            g.par_chunks_mut(NORM_ROWS * d)
+                .zip(xs.par_chunks(NORM_ROWS * d))
+                .zip(st.par_chunks(NORM_ROWS * 2))
+                .map(|((g, xr), s)| {
+                    let mut acc = vec![0.0f32; 2 * d];
+                    let (dg, db) = acc.split_at_mut(d);
+                    fastmath::layer_norm_backward_rows(xr, gs, s, g, dg, db);
+                    acc
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut sums = sum_in_order(&partial, 2 * d);
         let dbeta = sums.split_off(d);
         (dx, contiguous(sums, [d]), contiguous(dbeta, [d]))
     }
