@@ -8,20 +8,19 @@
 //! - `erf`: the rational approximation of Eigen's `generic_fast_erf_float` (x clamped to ±4,
 //!   odd degree-13 numerator over even degree-8 denominator; absolute error < 2e-7).
 
-// The constants of `exp`, shared with the AVX-512 one of the attention tiles
-// (`kernels/simd.rs`).
-pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+// The constants of `exp`.
+const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split so that `n * LN2_HI` is exact for |n| < 2^9.
-pub(crate) const LN2_HI: f32 = 0.693_359_4;
-pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
 // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a rounding instruction.
-pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+const ROUND_MAGIC: f32 = 12_582_912.0;
 // Below EXP_MIN the result is under f32's normal range: flush to 0 as the clamp gives
 // exp(-87.3) ~ 1e-38 (harmless for softmax and GELU, whose users are the only callers).
-pub(crate) const EXP_MIN: f32 = -87.3;
-pub(crate) const EXP_MAX: f32 = 88.3;
+const EXP_MIN: f32 = -87.3;
+const EXP_MAX: f32 = 88.3;
 /// The Taylor polynomial of `exp(r)` on `|r| <= ln2 / 2`, highest degree first (Horner).
-pub(crate) const EXP_TAYLOR: [f32; 7] = [
+const EXP_TAYLOR: [f32; 7] = [
     1.0 / 720.0,
     1.0 / 120.0,
     1.0 / 24.0,
@@ -141,6 +140,21 @@ multiversion! {
     pub fn gelu_inplace(x: &mut [f32]) {
         for v in x.iter_mut() {
             *v = gelu1::<M>(*v);
+        }
+    }
+}
+
+multiversion! {
+    /// `x = gelu(x + bias)` for each `bias.len()`-wide row of `x`, in place: a feed-forward's
+    /// bias and activation in one pass over its output.
+    pub fn gelu_bias_rows(x: &mut [f32], bias: &[f32]) {
+        if bias.is_empty() {
+            return;
+        }
+        for row in x.chunks_exact_mut(bias.len()) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v = gelu1::<M>(*v + b);
+            }
         }
     }
 }
@@ -323,6 +337,36 @@ multiversion! {
 }
 
 multiversion! {
+    /// A pre-LN layer's step between attention and feed-forward, per `gamma.len()`-wide row of
+    /// `x`: `x += before`, `out = LayerNorm(x)`, then `x += after` (the attention's output
+    /// bias, the feed-forward's input, and its output bias added ahead of its product), one
+    /// visit per row instead of three passes.
+    pub fn bias_norm_bias_rows(
+        x: &mut [f32],
+        before: &[f32],
+        after: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+        out: &mut [f32]
+    ) {
+        let d = gamma.len();
+        if d == 0 {
+            return;
+        }
+        for (xr, or) in x.chunks_exact_mut(d).zip(out.chunks_exact_mut(d)) {
+            for (v, &b) in xr.iter_mut().zip(before) {
+                *v += b;
+            }
+            layer_norm_row::<M>(xr, gamma, beta, eps, or);
+            for (v, &b) in xr.iter_mut().zip(after) {
+                *v += b;
+            }
+        }
+    }
+}
+
+multiversion! {
     /// [`layer_norm_rows`] for training: also writes each row's mean and `1 / sqrt(var +
     /// eps)` into `stats` (two per row), which the backward reads.
     pub fn layer_norm_rows_stats(
@@ -472,6 +516,27 @@ mod tests {
     }
 
     #[test]
+    fn biased_gelu_is_the_gelu_of_the_sum() {
+        // Rows of 7 (a vector's worth of rows and a tail) with a bias.
+        let bias = [0.5f32, -1.25, 0.0, 2.0, -3.5, 0.125, 1.0];
+        let x: Vec<f32> = grid(-8.0, 8.0, 7 * 2_001);
+        let sums: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v + bias[i % 7])
+            .collect();
+        let mut want = vec![0.0f32; x.len()];
+        gelu_into(&sums, &mut want);
+        let mut got = x.clone();
+        gelu_bias_rows(&mut got, &bias);
+        assert_eq!(got, want);
+        // Nothing to add: an empty bias leaves the rows alone.
+        let mut same = vec![1.0f32, -2.0];
+        gelu_bias_rows(&mut same, &[]);
+        assert_eq!(same, [1.0, -2.0]);
+    }
+
+    #[test]
     fn gelu_gradient_matches_the_derivative() {
         let xs = grid(-9.0, 9.0, 36_001);
         let g: Vec<f32> = xs.iter().map(|&x| 0.5 + x.abs()).collect();
@@ -504,6 +569,35 @@ mod tests {
                 let r = (v as f64 - max).exp() / z;
                 assert!((p as f64 - r).abs() < 1e-6 * (1.0 + r), "n={n}: {p} vs {r}");
             }
+        }
+    }
+
+    #[test]
+    fn bias_norm_bias_adds_normalises_and_adds_again() {
+        for d in [1usize, 7, 16, 133] {
+            let rows = 4;
+            let x: Vec<f32> = (0..rows * d)
+                .map(|i| ((i * 29 % 13) as f32 - 6.0) * 0.7)
+                .collect();
+            let before: Vec<f32> = (0..d).map(|i| 0.3 - i as f32 * 0.05).collect();
+            let after: Vec<f32> = (0..d).map(|i| i as f32 * 0.11 - 1.0).collect();
+            let gamma: Vec<f32> = (0..d).map(|i| 1.5 - i as f32 * 0.01).collect();
+            let beta: Vec<f32> = (0..d).map(|i| i as f32 * 0.03).collect();
+            // The three steps one by one.
+            let mut x1 = x.clone();
+            for (i, v) in x1.iter_mut().enumerate() {
+                *v += before[i % d];
+            }
+            let mut want = vec![0.0f32; rows * d];
+            layer_norm_rows(&x1, &gamma, &beta, 1e-5, &mut want);
+            let want_x: Vec<f32> = x1
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v + after[i % d])
+                .collect();
+            let (mut got_x, mut got) = (x.clone(), vec![0.0f32; rows * d]);
+            bias_norm_bias_rows(&mut got_x, &before, &after, &gamma, &beta, 1e-5, &mut got);
+            assert_eq!((got_x, got), (want_x, want), "d={d}");
         }
     }
 

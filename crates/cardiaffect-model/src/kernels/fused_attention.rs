@@ -181,11 +181,13 @@ mod x86 {
                     for j in t..tp {
                         *row.add(j) = f32::NEG_INFINITY;
                     }
-                    let (sv, shift) = (S::splat(scale), S::splat(-max * scale));
+                    // In base 2: exp(scale (s - max)) = 2^(scale log2(e) (s - max)).
+                    let scale2 = scale * std::f32::consts::LOG2_E;
+                    let (sv, shift) = (S::splat(scale2), S::splat(-max * scale2));
                     let (mut s0, mut s1) = (S::zero(), S::zero());
                     for j in (0..tp).step_by(KEY_BLOCK) {
-                        let e0 = S::exp(S::fma(S::load(row.add(j)), sv, shift));
-                        let e1 = S::exp(S::fma(S::load(row.add(j + w)), sv, shift));
+                        let e0 = S::exp2_nonpositive(S::fma(S::load(row.add(j)), sv, shift));
+                        let e1 = S::exp2_nonpositive(S::fma(S::load(row.add(j + w)), sv, shift));
                         S::store(row.add(j), e0);
                         S::store(row.add(j + w), e1);
                         s0 = S::add(s0, e0);

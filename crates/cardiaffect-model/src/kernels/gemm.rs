@@ -179,27 +179,35 @@ pub(super) unsafe fn gemm_acc(
     rhs: *const f32,
     rhs_rs: usize,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        true,
-        lhs,
-        1,
-        lhs_rs as isize,
-        rhs,
-        1,
-        rhs_rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    )
+    // SAFETY: the caller's contract.
+    unsafe { gemm_rows(m, n, k, (dst, dst_rs), (lhs, lhs_rs), (rhs, rhs_rs), true) }
+}
+
+/// [`gemm_acc`], or with `accumulate` false `dst = lhs rhs` (what `dst` held is not read).
+///
+/// # Safety
+/// As [`gemm_acc`].
+pub(super) unsafe fn gemm_rows(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, dst_rs): (*mut f32, usize),
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs): (*const f32, usize),
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        product_into(
+            (m, n, k),
+            (dst, 1, dst_rs),
+            (lhs, 1, lhs_rs),
+            (rhs, 1, rhs_rs),
+            1.0,
+            accumulate,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 /// Rows of `m` that one parallel task fills (bias/residual copy and GELU).

@@ -7,17 +7,10 @@ use rayon::prelude::*;
 
 use super::attention::attend_head;
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_acc, gemm_rows, with_scratch, SendPtr};
 use super::prepared::prepared;
 use super::EncoderLayerParams;
 use crate::fastmath;
-
-/// Every row of `out` (width `bias.len()`) set to `bias`.
-fn fill_rows(out: &mut [f32], bias: &[f32]) {
-    for row in out.chunks_exact_mut(bias.len()) {
-        row.copy_from_slice(bias);
-    }
-}
 
 /// `bias` added to every row of `out`.
 fn add_rows(out: &mut [f32], bias: &[f32]) {
@@ -73,7 +66,8 @@ fn head_panels(bi: usize, h: usize, (t, d, heads): (usize, usize, usize)) -> (us
 }
 
 /// Each head's key of every row of a block of the QKV projection (`rows`, `[n, 3d]`, from
-/// row `r0` of `[B T, 3d]`) into its transposed panel, and its value into its `[T, dk]`.
+/// row `r0` of `[B T, 3d]`, without the biases) into its transposed panel, and its value into
+/// its `[T, dk]`, each with its bias added.
 ///
 /// # Safety
 /// `kt` and `vt` must point at the buffers that [`head_panels`] lays out for the batch, and
@@ -82,6 +76,7 @@ unsafe fn scatter_keys_values(
     rows: &[f32],
     r0: usize,
     (t, d, heads): (usize, usize, usize),
+    (bk, bv): (&[f32], &[f32]),
     (kt, vt): (SendPtr, SendPtr),
 ) {
     let dk = d / heads;
@@ -90,18 +85,17 @@ unsafe fn scatter_keys_values(
         for h in 0..heads {
             let (kp, vp) = head_panels(bi, h, (t, d, heads));
             let (key, value) = (&row[d + h * dk..][..dk], &row[2 * d + h * dk..][..dk]);
+            let (key_bias, value_bias) = (&bk[h * dk..][..dk], &bv[h * dk..][..dk]);
             // SAFETY: key j's elements of the panel of (bi, h), and value row j of (bi, h),
             // inside the buffers (the caller's contract).
             unsafe {
                 let k = kt.ptr().add(kp);
-                for (c, &kv) in key.iter().enumerate() {
-                    *k.add(panel_index(j, c, dk)) = kv;
+                for (c, (&kv, &b)) in key.iter().zip(key_bias).enumerate() {
+                    *k.add(panel_index(j, c, dk)) = kv + b;
                 }
-                // An element loop, not `copy_nonoverlapping`: a memcpy call per 128-byte
-                // row showed in the profile.
                 let v = vt.ptr().add(vp + j * dk);
-                for (c, &vv) in value.iter().enumerate() {
-                    *v.add(c) = vv;
+                for (c, (&vv, &b)) in value.iter().zip(value_bias).enumerate() {
+                    *v.add(c) = vv + b;
                 }
             }
         }
@@ -211,7 +205,9 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     };
     let xs: &[f32] = stream;
 
-    // Pass 1: LayerNorm and the three projections of each block of rows, onto bias rows.
+    // Pass 1: LayerNorm and the three projections of each block of rows; their biases are
+    // added where the rows are next read or copied (the products once started from bias rows:
+    // a copy per row, 2-3 % of a batch in memcpy).
     let [mut qkv, mut keys_t, mut values] = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
     qkv.resize(m * d3, 0.0);
     // The three projections side by side, [d, 3d] and [3d]: one product per row block
@@ -255,26 +251,29 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         let r0 = c * r1;
         with_scratch(n * d, |h| {
             fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
-            fill_rows(rows, &bqkv);
             // SAFETY: `rows` is [n, 3d], `h` [n, d], `wqkv` [d, 3d].
             unsafe {
-                gemm_acc(
+                gemm_rows(
                     n,
                     d3,
                     d,
-                    rows.as_mut_ptr(),
-                    d3,
-                    h.as_ptr(),
-                    d,
-                    wqkv.as_ptr(),
-                    d3,
+                    (rows.as_mut_ptr(), d3),
+                    (h.as_ptr(), d),
+                    (wqkv.as_ptr(), d3),
+                    false,
                 )
             };
         });
         if tiled {
+            // The tiles read the queries from these rows, the keys and values from the copies.
+            for row in rows.chunks_exact_mut(d3) {
+                add_rows(&mut row[..d], bq);
+            }
             // SAFETY: `keys_t` and `values` are [B, heads] panels as `head_panels` lays them
             // out; these rows of the projection are this task's alone.
-            unsafe { scatter_keys_values(rows, r0, (t, d, heads), (kt_out, v_out)) };
+            unsafe { scatter_keys_values(rows, r0, (t, d, heads), (bk, bv), (kt_out, v_out)) };
+        } else {
+            add_rows(rows, &bqkv);
         }
     };
     if parallel && m > r1 {
@@ -365,28 +364,24 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 }
             }
             // x1 = x + ctx wo + bo, in the block's rows.
-            add_rows(o, bo);
             // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
             unsafe { gemm_acc(n, d, d, o.as_mut_ptr(), d, ctx.as_ptr(), d, wo.as_ptr(), d) };
-            // x1 + gelu(norm_ff(x1) wi + bi) wu + bu.
-            fastmath::layer_norm_rows(o, g_f, be_f, eps, h);
-            fill_rows(ff, bi);
+            // x1 + gelu(norm_ff(x1) wi + bi) wu + bu: `bo`, the norm and `bu` in one visit
+            // per row, `bi` with the GELU.
+            fastmath::bias_norm_bias_rows(o, bo, bu, g_f, be_f, eps, h);
             // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
             unsafe {
-                gemm_acc(
+                gemm_rows(
                     n,
                     dff,
                     d,
-                    ff.as_mut_ptr(),
-                    dff,
-                    h.as_ptr(),
-                    d,
-                    wi.as_ptr(),
-                    dff,
+                    (ff.as_mut_ptr(), dff),
+                    (h.as_ptr(), d),
+                    (wi.as_ptr(), dff),
+                    false,
                 )
             };
-            fastmath::gelu_inplace(ff);
-            add_rows(o, bu);
+            fastmath::gelu_bias_rows(ff, bi);
             // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
             unsafe {
                 gemm_acc(
