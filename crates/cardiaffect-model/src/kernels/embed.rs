@@ -200,6 +200,20 @@ pub(super) fn conv_stage_flex(
     contiguous(next, [b, len_out + 2 * next_pad, width])
 }
 
+widest! {
+    /// One row of the depthwise token convolution: `o = bias + sum_j taps[j] * window[j]`,
+    /// `taps` and `window` as `k` rows of `o.len()`.
+    fn token_conv_row(o: &mut [f32], bias: &[f32], taps: &[f32], window: &[f32]) {
+        let d = o.len();
+        o.copy_from_slice(bias);
+        for (tap, src) in taps.chunks_exact(d).zip(window.chunks_exact(d)) {
+            for ((v, &w), &x) in o.iter_mut().zip(tap).zip(src) {
+                *v += w * x;
+            }
+        }
+    }
+}
+
 /// The token convolution, CLS and positions (see [`super::CardiaffectOps::token_head`]):
 /// `tokens` `[B, T + 2p, d]` -> `[B, T + 1, d]`.
 pub(super) fn token_head_flex(
@@ -252,13 +266,8 @@ pub(super) fn token_head_flex(
             let tt = r0 + i;
             let tok = &toks[(item * tok_rows + pad + tt) * d..][..d];
             if let (Some(taps), Some(pcb)) = (&taps, pc_bias) {
-                o.copy_from_slice(pcb);
-                for j in 0..kp {
-                    let src = &toks[(item * tok_rows + tt + j) * d..][..d];
-                    for ((v, &w), &x) in o.iter_mut().zip(&taps[j * d..(j + 1) * d]).zip(src) {
-                        *v += w * x;
-                    }
-                }
+                let window = &toks[(item * tok_rows + tt) * d..][..kp * d];
+                token_conv_row(o, pcb, taps, window);
                 fastmath::gelu_inplace(o);
             } else {
                 o.fill(0.0);

@@ -12,15 +12,6 @@ use super::prepared::prepared;
 use super::EncoderLayerParams;
 use crate::fastmath;
 
-/// `bias` added to every row of `out`.
-fn add_rows(out: &mut [f32], bias: &[f32]) {
-    for row in out.chunks_exact_mut(bias.len()) {
-        for (v, &c) in row.iter_mut().zip(bias) {
-            *v += c;
-        }
-    }
-}
-
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
 /// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
 /// pass), four per thread 2 % slower (more packing of the same weights).
@@ -65,40 +56,62 @@ fn head_panels(bi: usize, h: usize, (t, d, heads): (usize, usize, usize)) -> (us
     (first * panel_len(t), first * t)
 }
 
-/// Each head's key of every row of a block of the QKV projection (`rows`, `[n, 3d]`, from
-/// row `r0` of `[B T, 3d]`, without the biases) into its transposed panel, and its value into
-/// its `[T, dk]`, each with its bias added.
-///
-/// # Safety
-/// `kt` and `vt` must point at the buffers that [`head_panels`] lays out for the batch, and
-/// nobody else may write these rows' elements of them meanwhile.
-unsafe fn scatter_keys_values(
-    rows: &[f32],
-    r0: usize,
-    (t, d, heads): (usize, usize, usize),
-    (bk, bv): (&[f32], &[f32]),
-    (kt, vt): (SendPtr, SendPtr),
-) {
-    let dk = d / heads;
-    for (i, row) in rows.chunks_exact(3 * d).enumerate() {
-        let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
-        for h in 0..heads {
-            let (kp, vp) = head_panels(bi, h, (t, d, heads));
-            let (key, value) = (&row[d + h * dk..][..dk], &row[2 * d + h * dk..][..dk]);
-            let (key_bias, value_bias) = (&bk[h * dk..][..dk], &bv[h * dk..][..dk]);
-            // SAFETY: key j's elements of the panel of (bi, h), and value row j of (bi, h),
-            // inside the buffers (the caller's contract).
-            unsafe {
-                let k = kt.ptr().add(kp);
-                for (c, (&kv, &b)) in key.iter().zip(key_bias).enumerate() {
-                    *k.add(panel_index(j, c, dk)) = kv + b;
-                }
-                let v = vt.ptr().add(vp + j * dk);
-                for (c, (&vv, &b)) in value.iter().zip(value_bias).enumerate() {
-                    *v.add(c) = vv + b;
+widest! {
+    /// The biases onto a block of the QKV projection (`rows`, `[n, 3d]`, from row `r0` of
+    /// `[B T, 3d]`), written without them. For the attention tiles (`panels`: the key panels
+    /// and values that [`head_panels`] lays out), the queries get theirs in place and each
+    /// head's keys and values go, with theirs, into its transposed key panel and its `[T,
+    /// dk]` values; without the tiles, every column in place.
+    ///
+    /// # Safety
+    /// With `panels`, they must point at the buffers that [`head_panels`] lays out for the
+    /// batch, and nobody else may write these rows' elements of them meanwhile.
+    unsafe fn finish_qkv(
+        rows: &mut [f32],
+        r0: usize,
+        dims: (usize, usize, usize),
+        biases: (&[f32], &[f32], &[f32]),
+        panels: Option<(SendPtr, SendPtr)>,
+    ) {
+        let (t, d, heads) = dims;
+        let (bq, bk, bv) = biases;
+        let dk = d / heads;
+        for (i, row) in rows.chunks_exact_mut(3 * d).enumerate() {
+            let (q, kv) = row.split_at_mut(d);
+            add_to(q, bq);
+            let Some((kt, vt)) = panels else {
+                let (k, v) = kv.split_at_mut(d);
+                add_to(k, bk);
+                add_to(v, bv);
+                continue;
+            };
+            let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
+            for h in 0..heads {
+                let (kp, vp) = head_panels(bi, h, (t, d, heads));
+                let (key, value) = (&kv[h * dk..][..dk], &kv[d + h * dk..][..dk]);
+                let (key_bias, value_bias) = (&bk[h * dk..][..dk], &bv[h * dk..][..dk]);
+                // SAFETY: key j's elements of the panel of (bi, h), and value row j of (bi,
+                // h), inside the buffers (the caller's contract).
+                unsafe {
+                    let k = kt.ptr().add(kp);
+                    for (c, (&kv, &b)) in key.iter().zip(key_bias).enumerate() {
+                        *k.add(panel_index(j, c, dk)) = kv + b;
+                    }
+                    let v = vt.ptr().add(vp + j * dk);
+                    for (c, (&vv, &b)) in value.iter().zip(value_bias).enumerate() {
+                        *v.add(c) = vv + b;
+                    }
                 }
             }
         }
+    }
+}
+
+/// `x += bias` element by element (inlined into the wide copies above).
+#[inline(always)]
+fn add_to(x: &mut [f32], bias: &[f32]) {
+    for (v, &b) in x.iter_mut().zip(bias) {
+        *v += b;
     }
 }
 
@@ -222,7 +235,6 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         }
         w
     });
-    let bqkv = [bq, bk, bv].concat();
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
     // projection (once per layer, where per block of queries it cost a quarter of the kernel).
     let tiled = super::tiled_attention() && fused_attention::available(dk) && t > 0;
@@ -264,17 +276,17 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 )
             };
         });
-        if tiled {
-            // The tiles read the queries from these rows, the keys and values from the copies.
-            for row in rows.chunks_exact_mut(d3) {
-                add_rows(&mut row[..d], bq);
-            }
-            // SAFETY: `keys_t` and `values` are [B, heads] panels as `head_panels` lays them
-            // out; these rows of the projection are this task's alone.
-            unsafe { scatter_keys_values(rows, r0, (t, d, heads), (bk, bv), (kt_out, v_out)) };
-        } else {
-            add_rows(rows, &bqkv);
-        }
+        // SAFETY: `keys_t` and `values` are [B, heads] panels as `head_panels` lays them out;
+        // these rows of the projection are this task's alone.
+        unsafe {
+            finish_qkv(
+                rows,
+                r0,
+                (t, d, heads),
+                (bq, bk, bv),
+                tiled.then_some((kt_out, v_out)),
+            )
+        };
     };
     if parallel && m > r1 {
         qkv.par_chunks_mut(r1 * d3).enumerate().for_each(pass1);
