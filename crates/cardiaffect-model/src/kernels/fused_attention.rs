@@ -168,8 +168,8 @@ mod x86 {
                 }
             }
             // The softmax's exponentials and sums, a row at a time in whole vectors: the
-            // padding past `t` is set to -inf first, so that it adds (at most) 31 exp(-87.3)
-            // to the sum (a row's own maximum adds 1).
+            // padding past `t` is set to -inf first, so that it adds (at most) 31 times
+            // 2^-126 to the sum (a row's own maximum adds 1).
             for r in 0..rows {
                 // SAFETY: row r of `scores` ([R, tp]).
                 unsafe {

@@ -68,9 +68,9 @@ use burn::tensor::module::attention;
 use burn::tensor::DType;
 use burn_flex::FlexTensor;
 
-/// Defines the `unsafe fn` `$name` with `$body` compiled three times: for AVX-512 (with AVX2
-/// and FMA), for AVX2 and FMA, and for the baseline, the widest the CPU has taken at each
-/// call. The kernels' own element loops (bias adds, the copies into the attention tiles'
+/// Defines the function `$name` (safe or `unsafe`) with `$body` compiled three times: for
+/// AVX-512 (with AVX2 and FMA), for AVX2 and FMA, and for the baseline, the widest the CPU
+/// has taken at each call. The kernels' own element loops (bias adds, the copies into the attention tiles'
 /// layout, the token convolution's taps) were compiled for the baseline, four lanes of SSE
 /// (perf, batch 32: 3.8 % of the time in two such loops). Plain `+` and `*` are never fused
 /// into FMAs, so every copy computes the same numbers.
