@@ -34,8 +34,8 @@ const EXP_TAYLOR: [f32; 7] = [
 trait Mad {
     fn mad(a: f32, b: f32, c: f32) -> f32;
 }
-struct Fused;
-struct Unfused;
+pub(crate) struct Fused;
+pub(crate) struct Unfused;
 impl Mad for Fused {
     #[inline(always)]
     fn mad(a: f32, b: f32, c: f32) -> f32 {
@@ -101,39 +101,61 @@ fn gelu_grad1<M: Mad>(x: f32) -> f32 {
     cdf + x * INV_SQRT_2PI * exp1::<M>(-0.5 * x * x)
 }
 
-/// One loop body per kernel; `$name` dispatches to the widest instruction set available.
+/// One loop body per kernel, compiled three times: for AVX-512 (with AVX2 and FMA), for AVX2
+/// and FMA, and for the baseline; `$name` runs the widest copy the CPU has. Inside the body,
+/// `M` is [`Fused`] or [`Unfused`] (for `M::mad`); plain `+` and `*` are never fused, so a
+/// body without `M::mad` computes the same numbers in every copy. The kernels use it too
+/// (`crate::fastmath::multiversion!`, for `unsafe fn`s that write through raw pointers).
 macro_rules! multiversion {
-    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
-        pub fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
-                    type M = Fused;
-                    $body
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
-                    type M = Fused;
-                    $body
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has the features the function was compiled for.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: as above.
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            type M = Unfused;
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $crate::fastmath::multiversion!(@wide ($($arg: $ty),*) $(-> $ret)? $body);
+            #[allow(dead_code)]
+            type M = $crate::fastmath::Unfused;
             $body
         }
     };
+    ($(#[$doc:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            $crate::fastmath::multiversion!(@wide ($($arg: $ty),*) $(-> $ret)? $body);
+            #[allow(dead_code)]
+            type M = $crate::fastmath::Unfused;
+            $body
+        }
+    };
+    // The wide copies, and the return through the widest the CPU has.
+    (@wide ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
+                #[allow(dead_code)]
+                type M = $crate::fastmath::Fused;
+                $body
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
+                #[allow(dead_code)]
+                type M = $crate::fastmath::Fused;
+                $body
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function was compiled for; the rest
+                // is the function's own contract.
+                return unsafe { v4($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above.
+                return unsafe { v3($($arg),*) };
+            }
+        }
+    };
 }
+pub(crate) use multiversion;
 
 multiversion! {
     /// `x = gelu(x)` (exact-erf GELU, as PyTorch's default), in place.
@@ -201,7 +223,6 @@ multiversion! {
     /// `row[j] = 0`: a dropout mask that any thread redraws from the key alone, eight lanes at
     /// a time (a serial generator drew one pair per step: 10 % of a pre-training step).
     pub fn dropout_row(row: &mut [f32], key: u32, threshold: u32, scale: f32) {
-        let _ = std::marker::PhantomData::<M>;
         for (j, v) in row.iter_mut().enumerate() {
             let h = fmix32(key ^ (j as u32).wrapping_mul(0x9E37_79B9));
             *v *= if h >= threshold { scale } else { 0.0 };

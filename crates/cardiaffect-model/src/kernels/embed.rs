@@ -15,10 +15,10 @@
 
 use burn_flex::FlexTensor;
 
-use super::gemm::{contiguous, f32_slice, gemm_acc, with_scratch};
+use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch};
 use super::layer::{rows_per_task, run_tasks};
 use super::prepared::prepared;
-use crate::fastmath;
+use crate::fastmath::{self, multiversion};
 
 /// One convolution of the signal encoder: weight `[C_out, C_in, k]`, bias `[C_out]`, its
 /// LayerNorm's `gamma` and `beta` `[C_out]`, the stride (padding `k / 2` either side).
@@ -156,16 +156,14 @@ pub(super) fn conv_stage_flex(
             // window lie inside it (len_out was computed from them), read as [n, k c_in] at
             // row stride s c_in; `wr` is [k c_in, c_out].
             unsafe {
-                gemm_acc(
+                gemm_rows(
                     n,
                     c_out,
                     k * c_in,
-                    y.as_mut_ptr(),
-                    c_out,
-                    xs.as_ptr().add((item * in_rows + r0 * s) * c_in),
-                    s * c_in,
-                    wr.as_ptr(),
-                    c_out,
+                    (y.as_mut_ptr(), c_out),
+                    (xs.as_ptr().add((item * in_rows + r0 * s) * c_in), s * c_in),
+                    (wr.as_ptr(), c_out),
+                    true,
                 )
             };
             match proj {
@@ -177,16 +175,14 @@ pub(super) fn conv_stage_flex(
                     }
                     // SAFETY: `block` is [n, width], `h` [n, c_out], `pw` [c_out, width].
                     unsafe {
-                        gemm_acc(
+                        gemm_rows(
                             n,
                             width,
                             c_out,
-                            block.as_mut_ptr(),
-                            width,
-                            h.as_ptr(),
-                            c_out,
-                            pw.as_ptr(),
-                            width,
+                            (block.as_mut_ptr(), width),
+                            (h.as_ptr(), c_out),
+                            (pw.as_ptr(), width),
+                            true,
                         )
                     };
                 }
@@ -200,7 +196,7 @@ pub(super) fn conv_stage_flex(
     contiguous(next, [b, len_out + 2 * next_pad, width])
 }
 
-widest! {
+multiversion! {
     /// One row of the depthwise token convolution: `o = bias + sum_j taps[j] * window[j]`,
     /// `taps` and `window` as `k` rows of `o.len()`.
     fn token_conv_row(o: &mut [f32], bias: &[f32], taps: &[f32], window: &[f32]) {

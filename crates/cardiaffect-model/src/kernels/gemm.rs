@@ -161,32 +161,13 @@ unsafe fn product_into(
     );
 }
 
-/// `dst += lhs rhs` on one thread, all row-major with unit column stride: `dst` `[m, n]` (row
-/// stride `dst_rs`), `lhs` `[m, k]` (`lhs_rs`), `rhs` `[k, n]` (`rhs_rs`).
+/// `dst += lhs rhs` (with `accumulate` false `dst = lhs rhs`, what `dst` held not read) on
+/// one thread, all row-major with unit column stride: `dst` `[m, n]` (row stride `dst_rs`),
+/// `lhs` `[m, k]` (`lhs_rs`), `rhs` `[k, n]` (`rhs_rs`).
 ///
 /// # Safety
 /// The three regions must lie inside their allocations for these sizes and strides, and
 /// `dst` must not overlap the others or be written by another thread meanwhile.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm_acc(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: *const f32,
-    lhs_rs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-) {
-    // SAFETY: the caller's contract.
-    unsafe { gemm_rows(m, n, k, (dst, dst_rs), (lhs, lhs_rs), (rhs, rhs_rs), true) }
-}
-
-/// [`gemm_acc`], or with `accumulate` false `dst = lhs rhs` (what `dst` held is not read).
-///
-/// # Safety
-/// As [`gemm_acc`].
 pub(super) unsafe fn gemm_rows(
     m: usize,
     n: usize,

@@ -7,10 +7,10 @@ use rayon::prelude::*;
 
 use super::attention::attend_head;
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_acc, gemm_rows, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, SendPtr};
 use super::prepared::prepared;
 use super::EncoderLayerParams;
-use crate::fastmath;
+use crate::fastmath::{self, multiversion};
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
 /// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
@@ -56,7 +56,7 @@ fn head_panels(bi: usize, h: usize, (t, d, heads): (usize, usize, usize)) -> (us
     (first * panel_len(t), first * t)
 }
 
-widest! {
+multiversion! {
     /// The biases onto a block of the QKV projection (`rows`, `[n, 3d]`, from row `r0` of
     /// `[B T, 3d]`), written without them. For the attention tiles (`panels`: the key panels
     /// and values that [`head_panels`] lays out), the queries get theirs in place and each
@@ -107,7 +107,7 @@ widest! {
     }
 }
 
-/// `x += bias` element by element (inlined into the wide copies above).
+/// `x += bias` element by element (inlined into each copy of the function above).
 #[inline(always)]
 fn add_to(x: &mut [f32], bias: &[f32]) {
     for (v, &b) in x.iter_mut().zip(bias) {
@@ -377,7 +377,17 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             }
             // x1 = x + ctx wo + bo, in the block's rows.
             // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
-            unsafe { gemm_acc(n, d, d, o.as_mut_ptr(), d, ctx.as_ptr(), d, wo.as_ptr(), d) };
+            unsafe {
+                gemm_rows(
+                    n,
+                    d,
+                    d,
+                    (o.as_mut_ptr(), d),
+                    (ctx.as_ptr(), d),
+                    (wo.as_ptr(), d),
+                    true,
+                )
+            };
             // x1 + gelu(norm_ff(x1) wi + bi) wu + bu: `bo`, the norm and `bu` in one visit
             // per row, `bi` with the GELU.
             fastmath::bias_norm_bias_rows(o, bo, bu, g_f, be_f, eps, h);
@@ -396,16 +406,14 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             fastmath::gelu_bias_rows(ff, bi);
             // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
             unsafe {
-                gemm_acc(
+                gemm_rows(
                     n,
                     d,
                     dff,
-                    o.as_mut_ptr(),
-                    d,
-                    ff.as_ptr(),
-                    dff,
-                    wu.as_ptr(),
-                    d,
+                    (o.as_mut_ptr(), d),
+                    (ff.as_ptr(), dff),
+                    (wu.as_ptr(), d),
+                    true,
                 )
             };
         })

@@ -68,64 +68,6 @@ use burn::tensor::module::attention;
 use burn::tensor::DType;
 use burn_flex::FlexTensor;
 
-/// Defines the function `$name` (safe or `unsafe`) with `$body` compiled three times: for
-/// AVX-512 (with AVX2 and FMA), for AVX2 and FMA, and for the baseline, the widest the CPU
-/// has taken at each call. The kernels' own element loops (bias adds, the copies into the attention tiles'
-/// layout, the token convolution's taps) were compiled for the baseline, four lanes of SSE
-/// (perf, batch 32: 3.8 % of the time in two such loops). Plain `+` and `*` are never fused
-/// into FMAs, so every copy computes the same numbers.
-macro_rules! widest {
-    // A safe function: its body is safe code; only the dispatch to the wide copies is not.
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$doc])*
-        fn $name($($arg: $ty),*) {
-            widest!(@unsafe body($($arg: $ty),*) $body);
-            // SAFETY: `body` is safe code.
-            unsafe { body($($arg),*) }
-        }
-    };
-    ($(#[$doc:meta])* unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$doc])*
-        unsafe fn $name($($arg: $ty),*) {
-            widest!(@unsafe body($($arg: $ty),*) $body);
-            // SAFETY: the caller's contract.
-            unsafe { body($($arg),*) }
-        }
-    };
-    // `body`: the dispatch to the widest copy, then (on other CPUs) `$body` itself.
-    (@unsafe $body_name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        unsafe fn $body_name($($arg: $ty),*) {
-            #[inline(always)]
-            unsafe fn inner($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) {
-                    // SAFETY: the caller's contract.
-                    unsafe { inner($($arg),*) }
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) {
-                    // SAFETY: the caller's contract.
-                    unsafe { inner($($arg),*) }
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has the features; the rest is the caller's contract.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: as above.
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            // SAFETY: the caller's contract.
-            unsafe { inner($($arg),*) }
-        }
-    };
-}
-
 mod attention;
 mod embed;
 mod fused_attention;
