@@ -59,9 +59,10 @@ fn head_panels(bi: usize, h: usize, (t, d, heads): (usize, usize, usize)) -> (us
 multiversion! {
     /// The biases onto a block of the QKV projection (`rows`, `[n, 3d]`, from row `r0` of
     /// `[B T, 3d]`), written without them. For the attention tiles (`panels`: the key panels
-    /// and values that [`head_panels`] lays out), the queries get theirs in place and each
-    /// head's keys and values go, with theirs, into its transposed key panel and its `[T,
-    /// dk]` values; without the tiles, every column in place.
+    /// and values that [`head_panels`] lays out, and the factor of the keys in the panels),
+    /// the queries get theirs in place and each head's keys and values go, with theirs, into
+    /// its transposed key panel (times the factor) and its `[T, dk]` values; without the
+    /// tiles, every column in place.
     ///
     /// # Safety
     /// With `panels`, they must point at the buffers that [`head_panels`] lays out for the
@@ -71,7 +72,7 @@ multiversion! {
         r0: usize,
         dims: (usize, usize, usize),
         biases: (&[f32], &[f32], &[f32]),
-        panels: Option<(SendPtr, SendPtr)>,
+        panels: Option<(SendPtr, SendPtr, f32)>,
     ) {
         let (t, d, heads) = dims;
         let (bq, bk, bv) = biases;
@@ -79,7 +80,7 @@ multiversion! {
         for (i, row) in rows.chunks_exact_mut(3 * d).enumerate() {
             let (q, kv) = row.split_at_mut(d);
             add_to(q, bq);
-            let Some((kt, vt)) = panels else {
+            let Some((kt, vt, key_scale)) = panels else {
                 let (k, v) = kv.split_at_mut(d);
                 add_to(k, bk);
                 add_to(v, bv);
@@ -95,7 +96,7 @@ multiversion! {
                 unsafe {
                     let k = kt.ptr().add(kp);
                     for (c, (&kv, &b)) in key.iter().zip(key_bias).enumerate() {
-                        *k.add(panel_index(j, c, dk)) = kv + b;
+                        *k.add(panel_index(j, c, dk)) = (kv + b) * key_scale;
                     }
                     let v = vt.ptr().add(vp + j * dk);
                     for (c, (&vv, &b)) in value.iter().zip(value_bias).enumerate() {
@@ -253,6 +254,8 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         }
     }
     let kt_out = SendPtr(keys_t.as_mut_ptr());
+    // The tiles' softmax runs in base 2 on scaled scores: the keys carry the factor.
+    let key_scale = std::f32::consts::LOG2_E / (dk as f32).sqrt();
     let v_out = SendPtr(values.as_mut_ptr());
     // Alone (a window's share of a batch), blocks of up to a whole window: fewer packings of
     // the same weights (about 3 % of a batch of 32, both passes).
@@ -284,7 +287,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 r0,
                 (t, d, heads),
                 (bq, bk, bv),
-                tiled.then_some((kt_out, v_out)),
+                tiled.then_some((kt_out, v_out, key_scale)),
             )
         };
     };
@@ -355,7 +358,6 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                             (p.add(q), d3),
                             keys_t_rows.as_ptr().add(kp),
                             (values_rows.as_ptr().add(vp), dk),
-                            scale,
                             scores,
                             (ctx.as_mut_ptr().add(head * dk), d),
                         );
