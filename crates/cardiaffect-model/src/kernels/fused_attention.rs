@@ -78,7 +78,7 @@ pub(super) fn scratch_len(t: usize) -> usize {
 /// [`available`]`(dk)` must hold; `q` must point at `n` rows and `v` at `t` rows of `dk`
 /// elements at their row strides; `kt` at the panel; `out` at `n` rows of `dk` elements at
 /// stride `out_rs` that nobody else touches meanwhile; `scratch` must hold
-/// [`scratch_len`]`(t, dk)` elements.
+/// [`scratch_len`]`(t)` elements.
 pub(super) unsafe fn attend(
     (n, t, dk): (usize, usize, usize),
     (q, q_rs): (*const f32, usize),
@@ -177,6 +177,7 @@ mod x86 {
                     inv[r] = 1.0 / unsafe { S::reduce_add(S::load(sums.as_ptr().add(r * w))) };
                 }
             } else {
+                // SAFETY: every block of the panel, and `scores` ([R, tp]).
                 unsafe { two_pass::<S, R>((t, tp, rows, dk), &qr, kt, sc, inv) };
             }
             let sc = scores.as_ptr();
