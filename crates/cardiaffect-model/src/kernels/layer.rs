@@ -77,33 +77,65 @@ multiversion! {
         let (t, d, heads) = dims;
         let (bq, bk, bv) = biases;
         let dk = d / heads;
-        for (i, row) in rows.chunks_exact_mut(3 * d).enumerate() {
-            let (q, kv) = row.split_at_mut(d);
-            add_to(q, bq);
-            let Some((kt, vt, key_scale)) = panels else {
-                let (k, v) = kv.split_at_mut(d);
-                add_to(k, bk);
-                add_to(v, bv);
-                continue;
-            };
+        let Some((kt, vt, key_scale)) = panels else {
+            for row in rows.chunks_exact_mut(3 * d) {
+                add_to(row, bq);
+                add_to(&mut row[d..], bk);
+                add_to(&mut row[2 * d..], bv);
+            }
+            return;
+        };
+        let n = rows.len() / (3 * d);
+        let mut i = 0;
+        while i < n {
             let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
-            for h in 0..heads {
-                let (kp, vp) = head_panels(bi, h, (t, d, heads));
-                let (key, value) = (&kv[h * dk..][..dk], &kv[d + h * dk..][..dk]);
-                let (key_bias, value_bias) = (&bk[h * dk..][..dk], &bv[h * dk..][..dk]);
-                // SAFETY: key j's elements of the panel of (bi, h), and value row j of (bi,
-                // h), inside the buffers (the caller's contract).
-                unsafe {
-                    let k = kt.ptr().add(kp);
-                    for (c, (&kv, &b)) in key.iter().zip(key_bias).enumerate() {
-                        *k.add(panel_index(j, c, dk)) = (kv + b) * key_scale;
+            // Sixteen tokens of one window from a multiple of 16 go into the key panels
+            // together (16 × 16 transposes); others one by one.
+            let run = if j % 16 == 0 && j + 16 <= t && i + 16 <= n { 16 } else { 1 };
+            for (ii, row) in rows[i * 3 * d..(i + run) * 3 * d].chunks_exact_mut(3 * d).enumerate() {
+                let (q, kv) = row.split_at_mut(d);
+                add_to(q, bq);
+                for h in 0..heads {
+                    let (kp, vp) = head_panels(bi, h, (t, d, heads));
+                    let value = &kv[d + h * dk..][..dk];
+                    // SAFETY: value row j + ii of (bi, h) inside the buffer (the caller's
+                    // contract).
+                    unsafe {
+                        let v = vt.ptr().add(vp + (j + ii) * dk);
+                        for (c, (&vv, &b)) in value.iter().zip(&bv[h * dk..]).enumerate() {
+                            *v.add(c) = vv + b;
+                        }
                     }
-                    let v = vt.ptr().add(vp + j * dk);
-                    for (c, (&vv, &b)) in value.iter().zip(value_bias).enumerate() {
-                        *v.add(c) = vv + b;
+                    if run == 1 {
+                        let key = &kv[h * dk..][..dk];
+                        // SAFETY: key j's elements of the panel of (bi, h) (as above).
+                        unsafe {
+                            let k = kt.ptr().add(kp);
+                            for (c, (&kv, &b)) in key.iter().zip(&bk[h * dk..]).enumerate() {
+                                *k.add(panel_index(j, c, dk)) = (kv + b) * key_scale;
+                            }
+                        }
                     }
                 }
             }
+            if run == 16 {
+                for h in 0..heads {
+                    let kp = head_panels(bi, h, (t, d, heads)).0;
+                    // SAFETY: rows i..i + 16 hold these 16 tokens' keys at columns d + h dk;
+                    // their run in the panel of (bi, h) is the caller's to write; panels exist
+                    // only where the tiles (AVX-512, dk a multiple of 16) run.
+                    unsafe {
+                        fused_attention::keys_into_panel16(
+                            (rows.as_ptr().add(i * 3 * d + d + h * dk), 3 * d),
+                            &bk[h * dk..][..dk],
+                            key_scale,
+                            dk,
+                            kt.ptr().add(kp + panel_index(j, 0, dk)),
+                        )
+                    };
+                }
+            }
+            i += run;
         }
     }
 }

@@ -110,6 +110,58 @@ impl Simd for Avx512 {
     }
 }
 
+/// The 16 × 16 transpose of `r` (row `i` in `r[i]`): element `j` of vector `i` becomes element
+/// `i` of vector `j`. Four rounds of two-input shuffles, 64 in all, where writing the
+/// columns out one element at a time took 256 stores.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[inline(always)]
+pub(super) unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // Pairs of rows interleaved by element, then by pairs of elements, then by 128-bit lanes
+    // twice: the standard network.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        // Within each group of four: (t0, t2) lo, (t0, t2) hi, (t1, t3) lo, (t1, t3) hi.
+        let g = i / 4 * 4;
+        let (a, b) = match i % 4 {
+            0 | 1 => (t[g], t[g + 2]),
+            _ => (t[g + 1], t[g + 3]),
+        };
+        let (a, b) = (_mm512_castps_pd(a), _mm512_castps_pd(b));
+        _mm512_castpd_ps(if i % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    let v: [__m512; 16] = std::array::from_fn(|i| {
+        // Within each half: lanes 0 and 2 of (u_k, u_k+4), then lanes 1 and 3.
+        let h = i / 8 * 8;
+        let k = h + i % 4;
+        if i % 8 < 4 {
+            _mm512_shuffle_f32x4::<0x88>(u[k], u[k + 4])
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(u[k], u[k + 4])
+        }
+    });
+    std::array::from_fn(|i| {
+        let k = i % 8;
+        if i < 8 {
+            _mm512_shuffle_f32x4::<0x88>(v[k], v[k + 8])
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(v[k], v[k + 8])
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +248,33 @@ mod tests {
         assert_eq!(&y[..4], &[floor, floor, floor, 1.0]);
         assert!((y[4] - std::f32::consts::FRAC_1_SQRT_2).abs() < 2e-7 && (y[5] - 0.5).abs() < 1e-7);
         assert_eq!(y[7], floor);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transposed(m: &[f32; 256]) -> [f32; 256] {
+        let mut out = [0.0f32; 256];
+        // SAFETY: 16 rows of 16; the caller checked the CPU.
+        unsafe {
+            let r: [__m512; 16] = std::array::from_fn(|i| Avx512::load(m.as_ptr().add(16 * i)));
+            for (i, v) in transpose16(r).into_iter().enumerate() {
+                Avx512::store(out.as_mut_ptr().add(16 * i), v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn transpose16_is_the_transpose() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let m: [f32; 256] = std::array::from_fn(|i| i as f32);
+        // SAFETY: the CPU has AVX-512.
+        let t = unsafe { transposed(&m) };
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(t[16 * j + i], m[16 * i + j], "row {i} column {j}");
+            }
+        }
     }
 }
