@@ -203,34 +203,10 @@ mod x86 {
                 bound = bound.max(unsafe { norm::<S>(row, dk) } * key_norm);
             }
             let sc = scores.as_mut_ptr();
+            // SAFETY (both): every block of the panel, `scores` ([R, tp]) and `sums` ([R, w]).
             if bound <= ONE_PASS_BOUND {
-                // Every score lies in [-bound, bound]: its exponential needs no shift by the
-                // row's maximum, so it is taken while the tile is in registers.
-                sums.fill(0.0);
-                let mut unused = [unsafe { S::zero() }; R];
-                for tile in 0..tp / KEY_BLOCK {
-                    let valid = t - tile * KEY_BLOCK;
-                    let block = kt.wrapping_add(tile * dk * KEY_BLOCK);
-                    let at = (sc.wrapping_add(tile * KEY_BLOCK), tp);
-                    let sums = (sums.as_mut_ptr(), &mut unused);
-                    // SAFETY: block `tile` of the panel, columns [j0, j0 + 32) of `scores`
-                    // ([R, tp]) and the R sum vectors. A last block of at most 16 keys (the
-                    // CLS token's 321st of the base model) takes one vector's work: the
-                    // second's would be all padding.
-                    unsafe {
-                        if valid > w {
-                            qk_tile::<S, R, 2, true>((&qr, dk), block, at, valid, sums)
-                        } else {
-                            qk_tile::<S, R, 1, true>((&qr, dk), block, at, valid, sums)
-                        }
-                    };
-                }
-                for r in 0..rows {
-                    // SAFETY: sum vector r of `sums` ([R, w]).
-                    inv[r] = 1.0 / unsafe { S::reduce_add(S::load(sums.as_ptr().add(r * w))) };
-                }
+                unsafe { one_pass::<S, R>((t, tp, rows, dk), &qr, kt, (sc, sums), inv) };
             } else {
-                // SAFETY: every block of the panel, and `scores` ([R, tp]).
                 unsafe { two_pass::<S, R>((t, tp, rows, dk), &qr, kt, sc, inv) };
             }
             let sc = scores.as_ptr();
@@ -350,6 +326,44 @@ mod x86 {
         }
     }
 
+    /// The softmax's numerators in one pass, for scores within [`ONE_PASS_BOUND`] of 0 (the
+    /// caller's bound): every score lies in [-bound, bound], so its exponential needs no
+    /// shift by the row's maximum and is taken while the tile is in registers; into `sc`,
+    /// with the rows' inverse sums into `inv` (`sums`, `[R, w]`, the running sums).
+    ///
+    /// # Safety
+    /// As [`qk_tile`] for every block of the panel `kt`; `sc` is `[R, tp]`, `sums` `[R, w]`.
+    #[inline(always)]
+    unsafe fn one_pass<S: Simd, const R: usize>(
+        (t, tp, rows, dk): (usize, usize, usize, usize),
+        qr: &[*const f32; R],
+        kt: *const f32,
+        (sc, sums): (*mut f32, &mut [f32]),
+        inv: &mut [f32],
+    ) {
+        let w = S::LANES;
+        sums.fill(0.0);
+        unsafe {
+            let mut unused = [S::zero(); R];
+            for tile in 0..tp / KEY_BLOCK {
+                let valid = t - tile * KEY_BLOCK;
+                let block = kt.add(tile * dk * KEY_BLOCK);
+                let at = (sc.add(tile * KEY_BLOCK), tp);
+                let sums = (sums.as_mut_ptr(), &mut unused);
+                // A last block of at most 16 keys (the CLS token's 321st of the base model)
+                // takes one vector's work: the second's would be all padding.
+                if valid > w {
+                    qk_tile::<S, R, 2, true>((qr, dk), block, at, valid, sums)
+                } else {
+                    qk_tile::<S, R, 1, true>((qr, dk), block, at, valid, sums)
+                }
+            }
+            for r in 0..rows {
+                inv[r] = 1.0 / S::reduce_add(S::load(sums.as_ptr().add(r * w)));
+            }
+        }
+    }
+
     /// The softmax's numerators in two passes, for scores too large to exponentiate
     /// unshifted: the scores with the rows' maxima, then their exponentials shifted by the
     /// maxima, into `sc`, and the rows' inverse sums into `inv`.
@@ -372,7 +386,7 @@ mod x86 {
                     (qr, dk),
                     kt.add(tile * dk * KEY_BLOCK),
                     (sc.add(tile * KEY_BLOCK), tp),
-                    t - (tile * KEY_BLOCK).min(t),
+                    t - tile * KEY_BLOCK,
                     (std::ptr::null_mut(), &mut mx),
                 );
             }

@@ -85,19 +85,19 @@ multiversion! {
             }
             return;
         };
+        // Sixteen tokens of one window from a multiple of 16 go into the key panels together
+        // (`keys_into_panel16`'s 16 × 16 transposes); others one by one.
+        const RUN: usize = 16;
         let n = rows.len() / (3 * d);
         let mut i = 0;
         while i < n {
             let (bi, j) = ((r0 + i) / t, (r0 + i) % t);
-            // Sixteen tokens of one window from a multiple of 16 go into the key panels
-            // together (16 × 16 transposes); others one by one.
-            let run = if j % 16 == 0 && j + 16 <= t && i + 16 <= n { 16 } else { 1 };
+            let run = if j % RUN == 0 && j + RUN <= t && i + RUN <= n { RUN } else { 1 };
             for (ii, row) in rows[i * 3 * d..(i + run) * 3 * d].chunks_exact_mut(3 * d).enumerate() {
-                let (q, kv) = row.split_at_mut(d);
-                add_to(q, bq);
+                add_to(&mut row[..d], bq);
                 for h in 0..heads {
-                    let (kp, vp) = head_panels(bi, h, (t, d, heads));
-                    let value = &kv[d + h * dk..][..dk];
+                    let vp = head_panels(bi, h, (t, d, heads)).1;
+                    let value = &row[2 * d + h * dk..][..dk];
                     // SAFETY: value row j + ii of (bi, h) inside the buffer (the caller's
                     // contract).
                     unsafe {
@@ -106,33 +106,29 @@ multiversion! {
                             *v.add(c) = vv + b;
                         }
                     }
-                    if run == 1 {
-                        let key = &kv[h * dk..][..dk];
-                        // SAFETY: key j's elements of the panel of (bi, h) (as above).
-                        unsafe {
-                            let k = kt.ptr().add(kp);
-                            for (c, (&kv, &b)) in key.iter().zip(&bk[h * dk..]).enumerate() {
-                                *k.add(panel_index(j, c, dk)) = (kv + b) * key_scale;
-                            }
-                        }
-                    }
                 }
             }
-            if run == 16 {
-                for h in 0..heads {
-                    let kp = head_panels(bi, h, (t, d, heads)).0;
-                    // SAFETY: rows i..i + 16 hold these 16 tokens' keys at columns d + h dk;
-                    // their run in the panel of (bi, h) is the caller's to write; panels exist
-                    // only where the tiles (AVX-512, dk a multiple of 16) run.
-                    unsafe {
+            for h in 0..heads {
+                let kp = head_panels(bi, h, (t, d, heads)).0;
+                let (key, key_bias) = (&rows[i * 3 * d + d + h * dk..], &bk[h * dk..][..dk]);
+                // SAFETY: the keys of tokens j..j + run of (bi, h) in its panel are the
+                // caller's to write; panels exist only where the tiles (AVX-512, dk a multiple
+                // of 16) run.
+                unsafe {
+                    let k = kt.ptr().add(kp);
+                    if run == RUN {
                         fused_attention::keys_into_panel16(
-                            (rows.as_ptr().add(i * 3 * d + d + h * dk), 3 * d),
-                            &bk[h * dk..][..dk],
+                            (key.as_ptr(), 3 * d),
+                            key_bias,
                             key_scale,
                             dk,
-                            kt.ptr().add(kp + panel_index(j, 0, dk)),
+                            k.add(panel_index(j, 0, dk)),
                         )
-                    };
+                    } else {
+                        for (c, (&kv, &b)) in key[..dk].iter().zip(key_bias).enumerate() {
+                            *k.add(panel_index(j, c, dk)) = (kv + b) * key_scale;
+                        }
+                    }
                 }
             }
             i += run;
@@ -286,6 +282,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         }
     }
     let kt_out = SendPtr(keys_t.as_mut_ptr());
+    let scale = 1.0 / (dk as f32).sqrt();
     // The tiles' softmax runs in base 2 on scaled scores: the keys carry the factor.
     let key_scale = std::f32::consts::LOG2_E / (dk as f32).sqrt();
     let v_out = SendPtr(values.as_mut_ptr());
@@ -361,7 +358,6 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             }
         }
     }
-    let scale = 1.0 / (dk as f32).sqrt();
     let qkv_rows = &qkv[..];
     let keys_t_rows = &keys_t[..];
     let values_rows = &values[..];
