@@ -135,6 +135,10 @@ pub struct ShardInfo {
     pub warnings: Vec<String>,
     pub label_scales: BTreeMap<String, LabelScale>,
     pub files: Vec<FileHash>,
+    /// Seconds of signal read from the unit (every recording, before windows are dropped).
+    /// `None` in shards written before it was recorded: such a shard is built again.
+    #[serde(default)]
+    pub seconds: Option<f64>,
     /// XXH3-128 of the shard's `windows.f32`, `meta.jsonl`, `dropped.jsonl`.
     #[serde(default)]
     pub checksums: BTreeMap<String, String>,
@@ -211,7 +215,48 @@ fn merge_scales(infos: &[ShardInfo]) -> Result<BTreeMap<String, LabelScale>, Cor
 pub struct SourceEntry {
     pub spec: String,
     pub format: String,
+    /// Hours of signal read from this source's readable units.
+    #[serde(default)]
+    pub hours: f64,
+    /// Windows kept from this source.
+    #[serde(default)]
+    pub windows: usize,
     pub shards: Vec<ShardInfo>,
+    /// Units of this source that could not be read, each with why: the rest are prepared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A unit (a file or record) of a source that could not be read or used, named with the
+/// reason it is counted under and the reader's whole message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unreadable {
+    pub unit: String,
+    pub reason: String,
+    pub error: String,
+}
+
+/// The short reason an unreadable unit is counted under (`Counts::unreadable`).
+fn unreadable_reason(e: &CorpusError) -> Option<&'static str> {
+    use cardiaffect_io::IoError as E;
+    Some(match e {
+        CorpusError::Read(e) => match e {
+            E::Open { .. } => "cannot open",
+            E::Parse { .. } => "not a valid file (truncated or damaged)",
+            E::Layout { .. } => "unexpected layout",
+            E::Unsupported { .. } => "unsupported",
+            E::MissingFile { .. } => "a file it names is missing",
+            E::UnknownFormat { .. } => "unknown format",
+            E::Empty { .. } => "no recording",
+            E::Option { .. } => "an option does not apply",
+        },
+        CorpusError::RateTooLow { .. } => "sampling rate too low for the band",
+        // Hashing a unit's files before reading them: a file its header names is absent.
+        CorpusError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            "a file it names is missing"
+        }
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +269,9 @@ pub struct Counts {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<String, usize>,
     pub dropped: BTreeMap<String, usize>,
+    /// Units that could not be read, by reason (each named in its source's `unreadable`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -394,6 +442,7 @@ fn build_shard(
         warnings: out.warnings.clone(),
         label_scales: BTreeMap::new(),
         files,
+        seconds: Some(out.recordings.iter().map(|r| r.duration_s()).sum()),
         checksums: BTreeMap::new(),
     };
     for s in &out.skipped {
@@ -494,7 +543,7 @@ fn read_shard_info(dir: &Path) -> Option<ShardInfo> {
     let list = artifact::Checksums {
         files: info.checksums.clone(),
     };
-    let complete = list.covers(&SHARD_FILES);
+    let complete = list.covers(&SHARD_FILES) && info.seconds.is_some();
     match list.check(dir) {
         Ok(()) if complete => Some(info),
         Ok(()) => None,
@@ -597,7 +646,7 @@ pub fn prepare(
     let known = HashCache::load(&shards_dir);
     let results: Vec<Result<(ShardInfo, bool), CorpusError>> = units
         .par_iter()
-        .map(|u| {
+        .map(|u| -> Result<(ShardInfo, bool), CorpusError> {
             let mut paths = unit_files(&u.path, u.format)?;
             if let Some(EventSource::File(p)) = &u.opts.events {
                 paths.push(p.clone());
@@ -646,15 +695,43 @@ pub fn prepare(
         })
         .collect();
     let mut infos = Vec::with_capacity(results.len());
+    let mut read_units_of = Vec::with_capacity(results.len());
+    let mut unreadable: Vec<(usize, Unreadable)> = Vec::new();
     let mut reused_units = 0;
     if results.iter().any(|r| r.is_err()) {
         // The shards that failed half-way; the finished ones stay for the next run.
         artifact::remove_tmp(&shards_dir);
     }
-    for r in results {
-        let (info, reused) = r?;
-        reused_units += reused as usize;
-        infos.push(info);
+    let mut first_err = None;
+    for (u, r) in units.iter().zip(results) {
+        match r {
+            Ok((info, reused)) => {
+                reused_units += reused as usize;
+                infos.push(info);
+                read_units_of.push(u);
+            }
+            // A unit that cannot be read is named and counted; the rest are prepared.
+            Err(e) => match unreadable_reason(&e) {
+                Some(reason) => {
+                    unreadable.push((
+                        u.source,
+                        Unreadable {
+                            unit: u.path.display().to_string(),
+                            reason: reason.into(),
+                            error: e.to_string(),
+                        },
+                    ));
+                    first_err.get_or_insert(e);
+                }
+                None => return Err(e),
+            },
+        }
+    }
+    // Nothing readable at all: the reader's own error says best what is wrong.
+    if infos.is_empty() {
+        if let Some(e) = first_err {
+            return Err(e);
+        }
     }
     HashCache::save(&shards_dir, infos.iter().flat_map(|i| i.files.iter()));
     // Manifest contents.
@@ -665,9 +742,14 @@ pub fn prepare(
         skipped_trials: 0,
         skipped: BTreeMap::new(),
         dropped: BTreeMap::new(),
+        unreadable: BTreeMap::new(),
     };
     let label_scales = merge_scales(&infos)?;
     let mut warnings = Vec::new();
+    for (_, u) in &unreadable {
+        *counts.unreadable.entry(u.reason.clone()).or_insert(0) += 1;
+        warnings.push(format!("{}: unreadable, not prepared: {}", u.unit, u.error));
+    }
     for i in &infos {
         counts.windows += i.windows;
         counts.recordings += i.recordings;
@@ -693,10 +775,16 @@ pub fn prepare(
         .map(|(s, f)| SourceEntry {
             spec: s.spec(),
             format: f.name().into(),
+            hours: 0.0,
+            windows: 0,
             shards: Vec::new(),
+            unreadable: Vec::new(),
         })
         .collect();
-    for (u, info) in units.iter().zip(&infos) {
+    for (source, u) in unreadable {
+        sources_out[source].unreadable.push(u);
+    }
+    for (u, info) in read_units_of.iter().zip(&infos) {
         let mut info = info.clone();
         // Inferred and categorical scales are the corpus's, not each source file's.
         for (k, v) in info.label_scales.iter_mut() {
@@ -704,7 +792,10 @@ pub fn prepare(
                 *v = label_scales[k].clone();
             }
         }
-        sources_out[u.source].shards.push(info);
+        let entry = &mut sources_out[u.source];
+        entry.hours += info.seconds.unwrap_or(0.0) / 3600.0;
+        entry.windows += info.windows;
+        entry.shards.push(info);
     }
     let mut label_columns: Vec<String> = Vec::new();
     for i in &infos {

@@ -366,3 +366,76 @@ fn non_finite_windows_are_refused_with_their_indices() {
     assert!(e.to_string().contains("windows.npy"), "{e}");
     assert!(cardiaffect_corpus::verify(tmp.path()).is_err());
 }
+
+/// A source folder where some records are truncated or unreadable: each is named in the
+/// manifest and counted by reason, the rest prepared; each source's hours are recorded.
+#[test]
+fn unreadable_units_are_named_and_counted_and_the_rest_prepared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recs = tmp.path().join("recs");
+    std::fs::create_dir_all(&recs).unwrap();
+    for ext in ["hea", "dat"] {
+        std::fs::copy(
+            root().join(format!("data/mitdb208/208.{ext}")),
+            recs.join(format!("208.{ext}")),
+        )
+        .unwrap();
+    }
+    // A record whose signal file is cut to 100 bytes, and one whose signal file is missing.
+    std::fs::copy(recs.join("208.hea"), recs.join("cut.hea")).unwrap();
+    let hea = std::fs::read_to_string(recs.join("208.hea")).unwrap();
+    std::fs::write(recs.join("cut.hea"), hea.replace("208", "cut")).unwrap();
+    std::fs::write(
+        recs.join("cut.dat"),
+        &std::fs::read(recs.join("208.dat")).unwrap()[..100],
+    )
+    .unwrap();
+    std::fs::write(recs.join("gone.hea"), hea.replace("208", "gone")).unwrap();
+    let sources = [
+        Source {
+            path: recs.clone(),
+            ..src("wfdb:x")
+        },
+        src("edf:data/biosignalsnotebooks/supine_1min.edf"),
+    ];
+    let out = tmp.path().join("corpus");
+    let r = prepare(&sources, &out, &ten_s(), &quiet).unwrap();
+    let m = &r.manifest;
+    let unreadable: Vec<&str> = m.sources[0]
+        .unreadable
+        .iter()
+        .map(|u| u.unit.as_str())
+        .collect();
+    assert_eq!(unreadable.len(), 2, "{:?}", m.sources[0].unreadable);
+    assert!(unreadable.iter().any(|u| u.ends_with("cut.hea")));
+    assert!(unreadable.iter().any(|u| u.ends_with("gone.hea")));
+    assert_eq!(m.counts.unreadable.values().sum::<usize>(), 2);
+    assert!(m
+        .counts
+        .unreadable
+        .contains_key("a file it names is missing"));
+    assert!(r.warnings.iter().any(|w| w.contains("gone.hea")));
+    // The readable record and the EDF are prepared, with their hours.
+    assert_eq!(m.sources[0].shards.len(), 1);
+    assert!(
+        (m.sources[0].hours - 5.0 / 60.0).abs() < 1e-6,
+        "{}",
+        m.sources[0].hours
+    );
+    assert!(
+        (m.sources[1].hours - 1.0 / 60.0).abs() < 1e-3,
+        "{}",
+        m.sources[1].hours
+    );
+    assert_eq!(
+        m.sources[0].windows + m.sources[1].windows,
+        m.counts.windows
+    );
+    // Every unit unreadable: the reader's own error, no corpus.
+    let only_bad = [Source {
+        path: recs.join("gone.hea"),
+        ..src("wfdb:x")
+    }];
+    let e = prepare(&only_bad, &tmp.path().join("c2"), &ten_s(), &quiet).unwrap_err();
+    assert!(e.to_string().contains("gone.dat"), "{e}");
+}

@@ -6,8 +6,8 @@ pub mod predict;
 pub mod stream;
 
 pub use predict::{
-    predict_recording, predict_recording_calibrated, predict_source, Predictor, Preprocess,
-    Timeline, TimelineRow, WindowAttention,
+    calibrate_per_person, predict_recording, predict_recording_calibrated, predict_source,
+    Predictor, Preprocess, Timeline, TimelineRow, WindowAttention,
 };
 pub use stream::{text_sample, F32Decoder, Hop, StreamState};
 

@@ -175,6 +175,64 @@ pub struct Timeline {
     /// Per model, how its scores were calibrated for this recording.
     #[serde(default)]
     pub calibration: Vec<String>,
+    /// Per model, each row's centred logits before calibration (for [`calibrate_per_person`]).
+    #[serde(skip)]
+    pub logits: Vec<Vec<Vec<f64>>>,
+}
+
+/// Recalibrate timelines of the same person together: each calibrated model's logits are
+/// z-scored with the statistics of every good window of all of that person's recordings (as
+/// `finetune` calibrates a test person), instead of each recording's own. A recording of rest
+/// and one of a task then keep their difference, where calibrating each on itself calls about
+/// half of each "high". Timelines of a person with one recording are left as they are.
+pub fn calibrate_per_person(timelines: &mut [Timeline], models: &[Predictor]) {
+    let mut people: Vec<&str> = timelines.iter().map(|t| t.subject.as_str()).collect();
+    people.sort_unstable();
+    people.dedup();
+    let people: Vec<String> = people.into_iter().map(String::from).collect();
+    for person in people {
+        let idx: Vec<usize> = (0..timelines.len())
+            .filter(|&i| timelines[i].subject == person)
+            .collect();
+        if idx.len() < 2 {
+            continue;
+        }
+        for (mi, m) in models.iter().enumerate() {
+            if m.calibration() == Calibration::None {
+                continue;
+            }
+            let good = |t: &Timeline| -> Vec<usize> {
+                (0..t.rows.len())
+                    .filter(|&r| t.rows[r].quality == "ok")
+                    .collect()
+            };
+            let reference: Vec<&[f64]> = idx
+                .iter()
+                .flat_map(|&i| {
+                    let t = &timelines[i];
+                    good(t).into_iter().map(move |r| t.logits[mi][r].as_slice())
+                })
+                .collect();
+            let n = reference.len();
+            let Some(stats) = Standardiser::fit(reference) else {
+                continue;
+            };
+            for &i in &idx {
+                let t = &mut timelines[i];
+                let probs = m.decide(&t.logits[mi], Some(&stats));
+                for (row, p) in t.rows.iter_mut().zip(probs) {
+                    row.probs[mi] = p;
+                }
+                if let Some(c) = t.calibration.get_mut(mi) {
+                    *c = format!(
+                        "{}: from {n} windows (every good window of this person's {} recordings)",
+                        m.calibration(),
+                        idx.len()
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// One window (model rate, preprocessed) and the CLS attention over its tokens.
@@ -430,5 +488,6 @@ pub fn predict_source(
         skipped_windows: summary.dropped,
         attention,
         calibration,
+        logits,
     })
 }

@@ -5,37 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-/// (relative path, bytes)
-const FILES: [(&str, &[u8]); 7] = [
-    (
-        "mitdb208/208.hea",
-        include_bytes!("../../../data/mitdb208/208.hea"),
-    ),
-    (
-        "mitdb208/208.dat",
-        include_bytes!("../../../data/mitdb208/208.dat"),
-    ),
-    (
-        "biosignalsnotebooks/ecg_5min.hea",
-        include_bytes!("../../../data/biosignalsnotebooks/ecg_5min.hea"),
-    ),
-    (
-        "biosignalsnotebooks/ecg_5min.dat",
-        include_bytes!("../../../data/biosignalsnotebooks/ecg_5min.dat"),
-    ),
-    (
-        "biosignalsnotebooks/ecg_7min.hea",
-        include_bytes!("../../../data/biosignalsnotebooks/ecg_7min.hea"),
-    ),
-    (
-        "biosignalsnotebooks/ecg_7min.dat",
-        include_bytes!("../../../data/biosignalsnotebooks/ecg_7min.dat"),
-    ),
-    (
-        "biosignalsnotebooks/supine_1min.edf",
-        include_bytes!("../../../data/biosignalsnotebooks/supine_1min.edf"),
-    ),
-];
+// `FILES`: every file of data/mitdb208, data/biosignalsnotebooks and data/eegmat (build.rs).
+include!(concat!(env!("OUT_DIR"), "/bundled_files.rs"));
+
+/// Bundled data sets read as a whole (a folder, by `bundled:NAME`), with what they are.
+const SETS: [(&str, &str); 1] = [(
+    "eegmat",
+    "PhysioNet eegmat, 12 people: ECG at rest and during mental arithmetic (EEG-BIDS, real labels)",
+)];
 
 pub use cardiaffect_io::artifact::cache_dir;
 
@@ -46,12 +23,14 @@ pub fn unpack() -> Result<PathBuf> {
     Ok(root)
 }
 
-/// `bundled:NAME` (e.g. `bundled:biosignalsnotebooks/ecg_7min`) to the unpacked file; any
-/// other path as it is.
+/// `bundled:NAME` to the unpacked file or folder: a recording (e.g.
+/// `bundled:biosignalsnotebooks/ecg_7min`), a data set (`bundled:eegmat`) or a folder or file
+/// inside one (`bundled:eegmat/sub-03`); any other path as it is.
 pub fn resolve_recording(arg: &Path) -> Result<PathBuf> {
     let Some(name) = arg.to_str().and_then(|s| s.strip_prefix("bundled:")) else {
         return Ok(arg.to_path_buf());
     };
+    let name = name.trim_end_matches('/');
     let root = unpack()?;
     for (rel, _) in FILES {
         let stem = Path::new(rel).with_extension("");
@@ -59,16 +38,53 @@ pub fn resolve_recording(arg: &Path) -> Result<PathBuf> {
             return Ok(root.join(rel));
         }
     }
-    let names: Vec<String> = FILES
+    // A set, or a folder or file inside one.
+    let in_set = SETS
         .iter()
-        .filter(|(r, _)| r.ends_with(".hea") || r.ends_with(".edf"))
-        .map(|(r, _)| format!("bundled:{}", Path::new(r).with_extension("").display()))
-        .collect();
+        .any(|(set, _)| name == *set || name.starts_with(&format!("{set}/")));
+    if in_set && !name.split('/').any(|c| c == "..") && root.join(name).exists() {
+        return Ok(root.join(name));
+    }
     anyhow::bail!(
-        "{}: no such bundled recording (bundled: {})",
+        "{}: no such bundled data (bundled: {})",
         arg.display(),
-        names.join(", ")
+        names().join(", ")
     )
+}
+
+/// Every `bundled:NAME` there is: the sets, then the single recordings.
+pub fn names() -> Vec<String> {
+    SETS.iter()
+        .map(|(set, what)| format!("bundled:{set} ({what})"))
+        .chain(
+            FILES
+                .iter()
+                .filter(|(r, _)| {
+                    (r.ends_with(".hea") || r.ends_with(".edf"))
+                        && !SETS
+                            .iter()
+                            .any(|(set, _)| r.starts_with(&format!("{set}/")))
+                })
+                .map(|(r, _)| format!("bundled:{}", Path::new(r).with_extension("").display())),
+        )
+        .collect()
+}
+
+/// A `--source` spec naming bundled data (`bundled:eegmat` -> `bids:<its unpacked folder>`),
+/// else `None`.
+pub fn source_spec(spec: &str) -> Result<Option<String>> {
+    let Some(name) = spec.strip_prefix("bundled:") else {
+        return Ok(None);
+    };
+    let path = resolve_recording(Path::new(spec))?;
+    let format = if name.starts_with("eegmat") {
+        "bids"
+    } else if path.extension().is_some_and(|e| e == "edf") {
+        "edf"
+    } else {
+        "wfdb"
+    };
+    Ok(Some(format!("{format}:{}", path.display())))
 }
 
 /// How a recording is named in shared outputs: `bundled:NAME` for a bundled one (not its cache
@@ -101,6 +117,11 @@ pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
 /// `finetune --pretrained` ([`cardiaffect_model::bundled`]).
 pub fn weights_dir() -> Result<PathBuf> {
     Ok(cardiaffect_model::bundled::weights_dir()?)
+}
+
+/// The window, in seconds, the shipped weights were pre-trained on.
+pub fn weights_window_s() -> f64 {
+    cardiaffect_model::bundled::weights_preprocess().window_s
 }
 
 /// The shipped model's architecture (for training the same model from scratch).

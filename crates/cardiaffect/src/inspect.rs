@@ -11,7 +11,8 @@ use serde::Serialize;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// A file or a folder in one of the supported layouts.
+    /// A file or a folder in one of the supported layouts, or bundled data by name
+    /// (`bundled:eegmat`, `bundled:biosignalsnotebooks/ecg_7min`).
     pub path: PathBuf,
     /// Format of PATH; `auto` detects it from names and magic bytes.
     #[arg(long, default_value = "auto", value_parser = parse_format)]
@@ -217,7 +218,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
         format,
         detected,
         output: out,
-    } = read(&a.path, a.format, &opts)?;
+    } = read(
+        &crate::bundled::resolve_recording(&a.path)?,
+        a.format,
+        &opts,
+    )?;
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     if a.json {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cardiaffect_corpus::blocks::BlockConfig;
-use cardiaffect_infer::{predict_source, Predictor, Timeline, WindowAttention};
+use cardiaffect_infer::{predict_source, Predictor, Timeline, TimelineRow, WindowAttention};
 use cardiaffect_io::chunked::{self, InMemory, SampleSource};
 use cardiaffect_io::{read, Format, ReadOptions, Recording};
 use cardiaffect_render::figures::timeline;
@@ -40,6 +40,11 @@ pub struct PredictArgs {
     /// the recording that passes the quality checks; `baseline` needs it).
     #[arg(long, value_name = "START-END", value_parser = parse_segment)]
     pub calibrate_from: Option<(f64, f64)>,
+    /// What a calibrated model's scores are relative to, without --calibrate-from: each
+    /// `recording`'s own good windows, or all recordings of the same `person` read together
+    /// (a BIDS subject folder with a rest run and a task run, e.g. `bundled:eegmat/sub-03`).
+    #[arg(long, value_enum, default_value_t = Reference::Recording, conflicts_with = "calibrate_from")]
+    pub reference: Reference,
     /// Seconds of signal band-passed at once: a longer recording is filtered in blocks of this
     /// length (each with 30 s of signal on both sides, discarded), read from WFDB and EDF
     /// files as it goes, so memory does not grow with the recording.
@@ -47,6 +52,13 @@ pub struct PredictArgs {
     pub block_s: f64,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
+}
+
+/// What a calibrated model's scores are made relative to (`--reference`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reference {
+    Recording,
+    Person,
 }
 
 /// `START-END` in seconds.
@@ -139,6 +151,35 @@ fn plot(t: &Timeline, models: &[Predictor]) -> String {
             })
             .collect(),
     })
+}
+
+/// The timeline to plot: the first recording's, or, where the input holds several of the same
+/// person (a subject's runs), all of them end to end, the title naming each trial's span.
+fn plot_timeline(timelines: &[Timeline]) -> Option<Timeline> {
+    let first = timelines.iter().find(|t| !t.rows.is_empty())?;
+    let same: Vec<&Timeline> = timelines
+        .iter()
+        .filter(|t| t.subject == first.subject && !t.rows.is_empty())
+        .collect();
+    if same.len() < 2 {
+        return Some(first.clone());
+    }
+    let mut out = first.clone();
+    out.rows.clear();
+    let mut offset = 0.0;
+    let mut spans = Vec::new();
+    for t in same {
+        let end = t.rows.iter().map(|r| r.end_s).fold(0.0, f64::max);
+        spans.push(format!("{} {:.0}-{:.0} s", t.trial, offset, offset + end));
+        out.rows.extend(t.rows.iter().map(|r| TimelineRow {
+            start_s: r.start_s + offset,
+            end_s: r.end_s + offset,
+            ..r.clone()
+        }));
+        offset += end;
+    }
+    out.trial = spans.join(", ");
+    Some(out)
 }
 
 /// One window's ECG with the CLS attention over its tokens shaded behind it.
@@ -237,6 +278,9 @@ pub fn run(a: PredictArgs) -> Result<()> {
     if timelines.iter().all(|t| t.rows.is_empty()) {
         bail!("{}: no window to predict on", a.recording.display());
     }
+    if a.reference == Reference::Person {
+        cardiaffect_infer::calibrate_per_person(&mut timelines, &models);
+    }
     for (mi, m) in models.iter().enumerate() {
         eprintln!("model {}: {}", m.dir.display(), m.labels.describe());
         match &m.operating_point {
@@ -275,10 +319,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
             let svg = p.with_extension("svg");
             let stem = p.file_stem().unwrap_or_default().to_string_lossy();
             let att_svg = p.with_file_name(format!("{stem}_attention.svg"));
-            if let Some(t) = timelines.iter().find(|t| !t.rows.is_empty()) {
-                write_atomic(&svg, plot(t, &models).as_bytes())?;
+            if let Some(t) = plot_timeline(&timelines) {
+                write_atomic(&svg, plot(&t, &models).as_bytes())?;
                 if let Some(a) = &t.attention {
-                    write_atomic(&att_svg, plot_attention(t, a).as_bytes())?;
+                    write_atomic(&att_svg, plot_attention(&t, a).as_bytes())?;
                 }
             }
             let n: usize = timelines.iter().map(|t| t.rows.len()).sum();

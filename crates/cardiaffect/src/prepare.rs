@@ -186,7 +186,12 @@ pub fn sources_from(a: &PrepareArgs) -> Result<Vec<Source>> {
             out.extend(crate::bundled::sources()?);
             continue;
         }
-        let mut src: Source = s.parse().map_err(anyhow::Error::msg)?;
+        let resolved = crate::bundled::source_spec(&s)?;
+        let mut src: Source = resolved
+            .as_deref()
+            .unwrap_or(&s)
+            .parse()
+            .map_err(anyhow::Error::msg)?;
         if !src.path.exists() {
             bail!("--source {s}: {} does not exist", src.path.display());
         }
@@ -259,7 +264,8 @@ pub fn run(a: PrepareArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"out": out, "counts": m.counts, "reused_units": report.reused_units, "up_to_date": report.up_to_date, "config": m.config})
+                &serde_json::json!({"out": out, "counts": m.counts, "reused_units": report.reused_units, "up_to_date": report.up_to_date, "config": m.config,
+                    "sources": m.sources.iter().map(|s| serde_json::json!({"spec": s.spec, "hours": s.hours, "windows": s.windows, "units": s.shards.len(), "unreadable": s.unreadable})).collect::<Vec<_>>()})
             )?
         );
         return Ok(());
@@ -292,6 +298,34 @@ pub fn run(a: PrepareArgs) -> Result<()> {
                 .join(", ")
         }
     );
+    if m.sources.len() > 1 {
+        for src in &m.sources {
+            println!(
+                "  {}: {:.2} h of signal, {} windows, {} units{}",
+                src.spec,
+                src.hours,
+                src.windows,
+                src.shards.len(),
+                if src.unreadable.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} unreadable", src.unreadable.len())
+                }
+            );
+        }
+    }
+    let unreadable: usize = m.counts.unreadable.values().sum();
+    if unreadable > 0 {
+        println!(
+            "{unreadable} units unreadable, not prepared: {} (each named in the manifest's sources[].unreadable and below)",
+            m.counts
+                .unreadable
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if m.counts.skipped_trials > 0 {
         println!(
             "skipped {} trials: {} (each named in the manifest's warnings)",

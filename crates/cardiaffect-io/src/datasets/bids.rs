@@ -193,10 +193,21 @@ pub fn unit_files(data: &Path) -> Result<Vec<PathBuf>> {
     files.extend(n.events_json(root.as_deref()));
     if let Some(r) = &root {
         files.push(r.join("participants.tsv"));
+        files.push(r.join("dataset_description.json"));
     }
     files.retain(|p| p.is_file());
     files.dedup();
     Ok(files)
+}
+
+/// The dataset's `Name` in `dataset_description.json` (what results tables are headed with),
+/// if it has one; else recordings are of dataset `BIDS`.
+fn dataset_name(root: &Path) -> Option<String> {
+    let text = std::fs::read(root.join("dataset_description.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let name = v.get("Name")?.as_str()?.trim();
+    // MNE-BIDS writes `[Unspecified]` where the author gave none.
+    (!name.is_empty() && !name.starts_with('[') && name != "n/a").then(|| name.to_string())
 }
 
 /// `participants.tsv` as participant_id -> (column, value).
@@ -511,6 +522,7 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
         Some(r) => participants(r)?,
         None => BTreeMap::new(),
     };
+    let name = root.as_deref().and_then(dataset_name);
     let files = data_files(path)?;
     if files.is_empty() {
         return Err(IoError::Empty {
@@ -522,6 +534,9 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
         let n = Names::of(&f)?;
         let (mut rec, start) = read_data(&f, &n, opts, &mut out.warnings)?;
         rec.subject = n.subject.clone();
+        if let Some(name) = &name {
+            rec.dataset = name.clone();
+        }
         for (k, v) in entities(&n.prefix) {
             if k != "sub" {
                 rec.meta.insert(k, v);

@@ -60,7 +60,12 @@ fn push_signals(
     out: &mut ReadOutput,
 ) -> Result<()> {
     let names: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
-    for i in chosen_signals(path, &names, opts)? {
+    let chosen = if dataset == "WFDB" {
+        chosen_wfdb_signals(path, &names, opts)?
+    } else {
+        chosen_signals(path, &names, opts)?
+    };
+    for i in chosen {
         let s = &signals[i];
         let mut rec = Recording::new(dataset, path, s.fs, s.data.as_ref().clone());
         rec.subject = subject.to_string();
@@ -501,6 +506,63 @@ fn chosen_signals(path: &Path, names: &[&str], opts: &ReadOptions) -> Result<Vec
     })
 }
 
+/// A WFDB record's signals that become recordings: the one `--lead` names, else those whose
+/// names say ECG ([`is_ecg_name`]); the rest stay other channels. Records such as drivedb's hold
+/// EMG, GSR, respiration and a 15.5-Hz marker beside the ECG, which are not to be windowed as
+/// ECG. A record whose signals are all unnamed is taken whole (nothing says they are not ECG);
+/// one with names but none of ECG is an error listing them.
+fn chosen_wfdb_signals(path: &Path, names: &[&str], opts: &ReadOptions) -> Result<Vec<usize>> {
+    if opts.lead.is_some() {
+        return chosen_signals(path, names, opts);
+    }
+    let ecg: Vec<usize> = (0..names.len())
+        .filter(|&i| is_ecg_name(names[i]))
+        .collect();
+    let unnamed = |n: &str| {
+        n.strip_prefix("signal ")
+            .is_some_and(|k| k.parse::<usize>().is_ok())
+    };
+    if !ecg.is_empty() {
+        Ok(ecg)
+    } else if names.iter().all(|n| unnamed(n)) {
+        Ok((0..names.len()).collect())
+    } else {
+        Err(IoError::Option {
+            path: path.to_path_buf(),
+            option: "lead",
+            message: format!(
+                "no signal named as ECG (ECG, EKG, MLII, V1-V6, I, II, III, aVR, aVL, aVF, ...): the record has {}; choose one with --lead NAME or --lead N (1-{})",
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                names.len()
+            ),
+        })
+    }
+}
+
+/// Whether a signal's name says it is an ECG lead: it contains `ECG` or `EKG`, or it is a
+/// standard limb, augmented, precordial or modified (Holter, MIT-BIH) lead name, alone or after
+/// `lead`.
+pub fn is_ecg_name(name: &str) -> bool {
+    let n = name.trim().to_ascii_uppercase();
+    if n.contains("ECG") || n.contains("EKG") {
+        return true;
+    }
+    let n = n.strip_prefix("LEAD").map(str::trim_start).unwrap_or(&n);
+    let n: String = n
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .collect();
+    const LEADS: [&str; 25] = [
+        "I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6", "MLI", "MLII",
+        "MLIII", "ML5", "MV1", "MV2", "CM2", "CM4", "CM5", "CC5", "D1", "D2", "D3",
+    ];
+    LEADS.contains(&n.as_str())
+}
+
 /// [`read_wfdb`] of one record without its samples: each chosen signal opened for streaming,
 /// or `None` where its file is difference-coded (format 8: read it whole).
 pub fn open_wfdb_streamed(
@@ -523,7 +585,7 @@ pub fn open_wfdb_streamed(
         .collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut out = Vec::new();
-    for i in chosen_signals(&hea, &name_refs, opts)? {
+    for i in chosen_wfdb_signals(&hea, &name_refs, opts)? {
         let spec = &header.signals[i];
         let Some(bits) = wfdb::bits_per_sample(spec.format).filter(|_| spec.format != 8) else {
             return Ok(None);
@@ -678,4 +740,83 @@ pub fn open_edf_streamed(
         });
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::wfdb::write_record_16;
+
+    #[test]
+    fn ecg_names() {
+        for n in [
+            "ECG", "EKG", "ecg left", "ECG2x", "MLII", "MLIII", "V1", "v5", "I", "II", "aVF",
+            "Lead II", "lead-I", "CM5",
+        ] {
+            assert!(is_ecg_name(n), "{n}");
+        }
+        for n in [
+            "EMG", "RESP", "HR", "marker", "foot GSR", "Fz", "signal 1", "IV", "V7",
+        ] {
+            assert!(!is_ecg_name(n), "{n}");
+        }
+    }
+
+    fn record(dir: &Path, names: &[&str]) -> PathBuf {
+        let x: Vec<f32> = (0..500).map(|i| (i as f32 * 0.05).sin()).collect();
+        let sigs: Vec<(&str, &str, f64, &[f32])> =
+            names.iter().map(|n| (*n, "mV", 200.0, &x[..])).collect();
+        write_record_16(dir, "drive", 250.0, &sigs).unwrap();
+        dir.join("drive.hea")
+    }
+
+    /// drivedb's records: ECG beside EMG, GSR, HR, a marker and respiration. Only the ECG is a
+    /// recording; the rest are its other channels; `--lead` still chooses any signal.
+    #[test]
+    fn wfdb_takes_the_ecg_named_signals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hea = record(
+            tmp.path(),
+            &["ECG", "EMG", "foot GSR", "HR", "marker", "RESP"],
+        );
+        let mut out = ReadOutput::default();
+        read_wfdb(&hea, &ReadOptions::default(), &mut out).unwrap();
+        assert_eq!(out.recordings.len(), 1);
+        assert_eq!(out.recordings[0].lead, "ECG");
+        let others: Vec<&str> = out.recordings[0]
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(others, ["EMG", "foot GSR", "HR", "marker", "RESP"]);
+        let streamed = open_wfdb_streamed(&hea, &ReadOptions::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(streamed.len(), 1);
+        let mut out = ReadOutput::default();
+        let opts = ReadOptions {
+            lead: Some("resp".into()),
+            ..Default::default()
+        };
+        read_wfdb(&hea, &opts, &mut out).unwrap();
+        assert_eq!(out.recordings[0].lead, "RESP");
+    }
+
+    #[test]
+    fn wfdb_without_an_ecg_name_lists_its_signals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hea = record(tmp.path(), &["EMG", "RESP"]);
+        let mut out = ReadOutput::default();
+        let e = read_wfdb(&hea, &ReadOptions::default(), &mut out)
+            .unwrap_err()
+            .to_string();
+        for w in ["drive.hea", "\"EMG\"", "\"RESP\"", "--lead"] {
+            assert!(e.contains(w), "{e}");
+        }
+        // Unnamed signals say nothing against being ECG: all are taken.
+        let hea = record(tmp.path(), &["", ""]);
+        let mut out = ReadOutput::default();
+        read_wfdb(&hea, &ReadOptions::default(), &mut out).unwrap();
+        assert_eq!(out.recordings.len(), 2);
+    }
 }

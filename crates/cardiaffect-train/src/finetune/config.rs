@@ -125,8 +125,10 @@ impl FinetuneConfig {
 /// How `fusion` joins a model method and HRV. `late`: the sum of their calibrated logits.
 /// `early`: the model's CLS embedding and the HRV features, each calibrated per person, under
 /// one logistic-regression head trained on the training people (the kept fold model from
-/// `models/fold<k>/`). `auto` (the default): both, and per fold the one with the higher AUROC
-/// on the fold's validation people (never its test people); each fold says which it kept.
+/// `models/fold<k>/`). `auto` (the default): per fold, whichever of late fusion at the model's
+/// shares 0.5, 0.25, 0.75, 0 (HRV alone) and 1 (the model alone) and early fusion has the
+/// highest AUROC on the fold's validation people (never its test people); each fold says
+/// which it kept. Its parts are candidates, so it falls back to the better of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]

@@ -1,5 +1,6 @@
-//! `fusion`: a model method and `hrv` joined, late (summed calibrated logits) or early
-//! (CLS embedding + HRV features under one logistic-regression head), chosen per fold.
+//! `fusion`: a model method and `hrv` joined, late (weighted calibrated logits) or early
+//! (CLS embedding + HRV features under one logistic-regression head), chosen per fold on the
+//! training fold's validation people, among candidates that include each part alone.
 
 use super::*;
 
@@ -60,24 +61,67 @@ pub(super) fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into())
 }
 
-/// Late fusion: the sum of the model's and HRV's logits, each calibrated per person (with
-/// `none`, as they are), returned as probabilities.
-pub(super) fn fuse(
+/// The model's share of the late fusion's logits that `auto` tries on the validation people
+/// (HRV has the rest), in order of preference when they tie. 0 and 1 are HRV and the model
+/// alone: fusion can always fall back to the better of its parts.
+pub(super) const LATE_WEIGHTS: [f64; 5] = [0.5, 0.25, 0.75, 0.0, 1.0];
+
+/// The model's and HRV's logits, each calibrated per person (with `none`, as they are).
+pub(super) fn late_parts(
     corpus: &Corpus,
     scored: &[usize],
     model: &[Vec<f64>],
     hrv: &[Vec<f64>],
     calibration: Calibration,
-) -> Result<Vec<Vec<f64>>, TrainError> {
-    let a = decision::calibrated_logits(&corpus.rows, scored, model, calibration, true)?;
-    let b = decision::calibrated_logits(&corpus.rows, scored, hrv, calibration, true)?;
-    Ok(a.iter()
-        .zip(&b)
+) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), TrainError> {
+    Ok((
+        decision::calibrated_logits(&corpus.rows, scored, model, calibration, true)?,
+        decision::calibrated_logits(&corpus.rows, scored, hrv, calibration, true)?,
+    ))
+}
+
+/// Late fusion with the model's share `w`: `w·model + (1−w)·hrv` (logits), as probabilities.
+/// `w = 0.5` is the plain sum of the two, halved.
+pub(super) fn fuse_weighted(model: &[Vec<f64>], hrv: &[Vec<f64>], w: f64) -> Vec<Vec<f64>> {
+    model
+        .iter()
+        .zip(hrv)
         .map(|(x, y)| {
-            let l: Vec<f64> = x.iter().zip(y).map(|(u, v)| u + v).collect();
+            let l: Vec<f64> = x
+                .iter()
+                .zip(y)
+                .map(|(u, v)| w * u + (1.0 - w) * v)
+                .collect();
             cardiaffect_eval::calibration::softmax(&l)
         })
-        .collect())
+        .collect()
+}
+
+/// Of the candidates (name, probabilities per `scored` row), the one with the highest AUROC on
+/// the validation windows; ties keep the earlier. Returns its index and every candidate's
+/// validation AUROC (`None`: a single class there, which keeps the first).
+pub(super) fn choose_on_validation(
+    candidates: &[(String, Vec<Vec<f64>>)],
+    scored: &[usize],
+    val: &[usize],
+    val_y: &[usize],
+    k: usize,
+) -> (usize, Vec<Option<f64>>) {
+    let aucs: Vec<Option<f64>> = candidates
+        .iter()
+        .map(|(_, p)| val_auroc(scored, p, val, val_y, k))
+        .collect();
+    let mut best = 0;
+    for (i, a) in aucs.iter().enumerate() {
+        if let (Some(a), Some(b)) = (a, aucs[best]) {
+            if *a > b + 1e-12 {
+                best = i;
+            }
+        } else if a.is_some() && aucs[best].is_none() {
+            best = i;
+        }
+    }
+    (best, aucs)
 }
 
 /// HRV features of every labeled window (and every rest window, for `baseline`), made once,
@@ -113,4 +157,74 @@ pub(super) fn hrv_features(
     } else {
         Vec::new()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logits `[-s, s]` for 400 windows: informative (`s` = class + noise) or noise alone.
+    fn logits(y: &[usize], signal: f64, rng: &mut Rng) -> Vec<Vec<f64>> {
+        y.iter()
+            .map(|&c| {
+                let s = signal * (c as f64 - 0.5) + rng.normal();
+                vec![-s, s]
+            })
+            .collect()
+    }
+
+    fn test_auroc(p: &[Vec<f64>], test: &[usize], y: &[usize]) -> f64 {
+        let pt: Vec<Vec<f64>> = test.iter().map(|&i| p[i].clone()).collect();
+        let yt: Vec<usize> = test.iter().map(|&i| y[i]).collect();
+        compute(&yt, &pt, 2).auroc.unwrap()
+    }
+
+    /// On a set where one part is noise, the fusion `auto` keeps is never worse than its better
+    /// part on people it did not choose on; always summing the two (the old `late`) is.
+    #[test]
+    fn fusion_is_never_worse_than_its_better_part() {
+        let mut rng = Rng::new(3);
+        let y: Vec<usize> = (0..400).map(|i| i % 2).collect();
+        let scored: Vec<usize> = (0..400).collect();
+        let (val, test): (Vec<usize>, Vec<usize>) = (0..400).partition(|&i| i < 200);
+        let val_y: Vec<usize> = val.iter().map(|&i| y[i]).collect();
+        for noisy_model in [true, false] {
+            let good = logits(&y, 3.0, &mut rng);
+            let noise = logits(&y, 0.0, &mut rng);
+            let (model, hrv) = if noisy_model {
+                (noise, good)
+            } else {
+                (good, noise)
+            };
+            let cands: Vec<(String, Vec<Vec<f64>>)> = LATE_WEIGHTS
+                .iter()
+                .map(|&w| (format!("{w}"), fuse_weighted(&model, &hrv, w)))
+                .collect();
+            let (best, aucs) = choose_on_validation(&cands, &scored, &val, &val_y, 2);
+            assert!(aucs.iter().all(Option::is_some));
+            let better_part = test_auroc(&model, &test, &y).max(test_auroc(&hrv, &test, &y));
+            let kept = test_auroc(&cands[best].1, &test, &y);
+            assert!(
+                kept >= better_part - 0.01,
+                "kept {kept}, better part {better_part}"
+            );
+            // The noise part alone is never kept.
+            assert_ne!(cands[best].0, if noisy_model { "1" } else { "0" });
+            let summed = test_auroc(&fuse_weighted(&model, &hrv, 0.5), &test, &y);
+            assert!(
+                summed < better_part - 0.01,
+                "summed {summed}, better part {better_part}"
+            );
+        }
+    }
+
+    #[test]
+    fn ties_and_single_class_validation_keep_the_first() {
+        let p = vec![vec![0.4, 0.6], vec![0.6, 0.4]];
+        let cands = vec![("a".to_string(), p.clone()), ("b".to_string(), p)];
+        let (best, _) = choose_on_validation(&cands, &[0, 1], &[0, 1], &[1, 0], 2);
+        assert_eq!(best, 0);
+        let (best, aucs) = choose_on_validation(&cands, &[0, 1], &[0, 1], &[1, 1], 2);
+        assert_eq!((best, aucs), (0, vec![None, None]));
+    }
 }

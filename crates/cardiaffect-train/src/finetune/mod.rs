@@ -5,8 +5,10 @@
 //!   (or a linear probe with `freeze_encoder`);
 //! - `scratch`: the same model from random initial weights, same batches, same schedule;
 //! - `hrv`: HRV features + logistic regression;
-//! - `fusion`: late fusion of the first model method (`pretrained`, else `scratch`) and `hrv`:
-//!   the sum of their calibrated logits.
+//! - `fusion`: the first model method (`pretrained`, else `scratch`) and `hrv` joined: with
+//!   `auto` (the default) per fold the best on the validation people of late fusion at model
+//!   shares 0.5, 0.25, 0.75, 0 (HRV alone), 1 (the model alone) and early fusion, so fusion
+//!   never chooses blindly against its better part.
 //!
 //! Every method's scores then go through the same decision ([`crate::decision`]): with
 //! `calibration` `subject` (the default) or `baseline`, each validation and test person's
@@ -257,7 +259,7 @@ fn finetune_locked(
                                 )))
                             }
                         };
-                        let late = || fuse(&corpus, &scored, lm, lh, cfg.calibration);
+                        let parts = late_parts(&corpus, &scored, lm, lh, cfg.calibration)?;
                         // The fold model saved by the model method (trained in this run, or an
                         // earlier one whose fold files were reused).
                         let early = || -> Result<Vec<Vec<f64>>, TrainError> {
@@ -266,26 +268,36 @@ fn finetune_locked(
                             early_fusion(&ctx, &model, fold.index + 1, &train, &scored, &feats)
                         };
                         let p = match cfg.fusion {
-                            Fusion::Late => late()?,
+                            Fusion::Late => fuse_weighted(&parts.0, &parts.1, 0.5),
                             Fusion::Early => early()?,
                             Fusion::Auto => {
-                                let (e, l) = (early()?, late()?);
-                                let (ae, al) = (
-                                    val_auroc(&scored, &e, &fold.val, &val_y, k),
-                                    val_auroc(&scored, &l, &fold.val, &val_y, k),
-                                );
-                                let keep_late = al > ae;
+                                // Late fusion at each weight (HRV alone and the model alone
+                                // among them) and early fusion: the best on validation people.
+                                let mut cands: Vec<(String, Vec<Vec<f64>>)> = LATE_WEIGHTS
+                                    .iter()
+                                    .map(|&w| {
+                                        let name = match w {
+                                            0.0 => format!("{h} alone"),
+                                            1.0 => format!("{m} alone"),
+                                            _ => format!("late {w:.2}·{m} + {:.2}·{h}", 1.0 - w),
+                                        };
+                                        (name, fuse_weighted(&parts.0, &parts.1, w))
+                                    })
+                                    .collect();
+                                cands.push(("early".into(), early()?));
+                                let (best, aucs) =
+                                    choose_on_validation(&cands, &scored, &fold.val, &val_y, k);
                                 fusion_kept = Some(format!(
-                                    "{} (validation AUROC: early {}, late {})",
-                                    if keep_late { "late" } else { "early" },
-                                    fmt_opt(ae),
-                                    fmt_opt(al)
+                                    "{} (validation AUROC: {})",
+                                    cands[best].0,
+                                    cands
+                                        .iter()
+                                        .zip(&aucs)
+                                        .map(|((n, _), a)| format!("{n} {}", fmt_opt(*a)))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 ));
-                                if keep_late {
-                                    l
-                                } else {
-                                    e
-                                }
+                                cands.swap_remove(best).1
                             }
                         };
                         (p, None, None, None)
