@@ -184,7 +184,7 @@ fn k_ranks_train_as_one_process_with_k_times_their_rows() {
     let train_windows = count_train_windows(&cfg).unwrap();
     // Neither world size below divides the training windows; 3 does not divide the batch.
     assert!(
-        train_windows % 2 != 0 && train_windows % 3 != 0,
+        !train_windows.is_multiple_of(2) && !train_windows.is_multiple_of(3),
         "{train_windows}"
     );
 

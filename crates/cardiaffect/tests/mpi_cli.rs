@@ -113,7 +113,7 @@ fn rank_pid(marker: &str, rank: usize) -> Option<u32> {
             .split(|&b| b == 0)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect();
-        if vars.iter().any(|v| v == marker) && vars.iter().any(|v| *v == want) {
+        if vars.iter().any(|v| v == marker) && vars.contains(&want) {
             return Some(pid);
         }
     }
