@@ -936,6 +936,9 @@ fn train(
     let spt = cfg.model.samples_per_token();
     let mut last_checkpoint = start;
     let mut t_log = Instant::now();
+    // Seconds spent in the group's sums since the last log line (waiting for the slowest rank
+    // included).
+    let (mut in_sums, mut logged) = (0.0, start);
     for step in start..cfg.steps {
         let idx = batch_indices(cfg, data, step);
         let mask_seed = Rng::new(cfg.seed).fork(0x3A5C ^ step as u64).next_u64();
@@ -973,6 +976,7 @@ fn train(
             let (mut buf, layout) = flatten(&model, grads);
             let n = layout.len();
             buf.extend_from_slice(&[part, hidden]);
+            let t_sum = Instant::now();
             group
                 .reducer
                 .sum(&mut buf)
@@ -980,6 +984,7 @@ fn train(
                     step: step + 1,
                     source,
                 })?;
+            in_sums += t_sum.elapsed().as_secs_f64();
             // Clamped as masked_mse's count: a batch without a hidden sample gives 0, not NaN.
             let count = buf[n + 1].max(1.0);
             let lv = buf[n] / count;
@@ -995,8 +1000,19 @@ fn train(
         let done = step + 1;
         let mut line = serde_json::json!({"step": done, "lr": lr, "train_loss": lv});
         if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
-            let wps =
-                (cfg.batch * cfg.log_every.max(1)) as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
+            let elapsed = t_log.elapsed().as_secs_f64().max(1e-9);
+            let wps = (cfg.batch * cfg.log_every.max(1)) as f64 / elapsed;
+            let steps = (done - logged) as f64;
+            tracing::info!(
+                "rank {} of {}: steps {}..{done}: {:.1} ms a step ({:.1} windows/s), {:.1} ms of it summing gradients",
+                group.rank,
+                group.world_size,
+                logged + 1,
+                1e3 * elapsed / steps,
+                (cfg.batch as f64 * steps) / elapsed,
+                1e3 * in_sums / steps,
+            );
+            (in_sums, logged) = (0.0, done);
             t_log = Instant::now();
             on(Event::Step {
                 step: done,
