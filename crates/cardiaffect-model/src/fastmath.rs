@@ -219,12 +219,14 @@ fn fmix32(mut h: u32) -> u32 {
 }
 
 multiversion! {
-    /// `row[j] *= scale` where the hash of (`key`, `j`) is at least `threshold`, else
+    /// `row[j] *= scale` where the hash of (`key`, `first + j`) is at least `threshold`, else
     /// `row[j] = 0`: a dropout mask that any thread redraws from the key alone, eight lanes at
     /// a time (a serial generator drew one pair per step: 10 % of a pre-training step).
-    pub fn dropout_row(row: &mut [f32], key: u32, threshold: u32, scale: f32) {
+    /// `first` is the index of `row[0]` in the key's run of elements, so a part of that run
+    /// (a process's share of a batch) draws what the whole run draws there.
+    pub fn dropout_row(row: &mut [f32], key: u32, first: u32, threshold: u32, scale: f32) {
         for (j, v) in row.iter_mut().enumerate() {
-            let h = fmix32(key ^ (j as u32).wrapping_mul(0x9E37_79B9));
+            let h = fmix32(key ^ first.wrapping_add(j as u32).wrapping_mul(0x9E37_79B9));
             *v *= if h >= threshold { scale } else { 0.0 };
         }
     }

@@ -23,7 +23,7 @@ mod weights;
 
 pub use bundle::Preprocess;
 pub use config::{ModelConfig, Positional};
-pub use loss::{cross_entropy, masked_mse};
+pub use loss::{cross_entropy, masked_mse, masked_sse};
 pub use model::{Encoded, Model};
 pub use weights::{
     canonical_safetensors, load_model, load_weights, load_weights_pytorch, safetensors_bytes,

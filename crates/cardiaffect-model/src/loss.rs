@@ -23,6 +23,24 @@ pub fn masked_mse(
     (recon - x).powi_scalar(2).mul(w).sum().div(n)
 }
 
+/// Sum of squared errors over the samples of masked tokens (shapes as [`masked_mse`]): a
+/// process's share of a batch in data-parallel training, divided by the whole batch's count
+/// of hidden samples, so that the ranks' terms add up to the batch's [`masked_mse`].
+pub fn masked_sse(
+    recon: Tensor<2>,
+    x: Tensor<2>,
+    mask: Tensor<2, Bool>,
+    samples_per_token: usize,
+) -> Tensor<1> {
+    let [b, t] = mask.dims();
+    let w = mask
+        .float()
+        .unsqueeze_dim::<3>(2)
+        .expand([b, t, samples_per_token])
+        .reshape([b, t * samples_per_token]);
+    (recon - x).powi_scalar(2).mul(w).sum()
+}
+
 /// Mean cross-entropy of `logits` `[B, C]` against class indices `[B]`, with optional
 /// per-class weights (class-imbalance handling): sum(w_y * nll) / sum(w_y), as PyTorch.
 pub fn cross_entropy(

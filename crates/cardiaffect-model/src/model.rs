@@ -5,7 +5,8 @@ use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
 use crate::kernels::{
-    conv1d_channels_last, conv1d_channels_last_applies, dropout, gelu, layer_norm, linear_train,
+    conv1d_channels_last, conv1d_channels_last_applies, dropout_rows, gelu, layer_norm,
+    linear_train,
 };
 use crate::transformer::{DropoutCtx, Transformer};
 use crate::{ModelConfig, ModelError, Positional};
@@ -183,10 +184,24 @@ impl Model {
     /// Training: as [`Model::encode`], with dropout whose masks are drawn from `seed` (give
     /// each step its own seed; the same seed gives the same masks).
     pub fn encode_train(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>, seed: u64) -> Encoded {
+        self.encode_train_rows(x, mask, seed, 0)
+    }
+
+    /// [`Model::encode_train`] of windows `x` that are rows `first_row ..` of the step's whole
+    /// batch: their dropout masks are the ones those rows draw in the whole batch, so that
+    /// processes each given a share of a batch compute what one process given all of it does.
+    pub fn encode_train_rows(
+        &self,
+        x: Tensor<2>,
+        mask: Option<Tensor<2, Bool>>,
+        seed: u64,
+        first_row: usize,
+    ) -> Encoded {
         let drop = DropoutCtx {
             p: self.dropout,
             attention_p: self.attention_dropout,
             seed,
+            first_row,
         };
         self.encode_with(x, mask, Some(drop))
     }
@@ -363,7 +378,7 @@ impl Model {
         let pos = self.positions(t + 1, &h.device());
         let h = h + pos.unsqueeze::<3>();
         match drop {
-            Some(dc) => dropout(h, dc.p, dc.seed, 0),
+            Some(dc) => dropout_rows(h, dc.p, dc.seed, 0, dc.first_row),
             None => h,
         }
     }
@@ -439,6 +454,65 @@ mod tests {
         let n = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| (rng.normal() * sd) as f32).collect();
         Tensor::from_data(TensorData::new(v, shape), dev)
+    }
+
+    /// Windows given as rows `first ..` of a batch compute what those rows compute in the
+    /// whole batch in training (dropout and masks included), and so do their gradients: what
+    /// lets processes each given a share of a batch train as one process given all of it.
+    #[test]
+    fn a_share_of_a_batch_trains_as_its_rows_in_the_whole_batch() {
+        let ad = Device::flex().autodiff();
+        let cfg = crate::ModelConfig::new()
+            .with_window_len(128)
+            .with_conv_channels(vec![8, 8, 8])
+            .with_d_model(16)
+            .with_n_heads(2)
+            .with_n_layers(2)
+            .with_d_ff(32)
+            .with_dropout(0.2);
+        ad.seed(3);
+        let m = cfg.init(&ad).unwrap();
+        let (b, l, t) = (5, 128, cfg.n_tokens());
+        let x = normal::<2>([b, l], 1.0, 1, &ad);
+        let mask: Vec<bool> = (0..b * t).map(|i| i % 7 < 2).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(mask, [b, t]), &ad);
+        let loss = |y: Tensor<3>| y.powi_scalar(2).sum();
+        let whole = m.encode_train(x.clone(), Some(mask.clone()), 11).tokens;
+        let d = whole.dims()[2];
+        let g_whole = m.transformer.layers[0]
+            .pwff
+            .linear_inner
+            .weight
+            .val()
+            .grad(&loss(whole.clone().slice([2..b, 0..t, 0..d])).backward())
+            .unwrap();
+        let part = m
+            .encode_train_rows(
+                x.clone().slice([2..b, 0..l]),
+                Some(mask.clone().slice([2..b, 0..t])),
+                11,
+                2,
+            )
+            .tokens;
+        let g_part = m.transformer.layers[0]
+            .pwff
+            .linear_inner
+            .weight
+            .val()
+            .grad(&loss(part.clone()).backward())
+            .unwrap();
+        let v = |y: Tensor<3>| y.inner().into_data().try_to_vec::<f32>().unwrap();
+        let e = max_rel_err(&v(part), &v(whole.clone().slice([2..b, 0..t, 0..d])));
+        assert!(e < 1e-5, "forward: {e}");
+        let v2 = |y: Tensor<2>| y.into_data().try_to_vec::<f32>().unwrap();
+        let e = max_rel_err(&v2(g_part.clone()), &v2(g_whole));
+        assert!(e < 1e-4, "gradient: {e}");
+        // The same rows as a batch of their own (first row 0) draw other masks.
+        let alone = m
+            .encode_train(x.slice([2..b, 0..l]), Some(mask.slice([2..b, 0..t])), 11)
+            .tokens;
+        let e = max_rel_err(&v(alone), &v(whole.slice([2..b, 0..t, 0..d])));
+        assert!(e > 1e-3, "other masks should differ: {e}");
     }
 
     /// The largest `|a - r| / (1 + |r|)` over the elements.

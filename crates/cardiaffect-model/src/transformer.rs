@@ -18,7 +18,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::kernels::{
-    dropout, encoder_layer, gelu, layer_norm, layer_op_applies, linear, linear_train,
+    dropout_rows, encoder_layer, gelu, layer_norm, layer_op_applies, linear, linear_train,
     self_attention, train_self_attention,
 };
 
@@ -52,12 +52,15 @@ pub struct Transformer {
     pub eps: f64,
 }
 
-/// Dropout for one training step: rates and the step's seed.
+/// Dropout for one training step: rates, the step's seed, and the index of the input's first
+/// window in the step's whole batch (0 but for a process's share in data-parallel training,
+/// whose masks are the whole batch's masks of its rows).
 #[derive(Debug, Clone, Copy)]
 pub struct DropoutCtx {
     pub p: f64,
     pub attention_p: f64,
     pub seed: u64,
+    pub first_row: usize,
 }
 
 impl Transformer {
@@ -134,15 +137,21 @@ impl Transformer {
             let a = layer
                 .mha
                 .forward(layer_norm(x.clone(), &layer.norm_2, self.eps), drop, site);
-            x = x + drop.map_or(a.clone(), |d| dropout(a, d.p, d.seed, site + 1));
+            x = x + drop.map_or(a.clone(), |d| {
+                dropout_rows(a, d.p, d.seed, site + 1, d.first_row)
+            });
             let f = linear_train(
                 layer_norm(x.clone(), &layer.norm_1, self.eps),
                 &layer.pwff.linear_inner,
             );
             let f = gelu(f);
-            let f = drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 2));
+            let f = drop.map_or(f.clone(), |d| {
+                dropout_rows(f, d.p, d.seed, site + 2, d.first_row)
+            });
             let f = linear_train(f, &layer.pwff.linear_outer);
-            x = x + drop.map_or(f.clone(), |d| dropout(f, d.p, d.seed, site + 3));
+            x = x + drop.map_or(f.clone(), |d| {
+                dropout_rows(f, d.p, d.seed, site + 3, d.first_row)
+            });
         }
         x
     }
@@ -198,7 +207,8 @@ impl Mha {
                 .fork(site + 4)
                 .next_u64();
             let qkv = (&self.query, &self.key, &self.value);
-            if let Some(ctx) = train_self_attention(&x, qkv, self.n_heads, dc.attention_p, seed) {
+            let (p, first) = (dc.attention_p, dc.first_row);
+            if let Some(ctx) = train_self_attention(&x, qkv, self.n_heads, p, seed, first) {
                 return linear_train(ctx, &self.output);
             }
         }
@@ -219,7 +229,7 @@ impl Mha {
                         .div_scalar((dk as f32).sqrt()),
                     3,
                 );
-                dropout(w, dc.attention_p, dc.seed, site + 4)
+                dropout_rows(w, dc.attention_p, dc.seed, site + 4, dc.first_row)
                     .matmul(split(v))
                     .swap_dims(1, 2)
                     .reshape([b, t, d])
@@ -319,6 +329,7 @@ mod tests {
 
     #[test]
     fn dropout_keeps_the_mean_and_its_rate() {
+        use crate::kernels::dropout;
         let d = Device::flex();
         let x = Tensor::<2>::ones([200, 500], &d);
         let y: Vec<f32> = dropout(x.clone(), 0.1, 7, 1)

@@ -12,9 +12,13 @@ pub mod schedule;
 pub mod step;
 
 pub use curve::{curve, Curve};
+pub use distributed::{local_group, Alone, GradientReducer, Group, ReduceError};
 pub use finetune::{finetune, FinetuneConfig, FinetuneEvent, Fusion, OPERATING_POINT_FILE};
 pub use masking::Masking;
-pub use pretrain::{count_train_windows, pretrain, CorpusSpec, Event, PretrainConfig, Summary};
+pub use pretrain::{
+    count_train_windows, pretrain, pretrain_group, CorpusSpec, Event, PretrainConfig, Summary,
+    Trained,
+};
 
 use std::path::PathBuf;
 
@@ -63,6 +67,23 @@ pub enum TrainError {
     },
     #[error("‹resume› {run}: it was made with another configuration: {differences}")]
     ResumeMismatch { run: PathBuf, differences: String },
+    /// The group's size is not the one the configuration (or the resumed run) was made for.
+    #[error("{run}: the run is made for {configured} processes (world_size in its pretrain.json), this group has {group}; start {configured} ranks (mpirun -n {configured}), or begin a new run")]
+    WorldSize {
+        run: PathBuf,
+        configured: usize,
+        group: usize,
+    },
+    /// A rank of a data-parallel group sees other inputs or state than rank 0.
+    #[error("rank {rank} of the group differs from rank 0 in {what}")]
+    RanksDisagree { rank: usize, what: String },
+    /// Summing over the group failed (a rank died, or the transport broke).
+    #[error("summing gradients over the group (step {step})")]
+    Reduce {
+        step: usize,
+        #[source]
+        source: distributed::ReduceError,
+    },
 }
 
 #[cfg(test)]

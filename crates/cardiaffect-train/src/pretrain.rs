@@ -12,6 +12,13 @@
 //! `model.safetensors` + `config.json`, `summary.json`, `loss.svg`, `reconstructions.svg` and
 //! `.png`, `preprocess.json`, and `checksums.json` (written last: its presence means the run
 //! finished). One writer at a time (`.cardiaffect.lock`).
+//!
+//! Data-parallel ([`pretrain_group`], [`crate::distributed`]): every rank draws the step's
+//! whole batch as one process would (windows, token masks, dropout keyed by the batch's row),
+//! computes the gradients of its share's squared errors, and the group sums them with the
+//! squared errors and the hidden-sample count; divided by the whole batch's count, the sum is
+//! the gradient of the one-process loss (`--batch` B on k ranks trains as one process with
+//! k·B). Rank 0 alone writes the run folder and evaluates.
 
 use std::fs;
 use std::io::Write;
@@ -19,17 +26,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bool, Bytes, TensorData};
 use cardiaffect_corpus::Corpus;
 use cardiaffect_model::batch;
-use cardiaffect_model::{masked_mse, save_model, Model, ModelConfig};
+use cardiaffect_model::{masked_mse, masked_sse, save_model, Model, ModelConfig};
 use cardiaffect_render::figures::training;
 use cardiaffect_signal::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::distributed::{fingerprint, flatten, hash_bytes, unflatten, Group};
 use crate::{Masking, TrainError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +66,10 @@ pub struct PretrainConfig {
     #[serde(default = "yes")]
     pub hide_input: bool,
     pub seed: u64,
+    /// Processes the run trains on (data-parallel); `batch` is the whole step's rows, shared
+    /// among them. Absent from `pretrain.json` when 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub world_size: usize,
     /// Fraction of each corpus's subjects held out for validation.
     pub val_fraction: f64,
     pub checkpoint_every: usize,
@@ -70,6 +82,14 @@ pub struct PretrainConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl PretrainConfig {
@@ -87,6 +107,7 @@ impl PretrainConfig {
             masking: Masking::default(),
             hide_input: true,
             seed: 1,
+            world_size: 1,
             val_fraction: 0.2,
             checkpoint_every: 100,
             eval_every: 100,
@@ -313,11 +334,26 @@ fn tensors(
     mask_seed: u64,
     device: &Device,
 ) -> Batch {
+    tensors_rows(cfg, data, idx, mask_seed, 0..idx.len(), device)
+}
+
+/// Rows `rows` of the batch `idx`: the masks are drawn for the whole batch (a row's mask
+/// does not depend on which rank takes it).
+fn tensors_rows(
+    cfg: &PretrainConfig,
+    data: &Data,
+    idx: &[(usize, usize)],
+    mask_seed: u64,
+    rows: std::ops::Range<usize>,
+    device: &Device,
+) -> Batch {
     let l = cfg.model.window_len;
     let t = cfg.model.n_tokens();
     let spt = cfg.model.samples_per_token();
+    let all = cfg.masking.sample(idx.len(), t, &mut Rng::new(mask_seed));
+    let m = all[rows.start * t..rows.end * t].to_vec();
+    let idx = &idx[rows];
     let x = batch::zscored(idx.iter().map(|&(c, i)| data.corpora[c].window(i)), l);
-    let m = cfg.masking.sample(idx.len(), t, &mut Rng::new(mask_seed));
     let mut input = x.clone();
     if cfg.hide_input {
         for (w, row) in input.chunks_mut(l).zip(m.chunks(t)) {
@@ -401,6 +437,7 @@ fn evaluate(
             mask,
             xs,
             ms,
+            ..
         } = tensors(
             cfg,
             data,
@@ -628,28 +665,54 @@ pub fn pretrain(
     device: &Device,
     on: &mut dyn FnMut(Event),
 ) -> Result<Summary, TrainError> {
-    let _lock = cardiaffect_corpus::RunLock::acquire(run, "pretrain")?;
-    // What a killed run left half-written (its last complete checkpoint stays); and what this
-    // one leaves if it fails.
-    artifact::remove_tmp(run);
-    pretrain_locked(cfg, run, resume, device, on).inspect_err(|_| {
-        artifact::remove_tmp(run);
-    })
+    let done = pretrain_group(cfg, run, resume, device, &mut Group::alone(), on)?;
+    done.summary
+        .ok_or_else(|| TrainError::Data("rank 0 returned no summary".into()))
 }
 
-fn pretrain_locked(
+/// What a rank of [`pretrain_group`] ends with.
+pub struct Trained {
+    /// The run's summary, on rank 0 (the one that evaluates and writes); `None` elsewhere.
+    pub summary: Option<Summary>,
+    /// The trained weights (the same on every rank).
+    pub model: Model,
+}
+
+/// [`pretrain`] as rank `group.rank` of a data-parallel group of `group.world_size` processes
+/// (which must be `cfg.world_size`), gradients summed by `group.reducer`: the whole group
+/// computes the update one process computes with all of each step's `cfg.batch` rows. Every
+/// rank calls it with the same arguments; rank 0 alone takes the folder's lock and writes the
+/// run folder, every rank reads the corpora and, with `resume`, the checkpoint. What the ranks
+/// must agree on (config, corpora checksums, the step they resume from) is compared before
+/// anything is written.
+pub fn pretrain_group(
     cfg: &PretrainConfig,
     run: &Path,
     resume: bool,
     device: &Device,
+    group: &mut Group,
     on: &mut dyn FnMut(Event),
-) -> Result<Summary, TrainError> {
+) -> Result<Trained, TrainError> {
     cfg.model.validate()?;
     cfg.masking.validate()?;
     if cfg.steps == 0 || cfg.batch == 0 {
         return Err(TrainError::Data(
             "steps and batch must be at least 1".into(),
         ));
+    }
+    if group.world_size != cfg.world_size {
+        return Err(TrainError::WorldSize {
+            run: run.to_path_buf(),
+            configured: cfg.world_size,
+            group: group.world_size,
+        });
+    }
+    if cfg.batch < group.world_size {
+        return Err(TrainError::Invalid {
+            field: "batch",
+            value: cfg.batch.to_string(),
+            expected: "at least one window per process (a batch of at least the world size)",
+        });
     }
     let cfg_path = run.join("pretrain.json");
     if resume {
@@ -666,7 +729,116 @@ fn pretrain_locked(
                 differences: differences(&saved, cfg),
             });
         }
-    } else {
+    }
+    let data = load_data(cfg)?;
+    if group.world_size > 1 {
+        agree_on_inputs(cfg, &data, group)?;
+    }
+    if group.rank != 0 {
+        return train(cfg, &data, run, resume, device, group, on);
+    }
+    let _lock = cardiaffect_corpus::RunLock::acquire(run, "pretrain")?;
+    // What a killed run left half-written (its last complete checkpoint stays); and what this
+    // one leaves if it fails.
+    artifact::remove_tmp(run);
+    train(cfg, &data, run, resume, device, group, on).inspect_err(|_| {
+        artifact::remove_tmp(run);
+    })
+}
+
+/// The ranks' corpora checksums and configs, compared before anything is written: ranks that
+/// read other data (or were given other flags) would train on different batches without a
+/// word, or wait for each other forever at the first sum of another length.
+fn agree_on_inputs(cfg: &PretrainConfig, data: &Data, group: &mut Group) -> Result<(), TrainError> {
+    let mut mine: Vec<u64> = data
+        .corpora
+        .iter()
+        .map(|c| {
+            let sums: Vec<String> = c
+                .manifest
+                .checksums
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            hash_bytes(sums.join(",").as_bytes())
+        })
+        .collect();
+    let n_corpora = mine.len();
+    mine.push(hash_bytes(
+        &serde_json::to_vec(cfg).map_err(|e| TrainError::Data(e.to_string()))?,
+    ));
+    let all = group
+        .gather(&mine)
+        .map_err(|source| TrainError::Reduce { step: 0, source })?;
+    for (rank, theirs) in all.iter().enumerate() {
+        if theirs.iter().all(|&v| v == 0) {
+            // Hashes are never all zero: this rank's values did not reach us.
+            return Err(TrainError::Reduce {
+                step: 0,
+                source: crate::distributed::ReduceError::NotSummed { rank },
+            });
+        }
+    }
+    for (rank, theirs) in all.iter().enumerate().skip(1) {
+        if theirs.len() != mine.len() {
+            return Err(TrainError::RanksDisagree {
+                rank,
+                what: "the number of corpora".into(),
+            });
+        }
+        for ci in 0..n_corpora {
+            if theirs[ci] != all[0][ci] {
+                return Err(TrainError::RanksDisagree {
+                    rank,
+                    what: format!(
+                        "the checksums of corpus {} (its manifest's checksums of windows.npy and windows.csv)",
+                        cfg.corpora[ci].path.display()
+                    ),
+                });
+            }
+        }
+        if theirs[n_corpora] != all[0][n_corpora] {
+            return Err(TrainError::RanksDisagree {
+                rank,
+                what: "the configuration (pretrain.json: flags or a resumed run's saved one)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The same `value` on every rank, or the first rank that differs.
+fn agree_on(
+    group: &mut Group,
+    value: u64,
+    step: usize,
+    what: impl Fn(u64, u64) -> String,
+) -> Result<(), TrainError> {
+    let all = group
+        .gather(&[value])
+        .map_err(|source| TrainError::Reduce { step, source })?;
+    match all.iter().position(|v| v[0] != all[0][0]) {
+        None => Ok(()),
+        Some(rank) => Err(TrainError::RanksDisagree {
+            rank,
+            what: what(all[rank][0], all[0][0]),
+        }),
+    }
+}
+
+fn train(
+    cfg: &PretrainConfig,
+    data: &Data,
+    run: &Path,
+    resume: bool,
+    device: &Device,
+    group: &mut Group,
+    on: &mut dyn FnMut(Event),
+) -> Result<Trained, TrainError> {
+    let writer = group.rank == 0;
+    let cfg_path = run.join("pretrain.json");
+    if !resume && writer {
         for f in FINAL_FILES {
             let _ = fs::remove_file(run.join(f));
         }
@@ -675,12 +847,30 @@ fn pretrain_locked(
         }
         write_json_atomic(&cfg_path, cfg)?;
     }
-    let data = load_data(cfg)?;
     let ad = device.clone().autodiff();
-    // The seed fixes the initial weights too (Burn's initialisers draw from the device's RNG).
-    device.seed(cfg.seed);
-    ad.seed(cfg.seed);
-    let mut model = cfg.model.init(&ad)?.map(&mut SequentialIds(0));
+    let mut model = {
+        // The seed fixes the initial weights too: Burn draws a parameter from the device's RNG
+        // (one per process) at its first use, in one process during the first step's forward.
+        // In a group, that forward runs here, on one window under a lock, so that another
+        // model initialised in this process (another rank's, in a group of threads) takes no
+        // draw in between; the order of first uses, and so the weights, stay those of one
+        // process (the tests compare them).
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _init = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        device.seed(cfg.seed);
+        ad.seed(cfg.seed);
+        let m = cfg.model.init(&ad)?.map(&mut SequentialIds(0));
+        if group.world_size > 1 {
+            let (l, t) = (cfg.model.window_len, cfg.model.n_tokens());
+            let x = Tensor::<2>::zeros([1, l], &ad);
+            let mask = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; t], [1, t]), &ad);
+            drop(m.reconstruct(m.encode_train(x, Some(mask), 0).tokens));
+            // The parameters pre-training never uses (the classifier), in module order, as one
+            // process draws them when it first saves the weights.
+            fingerprint(&m);
+        }
+        m
+    };
     let params = model.num_params();
     let mut optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(cfg.weight_decay as f32)
@@ -697,6 +887,16 @@ fn pretrain_locked(
         optim = o;
         start = st.step;
         first_val = st.first_val_loss.unwrap_or(f64::NAN);
+    }
+    if group.world_size > 1 {
+        // Every rank from the same checkpoint (a rank that sees another run folder, or none,
+        // would start elsewhere) and the same weights.
+        agree_on(group, start as u64, start, |theirs, ours| {
+            format!("the step it resumes from ({theirs}, rank 0: {ours}): every rank must see the same run folder")
+        })?;
+        same_weights(group, &model, start)?;
+    }
+    if writer && start > 0 {
         // Lines logged after the checkpoint are repeated by this run.
         if let Ok(text) = fs::read_to_string(&metrics_path) {
             let kept: Vec<&str> = text
@@ -722,44 +922,97 @@ fn pretrain_locked(
         val_windows: data.val.len(),
         params,
     });
-    let mut metrics = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(io_err(&metrics_path))?;
+    let mut metrics = if writer {
+        Some(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(io_err(&metrics_path))?,
+        )
+    } else {
+        None
+    };
     let spt = cfg.model.samples_per_token();
     let mut last_checkpoint = start;
     let mut t_log = Instant::now();
+    // Seconds spent in the group's sums since the last log line (waiting for the slowest rank
+    // included).
+    let (mut in_sums, mut logged) = (0.0, start);
     for step in start..cfg.steps {
-        let idx = batch_indices(cfg, &data, step);
+        let idx = batch_indices(cfg, data, step);
         let mask_seed = Rng::new(cfg.seed).fork(0x3A5C ^ step as u64).next_u64();
-        let b = tensors(cfg, &data, &idx, mask_seed, &ad);
-        let enc = model.encode_train(
-            b.input,
-            Some(b.mask.clone()),
-            Rng::new(cfg.seed).fork(0xD20 ^ step as u64).next_u64(),
-        );
-        let loss = masked_mse(model.reconstruct(enc.tokens), b.target, b.mask, spt);
+        let drop_seed = Rng::new(cfg.seed).fork(0xD20 ^ step as u64).next_u64();
         let lr = cfg.lr_at(step);
-        let lv = match crate::step::step(&mut optim, lr, model, loss) {
-            Ok((m, lv)) => {
-                model = m;
-                lv
+        let non_finite = |lv| TrainError::NonFinite {
+            step: step + 1,
+            loss: lv,
+            last_checkpoint,
+            run: run.to_path_buf(),
+        };
+        let lv = if group.world_size == 1 {
+            // One process: the loss's own mean, as before there were groups.
+            let b = tensors(cfg, data, &idx, mask_seed, &ad);
+            let enc = model.encode_train(b.input, Some(b.mask.clone()), drop_seed);
+            let loss = masked_mse(model.reconstruct(enc.tokens), b.target, b.mask, spt);
+            match crate::step::step(&mut optim, lr, model, loss) {
+                Ok((m, lv)) => {
+                    model = m;
+                    lv
+                }
+                Err(crate::step::NonFiniteLoss(lv)) => return Err(non_finite(lv)),
             }
-            Err(crate::step::NonFiniteLoss(lv)) => {
-                return Err(TrainError::NonFinite {
+        } else {
+            let rows = group.rows(cfg.batch);
+            let first = rows.start;
+            let b = tensors_rows(cfg, data, &idx, mask_seed, rows, &ad);
+            let hidden = (b.ms.iter().filter(|&&v| v).count() * spt) as f32;
+            let enc = model.encode_train_rows(b.input, Some(b.mask.clone()), drop_seed, first);
+            // The share's squared errors and hidden samples, summed over the group with the
+            // gradients: the whole batch's mean, and its gradient, as one process has them.
+            let sse = masked_sse(model.reconstruct(enc.tokens), b.target, b.mask, spt);
+            let part: f32 = sse.clone().into_scalar();
+            let grads = GradientsParams::from_grads(sse.backward(), &model);
+            let (mut buf, layout) = flatten(&model, grads);
+            let n = layout.len();
+            buf.extend_from_slice(&[part, hidden]);
+            let t_sum = Instant::now();
+            group
+                .reducer
+                .sum(&mut buf)
+                .map_err(|source| TrainError::Reduce {
                     step: step + 1,
-                    loss: lv,
-                    last_checkpoint,
-                    run: run.to_path_buf(),
-                });
+                    source,
+                })?;
+            in_sums += t_sum.elapsed().as_secs_f64();
+            // Clamped as masked_mse's count: a batch without a hidden sample gives 0, not NaN.
+            let count = buf[n + 1].max(1.0);
+            let lv = buf[n] / count;
+            if !lv.is_finite() {
+                return Err(non_finite(lv));
             }
+            for g in &mut buf[..layout.values()] {
+                *g /= count;
+            }
+            model = optim.step(lr, model, unflatten(&buf[..n], &layout, device));
+            lv
         };
         let done = step + 1;
         let mut line = serde_json::json!({"step": done, "lr": lr, "train_loss": lv});
         if done % cfg.log_every.max(1) == 0 || done == cfg.steps {
-            let wps =
-                (cfg.batch * cfg.log_every.max(1)) as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
+            let elapsed = t_log.elapsed().as_secs_f64().max(1e-9);
+            let wps = (cfg.batch * cfg.log_every.max(1)) as f64 / elapsed;
+            let steps = (done - logged) as f64;
+            tracing::info!(
+                "rank {} of {}: steps {}..{done}: {:.1} ms a step ({:.1} windows/s), {:.1} ms of it summing gradients",
+                group.rank,
+                group.world_size,
+                logged + 1,
+                1e3 * elapsed / steps,
+                (cfg.batch as f64 * steps) / elapsed,
+                1e3 * in_sums / steps,
+            );
+            (in_sums, logged) = (0.0, done);
             t_log = Instant::now();
             on(Event::Step {
                 step: done,
@@ -768,8 +1021,15 @@ fn pretrain_locked(
                 windows_per_s: wps,
             });
         }
+        let Some(metrics) = metrics.as_mut() else {
+            // Ranks but 0 only check, at each checkpoint, that their weights are rank 0's.
+            if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.steps {
+                same_weights(group, &model, done)?;
+            }
+            continue;
+        };
         if done % cfg.eval_every.max(1) == 0 || done == cfg.steps {
-            let (val, base) = evaluate(cfg, &data, &data.val, &model.valid(), device);
+            let (val, base) = evaluate(cfg, data, &data.val, &model.valid(), device);
             if first_val.is_nan() {
                 first_val = val;
             }
@@ -783,6 +1043,9 @@ fn pretrain_locked(
         }
         writeln!(metrics, "{line}").map_err(io_err(&metrics_path))?;
         if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.steps {
+            if group.world_size > 1 {
+                same_weights(group, &model, done)?;
+            }
             metrics.flush().map_err(io_err(&metrics_path))?;
             save_checkpoint(
                 run,
@@ -798,16 +1061,55 @@ fn pretrain_locked(
             on(Event::Checkpoint { step: done });
         }
     }
-    // Final model, summary and plots.
     let inference = model.valid();
-    save_model(run, &cfg.model, &inference)?;
+    if !writer {
+        return Ok(Trained {
+            summary: None,
+            model: inference,
+        });
+    }
+    let summary = finish(
+        cfg,
+        data,
+        run,
+        device,
+        &inference,
+        &metrics_path,
+        (train_windows, params, first_val),
+    )?;
+    Ok(Trained {
+        summary: Some(summary),
+        model: inference,
+    })
+}
+
+/// Every rank's weights equal rank 0's (the sums gave every rank the same bits), checked at
+/// each checkpoint: a reducer that did not would let the ranks drift apart silently.
+fn same_weights(group: &mut Group, model: &Model, step: usize) -> Result<(), TrainError> {
+    agree_on(group, fingerprint(model), step, |_, _| {
+        format!("its weights after step {step} (the gradient sums differed between ranks)")
+    })
+}
+
+/// Final model, summary and plots (rank 0).
+fn finish(
+    cfg: &PretrainConfig,
+    data: &Data,
+    run: &Path,
+    device: &Device,
+    inference: &Model,
+    metrics_path: &Path,
+    (train_windows, params, first_val): (usize, usize, f64),
+) -> Result<Summary, TrainError> {
+    let spt = cfg.model.samples_per_token();
+    save_model(run, &cfg.model, inference)?;
     // The preprocessing the inputs had, for fine-tuning and prediction to check and repeat.
     write_json_atomic(
         &run.join(PREPROCESS_FILE),
         &crate::finetune::preprocess(&data.corpora[0]),
     )?;
-    let (val, base) = evaluate(cfg, &data, &data.val, &inference, device);
-    let val_by_corpus = evaluate_by_corpus(cfg, &data, &inference, device);
+    let (val, base) = evaluate(cfg, data, &data.val, inference, device);
+    let val_by_corpus = evaluate_by_corpus(cfg, data, inference, device);
     let summary = Summary {
         steps: cfg.steps,
         train_windows,
@@ -820,7 +1122,7 @@ fn pretrain_locked(
         params,
     };
     write_json_atomic(&run.join("summary.json"), &summary)?;
-    let text = fs::read_to_string(&metrics_path).unwrap_or_default();
+    let text = fs::read_to_string(metrics_path).unwrap_or_default();
     let (mut tr, mut va) = (Vec::new(), Vec::new());
     for l in text.lines() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
@@ -844,7 +1146,7 @@ fn pretrain_locked(
         xs,
         ms,
         ..
-    } = tensors(cfg, &data, &shown, 0xF1605, device);
+    } = tensors(cfg, data, &shown, 0xF1605, device);
     let rec: Vec<f32> = inference
         .reconstruct(inference.encode(input, Some(mask)).tokens)
         .into_data()

@@ -11,6 +11,8 @@ mod embed;
 mod export;
 mod finetune;
 mod inspect;
+#[cfg(feature = "mpi")]
+mod mpi_group;
 mod predict;
 mod prepare;
 mod pretrain;

@@ -1,13 +1,13 @@
-//! `cardiaffect pretrain`: self-supervised pre-training on one or more corpora.
+//! `cardiaffect pretrain`: self-supervised pre-training on one or more corpora; with the `mpi`
+//! feature, data-parallel when an MPI launcher started it ([`crate::mpi_group`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use burn::prelude::Device;
 use cardiaffect_model::ModelConfig;
 use cardiaffect_train::{
-    count_train_windows, pretrain, CorpusSpec, Event, Masking, PretrainConfig,
+    count_train_windows, pretrain_group, CorpusSpec, Event, Group, Masking, PretrainConfig,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,16 +36,6 @@ fn default_masking() -> (f64, usize) {
 
 #[derive(Args)]
 pub struct PretrainArgs {
-    /// Processes in a data-parallel group (one per node). Burn 0.22 has no collective across
-    /// processes, so more than 1 is refused at start, saying why (README).
-    #[arg(long, default_value_t = 1)]
-    pub world_size: usize,
-    /// This process's rank in the group, 0 .. world-size - 1.
-    #[arg(long, default_value_t = 0)]
-    pub rank: usize,
-    /// HOST:PORT of rank 0 (groups of more than one process).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub coordinator: Option<String>,
     /// A corpus folder written by `cardiaffect prepare`. Repeatable.
     #[arg(long = "corpus", value_name = "DIR")]
     pub corpora: Vec<PathBuf>,
@@ -63,6 +53,8 @@ pub struct PretrainArgs {
     /// Passes over the training windows (converted to steps).
     #[arg(long)]
     pub epochs: Option<f64>,
+    /// Windows per step per process (started by mpirun or srun, each rank takes this many:
+    /// a step sees batch x ranks).
     #[arg(long, default_value_t = defaults().batch)]
     pub batch: usize,
     /// Peak learning rate (AdamW, linear warm-up then cosine decay).
@@ -139,14 +131,31 @@ pub fn config_fields(p: &Path) -> Result<serde_json::Value> {
 }
 
 pub fn run(a: PretrainArgs) -> Result<()> {
-    let device = a.device.device()?;
-    // Before anything is read or written: a group that cannot train together stops here.
-    cardiaffect_train::distributed::Group {
-        world_size: a.world_size,
-        rank: a.rank,
-        coordinator: a.coordinator.clone(),
+    #[cfg(feature = "mpi")]
+    if crate::mpi_group::launched() {
+        let world = crate::mpi_group::World::init()?;
+        let rank = world.rank();
+        let result = world.group().and_then(|group| train(a, group));
+        if let Err(e) = &result {
+            if world.size() > 1 {
+                // Every rank says why before the job ends (ranks fail together on a
+                // disagreement; a lone failure names its rank).
+                eprintln!(
+                    "error: rank {rank} of {}: {}",
+                    world.size(),
+                    crate::flags("pretrain", &format!("{e:#}"))
+                );
+                world.abort(1);
+            }
+        }
+        return result;
     }
-    .check_supported(&device)?;
+    train(a, Group::alone())
+}
+
+fn train(a: PretrainArgs, mut group: Group) -> Result<()> {
+    let device = a.device.device()?;
+    let (world, leader) = (group.world_size, group.rank == 0);
     let (run, cfg, resume) = match &a.resume {
         Some(run) => {
             let p = run.join("pretrain.json");
@@ -185,7 +194,9 @@ pub fn run(a: PretrainArgs) -> Result<()> {
                 })
                 .collect();
             let mut cfg = PretrainConfig::new(model_config(&a.config)?, corpora);
-            cfg.batch = a.batch;
+            // --batch is per process, as in torch DDP and Horovod; the config holds the step's.
+            cfg.batch = a.batch * world;
+            cfg.world_size = world;
             cfg.lr = a.lr;
             cfg.seed = a.seed;
             cfg.checkpoint_every = a.checkpoint_every;
@@ -203,7 +214,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             cfg.hide_input = !a.show_masked_input;
             cfg.steps = match (a.steps, a.epochs) {
                 (Some(s), _) => s,
-                (None, Some(e)) => ((e * count_train_windows(&cfg)? as f64) / a.batch as f64)
+                (None, Some(e)) => ((e * count_train_windows(&cfg)? as f64) / cfg.batch as f64)
                     .ceil()
                     .max(1.0) as usize,
                 (None, None) => cfg.steps,
@@ -213,6 +224,9 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         }
     };
     if let Some(w) = &a.evaluate {
+        if world > 1 {
+            bail!("--evaluate measures weights in one process: run it without mpirun/srun");
+        }
         let dir = match w.as_str() {
             "bundled" => crate::bundled::weights_dir()?,
             p => PathBuf::from(p),
@@ -242,7 +256,19 @@ pub fn run(a: PretrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let bar = ProgressBar::new(cfg.steps as u64);
+    if leader && world > 1 {
+        println!(
+            "data-parallel over MPI: {world} processes x {} windows = {} windows per step",
+            cfg.batch / world,
+            cfg.batch
+        );
+    }
+    // Rank 0 speaks for the group.
+    let bar = if leader {
+        ProgressBar::new(cfg.steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} pretrain [{bar:30}] {pos}/{len} steps {msg} (ETA {eta})",
@@ -252,7 +278,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
     );
     bar.enable_steady_tick(Duration::from_millis(250));
     let mut last_val = String::new();
-    let summary = pretrain(&cfg, &run, resume, &device as &Device, &mut |e| match e {
+    let mut show = |e| match e {
         Event::Start {
             start_step,
             train_windows,
@@ -278,9 +304,14 @@ pub fn run(a: PretrainArgs) -> Result<()> {
             val_loss, baseline, ..
         } => last_val = format!(" | val {val_loss:.4} (mean baseline {baseline:.4})"),
         Event::Checkpoint { .. } => {}
-    });
+    };
+    let mut quiet = |_: Event| {};
+    let on: &mut dyn FnMut(Event) = if leader { &mut show } else { &mut quiet };
+    let done = pretrain_group(&cfg, &run, resume, &device, &mut group, on);
     bar.finish_and_clear();
-    let s = summary?;
+    let Some(s) = done?.summary else {
+        return Ok(());
+    };
     println!("pre-trained {} steps: validation masked-reconstruction MSE {:.4} vs {:.4} for predicting the window mean ({:.0}% of it; first evaluation {:.4})", s.steps, s.val_loss, s.baseline_mean_prediction, 100.0 * s.val_loss / s.baseline_mean_prediction, s.val_loss_first_eval);
     if s.val_by_corpus.len() > 1 {
         for c in &s.val_by_corpus {

@@ -204,12 +204,14 @@ pub trait GeluOps: Backend {
 #[backend_extension(Flex, Autodiff)]
 pub trait AttentionTrainOps: Backend {
     /// `qkv` `[B, T, 3d]` -> `[B, T, d]`: per head `dropout(softmax(q_h k_h^T / sqrt(dk))) v_h`,
-    /// the dropout at rate `dropout` with masks drawn from `seed`.
+    /// the dropout at rate `dropout` with masks drawn from `seed`; `first_row` is the index of
+    /// `qkv`'s first window in the step's whole batch (0 unless it is a process's share).
     fn attention_train(
         qkv: FloatTensor<Self>,
         n_heads: usize,
         dropout: f64,
         seed: u64,
+        first_row: usize,
     ) -> FloatTensor<Self>;
 
     /// The gradient with respect to `qkv` given the gradient `grad` of the output.
@@ -219,6 +221,7 @@ pub trait AttentionTrainOps: Backend {
         _n_heads: usize,
         _dropout: f64,
         _seed: u64,
+        _first_row: usize,
     ) -> FloatTensor<Self> {
         // Only the inner backend (flex) runs a backward; autodiff records, never differentiates
         // its own backward here.
@@ -231,8 +234,15 @@ pub trait AttentionTrainOps: Backend {
 #[backend_extension(Flex, Autodiff)]
 pub trait TrainOps: Backend {
     /// `x` times a dropout mask at rate `p` (0, or `1 / (1 - p)`) drawn from `seed` and
-    /// `site`; the same arguments always draw the same mask.
-    fn dropout_train(x: FloatTensor<Self>, p: f64, seed: u64, site: u64) -> FloatTensor<Self>;
+    /// `site`; the same arguments always draw the same mask. `first` is the index of `x`'s
+    /// first element in the step's whole tensor (0 unless `x` is a process's share of it).
+    fn dropout_train(
+        x: FloatTensor<Self>,
+        p: f64,
+        seed: u64,
+        site: u64,
+        first: u64,
+    ) -> FloatTensor<Self>;
 
     /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
     fn layer_norm_train(
@@ -527,6 +537,7 @@ pub fn train_self_attention(
     n_heads: usize,
     dropout: f64,
     seed: u64,
+    first_row: usize,
 ) -> Option<Tensor<3>> {
     if !train_path(&x.device(), x.dtype()) {
         return None;
@@ -546,6 +557,7 @@ pub fn train_self_attention(
             n_heads,
             dropout,
             seed,
+            first_row,
         ),
     ))
 }
@@ -704,20 +716,36 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Inverted dropout at rate `p`, the mask drawn from (`seed`, `site`): on flex one recorded
 /// op whose backward redraws the mask ([`TrainOps`]); elsewhere Burn's ops with the same mask.
 pub fn dropout<const D: usize>(x: Tensor<D>, p: f64, seed: u64, site: u64) -> Tensor<D> {
+    dropout_rows(x, p, seed, site, 0)
+}
+
+/// [`dropout`] of `x` `[B, ..]` as rows `first_row ..` of a larger batch: the mask of those rows
+/// in the whole batch's mask (a process's share in data-parallel training draws what one
+/// process drawing the whole batch does).
+pub fn dropout_rows<const D: usize>(
+    x: Tensor<D>,
+    p: f64,
+    seed: u64,
+    site: u64,
+    first_row: usize,
+) -> Tensor<D> {
     if p <= 0.0 {
         return x;
     }
+    let shape = x.shape();
+    let per_row = shape.num_elements() / shape[0].max(1);
+    let first = first_row * per_row;
     if train_path(&x.device(), x.dtype()) {
         return Tensor::from_dispatch(<burn::backend::Dispatch as TrainOps>::dropout_train(
             x.into_dispatch(),
             p,
             seed,
             site,
+            first as u64,
         ));
     }
-    let shape = x.shape();
     let mut mask = vec![1.0f32; shape.num_elements()];
-    train_ops::apply_dropout_mask(&mut mask, None, p, seed, site);
+    train_ops::apply_dropout_mask(&mut mask, None, p, seed, site, first);
     let m = Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
     x * m
 }
@@ -1184,6 +1212,7 @@ mod tests {
                 h,
                 p,
                 seed,
+                0,
             ));
             let g_ours = x
                 .grad(&(ours.clone() * w.clone()).sum().backward())
@@ -1374,7 +1403,7 @@ mod tests {
         let x = normal::<2>(shape, 1.0, &ad).require_grad();
         let w = normal::<2>(shape, 1.0, &ad);
         let mut mask = vec![1.0f32; 3 * 70_001];
-        train_ops::apply_dropout_mask(&mut mask, None, 0.2, 9, 3);
+        train_ops::apply_dropout_mask(&mut mask, None, 0.2, 9, 3, 0);
         let mask = Tensor::<2>::from_data(TensorData::new(mask, shape), &ad);
         let ours = dropout(x.clone(), 0.2, 9, 3);
         let g_ours = x
@@ -1396,6 +1425,52 @@ mod tests {
         assert!((dropped - 0.2).abs() < 0.005, "{dropped}");
         let other = dropout(x.clone(), 0.2, 9, 4).inner();
         assert_ne!(other.into_data(), ours.inner().into_data());
+    }
+
+    /// Rows `first ..` of a batch given alone (a process's share in data-parallel training)
+    /// draw the whole batch's dropout masks there, to the bit, forward and backward: offsets
+    /// inside a mask chunk, on a chunk boundary and past several; and the attention's masks.
+    #[test]
+    fn a_share_of_the_rows_draws_the_whole_batchs_dropout_masks() {
+        let ad = Device::flex().autodiff();
+        let (rows, cols) = (4, 70_001);
+        let x = normal::<2>([rows, cols], 1.0, &ad);
+        let w = normal::<2>([rows, cols], 1.0, &ad);
+        let whole = x.clone().require_grad();
+        let y = dropout(whole.clone(), 0.2, 9, 3);
+        let g = whole
+            .grad(&(y.clone() * w.clone()).sum().backward())
+            .unwrap();
+        for first in 1..rows {
+            let part = x.clone().slice([first..rows, 0..cols]).require_grad();
+            let wp = w.clone().slice([first..rows, 0..cols]);
+            let yp = dropout_rows(part.clone(), 0.2, 9, 3, first);
+            let gp = part.grad(&(yp.clone() * wp).sum().backward()).unwrap();
+            let yr = y.clone().inner().slice([first..rows, 0..cols]);
+            assert_eq!(yp.inner().into_data(), yr.into_data(), "rows {first}..");
+            let gr = g.clone().slice([first..rows, 0..cols]);
+            assert_eq!(gp.into_data(), gr.into_data(), "gradient, rows {first}..");
+        }
+        // The mask itself (Burn's ops elsewhere multiply by it) from any element on.
+        let mut all = vec![1.0f32; 3 * train_ops::DROPOUT_CHUNK + 77];
+        train_ops::apply_dropout_mask(&mut all, None, 0.3, 4, 2, 0);
+        for first in [
+            1,
+            train_ops::DROPOUT_CHUNK - 1,
+            train_ops::DROPOUT_CHUNK,
+            train_ops::DROPOUT_CHUNK + 5,
+            2 * train_ops::DROPOUT_CHUNK + 9,
+        ] {
+            let mut part = vec![1.0f32; all.len() - first];
+            train_ops::apply_dropout_mask(&mut part, None, 0.3, 4, 2, first);
+            assert!(part == all[first..], "from element {first}");
+        }
+        let (b, h, t) = (3, 2, 17);
+        let all = train_attention::Dropout::new(0.25, 5).mask(b, h, t);
+        let part = train_attention::Dropout::new(0.25, 5)
+            .at_row(1, h)
+            .mask(b - 1, h, t);
+        assert!(part == all[h * t * t..], "attention masks");
     }
 
     #[test]

@@ -26,16 +26,31 @@ use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
 use super::AttentionTrainOps;
 use crate::fastmath;
 
-/// The dropout of one step's attention: rate and the seed its masks derive from.
+/// The dropout of one step's attention: rate, the seed its masks derive from, and the head
+/// task of the input's first window in the step's whole batch (its row times the heads).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Dropout {
     p: f64,
     seed: u64,
+    first_task: usize,
 }
 
 impl Dropout {
     pub(super) fn new(p: f64, seed: u64) -> Dropout {
-        Dropout { p, seed }
+        Dropout {
+            p,
+            seed,
+            first_task: 0,
+        }
+    }
+
+    /// The masks of windows `first_row ..` of a batch with `n_heads` heads (a process's share
+    /// in data-parallel training draws the whole batch's masks for its rows).
+    pub(super) fn at_row(self, first_row: usize, n_heads: usize) -> Dropout {
+        Dropout {
+            first_task: first_row * n_heads,
+            ..self
+        }
     }
 
     /// Multiplies `row` (row `i` of head task `task`, `[T]`) by its mask: 0 with probability
@@ -47,9 +62,9 @@ impl Dropout {
         }
         let threshold = (self.p * 4294967296.0).min(u32::MAX as f64) as u32;
         let scale = (1.0 / (1.0 - self.p)) as f32;
-        let stream = (task * row.len() + i) as u64;
+        let stream = ((self.first_task + task) * row.len() + i) as u64;
         let key = Rng::new(self.seed).fork(stream).next_u64() as u32;
-        fastmath::dropout_row(row, key, threshold, scale);
+        fastmath::dropout_row(row, key, 0, threshold, scale);
     }
 
     /// The mask of every head as a `[B, H, T, T]` tensor's values (for tests against Burn's
@@ -168,12 +183,14 @@ impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps fo
         n_heads: usize,
         dropout: f64,
         seed: u64,
+        first_row: usize,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Attention {
             n_heads: usize,
             dropout: f64,
             seed: u64,
+            first_row: usize,
         }
 
         impl<B: Backend + AttentionTrainOps> Backward<B, 1> for Attention {
@@ -190,9 +207,10 @@ impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps fo
                     n_heads,
                     dropout,
                     seed,
+                    first_row,
                 } = self;
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::attention_train_backward(qkv, grad, n_heads, dropout, seed)
+                    B::attention_train_backward(qkv, grad, n_heads, dropout, seed, first_row)
                 });
             }
         }
@@ -201,24 +219,32 @@ impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps fo
             n_heads,
             dropout,
             seed,
+            first_row,
         };
         let guard = qkv.node();
         let input = qkv.into_primitive();
         match op.prepare::<C>([guard]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = B::attention_train(input.clone(), n_heads, dropout, seed);
+                let out = B::attention_train(input.clone(), n_heads, dropout, seed, first_row);
                 prep.finish(input, out)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(B::attention_train(input, n_heads, dropout, seed))
+                prep.finish(B::attention_train(input, n_heads, dropout, seed, first_row))
             }
         }
     }
 }
 
 impl AttentionTrainOps for Flex {
-    fn attention_train(qkv: FlexTensor, n_heads: usize, dropout: f64, seed: u64) -> FlexTensor {
-        forward(qkv, n_heads, Dropout::new(dropout, seed))
+    fn attention_train(
+        qkv: FlexTensor,
+        n_heads: usize,
+        dropout: f64,
+        seed: u64,
+        first_row: usize,
+    ) -> FlexTensor {
+        let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
+        forward(qkv, n_heads, drop)
     }
 
     fn attention_train_backward(
@@ -227,7 +253,9 @@ impl AttentionTrainOps for Flex {
         n_heads: usize,
         dropout: f64,
         seed: u64,
+        first_row: usize,
     ) -> FlexTensor {
-        backward(qkv, grad, n_heads, Dropout::new(dropout, seed))
+        let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
+        backward(qkv, grad, n_heads, drop)
     }
 }

@@ -24,33 +24,47 @@ use super::TrainOps;
 use crate::fastmath;
 
 /// Elements per task of a dropout mask.
-const DROPOUT_CHUNK: usize = 1 << 15;
+pub(super) const DROPOUT_CHUNK: usize = 1 << 15;
 
 /// `values` times the dropout mask of (`seed`, `site`) at rate `p` (0, or `1 / (1 - p)`), in
 /// place, over the threads; with `src`, `values` is first overwritten by `src`, chunk by chunk
 /// in the same task (one pass instead of a copy and a pass). Each chunk's mask is a hash of
 /// its key and the element's index ([`fastmath::dropout_row`], eight lanes at a time), so it
 /// is the same whichever thread draws it, in the forward and in the backward. (A serial
-/// generator per chunk, as before, took 8 % of a pre-training step.)
+/// generator per chunk, as before, took 8 % of a pre-training step.) `first` is the index of
+/// `values[0]` in a larger tensor whose mask this part repeats (data-parallel training: a
+/// process's rows of the step's batch); chunks are counted from that tensor's start.
 pub(crate) fn apply_dropout_mask(
     values: &mut [f32],
     src: Option<&[f32]>,
     p: f64,
     seed: u64,
     site: u64,
+    first: usize,
 ) {
     let threshold = (p * 4294967296.0).min(u32::MAX as f64) as u32;
     let scale = (1.0 / (1.0 - p)) as f32;
     let base = Rng::new(seed).fork(site);
-    values
-        .par_chunks_mut(DROPOUT_CHUNK)
+    // The part of a chunk before the first whole one (none when `first` is a chunk boundary).
+    let head = ((DROPOUT_CHUNK - first % DROPOUT_CHUNK) % DROPOUT_CHUNK).min(values.len());
+    let (head_values, rest) = values.split_at_mut(head);
+    if head > 0 {
+        if let Some(src) = src {
+            head_values.copy_from_slice(&src[..head]);
+        }
+        let key = base.fork((first / DROPOUT_CHUNK) as u64).next_u64() as u32;
+        let at = (first % DROPOUT_CHUNK) as u32;
+        fastmath::dropout_row(head_values, key, at, threshold, scale);
+    }
+    let chunk0 = (first + head) / DROPOUT_CHUNK;
+    rest.par_chunks_mut(DROPOUT_CHUNK)
         .enumerate()
         .for_each(|(c, chunk)| {
             if let Some(src) = src {
-                chunk.copy_from_slice(&src[c * DROPOUT_CHUNK..][..chunk.len()]);
+                chunk.copy_from_slice(&src[head + c * DROPOUT_CHUNK..][..chunk.len()]);
             }
-            let key = base.fork(c as u64).next_u64() as u32;
-            fastmath::dropout_row(chunk, key, threshold, scale)
+            let key = base.fork((chunk0 + c) as u64).next_u64() as u32;
+            fastmath::dropout_row(chunk, key, 0, threshold, scale)
         });
 }
 
@@ -58,8 +72,11 @@ pub(crate) fn apply_dropout_mask(
 const NORM_ROWS: usize = 64;
 
 impl TrainOps for Flex {
-    fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64) -> FlexTensor {
-        update(x, |v, src| apply_dropout_mask(v, src, p, seed, site)).0
+    fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64, first: u64) -> FlexTensor {
+        update(x, |v, src| {
+            apply_dropout_mask(v, src, p, seed, site, first as usize)
+        })
+        .0
     }
 
     fn layer_norm_train(
@@ -201,12 +218,19 @@ fn backward3<B: Backend, S>(
 }
 
 impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
-    fn dropout_train(x: FloatTensor<Self>, p: f64, seed: u64, site: u64) -> FloatTensor<Self> {
+    fn dropout_train(
+        x: FloatTensor<Self>,
+        p: f64,
+        seed: u64,
+        site: u64,
+        first: u64,
+    ) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Dropout {
             p: f64,
             seed: u64,
             site: u64,
+            first: u64,
         }
 
         impl<B: Backend + TrainOps> Backward<B, 1> for Dropout {
@@ -220,17 +244,22 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
             ) {
                 // The mask is redrawn: multiplying by it again is the backward.
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::dropout_train(grad, self.p, self.seed, self.site)
+                    B::dropout_train(grad, self.p, self.seed, self.site, self.first)
                 });
             }
         }
 
         let guard = x.node();
         let input = x.into_primitive();
-        Dropout { p, seed, site }
-            .prepare::<C>([guard])
-            .compute_bound()
-            .stateless(B::dropout_train(input, p, seed, site))
+        Dropout {
+            p,
+            seed,
+            site,
+            first,
+        }
+        .prepare::<C>([guard])
+        .compute_bound()
+        .stateless(B::dropout_train(input, p, seed, site, first))
     }
 
     fn layer_norm_train(
