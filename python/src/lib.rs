@@ -880,7 +880,7 @@ impl Model {
 /// "float16" windows. A second call with the same sources and settings reuses what is done.
 /// The defaults are the command line's (4-s windows: the bundled pre-trained model's).
 #[pyfunction]
-#[pyo3(signature = (sources, out, fs = 128.0, window = 4.0, stride = 4.0, lead = None, input_fs = None, band = (0.5, 40.0), dtype = "float32"))]
+#[pyo3(signature = (sources, out, fs = 128.0, window = 10.0, stride = 4.0, lead = None, input_fs = None, band = (0.5, 40.0), dtype = "float32"))]
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     py: Python<'_>,

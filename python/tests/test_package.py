@@ -216,10 +216,10 @@ def test_the_bundled_model_embeds_windows_one_by_one(corpus):
     np.testing.assert_allclose(m.embed(3.0 * w.astype(np.float64) + 1.0), e, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="no classes"):
         m.predict_proba(w)
-    with pytest.raises(ValueError, match="rows of 512 samples"):
+    with pytest.raises(ValueError, match="rows of 1280 samples"):
         m.embed(np.zeros((2, 100), dtype=np.float32))
     with pytest.raises(ValueError, match="2-D numpy array"):
-        m.embed(np.zeros(512))
+        m.embed(np.zeros(1280))
     with pytest.raises(OSError, match="config.json"):
         ca.Model.load(str(corpus))
 

@@ -43,7 +43,7 @@ impl Default for PrepareConfig {
             fs: 128.0,
             // The shipped pre-trained model's window (weights/bundled/), so that a corpus
             // prepared with the defaults fine-tunes from pre-training without a flag.
-            window_s: 4.0,
+            window_s: 10.0,
             stride_s: 4.0,
             clean: CleanConfig::default(),
             quality: QualityConfig::default(),

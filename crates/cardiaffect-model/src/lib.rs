@@ -22,7 +22,7 @@ pub mod transformer;
 mod weights;
 
 pub use bundle::Preprocess;
-pub use config::{ModelConfig, Positional};
+pub use config::{ModelConfig, Pooling, Positional};
 pub use loss::{cross_entropy, masked_mse, masked_sse};
 pub use model::{Encoded, Model};
 pub use weights::{

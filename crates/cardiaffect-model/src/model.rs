@@ -83,6 +83,8 @@ pub struct Model {
     pub d_model: usize,
     pub n_tokens: usize,
     pub samples_per_token: usize,
+    /// [`Pooling::Mean`](crate::config::Pooling): the head reads the mean of the signal tokens.
+    pub mean_pool: bool,
 }
 
 /// The Transformer's output, split into the CLS vector and the signal tokens.
@@ -170,6 +172,7 @@ impl ModelConfig {
             d_model: d,
             n_tokens: t,
             samples_per_token: self.samples_per_token(),
+            mean_pool: self.pooling == crate::config::Pooling::Mean,
         })
     }
 }
@@ -403,12 +406,33 @@ impl Model {
     /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
     /// calibration works on (probabilities saturate in f32).
     pub fn class_logits(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        rows(self.classify(self.encode_cls(x)))
+        rows(self.classify(self.features(x)))
     }
 
-    /// CLS embeddings of windows `[B, L]` (inference), one row of `d_model` each.
+    /// Embeddings of windows `[B, L]` (inference), one row of `d_model` each: what the head
+    /// reads (the CLS vector, or the mean of the tokens with `pooling` `mean`).
     pub fn cls_embeddings(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        rows(self.encode_cls(x))
+        rows(self.features(x))
+    }
+
+    /// What the classification head reads of windows `x` at inference, `[B, d]`.
+    pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
+        if self.mean_pool {
+            self.pooled(self.encode(x, None))
+        } else {
+            self.encode_cls(x)
+        }
+    }
+
+    /// What the classification head reads of an encoding, `[B, d]`: its CLS vector, or the
+    /// mean of its signal tokens.
+    pub fn pooled(&self, e: Encoded) -> Tensor<2> {
+        if self.mean_pool {
+            let [b, _, d] = e.tokens.dims();
+            e.tokens.mean_dim(1).reshape([b, d])
+        } else {
+            e.cls
+        }
     }
 
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
@@ -432,6 +456,32 @@ fn rows(t: Tensor<2>) -> Vec<Vec<f64>> {
 
 #[cfg(test)]
 mod tests {
+
+    /// `pooling` `mean`: the head reads the mean of the signal tokens (train and inference
+    /// alike), not the CLS vector.
+    #[test]
+    fn mean_pooling_reads_the_tokens() {
+        let dev = Device::flex();
+        let cfg = crate::ModelConfig::new()
+            .with_window_len(256)
+            .with_pooling(crate::Pooling::Mean);
+        let m = cfg.init(&dev).unwrap();
+        let x = crate::batch::tensor(
+            (0..512).map(|i| ((i as f32) * 0.07).sin()).collect(),
+            256,
+            &dev,
+        );
+        let e = m.encode(x.clone(), None);
+        let want = e.tokens.clone().mean_dim(1).reshape([2, cfg.d_model]);
+        let got = m.features(x.clone());
+        let diff: f32 = (got.clone() - want).abs().max().into_scalar();
+        assert!(diff < 1e-5, "{diff}");
+        let cls: f32 = (got - e.cls).abs().max().into_scalar();
+        assert!(cls > 1e-3, "mean pooling returned the CLS vector");
+        let logits = m.class_logits(x);
+        assert_eq!((logits.len(), logits[0].len()), (2, 2));
+    }
+
     use super::*;
     use burn::module::Param;
 

@@ -89,7 +89,8 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
             "--task".into(),
             "trial_type".into(),
             "--folds".into(),
-            "loso".into(),
+            // Quick: 4 folds of 3 people instead of 12 of one.
+            if a.quick { "4".into() } else { "loso".into() },
             "--seed".into(),
             seed.clone(),
             "--out".into(),
@@ -142,6 +143,8 @@ fn run_synthetic(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> R
     std::fs::write(&model_cfg, crate::bundled::weights_config())
         .with_context(|| format!("writing {}", model_cfg.display()))?;
     let seed = a.seed.to_string();
+    let secs = crate::bundled::weights_window_s();
+    let (window, half) = (format!("{secs}s"), format!("{}s", secs / 2.0));
     // Sizes: (subjects, trials, seconds per trial, pre-training steps, folds, epochs).
     let (subjects, trials, trial_s, pt_steps, folds, epochs) = if a.quick {
         ("6", "8", "24", "40", "3", "1")
@@ -186,15 +189,15 @@ fn run_synthetic(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> R
         ]
     };
     let fractions = if a.quick { "0.25,1" } else { "0.1,0.25,1" };
-    let steps: Vec<(&str, Vec<String>)> = vec![
-        ("1/8 real ECG (bundled: MIT-BIH 208, biosignalsnotebooks) into 4 s windows", vec!["prepare".into(), "--out".into(), s(&real), "--window".into(), "4s".into(), "--stride".into(), "2s".into()]),
-        ("2/8 a synthetic labeled dataset in the AMIGOS layout (SYNTHETIC: the labels change the physiology by construction)", vec!["synth".into(), "--affect".into(), "--subjects".into(), subjects.into(), "--trials".into(), trials.into(), "--trial-seconds".into(), trial_s.into(), "--seed".into(), seed.clone(), "--out".into(), s(&affect_raw)]),
-        ("3/8 its corpus", vec!["prepare".into(), "--source".into(), s(&affect_raw), "--out".into(), s(&affect), "--window".into(), "4s".into(), "--stride".into(), "4s".into()]),
-        ("4/8 self-supervised pre-training on the real ECG (masked spans, reconstruct the hidden signal)", vec!["pretrain".into(), "--corpus".into(), s(&real), "--config".into(), s(&model_cfg), "--out".into(), s(&pretrain), "--steps".into(), pt_steps.into(), "--lr".into(), "1e-3".into(), "--eval-every".into(), if a.quick { "20".into() } else { "50".into() }, "--checkpoint-every".into(), "100".into(), "--seed".into(), seed.clone()]),
-        ("5/8 fine-tuning and evaluation: subject-independent folds, against the same model from scratch, HRV + logistic regression and their fusion; each person's scores calibrated (subject), the threshold chosen on validation people", std::iter::once("finetune".to_string()).chain(ft_args(&finetune)).collect()),
-        ("6/8 label efficiency: the same folds and seeds with fewer labeled training trials (the full-label point is step 5's run)", ["curve".to_string(), "--fractions".into(), fractions.into()].into_iter().chain(ft_args(&curve)).collect()),
-        ("7/8 the final model on a real recording (biosignalsnotebooks, 7 min)", vec!["predict".into(), "--model".into(), s(&finetune), s(&recording), "--out".into(), s(&out.join("timeline.csv"))]),
-        ("8/8 one HTML page with everything", vec!["report".into(), s(&out)]),
+    let steps: Vec<(String, Vec<String>)> = vec![
+        (format!("1/8 real ECG (bundled: MIT-BIH 208, biosignalsnotebooks) into {window} windows"), vec!["prepare".into(), "--out".into(), s(&real), "--window".into(), window.clone(), "--stride".into(), half]),
+        ("2/8 a synthetic labeled dataset in the AMIGOS layout (SYNTHETIC: the labels change the physiology by construction)".into(), vec!["synth".into(), "--affect".into(), "--subjects".into(), subjects.into(), "--trials".into(), trials.into(), "--trial-seconds".into(), trial_s.into(), "--seed".into(), seed.clone(), "--out".into(), s(&affect_raw)]),
+        ("3/8 its corpus".into(), vec!["prepare".into(), "--source".into(), s(&affect_raw), "--out".into(), s(&affect), "--window".into(), window.clone(), "--stride".into(), window.clone()]),
+        ("4/8 self-supervised pre-training on the real ECG (masked spans, reconstruct the hidden signal)".into(), vec!["pretrain".into(), "--corpus".into(), s(&real), "--config".into(), s(&model_cfg), "--out".into(), s(&pretrain), "--steps".into(), pt_steps.into(), "--lr".into(), "1e-3".into(), "--eval-every".into(), if a.quick { "20".into() } else { "50".into() }, "--checkpoint-every".into(), "100".into(), "--seed".into(), seed.clone()]),
+        ("5/8 fine-tuning and evaluation: subject-independent folds, against the same model from scratch, HRV + logistic regression and their fusion; each person's scores calibrated (subject), the threshold chosen on validation people".into(), std::iter::once("finetune".to_string()).chain(ft_args(&finetune)).collect()),
+        ("6/8 label efficiency: the same folds and seeds with fewer labeled training trials (the full-label point is step 5's run)".into(), ["curve".to_string(), "--fractions".into(), fractions.into()].into_iter().chain(ft_args(&curve)).collect()),
+        ("7/8 the final model on a real recording (biosignalsnotebooks, 7 min)".into(), vec!["predict".into(), "--model".into(), s(&finetune), s(&recording), "--out".into(), s(&out.join("timeline.csv"))]),
+        ("8/8 one HTML page with everything".into(), vec!["report".into(), s(&out)]),
     ];
     for (what, args) in steps {
         if args[0] == "curve" {

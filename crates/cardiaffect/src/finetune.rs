@@ -20,7 +20,7 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "DIR")]
     pub corpus: PathBuf,
     /// Pre-trained weights: `bundled` (the default: the weights shipped with cardiaffect, for
-    /// 4 s windows at 128 Hz, see weights/bundled/MODEL_CARD.md), a pretrain run folder (or any
+    /// 10 s windows at 128 Hz, see weights/bundled/MODEL_CARD.md), a pretrain run folder (or any
     /// folder with config.json and model.safetensors, such as its checkpoint/), or `none`
     /// (scratch and HRV only, the model from --config).
     #[arg(long, value_name = "RUN_DIR|bundled|none", default_value = "bundled")]

@@ -24,8 +24,8 @@ pub struct PrepareArgs {
     /// Target sampling rate in Hz.
     #[arg(long, default_value_t = PrepareConfig::default().fs)]
     pub fs: f64,
-    /// Window length, e.g. 4s, 2500ms, 1m (default: the shipped pre-trained model's 4 s).
-    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    /// Window length, e.g. 4s, 2500ms, 1m (default: the shipped pre-trained model's 10 s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub window: f64,
     /// Step between window starts.
     #[arg(long, default_value = "4s", value_parser = parse_duration)]

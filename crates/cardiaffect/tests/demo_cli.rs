@@ -23,7 +23,9 @@ fn demo_quick_writes_what_it_promises() {
         stdout.contains("| pretrained | window |")
             && stdout.contains("| hrv | window |")
             && stdout.contains("| fusion | window |")
-            && stdout.contains("SYNTHETIC"),
+            && stdout.contains("mental stress vs rest (PhysioNet eegmat, 12 people)")
+            && !stdout.contains("SYNTHETIC")
+            && !stdout.to_lowercase().contains("arousal"),
         "{stdout}"
     );
     for f in [
@@ -46,7 +48,15 @@ fn demo_quick_writes_what_it_promises() {
     }
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("finetune/results.json")).unwrap()).unwrap();
-    assert!(r["label_rule"].as_str().unwrap().contains("arousal > 5"));
+    // Real labels: the eegmat runs' trial_type, every table headed with what they are.
+    assert!(r["label_rule"].as_str().unwrap().contains("arithmetic / rest"));
+    assert_eq!(
+        r["datasets"][0],
+        "mental stress vs rest (PhysioNet eegmat, 12 people)"
+    );
+    assert!(std::fs::read_to_string(out.join("finetune/results.md"))
+        .unwrap()
+        .contains("mental stress vs rest (PhysioNet eegmat, 12 people)"));
     assert_eq!(r["protocol"], "subject-independent");
     assert_eq!(r["pretrained"], "bundled");
     let mut accs = Vec::new();
@@ -104,11 +114,32 @@ fn demo_quick_writes_what_it_promises() {
             .unwrap()
             .replace("demo2", "demo")
     );
+    // One person's two runs, rest then arithmetic, each named in the timeline.
     let tl = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
     let rows: Vec<&str> = tl.lines().skip(1).collect();
-    assert!(rows.len() > 100, "{} timeline rows", rows.len());
+    assert!(rows.len() > 20, "{} timeline rows", rows.len());
+    assert!(rows.iter().any(|r| r.contains("arithmetic")), "{tl}");
+    assert!(rows.iter().any(|r| r.contains("rest")), "{tl}");
     for r in rows {
         let p: f64 = r.rsplit(',').next().unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&p), "{r}");
     }
+}
+
+/// `--synthetic` keeps the pipeline check on the synthetic affect set, and says so.
+#[test]
+fn demo_synthetic_says_it_is_synthetic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
+        .args(["demo", "--quick", "--synthetic", "--out", out.to_str().unwrap()])
+        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("SYNTHETIC"), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("finetune/results.json")).unwrap()).unwrap();
+    assert!(r["label_rule"].as_str().unwrap().contains("arousal > 5"));
 }

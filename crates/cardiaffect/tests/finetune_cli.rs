@@ -839,7 +839,7 @@ fn finetune_starts_from_the_bundled_weights_by_default() {
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["pretrained"], "bundled");
-    assert_eq!(r["model_config"]["window_len"], 512);
+    assert_eq!(r["model_config"]["window_len"], 1280);
     assert!(r["per_fold"]
         .as_array()
         .unwrap()

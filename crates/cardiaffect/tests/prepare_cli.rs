@@ -24,7 +24,7 @@ fn prepare_bundled_writes_a_corpus_numpy_can_read_and_reuses_it() {
     let header = std::fs::read(out.join("windows.npy")).unwrap();
     assert!(header.starts_with(b"\x93NUMPY"));
     let h = String::from_utf8_lossy(&header[10..128]);
-    assert!(h.contains("'descr': '<f4'") && h.contains(", 512)"), "{h}");
+    assert!(h.contains("'descr': '<f4'") && h.contains(", 1280)"), "{h}");
     let csv = std::fs::read_to_string(out.join("windows.csv")).unwrap();
     assert!(
         csv.starts_with("index,dataset,source,subject,trial,segment,lead,start_s,hr_bpm,condition")

@@ -144,7 +144,7 @@ fn bad_inputs_are_refused_and_nothing_is_lost() {
         );
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    // The default model wants 512-sample windows (4 s at 128 Hz); this corpus has 256.
+    // The default model wants 1280-sample windows (10 s at 128 Hz); this corpus has 256.
     let e = fail(vec![
         "pretrain".into(),
         "--corpus".into(),
@@ -155,7 +155,7 @@ fn bad_inputs_are_refused_and_nothing_is_lost() {
         "2".into(),
     ]);
     assert!(
-        e.contains("window length") && e.contains("512") && e.contains("256"),
+        e.contains("window length") && e.contains("1280") && e.contains("256"),
         "{e}"
     );
     // An empty folder is not a corpus.

@@ -228,7 +228,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/bundled");
         let text = std::fs::read_to_string(dir.join(PREPROCESS_FILE)).unwrap();
         let p = read_preprocess(&dir).unwrap().unwrap();
-        assert_eq!(p.window_len, 512);
+        assert_eq!(p.window_len, 1280);
         assert_eq!(serde_json::to_string_pretty(&p).unwrap(), text.trim_end());
     }
 

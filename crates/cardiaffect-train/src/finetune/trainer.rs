@@ -116,9 +116,9 @@ impl Ctx<'_> {
             let y: Vec<i64> = idx.iter().map(|&i| self.y(i) as i64).collect();
             let y = Tensor::<1, Int>::from_data(TensorData::new(y, [idx.len()]), &ad);
             let cls = if self.cfg.freeze_encoder {
-                model.encode(x, None).cls.detach()
+                model.pooled(model.encode(x, None)).detach()
             } else {
-                model.encode_train(x, None, rng.next_u64()).cls
+                model.pooled(model.encode_train(x, None, rng.next_u64()))
             };
             let loss = cross_entropy(model.classify(cls), y, weights.clone());
             let lv = match crate::step::step(&mut optim, self.lr_at(step, steps), model, loss) {
