@@ -1,0 +1,118 @@
+//! Paper cuts a new user met (issue 43), each shown where the user meets it: on the command
+//! line, on fixtures.
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+/// Stdout and stderr of a command that must succeed, together.
+fn both(o: std::process::Output) -> String {
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    format!("{}{e}", ok(o))
+}
+
+/// The BIDS fixture with other `trial_type` values per subject (and no root sidecar declaring
+/// its Levels): sub-01 and sub-03 neutral/disgust, sub-02 calm/tense.
+fn bids_with_classes_per_subject(tmp: &Path) -> PathBuf {
+    let d = tmp.join("bids");
+    copy_dir(&root().join("fixtures/bids"), &d);
+    std::fs::remove_file(d.join("task-film_events.json")).unwrap();
+    for (sub, kind, names) in [
+        ("sub-01", "eeg", ["neutral", "disgust"]),
+        ("sub-02", "eeg", ["calm", "tense"]),
+        ("sub-03", "beh", ["neutral", "disgust"]),
+    ] {
+        let p = d.join(format!("{sub}/{kind}/{sub}_task-film_run-1_events.tsv"));
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("fear", names[0])
+            .replace("joy", names[1])
+            .replace("neutral\t", &format!("{}\t", names[0]));
+        std::fs::write(&p, text).unwrap();
+    }
+    d
+}
+
+#[test]
+fn inspect_lists_the_classes_of_every_events_file_as_prepare_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = bids_with_classes_per_subject(tmp.path());
+    let classes = "trial_type (classes calm, disgust, neutral, tense)";
+    let t = both(run(&["inspect", s(&d)]));
+    assert!(t.contains(classes), "{t}");
+    let t = both(run(&[
+        "prepare",
+        "--source",
+        s(&d),
+        "--window",
+        "2s",
+        "--stride",
+        "2s",
+        "--out",
+        s(&tmp.path().join("c")),
+    ]));
+    assert!(t.contains(classes), "{t}");
+}
+
+#[test]
+fn inspect_of_bids_shows_the_runs_beside_the_trials() {
+    let bids = root().join("fixtures/bids");
+    let t = both(run(&["inspect", s(&bids)]));
+    // Each run: its file, length, rate, channels and events; then their total.
+    assert!(t.contains("runs (the continuous recordings"), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("sub-02/eeg/sub-02_task-film_run-1_eeg.edf"))
+        .unwrap_or_else(|| panic!("no line for sub-02's run in\n{t}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 1], "4", "{line}");
+    assert!(
+        t.contains("3 runs, ") && t.contains(" of signal, 12 events"),
+        "{t}"
+    );
+    assert!(t.contains("(trials cut at events)"), "{t}");
+    let o = run(&["inspect", s(&bids), "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+    // The existing keys stay; the runs come beside them.
+    for k in ["format", "recordings", "skipped", "warnings"] {
+        assert!(doc.get(k).is_some(), "{k} missing");
+    }
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let trials: f64 = doc["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["duration_s"].as_f64().unwrap())
+        .sum();
+    let whole: f64 = runs.iter().map(|r| r["duration_s"].as_f64().unwrap()).sum();
+    assert!(whole > trials, "runs {whole} s, trials {trials} s");
+    for r in runs {
+        assert_eq!(r["events"], 4, "{r}");
+        let fs = r["fs"].as_f64().unwrap();
+        let n = r["samples"].as_f64().unwrap();
+        assert!(
+            (n / fs - r["duration_s"].as_f64().unwrap()).abs() < 1e-9,
+            "{r}"
+        );
+        assert!(!r["channels"].as_array().unwrap().is_empty(), "{r}");
+        assert!(r["source"].as_str().unwrap().contains("sub-0"), "{r}");
+    }
+}
