@@ -116,3 +116,39 @@ fn inspect_of_bids_shows_the_runs_beside_the_trials() {
         assert!(r["source"].as_str().unwrap().contains("sub-0"), "{r}");
     }
 }
+
+#[test]
+fn prepare_warns_up_front_when_the_shipped_weights_expect_another_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    // What the shipped weights expect, from their own file (it changes with them).
+    let pp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root().join("weights/bundled/preprocess.json")).unwrap(),
+    )
+    .unwrap();
+    let (window_s, fs) = (pp["window_s"].as_f64().unwrap(), pp["fs"].as_f64().unwrap());
+    let edf = root().join("data/biosignalsnotebooks/supine_1min.edf");
+    let prepare = |window: &str, out: &str| {
+        let o = run(&[
+            "prepare",
+            "--source",
+            s(&edf),
+            "--fs",
+            &fs.to_string(),
+            "--window",
+            window,
+            "--stride",
+            window,
+            "--out",
+            s(&tmp.path().join(out)),
+        ]);
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = prepare(&format!("{}s", window_s / 2.0), "half");
+    assert!(
+        e.contains("warning: the shipped pre-trained weights")
+            && e.contains(&format!("--window {window_s}s")),
+        "{e}"
+    );
+    let e = prepare(&format!("{window_s}s"), "same");
+    assert!(!e.contains("shipped pre-trained weights"), "{e}");
+}
