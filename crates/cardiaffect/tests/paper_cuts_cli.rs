@@ -152,3 +152,76 @@ fn prepare_warns_up_front_when_the_shipped_weights_expect_another_window() {
     let e = prepare(&format!("{window_s}s"), "same");
     assert!(!e.contains("shipped pre-trained weights"), "{e}");
 }
+
+/// A tiny model fine-tuned (2 steps, no pre-training) on a synthetic corpus of 3 subjects x 4
+/// trials: its run folder, and what finetune printed.
+fn tiny_run(tmp: &Path) -> (PathBuf, String) {
+    let corpus = synth_corpus(tmp, "3", "4");
+    let cfg = tmp.join("tiny.json");
+    std::fs::write(&cfg, TINY).unwrap();
+    let out = tmp.join("run");
+    let printed = ok(run(&[
+        "finetune",
+        "--corpus",
+        s(&corpus),
+        "--task",
+        "arousal",
+        "--config",
+        s(&cfg),
+        "--pretrained",
+        "none",
+        "--methods",
+        "scratch",
+        "--folds",
+        "3",
+        "--steps",
+        "2",
+        "--batch",
+        "8",
+        "--out",
+        s(&out),
+    ]));
+    (out, printed)
+}
+
+#[test]
+fn predict_says_its_default_decisions_are_relative_to_the_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _) = tiny_run(tmp.path());
+    let predict = |extra: &[&str]| {
+        let tl = tmp.path().join("t.csv");
+        let _ = std::fs::remove_file(tmp.path().join("t.svg"));
+        let mut args = vec![
+            "predict",
+            "--model",
+            s(&model),
+            "bundled:biosignalsnotebooks/ecg_7min",
+            "--out",
+            s(&tl),
+        ];
+        args.extend_from_slice(extra);
+        let o = bin()
+            .args(&args)
+            .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        ok(o);
+        let svg = std::fs::read_to_string(tmp.path().join("t.svg")).unwrap();
+        (e, svg)
+    };
+    // Default: every good window is the reference, said where the decision is printed and on
+    // the plot, with the way to a statement about the person.
+    let (e, svg) = predict(&[]);
+    assert!(
+        e.contains("relative to this recording")
+            && e.contains("about half of any recording is called")
+            && e.contains("--calibrate-from"),
+        "{e}"
+    );
+    assert!(svg.contains("relative to this recording"), "{svg}");
+    // A rest segment as the reference: not relative to the recording as a whole.
+    let (e, svg) = predict(&["--calibrate-from", "0-60"]);
+    assert!(!e.contains("relative to this recording"), "{e}");
+    assert!(!svg.contains("relative to this recording"));
+}
