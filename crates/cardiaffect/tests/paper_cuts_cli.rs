@@ -185,6 +185,33 @@ fn tiny_run(tmp: &Path) -> (PathBuf, String) {
 }
 
 #[test]
+fn results_on_synth_data_are_named_synthetic_not_after_a_real_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, printed) = tiny_run(tmp.path());
+    let name = "synthetic (AMIGOS layout)";
+    // The printout (what the demo shows), results.md, results.json and the report.
+    assert!(
+        printed.contains(&format!("recognition: {name}")),
+        "{printed}"
+    );
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(
+        md.contains(&format!("# arousal recognition: {name}")),
+        "{md}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["datasets"], serde_json::json!([name]));
+    ok(run(&["report", s(&out)]));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!("recognition — {name}")),
+        "no synthetic name in the report's heading"
+    );
+    assert!(!html.contains("recognition — AMIGOS"));
+}
+
+#[test]
 fn predict_says_its_default_decisions_are_relative_to_the_recording() {
     let tmp = tempfile::tempdir().unwrap();
     let (model, _) = tiny_run(tmp.path());
