@@ -252,3 +252,32 @@ fn predict_says_its_default_decisions_are_relative_to_the_recording() {
     assert!(!e.contains("relative to this recording"), "{e}");
     assert!(!svg.contains("relative to this recording"));
 }
+
+#[test]
+fn the_release_build_is_lean_and_profiling_has_its_own_profile() {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    let profile = doc["profile"].as_table().unwrap();
+    // Release: line tables at most (debug = 1 made a 251 MB binary).
+    let release = profile["release"].as_table().unwrap();
+    let lean = match release.get("debug") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => !b,
+        Some(toml::Value::Integer(i)) => *i == 0,
+        Some(toml::Value::String(s)) => {
+            ["none", "line-tables-only", "line-directives-only"].contains(&s.as_str())
+        }
+        Some(_) => false,
+    };
+    assert!(lean, "[profile.release] debug = {:?}", release.get("debug"));
+    // Perf work has a profile of its own, the release build with debug info.
+    let p = profile["profiling"].as_table().unwrap();
+    assert_eq!(p["inherits"].as_str(), Some("release"));
+    assert!(
+        matches!(p.get("debug"), Some(toml::Value::Integer(i)) if *i >= 1)
+            || p.get("debug") == Some(&toml::Value::Boolean(true)),
+        "{p:?}"
+    );
+    let bench = std::fs::read_to_string(root().join("BENCHMARKS.md")).unwrap();
+    assert!(bench.contains("--profile profiling"));
+}
