@@ -360,7 +360,7 @@ impl Corpus {
         let scale = self
             .manifest
             .label_scales
-            .get(&self.manifest.label_columns[k])?;
+            .get(self.manifest.label_columns.get(k)?)?;
         class_of(&scale.classes, *self.rows[i].labels.get(k)?)
     }
 
