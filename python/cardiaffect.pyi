@@ -54,7 +54,8 @@ class Corpus:
     windows: npt.NDArray[np.float32]
     """`[n, window_len]`, a read-only memory map of windows.npy."""
     meta: object
-    """A pandas DataFrame when pandas is installed, else a dict of arrays and lists."""
+    """A pandas DataFrame when pandas is installed, else a dict of arrays and lists; a
+    categorical label column `c` has its class names beside it as `c_name`."""
     def labels(self, task: str, threshold: Optional[float] = None) -> dict:
         """`y` (int64, -1 unlabeled), `classes`, `counts`, `rule`."""
 

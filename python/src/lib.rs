@@ -507,8 +507,9 @@ impl Corpus {
     }
 
     /// One row per window: dataset, source, subject, trial, segment, lead, start_s, hr_bpm and
-    /// every label column (NaN where absent); a pandas DataFrame when pandas is installed, else
-    /// a dict of numpy arrays and lists.
+    /// every label column (NaN where absent; a categorical one's class names beside it, as
+    /// `COLUMN_name`, None where absent); a pandas DataFrame when pandas is installed, else a
+    /// dict of numpy arrays and lists.
     #[getter]
     fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rows = &self.inner.rows;
@@ -532,6 +533,15 @@ impl Corpus {
                 c,
                 floats(&|r| r.labels.get(k).copied().unwrap_or(f64::NAN)).into_pyarray(py),
             )?;
+            // A categorical label's class names beside its indices, as in windows.csv.
+            if let Some(name) =
+                cardiaffect_corpus::corpus::class_name_column(&self.inner.manifest, c)
+            {
+                let names: Vec<Option<&str>> = (0..rows.len())
+                    .map(|i| self.inner.class_name(i, k))
+                    .collect();
+                d.set_item(name, names)?;
+            }
         }
         table(py, d)
     }

@@ -42,6 +42,29 @@ pub fn split_csv(line: &str) -> Vec<String> {
     cardiaffect_io::formats::csv::split_fields(line, ',')
 }
 
+/// The column of `windows.csv` that names the class of categorical label `column`
+/// (`trial_type_name` beside `trial_type`'s indices), where the corpus has one: a numeric
+/// label has none, nor one whose name another column already has.
+pub fn class_name_column(manifest: &Manifest, column: &str) -> Option<String> {
+    let name = format!("{column}_name");
+    let taken = name == "index"
+        || crate::META_COLUMNS.contains(&name.as_str())
+        || manifest.label_columns.contains(&name);
+    let categorical = manifest
+        .label_scales
+        .get(column)
+        .is_some_and(|s| !s.classes.is_empty());
+    (categorical && !taken).then_some(name)
+}
+
+/// The class a categorical label's value (an index into `classes`) stands for.
+pub fn class_of(classes: &[String], value: f64) -> Option<&str> {
+    (value >= 0.0 && value.fract() == 0.0)
+        .then(|| classes.get(value as usize))
+        .flatten()
+        .map(String::as_str)
+}
+
 static VERIFY_BY_DEFAULT: AtomicBool = AtomicBool::new(true);
 
 /// Whether [`Corpus::open`] verifies (the CLI's `--no-verify` turns it off for the process).
@@ -224,11 +247,42 @@ impl Corpus {
             })
             .collect::<Result<_, _>>()?;
         let label_idx: Vec<Option<usize>> = manifest.label_columns.iter().map(|c| col(c)).collect();
+        // Categorical labels' name columns: absent from corpora written before them; where
+        // present, each name must be the class its index stands for.
+        let name_idx: Vec<Option<(String, usize)>> = manifest
+            .label_columns
+            .iter()
+            .map(|c| class_name_column(&manifest, c).and_then(|n| col(&n).map(|i| (n, i))))
+            .collect();
         let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
         let mut rows = Vec::with_capacity(n);
         for line in lines.filter(|l| !l.is_empty()) {
             let f = split_csv(line);
             let get = |i: usize| f.get(idx[i]).cloned().unwrap_or_default();
+            let labels: Vec<f64> = label_idx
+                .iter()
+                .map(|i| i.and_then(|i| f.get(i)).map(|s| num(s)).unwrap_or(f64::NAN))
+                .collect();
+            for (k, named) in name_idx.iter().enumerate() {
+                let Some((name, i)) = named else { continue };
+                let column = &manifest.label_columns[k];
+                let classes = &manifest.label_scales[column].classes;
+                let expected = class_of(classes, labels[k]).unwrap_or("");
+                let found = f.get(*i).map(String::as_str).unwrap_or("");
+                if found != expected {
+                    return Err(CorpusError::Cell {
+                        path: csv_path,
+                        row: rows.len(),
+                        column: name.clone(),
+                        expected: if expected.is_empty() {
+                            format!("empty, as `{column}` is")
+                        } else {
+                            format!("`{expected}`, the class `{column}` = {} stands for in the manifest", labels[k])
+                        },
+                        found: found.to_string(),
+                    });
+                }
+            }
             rows.push(Row {
                 dataset: get(0),
                 source: get(1),
@@ -239,10 +293,7 @@ impl Corpus {
                 start_s: num(&get(6)),
                 hr_bpm: num(&get(7)),
                 condition: get(8).parse().ok(),
-                labels: label_idx
-                    .iter()
-                    .map(|i| i.and_then(|i| f.get(i)).map(|s| num(s)).unwrap_or(f64::NAN))
-                    .collect(),
+                labels,
             });
         }
         if rows.len() != n {
@@ -301,6 +352,16 @@ impl Corpus {
         let mut v = vec![0.0; self.window_len()];
         self.window_into(i, &mut v);
         v
+    }
+
+    /// The class name of window `i`'s categorical label `k` (in `label_columns`' order);
+    /// `None` for a numeric label or a window without that label.
+    pub fn class_name(&self, i: usize, k: usize) -> Option<&str> {
+        let scale = self
+            .manifest
+            .label_scales
+            .get(self.manifest.label_columns.get(k)?)?;
+        class_of(&scale.classes, *self.rows[i].labels.get(k)?)
     }
 
     /// The column index of a label name.

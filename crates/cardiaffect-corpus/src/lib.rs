@@ -84,6 +84,14 @@ pub enum CorpusError {
     },
     #[error("label column `{column}`: {reason}")]
     LabelColumn { column: String, reason: String },
+    #[error("{path}: row {row} (0-based, after the header), column `{column}`: expected {expected}, found {found:?}")]
+    Cell {
+        path: PathBuf,
+        row: usize,
+        column: String,
+        expected: String,
+        found: String,
+    },
     #[error("{path}: damaged corpus: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: {count} window(s) hold NaN or infinite values (indices {indices:?}{more}); prepare never writes such windows: run `cardiaffect prepare` again")]

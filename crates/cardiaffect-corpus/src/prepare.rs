@@ -3,7 +3,9 @@
 //! Layout of a corpus folder:
 //! - `windows.npy`  (N, L) f32 or f16, C order: numpy opens it with `mmap_mode='r'`;
 //! - `windows.csv`  one row per window (pandas/polars): index, dataset, source, subject, trial,
-//!   segment, lead, start_s, hr_bpm, condition, then one column per label;
+//!   segment, lead, start_s, hr_bpm, condition, then one column per label (a categorical
+//!   label's class index, followed by `LABEL_name`, the class's name: see
+//!   [`crate::corpus::class_name_column`]; corpora written before it lack that column);
 //! - `dropped.csv`  windows that failed a check, with the reason;
 //! - `manifest.json` config, counts, label scales, every source file with its SHA-256, and the
 //!   XXH3-128 checksums of `windows.npy`, `windows.csv` and `dropped.csv` (checked on open);
@@ -904,7 +906,10 @@ fn assemble(
         .chain(crate::META_COLUMNS)
         .map(str::to_string)
         .collect();
-    header.extend(m.label_columns.iter().cloned());
+    for col in &m.label_columns {
+        header.push(col.clone());
+        header.extend(crate::corpus::class_name_column(m, col));
+    }
     writeln!(
         csv_w,
         "{}",
@@ -993,17 +998,23 @@ fn assemble(
                 w.condition.map(|c| c.to_string()).unwrap_or_default(),
             ];
             for col in &m.label_columns {
-                row.push(
-                    w.labels
-                        .iter()
-                        .find(|(n, _)| n == col)
-                        .map(|(_, v)| match remap.get(col.as_str()) {
-                            Some(codes) => codes.get(*v as usize).map_or(f64::NAN, |c| *c),
-                            None => *v,
-                        })
-                        .map(fmt_num)
-                        .unwrap_or_default(),
-                );
+                let value = w.labels.iter().find(|(n, _)| n == col).map(|(_, v)| {
+                    match remap.get(col.as_str()) {
+                        Some(codes) => codes.get(*v as usize).map_or(f64::NAN, |c| *c),
+                        None => *v,
+                    }
+                });
+                row.push(value.map(fmt_num).unwrap_or_default());
+                // The class's name beside its index, for readers without the manifest.
+                if crate::corpus::class_name_column(m, col).is_some() {
+                    let classes = &m.label_scales[col].classes;
+                    row.push(
+                        value
+                            .and_then(|v| crate::corpus::class_of(classes, v))
+                            .map(csv_field)
+                            .unwrap_or_default(),
+                    );
+                }
             }
             writeln!(csv_w, "{}", row.join(",")).map_err(io(&csv_tmp))?;
             index += 1;

@@ -4,7 +4,9 @@
 //! `write_affect` writes N subjects x T trials in the AMIGOS preprocessed layout
 //! (`Data_Preprocessed_P##.mat`: `joined_data` 1xT of n x 17 at 128 Hz, ECG Right/Left in columns
 //! 15/16, GSR in 17, EEG columns zero; `labels_selfassessment` 1xT of 1x12 on AMIGOS's scales),
-//! plus `synth_truth.csv` with the generating parameters of every trial.
+//! plus `synth_truth.csv` with the generating parameters of every trial. Each file carries a
+//! `cardiaffect_synthetic` variable, so that the AMIGOS reader names its recordings
+//! "synthetic (AMIGOS layout)" and every result on them says so.
 //!
 //! How affect changes the ECG (ECGSYN parameters), scaled per subject by a reactivity factor
 //! drawn in 0.5-1.5, with arousal `a` and valence `v` on 1-9 and centred at 5:
@@ -25,6 +27,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use cardiaffect_io::datasets::amigos;
 use cardiaffect_io::formats::mat::{self, MatValue};
 use cardiaffect_signal::{ecgsyn, EcgSynParams, Rng};
 use rayon::prelude::*;
@@ -207,12 +210,22 @@ pub fn write_affect(
                     })
                     .collect(),
             );
+            // The mark that makes readers name these data synthetic, not AMIGOS.
+            let mark_text = format!(
+                "written by cardiaffect synth --affect (seed {}): synthetic ECG, not emotion data",
+                cfg.seed
+            );
+            let mark = MatValue::Char {
+                dims: vec![1, mark_text.len()],
+                text: mark_text,
+            };
             let bytes = mat::write(
                 &[
                     ("joined_data", &joined),
                     ("labels_selfassessment", &labs),
                     ("labels_ext_annotation", &ext),
                     ("VideoIDs", &vids),
+                    (amigos::SYNTHETIC_MARK, &mark),
                 ],
                 true,
             );

@@ -157,3 +157,80 @@ fn user_events_and_baselines_on_any_recording() {
     assert_eq!(r2.reused_units, 0);
     assert_eq!(r2.manifest.counts.windows, 9);
 }
+
+/// `windows.csv` with the checksum the manifest keeps for it updated (as `prepare` would have
+/// written `text`).
+fn rewrite_csv(dir: &Path, text: &str) {
+    std::fs::write(dir.join("windows.csv"), text).unwrap();
+    let mp = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
+    m["checksums"]["windows.csv"] = cardiaffect_io::artifact::checksum(text.as_bytes()).into();
+    std::fs::write(&mp, serde_json::to_vec(&m).unwrap()).unwrap();
+    std::fs::remove_file(dir.join("checksums.json")).unwrap();
+}
+
+#[test]
+fn categorical_labels_are_named_beside_their_index_and_old_tables_still_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src: Source = format!("bids:{}", root().join("fixtures/bids").display())
+        .parse()
+        .unwrap();
+    let out = tmp.path().join("corpus");
+    let cfg = PrepareConfig {
+        window_s: 2.0,
+        stride_s: 2.0,
+        ..PrepareConfig::default()
+    };
+    prepare(std::slice::from_ref(&src), &out, &cfg, &quiet).unwrap();
+    let text = std::fs::read_to_string(out.join("windows.csv")).unwrap();
+    let header = cardiaffect_corpus::corpus::split_csv(text.lines().next().unwrap());
+    let k = header.iter().position(|h| h == "trial_type").unwrap();
+    assert_eq!(header[k + 1], "trial_type_name", "{header:?}");
+    // Numeric labels have no name column.
+    assert!(!header.iter().any(|h| h == "valence_name"), "{header:?}");
+    let c = Corpus::open(&out).unwrap();
+    let classes = c.manifest.label_scales["trial_type"].classes.clone();
+    let li = c.label_index("trial_type").unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let f = cardiaffect_corpus::corpus::split_csv(line);
+        let code: usize = f[k].parse().unwrap();
+        assert_eq!(f[k + 1], classes[code], "row {i}");
+        assert_eq!(c.class_name(i, li), Some(classes[code].as_str()));
+        seen.insert(f[k + 1].clone());
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // A table written before the name column (the same without it) reads the same.
+    let old: String = text
+        .lines()
+        .map(|l| {
+            let mut f = cardiaffect_corpus::corpus::split_csv(l);
+            f.remove(k + 1);
+            f.join(",") + "\n"
+        })
+        .collect();
+    assert!(!old.contains("trial_type_name"));
+    let old_dir = tmp.path().join("old");
+    copy_dir(&out, &old_dir);
+    rewrite_csv(&old_dir, &old);
+    let o = Corpus::open(&old_dir).unwrap();
+    // (as text: NaN, an absent label, is not equal to itself)
+    assert_eq!(format!("{:?}", o.rows), format!("{:?}", c.rows));
+    assert_eq!(o.class_name(0, li), c.class_name(0, li));
+    // A name that is not the class of its index is an error naming the row and column.
+    let bad_dir = tmp.path().join("bad");
+    copy_dir(&out, &bad_dir);
+    let first = &c.class_name(0, li).unwrap().to_string();
+    let other = classes.iter().find(|x| *x != first).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut f = cardiaffect_corpus::corpus::split_csv(&lines[1]);
+    f[k + 1] = other.clone();
+    lines[1] = f.join(",");
+    rewrite_csv(&bad_dir, &(lines.join("\n") + "\n"));
+    let e = Corpus::open(&bad_dir).err().unwrap().to_string();
+    assert!(
+        e.contains("windows.csv: row 0") && e.contains("`trial_type_name`") && e.contains(first),
+        "{e}"
+    );
+}

@@ -41,6 +41,11 @@ fn affect_dataset_has_the_documented_physiology() {
     } = read(tmp.path(), Format::Auto, &ReadOptions::default()).unwrap();
     assert_eq!(fmt, Format::Amigos);
     assert_eq!(out.recordings.len(), 40);
+    // Read as AMIGOS, named as what they are.
+    assert!(out
+        .recordings
+        .iter()
+        .all(|r| r.dataset == "synthetic (AMIGOS layout)" && r.meta.contains_key("synthetic")));
     let (mut all_hr, mut all_arousal, mut within) = (Vec::new(), Vec::new(), Vec::new());
     for s in 0..4 {
         let recs: Vec<_> = out

@@ -396,6 +396,7 @@ pub fn cut_trials(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let end_s = rec.duration_s();
+    out.runs.push(crate::recording::Run::of(rec, rows.len()));
     for &i in rows {
         let e = &events.events[i];
         let trial = format!("{}{:03}", opts.prefix, e.row);
@@ -683,6 +684,16 @@ mod tests {
         );
         assert!(b.labels.is_empty());
         assert!(out.recordings[3].label("valence").unwrap().value.is_nan());
+        // The whole recording is kept as a run, with its events counted.
+        assert_eq!(out.runs.len(), 1);
+        assert_eq!(
+            (
+                out.runs[0].samples,
+                out.runs[0].duration_s,
+                out.runs[0].events
+            ),
+            (100, 10.0, 2)
+        );
     }
 
     #[test]

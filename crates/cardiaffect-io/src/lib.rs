@@ -32,4 +32,4 @@ pub use events::EventSource;
 pub use read::{
     detect, read, read_units, unit_files, Format, ReadOptions, ReadOutput, ReadResult, Skipped,
 };
-pub use recording::{Annotation, ChannelRef, Label, LabelTrack, Recording, Scale};
+pub use recording::{Annotation, ChannelRef, Label, LabelTrack, Recording, Run, Scale};

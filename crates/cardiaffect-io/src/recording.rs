@@ -333,9 +333,43 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A continuous recording as it is in its file, before events cut it into trials: what a
+/// listing shows beside the trials, which hold only the events' part of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Run {
+    pub source: PathBuf,
+    pub subject: String,
+    pub lead: String,
+    pub fs: f64,
+    pub samples: usize,
+    pub duration_s: f64,
+    /// Its other channels' names.
+    pub channels: Vec<String>,
+    /// Rows of its events (0 where it has none: then it is one trial, whole).
+    pub events: usize,
+}
+
+impl Run {
+    pub fn of(rec: &Recording, events: usize) -> Run {
+        Run {
+            source: rec.source.clone(),
+            subject: rec.subject.clone(),
+            lead: rec.lead.clone(),
+            fs: rec.fs,
+            samples: rec.samples.len(),
+            duration_s: rec.duration_s(),
+            channels: rec.channels.iter().map(|c| c.name.clone()).collect(),
+            events,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ReadOutput {
     pub recordings: Vec<Recording>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<String>,
+    /// The continuous recordings that were cut into `recordings` at events (BIDS, or any
+    /// format with ‹events›); empty where the layout's trials are its recordings.
+    pub runs: Vec<Run>,
 }

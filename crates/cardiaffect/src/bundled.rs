@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 // `FILES`: every file of data/mitdb208, data/biosignalsnotebooks and data/eegmat (build.rs).
 include!(concat!(env!("OUT_DIR"), "/bundled_files.rs"));
@@ -127,4 +127,16 @@ pub fn weights_window_s() -> f64 {
 /// The shipped model's architecture (for training the same model from scratch).
 pub fn weights_config() -> &'static [u8] {
     cardiaffect_model::bundled::weights_config()
+}
+
+/// The window and rate the shipped weights expect (their `preprocess.json`, read from the
+/// bytes inside the binary: nothing is unpacked).
+pub fn weights_preprocess() -> Result<cardiaffect_model::bundle::Preprocess> {
+    let name = cardiaffect_model::bundle::PREPROCESS_FILE;
+    let (_, bytes) = cardiaffect_model::bundled::FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .with_context(|| format!("the bundled weights have no {name}"))?;
+    serde_json::from_slice(bytes)
+        .with_context(|| format!("the bundled weights' {name}: not a preprocessing record"))
 }

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use cardiaffect_io::{read, Format, ReadOptions, Recording};
+use cardiaffect_io::{read, Format, ReadOptions, Recording, Run};
 use clap::Args;
 use serde::Serialize;
 
@@ -83,6 +83,9 @@ struct JsonDoc {
     recordings: Vec<JsonRecording>,
     skipped: Vec<cardiaffect_io::Skipped>,
     warnings: Vec<String>,
+    /// The continuous recordings that `recordings` were cut from at events (BIDS, `--events`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<Run>,
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -205,6 +208,109 @@ fn duration_text(s: f64) -> String {
     }
 }
 
+/// One scale per label column over every recording, as `prepare` makes the corpus's: each
+/// events file lists only its own classes, so a column's classes are the sorted union of all
+/// of them, and an inferred range the union of the ranges.
+fn label_columns(recordings: &[Recording]) -> BTreeMap<&str, cardiaffect_io::Scale> {
+    let mut columns: BTreeMap<&str, cardiaffect_io::Scale> = BTreeMap::new();
+    for l in recordings.iter().flat_map(|r| &r.labels) {
+        let Some(m) = columns.get_mut(l.name.as_str()) else {
+            columns.insert(l.name.as_str(), l.scale.clone());
+            continue;
+        };
+        if !l.scale.classes.is_empty() {
+            for c in &l.scale.classes {
+                if !m.classes.contains(c) {
+                    m.classes.push(c.clone());
+                }
+            }
+            m.classes.sort();
+        } else if m.inferred && l.scale.inferred {
+            m.min = m.min.min(l.scale.min);
+            m.max = m.max.max(l.scale.max);
+        }
+    }
+    columns
+}
+
+/// Columns padded to their widest cell; the columns in `right` right-aligned (numbers).
+fn write_table(
+    w: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    right: &[usize],
+) -> Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right.contains(&i) {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    writeln!(w, "{}", line(&header))?;
+    for r in rows {
+        writeln!(w, "{}", line(r))?;
+    }
+    Ok(())
+}
+
+/// The continuous recordings the trials were cut from, one line each, and their total.
+fn write_runs(w: &mut impl Write, root: &Path, runs: &[Run]) -> Result<()> {
+    writeln!(
+        w,
+        "runs (the continuous recordings the trials are cut from):"
+    )?;
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.source
+                    .strip_prefix(root)
+                    .ok()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(&r.source)
+                    .display()
+                    .to_string(),
+                r.subject.clone(),
+                r.lead.clone(),
+                trim_float(r.fs),
+                r.samples.to_string(),
+                duration_text(r.duration_s),
+                r.channels.len().to_string(),
+                r.events.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "file", "subject", "lead", "fs", "samples", "duration", "channels", "events",
+    ];
+    write_table(w, &header, &rows, &[3, 4, 6, 7])?;
+    writeln!(
+        w,
+        "{} runs, {} of signal, {} events",
+        runs.len(),
+        duration_text(runs.iter().map(|r| r.duration_s).sum()),
+        runs.iter().map(|r| r.events).sum::<usize>()
+    )?;
+    Ok(())
+}
+
 pub fn run(a: InspectArgs) -> Result<()> {
     let opts = ReadOptions {
         fs: a.fs,
@@ -232,6 +338,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
             recordings: out.recordings.iter().map(to_json).collect(),
             skipped: out.skipped.clone(),
             warnings: out.warnings.clone(),
+            runs: out.runs.clone(),
         };
         serde_json::to_writer_pretty(&mut w, &doc)?;
         writeln!(w)?;
@@ -242,11 +349,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
     } else {
         writeln!(w, "format: {format}")?;
     }
-    let rows: Vec<[String; 8]> = out
+    let rows: Vec<Vec<String>> = out
         .recordings
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.dataset.clone(),
                 r.subject.clone(),
                 match &r.segment {
@@ -264,42 +371,30 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let header = [
         "dataset", "subject", "trial", "lead", "fs", "samples", "duration", "labels",
     ];
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == 4 || i == 5 {
-                    format!("{c:>w$}", w = widths[i])
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    writeln!(w, "{}", line(&header.map(String::from)))?;
-    for r in &rows {
-        writeln!(w, "{}", line(r))?;
-    }
+    write_table(&mut w, &header, &rows, &[4, 5])?;
     let total: f64 = out.recordings.iter().map(|r| r.duration_s()).sum();
     let subjects: std::collections::BTreeSet<&str> =
         out.recordings.iter().map(|r| r.subject.as_str()).collect();
-    writeln!(
-        w,
-        "{} recordings, {} subjects, {} of signal",
-        out.recordings.len(),
-        subjects.len(),
-        duration_text(total)
-    )?;
+    if out.runs.is_empty() {
+        writeln!(
+            w,
+            "{} recordings, {} subjects, {} of signal",
+            out.recordings.len(),
+            subjects.len(),
+            duration_text(total)
+        )?;
+    } else {
+        // Trials hold only the events' part of each run: both totals, so that neither is
+        // taken for the dataset's length.
+        writeln!(
+            w,
+            "{} recordings (trials cut at events), {} subjects, {} of signal in them",
+            out.recordings.len(),
+            subjects.len(),
+            duration_text(total)
+        )?;
+        write_runs(&mut w, &a.path, &out.runs)?;
+    }
     if let Some(r) = out.recordings.first() {
         if !r.channels.is_empty() {
             let names: Vec<&str> = r.channels.iter().map(|c| c.name.as_str()).collect();
@@ -315,10 +410,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
             )?;
         }
     }
-    let mut columns: BTreeMap<&str, &cardiaffect_io::Scale> = BTreeMap::new();
-    for l in out.recordings.iter().flat_map(|r| &r.labels) {
-        columns.entry(l.name.as_str()).or_insert(&l.scale);
-    }
+    let columns = label_columns(&out.recordings);
     if !columns.is_empty() {
         writeln!(
             w,

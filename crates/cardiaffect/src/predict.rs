@@ -8,6 +8,7 @@ use cardiaffect_corpus::blocks::BlockConfig;
 use cardiaffect_infer::{predict_source, Predictor, Timeline, TimelineRow, WindowAttention};
 use cardiaffect_io::chunked::{self, InMemory, SampleSource};
 use cardiaffect_io::{read, Format, ReadOptions, Recording};
+use cardiaffect_model::bundle::Calibration;
 use cardiaffect_render::figures::timeline;
 use clap::Args;
 
@@ -129,9 +130,31 @@ fn json(timelines: &[Timeline], models: &[Predictor], blocks: &BlockConfig) -> s
     })
 }
 
+/// Said where a decision calibrated on the recording itself is shown: with every good window
+/// as the reference, the logits are z-scored over the recording, so about half of any
+/// recording lands on each side: "high" is high for this recording, not a state of the person.
+const RELATIVE: &str = "relative to this recording";
+
+/// Whether model `m`'s decisions are relative to the recording: subject calibration from
+/// every good window (no `--calibrate-from` segment as the reference).
+fn relative(m: &Predictor, calibrate_from: Option<(f64, f64)>) -> bool {
+    calibrate_from.is_none()
+        && m.operating_point
+            .as_ref()
+            .is_some_and(|op| op.calibration == Calibration::Subject)
+}
+
+/// The line printed under a decision relative to the recording.
+fn relative_note(positive_class: Option<&str>) -> String {
+    format!(
+        "{RELATIVE}: every good window is the reference, so about half of any recording is called {}; for a statement about the person's state, calibrate from a rest segment (--calibrate-from START-END, e.g. a resting minute)",
+        positive_class.unwrap_or("the positive class")
+    )
+}
+
 /// The figure of one recording's timeline: its ECG strip, heart rate and each model's
-/// probability of its last class.
-fn plot(t: &Timeline, models: &[Predictor]) -> String {
+/// probability of its last class; `relative`: the probabilities are relative to it.
+fn plot(t: &Timeline, models: &[Predictor], relative: bool) -> String {
     let c = |m: &Predictor| m.labels.classes.len() - 1;
     timeline::timeline(&timeline::Timeline {
         title: format!("{} — subject {} trial {}", t.recording, t.subject, t.trial),
@@ -150,6 +173,7 @@ fn plot(t: &Timeline, models: &[Predictor]) -> String {
                 (m.labels.classes[c(m)].as_str(), probs)
             })
             .collect(),
+        note: relative.then(|| format!("{RELATIVE} (calibrated on its own windows)")),
     })
 }
 
@@ -303,7 +327,18 @@ pub fn run(a: PredictArgs) -> Result<()> {
                 "  decisions: no operating_point.json (a model from an older cardiaffect): uncalibrated, most probable class"
             ),
         }
+        // With --reference person the reference is the person's recordings, and the
+        // calibration line says so.
+        if a.reference == Reference::Recording && relative(m, a.calibrate_from) {
+            let op = m.operating_point.as_ref();
+            eprintln!(
+                "  {}",
+                relative_note(op.and_then(|o| o.positive_class.as_deref()))
+            );
+        }
     }
+    let relative_plot = a.reference == Reference::Recording
+        && models.iter().any(|m| relative(m, a.calibrate_from));
     match &a.out {
         None => print!("{}", csv(&timelines, &models)),
         Some(p) => {
@@ -320,7 +355,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
             let stem = p.file_stem().unwrap_or_default().to_string_lossy();
             let att_svg = p.with_file_name(format!("{stem}_attention.svg"));
             if let Some(t) = plot_timeline(&timelines) {
-                write_atomic(&svg, plot(&t, &models).as_bytes())?;
+                write_atomic(&svg, plot(&t, &models, relative_plot).as_bytes())?;
                 if let Some(a) = &t.attention {
                     write_atomic(&att_svg, plot_attention(&t, a).as_bytes())?;
                 }
@@ -340,4 +375,20 @@ pub fn run(a: PredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_relative_to_the_recording_says_so_and_how_to_do_better() {
+        let n = relative_note(Some("high arousal"));
+        assert!(n.starts_with("relative to this recording"), "{n}");
+        assert!(
+            n.contains("about half of any recording is called high arousal")
+                && n.contains("--calibrate-from"),
+            "{n}"
+        );
+    }
 }

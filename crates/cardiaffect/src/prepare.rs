@@ -121,6 +121,34 @@ pub fn task_list(columns: impl Iterator<Item = (String, Vec<String>, f64, f64, S
         .join("; ")
 }
 
+/// What to say when the shipped pre-trained weights (`finetune`'s default start) expect
+/// another window or rate than `cfg`'s: `finetune` would refuse the corpus with them, so the
+/// user hears it before the long run, not after.
+pub fn window_warning(
+    cfg: &PrepareConfig,
+    weights: &cardiaffect_model::bundle::Preprocess,
+) -> Option<String> {
+    let other_fs = (weights.fs - cfg.fs).abs() > 1e-9;
+    if !other_fs && weights.window_len == cfg.window_len() {
+        return None;
+    }
+    Some(format!(
+        "the shipped pre-trained weights (`finetune --pretrained bundled`, the default) expect {} s windows at {} Hz ({} samples); this corpus gets {} s at {} Hz ({} samples), which finetune refuses with them: prepare with --window {}s{}, or fine-tune with --pretrained none or your own pretrain run",
+        weights.window_s,
+        weights.fs,
+        weights.window_len,
+        cfg.window_s,
+        cfg.fs,
+        cfg.window_len(),
+        weights.window_s,
+        if other_fs {
+            format!(" --fs {}", weights.fs)
+        } else {
+            String::new()
+        }
+    ))
+}
+
 pub fn parse_duration(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let (num, mult) = if let Some(v) = s.strip_suffix("ms") {
@@ -220,6 +248,9 @@ pub fn run(a: PrepareArgs) -> Result<()> {
     };
     let cfg = config_from(&a);
     let sources = sources_from(&a)?;
+    if let Some(w) = window_warning(&cfg, &crate::bundled::weights_preprocess()?) {
+        eprintln!("warning: {w}");
+    }
     if let Some(j) = a.jobs {
         rayon::ThreadPoolBuilder::new()
             .num_threads(j.max(1))
@@ -387,6 +418,24 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         a: PrepareArgs,
+    }
+
+    #[test]
+    fn a_window_the_shipped_weights_do_not_expect_is_said_with_the_flag() {
+        let w = crate::bundled::weights_preprocess().unwrap();
+        let cfg = |window_s: f64, fs: f64| PrepareConfig {
+            window_s,
+            fs,
+            ..PrepareConfig::default()
+        };
+        assert_eq!(window_warning(&cfg(w.window_s, w.fs), &w), None);
+        let m = window_warning(&cfg(w.window_s + 1.0, w.fs), &w).unwrap();
+        assert!(m.contains(&format!("--window {}s,", w.window_s)), "{m}");
+        let m = window_warning(&cfg(w.window_s, 2.0 * w.fs), &w).unwrap();
+        assert!(
+            m.contains(&format!("--window {}s --fs {}", w.window_s, w.fs)),
+            "{m}"
+        );
     }
 
     #[test]

@@ -325,15 +325,84 @@ fn train(a: PretrainArgs, mut group: Group) -> Result<()> {
             );
         }
     }
-    println!("held-out subjects: {}", s.val_subjects.join(", "));
+    let corpora: Vec<&Path> = cfg.corpora.iter().map(|c| c.path.as_path()).collect();
+    println!(
+        "{}",
+        held_out_text(&s.val_subjects, &corpora, &run.join("summary.json"))
+    );
     println!("wrote {}/model.safetensors, config.json, summary.json, metrics.jsonl, loss.svg, reconstructions.svg/.png, preprocess.json", run.display());
     Ok(())
+}
+
+/// Subjects named per corpus on the terminal; the rest are counted.
+const SHOWN_SUBJECTS: usize = 5;
+
+/// The held-out subjects in one line: how many per corpus and the first few (a corpus of
+/// single-record subjects holds out hundreds); `summary` has them all. `subjects` are
+/// `CORPUS:DATASET/SUBJECT`, as in `summary.json`.
+fn held_out_text(subjects: &[String], corpora: &[&Path], summary: &Path) -> String {
+    let mut parts = Vec::new();
+    let mut named = 0;
+    for (i, c) in corpora.iter().enumerate() {
+        if corpora[..i].contains(c) {
+            continue;
+        }
+        let prefix = format!("{}:", c.display());
+        let mine: Vec<&str> = subjects
+            .iter()
+            .filter_map(|s| s.strip_prefix(&prefix))
+            .collect();
+        named += mine.len();
+        if mine.is_empty() {
+            continue;
+        }
+        let more = mine.len().saturating_sub(SHOWN_SUBJECTS);
+        parts.push(format!(
+            "{} of {} ({}{})",
+            mine.len(),
+            c.display(),
+            mine[..mine.len() - more].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    // Names of no given corpus (a run resumed from elsewhere): counted, never lost silently.
+    if named < subjects.len() {
+        parts.push(format!("{} others", subjects.len() - named));
+    }
+    format!(
+        "held-out subjects: {}; all of them in {}",
+        parts.join(", "),
+        summary.display()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn held_out_subjects_are_counted_per_corpus_not_listed() {
+        let mut subjects: Vec<String> =
+            (1..=853).map(|i| format!("/d/cinc:CinC/A{i:05}")).collect();
+        subjects.push("bundled:MIT-BIH/208".into());
+        let t = held_out_text(
+            &subjects,
+            &[Path::new("/d/cinc"), Path::new("bundled")],
+            Path::new("run/summary.json"),
+        );
+        assert_eq!(
+            t,
+            "held-out subjects: 853 of /d/cinc (CinC/A00001, CinC/A00002, CinC/A00003, \
+             CinC/A00004, CinC/A00005 and 848 more), 1 of bundled (MIT-BIH/208); all of them \
+             in run/summary.json"
+        );
+        assert!(!t.contains("A00006"));
+    }
 
     #[derive(Parser)]
     struct Cli {

@@ -1053,7 +1053,7 @@ fn baseline_calibration_uses_each_persons_rest_windows() {
         &extra,
     )));
     assert!(
-        e.contains("AMIGOS/P02") && e.contains("--calibration baseline"),
+        e.contains("synthetic (AMIGOS layout)/P02") && e.contains("--calibration baseline"),
         "{e}"
     );
 }

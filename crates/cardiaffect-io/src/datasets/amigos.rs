@@ -7,6 +7,10 @@
 //! sadness (0/1). Trials 17-20 are the long videos. Empty or all-NaN trials are reported in
 //! [`crate::ReadOutput::skipped`] and not returned; trials with some NaN are returned with a
 //! warning (quality checks downstream drop the affected windows).
+//!
+//! Files that `cardiaffect synth --affect` wrote in this layout carry a [`SYNTHETIC_MARK`]
+//! variable: their recordings are named [`SYNTHETIC_DATASET`], never AMIGOS, so that no result
+//! on them is reported under a real dataset's name.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,10 @@ use crate::recording::{ChannelRef, Recording, Scale};
 use crate::recording::{ReadOptions, ReadOutput, Skipped};
 
 pub const FS: f64 = 128.0;
+/// The variable `synth --affect` adds to each file it writes (text: what wrote it).
+pub const SYNTHETIC_MARK: &str = "cardiaffect_synthetic";
+/// The dataset name of a marked file's recordings.
+pub const SYNTHETIC_DATASET: &str = "synthetic (AMIGOS layout)";
 pub const COLUMNS: [&str; 17] = [
     "AF3",
     "F7",
@@ -117,6 +125,14 @@ fn read_file(path: &Path, ecg_col: usize, zero_copy: bool, out: &mut ReadOutput)
         ));
     }
     let video_ids = m.get("VideoIDs").and_then(|v| v.as_cell());
+    let synthetic = m
+        .get(SYNTHETIC_MARK)
+        .map(|v| v.as_text().unwrap_or("").to_string());
+    let dataset = if synthetic.is_some() {
+        SYNTHETIC_DATASET
+    } else {
+        "AMIGOS"
+    };
     for (t, trial) in trials.iter().enumerate() {
         let trial_id = (t + 1).to_string();
         let field = format!("joined_data{{{}}}", t + 1);
@@ -191,7 +207,10 @@ fn read_file(path: &Path, ecg_col: usize, zero_copy: bool, out: &mut ReadOutput)
             }
         };
         let (samples, stored) = lead_samples(ecg, zero_copy);
-        let mut rec = Recording::new("AMIGOS", path, FS, samples);
+        let mut rec = Recording::new(dataset, path, FS, samples);
+        if let Some(t) = &synthetic {
+            rec.meta.insert("synthetic".into(), t.clone());
+        }
         rec.stored = stored;
         rec.subject = subject.clone();
         rec.trial = trial_id.clone();

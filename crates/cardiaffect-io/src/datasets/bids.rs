@@ -22,7 +22,7 @@ use crate::error::{IoError, Result};
 use crate::events::{self, Events, TrialOptions};
 use crate::formats::{edf, tsv};
 use crate::paths::{file_name, list_dir, natural_key};
-use crate::recording::{ChannelRef, ReadOptions, ReadOutput, Recording};
+use crate::recording::{ChannelRef, ReadOptions, ReadOutput, Recording, Run};
 
 /// The data files BIDS names, by suffix.
 const DATA_SUFFIXES: [&str; 4] = ["_physio.tsv.gz", "_eeg.vhdr", "_eeg.edf", "_eeg.bdf"];
@@ -555,6 +555,7 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
                 f.display(),
                 file_name(&ev_path)
             ));
+            out.runs.push(Run::of(&rec, 0));
             out.recordings.push(rec);
             continue;
         }

@@ -16,6 +16,9 @@ pub struct Timeline<'a> {
     pub windows: Vec<(f64, f64, f64)>,
     /// Per model: the class whose probability is drawn, and its probability per window.
     pub probabilities: Vec<(&'a str, Vec<f64>)>,
+    /// What the probabilities are relative to, said after their panel's title
+    /// ("relative to this recording"), where that is not the trained population.
+    pub note: Option<String>,
 }
 
 /// ECG strip, heart rate and probabilities over time, as one SVG.
@@ -112,6 +115,9 @@ pub fn timeline(t: &Timeline) -> String {
             .collect();
         panel(&mut s, 2, "", &p, 0.0, 1.0, end, colors[mi % colors.len()]);
         let _ = write!(title, "{}P({class}) ", if mi > 0 { "· " } else { "" });
+    }
+    if let Some(n) = &t.note {
+        let _ = write!(title, "— {n}");
     }
     let top = 40.0 + 2.0 * (ph + 30.0);
     let _ = write!(
