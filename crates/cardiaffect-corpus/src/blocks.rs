@@ -270,6 +270,7 @@ mod tests {
         let fs = 250.0;
         let x = ecg(600.0, fs, 5);
         let cfg = PrepareConfig {
+            window_s: 4.0,
             stride_s: 1.5,
             ..PrepareConfig::default()
         };

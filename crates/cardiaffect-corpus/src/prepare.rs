@@ -238,6 +238,15 @@ pub struct Unreadable {
     pub error: String,
 }
 
+/// A text table or sidecar (`events.tsv`, `.json`, `.csv`), as opposed to a recording's data.
+fn is_table(path: &Path) -> bool {
+    path.extension().is_some_and(|e| {
+        ["tsv", "json", "csv"]
+            .iter()
+            .any(|t| e.eq_ignore_ascii_case(t))
+    })
+}
+
 /// The short reason an unreadable unit is counted under (`Counts::unreadable`).
 fn unreadable_reason(e: &CorpusError) -> Option<&'static str> {
     use cardiaffect_io::IoError as E;
@@ -245,7 +254,10 @@ fn unreadable_reason(e: &CorpusError) -> Option<&'static str> {
         CorpusError::Read(e) => match e {
             E::Open { .. } => "cannot open",
             E::Parse { .. } => "not a valid file (truncated or damaged)",
-            E::Layout { .. } => "unexpected layout",
+            // Events, sidecars and label tables are the study's own words: a value there
+            // that does not fit is an error to fix, not a recording to leave out.
+            E::Layout { path, .. } if is_table(path) => return None,
+            E::Layout { .. } => "unexpected layout (truncated, or fields missing)",
             E::Unsupported { .. } => "unsupported",
             E::MissingFile { .. } => "a file it names is missing",
             E::UnknownFormat { .. } => "unknown format",

@@ -45,13 +45,7 @@ fn a_bids_study_becomes_a_labeled_corpus() {
     let src: Source = format!("{}", study.display()).parse().unwrap();
     let out = tmp.path().join("corpus");
     // The study's sidecar declares the Levels of trial_type: "anger" is not one of them.
-    let e = prepare(
-        std::slice::from_ref(&src),
-        &out,
-        &PrepareConfig::default(),
-        &quiet,
-    )
-    .unwrap_err();
+    let e = prepare(std::slice::from_ref(&src), &out, &four_s(), &quiet).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("sub-02_task-film_run-1_events.tsv")
@@ -65,7 +59,7 @@ fn a_bids_study_becomes_a_labeled_corpus() {
         serde_json::from_str(&std::fs::read_to_string(&side).unwrap()).unwrap();
     j.as_object_mut().unwrap().remove("trial_type");
     std::fs::write(&side, j.to_string()).unwrap();
-    let r = prepare(&[src], &out, &PrepareConfig::default(), &quiet).unwrap();
+    let r = prepare(&[src], &out, &four_s(), &quiet).unwrap();
     let m = &r.manifest;
     assert_eq!(m.counts.skipped_trials, 3);
     assert_eq!(m.counts.skipped["outside the recording"], 3);
@@ -120,13 +114,7 @@ fn user_events_and_baselines_on_any_recording() {
     src.label_scales = [("stress".to_string(), (0.0, 10.0))].into();
     src.lead = Some("MLII".into());
     let out = tmp.path().join("corpus");
-    let r = prepare(
-        std::slice::from_ref(&src),
-        &out,
-        &PrepareConfig::default(),
-        &quiet,
-    )
-    .unwrap();
+    let r = prepare(std::slice::from_ref(&src), &out, &four_s(), &quiet).unwrap();
     let s = &r.manifest.label_scales["stress"];
     assert_eq!((s.min, s.max, s.inferred), (0.0, 10.0, false));
     let c = Corpus::open(&out).unwrap();
@@ -153,7 +141,7 @@ fn user_events_and_baselines_on_any_recording() {
         "recording,onset,duration,stress\n208.hea,20,30,3\n",
     )
     .unwrap();
-    let r2 = prepare(&[src], &out, &PrepareConfig::default(), &quiet).unwrap();
+    let r2 = prepare(&[src], &out, &four_s(), &quiet).unwrap();
     assert_eq!(r2.reused_units, 0);
     assert_eq!(r2.manifest.counts.windows, 9);
 }
@@ -233,4 +221,13 @@ fn categorical_labels_are_named_beside_their_index_and_old_tables_still_read() {
         e.contains("windows.csv: row 0") && e.contains("`trial_type_name`") && e.contains(first),
         "{e}"
     );
+}
+
+/// 4 s windows every 4 s: these trials (8–30 s) were sized for them (the default is 10 s).
+fn four_s() -> PrepareConfig {
+    PrepareConfig {
+        window_s: 4.0,
+        stride_s: 4.0,
+        ..PrepareConfig::default()
+    }
 }

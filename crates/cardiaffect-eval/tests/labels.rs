@@ -109,7 +109,13 @@ fn any_label_column_is_a_task() {
     .parse()
     .unwrap();
     let dir = tmp.path().join("corpus");
-    prepare(&[src], &dir, &PrepareConfig::default(), &quiet).unwrap();
+    // 4 s windows: the fixture's trials last 8-12 s.
+    let pc = PrepareConfig {
+        window_s: 4.0,
+        stride_s: 4.0,
+        ..PrepareConfig::default()
+    };
+    prepare(&[src], &dir, &pc, &quiet).unwrap();
     let c = Corpus::open(&dir).unwrap();
     let task: Task = "trial_type".parse().unwrap();
     assert_eq!(task, Task::Column("trial_type".into()));

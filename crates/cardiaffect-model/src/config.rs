@@ -72,9 +72,9 @@ pub struct ModelConfig {
     #[config(default = 2)]
     pub n_classes: usize,
     /// What the classification head reads: the CLS token, or the mean of the signal tokens.
-    /// Configs written before this field read as `cls`.
-    #[config(default = "Pooling::Cls")]
-    pub pooling: Pooling,
+    /// `None` (and configs written before this field): the CLS token.
+    #[config(default = "None")]
+    pub pooling: Option<Pooling>,
     #[config(default = 1e-5)]
     pub layer_norm_eps: f64,
 }
@@ -210,10 +210,10 @@ mod pooling_tests {
         let mut v = serde_json::to_value(ModelConfig::new()).unwrap();
         v.as_object_mut().unwrap().remove("pooling");
         let old: ModelConfig = serde_json::from_value(v).unwrap();
-        assert_eq!(old.pooling, Pooling::Cls);
-        let mean = ModelConfig::new().with_pooling(Pooling::Mean);
+        assert_eq!(old.pooling, None);
+        let mean = ModelConfig::new().with_pooling(Some(Pooling::Mean));
         let back: ModelConfig =
             serde_json::from_str(&serde_json::to_string(&mean).unwrap()).unwrap();
-        assert_eq!(back.pooling, Pooling::Mean);
+        assert_eq!(back.pooling, Some(Pooling::Mean));
     }
 }

@@ -172,7 +172,7 @@ impl ModelConfig {
             d_model: d,
             n_tokens: t,
             samples_per_token: self.samples_per_token(),
-            mean_pool: self.pooling == crate::config::Pooling::Mean,
+            mean_pool: self.pooling == Some(crate::config::Pooling::Mean),
         })
     }
 }
@@ -464,7 +464,7 @@ mod tests {
         let dev = Device::flex();
         let cfg = crate::ModelConfig::new()
             .with_window_len(256)
-            .with_pooling(crate::Pooling::Mean);
+            .with_pooling(Some(crate::Pooling::Mean));
         let m = cfg.init(&dev).unwrap();
         let x = crate::batch::tensor(
             (0..512).map(|i| ((i as f32) * 0.07).sin()).collect(),
@@ -626,7 +626,7 @@ mod tests {
     fn embedding_under_autodiff_or_with_a_mask_keeps_burns_path() {
         let dev = Device::flex();
         let m = ModelConfig::new().init(&dev).unwrap();
-        let x = normal::<2>([1, 512], 1.0, 3, &dev);
+        let x = normal::<2>([1, ModelConfig::new().window_len], 1.0, 3, &dev);
         let ad = Device::flex().autodiff();
         let ma = ModelConfig::new().init(&ad).unwrap();
         let xa = Tensor::<2>::from_data(x.clone().into_data(), &ad);

@@ -67,8 +67,8 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
     let window = format!("{}s", crate::bundled::weights_window_s());
     let seed = a.seed.to_string();
     // Sizes: (pre-training steps, fine-tuning epochs); the curve's fractions.
-    let (pt_steps, epochs) = if a.quick { ("40", "2") } else { ("300", "10") };
-    let fractions = if a.quick { "0.5,1" } else { "0.25,0.5,1" };
+    let (pt_steps, epochs) = if a.quick { ("40", "1") } else { ("100", "10") };
+    let fractions = if a.quick { "0.5,1" } else { "0.25,1" };
     let real = out.join("corpus-real");
     let eegmat = out.join("corpus-eegmat");
     let pretrain = out.join("pretrain");
@@ -103,7 +103,7 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
     };
     let steps: Vec<(String, Vec<String>)> = vec![
         (format!("1/7 unlabeled real ECG (bundled: MIT-BIH 208, biosignalsnotebooks) into {window} windows, for the pre-training tutorial"), vec!["prepare".into(), "--out".into(), s(&real), "--window".into(), window.clone()]),
-        ("2/7 real labels: PhysioNet eegmat, 12 people, ECG at rest (3 min) and during serial subtraction (1 min), as EEG-BIDS".into(), vec!["prepare".into(), "--source".into(), "bundled:eegmat".into(), "--out".into(), s(&eegmat)]),
+        (format!("2/7 real labels: PhysioNet eegmat, 12 people, ECG at rest (3 min) and during serial subtraction (1 min), as EEG-BIDS, into {window} windows that do not overlap (the README's table uses the default 4 s stride: 2.5 times the windows, and the time)"), vec!["prepare".into(), "--source".into(), "bundled:eegmat".into(), "--out".into(), s(&eegmat), "--stride".into(), window.clone()]),
         ("3/7 self-supervised pre-training on the unlabeled ECG (masked spans, reconstruct the hidden signal): the tutorial; fine-tuning starts from the shipped weights, pre-trained the same way on 100 h of real ECG, unless --own-pretraining".into(), vec!["pretrain".into(), "--corpus".into(), s(&real), "--config".into(), s(&model_cfg), "--out".into(), s(&pretrain), "--steps".into(), pt_steps.into(), "--eval-every".into(), if a.quick { "20".into() } else { "50".into() }, "--checkpoint-every".into(), "100".into(), "--seed".into(), seed.clone()]),
         (format!("4/7 {EEGMAT_TASK}: fine-tuning with the defaults, leave-one-subject-out, against the same model from scratch, HRV + logistic regression and their fusion; each person's scores calibrated on their own windows, the threshold chosen on validation people"), std::iter::once("finetune".to_string()).chain(ft_args(&finetune)).collect()),
         (format!("5/7 label efficiency on {EEGMAT_TASK}: the same folds and seeds with fewer labeled training trials (the full-label point is step 4's run)"), ["curve".to_string(), "--fractions".into(), fractions.into()].into_iter().chain(ft_args(&curve)).collect()),

@@ -337,8 +337,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
             );
         }
     }
-    let relative_plot = a.reference == Reference::Recording
-        && models.iter().any(|m| relative(m, a.calibrate_from));
+    let relative_plot =
+        a.reference == Reference::Recording && models.iter().any(|m| relative(m, a.calibrate_from));
     match &a.out {
         None => print!("{}", csv(&timelines, &models)),
         Some(p) => {

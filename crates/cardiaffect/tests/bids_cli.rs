@@ -39,7 +39,16 @@ fn a_bids_study_from_inspect_to_finetune_on_a_column() {
     assert!(t.contains("row 4, column `onset`"), "{t}");
     let corpus = tmp.path().join("corpus");
     let c = corpus.to_str().unwrap();
-    let o = run(&["prepare", "--source", "fixtures/bids", "--out", c]);
+    // 4 s windows: the fixture's trials last 8-12 s.
+    let o = run(&[
+        "prepare",
+        "--source",
+        "fixtures/bids",
+        "--out",
+        c,
+        "--window",
+        "4s",
+    ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(

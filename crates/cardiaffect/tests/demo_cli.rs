@@ -25,7 +25,8 @@ fn demo_quick_writes_what_it_promises() {
             && stdout.contains("| fusion | window |")
             && stdout.contains("mental stress vs rest (PhysioNet eegmat, 12 people)")
             && !stdout.contains("SYNTHETIC")
-            && !stdout.to_lowercase().contains("arousal"),
+            && !stdout.contains("arousal recognition")
+            && stdout.contains("not valence or arousal ratings"),
         "{stdout}"
     );
     for f in [
@@ -49,7 +50,10 @@ fn demo_quick_writes_what_it_promises() {
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("finetune/results.json")).unwrap()).unwrap();
     // Real labels: the eegmat runs' trial_type, every table headed with what they are.
-    assert!(r["label_rule"].as_str().unwrap().contains("arithmetic / rest"));
+    assert!(r["label_rule"]
+        .as_str()
+        .unwrap()
+        .contains("arithmetic / rest"));
     assert_eq!(
         r["datasets"][0],
         "mental stress vs rest (PhysioNet eegmat, 12 people)"
@@ -132,12 +136,22 @@ fn demo_synthetic_says_it_is_synthetic() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
     let o = Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-        .args(["demo", "--quick", "--synthetic", "--out", out.to_str().unwrap()])
+        .args([
+            "demo",
+            "--quick",
+            "--synthetic",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout.contains("SYNTHETIC"), "{stdout}");
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("finetune/results.json")).unwrap()).unwrap();

@@ -808,7 +808,7 @@ fn finetune_starts_from_the_bundled_weights_by_default() {
     ]);
     let e = err(o);
     assert!(
-        e.contains("bundled") && e.contains("--window 4s") && e.contains("--pretrained none"),
+        e.contains("bundled") && e.contains("--window 10s") && e.contains("--pretrained none"),
         "{e}"
     );
     // Prepared with the defaults (4 s windows at 128 Hz), it runs from the bundled weights.
@@ -919,7 +919,9 @@ fn paper_cuts_windows_folds_and_bundled_names() {
     assert!(!text.contains(".cache"));
     let e = err(run(&["predict", "--model", s(&out), "bundled:nope"]));
     assert!(
-        e.contains("no such bundled recording") && e.contains("bundled:mitdb208/208"),
+        e.contains("no such bundled data")
+            && e.contains("bundled:mitdb208/208")
+            && e.contains("bundled:eegmat"),
         "{e}"
     );
 }

@@ -154,7 +154,7 @@ impl Ctx<'_> {
                 .map(|(m, h)| match self.cfg.fusion {
                     Fusion::Late => format!("late fusion: the sum of {m}'s and {h}'s per-person calibrated logits"),
                     Fusion::Early => format!("early fusion: {m}'s CLS embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people"),
-                    Fusion::Auto => format!("auto: per fold, early fusion ({m}'s CLS embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people) or late fusion (the sum of their calibrated logits), whichever has the higher AUROC on the fold's validation people; per_fold[].fusion says which"),
+                    Fusion::Auto => format!("auto: per fold, of late fusion at {m}'s shares 0.5, 0.25, 0.75, 0 ({h} alone) and 1 ({m} alone) (weighted sums of their calibrated logits) and early fusion ({m}'s embedding and {h}'s features, each calibrated per person, under one logistic-regression head fitted on the training people), the one with the highest AUROC on the fold's validation people; per_fold[].fusion says which"),
                 }),
             chance: Chance {
                 majority_accuracy: majority,
