@@ -70,6 +70,8 @@ fn a_bids_study_from_inspect_to_finetune_on_a_column() {
         "fear,joy",
         "--methods",
         "hrv",
+        "--pretrained",
+        "none",
         "--out",
         run_dir.to_str().unwrap(),
     ]);
@@ -93,6 +95,8 @@ fn a_bids_study_from_inspect_to_finetune_on_a_column() {
         "loso",
         "--methods",
         "hrv",
+        "--pretrained",
+        "none",
         "--out",
         tmp.path().join("run2").to_str().unwrap(),
     ]);

@@ -118,12 +118,13 @@ fn demo_quick_writes_what_it_promises() {
             .unwrap()
             .replace("demo2", "demo")
     );
-    // One person's two runs, rest then arithmetic, each named in the timeline.
+    // One person's two runs, rest (run-1) then arithmetic (run-2), in one timeline.
     let tl = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
     let rows: Vec<&str> = tl.lines().skip(1).collect();
     assert!(rows.len() > 20, "{} timeline rows", rows.len());
-    assert!(rows.iter().any(|r| r.contains("arithmetic")), "{tl}");
-    assert!(rows.iter().any(|r| r.contains("rest")), "{tl}");
+    assert!(rows.iter().any(|r| r.contains("_run-1_")), "{tl}");
+    assert!(rows.iter().any(|r| r.contains("_run-2_")), "{tl}");
+    assert!(rows.iter().all(|r| r.contains(",sub-03,")), "{tl}");
     for r in rows {
         let p: f64 = r.rsplit(',').next().unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&p), "{r}");

@@ -66,6 +66,9 @@ pub(super) fn fmt_opt(v: Option<f64>) -> String {
 /// alone: fusion can always fall back to the better of its parts.
 pub(super) const LATE_WEIGHTS: [f64; 5] = [0.5, 0.25, 0.75, 0.0, 1.0];
 
+/// Per scored row, one method's logits.
+pub(super) type Logits = Vec<Vec<f64>>;
+
 /// The model's and HRV's logits, each calibrated per person (with `none`, as they are).
 pub(super) fn late_parts(
     corpus: &Corpus,
@@ -73,7 +76,7 @@ pub(super) fn late_parts(
     model: &[Vec<f64>],
     hrv: &[Vec<f64>],
     calibration: Calibration,
-) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), TrainError> {
+) -> Result<(Logits, Logits), TrainError> {
     Ok((
         decision::calibrated_logits(&corpus.rows, scored, model, calibration, true)?,
         decision::calibrated_logits(&corpus.rows, scored, hrv, calibration, true)?,
