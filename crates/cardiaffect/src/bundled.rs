@@ -140,3 +140,30 @@ pub fn weights_preprocess() -> Result<cardiaffect_model::bundle::Preprocess> {
     serde_json::from_slice(bytes)
         .with_context(|| format!("the bundled weights' {name}: not a preprocessing record"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every eegmat file is bundled (12 people x 2 runs x 4 files, and the root's README, description and participants), and a
+    /// damaged cached copy is replaced by the shipped bytes.
+    #[test]
+    fn eegmat_is_bundled_and_a_damaged_copy_is_replaced() {
+        let eegmat: Vec<&str> = FILES
+            .iter()
+            .map(|(r, _)| *r)
+            .filter(|r| r.starts_with("eegmat/"))
+            .collect();
+        assert_eq!(eegmat.len(), 12 * 2 * 4 + 3, "{eegmat:?}");
+        let tmp = tempfile::tempdir().unwrap();
+        cardiaffect_io::artifact::unpack(tmp.path(), &FILES).unwrap();
+        let edf = tmp
+            .path()
+            .join("eegmat/sub-03/eeg/sub-03_task-arithmetic_run-2_eeg.edf");
+        let good = std::fs::read(&edf).unwrap();
+        std::fs::write(&edf, &good[..100]).unwrap();
+        cardiaffect_io::artifact::unpack(tmp.path(), &FILES).unwrap();
+        assert_eq!(std::fs::read(&edf).unwrap(), good);
+        assert!(names().iter().any(|n| n.starts_with("bundled:eegmat ")));
+    }
+}

@@ -54,6 +54,36 @@ fn link_full_label_run(curve: &Path, finetune: &Path) {
     }
 }
 
+/// Print and run each step (the curve's full-label point linked to the fine-tuning run first).
+fn run_steps(
+    steps: Vec<(String, Vec<String>)>,
+    curve: &Path,
+    finetune: &Path,
+    dispatch: &dyn Fn(Vec<String>) -> Result<()>,
+) -> Result<()> {
+    for (what, args) in steps {
+        if args[0] == "curve" {
+            link_full_label_run(curve, finetune);
+        }
+        println!("\n== {what}\n$ cardiaffect {}", args.join(" "));
+        dispatch(args)?;
+    }
+    Ok(())
+}
+
+/// The closing lines every demo prints first: its time and the folders shared by both demos.
+fn finished(t0: Instant, out: &Path, pretrain: &str) {
+    println!(
+        "\ndemo finished in {:.0} s. Everything is in {}:",
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
+    println!("  report.html            the page to open first");
+    println!("  pretrain/              {pretrain}: summary.json, loss.svg, reconstructions.png");
+    println!("  finetune/              results.json, results.md, confusion.svg, folds.svg, model/ (for predict)");
+    println!("  curve/                 curve.json, curve.md, curve.svg: macro-F1 and AUROC against the labeled fraction");
+}
+
 pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<()> {
     if a.synthetic {
         return run_synthetic(a, dispatch);
@@ -110,24 +140,8 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
         (format!("6/7 the final model on one person's two runs ({EEGMAT_PERSON}: rest, then mental arithmetic), scores relative to all of this person's windows"), vec!["predict".into(), "--model".into(), s(&finetune), person.clone(), "--reference".into(), "person".into(), "--out".into(), s(&out.join("timeline.csv"))]),
         ("7/7 one HTML page with everything".into(), vec!["report".into(), s(&out)]),
     ];
-    for (what, args) in steps {
-        if args[0] == "curve" {
-            link_full_label_run(&curve, &finetune);
-        }
-        println!("\n== {what}\n$ cardiaffect {}", args.join(" "));
-        dispatch(args)?;
-    }
-    println!(
-        "\ndemo finished in {:.0} s. Everything is in {}:",
-        t0.elapsed().as_secs_f64(),
-        out.display()
-    );
-    println!("  report.html            the page to open first");
-    println!(
-        "  pretrain/              pre-training tutorial run: summary.json, loss.svg, reconstructions.png"
-    );
-    println!("  finetune/              results.json, results.md, confusion.svg, folds.svg, model/ (for predict)");
-    println!("  curve/                 curve.json, curve.md, curve.svg: macro-F1 and AUROC against the labeled fraction");
+    run_steps(steps, &curve, &finetune, dispatch)?;
+    finished(t0, &out, "pre-training tutorial run");
     println!("  timeline.csv, .svg     predictions on {EEGMAT_PERSON}'s rest and arithmetic runs");
     println!("  timeline_attention.svg where the model's CLS token looks in one window");
     println!("These are real labels of a real study: {EEGMAT_TASK}. It is mental stress against rest, not valence or arousal ratings.");
@@ -199,24 +213,8 @@ fn run_synthetic(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> R
         ("7/8 the final model on a real recording (biosignalsnotebooks, 7 min)".into(), vec!["predict".into(), "--model".into(), s(&finetune), s(&recording), "--out".into(), s(&out.join("timeline.csv"))]),
         ("8/8 one HTML page with everything".into(), vec!["report".into(), s(&out)]),
     ];
-    for (what, args) in steps {
-        if args[0] == "curve" {
-            link_full_label_run(&curve, &finetune);
-        }
-        println!("\n== {what}\n$ cardiaffect {}", args.join(" "));
-        dispatch(args)?;
-    }
-    println!(
-        "\ndemo finished in {:.0} s. Everything is in {}:",
-        t0.elapsed().as_secs_f64(),
-        out.display()
-    );
-    println!("  report.html            the page to open first");
-    println!(
-        "  pretrain/              pre-training run: summary.json, loss.svg, reconstructions.png"
-    );
-    println!("  finetune/              results.json, results.md, confusion.svg, folds.svg, model/ (for predict)");
-    println!("  curve/                 curve.json, curve.md, curve.svg: macro-F1 and AUROC against the labeled fraction");
+    run_steps(steps, &curve, &finetune, dispatch)?;
+    finished(t0, &out, "pre-training run");
     println!("  timeline.csv, .svg     predictions on a real recording");
     println!("  timeline_attention.svg where the model's CLS token looks in one window");
     println!("The labeled data are SYNTHETIC: these numbers test the pipeline, they are not emotion-recognition results.");

@@ -203,6 +203,20 @@ fn plot_timeline(timelines: &[Timeline]) -> Option<Timeline> {
         offset += end;
     }
     out.trial = spans.join(", ");
+    // The folder the recordings share (a BIDS subject's), not the first one's file name.
+    let mut common = first.recording.clone();
+    for t in timelines.iter().filter(|t| t.subject == first.subject) {
+        let n = common
+            .char_indices()
+            .zip(t.recording.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8());
+        common.truncate(n);
+    }
+    if let Some(slash) = common.rfind('/') {
+        out.recording = common[..slash].to_string();
+    }
     Some(out)
 }
 

@@ -39,14 +39,19 @@ fn choose_signal(path: &Path, names: &[&str], lead: &str) -> Result<usize> {
         option: "lead",
         message: format!(
             "no signal {lead:?}: the file has {} (or use 1-{})",
-            names
-                .iter()
-                .map(|n| format!("{n:?}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            quoted(names),
             names.len()
         ),
     })
+}
+
+/// Signal names quoted and joined, for messages that list them.
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Turn the signals of one file into recordings, honouring `--lead`.
@@ -532,11 +537,7 @@ fn chosen_wfdb_signals(path: &Path, names: &[&str], opts: &ReadOptions) -> Resul
             option: "lead",
             message: format!(
                 "no signal named as ECG (ECG, EKG, MLII, V1-V6, I, II, III, aVR, aVL, aVF, ...): the record has {}; choose one with --lead NAME or --lead N (1-{})",
-                names
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                quoted(names),
                 names.len()
             ),
         })
