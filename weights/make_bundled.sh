@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-/tmp/cardiaffect-bundled-weights}
-BIN=${CARDIAFFECT_BIN:-target/release/cardiaffect}
+BIN=${CARDIAFFECT_BIN:-${CARGO_TARGET_DIR:-target}/release/cardiaffect}
 [ -x "$BIN" ] || cargo build --release
 mkdir -p "$W"
 source weights/sources.sh
