@@ -47,12 +47,6 @@ pub fn weights_config() -> &'static [u8] {
     FILES[0].1
 }
 
-/// The preprocessing the bundled weights expect (`preprocess.json`: rate, window, band).
-pub fn weights_preprocess() -> crate::Preprocess {
-    // Shipped bytes, checked by the test below: a parse failure is a build defect.
-    serde_json::from_slice(FILES[2].1).expect("weights/bundled/preprocess.json parses")
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -61,7 +55,8 @@ mod tests {
         let dir = super::weights_dir_in(d.path()).unwrap();
         assert!(dir.starts_with(d.path()));
         let (cfg, _) = crate::load_model(&dir, &burn::prelude::Device::flex()).unwrap();
-        assert_eq!(cfg.window_len, super::weights_preprocess().window_len);
+        let p = crate::bundle::read_preprocess(&dir).unwrap().unwrap();
+        assert_eq!(cfg.window_len, p.window_len);
         // A damaged copy is replaced.
         std::fs::write(dir.join("config.json"), b"{").unwrap();
         cardiaffect_io::artifact::unpack(&dir, &super::FILES).unwrap();

@@ -8,11 +8,19 @@ use anyhow::{Context, Result};
 // `FILES`: every file of data/mitdb208, data/biosignalsnotebooks and data/eegmat (build.rs).
 include!(concat!(env!("OUT_DIR"), "/bundled_files.rs"));
 
-/// Bundled data sets read as a whole (a folder, by `bundled:NAME`), with what they are.
-const SETS: [(&str, &str); 1] = [(
+/// Bundled data sets read as a whole (a folder, by `bundled:NAME`): name, `--source` format,
+/// what they are.
+const SETS: [(&str, &str, &str); 1] = [(
     "eegmat",
+    "bids",
     "PhysioNet eegmat, 12 people: ECG at rest and during mental arithmetic (EEG-BIDS, real labels)",
 )];
+
+/// The set `name` (`eegmat`, `eegmat/sub-03`) belongs to, if any.
+fn set_of(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
+    SETS.iter()
+        .find(|(set, _, _)| name == *set || name.starts_with(&format!("{set}/")))
+}
 
 pub use cardiaffect_io::artifact::cache_dir;
 
@@ -39,10 +47,7 @@ pub fn resolve_recording(arg: &Path) -> Result<PathBuf> {
         }
     }
     // A set, or a folder or file inside one.
-    let in_set = SETS
-        .iter()
-        .any(|(set, _)| name == *set || name.starts_with(&format!("{set}/")));
-    if in_set && !name.split('/').any(|c| c == "..") && root.join(name).exists() {
+    if set_of(name).is_some() && !name.split('/').any(|c| c == "..") && root.join(name).exists() {
         return Ok(root.join(name));
     }
     anyhow::bail!(
@@ -55,15 +60,12 @@ pub fn resolve_recording(arg: &Path) -> Result<PathBuf> {
 /// Every `bundled:NAME` there is: the sets, then the single recordings.
 pub fn names() -> Vec<String> {
     SETS.iter()
-        .map(|(set, what)| format!("bundled:{set} ({what})"))
+        .map(|(set, _, what)| format!("bundled:{set} ({what})"))
         .chain(
             FILES
                 .iter()
                 .filter(|(r, _)| {
-                    (r.ends_with(".hea") || r.ends_with(".edf"))
-                        && !SETS
-                            .iter()
-                            .any(|(set, _)| r.starts_with(&format!("{set}/")))
+                    (r.ends_with(".hea") || r.ends_with(".edf")) && set_of(r).is_none()
                 })
                 .map(|(r, _)| format!("bundled:{}", Path::new(r).with_extension("").display())),
         )
@@ -77,8 +79,8 @@ pub fn source_spec(spec: &str) -> Result<Option<String>> {
         return Ok(None);
     };
     let path = resolve_recording(Path::new(spec))?;
-    let format = if name.starts_with("eegmat") {
-        "bids"
+    let format = if let Some((_, format, _)) = set_of(name) {
+        format
     } else if path.extension().is_some_and(|e| e == "edf") {
         "edf"
     } else {
@@ -117,11 +119,6 @@ pub fn sources() -> Result<Vec<cardiaffect_corpus::Source>> {
 /// `finetune --pretrained` ([`cardiaffect_model::bundled`]).
 pub fn weights_dir() -> Result<PathBuf> {
     Ok(cardiaffect_model::bundled::weights_dir()?)
-}
-
-/// The window, in seconds, the shipped weights were pre-trained on.
-pub fn weights_window_s() -> f64 {
-    cardiaffect_model::bundled::weights_preprocess().window_s
 }
 
 /// The shipped model's architecture (for training the same model from scratch).

@@ -94,7 +94,7 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
     let model_cfg = out.join("model.json");
     std::fs::write(&model_cfg, crate::bundled::weights_config())
         .with_context(|| format!("writing {}", model_cfg.display()))?;
-    let window = format!("{}s", crate::bundled::weights_window_s());
+    let window = format!("{}s", crate::bundled::weights_preprocess()?.window_s);
     let seed = a.seed.to_string();
     // Sizes: (pre-training steps, fine-tuning epochs); the curve's fractions.
     let (pt_steps, epochs) = if a.quick { ("40", "1") } else { ("100", "10") };
@@ -157,7 +157,7 @@ fn run_synthetic(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> R
     std::fs::write(&model_cfg, crate::bundled::weights_config())
         .with_context(|| format!("writing {}", model_cfg.display()))?;
     let seed = a.seed.to_string();
-    let secs = crate::bundled::weights_window_s();
+    let secs = crate::bundled::weights_preprocess()?.window_s;
     let (window, half) = (format!("{secs}s"), format!("{}s", secs / 2.0));
     // Sizes: (subjects, trials, seconds per trial, pre-training steps, folds, epochs).
     let (subjects, trials, trial_s, pt_steps, folds, epochs) = if a.quick {

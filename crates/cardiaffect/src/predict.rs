@@ -136,9 +136,10 @@ fn json(timelines: &[Timeline], models: &[Predictor], blocks: &BlockConfig) -> s
 const RELATIVE: &str = "relative to this recording";
 
 /// Whether model `m`'s decisions are relative to the recording: subject calibration from
-/// every good window (no `--calibrate-from` segment as the reference).
-fn relative(m: &Predictor, calibrate_from: Option<(f64, f64)>) -> bool {
-    calibrate_from.is_none()
+/// every good window of it (no `--calibrate-from` segment, no `--reference person`).
+fn relative(m: &Predictor, a: &PredictArgs) -> bool {
+    a.calibrate_from.is_none()
+        && a.reference == Reference::Recording
         && m.operating_point
             .as_ref()
             .is_some_and(|op| op.calibration == Calibration::Subject)
@@ -204,18 +205,15 @@ fn plot_timeline(timelines: &[Timeline]) -> Option<Timeline> {
     }
     out.trial = spans.join(", ");
     // The folder the recordings share (a BIDS subject's), not the first one's file name.
-    let mut common = first.recording.clone();
-    for t in timelines.iter().filter(|t| t.subject == first.subject) {
-        let n = common
-            .char_indices()
-            .zip(t.recording.chars())
-            .take_while(|((_, a), b)| a == b)
-            .last()
-            .map_or(0, |((i, a), _)| i + a.len_utf8());
-        common.truncate(n);
-    }
-    if let Some(slash) = common.rfind('/') {
-        out.recording = common[..slash].to_string();
+    let folder = Path::new(&first.recording).parent();
+    if timelines
+        .iter()
+        .filter(|t| t.subject == first.subject)
+        .all(|t| Path::new(&t.recording).parent() == folder)
+    {
+        if let Some(f) = folder.filter(|f| !f.as_os_str().is_empty()) {
+            out.recording = f.display().to_string();
+        }
     }
     Some(out)
 }
@@ -341,9 +339,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
                 "  decisions: no operating_point.json (a model from an older cardiaffect): uncalibrated, most probable class"
             ),
         }
-        // With --reference person the reference is the person's recordings, and the
-        // calibration line says so.
-        if a.reference == Reference::Recording && relative(m, a.calibrate_from) {
+        if relative(m, &a) {
             let op = m.operating_point.as_ref();
             eprintln!(
                 "  {}",
@@ -351,8 +347,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
             );
         }
     }
-    let relative_plot =
-        a.reference == Reference::Recording && models.iter().any(|m| relative(m, a.calibrate_from));
+    let relative_plot = models.iter().any(|m| relative(m, &a));
     match &a.out {
         None => print!("{}", csv(&timelines, &models)),
         Some(p) => {
