@@ -182,7 +182,10 @@ impl Corpus {
             path: npy_path.clone(),
             source: e,
         })?;
-        // Safety: the corpus files are only ever replaced by rename, never written in place.
+        // SAFETY: a read-only mapping, sound while no one writes the file: the corpus files are
+        // only ever replaced by rename, never written in place, so this mapping keeps the inode
+        // it opened (a file truncated by another program under it is the risk every mapping has).
+        #[allow(unsafe_code)]
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| CorpusError::Io {
             path: npy_path.clone(),
             source: e,

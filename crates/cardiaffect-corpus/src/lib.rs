@@ -1,6 +1,8 @@
 //! From recordings to a training corpus: windows on a global grid, quality checks, and the
 //! on-disk corpus (numpy-readable windows, a metadata table, a manifest), built from shards
 //! that later runs reuse.
+// Unsafe code only where marked `#[allow(unsafe_code)]`: the mapping of windows.npy (corpus.rs).
+#![deny(unsafe_code)]
 
 pub mod blocks;
 pub mod config;

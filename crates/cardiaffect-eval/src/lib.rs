@@ -2,6 +2,7 @@
 //! with a named threshold ([`labels`]), cross-validation protocols that keep subjects or trials
 //! on one side ([`protocol`]), metrics at window and trial level ([`metrics`]), the classic
 //! HRV + logistic-regression baseline ([`hrv_baseline`]), and the results files ([`report`]).
+#![forbid(unsafe_code)]
 
 pub mod calibration;
 pub mod hrv_baseline;

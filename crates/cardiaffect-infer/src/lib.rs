@@ -1,6 +1,7 @@
 //! Inference for cardiaffect: a fine-tuned model folder (`config.json`, `model.safetensors`,
 //! `preprocess.json`, `labels.json`) is loaded with the preprocessing its training data had, and
 //! applied to new recordings window by window ([`predict`]).
+#![forbid(unsafe_code)]
 
 pub mod predict;
 pub mod stream;

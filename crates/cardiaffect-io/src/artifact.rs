@@ -131,6 +131,7 @@ pub fn replace_dir(new: &Path, dst: &Path) -> Result<(), WriteError> {
 }
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;

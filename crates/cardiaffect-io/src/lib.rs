@@ -14,6 +14,9 @@
 //! }
 //! # Ok::<(), cardiaffect_io::IoError>(())
 //! ```
+// Unsafe code only in the items marked `#[allow(unsafe_code)]`: the file mapping and its f64
+// view (mapped.rs) and renameat2 (artifact.rs).
+#![deny(unsafe_code)]
 
 pub mod artifact;
 pub mod chunked;

@@ -13,6 +13,7 @@ pub type Bytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 /// The whole file, memory-mapped copy-on-write (writes through a view stay in this process and
 /// never reach the file). Empty files and files that cannot be mapped are read instead.
 /// As with any mapping, a file truncated by another program while mapped faults on access.
+#[allow(unsafe_code)]
 pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
     let f = std::fs::File::open(path)?;
     if f.metadata()?.len() > 0 {
@@ -53,6 +54,7 @@ impl F64s {
         })
     }
 
+    #[allow(unsafe_code)]
     pub fn as_slice(&self) -> &[f64] {
         match self {
             F64s::Owned(v) => v,

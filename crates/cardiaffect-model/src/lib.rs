@@ -9,12 +9,17 @@
 //!
 //! Parameter names (safetensors, PyTorch layout with `BurnToPyTorchAdapter`) are documented on
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
+// Unsafe code (SIMD intrinsics, raw pointers shared between threads) only in the modules
+// marked `#[allow(unsafe_code)]`: `fastmath` and `kernels`.
+#![deny(unsafe_code)]
 
 pub mod batch;
 pub mod bundle;
 pub mod bundled;
 mod config;
+#[allow(unsafe_code)]
 mod fastmath;
+#[allow(unsafe_code)]
 pub mod kernels;
 pub mod loss;
 mod model;

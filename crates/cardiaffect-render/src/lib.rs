@@ -5,6 +5,7 @@
 //! Figures take plain data (numbers and already-chosen titles), not the types of the crates
 //! that call them, so that training, evaluation and the binary all draw with the same code.
 //! Self-contained output: no fonts, scripts or network; every SVG opens in any browser.
+#![forbid(unsafe_code)]
 
 pub mod figures;
 pub mod html;

@@ -1,6 +1,7 @@
 //! ECG signal processing for cardiaffect. Each function is named for what it does and, where it
 //! implements a published method, after that method (NeuroKit2's habit), with the reference in
 //! its documentation.
+#![forbid(unsafe_code)]
 
 pub mod filter;
 

@@ -1,5 +1,6 @@
 //! Training for cardiaffect: self-supervised pre-training by masked-signal reconstruction
 //! and fine-tuning with honest evaluation (protocols, baselines, results files).
+#![forbid(unsafe_code)]
 
 pub mod curve;
 pub mod decision;

@@ -1,6 +1,8 @@
 //! `cardiaffect`: emotion recognition from the ECG with a self-supervised Transformer.
 //!
 //! A thin binary over the library crates: it parses arguments, calls them, and formats output.
+// Unsafe code only where marked `#[allow(unsafe_code)]`: mallopt in `tune_allocator`.
+#![deny(unsafe_code)]
 
 mod bench;
 mod bench_io;
@@ -120,6 +122,7 @@ pub(crate) const TRIM_THRESHOLD: i32 = 1 << 30;
 /// on the next allocation, so every tensor op paid page faults and zeroing (batch-32 inference
 /// ran 30 % faster with the thresholds raised; BENCHMARKS.md). Freed memory is kept instead;
 /// the peak stays the same.
+#[allow(unsafe_code)]
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
