@@ -26,14 +26,18 @@ pub(super) unsafe fn attend_head(
     (out, out_rs): (*mut f32, usize),
 ) {
     let (scores, inv) = scratch[..n * (t + 1)].split_at_mut(n * t);
-    qk_scores((n, t, dk), (q, k, in_rs), scale, scores);
+    // SAFETY: `q` and `k` as this function's contract has them; `scores` is n * t elements of
+    // a `&mut` slice (split off above, which checked the length).
+    unsafe { qk_scores((n, t, dk), (q, k, in_rs), scale, scores) };
     for (row, s) in scores.chunks_exact_mut(t).zip(inv.iter_mut()) {
         *s = 1.0 / fastmath::exp_shifted_row(row);
     }
-    pv((n, t, dk), scores, (v, in_rs), (out, out_rs));
+    // SAFETY: `scores` is [n, t]; `v` and `out` as this function's contract has them.
+    unsafe { pv((n, t, dk), scores, (v, in_rs), (out, out_rs)) };
     for (i, &s) in inv.iter().enumerate() {
-        // SAFETY: row i of `out` holds `dk` elements (the caller's contract).
-        let row = std::slice::from_raw_parts_mut(out.add(i * out_rs), dk);
+        // SAFETY: row i < n of `out` holds `dk` elements at out + i out_rs that nobody else
+        // reads or writes meanwhile (the caller's contract), so one `&mut` to them is unique.
+        let row = unsafe { std::slice::from_raw_parts_mut(out.add(i * out_rs), dk) };
         for o in row {
             *o *= s;
         }
@@ -44,7 +48,7 @@ pub(super) unsafe fn attend_head(
 /// softmax (training's attention dropout).
 ///
 /// # Safety
-/// As [`attend_head`].
+/// As [`attend_head`], with `scores` (in place of `scratch`) at least `n * t` elements long.
 pub(super) unsafe fn attend_head_with(
     (n, t, dk): (usize, usize, usize),
     (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
@@ -54,12 +58,14 @@ pub(super) unsafe fn attend_head_with(
     post: impl Fn(usize, &mut [f32]),
 ) {
     debug_assert!(scores.len() >= n * t);
-    qk_scores((n, t, dk), (q, k, in_rs), scale, scores);
+    // SAFETY: the pointers and `scores`' length are this function's contract.
+    unsafe { qk_scores((n, t, dk), (q, k, in_rs), scale, scores) };
     for (i, row) in scores[..n * t].chunks_exact_mut(t).enumerate() {
         fastmath::softmax_row(row);
         post(i, row);
     }
-    pv((n, t, dk), scores, (v, in_rs), (out, out_rs));
+    // SAFETY: as above; `scores` now holds the [n, t] probabilities.
+    unsafe { pv((n, t, dk), scores, (v, in_rs), (out, out_rs)) };
 }
 
 /// `scores[n, t] = scale q k^T` (`k` read transposed through its strides).
@@ -72,32 +78,41 @@ unsafe fn qk_scores(
     scale: f32,
     scores: &mut [f32],
 ) {
-    product(
-        (n, t, dk),
-        (scores.as_mut_ptr(), 1, t),
-        (q, 1, in_rs),
-        (k, in_rs, 1),
-        scale,
-    );
+    // SAFETY: dst `scores` [n, t] (row stride t, at least n t long: the contract); lhs `q`, n
+    // rows of dk at stride in_rs; rhs k^T [dk, t], column stride in_rs: the t rows of `k`.
+    // `scores` is a `&mut` slice, so it overlaps none of the caller's rows.
+    unsafe {
+        product(
+            (n, t, dk),
+            (scores.as_mut_ptr(), 1, t),
+            (q, 1, in_rs),
+            (k, in_rs, 1),
+            scale,
+        )
+    };
 }
 
 /// `out[n, dk] = scores[n, t] v[t, dk]`.
 ///
 /// # Safety
-/// As [`attend_head`].
+/// As [`attend_head`]; `scores` holds at least `n * t` elements.
 unsafe fn pv(
     (n, t, dk): (usize, usize, usize),
     scores: &[f32],
     (v, in_rs): (*const f32, usize),
     (out, out_rs): (*mut f32, usize),
 ) {
-    product(
-        (n, dk, t),
-        (out, 1, out_rs),
-        (scores.as_ptr(), 1, t),
-        (v, 1, in_rs),
-        1.0,
-    );
+    // SAFETY: dst `out`, n rows of dk at stride out_rs, nobody else's (the contract); lhs
+    // `scores` [n, t], at least n t long; rhs `v`, t rows of dk at stride in_rs.
+    unsafe {
+        product(
+            (n, dk, t),
+            (out, 1, out_rs),
+            (scores.as_ptr(), 1, t),
+            (v, 1, in_rs),
+            1.0,
+        )
+    };
 }
 
 /// Sizes of a packed `[B, T, 3d]` projection with `n_heads` heads: (b, t, d, dk).

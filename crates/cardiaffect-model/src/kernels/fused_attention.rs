@@ -143,13 +143,24 @@ mod x86 {
         (*mut f32, usize),
     );
 
+    /// [`super::attend`] in AVX-512 register tiles of [`ROWS`] query rows.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and `args` meet [`super::attend`]'s contract: `dk` a multiple of
+    /// 16, `q`, `v`, `kt`, `out` and `scratch` as long as it says, `out` this call's alone.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn attend_avx512(args: Args<'_>) {
         const { assert!(Avx512::LANES == LANES && 2 * LANES == KEY_BLOCK) };
+        // SAFETY: this function's contract is `attend_tiles`'s: the CPU has AVX-512F (which
+        // `Avx512`'s methods need), `dk` is a multiple of `Avx512::LANES` and a panel block
+        // two vectors wide (the assertion above).
         unsafe { attend_tiles::<Avx512, ROWS>(args) }
     }
 
     /// [`super::keys_into_panel16`] in AVX-512.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and the arguments meet [`super::keys_into_panel16`]'s contract.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn keys_into_panel16_avx512(
         (src, src_rs): (*const f32, usize),
@@ -159,7 +170,10 @@ mod x86 {
         dst: *mut f32,
     ) {
         let w = Avx512::LANES;
-        // SAFETY: the caller's contract (`super::keys_into_panel16`).
+        // SAFETY: the caller's contract (`super::keys_into_panel16`): `bias` holds dk (asserted
+        // there) and dk is a multiple of w, so the loads at c0 < dk stay inside it and inside
+        // the 16 rows of `src`; the stores go to the run's rows c0 + c < dk at stride 32; the
+        // CPU has AVX-512F.
         unsafe {
             let sv = Avx512::splat(scale);
             for c0 in (0..dk).step_by(w) {
@@ -179,7 +193,7 @@ mod x86 {
     ///
     /// # Safety
     /// As [`super::attend`], with `dk` a multiple of `S::LANES` and a tile of keys (a block of
-    /// the panel) two vectors wide.
+    /// the panel) two vectors wide; the CPU has `S`'s instruction set.
     #[inline(always)]
     unsafe fn attend_tiles<S: Simd, const R: usize>(
         ((n, t, dk), (q, q_rs), kt, (v, v_rs), scratch, (out, out_rs)): Args<'_>,
@@ -194,8 +208,10 @@ mod x86 {
         while r0 < n {
             let rows = R.min(n - r0);
             // Rows past the block's end repeat its last query; their results are dropped.
-            let qr: [*const f32; R] =
-                std::array::from_fn(|r| unsafe { q.add((r0 + r.min(rows - 1)) * q_rs) });
+            let qr: [*const f32; R] = std::array::from_fn(|r| {
+                // SAFETY: r0 + min(r, rows - 1) < n, and `q` points at n rows at stride q_rs.
+                unsafe { q.add((r0 + r.min(rows - 1)) * q_rs) }
+            });
             // Cauchy–Schwarz bounds the tile's scores: |s| <= |q| max |k|.
             let mut bound = 0.0f32;
             for &row in &qr[..rows] {
@@ -203,10 +219,13 @@ mod x86 {
                 bound = bound.max(unsafe { norm::<S>(row, dk) } * key_norm);
             }
             let sc = scores.as_mut_ptr();
-            // SAFETY (both): every block of the panel, `scores` ([R, tp]) and `sums` ([R, w]).
             if bound <= ONE_PASS_BOUND {
+                // SAFETY: `qr` are rows of dk inside `q`; `kt` holds every block of the panel
+                // (dk * tp elements); `sc` is `scores`, [R, tp], and `sums` [R, w], both split
+                // off this call's scratch above (`scratch_len`).
                 unsafe { one_pass::<S, R>((t, tp, rows, dk), &qr, kt, (sc, sums), inv) };
             } else {
+                // SAFETY: as for `one_pass`, without the sums.
                 unsafe { two_pass::<S, R>((t, tp, rows, dk), &qr, kt, sc, inv) };
             }
             let sc = scores.as_ptr();
@@ -231,9 +250,12 @@ mod x86 {
     /// The norm of the `dk` elements at `x`.
     ///
     /// # Safety
-    /// `x` points at `dk` elements, a multiple of `S::LANES`.
+    /// `x` points at `dk` elements, a multiple of `S::LANES`; the CPU has `S`'s instruction
+    /// set.
     #[inline(always)]
     unsafe fn norm<S: Simd>(x: *const f32, dk: usize) -> f32 {
+        // SAFETY: loads at x + c for c < dk in steps of LANES, inside the dk elements (dk a
+        // multiple of LANES); the CPU has S's instruction set (`attend_tiles`' contract).
         unsafe {
             let mut acc = S::zero();
             for c in (0..dk).step_by(S::LANES) {
@@ -247,10 +269,13 @@ mod x86 {
     /// The largest norm of the `tp` keys of a panel (its zero padding included).
     ///
     /// # Safety
-    /// `kt` holds `dk * tp` elements laid out by [`super::panel_index`].
+    /// `kt` holds `dk * tp` elements laid out by [`super::panel_index`], `tp` a multiple of 32
+    /// and 32 keys two vectors of `S`; the CPU has `S`'s instruction set.
     #[inline(always)]
     unsafe fn max_key_norm<S: Simd>(kt: *const f32, dk: usize, tp: usize) -> f32 {
         let w = S::LANES;
+        // SAFETY: block b starts at b dk 32 < dk tp; its row c's two vectors (32 keys, w = 16)
+        // end at b dk 32 + c 32 + 32 <= dk tp; the CPU has S's instruction set.
         unsafe {
             let mut mx = S::zero();
             for block in 0..tp / KEY_BLOCK {
@@ -278,7 +303,8 @@ mod x86 {
     ///
     /// # Safety
     /// `qr` point at rows of `dk`; `block` at a panel block `[dk, 32]`; `sc` at R rows of
-    /// `V` vectors at stride `tp`; with `EXP`, `sums` at R vectors.
+    /// `V` vectors at stride `tp`; with `EXP`, `sums` at R vectors; the CPU has `S`'s
+    /// instruction set.
     #[inline(always)]
     unsafe fn qk_tile<S: Simd, const R: usize, const V: usize, const EXP: bool>(
         (qr, dk): (&[*const f32; R], usize),
@@ -288,6 +314,10 @@ mod x86 {
         (sums, mx): (*mut f32, &mut [S::V; R]),
     ) {
         let w = S::LANES;
+        // SAFETY: the function's contract: key row c's V <= 2 vectors lie inside the [dk, 32]
+        // block, element c < dk of each query row inside it, the stores at r tp + i w inside
+        // `sc`'s R rows of V vectors (and, with EXP, at r w inside `sums`); the CPU has S's
+        // instruction set.
         unsafe {
             let mut acc = [[S::zero(); V]; R];
             for c in 0..dk {
@@ -332,7 +362,8 @@ mod x86 {
     /// with the rows' inverse sums into `inv` (`sums`, `[R, w]`, the running sums).
     ///
     /// # Safety
-    /// As [`qk_tile`] for every block of the panel `kt`; `sc` is `[R, tp]`, `sums` `[R, w]`.
+    /// As [`qk_tile`] for every block of the panel `kt`; `sc` is `[R, tp]`, `sums` `[R, w]`,
+    /// `inv` at least `rows` long.
     #[inline(always)]
     unsafe fn one_pass<S: Simd, const R: usize>(
         (t, tp, rows, dk): (usize, usize, usize, usize),
@@ -343,6 +374,9 @@ mod x86 {
     ) {
         let w = S::LANES;
         sums.fill(0.0);
+        // SAFETY: for tile < tp / 32, the block at tile dk 32 lies inside the panel (dk tp
+        // elements) and the scores at tile 32 inside `sc`'s rows of tp, two vectors (32) wide;
+        // `sums` is [R, w], so the loads at r w < rows w are inside it; the CPU has S's set.
         unsafe {
             let mut unused = [S::zero(); R];
             for tile in 0..tp / KEY_BLOCK {
@@ -369,7 +403,8 @@ mod x86 {
     /// maxima, into `sc`, and the rows' inverse sums into `inv`.
     ///
     /// # Safety
-    /// As [`qk_tile`] for every block of the panel `kt`; `sc` is `[R, tp]`.
+    /// As [`qk_tile`] for every block of the panel `kt`; `sc` is `[R, tp]`, `inv` at least
+    /// `rows` long.
     #[inline(always)]
     unsafe fn two_pass<S: Simd, const R: usize>(
         (t, tp, rows, dk): (usize, usize, usize, usize),
@@ -379,6 +414,9 @@ mod x86 {
         inv: &mut [f32],
     ) {
         let w = S::LANES;
+        // SAFETY: as in `one_pass` for the tiles (null `sums`: unused without EXP); then row r
+        // < rows of `sc` is tp long, and j, j + w < tp step through it in whole blocks of 32;
+        // the CPU has S's instruction set.
         unsafe {
             let mut mx = [S::splat(f32::NEG_INFINITY); R];
             for tile in 0..tp / KEY_BLOCK {
@@ -421,7 +459,8 @@ mod x86 {
     ///
     /// # Safety
     /// `p` is [R, tp] with t <= tp; `v` has t rows of at least `C` vectors at stride `v_rs`;
-    /// `out` has `rows` rows of `C` vectors at stride `out_rs`.
+    /// `out` has `rows` rows of `C` vectors at stride `out_rs`, this call's alone; `inv` is at
+    /// least `rows` long; the CPU has `S`'s instruction set.
     #[inline(always)]
     unsafe fn pv_tile<S: Simd, const R: usize, const C: usize>(
         (t, tp, rows): (usize, usize, usize),
@@ -431,6 +470,9 @@ mod x86 {
         (out, out_rs): (*mut f32, usize),
     ) {
         let w = S::LANES;
+        // SAFETY: the function's contract: value row j < t holds C vectors at v + j v_rs; `p`
+        // row r < R is read at j < t <= tp; output row r < rows has C vectors at out + r out_rs;
+        // the CPU has S's instruction set.
         unsafe {
             let mut acc = [[S::zero(); C]; R];
             for j in 0..t {

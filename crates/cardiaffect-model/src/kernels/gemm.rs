@@ -63,10 +63,20 @@ pub(super) fn sum_in_order(parts: &[Vec<f32>], n: usize) -> Vec<f32> {
 }
 
 /// A pointer that may cross into rayon's workers: each task writes a disjoint set of elements.
+///
+/// Sending and sharing the address is sound by itself, as for any raw pointer: what needs care
+/// is reading or writing through it, which takes an `unsafe` block at each use. Whoever does
+/// must make sure that the elements a task writes are that task's alone (no other task reads
+/// or writes them meanwhile) and that the buffer outlives the parallel loop (its owner, a
+/// `Vec`, is neither used nor moved until the loop returns).
 #[derive(Clone, Copy)]
 pub(super) struct SendPtr(pub(super) *mut f32);
-// SAFETY: tasks write disjoint elements (one head's columns of one batch item each).
+// SAFETY: moving the address to another thread dereferences nothing; every write through it
+// is an `unsafe` block of a task that owns the elements it writes (one head's columns of one
+// batch item in the attention kernels, a block's rows of the panels in `layer`), as above.
 unsafe impl Send for SendPtr {}
+// SAFETY: a `&SendPtr` gives only a copy of the address (`ptr`); as for `Send`, the uses are
+// the `unsafe` blocks that write disjoint elements per task.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
@@ -107,7 +117,8 @@ pub(super) unsafe fn product(
     rhs: (*const f32, usize, usize),
     alpha: f32,
 ) {
-    product_into(mnk, dst, lhs, rhs, alpha, false, gemm::Parallelism::None)
+    // SAFETY: `product_into`'s contract is this function's, which the caller meets.
+    unsafe { product_into(mnk, dst, lhs, rhs, alpha, false, gemm::Parallelism::None) }
 }
 
 /// [`product`] added to what `dst` holds: `dst += alpha * lhs rhs`.
@@ -121,7 +132,8 @@ pub(super) unsafe fn product_acc(
     rhs: (*const f32, usize, usize),
     alpha: f32,
 ) {
-    product_into(mnk, dst, lhs, rhs, alpha, true, gemm::Parallelism::None)
+    // SAFETY: `product_into`'s contract is this function's, which the caller meets.
+    unsafe { product_into(mnk, dst, lhs, rhs, alpha, true, gemm::Parallelism::None) }
 }
 
 /// [`product`] (or, when `accumulate`, [`product_acc`]) split over the threads as `par` says.
@@ -138,27 +150,32 @@ unsafe fn product_into(
     accumulate: bool,
     par: gemm::Parallelism,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        dst_cs as isize,
-        dst_rs as isize,
-        accumulate,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        if accumulate { 1.0 } else { 0.0 },
-        alpha,
-        false,
-        false,
-        false,
-        par,
-    );
+    // SAFETY: gemm reads `lhs` and `rhs` and writes `dst` at the given sizes and strides, all
+    // inside their allocations, `dst` overlapping neither operand and touched by no other
+    // thread (the caller's contract); with `par`, only gemm's own workers write it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
 }
 
 /// `dst += lhs rhs` (with `accumulate` false `dst = lhs rhs`, what `dst` held not read) on

@@ -7,25 +7,80 @@ use std::arch::x86_64::*;
 /// loops read as arithmetic, not as intrinsics). Every method is inlined into a function
 /// compiled for that set (`#[target_feature(enable = "avx512f")]`), which the callers
 /// enter only where the CPU has it.
+///
+/// The methods are `unsafe` because they execute the impl's instructions: each one's
+/// `# Safety` asks at least that the CPU have the impl's instruction set (AVX-512F for
+/// [`Avx512`]; `fused_attention::available` checks it before any tile runs). Called from a
+/// function not compiled for that set they are still sound on such a CPU, only not inlined.
 pub(super) trait Simd {
     type V: Copy;
     const LANES: usize;
+    /// All lanes 0.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn zero() -> Self::V;
+    /// All lanes `x`.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn splat(x: f32) -> Self::V;
+    /// `LANES` values read from `p`.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set, and `p` is valid for reads of `LANES`
+    /// consecutive f32 (any alignment).
     unsafe fn load(p: *const f32) -> Self::V;
+    /// `v`'s `LANES` values written from `p` on.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set, and `p` is valid for writes of `LANES`
+    /// consecutive f32 (any alignment) that no other thread reads or writes meanwhile.
     unsafe fn store(p: *mut f32, v: Self::V);
     /// `a * b + c`.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a * b`, lane by lane.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// The larger of `a` and `b`, lane by lane.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// `a + b`, lane by lane.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// The largest lane of `v`.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn reduce_max(v: Self::V) -> f32;
+    /// The sum of `v`'s lanes.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn reduce_add(v: Self::V) -> f32;
     /// `2^x` for `x <= 0` (a softmax's shifted scores in base 2; below -126 it gives 2^-126).
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn exp2_nonpositive(x: Self::V) -> Self::V;
     /// `2^x` for `|x| <= 126` (scores known to lie within).
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn exp2(x: Self::V) -> Self::V;
     /// `v` with its lanes from `n` on zeroed.
+    ///
+    /// # Safety
+    /// The CPU has the impl's instruction set.
     unsafe fn keep_first(v: Self::V, n: usize) -> Self::V;
 }
 
@@ -35,46 +90,60 @@ impl Simd for Avx512 {
     const LANES: usize = 16;
     #[inline(always)]
     unsafe fn zero() -> __m512 {
-        _mm512_setzero_ps()
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m512 {
-        _mm512_set1_ps(x)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_set1_ps(x) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: `p` is readable for 16 f32 and the CPU has AVX-512F (the method's contract);
+        // `loadu` needs no alignment.
         unsafe { _mm512_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: `p` is writable for 16 f32 that are ours alone and the CPU has AVX-512F (the
+        // method's contract); `storeu` needs no alignment.
         unsafe { _mm512_storeu_ps(p, v) }
     }
     #[inline(always)]
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-        _mm512_fmadd_ps(a, b, c)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
     unsafe fn mul(a: __m512, b: __m512) -> __m512 {
-        _mm512_mul_ps(a, b)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_mul_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn max(a: __m512, b: __m512) -> __m512 {
-        _mm512_max_ps(a, b)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_max_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
-        _mm512_add_ps(a, b)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_add_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn reduce_max(v: __m512) -> f32 {
-        _mm512_reduce_max_ps(v)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_reduce_max_ps(v) }
     }
     #[inline(always)]
     unsafe fn reduce_add(v: __m512) -> f32 {
-        _mm512_reduce_add_ps(v)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_reduce_add_ps(v) }
     }
     #[inline(always)]
     unsafe fn exp2_nonpositive(x: __m512) -> __m512 {
+        // SAFETY: the CPU has AVX-512F (the method's contract, and `exp2`'s); the clamp to -126
+        // puts `x` inside `exp2`'s range.
         unsafe { Self::exp2(_mm512_max_ps(x, _mm512_set1_ps(-126.0))) }
     }
     /// `n = round(x)`, `r = x - n` in [-1/2, 1/2], a degree-5 polynomial of `2^r` scaled by
@@ -95,18 +164,22 @@ impl Simd for Avx512 {
             0.693_147,
             1.0,
         ];
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
-        let r = _mm512_sub_ps(x, n);
-        let mut p = _mm512_set1_ps(C[0]);
-        for c in &C[1..] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+        // SAFETY: the CPU has AVX-512F (the method's contract); no memory is touched.
+        unsafe {
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+            let r = _mm512_sub_ps(x, n);
+            let mut p = _mm512_set1_ps(C[0]);
+            for c in &C[1..] {
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+            }
+            _mm512_scalef_ps(p, n)
         }
-        _mm512_scalef_ps(p, n)
     }
     #[inline(always)]
     unsafe fn keep_first(v: __m512, n: usize) -> __m512 {
         let mask = if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
-        _mm512_maskz_mov_ps(mask, v)
+        // SAFETY: the CPU has AVX-512F (the method's contract).
+        unsafe { _mm512_maskz_mov_ps(mask, v) }
     }
 }
 
@@ -118,48 +191,51 @@ impl Simd for Avx512 {
 /// The CPU must have AVX-512F.
 #[inline(always)]
 pub(super) unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
-    // Pairs of rows interleaved by element, then by pairs of elements, then by 128-bit lanes
-    // twice: the standard network.
-    let t: [__m512; 16] = std::array::from_fn(|i| {
-        let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-        if i % 2 == 0 {
-            _mm512_unpacklo_ps(a, b)
-        } else {
-            _mm512_unpackhi_ps(a, b)
-        }
-    });
-    let u: [__m512; 16] = std::array::from_fn(|i| {
-        // Within each group of four: (t0, t2) lo, (t0, t2) hi, (t1, t3) lo, (t1, t3) hi.
-        let g = i / 4 * 4;
-        let (a, b) = match i % 4 {
-            0 | 1 => (t[g], t[g + 2]),
-            _ => (t[g + 1], t[g + 3]),
-        };
-        let (a, b) = (_mm512_castps_pd(a), _mm512_castps_pd(b));
-        _mm512_castpd_ps(if i % 2 == 0 {
-            _mm512_unpacklo_pd(a, b)
-        } else {
-            _mm512_unpackhi_pd(a, b)
+    // SAFETY: the CPU has AVX-512F (the function's contract); only registers, no memory.
+    unsafe {
+        // Pairs of rows interleaved by element, then by pairs of elements, then by 128-bit lanes
+        // twice: the standard network.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            // Within each group of four: (t0, t2) lo, (t0, t2) hi, (t1, t3) lo, (t1, t3) hi.
+            let g = i / 4 * 4;
+            let (a, b) = match i % 4 {
+                0 | 1 => (t[g], t[g + 2]),
+                _ => (t[g + 1], t[g + 3]),
+            };
+            let (a, b) = (_mm512_castps_pd(a), _mm512_castps_pd(b));
+            _mm512_castpd_ps(if i % 2 == 0 {
+                _mm512_unpacklo_pd(a, b)
+            } else {
+                _mm512_unpackhi_pd(a, b)
+            })
+        });
+        let v: [__m512; 16] = std::array::from_fn(|i| {
+            // Within each half: lanes 0 and 2 of (u_k, u_k+4), then lanes 1 and 3.
+            let h = i / 8 * 8;
+            let k = h + i % 4;
+            if i % 8 < 4 {
+                _mm512_shuffle_f32x4::<0x88>(u[k], u[k + 4])
+            } else {
+                _mm512_shuffle_f32x4::<0xdd>(u[k], u[k + 4])
+            }
+        });
+        std::array::from_fn(|i| {
+            let k = i % 8;
+            if i < 8 {
+                _mm512_shuffle_f32x4::<0x88>(v[k], v[k + 8])
+            } else {
+                _mm512_shuffle_f32x4::<0xdd>(v[k], v[k + 8])
+            }
         })
-    });
-    let v: [__m512; 16] = std::array::from_fn(|i| {
-        // Within each half: lanes 0 and 2 of (u_k, u_k+4), then lanes 1 and 3.
-        let h = i / 8 * 8;
-        let k = h + i % 4;
-        if i % 8 < 4 {
-            _mm512_shuffle_f32x4::<0x88>(u[k], u[k + 4])
-        } else {
-            _mm512_shuffle_f32x4::<0xdd>(u[k], u[k + 4])
-        }
-    });
-    std::array::from_fn(|i| {
-        let k = i % 8;
-        if i < 8 {
-            _mm512_shuffle_f32x4::<0x88>(v[k], v[k + 8])
-        } else {
-            _mm512_shuffle_f32x4::<0xdd>(v[k], v[k + 8])
-        }
-    })
+    }
 }
 
 #[cfg(test)]
