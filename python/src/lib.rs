@@ -218,7 +218,11 @@ fn signal_array<'py>(
         Some(v) => {
             let owner = Bound::new(py, MappedFile { _values: v.clone() })?;
             let view = numpy::ndarray::ArrayView1::from(v.as_slice());
-            // SAFETY: the memory is the mapping `owner` holds, alive as long as the array.
+            // SAFETY: numpy needs the memory alive and in place while `owner`, the array's base
+            // object, lives. `stored` is only ever a view into shared bytes (the readers set it
+            // only where `F64s::is_view`: `cardiaffect_io::datasets::lead_samples`), so the clone
+            // in `owner` holds an `Arc` of the same mapping (or buffer) that `view` points into,
+            // which is never moved or reallocated while an `Arc` of it exists.
             Ok(unsafe { PyArray1::borrow_from_array(&view, owner.into_any()) })
         }
         None => Ok(f64_array(py, &r.samples)),
