@@ -240,13 +240,18 @@ pub(super) unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fused_attention::has_avx512_else_skipped;
     use super::*;
 
     /// `2^x` lane by lane: `exp2_nonpositive` with `floor`, else `exp2`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     unsafe fn exp2_of(x: &[f32; 16], floor: bool) -> [f32; 16] {
         let mut out = [0.0f32; 16];
-        // SAFETY: 16 elements each; the caller checked the CPU.
+        // SAFETY: `x` and `out` hold 16 f32 each, what `load` and `store` touch; the CPU has
+        // AVX-512F (this function's contract).
         unsafe {
             let v = Avx512::load(x.as_ptr());
             let y = if floor {
@@ -264,7 +269,7 @@ mod tests {
         let mut worst = 0.0f64;
         for i in 0..20_000 {
             let x: [f32; 16] = std::array::from_fn(|l| x_at(i * 16 + l));
-            // SAFETY: the callers checked the CPU.
+            // SAFETY: both callers return early without AVX-512F (`has_avx512_else_skipped`).
             let y = unsafe { exp2_of(&x, floor) };
             for (&x, &y) in x.iter().zip(&y) {
                 let r = (x as f64).exp2();
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn exp2_matches_the_definition_on_both_sides_of_zero() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !has_avx512_else_skipped("exp2_matches_the_definition_on_both_sides_of_zero") {
             return;
         }
         // -125 .. 125, every rounding boundary's neighbourhood included.
@@ -284,7 +289,7 @@ mod tests {
         assert!(worst < 3e-7, "relative error {worst}");
         // Exact where it should be: 2^0 and the integers.
         let x: [f32; 16] = std::array::from_fn(|l| l as f32 * 8.0 - 60.0);
-        // SAFETY: the CPU has AVX-512 (checked above).
+        // SAFETY: the CPU has AVX-512F (checked above).
         let y = unsafe { exp2_of(&x, false) };
         for (&x, &y) in x.iter().zip(&y) {
             assert_eq!(y, (x as f64).exp2() as f32, "2^{x}");
@@ -293,7 +298,7 @@ mod tests {
 
     #[test]
     fn exp2_matches_the_definition_down_to_its_floor() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !has_avx512_else_skipped("exp2_matches_the_definition_down_to_its_floor") {
             return;
         }
         // -126 .. 0 and a little above 0 (a shifted maximum's rounding).
@@ -318,7 +323,7 @@ mod tests {
             0.0,
             0.0,
         ];
-        // SAFETY: the CPU has AVX-512 (checked above).
+        // SAFETY: the CPU has AVX-512F (checked above).
         let y = unsafe { exp2_of(&x, true) };
         let floor = 2f32.powi(-126);
         assert_eq!(&y[..4], &[floor, floor, floor, 1.0]);
@@ -326,10 +331,15 @@ mod tests {
         assert_eq!(y[7], floor);
     }
 
+    /// The transpose of the 16 × 16 matrix `m` (row-major), through [`transpose16`].
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     unsafe fn transposed(m: &[f32; 256]) -> [f32; 256] {
         let mut out = [0.0f32; 256];
-        // SAFETY: 16 rows of 16; the caller checked the CPU.
+        // SAFETY: `m` and `out` are 16 rows of 16 f32, and each `load`/`store` touches one
+        // row (16 i .. 16 i + 16); the CPU has AVX-512F (this function's contract).
         unsafe {
             let r: [__m512; 16] = std::array::from_fn(|i| Avx512::load(m.as_ptr().add(16 * i)));
             for (i, v) in transpose16(r).into_iter().enumerate() {
@@ -341,11 +351,11 @@ mod tests {
 
     #[test]
     fn transpose16_is_the_transpose() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !has_avx512_else_skipped("transpose16_is_the_transpose") {
             return;
         }
         let m: [f32; 256] = std::array::from_fn(|i| i as f32);
-        // SAFETY: the CPU has AVX-512.
+        // SAFETY: the CPU has AVX-512F (checked above).
         let t = unsafe { transposed(&m) };
         for i in 0..16 {
             for j in 0..16 {
