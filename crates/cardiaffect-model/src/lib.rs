@@ -11,7 +11,7 @@
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
 
 pub mod batch;
-pub mod bundle;
+mod bundle;
 pub mod bundled;
 mod config;
 mod fastmath;
@@ -21,13 +21,13 @@ mod model;
 pub mod transformer;
 mod weights;
 
-pub use bundle::Preprocess;
+pub use bundle::ModelBundle;
 pub use config::{ModelConfig, Pooling, Positional};
 pub use loss::{cross_entropy, masked_mse, masked_sse};
 pub use model::{Encoded, Model};
 pub use weights::{
     canonical_safetensors, load_model, load_weights, load_weights_pytorch, safetensors_bytes,
-    save_model, save_weights, save_weights_pytorch, CONFIG_FILE, WEIGHTS_FILE,
+    save_model, save_weights, save_weights_pytorch,
 };
 
 use std::path::PathBuf;
@@ -53,6 +53,9 @@ pub enum ModelError {
     Write(#[from] cardiaffect_io::artifact::WriteError),
     #[error(transparent)]
     Verify(#[from] cardiaffect_io::artifact::VerifyError),
+    /// A file of the model folder other than the weights (`preprocess.json`, `labels.json`, ...).
+    #[error(transparent)]
+    Bundle(#[from] cardiaffect_bundle::BundleError),
     #[error("{path}")]
     Io {
         path: PathBuf,
