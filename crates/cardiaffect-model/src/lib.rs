@@ -18,6 +18,7 @@ mod fastmath;
 pub mod kernels;
 pub mod loss;
 mod model;
+pub mod ops;
 pub mod transformer;
 mod weights;
 
@@ -25,6 +26,7 @@ pub use bundle::ModelBundle;
 pub use config::{ModelConfig, Pooling, Positional};
 pub use loss::{cross_entropy, masked_mse, masked_sse};
 pub use model::{Encoded, Model};
+pub use ops::{KernelMode, Kernels};
 pub use weights::{
     canonical_safetensors, load_model, load_weights, load_weights_pytorch, safetensors_bytes,
     save_model, save_weights, save_weights_pytorch,
