@@ -604,8 +604,8 @@ pub struct Model {
     dir: PathBuf,
     config: cardiaffect_model::ModelConfig,
     model: cardiaffect_model::Model,
-    labels: Option<cardiaffect_model::bundle::Labels>,
-    preprocess: Option<cardiaffect_model::Preprocess>,
+    labels: Option<cardiaffect_bundle::Labels>,
+    preprocess: Option<cardiaffect_bundle::Preprocess>,
     /// A fine-tuned model's bundle with its decision (calibration, operating point).
     predictor: Option<cardiaffect_infer::Predictor>,
     device: burn::prelude::Device,
@@ -661,7 +661,7 @@ impl Model {
     }
 }
 
-fn model_error(e: cardiaffect_model::ModelError) -> PyErr {
+fn model_error(e: impl std::error::Error + 'static) -> PyErr {
     PyOSError::new_err(chain(&e))
 }
 
@@ -674,12 +674,12 @@ impl Model {
         let dir = if path == "bundled" {
             cardiaffect_model::bundled::weights_dir().map_err(model_error)?
         } else {
-            cardiaffect_model::bundle::resolve(std::path::Path::new(path))
+            cardiaffect_bundle::resolve(std::path::Path::new(path))
         };
         let device = burn::prelude::Device::flex();
         let (config, model) = cardiaffect_model::load_model(&dir, &device).map_err(model_error)?;
-        let preprocess = cardiaffect_model::bundle::read_preprocess(&dir).map_err(model_error)?;
-        let labels = cardiaffect_model::bundle::read_labels(&dir).map_err(model_error)?;
+        let preprocess = cardiaffect_bundle::read_preprocess(&dir).map_err(model_error)?;
+        let labels = cardiaffect_bundle::read_labels(&dir).map_err(model_error)?;
         let predictor = match labels {
             Some(_) => Some(
                 cardiaffect_infer::Predictor::load(&dir, &device)
@@ -751,7 +751,7 @@ impl Model {
             self.model
                 .class_logits(t)
                 .iter()
-                .map(|row| cardiaffect_model::bundle::decision::softmax(row))
+                .map(|row| cardiaffect_bundle::decision::softmax(row))
                 .collect()
         })?;
         Ok(a.into_pyarray(py))

@@ -19,7 +19,7 @@
 use crate::EvalError;
 use std::collections::BTreeMap;
 
-pub use cardiaffect_model::bundle::decision::{
+pub use cardiaffect_bundle::decision::{
     apply_threshold, logits, softmax, Calibration, OperatingPoint, Standardiser,
     OPERATING_POINT_FILE,
 };

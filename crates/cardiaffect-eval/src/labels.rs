@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::EvalError;
 
-pub use cardiaffect_model::bundle::labels::{Labels, Rule, Task};
+pub use cardiaffect_bundle::labels::{Labels, Rule, Task};
 
 /// User thresholds; `None`: the midpoint of the dataset's scale.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -43,7 +43,7 @@ pub enum EvalError {
         found: String,
     },
     #[error(transparent)]
-    Choice(#[from] cardiaffect_model::bundle::InvalidChoice),
+    Choice(#[from] cardiaffect_bundle::InvalidChoice),
     #[error("HRV baseline, fold {fold}: {message}")]
     Baseline { fold: usize, message: String },
     #[error(transparent)]

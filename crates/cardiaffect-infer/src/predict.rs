@@ -8,22 +8,22 @@
 use std::path::Path;
 
 use burn::prelude::*;
+use cardiaffect_bundle::decision::{apply_threshold, softmax, Standardiser};
+use cardiaffect_bundle::Calibration;
 use cardiaffect_corpus::blocks::{windows_in_blocks, BlockConfig};
 use cardiaffect_corpus::PrepareConfig;
 use cardiaffect_io::chunked::{InMemory, SampleSource};
 use cardiaffect_io::Recording;
 use cardiaffect_model::batch;
-use cardiaffect_model::bundle::decision::{apply_threshold, softmax, Standardiser};
-use cardiaffect_model::bundle::Calibration;
-use cardiaffect_model::bundle::ModelBundle;
+use cardiaffect_model::ModelBundle;
 use cardiaffect_signal::CleanConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::InferError;
 
-pub use cardiaffect_model::bundle::OPERATING_POINT_FILE;
+pub use cardiaffect_bundle::OPERATING_POINT_FILE;
 
-pub use cardiaffect_model::Preprocess;
+pub use cardiaffect_bundle::Preprocess;
 
 /// A fine-tuned model ready to apply: its bundle (config, preprocessing, classes, operating
 /// point, weights; reached through `Deref`) and the device it runs on.

@@ -4,11 +4,11 @@
 //! `... -- B N ab` alternates the attention tiles on and off call by call (one process, so
 //! that a shared host's drift weighs on both alike) and prints both medians, their ratio and
 //! the median of the per-pair ratios; `... -- B N shares` alternates a batch's windows in
-//! shares per thread ([`kernels::set_window_shares`]) with every op split over the threads;
+//! shares per thread ([`Kernels::window_shares`]) with every op split over the threads;
 //! `... -- B N cls` alternates `encode_cls` (the last layer for the CLS row alone, what
 //! classification runs) with `encode(..).cls` (every row). Otherwise every row is computed.
 use burn::prelude::*;
-use cardiaffect_model::{kernels, ModelConfig};
+use cardiaffect_model::{Kernels, ModelConfig};
 
 fn median(mut t: Vec<f64>) -> f64 {
     t.sort_by(f64::total_cmp);
@@ -22,14 +22,18 @@ fn main() {
     let cls = argv.iter().any(|a| a == "cls");
     let ab = shares || cls || argv.iter().any(|a| a == "ab");
     let cls_only = std::cell::Cell::new(false);
+    // The model's kernel policy, switched between calls.
+    let policy = std::cell::Cell::new(Kernels::default());
     let switch = |on: bool| {
+        let mut k = Kernels::default();
         if cls {
             cls_only.set(on)
         } else if shares {
-            kernels::set_window_shares(on)
+            k.window_shares = on;
         } else {
-            kernels::set_tiled_attention(on)
+            k.tiled_attention = on;
         }
+        policy.set(k);
     };
     let names = if cls {
         ["CLS row", "all rows"]
@@ -47,13 +51,14 @@ fn main() {
     if std::env::var("NO_CONV_POS").is_ok() {
         cfg.conv_pos_kernel = None;
     }
-    let model = cfg.init(&device).expect("default config");
+    let mut model = cfg.init(&device).expect("default config");
     let x = Tensor::<2>::random(
         [b, cfg.window_len],
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let time = || {
+    let mut time = || {
+        model.kernels = policy.get();
         let s = std::time::Instant::now();
         let c = if cls_only.get() {
             model.encode_cls(x.clone())

@@ -55,7 +55,7 @@ mod tests {
         let dir = super::weights_dir_in(d.path()).unwrap();
         assert!(dir.starts_with(d.path()));
         let (cfg, _) = crate::load_model(&dir, &burn::prelude::Device::flex()).unwrap();
-        let p = crate::bundle::read_preprocess(&dir).unwrap().unwrap();
+        let p = cardiaffect_bundle::read_preprocess(&dir).unwrap().unwrap();
         assert_eq!(cfg.window_len, p.window_len);
         // A damaged copy is replaced.
         std::fs::write(dir.join("config.json"), b"{").unwrap();

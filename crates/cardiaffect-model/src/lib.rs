@@ -14,7 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod batch;
-pub mod bundle;
+mod bundle;
 pub mod bundled;
 mod config;
 #[allow(unsafe_code)]
@@ -23,16 +23,18 @@ mod fastmath;
 pub mod kernels;
 pub mod loss;
 mod model;
+pub mod ops;
 pub mod transformer;
 mod weights;
 
-pub use bundle::Preprocess;
+pub use bundle::ModelBundle;
 pub use config::{ModelConfig, Pooling, Positional};
 pub use loss::{cross_entropy, masked_mse, masked_sse};
 pub use model::{Encoded, Model};
+pub use ops::{KernelMode, Kernels};
 pub use weights::{
     canonical_safetensors, load_model, load_weights, load_weights_pytorch, safetensors_bytes,
-    save_model, save_weights, save_weights_pytorch, CONFIG_FILE, WEIGHTS_FILE,
+    save_model, save_weights, save_weights_pytorch,
 };
 
 use std::path::PathBuf;
@@ -58,6 +60,9 @@ pub enum ModelError {
     Write(#[from] cardiaffect_io::artifact::WriteError),
     #[error(transparent)]
     Verify(#[from] cardiaffect_io::artifact::VerifyError),
+    /// A file of the model folder other than the weights (`preprocess.json`, `labels.json`, ...).
+    #[error(transparent)]
+    Bundle(#[from] cardiaffect_bundle::BundleError),
     #[error("{path}")]
     Io {
         path: PathBuf,

@@ -4,11 +4,8 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
-use crate::kernels::{
-    conv1d_channels_last, conv1d_channels_last_applies, dropout_rows, gelu, layer_norm,
-    linear_train,
-};
-use crate::transformer::{DropoutCtx, Transformer};
+use crate::ops::{self, DropoutCtx, EmbedParams, Kernels, Pass};
+use crate::transformer::Transformer;
 use crate::{ModelConfig, ModelError, Positional};
 
 /// Convolutions with a per-position LayerNorm over channels and GELU after each.
@@ -19,28 +16,15 @@ pub struct SignalEncoder {
 }
 
 impl SignalEncoder {
-    /// `[B, 1, L]` -> `[B, T, C]`; `eps` is the LayerNorms' epsilon.
-    pub fn forward(&self, x: Tensor<3>, eps: f64) -> Tensor<3> {
+    /// `[B, 1, L]` -> `[B, T, C]`, channels-last throughout; `eps` is the LayerNorms'
+    /// epsilon.
+    pub fn forward(&self, x: Tensor<3>, eps: f64, k: Kernels) -> Tensor<3> {
         let [b, _, l] = x.dims();
-        if self
-            .convs
-            .iter()
-            .all(|c| conv1d_channels_last_applies(c, &x))
-        {
-            // On flex: channels-last throughout, each convolution one recorded in-tree op (no
-            // transposes around the LayerNorms).
-            let mut h = x.reshape([b, l, 1]);
-            for (conv, norm) in self.convs.iter().zip(&self.norms) {
-                h = gelu(layer_norm(conv1d_channels_last(h, conv), norm, eps));
-            }
-            return h;
-        }
-        let mut h = x;
+        let mut h = x.reshape([b, l, 1]);
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            let y = conv.forward(h).swap_dims(1, 2);
-            h = gelu(layer_norm(y, norm, eps)).swap_dims(1, 2);
+            h = ops::gelu(ops::layer_norm(ops::conv1d(h, conv, k), norm, eps, k), k);
         }
-        h.swap_dims(1, 2)
+        h
     }
 }
 
@@ -85,6 +69,10 @@ pub struct Model {
     pub samples_per_token: usize,
     /// [`Pooling::Mean`](crate::config::Pooling): the head reads the mean of the signal tokens.
     pub mean_pool: bool,
+    /// Which kernels the model runs on flex: the default, unless its owner sets another
+    /// (to compare; not saved with the weights).
+    #[module(skip)]
+    pub kernels: Kernels,
 }
 
 /// The Transformer's output, split into the CLS vector and the signal tokens.
@@ -173,6 +161,7 @@ impl ModelConfig {
             n_tokens: t,
             samples_per_token: self.samples_per_token(),
             mean_pool: self.pooling == Some(crate::config::Pooling::Mean),
+            kernels: Kernels::default(),
         })
     }
 }
@@ -215,53 +204,58 @@ impl Model {
         mask: Option<Tensor<2, Bool>>,
         drop: Option<DropoutCtx>,
     ) -> Encoded {
-        if drop.is_none() && crate::kernels::plain_flex(&x.device()) {
+        let pass = Pass::new(self.kernels, drop);
+        if drop.is_none() && ops::plain_flex(&x.device()) {
             // Inference on a pool worker: each parallel op below splits from a worker instead
             // of being injected from outside the pool (one wake-up of the caller per call, not
             // per op). Not under autodiff: training's activations, allocated in a worker's malloc
             // arena, were unmapped and faulted back every step (1.2 M page faults per bench
             // run instead of 0.47 M) for no measurable gain.
-            return crate::kernels::on_worker(|| {
-                if mask.is_none() && crate::kernels::window_shares_apply(x.dims()[0]) {
-                    self.encode_by_window(x)
+            return ops::on_worker(self.kernels, || {
+                if mask.is_none() && ops::window_shares_apply(x.dims()[0], self.kernels) {
+                    self.encode_by_window(x, pass)
                 } else {
-                    self.encode_inner(x, mask, drop)
+                    self.encode_inner(x, mask, pass)
                 }
             });
         }
-        self.encode_inner(x, mask, drop)
+        self.encode_inner(x, mask, pass)
     }
 
     /// The CLS vectors `[B, d]` of windows `x` `[B, L]` at inference (no mask, no dropout):
     /// `encode(x, None).cls`, where the in-tree layer op runs without the last layer's work for
     /// the other tokens (classification needs the CLS row alone).
     pub fn encode_cls(&self, x: Tensor<2>) -> Tensor<2> {
-        if crate::kernels::plain_flex(&x.device()) {
-            return crate::kernels::on_worker(|| {
-                if crate::kernels::window_shares_apply(x.dims()[0]) {
-                    Tensor::cat(self.by_window(x, |xi| self.cls_inner(xi)), 0)
+        let pass = Pass::new(self.kernels, None);
+        if ops::plain_flex(&x.device()) {
+            return ops::on_worker(self.kernels, || {
+                if ops::window_shares_apply(x.dims()[0], self.kernels) {
+                    Tensor::cat(self.by_window(x, pass, |xi, p| self.cls_inner(xi, p)), 0)
                 } else {
-                    self.cls_inner(x)
+                    self.cls_inner(x, pass)
                 }
             });
         }
-        self.cls_inner(x)
+        self.cls_inner(x, pass)
     }
 
-    fn cls_inner(&self, x: Tensor<2>) -> Tensor<2> {
-        let h = self.embed(x, None, None);
+    fn cls_inner(&self, x: Tensor<2>, pass: Pass) -> Tensor<2> {
+        let h = self.embed(x, None, pass);
         let [b, _, d] = h.dims();
         // Row 0 is the CLS row whether the last layer computed one row or all of them.
-        let h = self.transformer.forward_cls(h).slice([0..b, 0..1, 0..d]);
-        layer_norm(h, &self.final_norm, self.transformer.eps).reshape([b, d])
+        let h = self
+            .transformer
+            .forward(h, pass, true)
+            .slice([0..b, 0..1, 0..d]);
+        ops::layer_norm(h, &self.final_norm, self.transformer.eps, self.kernels).reshape([b, d])
     }
 
     /// Inference of a batch one window at a time, each thread running whole windows through
-    /// the model alone ([`crate::kernels::window_shares_apply`] says when): one window's
+    /// the model alone ([`ops::window_shares_apply`] says when): one window's
     /// activations (about 1 MB for the base model) stay in a core's cache from layer to
     /// layer, where a batch's (tens of MB) went through memory between passes.
-    fn encode_by_window(&self, x: Tensor<2>) -> Encoded {
-        let parts = self.by_window(x, |xi| self.encode_inner(xi, None, None));
+    fn encode_by_window(&self, x: Tensor<2>, pass: Pass) -> Encoded {
+        let parts = self.by_window(x, pass, |xi, p| self.encode_inner(xi, None, p));
         let (cls, tokens): (Vec<_>, Vec<_>) = parts.into_iter().map(|e| (e.cls, e.tokens)).unzip();
         Encoded {
             cls: Tensor::cat(cls, 0),
@@ -270,38 +264,40 @@ impl Model {
     }
 
     /// `f` of each window of `x` `[B, L]` as a batch of one, in parallel, the in-tree kernels
-    /// of each on its thread alone ([`crate::kernels::serially`]); in the windows' order.
-    fn by_window<R: Send>(&self, x: Tensor<2>, f: impl Fn(Tensor<2>) -> R + Sync) -> Vec<R> {
+    /// of each on its thread alone ([`Pass::alone`]); in the windows' order.
+    fn by_window<R: Send>(
+        &self,
+        x: Tensor<2>,
+        pass: Pass,
+        f: impl Fn(Tensor<2>, Pass) -> R + Sync,
+    ) -> Vec<R> {
         use rayon::prelude::*;
         let [b, l] = x.dims();
         (0..b)
             .into_par_iter()
             .with_max_len(1)
-            .map(|i| crate::kernels::serially(|| f(x.clone().slice([i..i + 1, 0..l]))))
+            .map(|i| f(x.clone().slice([i..i + 1, 0..l]), pass.alone()))
             .collect()
     }
 
     /// The attention weights of every Transformer layer for windows `x` `[B, L]` (inference):
     /// per layer `[B, heads, T + 1, T + 1]`, index 0 the CLS token, rows summing to 1.
     pub fn attention_maps(&self, x: Tensor<2>) -> Vec<Tensor<4>> {
+        let pass = Pass::new(self.kernels, None);
         self.transformer
-            .forward_attention(self.embed(x, None, None))
+            .forward_attention(self.embed(x, None, pass), self.kernels)
             .1
     }
 
-    fn encode_inner(
-        &self,
-        x: Tensor<2>,
-        mask: Option<Tensor<2, Bool>>,
-        drop: Option<DropoutCtx>,
-    ) -> Encoded {
-        let h = self.embed(x, mask, drop);
+    fn encode_inner(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>, pass: Pass) -> Encoded {
+        let h = self.embed(x, mask, pass);
         let [b, t1, d] = h.dims();
         let t = t1 - 1;
-        let h = layer_norm(
-            self.transformer.forward(h, drop),
+        let h = ops::layer_norm(
+            self.transformer.forward(h, pass, false),
             &self.final_norm,
             self.transformer.eps,
+            self.kernels,
         );
         Encoded {
             cls: h.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]),
@@ -311,54 +307,49 @@ impl Model {
 
     /// Signal encoder, mask, token convolution, CLS and positions: the Transformer's input
     /// `[B, T + 1, d]`.
-    fn embed(
-        &self,
-        x: Tensor<2>,
-        mask: Option<Tensor<2, Bool>>,
-        drop: Option<DropoutCtx>,
-    ) -> Tensor<3> {
-        let l = x.dims()[1];
-        if mask.is_none() && drop.is_none() {
-            // Inference: the whole embedding as one in-tree op where it applies (flex), for
-            // windows whose token count the positions fit (others go Burn's way, which says
-            // what does not fit).
-            let tokens = self.encoder.convs.iter().try_fold(l, |len, c| {
-                let k = c.kernel_size;
-                Some((len + 2 * (k / 2)).checked_sub(k)? / c.stride.max(1) + 1)
-            });
-            let fused = tokens
-                .filter(|&t| self.pos.is_none() || t == self.n_tokens)
-                .and_then(|t| {
-                    crate::kernels::signal_embed(
-                        &x,
-                        &self.encoder,
-                        &self.proj,
-                        self.pos_conv.as_ref(),
-                        self.cls_token.val(),
-                        self.positions(t + 1, &x.device()),
-                        self.transformer.eps,
-                    )
-                });
-            if let Some(h) = fused {
+    fn embed(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>, pass: Pass) -> Tensor<3> {
+        if mask.is_none() {
+            if let Some(h) = self.embed_fused(&x, pass) {
                 return h;
             }
         }
-        self.embed_burn(x, mask, drop)
+        self.embed_ops(x, mask, pass)
     }
 
-    /// [`Model::embed`] through Burn's ops (every backend; masks and dropout).
-    fn embed_burn(
-        &self,
-        x: Tensor<2>,
-        mask: Option<Tensor<2, Bool>>,
-        drop: Option<DropoutCtx>,
-    ) -> Tensor<3> {
+    /// [`Model::embed`] at inference as the fused in-tree op where it applies (flex), for
+    /// windows whose token count the positions fit (others go the per-op way, which says
+    /// what does not fit).
+    fn embed_fused(&self, x: &Tensor<2>, pass: Pass) -> Option<Tensor<3>> {
+        let l = x.dims()[1];
+        let t = self.encoder.convs.iter().try_fold(l, |len, c| {
+            let k = c.kernel_size;
+            Some((len + 2 * (k / 2)).checked_sub(k)? / c.stride.max(1) + 1)
+        })?;
+        if self.pos.is_some() && t != self.n_tokens {
+            return None;
+        }
+        let p = EmbedParams {
+            convs: &self.encoder.convs,
+            norms: &self.encoder.norms,
+            proj: &self.proj,
+            pos_conv: self.pos_conv.as_ref(),
+            cls: self.cls_token.val(),
+            pos: self.positions(t + 1, &x.device()),
+            eps: self.transformer.eps,
+        };
+        ops::signal_embed(x, p, pass)
+    }
+
+    /// [`Model::embed`] op by op (every backend; masks and dropout).
+    fn embed_ops(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>, pass: Pass) -> Tensor<3> {
+        let k = self.kernels;
         let [b, l] = x.dims();
         let d = self.d_model;
-        let h = linear_train(
+        let h = ops::linear_train(
             self.encoder
-                .forward(x.reshape([b, 1, l]), self.transformer.eps),
+                .forward(x.reshape([b, 1, l]), self.transformer.eps, k),
             &self.proj,
+            k,
         );
         let [_, t, _] = h.dims();
         let h = match mask {
@@ -371,7 +362,7 @@ impl Model {
         };
         let h = match &self.pos_conv {
             Some(c) => {
-                let r = gelu(c.forward(h.clone().swap_dims(1, 2))).swap_dims(1, 2);
+                let r = ops::gelu(ops::conv1d(h.clone(), c, k), k);
                 h + r
             }
             None => h,
@@ -380,8 +371,8 @@ impl Model {
         let h = Tensor::cat(vec![cls, h], 1);
         let pos = self.positions(t + 1, &h.device());
         let h = h + pos.unsqueeze::<3>();
-        match drop {
-            Some(dc) => dropout_rows(h, dc.p, dc.seed, 0, dc.first_row),
+        match pass.drop {
+            Some(dc) => ops::dropout_rows(h, dc.p, dc.seed, 0, dc.first_row, k),
             None => h,
         }
     }
@@ -400,7 +391,8 @@ impl Model {
     /// Per-token reconstruction of the raw window: `[B, T, d]` -> `[B, T * s]`.
     pub fn reconstruct(&self, tokens: Tensor<3>) -> Tensor<2> {
         let [b, t, _] = tokens.dims();
-        linear_train(tokens, &self.recon_head).reshape([b, t * self.samples_per_token])
+        ops::linear_train(tokens, &self.recon_head, self.kernels)
+            .reshape([b, t * self.samples_per_token])
     }
 
     /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
@@ -437,7 +429,7 @@ impl Model {
 
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
     pub fn classify(&self, cls: Tensor<2>) -> Tensor<2> {
-        linear_train(cls, &self.cls_head)
+        ops::linear_train(cls, &self.cls_head, self.kernels)
     }
 }
 
@@ -485,18 +477,14 @@ mod tests {
     use super::*;
     use burn::module::Param;
 
+    /// An inference pass with the default kernels.
+    fn inference() -> Pass {
+        Pass::new(Kernels::default(), None)
+    }
+
     /// The in-tree embedding of `x` by `m` (`None` where it does not apply).
     fn in_tree(m: &Model, x: &Tensor<2>) -> Option<Tensor<3>> {
-        let dev = x.device();
-        crate::kernels::signal_embed(
-            x,
-            &m.encoder,
-            &m.proj,
-            m.pos_conv.as_ref(),
-            m.cls_token.val(),
-            m.positions(m.n_tokens + 1, &dev),
-            m.transformer.eps,
-        )
+        m.embed_fused(x, inference())
     }
 
     fn normal<const D: usize>(shape: [usize; D], sd: f64, seed: u64, dev: &Device) -> Tensor<D> {
@@ -609,14 +597,18 @@ mod tests {
             for b in [1, 3] {
                 let x = normal::<2>([b, cfg.window_len], 1.0, 100 + b as u64, &dev);
                 let fused = in_tree(&m, &x).expect("flex f32 takes the in-tree path");
-                let reference = m.embed_burn(x.clone(), None, None);
+                let reference = m.embed_ops(x.clone(), None, inference());
                 assert_eq!(fused.dims(), reference.dims(), "config {ci}");
                 let a: Vec<f32> = fused.into_data().try_to_vec().unwrap();
                 let r: Vec<f32> = reference.into_data().try_to_vec().unwrap();
                 let e = max_rel_err(&a, &r);
                 assert!(e < 1e-5, "config {ci}, batch {b}: {e}");
                 // And `embed` takes it.
-                let via_embed: Vec<f32> = m.embed(x, None, None).into_data().try_to_vec().unwrap();
+                let via_embed: Vec<f32> = m
+                    .embed(x, None, inference())
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap();
                 assert_eq!(via_embed, a, "config {ci}: embed runs the in-tree op");
             }
         }
@@ -636,14 +628,14 @@ mod tests {
             TensorData::new(vec![true; m.n_tokens], [1, m.n_tokens]),
             &dev,
         );
-        let masked = m.embed(x.clone(), Some(mask.clone()), None);
-        let reference = m.embed_burn(x, Some(mask), None);
+        let masked = m.embed(x.clone(), Some(mask.clone()), inference());
+        let reference = m.embed_ops(x, Some(mask), inference());
         assert_eq!(masked.into_data(), reference.into_data());
     }
 
     /// The CLS vectors of `x` from every row of the last layer, op by op.
     fn whole_cls_of(m: &Model, x: &Tensor<2>) -> Tensor<2> {
-        crate::kernels::on_worker(|| m.encode_inner(x.clone(), None, None)).cls
+        ops::on_worker(m.kernels, || m.encode_inner(x.clone(), None, inference())).cls
     }
 
     #[test]
@@ -653,8 +645,9 @@ mod tests {
             let m = cfg.init(&dev).unwrap();
             for b in [2, 5] {
                 let x = normal::<2>([b, cfg.window_len], 1.0, 40 + b as u64, &dev);
-                let shares = m.encode_by_window(x.clone());
-                let whole = crate::kernels::on_worker(|| m.encode_inner(x.clone(), None, None));
+                let shares = m.encode_by_window(x.clone(), inference());
+                let whole =
+                    ops::on_worker(m.kernels, || m.encode_inner(x.clone(), None, inference()));
                 for (what, a, r) in [
                     ("cls", shares.cls.into_data(), whole.cls.into_data()),
                     (
@@ -675,7 +668,7 @@ mod tests {
                     ("encode_cls", m.encode_cls(x.clone())),
                     (
                         "cls_inner",
-                        crate::kernels::on_worker(|| m.cls_inner(x.clone())),
+                        ops::on_worker(m.kernels, || m.cls_inner(x.clone(), inference())),
                     ),
                 ] {
                     assert_eq!(c.dims(), [b, cfg.d_model], "{what}");
@@ -683,13 +676,14 @@ mod tests {
                     assert!(e < 1e-5, "config {ci}, batch {b}: {what} {e}");
                 }
                 // Each window's result is its own: window 1 alone gives its row.
-                let one = m.encode_by_window(x.clone().slice([1..2, 0..cfg.window_len]));
+                let one =
+                    m.encode_by_window(x.clone().slice([1..2, 0..cfg.window_len]), inference());
                 let row = m.encode(x, None).cls.slice([1..2, 0..cfg.d_model]);
                 let e: f32 = (one.cls - row).abs().max().into_scalar();
                 assert!(e < 1e-5, "config {ci}, batch {b}: window 1 alone {e}");
             }
         }
-        assert!(crate::kernels::window_shares_apply(32));
-        assert!(!crate::kernels::window_shares_apply(1));
+        assert!(ops::window_shares_apply(32, Kernels::default()));
+        assert!(!ops::window_shares_apply(1, Kernels::default()));
     }
 }

@@ -1,12 +1,13 @@
-//! The pre-LN Transformer encoder, written on Burn's tensor ops rather than taken from
-//! burn-nn, for two measured reasons (see BENCHMARKS.md):
+//! The pre-LN Transformer encoder, written on [`crate::ops`] rather than taken from burn-nn,
+//! for two measured reasons (see BENCHMARKS.md):
 //! - burn-nn's `Dropout` draws each element through ChaCha20 and a distribution sampler, 26 % of
 //!   a pre-training step; here masks come from the in-tree xoshiro generator, in parallel, and
 //!   are seeded per step (so that a resumed run draws the same masks);
-//! - at inference on plain flex tensors each layer is one in-tree op
-//!   ([`crate::kernels::encoder_layer`]); elsewhere, without attention dropout, attention runs
-//!   through [`crate::kernels::self_attention`] (Burn's fused `attention` op, or on flex an
-//!   in-tree kernel on the packed projections).
+//! - each operation runs the in-tree flex kernels where they apply (at inference on flex a
+//!   whole layer is one op), Burn's ops elsewhere.
+//!
+//! One forward ([`Layer::forward`]) serves training and inference; `forward_attention` is the
+//! second form that keeps the attention weights (for inspection).
 //!
 //! Parameter names and the computation are those of burn-nn's `TransformerEncoder` with
 //! `norm_first` (norm_2 before attention, norm_1 before the feed-forward), so weights and the
@@ -17,10 +18,8 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::kernels::{
-    dropout_rows, encoder_layer, gelu, layer_norm, layer_op_applies, linear, linear_train,
-    self_attention, train_self_attention,
-};
+use crate::kernels::EncoderLayerParams;
+use crate::ops::{self, Kernels, Pass};
 
 #[derive(Module, Debug)]
 pub struct Mha {
@@ -52,17 +51,6 @@ pub struct Transformer {
     pub eps: f64,
 }
 
-/// Dropout for one training step: rates, the step's seed, and the index of the input's first
-/// window in the step's whole batch (0 but for a process's share in data-parallel training,
-/// whose masks are the whole batch's masks of its rows).
-#[derive(Debug, Clone, Copy)]
-pub struct DropoutCtx {
-    pub p: f64,
-    pub attention_p: f64,
-    pub seed: u64,
-    pub first_row: usize,
-}
-
 impl Transformer {
     pub fn new(
         d: usize,
@@ -92,68 +80,49 @@ impl Transformer {
         Transformer { layers, eps }
     }
 
-    /// `[B, T, d]` -> `[B, T, d]`; dropout only when `drop` is given.
-    pub fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>) -> Tensor<3> {
-        self.forward_rows(x, drop, false)
-    }
-
-    /// Inference for the CLS vector only: `[B, T, d]` -> `[B, 1, d]` where the in-tree layer
-    /// op runs (the last layer computes the CLS row alone), else `[B, T, d]`. Row 0 is the
-    /// CLS row of [`Transformer::forward`] either way.
-    pub fn forward_cls(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward_rows(x, None, true)
-    }
-
-    fn forward_rows(&self, x: Tensor<3>, drop: Option<DropoutCtx>, cls_only: bool) -> Tensor<3> {
-        let mut x = x;
+    /// `[B, T, d]` -> `[B, T, d]` in `pass` (dropout only in training). With `cls_only`, at
+    /// inference where the in-tree layer op runs, the last layer computes the CLS row alone
+    /// (`[B, 1, d]`); row 0 is the CLS row either way.
+    pub fn forward(&self, x: Tensor<3>, pass: Pass, cls_only: bool) -> Tensor<3> {
         let last = self.layers.len().saturating_sub(1);
-        for (l, layer) in self.layers.iter().enumerate() {
-            let site = 16 * (l as u64 + 1);
-            if drop.is_none() {
-                // Inference: the whole layer as one in-tree op where it applies; otherwise the
-                // residual adds, biases and GELU ride on the matrix products.
-                if layer_op_applies(&x) {
-                    if let Some(mut p) = layer.layer_params(self.eps) {
-                        p.cls_only = cls_only && l == last;
-                        // By value: the op writes over the input's buffer when nobody else
-                        // holds it.
-                        x = encoder_layer(x, p);
-                        continue;
-                    }
-                }
-                let h = layer_norm(x.clone(), &layer.norm_2, self.eps);
-                let m = &layer.mha;
-                let ctx = self_attention(h, &m.query, &m.key, &m.value, m.n_heads);
-                x = linear(ctx, &m.output, false, Some(x));
-                let h = linear(
-                    layer_norm(x.clone(), &layer.norm_1, self.eps),
-                    &layer.pwff.linear_inner,
-                    true,
-                    None,
-                );
-                x = linear(h, &layer.pwff.linear_outer, false, Some(x));
-                continue;
+        self.layers.iter().enumerate().fold(x, |x, (l, layer)| {
+            layer.forward(
+                x,
+                pass,
+                16 * (l as u64 + 1),
+                cls_only && l == last,
+                self.eps,
+            )
+        })
+    }
+}
+
+impl Layer {
+    /// One pre-LN layer in `pass`: `x + attention(norm_2(x))`, then `+ ff(norm_1(..))`,
+    /// dropout at sites `site + 1 ..= site + 4` in training. At inference on flex the same as
+    /// one in-tree op ([`ops::encoder_layer`]; the CLS row alone with `cls_only`).
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        pass: Pass,
+        site: u64,
+        cls_only: bool,
+        eps: f64,
+    ) -> Tensor<3> {
+        if ops::layer_op_applies(&x, pass) {
+            if let Some(p) = self.layer_params(eps, pass, cls_only) {
+                // By value: the op writes over the input's buffer when nobody else holds it.
+                return ops::encoder_layer(x, p);
             }
-            let a = layer
-                .mha
-                .forward(layer_norm(x.clone(), &layer.norm_2, self.eps), drop, site);
-            x = x + drop.map_or(a.clone(), |d| {
-                dropout_rows(a, d.p, d.seed, site + 1, d.first_row)
-            });
-            let f = linear_train(
-                layer_norm(x.clone(), &layer.norm_1, self.eps),
-                &layer.pwff.linear_inner,
-            );
-            let f = gelu(f);
-            let f = drop.map_or(f.clone(), |d| {
-                dropout_rows(f, d.p, d.seed, site + 2, d.first_row)
-            });
-            let f = linear_train(f, &layer.pwff.linear_outer);
-            x = x + drop.map_or(f.clone(), |d| {
-                dropout_rows(f, d.p, d.seed, site + 3, d.first_row)
-            });
         }
-        x
+        let k = pass.kernels;
+        let m = &self.mha;
+        let h = ops::layer_norm(x.clone(), &self.norm_2, eps, k);
+        let ctx = ops::attention_core(h, (&m.query, &m.key, &m.value), m.n_heads, pass, site);
+        let x = ops::linear_residual(ctx, &m.output, x, pass, site + 1);
+        let h = ops::layer_norm(x.clone(), &self.norm_1, eps, k);
+        let f = ops::linear_gelu(h, &self.pwff.linear_inner, pass, site + 2);
+        ops::linear_residual(f, &self.pwff.linear_outer, x, pass, site + 3)
     }
 }
 
@@ -161,13 +130,13 @@ impl Transformer {
     /// Inference with the attention weights of every layer kept: `[B, T, d]` ->
     /// (`[B, T, d]`, per layer `[B, heads, T, T]`, rows summing to 1). Burn's ops throughout
     /// (explicit weights, so slower than [`Transformer::forward`]; for inspection, not speed).
-    pub fn forward_attention(&self, x: Tensor<3>) -> (Tensor<3>, Vec<Tensor<4>>) {
+    pub fn forward_attention(&self, x: Tensor<3>, k: Kernels) -> (Tensor<3>, Vec<Tensor<4>>) {
         let mut x = x;
         let mut maps = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let m = &layer.mha;
-            let h = layer_norm(x.clone(), &layer.norm_2, self.eps);
-            let (q, k, v) = (
+            let h = ops::layer_norm(x.clone(), &layer.norm_2, self.eps, k);
+            let (q, kk, v) = (
                 m.query.forward(h.clone()),
                 m.key.forward(h.clone()),
                 m.value.forward(h),
@@ -177,7 +146,7 @@ impl Transformer {
             let split = |y: Tensor<3>| y.reshape([b, t, m.n_heads, dk]).swap_dims(1, 2);
             let w = softmax(
                 split(q)
-                    .matmul(split(k).swap_dims(2, 3))
+                    .matmul(split(kk).swap_dims(2, 3))
                     .div_scalar((dk as f32).sqrt()),
                 3,
             );
@@ -188,74 +157,44 @@ impl Transformer {
                 .reshape([b, t, d]);
             maps.push(w);
             x = x + m.output.forward(ctx);
-            let f = gelu(layer.pwff.linear_inner.forward(layer_norm(
-                x.clone(),
-                &layer.norm_1,
-                self.eps,
-            )));
+            let f = ops::gelu(
+                layer.pwff.linear_inner.forward(ops::layer_norm(
+                    x.clone(),
+                    &layer.norm_1,
+                    self.eps,
+                    k,
+                )),
+                k,
+            );
             x = x + layer.pwff.linear_outer.forward(f);
         }
         (x, maps)
     }
 }
 
-impl Mha {
-    fn forward(&self, x: Tensor<3>, drop: Option<DropoutCtx>, site: u64) -> Tensor<3> {
-        if let Some(dc) = drop {
-            // On flex: one in-tree op forward and backward, its dropout masks from this seed.
-            let seed = cardiaffect_signal::Rng::new(dc.seed)
-                .fork(site + 4)
-                .next_u64();
-            let qkv = (&self.query, &self.key, &self.value);
-            let (p, first) = (dc.attention_p, dc.first_row);
-            if let Some(ctx) = train_self_attention(&x, qkv, self.n_heads, p, seed, first) {
-                return linear_train(ctx, &self.output);
-            }
-        }
-        let ctx = match drop {
-            Some(dc) if dc.attention_p > 0.0 => {
-                let (q, k, v) = (
-                    self.query.forward(x.clone()),
-                    self.key.forward(x.clone()),
-                    self.value.forward(x),
-                );
-                let [b, t, d] = q.dims();
-                let h = self.n_heads;
-                let dk = d / h;
-                let split = |y: Tensor<3>| y.reshape([b, t, h, dk]).swap_dims(1, 2);
-                let w = softmax(
-                    split(q)
-                        .matmul(split(k).swap_dims(2, 3))
-                        .div_scalar((dk as f32).sqrt()),
-                    3,
-                );
-                dropout_rows(w, dc.attention_p, dc.seed, site + 4, dc.first_row)
-                    .matmul(split(v))
-                    .swap_dims(1, 2)
-                    .reshape([b, t, d])
-            }
-            _ => self_attention(x, &self.query, &self.key, &self.value, self.n_heads),
-        };
-        self.output.forward(ctx)
-    }
-}
-
 impl Layer {
     /// The whole layer as the in-tree op (flex inference), or `None` when it does not apply or
-    /// a parameter the op needs (a bias) is absent: the caller then runs Burn's ops.
+    /// a parameter the op needs (a bias) is absent: the caller then runs the per-op form.
     #[cfg(test)]
     pub(crate) fn fused(&self, x: &Tensor<3>, eps: f64) -> Option<Tensor<3>> {
-        if !layer_op_applies(x) {
+        let pass = Pass::new(Kernels::default(), None);
+        if !ops::layer_op_applies(x, pass) {
             return None;
         }
-        Some(encoder_layer(x.clone(), self.layer_params(eps)?))
+        Some(ops::encoder_layer(
+            x.clone(),
+            self.layer_params(eps, pass, false)?,
+        ))
     }
 
-    /// The parameters the in-tree layer op takes, or `None` without a bias it needs.
+    /// The parameters the in-tree layer op takes in `pass` (only the CLS rows with
+    /// `cls_only`), or `None` without a bias it needs.
     pub(crate) fn layer_params(
         &self,
         eps: f64,
-    ) -> Option<crate::kernels::EncoderLayerParams<burn::backend::Dispatch>> {
+        pass: Pass,
+        cls_only: bool,
+    ) -> Option<EncoderLayerParams<burn::backend::Dispatch>> {
         let layer = self;
         let lin = |l: &Linear| {
             l.bias
@@ -279,7 +218,7 @@ impl Layer {
             lin(&layer.pwff.linear_inner)?,
             lin(&layer.pwff.linear_outer)?,
         );
-        Some(crate::kernels::EncoderLayerParams {
+        Some(EncoderLayerParams {
             norm_attn_gamma: na.0,
             norm_attn_beta: na.1,
             query_weight: q.0,
@@ -298,7 +237,9 @@ impl Layer {
             outer_bias: u.1,
             n_heads: m.n_heads,
             eps,
-            cls_only: false,
+            cls_only,
+            tiled_attention: pass.kernels.tiled_attention,
+            threads: pass.threads,
         })
     }
 }
@@ -306,15 +247,155 @@ impl Layer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::encoder_layer;
+    use crate::ops::tests::{burns_attention, inference, max_diff, max_rel_diff, normal};
+    use burn::tensor::activation;
+
+    /// One pre-LN layer through burn-nn's LayerNorm and Linear and Burn's attention and GELU.
+    fn burns_layer(x: Tensor<3>, l: &Layer) -> Tensor<3> {
+        let m = &l.mha;
+        let a = burns_attention(
+            l.norm_2.forward(x.clone()),
+            &[m.query.clone(), m.key.clone(), m.value.clone()],
+            m.n_heads,
+        );
+        let x = x + m.output.forward(a);
+        let f = activation::gelu(l.pwff.linear_inner.forward(l.norm_1.forward(x.clone())));
+        x + l.pwff.linear_outer.forward(f)
+    }
+
+    #[test]
+    fn encoder_layer_equals_burns_ops() {
+        let dev = Device::flex();
+        // The default size; several batch items and query blocks of uneven length; tiny.
+        // Head widths 32, 16, 8 (the tiled attention) and 6 (gemm's, which the tiles decline).
+        for (b, t, d, h, ff) in [
+            (1, 321, 128, 4, 512),
+            (3, 300, 32, 2, 48),
+            (2, 5, 8, 1, 16),
+            (2, 7, 12, 2, 20),
+        ] {
+            let mut tr = Transformer::new(d, ff, h, 1, 1e-5, &dev);
+            let mut layer = tr.layers.remove(0);
+            // Non-trivial LayerNorm parameters and biases (init gives ones and zeros).
+            let w = |n: usize, sd| burn::module::Param::from_tensor(normal::<1>([n], sd, &dev));
+            layer.norm_2.gamma = w(d, 1.0);
+            layer.norm_2.beta = Some(w(d, 0.5));
+            layer.norm_1.gamma = w(d, 1.0);
+            layer.norm_1.beta = Some(w(d, 0.5));
+            layer.mha.key.bias = Some(w(d, 0.3));
+            layer.pwff.linear_inner.bias = Some(w(ff, 0.3));
+            let x = normal::<3>([b, t, d], 2.0, &dev) + 3.0;
+            let ours = layer
+                .fused(&x, 1e-5)
+                .expect("flex f32 takes the in-tree path");
+            let reference = burns_layer(x.clone(), &layer);
+            let e = max_rel_diff(ours, reference.clone());
+            assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
+            // The CLS rows alone: row 0 of each item, `[B, 1, d]`.
+            let mut p = layer.layer_params(1e-5, inference(), false).unwrap();
+            p.cls_only = true;
+            let cls = encoder_layer(x, p);
+            assert_eq!(cls.dims(), [b, 1, d]);
+            let e = max_rel_diff(cls, reference.slice([0..b, 0..1, 0..d]));
+            assert!(e < 1e-5, "CLS rows ({b},{t},{d},{h},{ff}): {e}");
+        }
+    }
+
+    #[test]
+    fn encoder_layer_with_tiled_attention_equals_gemms_attention() {
+        let dev = Device::flex();
+        let tr = Transformer::new(64, 96, 2, 1, 1e-5, &dev);
+        let p = || tr.layers[0].layer_params(1e-5, inference(), false).unwrap();
+        let x = normal::<3>([2, 45, 64], 1.0, &dev);
+        let cls = || {
+            let mut p = p();
+            p.cls_only = true;
+            p
+        };
+        let gemm_attention = |mut p: EncoderLayerParams<_>| {
+            p.tiled_attention = false;
+            p
+        };
+        let gemm = encoder_layer(x.clone(), gemm_attention(p()));
+        let gemm_cls = encoder_layer(x.clone(), gemm_attention(cls()));
+        let tiles = encoder_layer(x.clone(), p());
+        let tiles_cls = encoder_layer(x, cls());
+        let e = max_rel_diff(tiles, gemm);
+        assert!(e < 1e-5, "{e}");
+        let e = max_rel_diff(tiles_cls, gemm_cls);
+        assert!(e < 1e-5, "CLS rows: {e}");
+    }
+
+    #[test]
+    fn encoder_layer_takes_an_empty_sequence() {
+        let dev = Device::flex();
+        let tr = Transformer::new(32, 48, 2, 1, 1e-5, &dev);
+        let x = Tensor::<3>::zeros([2, 0, 32], &dev);
+        let y = encoder_layer(
+            x.clone(),
+            tr.layers[0].layer_params(1e-5, inference(), false).unwrap(),
+        );
+        assert_eq!(y.dims(), [2, 0, 32]);
+        let mut p = tr.layers[0].layer_params(1e-5, inference(), false).unwrap();
+        p.cls_only = true;
+        assert_eq!(encoder_layer(x, p).dims(), [2, 0, 32]);
+    }
+
+    #[test]
+    fn encoder_layer_in_place_equals_the_copy_and_leaves_a_shared_input_alone() {
+        // A uniquely owned input is overwritten with the residual stream; a shared one is
+        // copied first, so its other owner still reads the original.
+        let dev = Device::flex();
+        let tr = Transformer::new(32, 48, 2, 1, 1e-5, &dev);
+        let p = || tr.layers[0].layer_params(1e-5, inference(), false).unwrap();
+        let x = normal::<3>([2, 37, 32], 1.0, &dev);
+        let before = x.clone().into_data();
+        let unique = Tensor::<3>::from_data(before.clone(), &dev);
+        let shared = encoder_layer(x.clone(), p());
+        let in_place = encoder_layer(unique, p());
+        assert_eq!(in_place.into_data(), shared.clone().into_data());
+        assert_eq!(x.into_data(), before, "the shared input is unchanged");
+        let e = max_rel_diff(
+            shared,
+            burns_layer(Tensor::from_data(before, &dev), &tr.layers[0]),
+        );
+        assert!(e < 1e-5, "{e}");
+    }
+
+    #[test]
+    fn encoder_layer_reads_strided_inputs_and_declines_without_biases() {
+        let dev = Device::flex();
+        let mut tr = Transformer::new(16, 32, 4, 1, 1e-5, &dev);
+        let mut layer = tr.layers.remove(0);
+        let x = normal::<3>([2, 16, 9], 1.0, &dev).swap_dims(1, 2); // [2, 9, 16], strided
+        let c = Tensor::<3>::from_data(x.clone().into_data(), &dev);
+        let e = max_diff(layer.fused(&x, 1e-5).unwrap(), burns_layer(c, &layer));
+        assert!(e < 1e-5, "{e}");
+        layer.mha.value.bias = None;
+        assert!(layer.fused(&x, 1e-5).is_none());
+        let ad = Device::flex().autodiff();
+        let xa = normal::<3>([1, 4, 16], 1.0, &ad);
+        let tr = Transformer::new(16, 32, 4, 1, 1e-5, &ad);
+        assert!(
+            tr.layers[0].fused(&xa, 1e-5).is_none(),
+            "autodiff keeps Burn's ops"
+        );
+    }
 
     #[test]
     fn forward_attention_computes_what_forward_computes() {
         let d = Device::flex();
         let tr = Transformer::new(16, 32, 4, 2, 1e-5, &d);
         let x = Tensor::<3>::random([2, 9, 16], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
-        let (y, maps) = tr.forward_attention(x.clone());
+        let k = Kernels::default();
+        let (y, maps) = tr.forward_attention(x.clone(), k);
         let a: Vec<f32> = y.into_data().try_to_vec().unwrap();
-        let b: Vec<f32> = tr.forward(x, None).into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = tr
+            .forward(x, Pass::new(k, None), false)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let e = a
             .iter()
             .zip(&b)
@@ -329,7 +410,7 @@ mod tests {
 
     #[test]
     fn dropout_keeps_the_mean_and_its_rate() {
-        use crate::kernels::dropout;
+        let dropout = |x, p, seed, site| ops::dropout(x, p, seed, site, Kernels::default());
         let d = Device::flex();
         let x = Tensor::<2>::ones([200, 500], &d);
         let y: Vec<f32> = dropout(x.clone(), 0.1, 7, 1)

@@ -9,6 +9,8 @@ use burn::store::{
     ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 
+use cardiaffect_bundle::{CONFIG_FILE, WEIGHTS_FILE};
+
 use crate::{Model, ModelError};
 
 /// The same safetensors file with its JSON header's keys in sorted order (Burn writes the
@@ -137,10 +139,6 @@ pub fn load_weights(model: &mut Model, path: &Path) -> Result<(), ModelError> {
 pub fn load_weights_pytorch(model: &mut Model, path: &Path) -> Result<(), ModelError> {
     load(model, path, true)
 }
-
-/// File names inside a model folder.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const CONFIG_FILE: &str = "config.json";
 
 /// Save `model` and its config beside it: `dir/model.safetensors`, `dir/config.json`.
 pub fn save_model(dir: &Path, cfg: &crate::ModelConfig, model: &Model) -> Result<(), ModelError> {

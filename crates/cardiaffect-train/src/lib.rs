@@ -30,6 +30,8 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] cardiaffect_model::ModelError),
     #[error(transparent)]
+    Bundle(#[from] cardiaffect_bundle::BundleError),
+    #[error(transparent)]
     Write(#[from] cardiaffect_io::artifact::WriteError),
     #[error(transparent)]
     Verify(#[from] cardiaffect_io::artifact::VerifyError),

@@ -474,9 +474,9 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ 
     }
 }
 
+use cardiaffect_bundle::{CONFIG_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 use cardiaffect_io::artifact::{self, Checksums};
 pub(crate) use cardiaffect_io::artifact::{write_atomic, write_json_atomic};
-use cardiaffect_model::bundle::{CONFIG_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 
 /// The files of a checkpoint folder.
 const CHECKPOINT_FILES: [&str; 5] = [

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::{Bool, Int, TensorData};
-use cardiaffect_model::{cross_entropy, masked_mse, ModelConfig};
+use cardiaffect_model::{cross_entropy, masked_mse, KernelMode, Kernels, ModelConfig};
 use clap::Args;
 
 #[derive(Args)]
@@ -204,13 +204,27 @@ fn pytorch(python: &str, a: &BenchArgs, cfg: &ModelConfig) -> Result<serde_json:
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Which kernels inference runs (`CARDIAFFECT_KERNELS=ops|burn` to compare); the in-tree
-/// ones are flex-only, so any other backend runs Burn's.
-fn kernels_name(dev: &Device) -> &'static str {
-    if cardiaffect_model::kernels::plain_flex(dev) {
-        cardiaffect_model::kernels::kernel_mode().name()
+/// Which kernels the bench's models run: the default, or `CARDIAFFECT_KERNELS=ops|burn` to
+/// compare (read here, where the models are made; the library reads no environment).
+fn kernels() -> Result<Kernels> {
+    let mode = match std::env::var("CARDIAFFECT_KERNELS") {
+        Ok(name) => KernelMode::from_name(&name)
+            .with_context(|| format!("CARDIAFFECT_KERNELS={name}: expected layer, ops or burn"))?,
+        Err(_) => KernelMode::default(),
+    };
+    Ok(Kernels {
+        mode,
+        ..Kernels::default()
+    })
+}
+
+/// The name of the kernels inference runs: the in-tree ones are flex-only, so any other
+/// backend runs Burn's.
+fn kernels_name(dev: &Device, k: Kernels) -> &'static str {
+    if cardiaffect_model::ops::plain_flex(dev) {
+        k.mode.name()
     } else {
-        cardiaffect_model::kernels::KernelMode::Burn.name()
+        KernelMode::Burn.name()
     }
 }
 
@@ -230,6 +244,7 @@ fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
         // Training steps on the autodiff device, with dropout as configured.
         let ad = dev.clone().autodiff();
         let mut model = cfg.init(&ad)?;
+        model.kernels = kernels()?;
         let mut optim = AdamWConfig::new().init();
         let (x, y) = batch(b, len, &ad);
         let mask = token_mask(b, cfg.n_tokens(), &ad);
@@ -253,7 +268,8 @@ fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
         // does not hold one).
     }
     // Inference without autodiff.
-    let infer = cfg.init(dev)?;
+    let mut infer = cfg.init(dev)?;
+    infer.kernels = kernels()?;
     let (xi, _) = batch(b, len, dev);
     let (x1, _) = batch(1, len, dev);
     let run_infer = |x: &Tensor<2>| {
@@ -386,7 +402,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let med = |k: &str| median(rounds.iter().filter_map(|r| r[k].as_f64()).collect());
     let mut out = serde_json::json!({
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
-        "kernels": kernels_name(&dev), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
+        "kernels": kernels_name(&dev, kernels()?), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
         "infer_cls_row": a.cls_row,
         "malloc_thresholds": {
             "mmap": crate::MMAP_THRESHOLD, "trim": crate::TRIM_THRESHOLD,
@@ -443,7 +459,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads, {} kernels)",
         a.device.backend,
         rayon::current_num_threads(),
-        kernels_name(&dev)
+        kernels_name(&dev, kernels()?)
     )?;
     let theirs = pytorch_malloc_env();
     let same = [crate::MMAP_THRESHOLD, crate::TRIM_THRESHOLD]

@@ -128,8 +128,8 @@ pub fn weights_config() -> &'static [u8] {
 
 /// The window and rate the shipped weights expect (their `preprocess.json`, read from the
 /// bytes inside the binary: nothing is unpacked).
-pub fn weights_preprocess() -> Result<cardiaffect_model::bundle::Preprocess> {
-    let name = cardiaffect_model::bundle::PREPROCESS_FILE;
+pub fn weights_preprocess() -> Result<cardiaffect_bundle::Preprocess> {
+    let name = cardiaffect_bundle::PREPROCESS_FILE;
     let (_, bytes) = cardiaffect_model::bundled::FILES
         .iter()
         .find(|(n, _)| *n == name)

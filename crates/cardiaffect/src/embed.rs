@@ -37,7 +37,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let dir = if a.model == "bundled" {
         crate::bundled::weights_dir()?
     } else {
-        cardiaffect_model::bundle::resolve(std::path::Path::new(&a.model))
+        cardiaffect_bundle::resolve(std::path::Path::new(&a.model))
     };
     let device = a.device.device()?;
     let (cfg, model) = cardiaffect_model::load_model(&dir, &device)
@@ -52,7 +52,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
             cfg.window_len
         );
     }
-    if let Some(p) = cardiaffect_model::bundle::read_preprocess(&dir)? {
+    if let Some(p) = cardiaffect_bundle::read_preprocess(&dir)? {
         let fs = corpus.manifest.config.fs;
         if (p.fs - fs).abs() > 1e-9 {
             bail!(

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
+use cardiaffect_bundle::{CONFIG_FILE, LABELS_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 use cardiaffect_io::artifact;
-use cardiaffect_model::bundle::{CONFIG_FILE, LABELS_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 use cardiaffect_model::{load_model, save_weights, save_weights_pytorch};
 use clap::Args;
 
@@ -47,7 +47,7 @@ const FILES: [&str; 5] = [
 ];
 
 pub fn run(a: ExportArgs) -> Result<()> {
-    let dir = cardiaffect_model::bundle::resolve(&a.model);
+    let dir = cardiaffect_bundle::resolve(&a.model);
     let device = crate::device::device(crate::device::Backend::Flex)?;
     let (cfg, model) =
         load_model(&dir, &device).with_context(|| format!("--model {}", dir.display()))?;

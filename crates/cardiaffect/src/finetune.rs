@@ -124,7 +124,7 @@ pub fn config(a: &FinetuneArgs) -> Result<FinetuneConfig> {
         "bundled" => Some(crate::bundled::weights_dir()?),
         p => {
             let p = PathBuf::from(p);
-            if !p.join(cardiaffect_model::WEIGHTS_FILE).exists() {
+            if !p.join(cardiaffect_bundle::WEIGHTS_FILE).exists() {
                 bail!("--pretrained {}: no model.safetensors there (expected a pretrain run folder, `bundled` or `none`)", p.display());
             }
             Some(p)
@@ -220,7 +220,7 @@ pub fn curve(a: CurveArgs) -> Result<()> {
 /// (other than `n_classes`, which the task sets) would be silently ignored, so it is refused.
 fn config_agrees_with_weights(given: &Path, weights: &Path) -> Result<()> {
     let g = crate::pretrain::config_fields(given)?;
-    let wp = weights.join(cardiaffect_model::CONFIG_FILE);
+    let wp = weights.join(cardiaffect_bundle::CONFIG_FILE);
     let w: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&wp).with_context(|| format!("reading {}", wp.display()))?,
     )

@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cardiaffect_bundle::Calibration;
 use cardiaffect_corpus::blocks::BlockConfig;
 use cardiaffect_infer::{predict_source, Predictor, Timeline, TimelineRow, WindowAttention};
 use cardiaffect_io::chunked::{self, InMemory, SampleSource};
 use cardiaffect_io::{read, Format, ReadOptions, Recording};
-use cardiaffect_model::bundle::Calibration;
 use cardiaffect_render::figures::timeline;
 use clap::Args;
 

@@ -126,7 +126,7 @@ pub fn task_list(columns: impl Iterator<Item = (String, Vec<String>, f64, f64, S
 /// user hears it before the long run, not after.
 pub fn window_warning(
     cfg: &PrepareConfig,
-    weights: &cardiaffect_model::bundle::Preprocess,
+    weights: &cardiaffect_bundle::Preprocess,
 ) -> Option<String> {
     let other_fs = (weights.fs - cfg.fs).abs() > 1e-9;
     if !other_fs && weights.window_len == cfg.window_len() {

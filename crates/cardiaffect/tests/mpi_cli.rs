@@ -254,11 +254,11 @@ fn two_ranks_train_as_one_process_and_a_killed_rank_resumes_to_the_same_weights(
         "5",
     ]));
     assert!(ft.join("results.json").exists());
-    let dir = cardiaffect_model::bundle::resolve(&two);
+    let dir = cardiaffect_bundle::resolve(&two);
     let dev = burn::prelude::Device::flex();
     let (mcfg, _) = cardiaffect_model::load_model(&dir, &dev).unwrap();
     assert_eq!(mcfg.d_model, 16);
-    assert!(cardiaffect_model::bundle::read_preprocess(&dir).is_ok());
+    assert!(cardiaffect_bundle::read_preprocess(&dir).is_ok());
 
     // Started by mpirun with another number of ranks, `--resume` is refused; nothing changes.
     let before: Vec<(PathBuf, Vec<u8>)> = files(&two)

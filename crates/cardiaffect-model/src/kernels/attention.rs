@@ -128,8 +128,8 @@ pub(super) fn packed_dims(qkv: &FlexTensor, n_heads: usize) -> (usize, usize, us
 }
 
 /// Runs `f(task)` for every (batch item, head) task, in parallel where there is more than one.
-pub(super) fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
-    if tasks > 1 && super::kernel_threads() > 1 {
+pub(super) fn each_task(tasks: usize, threads: usize, f: impl Fn(usize) + Sync + Send) {
+    if tasks > 1 && threads > 1 {
         (0..tasks).into_par_iter().for_each(f);
     } else {
         (0..tasks).for_each(f);
@@ -137,8 +137,8 @@ pub(super) fn each_task(tasks: usize, f: impl Fn(usize) + Sync + Send) {
 }
 
 /// All heads of scaled dot-product attention from the packed QKV projection.
-pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
-    packed_attention_with(qkv, n_heads, |_, _, _| {})
+pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize, threads: usize) -> FlexTensor {
+    packed_attention_with(qkv, n_heads, threads, |_, _, _| {})
 }
 
 /// [`packed_attention`] with `post(task, i, row)` applied to row `i` of the probabilities of
@@ -146,6 +146,7 @@ pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize) -> FlexTensor {
 pub(super) fn packed_attention_with(
     qkv: FlexTensor,
     n_heads: usize,
+    threads: usize,
     post: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) -> FlexTensor {
     let qkv = qkv.to_contiguous();
@@ -155,7 +156,7 @@ pub(super) fn packed_attention_with(
     let mut out = vec![0.0f32; b * t * d];
     let scale = 1.0 / (dk as f32).sqrt();
     let dst = SendPtr(out.as_mut_ptr());
-    each_task(b * n_heads, |task| {
+    each_task(b * n_heads, threads, |task| {
         let (bi, h) = (task / n_heads, task % n_heads);
         // Row r of batch item bi: q at r * 3d, k at r * 3d + d, v at r * 3d + 2d.
         let q = bi * t * d3 + h * dk;

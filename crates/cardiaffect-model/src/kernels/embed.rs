@@ -83,6 +83,7 @@ pub(super) fn conv_stage_flex(
     proj: Option<(&FlexTensor, &FlexTensor)>,
     (pad_input, next_pad): (bool, usize),
     eps: f32,
+    threads: usize,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let shape = x.layout().shape().clone();
@@ -143,9 +144,9 @@ pub(super) fn conv_stage_flex(
         None => c_out,
     };
     let mut next = vec![0.0f32; b * (len_out + 2 * next_pad) * width];
-    let rb = rows_per_task(b * len_out, 16, 128).min(len_out.max(1));
+    let rb = rows_per_task(b * len_out, (16, 128), threads).min(len_out.max(1));
     let tasks = interior_blocks(&mut next, (b, len_out, (next_pad, next_pad), width), rb);
-    run_tasks(tasks, |(item, r0, block)| {
+    run_tasks(tasks, threads, |(item, r0, block)| {
         let n = block.len() / width;
         with_scratch(2 * n * c_out, |scratch| {
             let (y, h) = scratch.split_at_mut(n * c_out);
@@ -217,6 +218,7 @@ pub(super) fn token_head_flex(
     pos_conv: Option<(&FlexTensor, &FlexTensor)>,
     cls: &FlexTensor,
     pos: &FlexTensor,
+    threads: usize,
 ) -> FlexTensor {
     let tokens = tokens.to_contiguous();
     let shape = tokens.layout().shape().clone();
@@ -254,10 +256,10 @@ pub(super) fn token_head_flex(
     });
     let pc_bias = pos_conv.as_ref().map(|(_, bias)| f32_slice(bias));
     let mut out = vec![0.0f32; b * (t + 1) * d];
-    let rb = rows_per_task(b * t, 32, 256).min(t.max(1));
+    let rb = rows_per_task(b * t, (32, 256), threads).min(t.max(1));
     // Each window's first row (CLS) is left to the loop after the tokens'.
     let tasks = interior_blocks(&mut out, (b, t, (1, 0), d), rb);
-    run_tasks(tasks, |(item, r0, block)| {
+    run_tasks(tasks, threads, |(item, r0, block)| {
         for (i, o) in block.chunks_exact_mut(d).enumerate() {
             let tt = r0 + i;
             let tok = &toks[(item * tok_rows + pad + tt) * d..][..d];

@@ -16,8 +16,7 @@ use crate::fastmath::{self, multiversion};
 /// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
 /// pass), four per thread 2 % slower (more packing of the same weights).
 /// Alone (one thread), the blocks are as large as `hi` allows: nothing waits for them.
-pub(super) fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
-    let threads = super::kernel_threads();
+pub(super) fn rows_per_task(total: usize, (lo, hi): (usize, usize), threads: usize) -> usize {
     let per = if threads == 1 {
         total
     } else {
@@ -27,8 +26,8 @@ pub(super) fn rows_per_task(total: usize, lo: usize, hi: usize) -> usize {
 }
 
 /// Runs `f` on every task, in parallel where there are several tasks and threads.
-pub(super) fn run_tasks<T: Send>(tasks: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    if super::kernel_threads() > 1 && tasks.len() > 1 {
+pub(super) fn run_tasks<T: Send>(tasks: Vec<T>, threads: usize, f: impl Fn(T) + Sync + Send) {
+    if threads > 1 && tasks.len() > 1 {
         tasks.into_par_iter().for_each(f);
     } else {
         tasks.into_iter().for_each(f);
@@ -233,7 +232,8 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     }
     let eps = p.eps as f32;
     let (m, d3) = (b * t, 3 * d);
-    let parallel = super::kernel_threads() > 1;
+    let threads = p.threads.max(1);
+    let parallel = threads > 1;
     // The residual stream: the input's own buffer when nobody else holds it (pass 1 reads
     // all of it before pass 2 writes row blocks that each read only their own rows), else a
     // copy.
@@ -266,7 +266,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     });
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
     // projection (once per layer, where per block of queries it cost a quarter of the kernel).
-    let tiled = super::tiled_attention() && fused_attention::available(dk) && t > 0;
+    let tiled = p.tiled_attention && fused_attention::available(dk) && t > 0;
     let tp = panel_len(t);
     if tiled {
         keys_t.resize(b * d * tp, 0.0);
@@ -288,8 +288,8 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let v_out = SendPtr(values.as_mut_ptr());
     // Alone (a window's share of a batch), blocks of up to a whole window: fewer packings of
     // the same weights (about 3 % of a batch of 32, both passes).
-    let alone = super::kernel_threads() == 1;
-    let r1 = rows_per_task(m, 32, if alone { t.max(256) } else { 256 });
+    let alone = threads == 1;
+    let r1 = rows_per_task(m, (32, if alone { t.max(256) } else { 256 }), threads);
     let pass1 = |(c, rows): (usize, &mut [f32])| {
         let n = rows.len() / d3;
         let r0 = c * r1;
@@ -342,8 +342,9 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             tasks.push((bi * t, 1, block));
         }
     } else {
-        let per_item =
-            t.div_ceil(rows_per_task(m, 16, if alone { t.max(128) } else { 128 }).min(t.max(1)));
+        let per_item = t.div_ceil(
+            rows_per_task(m, (16, if alone { t.max(128) } else { 128 }), threads).min(t.max(1)),
+        );
         let rb = t.div_ceil(per_item.max(1)).max(1);
         tasks.reserve(b * per_item);
         let mut rest = &mut stream[..];
@@ -448,7 +449,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             };
         })
     };
-    run_tasks(tasks, pass2);
+    run_tasks(tasks, threads, pass2);
     BUFFERS.with(|b| {
         *b.borrow_mut() = [qkv, keys_t, values].map(|v| {
             if v.capacity() <= KEEP_QKV {

@@ -29,14 +29,14 @@ use crate::fastmath;
 /// The dropout of one step's attention: rate, the seed its masks derive from, and the head
 /// task of the input's first window in the step's whole batch (its row times the heads).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Dropout {
+pub(crate) struct Dropout {
     p: f64,
     seed: u64,
     first_task: usize,
 }
 
 impl Dropout {
-    pub(super) fn new(p: f64, seed: u64) -> Dropout {
+    pub(crate) fn new(p: f64, seed: u64) -> Dropout {
         Dropout {
             p,
             seed,
@@ -46,7 +46,7 @@ impl Dropout {
 
     /// The masks of windows `first_row ..` of a batch with `n_heads` heads (a process's share
     /// in data-parallel training draws the whole batch's masks for its rows).
-    pub(super) fn at_row(self, first_row: usize, n_heads: usize) -> Dropout {
+    pub(crate) fn at_row(self, first_row: usize, n_heads: usize) -> Dropout {
         Dropout {
             first_task: first_row * n_heads,
             ..self
@@ -70,7 +70,7 @@ impl Dropout {
     /// The mask of every head as a `[B, H, T, T]` tensor's values (for tests against Burn's
     /// ops with the same mask).
     #[cfg(test)]
-    pub(super) fn mask(&self, b: usize, h: usize, t: usize) -> Vec<f32> {
+    pub(crate) fn mask(&self, b: usize, h: usize, t: usize) -> Vec<f32> {
         let mut m = vec![1.0f32; b * h * t * t];
         for (task, head) in m.chunks_exact_mut(t * t).enumerate() {
             for (i, row) in head.chunks_exact_mut(t).enumerate() {
@@ -83,7 +83,11 @@ impl Dropout {
 
 /// `[B, T, 3d]` -> `[B, T, d]`: each head's `dropout(softmax(scale q k^T)) v`.
 pub(super) fn forward(qkv: FlexTensor, n_heads: usize, drop: Dropout) -> FlexTensor {
-    packed_attention_with(qkv, n_heads, |task, i, row| drop.apply(task, i, row))
+    // Training splits every op over all threads (no shares of a batch per thread).
+    let threads = rayon::current_num_threads();
+    packed_attention_with(qkv, n_heads, threads, |task, i, row| {
+        drop.apply(task, i, row)
+    })
 }
 
 /// The gradient with respect to the packed `[B, T, 3d]` input of [`forward`], given the
@@ -107,7 +111,7 @@ pub(super) fn backward(
     let scale = 1.0 / (dk as f32).sqrt();
     let dst = SendPtr(out.as_mut_ptr());
     let d3 = 3 * d;
-    each_task(b * n_heads, |task| {
+    each_task(b * n_heads, rayon::current_num_threads(), |task| {
         let (bi, h) = (task / n_heads, task % n_heads);
         let q = bi * t * d3 + h * dk;
         let (k, v) = (q + d, q + 2 * d);

@@ -24,7 +24,7 @@ use super::TrainOps;
 use crate::fastmath;
 
 /// Elements per task of a dropout mask.
-pub(super) const DROPOUT_CHUNK: usize = 1 << 15;
+pub(crate) const DROPOUT_CHUNK: usize = 1 << 15;
 
 /// `values` times the dropout mask of (`seed`, `site`) at rate `p` (0, or `1 / (1 - p)`), in
 /// place, over the threads; with `src`, `values` is first overwritten by `src`, chunk by chunk

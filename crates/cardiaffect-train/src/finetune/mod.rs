@@ -39,6 +39,7 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
+use cardiaffect_bundle::LABELS_FILE;
 use cardiaffect_corpus::Corpus;
 use cardiaffect_eval::metrics::{compute, trial_level};
 use cardiaffect_eval::report::{aggregate, Chance, FoldResult, Results};
@@ -47,8 +48,7 @@ use cardiaffect_eval::{
     OperatingPoint, Protocol, Task, Thresholds,
 };
 use cardiaffect_model::batch;
-use cardiaffect_model::bundle::{ModelBundle, LABELS_FILE};
-use cardiaffect_model::{cross_entropy, load_model, Model, ModelConfig};
+use cardiaffect_model::{cross_entropy, load_model, Model, ModelBundle, ModelConfig};
 use cardiaffect_signal::Rng;
 use serde::{Deserialize, Serialize};
 

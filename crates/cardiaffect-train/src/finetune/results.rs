@@ -23,16 +23,16 @@ pub(super) fn save_model_dir(
 }
 
 /// The preprocessing a model's inputs went through (read by `predict` and `stream`).
-pub fn preprocess(corpus: &Corpus) -> cardiaffect_model::Preprocess {
+pub fn preprocess(corpus: &Corpus) -> cardiaffect_bundle::Preprocess {
     let c = &corpus.manifest.config;
-    cardiaffect_model::Preprocess {
+    cardiaffect_bundle::Preprocess {
         fs: c.fs,
         window_s: c.window_s,
         window_len: corpus.window_len(),
         band_hz: [c.clean.low_hz, c.clean.high_hz],
         filter_order: c.clean.order,
         notch_hz: c.clean.notch_hz,
-        normalisation: cardiaffect_model::bundle::NORMALISATION.into(),
+        normalisation: cardiaffect_bundle::NORMALISATION.into(),
     }
 }
 

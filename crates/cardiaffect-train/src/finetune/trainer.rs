@@ -200,7 +200,7 @@ pub(super) fn model_config(
 ) -> Result<ModelConfig, TrainError> {
     let mut model_cfg = match &cfg.pretrained {
         Some(dir) => {
-            let p = dir.join(cardiaffect_model::CONFIG_FILE);
+            let p = dir.join(cardiaffect_bundle::CONFIG_FILE);
             let text = fs::read_to_string(&p).map_err(io_err(&p))?;
             serde_json::from_str::<ModelConfig>(&text).map_err(|e| TrainError::Checkpoint {
                 path: p.clone(),
@@ -225,7 +225,7 @@ pub(super) fn model_config(
     model_cfg.validate()?;
     // The rate first: with it equal, the window below is the pre-trained model's in seconds.
     if let Some(dir) = &cfg.pretrained {
-        if let Some(pp) = cardiaffect_model::bundle::read_preprocess(dir)? {
+        if let Some(pp) = cardiaffect_bundle::read_preprocess(dir)? {
             if (pp.fs - corpus.manifest.config.fs).abs() > 1e-9 {
                 return Err(TrainError::Mismatch {
                     path: cfg.corpus.clone(),

@@ -1,6 +1,6 @@
 //! What a fine-tuned model recognises (`labels.json`): the task, its classes and the rule that
 //! made them from a corpus's label columns. Made by `cardiaffect_eval::make_labels`; kept here,
-//! with the model, so that inference reads them without the evaluation crate.
+//! with the model folder format, so that inference reads them without the evaluation crate.
 
 use std::fmt;
 use std::str::FromStr;

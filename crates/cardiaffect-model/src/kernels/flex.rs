@@ -1,0 +1,77 @@
+//! The flex implementation of [`CardiaffectOps`]: each method hands the tensors to its kernel.
+
+use burn::backend::Flex;
+use burn_flex::FlexTensor;
+
+use super::{attention, embed, gemm, layer, CardiaffectOps, EncoderLayerParams, Projection};
+
+impl Projection<Flex> {
+    fn as_pair(&self) -> Option<(&FlexTensor, &FlexTensor)> {
+        match self {
+            Projection::None => None,
+            Projection::Some { weight, bias } => Some((weight, bias)),
+        }
+    }
+}
+
+impl CardiaffectOps for Flex {
+    fn packed_attention(qkv: FlexTensor, n_heads: usize, threads: usize) -> FlexTensor {
+        attention::packed_attention(qkv, n_heads, threads)
+    }
+
+    fn conv_stage(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        proj: Projection<Flex>,
+        stride: usize,
+        pad_input: bool,
+        next_pad: usize,
+        eps: f64,
+        threads: usize,
+    ) -> FlexTensor {
+        embed::conv_stage_flex(
+            x,
+            embed::ConvStage {
+                weight: &weight,
+                bias: &bias,
+                gamma: &gamma,
+                beta: &beta,
+                stride,
+            },
+            proj.as_pair(),
+            (pad_input, next_pad),
+            eps as f32,
+            threads,
+        )
+    }
+
+    fn token_head(
+        tokens: FlexTensor,
+        pos_conv: Projection<Flex>,
+        cls: FlexTensor,
+        pos: FlexTensor,
+        threads: usize,
+    ) -> FlexTensor {
+        embed::token_head_flex(tokens, pos_conv.as_pair(), &cls, &pos, threads)
+    }
+
+    fn encoder_layer(x: FlexTensor, p: EncoderLayerParams<Flex>) -> FlexTensor {
+        layer::encoder_layer_flex(x, p)
+    }
+
+    fn linear_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor, gelu: bool) -> FlexTensor {
+        gemm::linear_flex(x, w, b, None, gelu)
+    }
+
+    fn linear_bias_residual(
+        x: FlexTensor,
+        w: FlexTensor,
+        b: FlexTensor,
+        r: FlexTensor,
+    ) -> FlexTensor {
+        gemm::linear_flex(x, w, b, Some(r), false)
+    }
+}

@@ -1,0 +1,1144 @@
+//! The model's operations, one function each: the signal encoder's convolution, LayerNorm,
+//! GELU, dropout, linear layers, attention, the feed-forward's halves, a whole encoder layer
+//! and the whole embedding. Each runs the in-tree flex kernels through Burn's backend
+//! extension ([`crate::kernels`]) where they apply, and Burn's own ops elsewhere (other
+//! backends, `KernelMode::Burn`), with or without autodiff; the model (`model.rs`,
+//! `transformer.rs`) calls these and never asks which backend it is on.
+//!
+//! What a forward pass runs with is a [`Pass`], made once at its top: the model's [`Kernels`]
+//! policy (a plain value the model's owner sets, e.g. `bench` from `CARDIAFFECT_KERNELS`; no
+//! environment variable or global switch is read here), the training step's dropout, and the
+//! threads an op may split over (1 while a thread runs its share of a batch alone).
+//!
+//! Two forms stay beside the one forward, each for a reason: [`encoder_layer`] and
+//! [`signal_embed`] are the fused inference forms of a layer and of the embedding (one
+//! parallel pass instead of about seven; BENCHMARKS.md), taken where they apply and otherwise
+//! the per-op form runs; `Transformer::forward_attention` keeps the attention weights, which
+//! no fused op forms.
+
+use burn::backend::DispatchDevice;
+use burn::nn::conv::Conv1d;
+use burn::nn::{LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{self, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::DType;
+
+use crate::kernels::{
+    AttentionTrainOps, CardiaffectOps, EncoderLayerParams, GeluOps, Projection, TrainOps,
+};
+
+/// The backend of every `Tensor`, whose extension impls route to the kernels.
+type B = burn::backend::Dispatch;
+
+/// Which kernels a model runs on flex (see [`Kernels`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelMode {
+    /// The whole-layer and whole-embedding ops at inference, per-op kernels elsewhere.
+    #[default]
+    Layer,
+    /// The per-op kernels only.
+    Ops,
+    /// Burn's ops throughout (to compare).
+    Burn,
+}
+
+impl KernelMode {
+    /// The name `bench` reports: `in-tree`, `ops` or `burn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelMode::Layer => "in-tree",
+            KernelMode::Ops => "ops",
+            KernelMode::Burn => "burn",
+        }
+    }
+
+    /// The mode named `burn`, `ops`, or `layer`/`in-tree`; `None` for anything else.
+    pub fn from_name(name: &str) -> Option<KernelMode> {
+        match name {
+            "burn" => Some(KernelMode::Burn),
+            "ops" => Some(KernelMode::Ops),
+            "layer" | "in-tree" => Some(KernelMode::Layer),
+            _ => None,
+        }
+    }
+}
+
+/// How a model runs on flex: a plain value held by the model ([`crate::Model::kernels`]) and
+/// set by its owner, so that one process can compare settings in alternation
+/// (`examples/infer_loop.rs`, `bench`). Other backends run Burn's ops whatever it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    pub mode: KernelMode,
+    /// The layer op's attention in AVX-512 register tiles (where the CPU has them) rather
+    /// than through gemm's products.
+    pub tiled_attention: bool,
+    /// Inference splits a batch into windows that each thread runs through the whole model
+    /// alone (one window's activations stay in a core's cache; batch 32 about -12 %), rather
+    /// than every op of the whole batch over the threads.
+    pub window_shares: bool,
+}
+
+impl Default for Kernels {
+    fn default() -> Kernels {
+        Kernels {
+            mode: KernelMode::Layer,
+            tiled_attention: true,
+            window_shares: true,
+        }
+    }
+}
+
+impl Kernels {
+    /// Any in-tree kernel at all.
+    fn in_tree(self) -> bool {
+        self.mode != KernelMode::Burn
+    }
+
+    /// Whether a tensor on `device` can take the in-tree inference path (plain flex f32).
+    fn fast(self, device: &Device, dtype: DType) -> bool {
+        self.in_tree() && plain_flex(device) && dtype == DType::F32
+    }
+
+    /// Whether a tensor on `device` can take an in-tree op that has a recorded backward too
+    /// (flex with or without autodiff).
+    fn train(self, device: &Device, dtype: DType) -> bool {
+        self.in_tree() && on_flex(device) && dtype == DType::F32
+    }
+
+    /// Whether the fused whole-layer and whole-embedding ops run for tensors like `x`.
+    fn fused(self, device: &Device, dtype: DType) -> bool {
+        self.mode == KernelMode::Layer && self.fast(device, dtype)
+    }
+}
+
+/// Dropout for one training step: rates, the step's seed, and the index of the input's first
+/// window in the step's whole batch (0 but for a process's share in data-parallel training,
+/// whose masks are the whole batch's masks of its rows).
+#[derive(Debug, Clone, Copy)]
+pub struct DropoutCtx {
+    pub p: f64,
+    pub attention_p: f64,
+    pub seed: u64,
+    pub first_row: usize,
+}
+
+/// What one forward pass runs with (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    pub kernels: Kernels,
+    /// The step's dropout in training; `None` at inference.
+    pub drop: Option<DropoutCtx>,
+    /// Threads an in-tree op splits its work over.
+    pub threads: usize,
+}
+
+impl Pass {
+    /// A pass with `kernels`, dropout `drop` (none at inference), on all of rayon's threads.
+    pub fn new(kernels: Kernels, drop: Option<DropoutCtx>) -> Pass {
+        Pass {
+            kernels,
+            drop,
+            threads: rayon::current_num_threads(),
+        }
+    }
+
+    /// This pass on the calling thread alone: for a share of a batch while the other threads
+    /// run theirs, where splitting each op again would only add smaller blocks and more
+    /// packing of the same weights.
+    pub fn alone(self) -> Pass {
+        Pass { threads: 1, ..self }
+    }
+}
+
+/// Whether `c` pads by `k / 2` either side with an odd kernel and no dilation, the only
+/// convolutions the channels-last ops take (so that tokens stay aligned with samples).
+fn same_padded(c: &Conv1d) -> bool {
+    use burn::nn::PaddingConfig1d;
+    c.kernel_size % 2 == 1
+        && c.dilation == 1
+        && matches!(c.padding, PaddingConfig1d::Explicit(a, b)
+            if a == c.kernel_size / 2 && b == a)
+}
+
+/// Whether `device` is flex without autodiff (inference).
+pub fn plain_flex(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// Whether `device` is flex (with or without autodiff).
+pub fn on_flex(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch().clone().inner(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// Runs `f` on a rayon worker (at once when already on one) and returns its result. Every
+/// parallel op that flex, gemm and the kernels run splits its work with rayon: called from
+/// outside the pool, each one is injected into the pool while the caller sleeps until it is
+/// done (a wake-up per op); called from a worker, the worker takes a share itself. Measured:
+/// batch-1 latency -6 % (BENCHMARKS.md). Not with `KernelMode::Burn`.
+pub fn on_worker<R: Send>(k: Kernels, f: impl FnOnce() -> R + Send) -> R {
+    if !k.in_tree() || rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    out.expect("the scope ran its closure")
+}
+
+/// Whether a batch of `b` windows at inference goes window by window (see
+/// [`Kernels::window_shares`]): with the layer op, where every thread gets the same number of
+/// windows or enough of them that an uneven last round weighs little. A single window
+/// (latency) is split op by op.
+pub fn window_shares_apply(b: usize, k: Kernels) -> bool {
+    let threads = rayon::current_num_threads();
+    k.window_shares
+        && k.mode == KernelMode::Layer
+        && b >= 2
+        && (b.is_multiple_of(threads) || b >= 4 * threads)
+}
+
+/// The three projections side by side, `[d, 3d]` and `[3d]` (`None` without all biases).
+fn packed_qkv(query: &Linear, key: &Linear, value: &Linear) -> Option<(Tensor<2>, Tensor<1>)> {
+    let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+    let b = Tensor::cat(vec![bias(query)?, bias(key)?, bias(value)?], 0);
+    let w = Tensor::cat(
+        vec![query.weight.val(), key.weight.val(), value.weight.val()],
+        1,
+    );
+    Some((w, b))
+}
+
+/// Multi-head self-attention core (no output projection) of `x` `[B, T, d]` through the
+/// `query`, `key` and `value` projections at inference: on flex one matrix product for the
+/// three projections and the in-tree attention on the packed result (burn-flex's attention
+/// needs `[B, H, T, dk]` inputs, three strided copies before it and one after); elsewhere
+/// Burn's `attention`.
+pub fn self_attention(
+    x: Tensor<3>,
+    (query, key, value): (&Linear, &Linear, &Linear),
+    n_heads: usize,
+    pass: Pass,
+) -> Tensor<3> {
+    if pass.kernels.fast(&x.device(), x.dtype()) {
+        let qkv = match packed_qkv(query, key, value) {
+            Some((w, b)) => Tensor::from_dispatch(<B as CardiaffectOps>::linear_bias(
+                x.into_dispatch(),
+                w.into_dispatch(),
+                b.into_dispatch(),
+                false,
+            )),
+            None => Tensor::cat(
+                vec![
+                    query.forward(x.clone()),
+                    key.forward(x.clone()),
+                    value.forward(x),
+                ],
+                2,
+            ),
+        };
+        return Tensor::from_dispatch(<B as CardiaffectOps>::packed_attention(
+            qkv.into_dispatch(),
+            n_heads,
+            pass.threads,
+        ));
+    }
+    let (q, k, v) = (
+        query.forward(x.clone()),
+        key.forward(x.clone()),
+        value.forward(x),
+    );
+    let [b, t, d] = q.dims();
+    let dk = d / n_heads;
+    let split = |y: Tensor<3>| y.reshape([b, t, n_heads, dk]).swap_dims(1, 2);
+    attention(split(q), split(k), split(v), None, None, Default::default())
+        .swap_dims(1, 2)
+        .reshape([b, t, d])
+}
+
+/// Multi-head self-attention core for training (with or without autodiff) on flex f32, with
+/// attention dropout at rate `dropout` drawn from `seed`: the fused QKV product (one recorded
+/// linear op, [`linear_wb`]), then one in-tree op forward and backward ([`AttentionTrainOps`]:
+/// each head's probabilities recomputed in the backward instead of Burn's stored
+/// `[B, H, T, T]` intermediates). `None` where it does not apply (another backend,
+/// `KernelMode::Burn`, a projection without bias): the caller runs Burn's ops.
+pub fn train_self_attention(
+    x: &Tensor<3>,
+    (query, key, value): (&Linear, &Linear, &Linear),
+    n_heads: usize,
+    (dropout, seed, first_row): (f64, u64, usize),
+    k: Kernels,
+) -> Option<Tensor<3>> {
+    if !k.train(&x.device(), x.dtype()) {
+        return None;
+    }
+    let (w, b) = packed_qkv(query, key, value)?;
+    // One recorded linear op: its weight gradient is one product over all rows (a broadcast
+    // matmul took one per window and a sum).
+    let qkv = linear_wb(x.clone(), w, b, k);
+    Some(Tensor::from_dispatch(
+        <B as AttentionTrainOps>::attention_train(
+            qkv.into_dispatch(),
+            n_heads,
+            dropout,
+            seed,
+            first_row,
+        ),
+    ))
+}
+
+/// The attention core of a layer in `pass` (`site` its dropout sites' base): in training
+/// the in-tree recorded op where it applies, else Burn's ops with the attention weights'
+/// dropout; at inference [`self_attention`].
+pub fn attention_core(
+    x: Tensor<3>,
+    qkv: (&Linear, &Linear, &Linear),
+    n_heads: usize,
+    pass: Pass,
+    site: u64,
+) -> Tensor<3> {
+    let Some(dc) = pass.drop else {
+        return self_attention(x, qkv, n_heads, pass);
+    };
+    // On flex: one in-tree op forward and backward, its dropout masks from this seed.
+    let seed = cardiaffect_signal::Rng::new(dc.seed)
+        .fork(site + 4)
+        .next_u64();
+    let train = (dc.attention_p, seed, dc.first_row);
+    if let Some(ctx) = train_self_attention(&x, qkv, n_heads, train, pass.kernels) {
+        return ctx;
+    }
+    if dc.attention_p <= 0.0 {
+        return self_attention(x, qkv, n_heads, pass);
+    }
+    let (query, key, value) = qkv;
+    let (q, k, v) = (
+        query.forward(x.clone()),
+        key.forward(x.clone()),
+        value.forward(x),
+    );
+    let [b, t, d] = q.dims();
+    let dk = d / n_heads;
+    let split = |y: Tensor<3>| y.reshape([b, t, n_heads, dk]).swap_dims(1, 2);
+    let w = softmax(
+        split(q)
+            .matmul(split(k).swap_dims(2, 3))
+            .div_scalar((dk as f32).sqrt()),
+        3,
+    );
+    dropout_rows(
+        w,
+        dc.attention_p,
+        dc.seed,
+        site + 4,
+        dc.first_row,
+        pass.kernels,
+    )
+    .matmul(split(v))
+    .swap_dims(1, 2)
+    .reshape([b, t, d])
+}
+
+/// `r + l(x)` in `pass`, `l(x)` dropped out at `site` in training: at inference on flex one
+/// matrix product whose output starts from the bias and residual rows.
+pub fn linear_residual(x: Tensor<3>, l: &Linear, r: Tensor<3>, pass: Pass, site: u64) -> Tensor<3> {
+    match pass.drop {
+        None => linear(x, l, false, Some(r), pass.kernels),
+        Some(d) => {
+            let y = linear_train(x, l, pass.kernels);
+            r + dropout_rows(y, d.p, d.seed, site, d.first_row, pass.kernels)
+        }
+    }
+}
+
+/// `gelu(l(x))` in `pass`, dropped out at `site` in training: at inference on flex one
+/// matrix product with GELU on its output.
+pub fn linear_gelu(x: Tensor<3>, l: &Linear, pass: Pass, site: u64) -> Tensor<3> {
+    match pass.drop {
+        None => linear(x, l, true, None, pass.kernels),
+        Some(d) => {
+            let y = gelu(linear_train(x, l, pass.kernels), pass.kernels);
+            dropout_rows(y, d.p, d.seed, site, d.first_row, pass.kernels)
+        }
+    }
+}
+
+/// `l(x)`, then GELU when `gelu_after`, then `+ residual` when given: on flex inference one
+/// matrix product whose output starts from the bias (and residual) rows, instead of three or
+/// four Burn ops.
+pub fn linear(
+    x: Tensor<3>,
+    l: &Linear,
+    gelu_after: bool,
+    residual: Option<Tensor<3>>,
+    k: Kernels,
+) -> Tensor<3> {
+    if let (true, Some(b)) = (k.fast(&x.device(), x.dtype()), &l.bias) {
+        let (xd, w, b) = (
+            x.into_dispatch(),
+            l.weight.val().into_dispatch(),
+            b.val().into_dispatch(),
+        );
+        return Tensor::from_dispatch(match residual {
+            Some(r) if !gelu_after => {
+                <B as CardiaffectOps>::linear_bias_residual(xd, w, b, r.into_dispatch())
+            }
+            Some(r) => {
+                let y =
+                    Tensor::<3>::from_dispatch(<B as CardiaffectOps>::linear_bias(xd, w, b, true));
+                (y + r).into_dispatch()
+            }
+            None => <B as CardiaffectOps>::linear_bias(xd, w, b, gelu_after),
+        });
+    }
+    let y = l.forward(x);
+    let y = if gelu_after { gelu(y, k) } else { y };
+    match residual {
+        Some(r) => r + y,
+        None => y,
+    }
+}
+
+/// Whether the whole-layer op runs for `x` in `pass` (flex inference in the default mode).
+pub fn layer_op_applies(x: &Tensor<3>, pass: Pass) -> bool {
+    pass.drop.is_none() && pass.kernels.fused(&x.device(), x.dtype())
+}
+
+/// One pre-LN encoder layer at inference (no dropout) as one in-tree op: two parallel passes
+/// (LayerNorm + QKV for blocks of rows; then, per block of queries, attention, the output
+/// projection, LayerNorm and the feed-forward with its residual adds) instead of eight
+/// parallel Burn ops, each of which wakes the worker threads (see BENCHMARKS.md). Call it when
+/// [`layer_op_applies`]; `transformer::Layer` gathers the parameters.
+///
+/// # Panics
+/// On any tensor but plain flex f32, with a message that says so: the op exists on flex
+/// only, and Burn's own fallback (`unsupported dispatch backend`) names neither the op nor why.
+pub fn encoder_layer(x: Tensor<3>, p: EncoderLayerParams<B>) -> Tensor<3> {
+    assert!(
+        Kernels::default().fast(&x.device(), x.dtype()),
+        "ops::encoder_layer is the in-tree op of plain flex f32 tensors (check layer_op_applies first); got {:?} {:?}",
+        x.device(),
+        x.dtype()
+    );
+    Tensor::from_dispatch(<B as CardiaffectOps>::encoder_layer(x.into_dispatch(), p))
+}
+
+/// The signal encoder's convolutions, each followed by its LayerNorm (over channels) and
+/// GELU, and the projection to the model's width, as [`signal_embed`] takes them.
+pub struct EmbedParams<'a> {
+    pub convs: &'a [Conv1d],
+    pub norms: &'a [LayerNorm],
+    pub proj: &'a Linear,
+    pub pos_conv: Option<&'a Conv1d>,
+    pub cls: Tensor<1>,
+    pub pos: Tensor<2>,
+    pub eps: f64,
+}
+
+/// The Transformer's input from windows `x` `[B, L]` at inference without a mask, as
+/// `Model::embed`: one in-tree op per convolution ([`CardiaffectOps::conv_stage`], the
+/// projection fused into the last) and one for the token convolution, CLS and positions
+/// ([`CardiaffectOps::token_head`]). `Some` on plain flex f32 in the default mode when every
+/// convolution is the model's kind (bias, padding `k / 2`, no dilation; the token convolution
+/// depthwise with stride 1), else `None` and the caller runs the per-op form.
+pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Tensor<3>> {
+    if !(pass.drop.is_none() && pass.kernels.fused(&x.device(), x.dtype())) {
+        return None;
+    }
+    let proj = p.proj;
+    let d = proj.weight.dims()[1];
+    let stages: Vec<_> = p.convs.iter().zip(p.norms).collect();
+    if stages.is_empty()
+        || !stages
+            .iter()
+            .all(|(c, n)| same_padded(c) && c.groups == 1 && c.bias.is_some() && n.beta.is_some())
+        || proj.bias.is_none()
+    {
+        return None;
+    }
+    let pos_conv = match p.pos_conv {
+        Some(c) if !(same_padded(c) && c.groups == d && c.stride == 1 && c.bias.is_some()) => {
+            return None
+        }
+        other => other,
+    };
+    let [b, l] = x.dims();
+    let mut h = x.clone().reshape([b, l, 1]).into_dispatch();
+    for (i, (c, n)) in stages.iter().enumerate() {
+        let last = i + 1 == stages.len();
+        let next_pad = match (last, pos_conv) {
+            (false, _) => stages[i + 1].0.kernel_size / 2,
+            (true, Some(pc)) => pc.kernel_size / 2,
+            (true, None) => 0,
+        };
+        let val = |p: &burn::module::Param<Tensor<1>>| p.val().into_dispatch();
+        h = <B as CardiaffectOps>::conv_stage(
+            h,
+            c.weight.val().into_dispatch(),
+            val(c.bias.as_ref()?),
+            val(&n.gamma),
+            val(n.beta.as_ref()?),
+            match (last, &proj.bias) {
+                (true, Some(bias)) => Projection::Some {
+                    weight: proj.weight.val().into_dispatch(),
+                    bias: val(bias),
+                },
+                _ => Projection::None,
+            },
+            c.stride,
+            i == 0,
+            next_pad,
+            p.eps,
+            pass.threads,
+        );
+    }
+    Some(Tensor::from_dispatch(<B as CardiaffectOps>::token_head(
+        h,
+        match pos_conv.map(|c| (c, c.bias.as_ref())) {
+            Some((c, Some(bias))) => Projection::Some {
+                weight: c.weight.val().into_dispatch(),
+                bias: bias.val().into_dispatch(),
+            },
+            _ => Projection::None,
+        },
+        p.cls.into_dispatch(),
+        p.pos.into_dispatch(),
+        pass.threads,
+    )))
+}
+
+/// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel (burn-flex
+/// calls a scalar erf per element), whose recorded backward runs the in-tree derivative.
+pub fn gelu<const N: usize>(x: Tensor<N>, k: Kernels) -> Tensor<N> {
+    if k.train(&x.device(), x.dtype()) {
+        return Tensor::from_dispatch(<B as GeluOps>::gelu_erf(x.into_dispatch()));
+    }
+    activation::gelu(x)
+}
+
+/// Inverted dropout at rate `p`, the mask drawn from (`seed`, `site`): on flex one recorded
+/// op whose backward redraws the mask ([`TrainOps`]); elsewhere Burn's ops with the same mask.
+pub fn dropout<const N: usize>(
+    x: Tensor<N>,
+    p: f64,
+    seed: u64,
+    site: u64,
+    k: Kernels,
+) -> Tensor<N> {
+    dropout_rows(x, p, seed, site, 0, k)
+}
+
+/// [`dropout`] of `x` `[B, ..]` as rows `first_row ..` of a larger batch: the mask of those rows
+/// in the whole batch's mask (a process's share in data-parallel training draws what one
+/// process drawing the whole batch does).
+pub fn dropout_rows<const N: usize>(
+    x: Tensor<N>,
+    p: f64,
+    seed: u64,
+    site: u64,
+    first_row: usize,
+    k: Kernels,
+) -> Tensor<N> {
+    if p <= 0.0 {
+        return x;
+    }
+    let shape = x.shape();
+    let per_row = shape.num_elements() / shape[0].max(1);
+    let first = first_row * per_row;
+    if k.train(&x.device(), x.dtype()) {
+        return Tensor::from_dispatch(<B as TrainOps>::dropout_train(
+            x.into_dispatch(),
+            p,
+            seed,
+            site,
+            first as u64,
+        ));
+    }
+    let mut mask = vec![1.0f32; shape.num_elements()];
+    crate::kernels::apply_dropout_mask(&mut mask, None, p, seed, site, first);
+    let m = Tensor::<N>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
+    x * m
+}
+
+/// `norm(x)` with epsilon `eps` (burn-nn keeps its own private): on flex one recorded op,
+/// forward and backward in-tree ([`TrainOps`]); elsewhere (or without a bias) Burn's.
+pub fn layer_norm<const N: usize>(
+    x: Tensor<N>,
+    norm: &LayerNorm,
+    eps: f64,
+    k: Kernels,
+) -> Tensor<N> {
+    match &norm.beta {
+        Some(beta) if k.train(&x.device(), x.dtype()) => {
+            Tensor::from_dispatch(<B as TrainOps>::layer_norm_train(
+                x.into_dispatch(),
+                norm.gamma.val().into_dispatch(),
+                beta.val().into_dispatch(),
+                eps,
+            ))
+        }
+        _ => norm.forward(x),
+    }
+}
+
+/// `l(x)` in training (flex with autodiff, f32, a bias): one recorded in-tree op whose
+/// output starts from the bias rows and whose backward reads the transposes through strides
+/// ([`TrainOps::linear_train`]). burn-flex allocates each matrix product's output zeroed and
+/// then copies it to a more aligned buffer (a memset and a memmove per product, 7 % of a
+/// pre-training step), adds the bias in another op, and transposes in the backward.
+/// Elsewhere, inference included, Burn's `Linear`.
+pub fn linear_train<const N: usize>(x: Tensor<N>, l: &Linear, k: Kernels) -> Tensor<N> {
+    match &l.bias {
+        Some(b) => linear_wb(x, l.weight.val(), b.val(), k),
+        None => l.forward(x),
+    }
+}
+
+/// [`linear_train`] with the weight `[k, n]` and bias `[n]` given as tensors.
+pub fn linear_wb<const N: usize>(
+    x: Tensor<N>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+    k: Kernels,
+) -> Tensor<N> {
+    if k.train(&x.device(), x.dtype()) && !plain_flex(&x.device()) {
+        return Tensor::from_dispatch(<B as TrainOps>::linear_train(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+        ));
+    }
+    burn::tensor::module::linear(x, weight, Some(bias))
+}
+
+/// Whether [`conv1d`] runs `conv` in-tree on tensors like `x` (flex f32 with the in-tree
+/// kernels on, a convolution with a bias, odd kernel, padding `k / 2`, no dilation or
+/// groups).
+fn conv1d_in_tree(conv: &Conv1d, x: &Tensor<3>, k: Kernels) -> bool {
+    k.train(&x.device(), x.dtype()) && conv.bias.is_some() && conv.groups == 1 && same_padded(conv)
+}
+
+/// `conv` on channels-last `x` `[B, L, C_in]` -> `[B, L_out, C_out]`: on flex one recorded op
+/// with an in-tree backward (strided matrix products, no transposes around the LayerNorms
+/// that follow); elsewhere Burn's `Conv1d` on the channels-first view.
+pub fn conv1d(x: Tensor<3>, conv: &Conv1d, k: Kernels) -> Tensor<3> {
+    if !conv1d_in_tree(conv, &x, k) {
+        return conv.forward(x.swap_dims(1, 2)).swap_dims(1, 2);
+    }
+    let bias = conv.bias.as_ref().expect("checked by conv1d_in_tree").val();
+    Tensor::from_dispatch(<B as TrainOps>::conv1d_train(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.into_dispatch(),
+        conv.stride,
+    ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    /// An inference pass with the default kernels.
+    pub(crate) fn inference() -> Pass {
+        Pass::new(Kernels::default(), None)
+    }
+
+    /// Seeded normal values (the tests give the same numbers every run).
+    pub(crate) fn normal<const D: usize>(shape: [usize; D], sd: f64, dev: &Device) -> Tensor<D> {
+        let mut rng = cardiaffect_signal::Rng::new(shape.iter().product::<usize>() as u64);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.normal() * sd) as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape), dev)
+    }
+
+    pub(crate) fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Burn's path: three projections, split heads, Burn's attention, merge heads.
+    pub(crate) fn burns_attention(x: Tensor<3>, l: &[Linear; 3], h: usize) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (q, k, v) = (
+            l[0].forward(x.clone()),
+            l[1].forward(x.clone()),
+            l[2].forward(x),
+        );
+        let d = q.dims()[2];
+        let split = |y: Tensor<3>| y.reshape([b, t, h, d / h]).swap_dims(1, 2);
+        attention(split(q), split(k), split(v), None, None, Default::default())
+            .swap_dims(1, 2)
+            .reshape([b, t, d])
+    }
+
+    #[test]
+    fn packed_attention_equals_burns_attention() {
+        let dev = Device::flex();
+        for (b, t, d, h) in [(1, 321, 128, 4), (3, 17, 24, 3), (2, 5, 8, 1)] {
+            let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(d, d).init(&dev));
+            let x = normal::<3>([b, t, d], 2.0, &dev);
+            let ours = self_attention(x.clone(), (&l[0], &l[1], &l[2]), h, inference());
+            let e = max_diff(ours, burns_attention(x, &l, h));
+            assert!(e < 2e-5, "({b},{t},{d},{h}): {e}");
+        }
+    }
+
+    #[test]
+    fn packed_attention_reads_strided_inputs() {
+        // A transposed (non-contiguous) input gives what its contiguous copy gives.
+        let dev = Device::flex();
+        let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(16, 16).init(&dev));
+        let x = normal::<3>([2, 16, 9], 1.0, &dev);
+        let xt = x.swap_dims(1, 2); // [2, 9, 16]
+        let a = self_attention(xt.clone(), (&l[0], &l[1], &l[2]), 4, inference());
+        let c = Tensor::<3>::from_data(xt.into_data(), &dev);
+        let e = max_diff(a, self_attention(c, (&l[0], &l[1], &l[2]), 4, inference()));
+        assert!(e < 1e-6, "{e}");
+    }
+
+    #[test]
+    fn fused_linear_equals_burns_linear_gelu_and_residual() {
+        let dev = Device::flex();
+        for (b, t, i, o) in [(1, 321, 128, 512), (3, 7, 5, 9), (40, 321, 128, 128)] {
+            let l = burn::nn::LinearConfig::new(i, o).init(&dev);
+            let x = normal::<3>([b, t, i], 1.0, &dev);
+            let r = normal::<3>([b, t, o], 1.0, &dev);
+            let plain = l.forward(x.clone());
+            let e = max_rel_diff(
+                linear(x.clone(), &l, false, None, Kernels::default()),
+                plain.clone(),
+            );
+            assert!(e < 1e-5, "linear ({b},{t},{i},{o}): {e}");
+            let e = max_rel_diff(
+                linear(x.clone(), &l, true, None, Kernels::default()),
+                activation::gelu(plain.clone()),
+            );
+            assert!(e < 1e-5, "linear + gelu: {e}");
+            let e = max_rel_diff(
+                linear(x.clone(), &l, false, Some(r.clone()), Kernels::default()),
+                r.clone() + plain.clone(),
+            );
+            assert!(e < 1e-5, "linear + residual: {e}");
+            let e = max_rel_diff(
+                linear(x, &l, true, Some(r.clone()), Kernels::default()),
+                r + activation::gelu(plain),
+            );
+            assert!(e < 1e-5, "linear + gelu + residual: {e}");
+        }
+    }
+
+    #[test]
+    fn gelu_equals_burns_gelu_in_place_and_shared() {
+        let dev = Device::flex();
+        let x = normal::<2>([300, 517], 3.0, &dev);
+        // `x` is still held here, so the kernel may not write in place.
+        let ours = gelu(x.clone(), Kernels::default());
+        let e = max_diff(ours, activation::gelu(x.clone()));
+        assert!(e < 2e-6, "{e}");
+        // A view with an offset.
+        let s = x.clone().slice([10..20, 5..400]);
+        let e = max_diff(gelu(s.clone(), Kernels::default()), activation::gelu(s));
+        assert!(e < 2e-6, "{e}");
+        // Uniquely owned: written in place.
+        let y = Tensor::<1>::from_data(TensorData::from([-1.0f32, 0.0, 2.0]), &dev);
+        let g: Vec<f32> = gelu(y, Kernels::default())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert!((g[0] + 0.158_655_26).abs() < 1e-6 && g[1] == 0.0, "{g:?}");
+        assert!((g[2] - 1.954_499_7).abs() < 1e-6, "{g:?}");
+    }
+
+    /// max |a - b| / (1 + |b|): values here reach tens, where f32 rounding alone is ~4e-6.
+    pub(crate) fn max_rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0, f32::max)
+    }
+
+    /// Off flex every entry point computes what Burn's ops compute (the in-tree kernels are
+    /// flex-only), the layer op declines, and calling it anyway panics naming why.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn on_wgpu_the_entry_points_are_burns_ops_and_the_layer_op_refuses() {
+        let dev = Device::wgpu_options()
+            .init()
+            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)");
+        let flex = Device::flex();
+        let on = |t: Tensor<3>, d: &Device| Tensor::<3>::from_data(t.into_data(), d);
+        let x = normal::<3>([2, 9, 16], 1.0, &flex);
+        let l = [0, 1, 2].map(|_| burn::nn::LinearConfig::new(16, 16).init(&flex));
+        let lw = l.clone().map(|l| l.to_device(&dev));
+        let want = self_attention(x.clone(), (&l[0], &l[1], &l[2]), 4, inference());
+        let got = self_attention(
+            on(x.clone(), &dev),
+            (&lw[0], &lw[1], &lw[2]),
+            4,
+            inference(),
+        );
+        let e = max_diff(on(got, &flex), want);
+        assert!(e < 1e-4, "attention {e}");
+        let k = Kernels::default();
+        let got = linear(
+            on(x.clone(), &dev),
+            &lw[0],
+            true,
+            Some(on(x.clone(), &dev)),
+            k,
+        );
+        let e = max_rel_diff(
+            on(got, &flex),
+            linear(x.clone(), &l[0], true, Some(x.clone()), Kernels::default()),
+        );
+        assert!(e < 1e-4, "linear {e}");
+        let e = max_rel_diff(
+            on(gelu(on(x.clone(), &dev), Kernels::default()), &flex),
+            gelu(x.clone(), Kernels::default()),
+        );
+        assert!(e < 1e-4, "gelu {e}");
+        // Training's ops: the same dropout mask, Burn's LayerNorm and Burn's convolution.
+        let got = dropout(on(x.clone(), &dev), 0.3, 5, 2, Kernels::default());
+        let e = max_diff(
+            on(got, &flex),
+            dropout(x.clone(), 0.3, 5, 2, Kernels::default()),
+        );
+        assert!(e < 1e-6, "dropout {e}");
+        let norm = burn::nn::LayerNormConfig::new(16).init(&flex);
+        let got = layer_norm(
+            on(x.clone(), &dev),
+            &norm.clone().to_device(&dev),
+            1e-5,
+            Kernels::default(),
+        );
+        let e = max_rel_diff(
+            on(got, &flex),
+            layer_norm(x.clone(), &norm, 1e-5, Kernels::default()),
+        );
+        assert!(e < 1e-4, "layer norm {e}");
+        let conv = burn::nn::conv::Conv1dConfig::new(16, 4, 3)
+            .with_padding(burn::nn::PaddingConfig1d::Explicit(1, 1))
+            .init(&dev);
+        assert!(!conv1d_in_tree(&conv, &on(x.clone(), &dev), k));
+        let got = conv1d(on(x.clone(), &dev), &conv, k);
+        let conv_flex = conv.clone().to_device(&flex);
+        let want = conv_flex.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2);
+        let e = max_rel_diff(on(got, &flex), want);
+        assert!(e < 1e-4, "convolution {e}");
+        assert!(!layer_op_applies(&on(x, &dev), inference()));
+    }
+
+    /// The training op and its gradient against Burn's ops (split heads, softmax, the same
+    /// dropout mask as a tensor, merge heads) under autodiff.
+    #[test]
+    fn training_attention_and_its_gradient_equal_burns_ops_with_the_same_mask() {
+        use burn::tensor::activation::softmax;
+        /// The backend of every `Tensor`, whose extension impls route to the kernels.
+        type B = burn::backend::Dispatch;
+        let ad = Device::flex().autodiff();
+        for (b, t, d, h, p) in [
+            (2, 9, 16, 4, 0.0),
+            (3, 33, 32, 2, 0.3),
+            (2, 321, 128, 4, 0.1),
+        ] {
+            let qkv = normal::<3>([b, t, 3 * d], 1.0, &ad);
+            let w = normal::<3>([b, t, d], 1.0, &ad);
+            let seed = 77;
+            let x = qkv.clone().detach().require_grad();
+            let ours = Tensor::<3>::from_dispatch(<B as AttentionTrainOps>::attention_train(
+                x.clone().into_dispatch(),
+                h,
+                p,
+                seed,
+                0,
+            ));
+            let g_ours = x
+                .grad(&(ours.clone() * w.clone()).sum().backward())
+                .unwrap();
+
+            let y = qkv.detach().require_grad();
+            let dk = d / h;
+            let part = |i: usize| {
+                y.clone()
+                    .slice([0..b, 0..t, i * d..(i + 1) * d])
+                    .reshape([b, t, h, dk])
+                    .swap_dims(1, 2)
+            };
+            let mask = crate::kernels::train_attention::Dropout::new(p, seed).mask(b, h, t);
+            let mask = Tensor::<4>::from_data(TensorData::new(mask, [b, h, t, t]), &ad);
+            let probs = softmax(
+                part(0)
+                    .matmul(part(1).swap_dims(2, 3))
+                    .div_scalar((dk as f32).sqrt()),
+                3,
+            );
+            let burns = (probs * mask)
+                .matmul(part(2))
+                .swap_dims(1, 2)
+                .reshape([b, t, d]);
+            let g_burns = y.grad(&(burns.clone() * w).sum().backward()).unwrap();
+            let e = max_rel_diff(ours.inner(), burns.inner());
+            assert!(e < 1e-5, "forward ({b},{t},{d},{h},{p}): {e}");
+            let e = max_rel_diff(g_ours, g_burns);
+            assert!(e < 1e-5, "gradient ({b},{t},{d},{h},{p}): {e}");
+        }
+        // A dropout mask drops about p of the weights and scales the rest.
+        let m = crate::kernels::train_attention::Dropout::new(0.25, 5).mask(2, 2, 100);
+        let kept = m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len() as f64;
+        assert!((kept - 0.75).abs() < 0.01, "{kept}");
+        assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    }
+
+    /// The recorded LayerNorm against burn-nn's (Burn's decomposed ops under autodiff):
+    /// output and the gradients of input, gamma and beta; widths on and off the 16 lanes, and
+    /// an input transposed in memory (as the signal encoder passes it).
+    #[test]
+    fn autodiff_layer_norm_and_its_gradients_equal_burns() {
+        use burn::module::Param;
+        let ad = Device::flex().autodiff();
+        for (b, t, d, transposed) in [(3, 37, 128, false), (2, 5, 20, false), (2, 64, 48, true)] {
+            let mut norm = burn::nn::LayerNormConfig::new(d)
+                .with_epsilon(1e-5)
+                .init(&ad);
+            norm.gamma = Param::from_tensor(normal::<1>([d], 1.0, &ad) + 1.0);
+            norm.beta = Some(Param::from_tensor(normal::<1>([d], 0.5, &ad)));
+            let x = if transposed {
+                normal::<3>([b, d, t], 2.0, &ad).swap_dims(1, 2)
+            } else {
+                normal::<3>([b, t, d], 2.0, &ad) + 3.0
+            };
+            let x = x.detach().require_grad();
+            let w = normal::<3>([b, t, d], 1.0, &ad);
+            let run = |ours: bool| {
+                let y = if ours {
+                    layer_norm(x.clone(), &norm, 1e-5, Kernels::default())
+                } else {
+                    norm.forward(x.clone())
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                let beta = norm.beta.as_ref().unwrap();
+                (
+                    y.inner(),
+                    x.grad(&g).unwrap(),
+                    norm.gamma.grad(&g).unwrap(),
+                    beta.grad(&g).unwrap(),
+                )
+            };
+            let (o, b_) = (run(true), run(false));
+            let e = max_rel_diff(o.0, b_.0);
+            assert!(e < 1e-5, "forward ({b},{t},{d}): {e}");
+            let e = max_rel_diff(o.1, b_.1);
+            assert!(e < 1e-4, "input gradient ({b},{t},{d}): {e}");
+            let e = max_rel_diff(o.2, b_.2);
+            assert!(e < 1e-4, "gamma gradient ({b},{t},{d}): {e}");
+            let e = max_rel_diff(o.3, b_.3);
+            assert!(e < 1e-5, "beta gradient ({b},{t},{d}): {e}");
+        }
+    }
+
+    /// The channels-last training convolution against burn-nn's `Conv1d` under autodiff:
+    /// output and the gradients of input, weight and bias, over kernels, strides and channel
+    /// counts (one input channel, as the first convolution has, included).
+    #[test]
+    fn autodiff_channels_last_conv_and_its_gradients_equal_burns() {
+        use burn::module::Param;
+        use burn::nn::conv::Conv1dConfig;
+        use burn::nn::PaddingConfig1d;
+        let ad = Device::flex().autodiff();
+        for (b, l, c_in, c_out, k, s) in [
+            (2, 40, 1, 8, 7, 2),
+            (3, 33, 6, 5, 5, 2),
+            (2, 17, 4, 4, 3, 1),
+            (1, 9, 3, 2, 1, 1),
+            (2, 10, 2, 3, 5, 3),
+        ] {
+            let mut conv = Conv1dConfig::new(c_in, c_out, k)
+                .with_stride(s)
+                .with_padding(PaddingConfig1d::Explicit(k / 2, k / 2))
+                .init(&ad);
+            conv.weight = Param::from_tensor(normal::<3>([c_out, c_in, k], 0.5, &ad));
+            conv.bias = Some(Param::from_tensor(normal::<1>([c_out], 0.5, &ad)));
+            let x = normal::<3>([b, l, c_in], 1.0, &ad).require_grad();
+            let l_out = (l + 2 * (k / 2) - k) / s + 1;
+            let w = normal::<3>([b, l_out, c_out], 1.0, &ad);
+            let run = |ours: bool| {
+                let y = if ours {
+                    assert!(conv1d_in_tree(&conv, &x, Kernels::default()));
+                    conv1d(x.clone(), &conv, Kernels::default())
+                } else {
+                    conv.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2)
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&g).unwrap(),
+                    conv.weight.grad(&g).unwrap(),
+                    conv.bias.as_ref().unwrap().grad(&g).unwrap(),
+                )
+            };
+            let (o, r) = (run(true), run(false));
+            let case = (b, l, c_in, c_out, k, s);
+            assert_eq!(o.0.dims(), r.0.dims(), "{case:?}");
+            let e = max_rel_diff(o.0, r.0);
+            assert!(e < 1e-5, "forward {case:?}: {e}");
+            let e = max_rel_diff(o.1, r.1);
+            assert!(e < 1e-5, "input gradient {case:?}: {e}");
+            let e = max_rel_diff(o.2, r.2);
+            assert!(e < 1e-5, "weight gradient {case:?}: {e}");
+            let e = max_rel_diff(o.3, r.3);
+            assert!(e < 1e-5, "bias gradient {case:?}: {e}");
+        }
+    }
+
+    /// The recorded linear op against Burn's `Linear` under autodiff: output and the gradients
+    /// of input, weight and bias, rank 2 and 3, sizes above and below the parallel products'.
+    #[test]
+    fn autodiff_linear_and_its_gradients_equal_burns() {
+        use burn::module::Param;
+        let ad = Device::flex().autodiff();
+        for (rows, k, n) in [(7, 5, 3), (2 * 321, 128, 384), (64, 33, 17)] {
+            let mut l = burn::nn::LinearConfig::new(k, n).init(&ad);
+            l.bias = Some(Param::from_tensor(normal::<1>([n], 1.0, &ad)));
+            let x3 = normal::<3>([2, rows / 2 + rows % 2, k], 1.0, &ad);
+            let x = x3.detach().require_grad();
+            let w = normal::<3>([2, rows / 2 + rows % 2, n], 1.0, &ad);
+            let run = |ours: bool| {
+                let y = if ours {
+                    linear_train(x.clone(), &l, Kernels::default())
+                } else {
+                    l.forward(x.clone())
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&g).unwrap(),
+                    l.weight.grad(&g).unwrap(),
+                    l.bias.as_ref().unwrap().grad(&g).unwrap(),
+                )
+            };
+            let (o, r) = (run(true), run(false));
+            let e = max_rel_diff(o.0, r.0);
+            assert!(e < 1e-5, "forward ({rows},{k},{n}): {e}");
+            let e = max_rel_diff(o.1, r.1);
+            assert!(e < 1e-5, "input gradient ({rows},{k},{n}): {e}");
+            let e = max_rel_diff(o.2, r.2);
+            assert!(e < 1e-4, "weight gradient ({rows},{k},{n}): {e}");
+            let e = max_rel_diff(o.3, r.3);
+            assert!(e < 1e-4, "bias gradient ({rows},{k},{n}): {e}");
+        }
+        // Rank 2, as the classification head takes the CLS rows.
+        let l = burn::nn::LinearConfig::new(6, 2).init(&ad);
+        let x = normal::<2>([5, 6], 1.0, &ad).require_grad();
+        let e = max_rel_diff(
+            linear_train(x.clone(), &l, Kernels::default()).inner(),
+            l.forward(x).inner(),
+        );
+        assert!(e < 1e-6, "rank 2: {e}");
+    }
+
+    /// The recorded dropout equals `x * mask` with the mask as a tensor, forward and gradient,
+    /// to the bit; another site draws another mask.
+    #[test]
+    fn autodiff_dropout_equals_a_multiplication_by_its_mask() {
+        let ad = Device::flex().autodiff();
+        let shape = [3, 70_001];
+        let x = normal::<2>(shape, 1.0, &ad).require_grad();
+        let w = normal::<2>(shape, 1.0, &ad);
+        let mut mask = vec![1.0f32; 3 * 70_001];
+        crate::kernels::train_ops::apply_dropout_mask(&mut mask, None, 0.2, 9, 3, 0);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, shape), &ad);
+        let ours = dropout(x.clone(), 0.2, 9, 3, Kernels::default());
+        let g_ours = x
+            .grad(&(ours.clone() * w.clone()).sum().backward())
+            .unwrap();
+        let burns = x.clone() * mask.clone();
+        let g_burns = x
+            .grad(&(burns.clone() * w.clone()).sum().backward())
+            .unwrap();
+        assert_eq!(ours.clone().inner().into_data(), burns.inner().into_data());
+        assert_eq!(g_ours.into_data(), g_burns.into_data());
+        let dropped = mask
+            .clone()
+            .equal_elem(0.0)
+            .int()
+            .sum()
+            .into_scalar::<i64>() as f64
+            / (3.0 * 70_001.0);
+        assert!((dropped - 0.2).abs() < 0.005, "{dropped}");
+        let other = dropout(x.clone(), 0.2, 9, 4, Kernels::default()).inner();
+        assert_ne!(other.into_data(), ours.inner().into_data());
+    }
+
+    /// Rows `first ..` of a batch given alone (a process's share in data-parallel training)
+    /// draw the whole batch's dropout masks there, to the bit, forward and backward: offsets
+    /// inside a mask chunk, on a chunk boundary and past several; and the attention's masks.
+    #[test]
+    fn a_share_of_the_rows_draws_the_whole_batchs_dropout_masks() {
+        let ad = Device::flex().autodiff();
+        let (rows, cols) = (4, 70_001);
+        let x = normal::<2>([rows, cols], 1.0, &ad);
+        let w = normal::<2>([rows, cols], 1.0, &ad);
+        let whole = x.clone().require_grad();
+        let y = dropout(whole.clone(), 0.2, 9, 3, Kernels::default());
+        let g = whole
+            .grad(&(y.clone() * w.clone()).sum().backward())
+            .unwrap();
+        for first in 1..rows {
+            let part = x.clone().slice([first..rows, 0..cols]).require_grad();
+            let wp = w.clone().slice([first..rows, 0..cols]);
+            let yp = dropout_rows(part.clone(), 0.2, 9, 3, first, Kernels::default());
+            let gp = part.grad(&(yp.clone() * wp).sum().backward()).unwrap();
+            let yr = y.clone().inner().slice([first..rows, 0..cols]);
+            assert_eq!(yp.inner().into_data(), yr.into_data(), "rows {first}..");
+            let gr = g.clone().slice([first..rows, 0..cols]);
+            assert_eq!(gp.into_data(), gr.into_data(), "gradient, rows {first}..");
+        }
+        // The mask itself (Burn's ops elsewhere multiply by it) from any element on.
+        let mut all = vec![1.0f32; 3 * crate::kernels::train_ops::DROPOUT_CHUNK + 77];
+        crate::kernels::train_ops::apply_dropout_mask(&mut all, None, 0.3, 4, 2, 0);
+        for first in [
+            1,
+            crate::kernels::train_ops::DROPOUT_CHUNK - 1,
+            crate::kernels::train_ops::DROPOUT_CHUNK,
+            crate::kernels::train_ops::DROPOUT_CHUNK + 5,
+            2 * crate::kernels::train_ops::DROPOUT_CHUNK + 9,
+        ] {
+            let mut part = vec![1.0f32; all.len() - first];
+            crate::kernels::train_ops::apply_dropout_mask(&mut part, None, 0.3, 4, 2, first);
+            assert!(part == all[first..], "from element {first}");
+        }
+        let (b, h, t) = (3, 2, 17);
+        let all = crate::kernels::train_attention::Dropout::new(0.25, 5).mask(b, h, t);
+        let part = crate::kernels::train_attention::Dropout::new(0.25, 5)
+            .at_row(1, h)
+            .mask(b - 1, h, t);
+        assert!(part == all[h * t * t..], "attention masks");
+    }
+
+    #[test]
+    fn autodiff_gelu_gradient_equals_burns() {
+        let dev = Device::flex().autodiff();
+        let x = normal::<2>([64, 300], 3.0, &dev).require_grad();
+        let w = normal::<2>([64, 300], 1.0, &dev);
+        // A weighted sum so the incoming gradient is not all ones.
+        let ours = gelu(x.clone(), Kernels::default()) * w.clone();
+        let burns = activation::gelu(x.clone()) * w;
+        let e = max_rel_diff(ours.clone().inner(), burns.clone().inner());
+        // Burn's scalar erf is an approximation too: agreement within both errors.
+        assert!(e < 5e-6, "forward {e}");
+        let g1 = x.grad(&ours.sum().backward()).unwrap();
+        let g2 = x.grad(&burns.sum().backward()).unwrap();
+        let e = max_rel_diff(g1, g2);
+        assert!(e < 1e-5, "gradient {e}");
+    }
+}
