@@ -129,12 +129,21 @@ macro_rules! multiversion {
     (@wide ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         #[cfg(target_arch = "x86_64")]
         {
+            /// The body compiled for AVX-512 (with AVX2 and FMA).
+            ///
+            /// # Safety
+            /// The CPU has these features, and the arguments meet the outer function's contract
+            /// (none where it is safe).
             #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
             unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
                 #[allow(dead_code)]
                 type M = $crate::fastmath::Fused;
                 $body
             }
+            /// The body compiled for AVX2 and FMA.
+            ///
+            /// # Safety
+            /// As `v4`, for these features.
             #[target_feature(enable = "avx2,fma")]
             unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
                 #[allow(dead_code)]
