@@ -12,15 +12,10 @@ pub fn masked_mse(
     mask: Tensor<2, Bool>,
     samples_per_token: usize,
 ) -> Tensor<1> {
-    let [b, t] = mask.dims();
-    let w = mask
-        .float()
-        .unsqueeze_dim::<3>(2)
-        .expand([b, t, samples_per_token])
-        .reshape([b, t * samples_per_token]);
+    let w = sample_weights(mask, samples_per_token);
     // Clamped so that a batch without a masked token gives 0, not NaN.
     let n = w.clone().sum().clamp_min(1.0);
-    (recon - x).powi_scalar(2).mul(w).sum().div(n)
+    weighted_sse(recon, x, w).div(n)
 }
 
 /// Sum of squared errors over the samples of masked tokens (shapes as [`masked_mse`]): a
@@ -32,12 +27,20 @@ pub fn masked_sse(
     mask: Tensor<2, Bool>,
     samples_per_token: usize,
 ) -> Tensor<1> {
+    weighted_sse(recon, x, sample_weights(mask, samples_per_token))
+}
+
+/// The token mask `[B, T]` as one weight per sample `[B, T * s]`: 1 where masked, else 0.
+fn sample_weights(mask: Tensor<2, Bool>, samples_per_token: usize) -> Tensor<2> {
     let [b, t] = mask.dims();
-    let w = mask
-        .float()
+    mask.float()
         .unsqueeze_dim::<3>(2)
         .expand([b, t, samples_per_token])
-        .reshape([b, t * samples_per_token]);
+        .reshape([b, t * samples_per_token])
+}
+
+/// `sum(w (recon - x)^2)`.
+fn weighted_sse(recon: Tensor<2>, x: Tensor<2>, w: Tensor<2>) -> Tensor<1> {
     (recon - x).powi_scalar(2).mul(w).sum()
 }
 
