@@ -30,7 +30,7 @@ mod weights;
 pub use bundle::ModelBundle;
 pub use config::{ModelConfig, Pooling, Positional};
 pub use loss::{cross_entropy, masked_mse, masked_sse};
-pub use model::{Encoded, Model};
+pub use model::{Encoded, Model, PreparedModel};
 pub use ops::{KernelMode, Kernels};
 pub use weights::{
     canonical_safetensors, load_model, load_weights, load_weights_pytorch, safetensors_bytes,

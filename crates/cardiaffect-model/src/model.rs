@@ -4,7 +4,7 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
-use crate::ops::{self, DropoutCtx, EmbedParams, Kernels, Pass};
+use crate::ops::{self, DropoutCtx, EmbedParams, Kernels, Pass, Prepared};
 use crate::transformer::Transformer;
 use crate::{ModelConfig, ModelError, Positional};
 
@@ -170,7 +170,7 @@ impl Model {
     /// Inference: `x`: `[B, L]` windows; `mask`: `[B, T]`, true where a token is replaced by
     /// the mask embedding. No dropout.
     pub fn encode(&self, x: Tensor<2>, mask: Option<Tensor<2, Bool>>) -> Encoded {
-        self.encode_with(x, mask, None)
+        self.encode_with(x, mask, None, None)
     }
 
     /// Training: as [`Model::encode`], with dropout whose masks are drawn from `seed` (give
@@ -195,7 +195,7 @@ impl Model {
             seed,
             first_row,
         };
-        self.encode_with(x, mask, Some(drop))
+        self.encode_with(x, mask, Some(drop), None)
     }
 
     fn encode_with(
@@ -203,8 +203,9 @@ impl Model {
         x: Tensor<2>,
         mask: Option<Tensor<2, Bool>>,
         drop: Option<DropoutCtx>,
+        prepared: Option<&Prepared>,
     ) -> Encoded {
-        let pass = Pass::new(self.kernels, drop);
+        let pass = Pass::new(self.kernels, drop).with_prepared(prepared);
         if drop.is_none() && ops::plain_flex(&x.device()) {
             // Inference on a pool worker: each parallel op below splits from a worker instead
             // of being injected from outside the pool (one wake-up of the caller per call, not
@@ -226,7 +227,11 @@ impl Model {
     /// `encode(x, None).cls`, where the in-tree layer op runs without the last layer's work for
     /// the other tokens (classification needs the CLS row alone).
     pub fn encode_cls(&self, x: Tensor<2>) -> Tensor<2> {
-        let pass = Pass::new(self.kernels, None);
+        self.encode_cls_with(x, None)
+    }
+
+    fn encode_cls_with(&self, x: Tensor<2>, prepared: Option<&Prepared>) -> Tensor<2> {
+        let pass = Pass::new(self.kernels, None).with_prepared(prepared);
         if ops::plain_flex(&x.device()) {
             return ops::on_worker(self.kernels, || {
                 if ops::window_shares_apply(x.dims()[0], self.kernels) {
@@ -398,7 +403,11 @@ impl Model {
     /// Class logits of windows `[B, L]` (inference: no mask, no dropout), one row each: what
     /// calibration works on (probabilities saturate in f32).
     pub fn class_logits(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
-        rows(self.classify(self.features(x)))
+        self.class_logits_with(x, None)
+    }
+
+    fn class_logits_with(&self, x: Tensor<2>, prepared: Option<&Prepared>) -> Vec<Vec<f64>> {
+        rows(self.classify(self.features_with(x, prepared)))
     }
 
     /// Embeddings of windows `[B, L]` (inference), one row of `d_model` each: what the head
@@ -409,10 +418,37 @@ impl Model {
 
     /// What the classification head reads of windows `x` at inference, `[B, d]`.
     pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
+        self.features_with(x, None)
+    }
+
+    fn features_with(&self, x: Tensor<2>, prepared: Option<&Prepared>) -> Tensor<2> {
         if self.mean_pool {
-            self.pooled(self.encode(x, None))
+            self.pooled(self.encode_with(x, None, None, prepared))
         } else {
-            self.encode_cls(x)
+            self.encode_cls_with(x, prepared)
+        }
+    }
+
+    /// This model ready for inference (see [`PreparedModel`]).
+    pub fn prepared(&self) -> PreparedModel {
+        let dev = self.proj.weight.device();
+        let fused = self.kernels.mode == ops::KernelMode::Layer
+            && ops::plain_flex(&dev)
+            && self.proj.weight.dtype() == burn::tensor::DType::F32;
+        let prepared = if fused {
+            Prepared {
+                qkv: (self.transformer.layers.iter())
+                    .map(|l| ops::packed_qkv(&l.mha.query, &l.mha.key, &l.mha.value))
+                    .collect(),
+                conv_rows: self.encoder.convs.iter().map(ops::conv_rows).collect(),
+                token_taps: self.pos_conv.as_ref().map(ops::token_taps),
+            }
+        } else {
+            Prepared::default()
+        };
+        PreparedModel {
+            model: self.clone(),
+            prepared,
         }
     }
 
@@ -430,6 +466,49 @@ impl Model {
     /// Class logits from the CLS vector: `[B, d]` -> `[B, n_classes]`.
     pub fn classify(&self, cls: Tensor<2>) -> Tensor<2> {
         ops::linear_train(cls, &self.cls_head, self.kernels)
+    }
+}
+
+/// A model ready for inference: the weights that the fused flex ops read, rearranged once
+/// (the query, key and value projections side by side, convolution taps as rows), with the
+/// model they came from (a snapshot: a model trained afterwards needs a new one). Hold one
+/// where a model serves many calls (predict, stream, evaluation, bench); [`Model`]'s own
+/// inference methods rearrange on every call (7-12 % of a batch-1 inference).
+#[derive(Debug, Clone)]
+pub struct PreparedModel {
+    model: Model,
+    prepared: Prepared,
+}
+
+impl PreparedModel {
+    /// The model this was made from.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// [`Model::encode`] without a mask.
+    pub fn encode(&self, x: Tensor<2>) -> Encoded {
+        self.model.encode_with(x, None, None, Some(&self.prepared))
+    }
+
+    /// [`Model::encode_cls`].
+    pub fn encode_cls(&self, x: Tensor<2>) -> Tensor<2> {
+        self.model.encode_cls_with(x, Some(&self.prepared))
+    }
+
+    /// [`Model::features`].
+    pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
+        self.model.features_with(x, Some(&self.prepared))
+    }
+
+    /// [`Model::class_logits`].
+    pub fn class_logits(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
+        self.model.class_logits_with(x, Some(&self.prepared))
+    }
+
+    /// [`Model::cls_embeddings`].
+    pub fn cls_embeddings(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
+        rows(self.features(x))
     }
 }
 
@@ -478,7 +557,7 @@ mod tests {
     use burn::module::Param;
 
     /// An inference pass with the default kernels.
-    fn inference() -> Pass {
+    fn inference() -> Pass<'static> {
         Pass::new(Kernels::default(), None)
     }
 
@@ -631,6 +710,43 @@ mod tests {
         let masked = m.embed(x.clone(), Some(mask.clone()), inference());
         let reference = m.embed_ops(x, Some(mask), inference());
         assert_eq!(masked.into_data(), reference.into_data());
+    }
+
+    /// A prepared model computes what the model computes per call, to the bit (the same
+    /// weights, rearranged once instead of per call), for CLS and mean pooling; it is a
+    /// snapshot: a model changed afterwards gives other results, its old preparation the old.
+    #[test]
+    fn a_prepared_model_computes_what_the_model_computes() {
+        let dev = Device::flex();
+        for cfg in [
+            ModelConfig::new(),
+            ModelConfig::new().with_pooling(Some(crate::Pooling::Mean)),
+        ] {
+            let mut m = cfg.init(&dev).unwrap();
+            let x = normal::<2>([3, cfg.window_len], 1.0, 9, &dev);
+            let p = m.prepared();
+            assert_eq!(p.class_logits(x.clone()), m.class_logits(x.clone()));
+            assert_eq!(p.cls_embeddings(x.clone()), m.cls_embeddings(x.clone()));
+            let (a, b) = (p.encode(x.clone()), m.encode(x.clone(), None));
+            assert_eq!(a.tokens.into_data(), b.tokens.into_data());
+            assert_eq!(
+                p.encode_cls(x.clone()).into_data(),
+                m.encode_cls(x.clone()).into_data()
+            );
+            let before = m.class_logits(x.clone());
+            let l = &mut m.transformer.layers[0].mha.query;
+            l.weight = Param::from_tensor(l.weight.val() * 2.0);
+            let c = &mut m.encoder.convs[0];
+            c.weight = Param::from_tensor(c.weight.val() * 2.0);
+            let after = m.class_logits(x.clone());
+            assert_ne!(after, before);
+            assert_eq!(m.prepared().class_logits(x.clone()), after);
+            assert_eq!(
+                p.class_logits(x),
+                before,
+                "the old preparation keeps its snapshot"
+            );
+        }
     }
 
     /// The CLS vectors of `x` from every row of the last layer, op by op.

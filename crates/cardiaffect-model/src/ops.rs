@@ -7,8 +7,10 @@
 //!
 //! What a forward pass runs with is a [`Pass`], made once at its top: the model's [`Kernels`]
 //! policy (a plain value the model's owner sets, e.g. `bench` from `CARDIAFFECT_KERNELS`; no
-//! environment variable or global switch is read here), the training step's dropout, and the
-//! threads an op may split over (1 while a thread runs its share of a batch alone).
+//! environment variable or global switch is read here), the training step's dropout, the
+//! threads an op may split over (1 while a thread runs its share of a batch alone) and, at
+//! inference, the weights the fused ops read rearranged once ([`Prepared`], held by a
+//! [`crate::PreparedModel`]; without them each call rearranges its own).
 //!
 //! Two forms stay beside the one forward, each for a reason: [`encoder_layer`] and
 //! [`signal_embed`] are the fused inference forms of a layer and of the embedding (one
@@ -125,30 +127,66 @@ pub struct DropoutCtx {
 
 /// What one forward pass runs with (see the module doc).
 #[derive(Debug, Clone, Copy)]
-pub struct Pass {
+pub struct Pass<'a> {
     pub kernels: Kernels,
     /// The step's dropout in training; `None` at inference.
     pub drop: Option<DropoutCtx>,
     /// Threads an in-tree op splits its work over.
     pub threads: usize,
+    /// The weights the fused inference ops read, rearranged once; `None`: per call.
+    pub prepared: Option<&'a Prepared>,
 }
 
-impl Pass {
+impl<'a> Pass<'a> {
     /// A pass with `kernels`, dropout `drop` (none at inference), on all of rayon's threads.
-    pub fn new(kernels: Kernels, drop: Option<DropoutCtx>) -> Pass {
+    pub fn new(kernels: Kernels, drop: Option<DropoutCtx>) -> Pass<'a> {
         Pass {
             kernels,
             drop,
             threads: rayon::current_num_threads(),
+            prepared: None,
         }
+    }
+
+    /// This pass reading the fused ops' weights from `prepared`.
+    pub fn with_prepared(self, prepared: Option<&'a Prepared>) -> Pass<'a> {
+        Pass { prepared, ..self }
     }
 
     /// This pass on the calling thread alone: for a share of a batch while the other threads
     /// run theirs, where splitting each op again would only add smaller blocks and more
     /// packing of the same weights.
-    pub fn alone(self) -> Pass {
+    pub fn alone(self) -> Pass<'a> {
         Pass { threads: 1, ..self }
     }
+}
+
+/// Weights rearranged the way the fused inference ops read them, made once from a model's
+/// weights (by [`crate::PreparedModel`]) instead of on every call: rearranging them per call
+/// was 7-12 % of a batch-1 inference (BENCHMARKS.md).
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// Per layer, the query, key and value projections side by side ([`packed_qkv`]).
+    pub qkv: Vec<Option<(Tensor<2>, Tensor<1>)>>,
+    /// Per convolution of the signal encoder, its weight as rows ([`conv_rows`]).
+    pub conv_rows: Vec<Tensor<3>>,
+    /// The token convolution's taps as rows `[k, d]` ([`token_taps`]).
+    pub token_taps: Option<Tensor<2>>,
+}
+
+/// `conv`'s weight `[C_out, C_in, k]` as rows `[k, C_in, C_out]`, as the in-tree
+/// convolutions read it (tap `j` of input channel `c` one row of outputs), in its own buffer.
+pub fn conv_rows(conv: &Conv1d) -> Tensor<3> {
+    let w = conv.weight.val();
+    let device = w.device();
+    Tensor::from_data(w.permute([2, 1, 0]).into_data(), &device)
+}
+
+/// The depthwise token convolution's taps `[d, 1, k]` as rows `[k, d]`.
+pub fn token_taps(conv: &Conv1d) -> Tensor<2> {
+    let rows = conv_rows(conv);
+    let [k, _, d] = rows.dims();
+    rows.reshape([k, d])
 }
 
 /// Whether `c` pads by `k / 2` either side with an odd kernel and no dilation, the only
@@ -201,7 +239,7 @@ pub fn window_shares_apply(b: usize, k: Kernels) -> bool {
 }
 
 /// The three projections side by side, `[d, 3d]` and `[3d]` (`None` without all biases).
-fn packed_qkv(query: &Linear, key: &Linear, value: &Linear) -> Option<(Tensor<2>, Tensor<1>)> {
+pub fn packed_qkv(query: &Linear, key: &Linear, value: &Linear) -> Option<(Tensor<2>, Tensor<1>)> {
     let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
     let b = Tensor::cat(vec![bias(query)?, bias(key)?, bias(value)?], 0);
     let w = Tensor::cat(
@@ -464,9 +502,14 @@ pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Ten
         }
         other => other,
     };
+    let prepared = pass.prepared.filter(|p| p.conv_rows.len() == stages.len());
     let [b, l] = x.dims();
     let mut h = x.clone().reshape([b, l, 1]).into_dispatch();
     for (i, (c, n)) in stages.iter().enumerate() {
+        let rows = match prepared {
+            Some(p) => p.conv_rows[i].clone(),
+            None => conv_rows(c),
+        };
         let last = i + 1 == stages.len();
         let next_pad = match (last, pos_conv) {
             (false, _) => stages[i + 1].0.kernel_size / 2,
@@ -476,7 +519,7 @@ pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Ten
         let val = |p: &burn::module::Param<Tensor<1>>| p.val().into_dispatch();
         h = <B as CardiaffectOps>::conv_stage(
             h,
-            c.weight.val().into_dispatch(),
+            rows.into_dispatch(),
             val(c.bias.as_ref()?),
             val(&n.gamma),
             val(n.beta.as_ref()?),
@@ -498,7 +541,11 @@ pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Ten
         h,
         match pos_conv.map(|c| (c, c.bias.as_ref())) {
             Some((c, Some(bias))) => Projection::Some {
-                weight: c.weight.val().into_dispatch(),
+                weight: match prepared.and_then(|p| p.token_taps.clone()) {
+                    Some(taps) => taps,
+                    None => token_taps(c),
+                }
+                .into_dispatch(),
                 bias: bias.val().into_dispatch(),
             },
             _ => Projection::None,
@@ -642,7 +689,7 @@ pub(crate) mod tests {
     use burn::tensor::TensorData;
 
     /// An inference pass with the default kernels.
-    pub(crate) fn inference() -> Pass {
+    pub(crate) fn inference() -> Pass<'static> {
         Pass::new(Kernels::default(), None)
     }
 

@@ -86,31 +86,30 @@ impl Transformer {
     pub fn forward(&self, x: Tensor<3>, pass: Pass, cls_only: bool) -> Tensor<3> {
         let last = self.layers.len().saturating_sub(1);
         self.layers.iter().enumerate().fold(x, |x, (l, layer)| {
-            layer.forward(
-                x,
-                pass,
-                16 * (l as u64 + 1),
-                cls_only && l == last,
-                self.eps,
-            )
+            layer.forward(x, pass, l, cls_only && l == last, self.eps)
         })
     }
 }
 
 impl Layer {
-    /// One pre-LN layer in `pass`: `x + attention(norm_2(x))`, then `+ ff(norm_1(..))`,
-    /// dropout at sites `site + 1 ..= site + 4` in training. At inference on flex the same as
-    /// one in-tree op ([`ops::encoder_layer`]; the CLS row alone with `cls_only`).
+    /// Layer `index` of the encoder in `pass`: `x + attention(norm_2(x))`, then
+    /// `+ ff(norm_1(..))`, with dropout in training. At inference on flex the same as one
+    /// in-tree op ([`ops::encoder_layer`]; the CLS row alone with `cls_only`).
     pub fn forward(
         &self,
         x: Tensor<3>,
         pass: Pass,
-        site: u64,
+        index: usize,
         cls_only: bool,
         eps: f64,
     ) -> Tensor<3> {
+        // This layer's dropout sites are site + 1 ..= site + 4.
+        let site = 16 * (index as u64 + 1);
         if ops::layer_op_applies(&x, pass) {
-            if let Some(p) = self.layer_params(eps, pass, cls_only) {
+            let qkv = pass
+                .prepared
+                .and_then(|p| p.qkv.get(index).cloned().flatten());
+            if let Some(p) = self.layer_params(eps, pass, cls_only, qkv) {
                 // By value: the op writes over the input's buffer when nobody else holds it.
                 return ops::encoder_layer(x, p);
             }
@@ -183,19 +182,20 @@ impl Layer {
         }
         Some(ops::encoder_layer(
             x.clone(),
-            self.layer_params(eps, pass, false)?,
+            self.layer_params(eps, pass, false, None)?,
         ))
     }
 
     /// The parameters the in-tree layer op takes in `pass` (only the CLS rows with
-    /// `cls_only`), or `None` without a bias it needs.
+    /// `cls_only`), the packed QKV projection from `qkv` when prepared (else packed here), or
+    /// `None` without a bias it needs.
     pub(crate) fn layer_params(
         &self,
         eps: f64,
         pass: Pass,
         cls_only: bool,
+        qkv: Option<(Tensor<2>, Tensor<1>)>,
     ) -> Option<EncoderLayerParams<burn::backend::Dispatch>> {
-        let layer = self;
         let lin = |l: &Linear| {
             l.bias
                 .as_ref()
@@ -206,27 +206,19 @@ impl Layer {
                 .as_ref()
                 .map(|b| (n.gamma.val().into_dispatch(), b.val().into_dispatch()))
         };
-        let m = &layer.mha;
-        let (na, nf) = (norm(&layer.norm_2)?, norm(&layer.norm_1)?);
-        let (q, k, v, o) = (
-            lin(&m.query)?,
-            lin(&m.key)?,
-            lin(&m.value)?,
-            lin(&m.output)?,
-        );
-        let (i, u) = (
-            lin(&layer.pwff.linear_inner)?,
-            lin(&layer.pwff.linear_outer)?,
-        );
+        let m = &self.mha;
+        let (na, nf) = (norm(&self.norm_2)?, norm(&self.norm_1)?);
+        let (qkv_weight, qkv_bias) = match qkv {
+            Some(p) => p,
+            None => ops::packed_qkv(&m.query, &m.key, &m.value)?,
+        };
+        let o = lin(&m.output)?;
+        let (i, u) = (lin(&self.pwff.linear_inner)?, lin(&self.pwff.linear_outer)?);
         Some(EncoderLayerParams {
             norm_attn_gamma: na.0,
             norm_attn_beta: na.1,
-            query_weight: q.0,
-            query_bias: q.1,
-            key_weight: k.0,
-            key_bias: k.1,
-            value_weight: v.0,
-            value_bias: v.1,
+            qkv_weight: qkv_weight.into_dispatch(),
+            qkv_bias: qkv_bias.into_dispatch(),
             output_weight: o.0,
             output_bias: o.1,
             norm_ff_gamma: nf.0,
@@ -293,7 +285,7 @@ mod tests {
             let e = max_rel_diff(ours, reference.clone());
             assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
             // The CLS rows alone: row 0 of each item, `[B, 1, d]`.
-            let mut p = layer.layer_params(1e-5, inference(), false).unwrap();
+            let mut p = layer.layer_params(1e-5, inference(), false, None).unwrap();
             p.cls_only = true;
             let cls = encoder_layer(x, p);
             assert_eq!(cls.dims(), [b, 1, d]);
@@ -306,7 +298,11 @@ mod tests {
     fn encoder_layer_with_tiled_attention_equals_gemms_attention() {
         let dev = Device::flex();
         let tr = Transformer::new(64, 96, 2, 1, 1e-5, &dev);
-        let p = || tr.layers[0].layer_params(1e-5, inference(), false).unwrap();
+        let p = || {
+            tr.layers[0]
+                .layer_params(1e-5, inference(), false, None)
+                .unwrap()
+        };
         let x = normal::<3>([2, 45, 64], 1.0, &dev);
         let cls = || {
             let mut p = p();
@@ -334,10 +330,14 @@ mod tests {
         let x = Tensor::<3>::zeros([2, 0, 32], &dev);
         let y = encoder_layer(
             x.clone(),
-            tr.layers[0].layer_params(1e-5, inference(), false).unwrap(),
+            tr.layers[0]
+                .layer_params(1e-5, inference(), false, None)
+                .unwrap(),
         );
         assert_eq!(y.dims(), [2, 0, 32]);
-        let mut p = tr.layers[0].layer_params(1e-5, inference(), false).unwrap();
+        let mut p = tr.layers[0]
+            .layer_params(1e-5, inference(), false, None)
+            .unwrap();
         p.cls_only = true;
         assert_eq!(encoder_layer(x, p).dims(), [2, 0, 32]);
     }
@@ -348,7 +348,11 @@ mod tests {
         // copied first, so its other owner still reads the original.
         let dev = Device::flex();
         let tr = Transformer::new(32, 48, 2, 1, 1e-5, &dev);
-        let p = || tr.layers[0].layer_params(1e-5, inference(), false).unwrap();
+        let p = || {
+            tr.layers[0]
+                .layer_params(1e-5, inference(), false, None)
+                .unwrap()
+        };
         let x = normal::<3>([2, 37, 32], 1.0, &dev);
         let before = x.clone().into_data();
         let unique = Tensor::<3>::from_data(before.clone(), &dev);

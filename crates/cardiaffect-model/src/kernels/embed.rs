@@ -17,13 +17,13 @@ use burn_flex::FlexTensor;
 
 use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch};
 use super::layer::{rows_per_task, run_tasks};
-use super::prepared::prepared;
 use crate::fastmath::{self, multiversion};
 
-/// One convolution of the signal encoder: weight `[C_out, C_in, k]`, bias `[C_out]`, its
-/// LayerNorm's `gamma` and `beta` `[C_out]`, the stride (padding `k / 2` either side).
+/// One convolution of the signal encoder: its weight as rows `[k, C_in, C_out]`
+/// ([`conv_weight_rows`]), bias `[C_out]`, its LayerNorm's `gamma` and `beta` `[C_out]`, the
+/// stride (padding `k / 2` either side).
 pub(super) struct ConvStage<'a> {
-    pub weight: &'a FlexTensor,
+    pub weight_rows: &'a FlexTensor,
     pub bias: &'a FlexTensor,
     pub gamma: &'a FlexTensor,
     pub beta: &'a FlexTensor,
@@ -88,14 +88,14 @@ pub(super) fn conv_stage_flex(
     let x = x.to_contiguous();
     let shape = x.layout().shape().clone();
     let [w, bias, gamma, beta] =
-        [stage.weight, stage.bias, stage.gamma, stage.beta].map(|t| t.to_contiguous());
+        [stage.weight_rows, stage.bias, stage.gamma, stage.beta].map(|t| t.to_contiguous());
     let wshape = w.layout().shape().to_vec();
     assert!(
-        shape.num_dims() == 3 && wshape.len() == 3 && shape[2] == wshape[1] && wshape[2] % 2 == 1,
-        "conv_stage: input {shape:?} and weight {wshape:?}, expected [B, R, C_in] and [C_out, C_in, odd k]"
+        shape.num_dims() == 3 && wshape.len() == 3 && shape[2] == wshape[1] && wshape[0] % 2 == 1,
+        "conv_stage: input {shape:?} and weight rows {wshape:?}, expected [B, R, C_in] and [odd k, C_in, C_out]"
     );
     let (b, rows, c_in) = (shape[0], shape[1], shape[2]);
-    let (c_out, k, s) = (wshape[0], wshape[2], stage.stride.max(1));
+    let (c_out, k, s) = (wshape[2], wshape[0], stage.stride.max(1));
     let pad = k / 2;
     // The input with its padding rows: as given, or with zeros added here.
     let padded_copy;
@@ -115,12 +115,7 @@ pub(super) fn conv_stage_flex(
         "conv_stage: {in_rows} padded rows for a kernel of {k}"
     );
     let len_out = (in_rows - k) / s + 1;
-    // Kept between calls with the weight it came from (rearranged per call, 2 % of a batch-1
-    // inference). Not through a clone of `w`: a weight made contiguous for this call alone
-    // must look like the temporary it is.
-    let wr = prepared("conv.rows", &[&w], || {
-        conv_weight_rows(f32_slice(&w), c_out, c_in, k)
-    });
+    let wr = f32_slice(&w);
     let [bias, gamma, beta] = [&bias, &gamma, &beta].map(f32_slice);
     assert!(
         bias.len() == c_out && gamma.len() == c_out && beta.len() == c_out,
@@ -228,7 +223,7 @@ pub(super) fn token_head_flex(
     );
     let (b, tok_rows, d) = (shape[0], shape[1], shape[2]);
     let pos_conv = pos_conv.map(|(w, bias)| (w.to_contiguous(), bias.to_contiguous()));
-    let kp = pos_conv.as_ref().map_or(1, |(w, _)| w.layout().shape()[2]);
+    let kp = pos_conv.as_ref().map_or(1, |(w, _)| w.layout().shape()[0]);
     let pad = kp / 2;
     assert!(
         kp % 2 == 1 && tok_rows > 2 * pad,
@@ -243,16 +238,15 @@ pub(super) fn token_head_flex(
         pos.len(),
         cls.len()
     );
-    // Taps as rows `[k, d]` (the depthwise weight as `d` outputs of one input channel), so
-    // each tap is one vectorisable pass over a token's channels.
+    // Taps as rows `[k, d]`, so each tap is one vectorisable pass over a token's channels.
     let taps = pos_conv.as_ref().map(|(w, bias)| {
         let ws = f32_slice(w);
         assert!(
             ws.len() == d * kp && f32_slice(bias).len() == d,
-            "token_head: token convolution {:?} for width {d}",
+            "token_head: token convolution taps {:?} for width {d}, expected [k, d]",
             w.layout().shape()
         );
-        prepared("conv.taps", &[w], || conv_weight_rows(ws, d, 1, kp))
+        ws
     });
     let pc_bias = pos_conv.as_ref().map(|(_, bias)| f32_slice(bias));
     let mut out = vec![0.0f32; b * (t + 1) * d];

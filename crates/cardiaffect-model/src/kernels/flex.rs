@@ -21,7 +21,7 @@ impl CardiaffectOps for Flex {
 
     fn conv_stage(
         x: FlexTensor,
-        weight: FlexTensor,
+        weight_rows: FlexTensor,
         bias: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
@@ -35,7 +35,7 @@ impl CardiaffectOps for Flex {
         embed::conv_stage_flex(
             x,
             embed::ConvStage {
-                weight: &weight,
+                weight_rows: &weight_rows,
                 bias: &bias,
                 gamma: &gamma,
                 beta: &beta,

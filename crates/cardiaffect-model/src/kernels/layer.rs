@@ -8,7 +8,6 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fused_attention::{self, panel_index, panel_len};
 use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, SendPtr};
-use super::prepared::prepared;
 use super::EncoderLayerParams;
 use crate::fastmath::{self, multiversion};
 
@@ -167,12 +166,8 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let params = [
         p.norm_attn_gamma,
         p.norm_attn_beta,
-        p.query_weight,
-        p.query_bias,
-        p.key_weight,
-        p.key_bias,
-        p.value_weight,
-        p.value_bias,
+        p.qkv_weight,
+        p.qkv_bias,
         p.output_weight,
         p.output_bias,
         p.norm_ff_gamma,
@@ -183,20 +178,16 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         p.outer_bias,
     ]
     .map(|t| t.to_contiguous());
-    let [g_a, be_a, wq, bq, wk, bk, wv, bv, wo, bo, g_f, be_f, wi, bi, wu, bu] =
+    let [g_a, be_a, wqkv, bqkv, wo, bo, g_f, be_f, wi, bi, wu, bu] =
         params.each_ref().map(f32_slice);
     let dff = bi.len();
     // The lengths the unsafe products below rely on (and the feed-forward's orientation).
     let shapes = params.each_ref().map(|t| t.layout().shape().to_vec());
-    let expected: [Vec<usize>; 16] = [
+    let expected: [Vec<usize>; 12] = [
         vec![d],
         vec![d],
-        vec![d, d],
-        vec![d],
-        vec![d, d],
-        vec![d],
-        vec![d, d],
-        vec![d],
+        vec![d, 3 * d],
+        vec![3 * d],
         vec![d, d],
         vec![d],
         vec![d],
@@ -206,15 +197,11 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         vec![dff, d],
         vec![d],
     ];
-    const NAMES: [&str; 16] = [
+    const NAMES: [&str; 12] = [
         "norm_attn.gamma",
         "norm_attn.beta",
-        "query.weight",
-        "query.bias",
-        "key.weight",
-        "key.bias",
-        "value.weight",
-        "value.bias",
+        "qkv.weight",
+        "qkv.bias",
         "output.weight",
         "output.bias",
         "norm_ff.gamma",
@@ -252,18 +239,9 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     // a copy per row, 2-3 % of a batch in memcpy).
     let [mut qkv, mut keys_t, mut values] = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
     qkv.resize(m * d3, 0.0);
-    // The three projections side by side, [d, 3d] and [3d]: one product per row block
-    // instead of three (one packing of the block's rows). The weights' copy is kept between
-    // calls with the tensors it came from.
-    let wqkv = prepared("layer.qkv", &[&params[2], &params[4], &params[6]], || {
-        let mut w = Vec::with_capacity(d * d3);
-        for i in 0..d {
-            for m in [wq, wk, wv] {
-                w.extend_from_slice(&m[i * d..(i + 1) * d]);
-            }
-        }
-        w
-    });
+    // The three projections side by side, [d, 3d] and [3d] (as the caller packed them): one
+    // product per row block instead of three (one packing of the block's rows).
+    let (bq, bk, bv) = (&bqkv[..d], &bqkv[d..2 * d], &bqkv[2 * d..]);
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
     // projection (once per layer, where per block of queries it cost a quarter of the kernel).
     let tiled = p.tiled_attention && fused_attention::available(dk) && t > 0;

@@ -17,9 +17,10 @@
 //!   hashed-mask dropout and linear layers ([`train_ops`]) and the convolutions
 //!   channels-last ([`train_conv`]), each one recorded op with an in-tree backward.
 //!
-//! Weights that the inference ops rearrange (the QKV projections side by side, convolution
-//! taps as rows) are kept between calls with the tensors they came from ([`prepared`]).
-//! Threads and attention tiles come in each call's arguments ([`crate::ops::Pass`]).
+//! The inference ops take their weights as they read them (the QKV projections side by
+//! side, convolution taps as rows), rearranged once by whoever holds the model
+//! ([`crate::PreparedModel`]); threads and attention tiles come in each call's arguments
+//! ([`crate::ops::Pass`]). Nothing is kept between calls.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, ExtensionType};
@@ -31,7 +32,6 @@ mod fused_attention;
 mod gelu;
 mod gemm;
 mod layer;
-mod prepared;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 pub(crate) mod train_attention;
@@ -70,13 +70,14 @@ pub trait CardiaffectOps: Backend {
 
     /// One convolution of the signal encoder at inference, channels-last: `x` `[B, R, C_in]`
     /// (`R = L + 2 (k / 2)` rows with the zero padding, or `L` rows when `pad_input`), the
-    /// convolution (weight `[C_out, C_in, k]`, bias, stride), LayerNorm over channels, GELU,
+    /// convolution (its weight as rows `[k, C_in, C_out]`, bias, stride), LayerNorm over
+    /// channels, GELU,
     /// then the projection `[C_out, d]` + `[d]` if given: `[B, L_out + 2 next_pad, width]`
     /// with `next_pad` zero rows either side for the next convolution; over up to `threads`.
     #[allow(clippy::too_many_arguments)]
     fn conv_stage(
         x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
+        weight_rows: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
@@ -89,7 +90,8 @@ pub trait CardiaffectOps: Backend {
     ) -> FloatTensor<Self>;
 
     /// The Transformer's input from the tokens `[B, T + 2p, d]` (`p` zero rows either side,
-    /// `p = k / 2` of the depthwise token convolution `[d, 1, k]` + `[d]` if given, else 0):
+    /// `p = k / 2` of the depthwise token convolution, its taps as rows `[k, d]` + `[d]` if
+    /// given, else 0):
     /// the token convolution with GELU added to each token, the CLS row `[d]` first and the
     /// positions `[T + 1, d]` added: `[B, T + 1, d]`; over up to `threads`.
     fn token_head(
@@ -128,12 +130,9 @@ pub enum Projection<B: Backend> {
 pub struct EncoderLayerParams<B: Backend> {
     pub norm_attn_gamma: FloatTensor<B>,
     pub norm_attn_beta: FloatTensor<B>,
-    pub query_weight: FloatTensor<B>,
-    pub query_bias: FloatTensor<B>,
-    pub key_weight: FloatTensor<B>,
-    pub key_bias: FloatTensor<B>,
-    pub value_weight: FloatTensor<B>,
-    pub value_bias: FloatTensor<B>,
+    /// The query, key and value projections side by side, `[d, 3d]` and `[3d]`.
+    pub qkv_weight: FloatTensor<B>,
+    pub qkv_bias: FloatTensor<B>,
     pub output_weight: FloatTensor<B>,
     pub output_bias: FloatTensor<B>,
     pub norm_ff_gamma: FloatTensor<B>,
