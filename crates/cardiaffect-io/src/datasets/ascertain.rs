@@ -13,11 +13,12 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::{choose_lead, labels, load_mat, mat_var, nan_count};
+use super::common::{choose_lead, labels, load_mat, mat_var, nan_count};
 use crate::error::{IoError, Result};
 use crate::formats::mat::{MatValue, NumericArray};
+use crate::options::ReadOptions;
 use crate::paths::{list_dir, natural_key, number_after};
-use crate::recording::{ReadOptions, ReadOutput, Skipped};
+use crate::recording::{ReadOutput, Skipped};
 use crate::recording::{Recording, Scale};
 
 pub const FS: f64 = 256.0;

@@ -13,15 +13,16 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{
+use super::common::{
     choose_lead, labels, lead_samples, load_mat, mat_cell, mat_field, mat_var, mat_vector,
     nan_count,
 };
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
+use crate::options::ReadOptions;
 use crate::paths::files_matching;
 use crate::recording::{ChannelRef, Recording, Scale};
-use crate::recording::{ReadOptions, ReadOutput, Skipped};
+use crate::recording::{ReadOutput, Skipped};
 
 pub const SCALE: Scale = Scale {
     min: 1.0,
