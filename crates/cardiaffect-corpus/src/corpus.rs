@@ -10,7 +10,7 @@ use cardiaffect_io::artifact::checksum;
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::prepare::Manifest;
+use crate::prepare::manifest::Manifest;
 use crate::{CorpusError, Dtype, FORMAT_VERSION};
 
 /// One row of `windows.csv`.
