@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::{IoError, Result};
 use crate::formats::mat::{MatFile, MatValue};
+use crate::recording::{ReadOutput, Skipped};
 
 /// Parse a MAT file, naming it in errors.
 /// The file mapped, its uncompressed doubles left in place (views that keep the mapping alive).
@@ -130,4 +131,22 @@ pub(crate) fn choose_lead(
 /// Count NaNs; decide whether a trial is usable.
 pub(crate) fn nan_count(x: &[f64]) -> usize {
     x.iter().filter(|v| v.is_nan()).count()
+}
+
+/// Skip the trial whose MAT value `field` holds no samples (the dataset's own gaps: not an
+/// error), saying so in `out`.
+pub(crate) fn skip_empty(
+    out: &mut ReadOutput,
+    path: &Path,
+    subject: String,
+    trial: String,
+    field: &str,
+) {
+    out.skipped.push(Skipped {
+        source: path.to_path_buf(),
+        subject,
+        trial,
+        kind: "empty",
+        reason: format!("{field} is empty"),
+    });
 }
