@@ -1,6 +1,6 @@
 //! What several dataset readers share: MAT variables and fields that must exist (errors name
 //! the file and the field path), leads kept as stored or converted, labels on one scale, the
-//! user's `--lead` among a dataset's leads.
+//! user's `--lead` among a dataset's leads, a trial skipped because its value is empty.
 
 use std::path::Path;
 
