@@ -53,8 +53,59 @@ impl Default for PrepareConfig {
 }
 
 impl PrepareConfig {
+    /// The windowing and filtering a model's inputs went through, as its saved preprocessing
+    /// states them (window, rate, band-pass edges and order, notch), with windows every
+    /// `stride_s` seconds; quality checks and dtype at their defaults. Where a model's side
+    /// turns its record back into a config, so that it need not know how this one is built.
+    pub fn for_window(
+        window_s: f64,
+        fs: f64,
+        stride_s: f64,
+        band_hz: [f64; 2],
+        filter_order: usize,
+        notch_hz: Option<f64>,
+    ) -> PrepareConfig {
+        PrepareConfig {
+            fs,
+            window_s,
+            stride_s,
+            clean: CleanConfig {
+                low_hz: band_hz[0],
+                high_hz: band_hz[1],
+                order: filter_order,
+                notch_hz,
+            },
+            ..PrepareConfig::default()
+        }
+    }
+
     /// Samples per window at the target rate.
     pub fn window_len(&self) -> usize {
         (self.window_s * self.fs).round() as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_window_sets_what_it_is_given_and_defaults_the_rest() {
+        let c = PrepareConfig::for_window(8.0, 256.0, 2.0, [1.0, 30.0], 2, Some(50.0));
+        assert_eq!(
+            c,
+            PrepareConfig {
+                fs: 256.0,
+                window_s: 8.0,
+                stride_s: 2.0,
+                clean: CleanConfig {
+                    low_hz: 1.0,
+                    high_hz: 30.0,
+                    order: 2,
+                    notch_hz: Some(50.0),
+                },
+                ..PrepareConfig::default()
+            }
+        );
     }
 }

@@ -10,24 +10,13 @@ use cardiaffect_io::artifact::checksum;
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::prepare::Manifest;
+use crate::prepare::manifest::Manifest;
+use crate::window::WindowMeta;
 use crate::{CorpusError, Dtype, FORMAT_VERSION};
 
-/// One row of `windows.csv`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub dataset: String,
-    pub source: String,
-    pub subject: String,
-    pub trial: String,
-    pub segment: String,
-    pub lead: String,
-    pub start_s: f64,
-    pub hr_bpm: f64,
-    pub condition: Option<u8>,
-    /// Values in the order of `Manifest::label_columns`; NaN where absent.
-    pub labels: Vec<f64>,
-}
+/// One row of `windows.csv` as read back: label values in the order of
+/// `Manifest::label_columns`, NaN where absent.
+pub type Row = WindowMeta<Vec<f64>>;
 
 pub struct Corpus {
     pub dir: PathBuf,

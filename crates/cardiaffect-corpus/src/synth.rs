@@ -33,8 +33,8 @@ use cardiaffect_signal::{ecgsyn, EcgSynParams, Rng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::prepare::write_atomic;
 use crate::CorpusError;
+use cardiaffect_io::artifact::write_atomic;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AffectConfig {

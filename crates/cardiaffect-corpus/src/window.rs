@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CorpusError, PrepareConfig};
 
-/// One row of the corpus metadata table.
+/// One row of the corpus metadata table (`windows.csv`), in the two forms it takes: as a shard
+/// stores it, labels by name (`WindowMeta`, the default `L`), and as [`crate::Corpus`] reads it
+/// back, label values in the order of `Manifest::label_columns` ([`crate::Row`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowMeta {
+pub struct WindowMeta<L = Vec<(String, f64)>> {
     pub dataset: String,
     pub source: String,
     pub subject: String,
@@ -22,8 +24,9 @@ pub struct WindowMeta {
     pub lead: String,
     pub start_s: f64,
     pub hr_bpm: f64,
-    /// Per-trial labels (finite values only), name -> value on the dataset's scale.
-    pub labels: Vec<(String, f64)>,
+    /// Per-trial labels. In a shard: name -> value on the dataset's scale, finite values only.
+    /// In a [`crate::Row`]: values in the order of `Manifest::label_columns`, NaN where absent.
+    pub labels: L,
     /// WESAD-style per-sample condition, when the whole window has one.
     pub condition: Option<u8>,
 }

@@ -2,28 +2,12 @@
 //! one class list for the whole corpus (each source's codes mapped onto it), inferred scales
 //! are the union of the sources', and skipped events are counted by reason.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cardiaffect_corpus::{prepare, Corpus, PrepareConfig, Source};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn quiet(_: cardiaffect_corpus::Progress) {}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
+mod common;
+use common::{copy_dir, quiet, root};
 
 fn column(c: &Corpus, name: &str) -> Vec<f64> {
     let i = c.label_index(name).unwrap();

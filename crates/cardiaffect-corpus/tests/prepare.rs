@@ -7,17 +7,14 @@ use cardiaffect_corpus::{prepare, Corpus, CorpusError, PrepareConfig, Source};
 use cardiaffect_io::Format;
 use cardiaffect_signal::{ecg_clean, resample};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{quiet, root};
 
 fn src(spec: &str) -> Source {
     let mut s: Source = spec.parse().unwrap();
     s.path = root().join(&s.path);
     s
 }
-
-fn quiet(_: cardiaffect_corpus::Progress) {}
 
 /// 10 s windows every 10 s (these tests were written for them; the default is now 4 s).
 fn ten_s() -> PrepareConfig {
@@ -26,6 +23,19 @@ fn ten_s() -> PrepareConfig {
         stride_s: 10.0,
         ..PrepareConfig::default()
     }
+}
+
+/// A fresh folder holding the corpus of the bundled one-minute EDF in [`ten_s`] windows.
+fn supine_corpus() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    prepare(
+        &[src("edf:data/biosignalsnotebooks/supine_1min.edf")],
+        tmp.path(),
+        &ten_s(),
+        &quiet,
+    )
+    .unwrap();
+    tmp
 }
 
 #[test]
@@ -273,14 +283,7 @@ fn bad_input_is_refused_with_reasons() {
 
 #[test]
 fn a_corpus_of_another_version_is_detected() {
-    let tmp = tempfile::tempdir().unwrap();
-    prepare(
-        &[src("edf:data/biosignalsnotebooks/supine_1min.edf")],
-        tmp.path(),
-        &ten_s(),
-        &quiet,
-    )
-    .unwrap();
+    let tmp = supine_corpus();
     let mpath = tmp.path().join("manifest.json");
     let text = std::fs::read_to_string(&mpath).unwrap().replace(
         &format!("\"format_version\": {}", cardiaffect_corpus::FORMAT_VERSION),
@@ -329,14 +332,7 @@ fn reuse_follows_file_contents_not_timestamps() {
 fn non_finite_windows_are_refused_with_their_indices() {
     // The case: the last 4,000 bytes of windows.npy overwritten with 0xFF (NaN), with
     // the checksums made to match (as a tool that rewrote the corpus would): the values decide.
-    let tmp = tempfile::tempdir().unwrap();
-    prepare(
-        &[src("edf:data/biosignalsnotebooks/supine_1min.edf")],
-        tmp.path(),
-        &ten_s(),
-        &quiet,
-    )
-    .unwrap();
+    let tmp = supine_corpus();
     let npy = tmp.path().join("windows.npy");
     let mut b = std::fs::read(&npy).unwrap();
     let n = b.len();

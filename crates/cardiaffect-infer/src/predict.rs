@@ -16,7 +16,6 @@ use cardiaffect_io::chunked::{InMemory, SampleSource};
 use cardiaffect_io::Recording;
 use cardiaffect_model::batch;
 use cardiaffect_model::ModelBundle;
-use cardiaffect_signal::CleanConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::InferError;
@@ -130,18 +129,14 @@ impl Predictor {
     /// The windowing and filtering of this model's training data, with windows every `hop_s`.
     pub fn prepare_config(&self, hop_s: f64) -> PrepareConfig {
         let p = &self.preprocess;
-        PrepareConfig {
-            fs: p.fs,
-            window_s: p.window_s,
-            stride_s: hop_s,
-            clean: CleanConfig {
-                low_hz: p.band_hz[0],
-                high_hz: p.band_hz[1],
-                order: p.filter_order,
-                notch_hz: p.notch_hz,
-            },
-            ..PrepareConfig::default()
-        }
+        PrepareConfig::for_window(
+            p.window_s,
+            p.fs,
+            hop_s,
+            p.band_hz,
+            p.filter_order,
+            p.notch_hz,
+        )
     }
 }
 

@@ -25,14 +25,17 @@ pub mod error;
 pub mod events;
 pub mod formats;
 pub mod mapped;
+pub mod options;
 mod paths;
 pub mod read;
 pub mod recording;
 pub mod setting;
 
+pub use datasets::Format;
 pub use error::{IoError, ParseError, Result};
 pub use events::EventSource;
-pub use read::{
-    detect, read, read_units, unit_files, Format, ReadOptions, ReadOutput, ReadResult, Skipped,
+pub use options::ReadOptions;
+pub use read::{detect, read, read_units, unit_files, ReadResult};
+pub use recording::{
+    Annotation, ChannelRef, Label, LabelTrack, ReadOutput, Recording, Run, Scale, Skipped,
 };
-pub use recording::{Annotation, ChannelRef, Label, LabelTrack, Recording, Run, Scale};

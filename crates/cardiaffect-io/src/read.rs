@@ -1,88 +1,14 @@
 //! One entry point for every source: pick (or detect) the format, read, report.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use crate::datasets;
+pub use crate::datasets::Format;
 use crate::error::{IoError, Result};
 use crate::formats::{edf, mat, npy};
+pub use crate::options::ReadOptions;
 use crate::paths::{file_name, list_dir, natural_key};
-pub use crate::recording::{ReadOptions, ReadOutput, Skipped};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Auto,
-    Amigos,
-    Dreamer,
-    Wesad,
-    Ascertain,
-    Wfdb,
-    Edf,
-    Npy,
-    Csv,
-    Bids,
-    BrainVision,
-}
-
-impl Format {
-    pub const ALL: [Format; 11] = [
-        Format::Auto,
-        Format::Amigos,
-        Format::Dreamer,
-        Format::Wesad,
-        Format::Ascertain,
-        Format::Wfdb,
-        Format::Edf,
-        Format::Npy,
-        Format::Csv,
-        Format::Bids,
-        Format::BrainVision,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Amigos => "amigos",
-            Format::Dreamer => "dreamer",
-            Format::Wesad => "wesad",
-            Format::Ascertain => "ascertain",
-            Format::Wfdb => "wfdb",
-            Format::Edf => "edf",
-            Format::Npy => "npy",
-            Format::Csv => "csv",
-            Format::Bids => "bids",
-            Format::BrainVision => "brainvision",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        let s = s.to_ascii_lowercase();
-        Format::ALL
-            .into_iter()
-            .find(|f| {
-                f.name() == s
-                    || (s == "tsv" && *f == Format::Csv)
-                    || (s == "bdf" && *f == Format::Edf)
-            })
-            .ok_or_else(|| {
-                format!(
-                    "unknown format {s:?}: expected one of {}",
-                    Format::ALL.map(|f| f.name()).join(", ")
-                )
-            })
-    }
-}
+pub use crate::recording::{ReadOutput, Skipped};
 
 /// What [`read()`] found: the format it read (detected or given), why it was detected (`None`
 /// when given), and the recordings.
@@ -347,4 +273,24 @@ pub fn unit_files(unit: &Path, format: Format) -> Result<Vec<PathBuf>> {
 /// The layout of a format that detection has resolved (it never resolves to `auto`).
 fn resolved(format: Format) -> &'static datasets::Layout {
     datasets::layout(format).expect("detection resolves auto to a format with a layout")
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::datasets::LAYOUTS;
+
+    #[test]
+    fn every_format_but_auto_has_one_layout() {
+        for f in Format::ALL {
+            let n = LAYOUTS.iter().filter(|l| l.format == f).count();
+            assert_eq!(n, usize::from(f != Format::Auto), "{f}");
+        }
+        // A unit whose format is not resolved yet depends on itself alone (no panic).
+        let unit = Path::new("rec.hea");
+        assert_eq!(
+            unit_files(unit, Format::Auto).unwrap(),
+            vec![unit.to_path_buf()]
+        );
+    }
 }

@@ -220,7 +220,8 @@ pub struct Recording {
     /// Values as stored, in physical units where the format defines them; never filtered.
     /// Empty where `stored` holds them instead.
     pub samples: Vec<f32>,
-    /// The lead as stored, f64 in place in the mapped file, where [`ReadOptions::zero_copy`]
+    /// The lead as stored, f64 in place in the mapped file, where
+    /// [`ReadOptions::zero_copy`](crate::ReadOptions::zero_copy)
     /// asked for it and the file allows (uncompressed doubles); `samples` is then empty.
     pub stored: Option<crate::mapped::F64s>,
     pub labels: Vec<Label>,
@@ -301,25 +302,6 @@ mod tests {
         assert_eq!((b[1].0, b[1].1), (1, 3));
         assert_eq!(b.last().unwrap().1, 10);
     }
-}
-
-/// Choices a reader cannot make alone.
-#[derive(Debug, Clone, Default)]
-pub struct ReadOptions {
-    /// Sampling rate for formats that do not store one (CSV, NPY).
-    pub fs: Option<f64>,
-    /// Which ECG lead to take: a name ("ECG Left", "right", "MLII") or a 1-based index.
-    pub lead: Option<String>,
-    /// Cut each recording into trials at these events (BIDS reads its own `*_events.tsv`).
-    pub events: Option<crate::events::EventSource>,
-    /// Seconds before each event's onset kept as the trial's baseline segment.
-    pub baseline_s: Option<f64>,
-    /// Label scales the user declares, `column -> (min, max)`.
-    pub label_scales: BTreeMap<String, (f64, f64)>,
-    /// Leave leads stored as uncompressed doubles in the mapped file
-    /// ([`Recording::stored`]) instead of converting them into `samples` (for callers that
-    /// want the values as stored, e.g. as numpy arrays, without a copy). Ignored with `events`.
-    pub zero_copy: bool,
 }
 
 /// A trial that was in the file but not returned, and why.

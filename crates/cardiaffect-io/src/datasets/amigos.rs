@@ -15,12 +15,13 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::{choose_lead, labels, lead_samples, load_mat, mat_cell, mat_var, nan_count};
+use super::common::{choose_lead, labels, lead_samples, load_mat, mat_cell, mat_var, nan_count};
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
+use crate::options::ReadOptions;
 use crate::paths::{files_matching, natural_key, number_after};
 use crate::recording::{ChannelRef, Recording, Scale};
-use crate::recording::{ReadOptions, ReadOutput, Skipped};
+use crate::recording::{ReadOutput, Skipped};
 
 pub const FS: f64 = 128.0;
 /// The variable `synth --affect` adds to each file it writes (text: what wrote it).

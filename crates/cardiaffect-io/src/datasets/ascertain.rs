@@ -13,11 +13,12 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::{choose_lead, labels, load_mat, mat_var, nan_count};
+use super::common::{choose_lead, labels, load_mat, mat_var, nan_count, skip_empty};
 use crate::error::{IoError, Result};
 use crate::formats::mat::{MatValue, NumericArray};
+use crate::options::ReadOptions;
 use crate::paths::{list_dir, natural_key, number_after};
-use crate::recording::{ReadOptions, ReadOutput, Skipped};
+use crate::recording::{ReadOutput, Skipped};
 use crate::recording::{Recording, Scale};
 
 pub const FS: f64 = 256.0;
@@ -172,24 +173,10 @@ fn read_clip(
     let data = mat_var(path, &m, "Data_ECG")?;
     let a = match data {
         MatValue::Numeric(a) if a.dims.len() == 2 && a.rows() > 0 && a.cols() >= 3 => a,
-        MatValue::Numeric(a) if a.rows() == 0 => {
-            out.skipped.push(Skipped {
-                source: path.to_path_buf(),
-                subject,
-                trial,
-                kind: "empty",
-                reason: "Data_ECG is empty".into(),
-            });
-            return Ok(());
-        }
-        MatValue::Empty => {
-            out.skipped.push(Skipped {
-                source: path.to_path_buf(),
-                subject,
-                trial,
-                kind: "empty",
-                reason: "Data_ECG is empty".into(),
-            });
+        v @ (MatValue::Empty | MatValue::Numeric(_))
+            if v.as_numeric().is_none_or(|a| a.rows() == 0) =>
+        {
+            skip_empty(out, path, subject, trial, "Data_ECG");
             return Ok(());
         }
         other => {

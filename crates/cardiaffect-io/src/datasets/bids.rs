@@ -21,8 +21,9 @@ use crate::datasets::generic::open_brainvision;
 use crate::error::{IoError, Result};
 use crate::events::{self, Events, TrialOptions};
 use crate::formats::{edf, tsv};
+use crate::options::ReadOptions;
 use crate::paths::{file_name, list_dir, natural_key};
-use crate::recording::{ChannelRef, ReadOptions, ReadOutput, Recording, Run};
+use crate::recording::{ChannelRef, ReadOutput, Recording, Run};
 
 /// The data files BIDS names, by suffix.
 const DATA_SUFFIXES: [&str; 4] = ["_physio.tsv.gz", "_eeg.vhdr", "_eeg.edf", "_eeg.bdf"];

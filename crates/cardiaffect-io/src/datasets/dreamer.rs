@@ -13,15 +13,16 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{
+use super::common::{
     choose_lead, labels, lead_samples, load_mat, mat_cell, mat_field, mat_var, mat_vector,
-    nan_count,
+    nan_count, skip_empty,
 };
 use crate::error::{IoError, Result};
 use crate::formats::mat::MatValue;
+use crate::options::ReadOptions;
 use crate::paths::files_matching;
 use crate::recording::{ChannelRef, Recording, Scale};
-use crate::recording::{ReadOptions, ReadOutput, Skipped};
+use crate::recording::{ReadOutput, Skipped};
 
 pub const SCALE: Scale = Scale {
     min: 1.0,
@@ -125,24 +126,11 @@ fn read_file(path: &Path, lead: usize, zero_copy: bool, out: &mut ReadOutput) ->
                 let trial = (v + 1).to_string();
                 let a = match cell {
                     MatValue::Numeric(a) if a.rows() > 0 && a.cols() == 2 => a,
-                    MatValue::Numeric(a) if a.rows() == 0 || a.cols() == 0 => {
-                        out.skipped.push(Skipped {
-                            source: path.to_path_buf(),
-                            subject: subject.clone(),
-                            trial,
-                            kind: "empty",
-                            reason: format!("{field} is empty"),
-                        });
-                        continue;
-                    }
-                    MatValue::Empty => {
-                        out.skipped.push(Skipped {
-                            source: path.to_path_buf(),
-                            subject: subject.clone(),
-                            trial,
-                            kind: "empty",
-                            reason: format!("{field} is empty"),
-                        });
+                    v @ (MatValue::Empty | MatValue::Numeric(_))
+                        if v.as_numeric()
+                            .is_none_or(|a| a.rows() == 0 || a.cols() == 0) =>
+                    {
+                        skip_empty(out, path, subject.clone(), trial, &field);
                         continue;
                     }
                     other => {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::error::{IoError, Result};
 use crate::formats::{brainvision, csv, edf, npy, wfdb};
+use crate::options::ReadOptions;
 use crate::paths::files_matching;
-use crate::recording::{Annotation, ChannelRef, Recording};
-use crate::recording::{ReadOptions, ReadOutput};
+use crate::recording::{Annotation, ChannelRef, ReadOutput, Recording};
 
 struct Signal {
     name: String,
@@ -94,7 +94,7 @@ fn push_signals(
 }
 
 /// A WFDB signal's name: its description, else its 1-based number.
-fn wfdb_signal_name(i: usize, spec: &wfdb::SignalSpec) -> String {
+pub(crate) fn wfdb_signal_name(i: usize, spec: &wfdb::SignalSpec) -> String {
     if spec.description.is_empty() {
         format!("signal {}", i + 1)
     } else {
@@ -104,7 +104,7 @@ fn wfdb_signal_name(i: usize, spec: &wfdb::SignalSpec) -> String {
 
 /// The subject of an EDF file: the EDF+ patient code ("code sex birthdate name", "X" where
 /// unknown), else the file's name.
-fn edf_subject(patient: &str, path: &Path) -> String {
+pub(crate) fn edf_subject(patient: &str, path: &Path) -> String {
     match patient.split_whitespace().next().unwrap_or("X") {
         "X" => stem(path),
         code => code.to_string(),
@@ -112,7 +112,7 @@ fn edf_subject(patient: &str, path: &Path) -> String {
 }
 
 /// What an EDF header adds to each of its recordings' `meta`.
-fn edf_meta(h: &edf::EdfHeader, rec: &mut Recording) {
+pub(crate) fn edf_meta(h: &edf::EdfHeader, rec: &mut Recording) {
     rec.meta
         .insert("start".into(), format!("{} {}", h.start_date, h.start_time));
     if !h.variant.is_empty() {
@@ -504,7 +504,11 @@ pub fn brainvision_files(vhdr: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Which signals of a file become recordings: all, or the one `--lead` names.
-fn chosen_signals(path: &Path, names: &[&str], opts: &ReadOptions) -> Result<Vec<usize>> {
+pub(crate) fn chosen_signals(
+    path: &Path,
+    names: &[&str],
+    opts: &ReadOptions,
+) -> Result<Vec<usize>> {
     Ok(match &opts.lead {
         None => (0..names.len()).collect(),
         Some(l) => vec![choose_signal(path, names, l)?],
@@ -516,7 +520,11 @@ fn chosen_signals(path: &Path, names: &[&str], opts: &ReadOptions) -> Result<Vec
 /// EMG, GSR, respiration and a 15.5-Hz marker beside the ECG, which are not to be windowed as
 /// ECG. A record whose signals are all unnamed is taken whole (nothing says they are not ECG);
 /// one with names but none of ECG is an error listing them.
-fn chosen_wfdb_signals(path: &Path, names: &[&str], opts: &ReadOptions) -> Result<Vec<usize>> {
+pub(crate) fn chosen_wfdb_signals(
+    path: &Path,
+    names: &[&str],
+    opts: &ReadOptions,
+) -> Result<Vec<usize>> {
     if opts.lead.is_some() {
         return chosen_signals(path, names, opts);
     }
@@ -564,187 +572,8 @@ pub fn is_ecg_name(name: &str) -> bool {
     LEADS.contains(&n.as_str())
 }
 
-/// [`read_wfdb`] of one record without its samples: each chosen signal opened for streaming,
-/// or `None` where its file is difference-coded (format 8: read it whole).
-pub fn open_wfdb_streamed(
-    path: &Path,
-    opts: &ReadOptions,
-) -> Result<Option<Vec<crate::chunked::Streamed>>> {
-    use crate::chunked::{Streamed, WfdbSignal};
-    let hea = if path.extension().is_some_and(|e| e == "hea") {
-        path.to_path_buf()
-    } else {
-        path.with_extension("hea")
-    };
-    let text = std::fs::read(&hea).map_err(|e| IoError::open(&hea, e))?;
-    let header = wfdb::parse_header(&hea, &String::from_utf8_lossy(&text))?;
-    let names: Vec<String> = header
-        .signals
-        .iter()
-        .enumerate()
-        .map(|(i, s)| wfdb_signal_name(i, s))
-        .collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut out = Vec::new();
-    for i in chosen_wfdb_signals(&hea, &name_refs, opts)? {
-        let spec = &header.signals[i];
-        let Some(bits) = wfdb::bits_per_sample(spec.format).filter(|_| spec.format != 8) else {
-            return Ok(None);
-        };
-        if spec.file == "~" {
-            return Ok(None);
-        }
-        let same_file: Vec<usize> = (0..header.signals.len())
-            .filter(|&j| header.signals[j].file == spec.file)
-            .collect();
-        if same_file
-            .iter()
-            .any(|&j| header.signals[j].format != spec.format)
-        {
-            return Ok(None);
-        }
-        let frame_len: usize = same_file
-            .iter()
-            .map(|&j| header.signals[j].samples_per_frame)
-            .sum();
-        let slot: usize = same_file
-            .iter()
-            .take_while(|&&j| j != i)
-            .map(|&j| header.signals[j].samples_per_frame)
-            .sum();
-        let dat = hea.parent().unwrap_or(Path::new(".")).join(&spec.file);
-        let file = std::fs::File::open(&dat).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                IoError::MissingFile {
-                    path: hea.clone(),
-                    field: format!("signal {} file", i + 1),
-                    missing: dat.clone(),
-                }
-            } else {
-                IoError::open(&dat, e)
-            }
-        })?;
-        let file_len = file.metadata().map_err(|e| IoError::open(&dat, e))?.len();
-        let frames = wfdb::frames_in_file(
-            &dat,
-            header.samples,
-            file_len.saturating_sub(spec.byte_offset),
-            frame_len,
-            spec.format,
-            bits,
-        )?;
-        let mut rec = Recording::new(
-            "WFDB",
-            &hea,
-            header.fs * spec.samples_per_frame as f64,
-            vec![],
-        );
-        rec.subject = header.record.clone();
-        rec.trial = "1".into();
-        rec.lead = names[i].clone();
-        rec.unit = Some(spec.units.clone().unwrap_or_else(|| "mV".into()));
-        if let Some(t) = &header.base_time {
-            rec.meta.insert("base_time".into(), t.clone());
-        }
-        out.push(Streamed {
-            recording: rec,
-            source: Box::new(WfdbSignal {
-                file,
-                path: dat,
-                format: spec.format,
-                offset: spec.byte_offset,
-                frame_len,
-                slot,
-                samples_per_frame: spec.samples_per_frame,
-                frames,
-                bits: bits as usize,
-                file_len,
-                baseline: spec.baseline as f64,
-                gain: spec.gain,
-                buf: Vec::new(),
-            }),
-        });
-    }
-    Ok(Some(out))
-}
-
-/// [`read_edf`] of one file without its samples (and without EDF+ annotations): each chosen
-/// signal opened for streaming.
-pub fn open_edf_streamed(
-    path: &Path,
-    opts: &ReadOptions,
-) -> Result<Option<Vec<crate::chunked::Streamed>>> {
-    use crate::chunked::{EdfSignal, Streamed};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| IoError::open(path, e))?;
-    let len = file.metadata().map_err(|e| IoError::open(path, e))?.len() as usize;
-    let mut head = vec![0u8; 256.min(len)];
-    file.read_exact(&mut head)
-        .map_err(|e| IoError::open(path, e))?;
-    let ns: usize = String::from_utf8_lossy(head.get(252..256).unwrap_or(b""))
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    if (1..=4096).contains(&ns) && len >= 256 * (ns + 1) {
-        head.resize(256 * (ns + 1), 0);
-        file.read_exact(&mut head[256..])
-            .map_err(|e| IoError::open(path, e))?;
-    }
-    let (h, _warnings) = edf::parse_header(&head, len).map_err(|err| err.in_file(path, "EDF"))?;
-    let signals: Vec<usize> = (0..h.signals.len())
-        .filter(|&i| !h.signals[i].is_annotation())
-        .collect();
-    if signals.is_empty() {
-        return Err(IoError::Empty {
-            path: path.to_path_buf(),
-            reason: "the EDF file has only annotation signals".into(),
-        });
-    }
-    let names: Vec<&str> = signals
-        .iter()
-        .map(|&i| h.signals[i].label.as_str())
-        .collect();
-    let subject = edf_subject(&h.patient, path);
-    let mut out = Vec::new();
-    for c in chosen_signals(path, &names, opts)? {
-        let i = signals[c];
-        let s = &h.signals[i];
-        let within = h.signals[..i]
-            .iter()
-            .map(|o| o.samples_per_record)
-            .sum::<usize>()
-            * h.sample_bytes();
-        let fs = s.samples_per_record as f64 / h.record_duration_s;
-        let mut rec = Recording::new("EDF", path, fs, vec![]);
-        rec.subject = subject.clone();
-        rec.trial = "1".into();
-        rec.lead = s.label.clone();
-        rec.unit = (!s.physical_dimension.is_empty()).then(|| s.physical_dimension.clone());
-        edf_meta(&h, &mut rec);
-        let (k, c0) = h.scale(i);
-        let file = std::fs::File::open(path).map_err(|e| IoError::open(path, e))?;
-        out.push(Streamed {
-            recording: rec,
-            source: Box::new(EdfSignal {
-                file,
-                path: path.to_path_buf(),
-                data_start: h.header_bytes as u64,
-                record_bytes: h.record_bytes(),
-                within,
-                samples_per_record: s.samples_per_record,
-                records: h.records,
-                bdf: h.bdf,
-                k,
-                c: c0,
-                buf: Vec::new(),
-            }),
-        });
-    }
-    Ok(Some(out))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::formats::wfdb::write_record_16;
 
@@ -763,44 +592,13 @@ mod tests {
         }
     }
 
-    fn record(dir: &Path, names: &[&str]) -> PathBuf {
+    /// A WFDB record of `names`' signals (a sine each), written under `dir`.
+    pub(crate) fn record(dir: &Path, names: &[&str]) -> PathBuf {
         let x: Vec<f32> = (0..500).map(|i| (i as f32 * 0.05).sin()).collect();
         let sigs: Vec<(&str, &str, f64, &[f32])> =
             names.iter().map(|n| (*n, "mV", 200.0, &x[..])).collect();
         write_record_16(dir, "drive", 250.0, &sigs).unwrap();
         dir.join("drive.hea")
-    }
-
-    /// drivedb's records: ECG beside EMG, GSR, HR, a marker and respiration. Only the ECG is a
-    /// recording; the rest are its other channels; `--lead` still chooses any signal.
-    #[test]
-    fn wfdb_takes_the_ecg_named_signals() {
-        let tmp = tempfile::tempdir().unwrap();
-        let hea = record(
-            tmp.path(),
-            &["ECG", "EMG", "foot GSR", "HR", "marker", "RESP"],
-        );
-        let mut out = ReadOutput::default();
-        read_wfdb(&hea, &ReadOptions::default(), &mut out).unwrap();
-        assert_eq!(out.recordings.len(), 1);
-        assert_eq!(out.recordings[0].lead, "ECG");
-        let others: Vec<&str> = out.recordings[0]
-            .channels
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(others, ["EMG", "foot GSR", "HR", "marker", "RESP"]);
-        let streamed = open_wfdb_streamed(&hea, &ReadOptions::default())
-            .unwrap()
-            .unwrap();
-        assert_eq!(streamed.len(), 1);
-        let mut out = ReadOutput::default();
-        let opts = ReadOptions {
-            lead: Some("resp".into()),
-            ..Default::default()
-        };
-        read_wfdb(&hea, &opts, &mut out).unwrap();
-        assert_eq!(out.recordings[0].lead, "RESP");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoError, Result};
 use crate::formats::{csv, pickle};
+use crate::options::ReadOptions;
 use crate::paths::{list_dir, natural_key};
+use crate::recording::ReadOutput;
 use crate::recording::{ChannelRef, LabelTrack, Recording};
-use crate::recording::{ReadOptions, ReadOutput};
 
 pub const FS: f64 = 700.0;
 pub const CLASSES: [(u8, &str); 8] = [
