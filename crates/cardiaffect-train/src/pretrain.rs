@@ -38,6 +38,7 @@ use cardiaffect_signal::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::distributed::{fingerprint, flatten, hash_bytes, unflatten, Group};
+use crate::error::io_err;
 use crate::{Masking, TrainError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -467,15 +468,7 @@ fn evaluate(
     (loss_sum / n.max(1.0), base_sum / n.max(1.0))
 }
 
-pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-use cardiaffect_io::artifact::{self, Checksums};
-pub(crate) use cardiaffect_io::artifact::{write_atomic, write_json_atomic};
+use cardiaffect_io::artifact::{self, write_atomic, write_json_atomic, Checksums};
 use cardiaffect_model::bundle::{CONFIG_FILE, PREPROCESS_FILE, WEIGHTS_FILE};
 
 /// The files of a checkpoint folder.
@@ -1106,7 +1099,7 @@ fn finish(
     // The preprocessing the inputs had, for fine-tuning and prediction to check and repeat.
     write_json_atomic(
         &run.join(PREPROCESS_FILE),
-        &crate::finetune::preprocess(&data.corpora[0]),
+        &crate::preprocess::preprocess(&data.corpora[0]),
     )?;
     let (val, base) = evaluate(cfg, data, &data.val, inference, device);
     let val_by_corpus = evaluate_by_corpus(cfg, data, inference, device);
