@@ -84,31 +84,67 @@ fn finished(t0: Instant, out: &Path, pretrain: &str) {
     println!("  curve/                 curve.json, curve.md, curve.svg: macro-F1 and AUROC against the labeled fraction");
 }
 
-pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<()> {
-    if a.synthetic {
-        return run_synthetic(a, dispatch);
-    }
+/// What both demos begin with: the output folder made, the shipped weights' config written
+/// into it (pre-training's `--config`), and the folders and weights their steps name.
+struct Begun {
+    t0: Instant,
+    out: PathBuf,
+    model_cfg: PathBuf,
+    seed: String,
+    real: PathBuf,
+    pretrain: PathBuf,
+    finetune: PathBuf,
+    curve: PathBuf,
+    /// Fine-tuning's `--pretrained`: this run's pre-training, or the shipped weights.
+    weights: String,
+}
+
+fn begin(a: &DemoArgs) -> Result<Begun> {
     let t0 = Instant::now();
     let out = a.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let model_cfg = out.join("model.json");
     std::fs::write(&model_cfg, crate::bundled::weights_config())
         .with_context(|| format!("writing {}", model_cfg.display()))?;
-    let window = format!("{}s", crate::bundled::weights_preprocess()?.window_s);
-    let seed = a.seed.to_string();
-    // Sizes: (pre-training steps, fine-tuning epochs); the curve's fractions.
-    let (pt_steps, epochs) = if a.quick { ("40", "1") } else { ("100", "10") };
-    let fractions = if a.quick { "0.5,1" } else { "0.25,1" };
-    let real = out.join("corpus-real");
-    let eegmat = out.join("corpus-eegmat");
     let pretrain = out.join("pretrain");
-    let finetune = out.join("finetune");
-    let curve = out.join("curve");
     let weights = if a.own_pretraining {
         s(&pretrain)
     } else {
         "bundled".to_string()
     };
+    Ok(Begun {
+        t0,
+        model_cfg,
+        seed: a.seed.to_string(),
+        real: out.join("corpus-real"),
+        pretrain,
+        finetune: out.join("finetune"),
+        curve: out.join("curve"),
+        weights,
+        out,
+    })
+}
+
+pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<()> {
+    if a.synthetic {
+        return run_synthetic(a, dispatch);
+    }
+    let Begun {
+        t0,
+        out,
+        model_cfg,
+        seed,
+        real,
+        pretrain,
+        finetune,
+        curve,
+        weights,
+    } = begin(&a)?;
+    let window = format!("{}s", crate::bundled::weights_preprocess()?.window_s);
+    // Sizes: (pre-training steps, fine-tuning epochs); the curve's fractions.
+    let (pt_steps, epochs) = if a.quick { ("40", "1") } else { ("100", "10") };
+    let fractions = if a.quick { "0.5,1" } else { "0.25,1" };
+    let eegmat = out.join("corpus-eegmat");
     let person = format!("bundled:eegmat/{EEGMAT_PERSON}");
     let ft_args = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = vec![
@@ -150,13 +186,17 @@ pub fn run(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<
 
 /// The demo on the synthetic affect set (`--synthetic`): the pipeline check it always was.
 fn run_synthetic(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> Result<()> {
-    let t0 = Instant::now();
-    let out = a.out.clone();
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let model_cfg = out.join("model.json");
-    std::fs::write(&model_cfg, crate::bundled::weights_config())
-        .with_context(|| format!("writing {}", model_cfg.display()))?;
-    let seed = a.seed.to_string();
+    let Begun {
+        t0,
+        out,
+        model_cfg,
+        seed,
+        real,
+        pretrain,
+        finetune,
+        curve,
+        weights,
+    } = begin(&a)?;
     let secs = crate::bundled::weights_preprocess()?.window_s;
     let (window, half) = (format!("{secs}s"), format!("{}s", secs / 2.0));
     // Sizes: (subjects, trials, seconds per trial, pre-training steps, folds, epochs).
@@ -165,19 +205,10 @@ fn run_synthetic(a: DemoArgs, dispatch: &dyn Fn(Vec<String>) -> Result<()>) -> R
     } else {
         ("10", "16", "40", "300", "5", "3")
     };
-    let real = out.join("corpus-real");
     let affect_raw = out.join("synth-affect");
     let affect = out.join("corpus-affect");
-    let pretrain = out.join("pretrain");
-    let finetune = out.join("finetune");
-    let weights = if a.own_pretraining {
-        s(&pretrain)
-    } else {
-        "bundled".to_string()
-    };
     // Named, not by its cache path: the printout and the timeline are the same on every machine.
     let recording = PathBuf::from("bundled:biosignalsnotebooks/ecg_7min");
-    let curve = out.join("curve");
     let ft_args = |dir: &Path| -> Vec<String> {
         vec![
             "--corpus".into(),
