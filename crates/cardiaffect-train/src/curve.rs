@@ -13,11 +13,11 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use cardiaffect_eval::{Method, Protocol, Task};
+use cardiaffect_io::artifact::{write_atomic, write_json_atomic};
 use cardiaffect_render::figures::curve::{label_efficiency, Series};
 use cardiaffect_render::pm_or_zero;
 
 use crate::finetune::{finetune, FinetuneConfig, FinetuneEvent};
-use crate::pretrain::write_atomic;
 use crate::TrainError;
 
 /// One method at one fraction (window level, mean and sample std over folds).
@@ -125,7 +125,7 @@ pub fn curve(
         fractions,
         methods,
     };
-    crate::pretrain::write_json_atomic(&out.join("curve.json"), &c)?;
+    write_json_atomic(&out.join("curve.json"), &c)?;
     write_atomic(&out.join("curve.md"), markdown(&c).as_bytes())?;
     write_atomic(&out.join("curve.svg"), svg(&c).as_bytes())?;
     Ok(c)

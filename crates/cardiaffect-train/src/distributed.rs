@@ -20,6 +20,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
+pub use crate::error::ReduceError;
 use crate::TrainError;
 
 /// Sums a buffer over the ranks of a group.
@@ -28,28 +29,6 @@ pub trait GradientReducer {
     /// same length at the same point of the run and must get the same values back (to the
     /// bit: the ranks' weights stay identical only so).
     fn sum(&mut self, buf: &mut [f32]) -> Result<(), ReduceError>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReduceError {
-    #[error("rank {rank} left the group before the sum was complete")]
-    Left { rank: usize },
-    #[error("rank {rank} gave {found} values to sum where rank 0 gave {expected}")]
-    Length {
-        rank: usize,
-        found: usize,
-        expected: usize,
-    },
-    #[error(
-        "rank {rank}'s values did not reach the others: the reducer does not sum over the group"
-    )]
-    NotSummed { rank: usize },
-    /// An error of the transport (MPI, ...) in its words.
-    #[error("{transport}: {message}")]
-    Transport {
-        transport: &'static str,
-        message: String,
-    },
 }
 
 /// The reducer of a group of one: the sum over one rank is its own buffer.

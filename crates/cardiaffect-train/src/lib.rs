@@ -5,8 +5,10 @@
 pub mod curve;
 pub mod decision;
 pub mod distributed;
+mod error;
 pub mod finetune;
 pub mod masking;
+pub mod preprocess;
 pub mod pretrain;
 pub mod report;
 pub mod schedule;
@@ -14,139 +16,10 @@ pub mod step;
 
 pub use curve::{curve, Curve};
 pub use distributed::{local_group, Alone, GradientReducer, Group, ReduceError};
+pub use error::TrainError;
 pub use finetune::{finetune, FinetuneConfig, FinetuneEvent, Fusion, OPERATING_POINT_FILE};
 pub use masking::Masking;
 pub use pretrain::{
     count_train_windows, pretrain, pretrain_group, CorpusSpec, Event, PretrainConfig, Summary,
     Trained,
 };
-
-use std::path::PathBuf;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Corpus(#[from] cardiaffect_corpus::CorpusError),
-    #[error(transparent)]
-    Model(#[from] cardiaffect_model::ModelError),
-    #[error(transparent)]
-    Bundle(#[from] cardiaffect_bundle::BundleError),
-    #[error(transparent)]
-    Write(#[from] cardiaffect_io::artifact::WriteError),
-    #[error(transparent)]
-    Verify(#[from] cardiaffect_io::artifact::VerifyError),
-    #[error(transparent)]
-    Lock(#[from] cardiaffect_corpus::LockError),
-    #[error("{path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
-    #[error("corpus {path}: {field} is {found}, the model expects {expected}")]
-    Mismatch {
-        path: PathBuf,
-        field: &'static str,
-        expected: String,
-        found: String,
-    },
-    #[error("{0}")]
-    Data(String),
-    /// A config field outside its range (the CLI names the flag that set it).
-    #[error("‹{field}› {value}: expected {expected}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    #[error("loss became {loss} at step {step}: training stopped; the last good checkpoint (step {last_checkpoint}) is kept in {run}")]
-    NonFinite {
-        step: usize,
-        loss: f32,
-        last_checkpoint: usize,
-        run: PathBuf,
-    },
-    #[error("‹resume› {run}: it was made with another configuration: {differences}")]
-    ResumeMismatch { run: PathBuf, differences: String },
-    /// The group's size is not the one the configuration (or the resumed run) was made for.
-    #[error("{run}: the run is made for {configured} processes (world_size in its pretrain.json), this group has {group}; start {configured} ranks (mpirun -n {configured}), or begin a new run")]
-    WorldSize {
-        run: PathBuf,
-        configured: usize,
-        group: usize,
-    },
-    /// A rank of a data-parallel group sees other inputs or state than rank 0.
-    #[error("rank {rank} of the group differs from rank 0 in {what}")]
-    RanksDisagree { rank: usize, what: String },
-    /// Summing over the group failed (a rank died, or the transport broke).
-    #[error("summing gradients over the group (step {step})")]
-    Reduce {
-        step: usize,
-        #[source]
-        source: distributed::ReduceError,
-    },
-}
-
-#[cfg(test)]
-mod tests {
-    use std::error::Error;
-    use std::path::PathBuf;
-
-    /// Every library error that wraps an OS error names the file and leaves the cause to its
-    /// source: printed as a chain (as the CLI does), the cause appears once.
-    #[test]
-    fn every_error_with_an_os_cause_says_it_once() {
-        let cause = || std::io::Error::from(std::io::ErrorKind::StorageFull);
-        let text = cause().to_string();
-        let p = || PathBuf::from("/run/x.json");
-        let errors: Vec<Box<dyn Error>> = vec![
-            Box::new(cardiaffect_io::IoError::Open {
-                path: p(),
-                source: cause(),
-            }),
-            Box::new(cardiaffect_corpus::CorpusError::Io {
-                path: p(),
-                source: cause(),
-            }),
-            Box::new(cardiaffect_model::ModelError::Io {
-                path: p(),
-                source: cause(),
-            }),
-            Box::new(cardiaffect_eval::EvalError::Io {
-                path: p(),
-                source: cause(),
-            }),
-            Box::new(super::TrainError::Io {
-                path: p(),
-                source: cause(),
-            }),
-            Box::new(super::TrainError::from(
-                cardiaffect_corpus::CorpusError::from(cardiaffect_io::artifact::WriteError::new(
-                    p(),
-                    cause(),
-                )),
-            )),
-            Box::new(cardiaffect_corpus::LockError::Io {
-                path: p(),
-                source: cause(),
-            }),
-            Box::new(cardiaffect_io::artifact::VerifyError::Read {
-                path: p(),
-                source: cause(),
-            }),
-        ];
-        for e in errors {
-            let mut all = vec![e.to_string()];
-            let mut cur = e.source();
-            while let Some(s) = cur {
-                all.push(s.to_string());
-                cur = s.source();
-            }
-            let chain = all.join(": ");
-            assert_eq!(chain.matches(&text).count(), 1, "{chain}");
-            assert!(chain.contains("/run/x.json"), "{chain}");
-        }
-    }
-}

@@ -14,7 +14,7 @@ use crate::TrainError;
 
 /// `path` parsed as JSON; errors name the file and what it should be.
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, TrainError> {
-    let bytes = std::fs::read(path).map_err(crate::pretrain::io_err(path))?;
+    let bytes = std::fs::read(path).map_err(crate::error::io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
         path: path.to_path_buf(),
         message: format!("not {what}: {e}"),

@@ -3,39 +3,19 @@
 //! process given the whole batch; inputs the ranks disagree on are refused before anything is
 //! written.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use cardiaffect_corpus::{prepare, PrepareConfig, Source};
 use cardiaffect_model::{Model, ModelConfig};
 use cardiaffect_train::{
     count_train_windows, local_group, pretrain_group, Alone, CorpusSpec, GradientReducer, Group,
     PretrainConfig, ReduceError, TrainError, Trained,
 };
-
-fn corpus(dir: &Path, stride_s: f64) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut s: Source = "wfdb:data/mitdb208".parse().unwrap();
-    s.path = root.join(&s.path);
-    let mut e: Source = "edf:data/biosignalsnotebooks/supine_1min.edf"
-        .parse()
-        .unwrap();
-    e.path = root.join(&e.path);
-    prepare(
-        &[s, e],
-        dir,
-        &PrepareConfig {
-            window_s: 2.0,
-            stride_s,
-            ..PrepareConfig::default()
-        },
-        &|_| {},
-    )
-    .unwrap();
-    dir.to_path_buf()
-}
+use common::corpus;
 
 /// A small model with dropout (its masks must follow the batch's rows, not the rank's).
 fn config(corpus: &Path) -> PretrainConfig {

@@ -1,33 +1,14 @@
 //! Resuming a run with another configuration is refused and names what differs.
 
-use std::path::Path;
+mod common;
 
-use cardiaffect_corpus::{prepare, PrepareConfig, Source};
 use cardiaffect_model::ModelConfig;
 use cardiaffect_train::{pretrain, CorpusSpec, PretrainConfig, TrainError};
 
 #[test]
 fn resume_with_another_config_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut s: Source = "wfdb:data/mitdb208".parse().unwrap();
-    s.path = root.join(&s.path);
-    let mut e: Source = "edf:data/biosignalsnotebooks/supine_1min.edf"
-        .parse()
-        .unwrap();
-    e.path = root.join(&e.path);
-    let corpus = tmp.path().join("corpus");
-    prepare(
-        &[s, e],
-        &corpus,
-        &PrepareConfig {
-            window_s: 2.0,
-            stride_s: 2.0,
-            ..PrepareConfig::default()
-        },
-        &|_| {},
-    )
-    .unwrap();
+    let corpus = common::corpus(&tmp.path().join("corpus"), 2.0);
     let model = ModelConfig::new()
         .with_window_len(256)
         .with_conv_channels(vec![8, 16, 16])

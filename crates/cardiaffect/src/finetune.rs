@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cardiaffect_eval::{Calibration, Folds, Method, Protocol, Task};
 use cardiaffect_train::{finetune, FinetuneConfig, FinetuneEvent};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 /// The library's defaults, which the flags show (one place for each).
 fn defaults() -> FinetuneConfig {
@@ -248,14 +248,7 @@ fn config_agrees_with_weights(given: &Path, weights: &Path) -> Result<()> {
 
 /// The fold/step bar of `finetune` and `curve`.
 fn progress_bar(template: &str) -> ProgressBar {
-    let bar = ProgressBar::new(1);
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
+    crate::pretrain::styled_bar(ProgressBar::new(1), template, Duration::from_millis(250))
 }
 
 /// Run a fine-tuning configuration with progress bars and print the table.
@@ -350,19 +343,12 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        a: FinetuneArgs,
-    }
 
     #[test]
     fn flags_default_to_the_librarys_config() {
-        let a = Cli::try_parse_from(["t", "--corpus", "c", "--task", "arousal", "--out", "o"])
-            .unwrap()
-            .a;
+        let a: FinetuneArgs = crate::pretrain::parse_flags(&[
+            "t", "--corpus", "c", "--task", "arousal", "--out", "o",
+        ]);
         let d = defaults();
         assert_eq!(a.methods, d.methods);
         assert_eq!(

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use cardiaffect_corpus::{prepare, Dtype, PrepareConfig, Progress, Source};
 use cardiaffect_signal::CleanConfig;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 #[derive(Args)]
 pub struct PrepareArgs {
@@ -257,15 +257,11 @@ pub fn run(a: PrepareArgs) -> Result<()> {
             .build_global()
             .context("setting --jobs")?;
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} prepare [{bar:30}] {pos}/{len} units, {msg} (ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let bar = crate::pretrain::styled_bar(
+        ProgressBar::new(0),
+        "{spinner} prepare [{bar:30}] {pos}/{len} units, {msg} (ETA {eta})",
+        Duration::from_millis(200),
     );
-    bar.enable_steady_tick(Duration::from_millis(200));
     let windows = std::sync::atomic::AtomicUsize::new(0);
     let report = prepare(&sources, &out, &cfg, &|p| match p {
         Progress::Units(n) => bar.set_length(n as u64),
@@ -412,13 +408,6 @@ pub fn run(a: PrepareArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        a: PrepareArgs,
-    }
 
     #[test]
     fn a_window_the_shipped_weights_do_not_expect_is_said_with_the_flag() {
@@ -442,7 +431,7 @@ mod tests {
     fn flags_default_to_the_librarys_config() {
         // Window, stride and band are written as text ("4s", "0.5,40"); parsed, they must be
         // the library's defaults.
-        let a = Cli::try_parse_from(["t", "--out", "o"]).unwrap().a;
+        let a: PrepareArgs = crate::pretrain::parse_flags(&["t", "--out", "o"]);
         assert_eq!(config_from(&a), PrepareConfig::default());
     }
 }

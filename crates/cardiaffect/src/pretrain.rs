@@ -264,19 +264,15 @@ fn train(a: PretrainArgs, mut group: Group) -> Result<()> {
         );
     }
     // Rank 0 speaks for the group.
-    let bar = if leader {
-        ProgressBar::new(cfg.steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} pretrain [{bar:30}] {pos}/{len} steps {msg} (ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let bar = styled_bar(
+        if leader {
+            ProgressBar::new(cfg.steps as u64)
+        } else {
+            ProgressBar::hidden()
+        },
+        "{spinner} pretrain [{bar:30}] {pos}/{len} steps {msg} (ETA {eta})",
+        Duration::from_millis(250),
     );
-    bar.enable_steady_tick(Duration::from_millis(250));
     let mut last_val = String::new();
     let mut show = |e| match e {
         Event::Start {
@@ -380,10 +376,29 @@ fn held_out_text(subjects: &[String], corpora: &[&Path], summary: &Path) -> Stri
     )
 }
 
+/// `bar` as every command draws its progress (`template` says what it counts), redrawn every
+/// `tick`.
+pub(crate) fn styled_bar(bar: ProgressBar, template: &str, tick: Duration) -> ProgressBar {
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(tick);
+    bar
+}
+
+/// A command's flags parsed from `argv` as the binary parses them (for the commands' tests of
+/// their flag defaults).
+#[cfg(test)]
+pub(crate) fn parse_flags<A: clap::Args>(argv: &[&str]) -> A {
+    let cmd = A::augment_args(clap::Command::new("t"));
+    A::from_arg_matches(&cmd.try_get_matches_from(argv).unwrap()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn held_out_subjects_are_counted_per_corpus_not_listed() {
@@ -404,15 +419,9 @@ mod tests {
         assert!(!t.contains("A00006"));
     }
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        a: PretrainArgs,
-    }
-
     #[test]
     fn flags_default_to_the_librarys_config() {
-        let a = Cli::try_parse_from(["t"]).unwrap().a;
+        let a: PretrainArgs = parse_flags(&["t"]);
         let d = defaults();
         assert_eq!((a.batch, a.lr, a.seed), (d.batch, d.lr, d.seed));
         assert_eq!(

@@ -1,15 +1,13 @@
 //! A lab's own study end to end: `inspect` and `prepare` list the columns that can be tasks,
 //! `finetune --task COLUMN` trains on one, and event options are checked before any work.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{bin, root};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::process::Output;
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
+    bin()
         .args(args)
         .current_dir(root())
         .env(

@@ -2,23 +2,27 @@
 //! numbers (not fixed values: they are read, range-checked, and must differ between methods),
 //! and a second run in another folder gives the same numbers (every random choice is seeded).
 
+mod common;
+use common::{bin, ok};
+
+use std::path::Path;
 use std::process::Command;
+
+/// `cardiaffect demo --quick` with `flags` into `out`, the bundled data cached in `tmp`.
+fn quick_demo(tmp: &Path, out: &Path, flags: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(["demo", "--quick"])
+        .args(flags)
+        .args(["--out", out.to_str().unwrap()])
+        .env("CARDIAFFECT_CACHE", tmp.join("cache"));
+    c
+}
 
 #[test]
 fn demo_quick_writes_what_it_promises() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let o = Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-        .args(["demo", "--quick", "--out", out.to_str().unwrap()])
-        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = ok(quick_demo(tmp.path(), &out, &[]).output().unwrap());
     assert!(
         stdout.contains("| pretrained | window |")
             && stdout.contains("| hrv | window |")
@@ -95,11 +99,7 @@ fn demo_quick_writes_what_it_promises() {
     );
     // Reproducible: the same command in a fresh folder gives the same figures.
     let out2 = tmp.path().join("demo2");
-    let o = Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-        .args(["demo", "--quick", "--out", out2.to_str().unwrap()])
-        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let o = quick_demo(tmp.path(), &out2, &[]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r2: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out2.join("finetune/results.json")).unwrap())
@@ -136,23 +136,9 @@ fn demo_quick_writes_what_it_promises() {
 fn demo_synthetic_says_it_is_synthetic() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let o = Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
-        .args([
-            "demo",
-            "--quick",
-            "--synthetic",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .env("CARDIAFFECT_CACHE", tmp.path().join("cache"))
+    let stdout = ok(quick_demo(tmp.path(), &out, &["--synthetic"])
         .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .unwrap());
     assert!(stdout.contains("SYNTHETIC"), "{stdout}");
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("finetune/results.json")).unwrap()).unwrap();

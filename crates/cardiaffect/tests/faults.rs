@@ -119,25 +119,7 @@ fn prepare_args(raw: &Path, out: &Path) -> Vec<String> {
 }
 
 fn pretrain_args(corpus: &Path, cfg: &Path, out: &Path, steps: &str) -> Vec<String> {
-    strings(&[
-        "pretrain",
-        "--corpus",
-        s(corpus),
-        "--config",
-        s(cfg),
-        "--out",
-        s(out),
-        "--steps",
-        steps,
-        "--batch",
-        "8",
-        "--checkpoint-every",
-        "3",
-        "--eval-every",
-        "10",
-        "--seed",
-        "9",
-    ])
+    pretrain_cmdline(corpus, cfg, out, [steps, "8", "3", "10"], &[])
 }
 
 fn finetune_args(corpus: &Path, cfg: &Path, out: &Path) -> Vec<String> {

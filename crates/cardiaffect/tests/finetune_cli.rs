@@ -473,31 +473,7 @@ fn a_fold_with_a_single_class_is_named_not_scored() {
     // 4 subjects x 4 trials (seed 3): one fold's training subjects rated every trial alike.
     let tmp = tempfile::tempdir().unwrap();
     let (raw, corpus) = (tmp.path().join("raw"), tmp.path().join("c"));
-    ok(run(&[
-        "synth",
-        "--affect",
-        "--subjects",
-        "4",
-        "--trials",
-        "4",
-        "--trial-seconds",
-        "24",
-        "--seed",
-        "3",
-        "--out",
-        s(&raw),
-    ]));
-    ok(run(&[
-        "prepare",
-        "--source",
-        s(&raw),
-        "--window",
-        "2s",
-        "--stride",
-        "2s",
-        "--out",
-        s(&corpus),
-    ]));
+    synth_corpus_at(&raw, &corpus, "4", "4", "24");
     let cfg = tmp.path().join("tiny.json");
     std::fs::write(&cfg, TINY).unwrap();
     let out = tmp.path().join("run");
@@ -855,21 +831,21 @@ fn paper_cuts_windows_folds_and_bundled_names() {
     let corpus = synth_corpus(tmp.path(), "3", "4");
     let out = tmp.path().join("r");
     // No weights and no --config: the window is the corpus's (2 s, not the default 4 s).
-    let o = ok(run(&[
-        "finetune",
-        "--corpus",
-        s(&corpus),
-        "--task",
-        "arousal",
-        "--pretrained",
-        "none",
-        "--methods",
-        "scratch,hrv",
-        "--steps",
-        "2",
-        "--out",
-        s(&out),
-    ]));
+    // `finetune` from no weights with `flags` into `out`.
+    let from_scratch = |flags: &[&str], out: &Path| {
+        let head = ["finetune", "--corpus", s(&corpus), "--task", "arousal"];
+        run(&[
+            &head[..],
+            &["--pretrained", "none"],
+            flags,
+            &["--out", s(out)],
+        ]
+        .concat())
+    };
+    let o = ok(from_scratch(
+        &["--methods", "scratch,hrv", "--steps", "2"],
+        &out,
+    ));
     assert!(o.contains("leave-one-out instead (3 folds)"), "{o}");
     assert!(
         o.contains("the model's window is the corpus's, 256 samples"),
@@ -879,21 +855,10 @@ fn paper_cuts_windows_folds_and_bundled_names() {
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["folds"], 3);
     assert_eq!(r["model_config"]["window_len"], 256);
-    let e = err(run(&[
-        "finetune",
-        "--corpus",
-        s(&corpus),
-        "--task",
-        "arousal",
-        "--pretrained",
-        "none",
-        "--methods",
-        "hrv",
-        "--folds",
-        "5",
-        "--out",
-        s(&tmp.path().join("r5")),
-    ]));
+    let e = err(from_scratch(
+        &["--methods", "hrv", "--folds", "5"],
+        &tmp.path().join("r5"),
+    ));
     assert!(e.contains("3 subjects for 5 folds"), "{e}");
     // A bundled recording is named as such in the timeline, not by its cache path.
     let tl = tmp.path().join("t.csv");

@@ -1,16 +1,14 @@
 //! `cardiaffect inspect` end to end: the binary on committed fixtures and bundled data.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{bin, root};
+
+use std::process::Output;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
+    bin()
         .args(args)
         .current_dir(root())
         .output()

@@ -28,50 +28,13 @@ fn mpirun(n: usize) -> Command {
 }
 
 fn pretrain_args(corpus: &Path, cfg: &Path, out: &Path, batch: &str) -> Vec<String> {
-    [
-        "pretrain",
-        "--corpus",
-        s(corpus),
-        "--config",
-        s(cfg),
-        "--out",
-        s(out),
-        "--steps",
-        "20",
-        "--batch",
-        batch,
-        "--checkpoint-every",
-        "4",
-        "--eval-every",
-        "10",
-        "--seed",
-        "9",
-        "--lr",
-        "2e-3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// Tensors of a safetensors file by name, as f32.
-fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<(String, Vec<f32>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(k, t)| {
-            let f = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (k, f)
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
+    pretrain_cmdline(
+        corpus,
+        cfg,
+        out,
+        ["20", batch, "4", "10"],
+        &["--lr", "2e-3"],
+    )
 }
 
 /// The largest, over tensors, of max |a - b| / max |b|.
@@ -160,8 +123,8 @@ fn two_ranks_train_as_one_process_and_a_killed_rank_resumes_to_the_same_weights(
         "{out}"
     );
     let (t1, t2) = (
-        tensors(&one.join("model.safetensors")),
-        tensors(&two.join("model.safetensors")),
+        f32_tensors(&one.join("model.safetensors")),
+        f32_tensors(&two.join("model.safetensors")),
     );
     let e = max_rel(&t2, &t1);
     assert!(e < 1e-4, "2 ranks x 8 against 1 x 16: {e}");

@@ -8,30 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn args(corpus: &Path, cfg: &Path, run: &Path) -> Vec<String> {
-    [
-        "pretrain",
-        "--corpus",
-        &corpus.display().to_string(),
-        "--config",
-        &cfg.display().to_string(),
-        "--out",
-        &run.display().to_string(),
-        "--steps",
-        "60",
-        "--batch",
-        "8",
-        "--checkpoint-every",
-        "4",
-        "--eval-every",
-        "20",
-        "--seed",
-        "9",
-        "--lr",
-        "2e-3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    pretrain_cmdline(corpus, cfg, run, ["60", "8", "4", "20"], &["--lr", "2e-3"])
 }
 
 fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {

@@ -9,6 +9,9 @@ use common::*;
 
 use std::process::Command;
 
+/// The sizes of the page's pre-training and fine-tuning runs: a few steps, enough to draw.
+const SMALL_RUN: [&str; 6] = ["--steps", "4", "--batch", "4", "--eval-every", "2"];
+
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
@@ -66,13 +69,8 @@ fn report_renders_in_headless_chromium_with_every_image() {
             s(&tiny),
             "--out",
             s(&t.join("pt")),
-            "--steps",
-            "4",
-            "--batch",
-            "4",
-            "--eval-every",
-            "2",
         ])
+        .args(SMALL_RUN)
         .output()
         .unwrap());
     let run = t.join("ft");
@@ -89,13 +87,8 @@ fn report_renders_in_headless_chromium_with_every_image() {
             s(&run),
             "--folds",
             "2",
-            "--steps",
-            "4",
-            "--batch",
-            "4",
-            "--eval-every",
-            "2",
         ])
+        .args(SMALL_RUN)
         .output()
         .unwrap());
     // Report of the pretrain run and of the finetune run.

@@ -11,56 +11,17 @@ use std::path::Path;
 use std::time::Duration;
 
 fn pretrain_args(corpus: &Path, cfg: &Path, run: &Path, steps: &str) -> Vec<String> {
-    [
-        "pretrain",
-        "--backend",
-        "wgpu",
-        "--corpus",
-        s(corpus),
-        "--config",
-        s(cfg),
-        "--out",
-        s(run),
-        "--steps",
-        steps,
-        "--batch",
-        "8",
-        "--checkpoint-every",
-        "5",
-        "--eval-every",
-        "20",
-        "--seed",
-        "9",
-        "--lr",
-        "2e-3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    pretrain_cmdline(
+        corpus,
+        cfg,
+        run,
+        [steps, "8", "5", "20"],
+        &["--lr", "2e-3", "--backend", "wgpu"],
+    )
 }
 
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
-}
-
-/// Every tensor of a safetensors file as f32 values, by name.
-fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<(String, Vec<f32>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(k, t)| {
-            let f = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (k, f)
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
 }
 
 #[test]
@@ -104,8 +65,8 @@ fn pretraining_on_wgpu_lowers_the_loss_and_resumes() {
         .unwrap());
     assert!(out.contains("pre-trained 40 steps"), "{out}");
     let (wa, wb) = (
-        weights(&a.join("model.safetensors")),
-        weights(&b.join("model.safetensors")),
+        f32_tensors(&a.join("model.safetensors")),
+        f32_tensors(&b.join("model.safetensors")),
     );
     assert_eq!(wa.len(), wb.len());
     for ((name, x), (_, y)) in wa.iter().zip(&wb) {

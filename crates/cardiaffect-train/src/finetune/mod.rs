@@ -53,57 +53,27 @@ use cardiaffect_signal::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{self, is_rest};
-use crate::pretrain::{io_err, write_atomic, write_json_atomic};
+use crate::error::{eval_err, io_err};
 use crate::TrainError;
 pub use cardiaffect_eval::calibration::OPERATING_POINT_FILE;
-use cardiaffect_io::artifact::{self, Checksums};
+use cardiaffect_io::artifact::{self, write_atomic, write_json_atomic, Checksums};
 
 mod config;
+mod event;
 mod folds;
 mod fusion;
 mod results;
 mod trainer;
 
+pub use crate::preprocess::preprocess;
 use config::check_calibration;
 pub use config::{FinetuneConfig, Fusion};
+pub use event::FinetuneEvent;
 pub use folds::RESULT_FILES;
 use folds::*;
 use fusion::*;
-pub use results::preprocess;
 use results::*;
 use trainer::*;
-
-/// What the caller hears.
-pub enum FinetuneEvent<'a> {
-    Start {
-        folds: usize,
-        methods: &'a [Method],
-        labels: &'a Labels,
-        warning: Option<&'static str>,
-    },
-    FoldStart {
-        fold: usize,
-        method: Method,
-        steps: usize,
-        reused: bool,
-    },
-    Step {
-        step: usize,
-        loss: f64,
-    },
-    Eval {
-        step: usize,
-        val_macro_f1: f64,
-    },
-    FoldDone {
-        result: &'a FoldResult,
-    },
-    Warning(String),
-}
-
-fn eval_err(e: cardiaffect_eval::EvalError) -> TrainError {
-    TrainError::Data(e.to_string())
-}
 
 /// Run the protocol in `run` and write the results there.
 pub fn finetune(

@@ -1,4 +1,4 @@
-//! What a run leaves for use: model folders (`models/fold<k>/`, `model/`) and the
+//! What a run leaves for use: model folders (`models/fold<k>/`, `model/`) with the
 //! preprocessing they record.
 
 use super::*;
@@ -20,20 +20,6 @@ pub(super) fn save_model_dir(
         labels,
         op,
     )?)
-}
-
-/// The preprocessing a model's inputs went through (read by `predict` and `stream`).
-pub fn preprocess(corpus: &Corpus) -> cardiaffect_bundle::Preprocess {
-    let c = &corpus.manifest.config;
-    cardiaffect_bundle::Preprocess {
-        fs: c.fs,
-        window_s: c.window_s,
-        window_len: corpus.window_len(),
-        band_hz: [c.clean.low_hz, c.clean.high_hz],
-        filter_order: c.clean.order,
-        notch_hz: c.clean.notch_hz,
-        normalisation: cardiaffect_bundle::NORMALISATION.into(),
-    }
 }
 
 impl Ctx<'_> {

@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 /// The tiny model the CLI tests train (seconds, not minutes).
 pub const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
 
+/// The repository's root (the tests that read its committed data run there).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
 }
@@ -44,8 +49,20 @@ pub fn s(p: &Path) -> &str {
 /// A synthetic labeled corpus (`subjects` x `trials` of 16 s, seed 3) as 2 s windows; the raw
 /// dataset is in `tmp/raw`.
 pub fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
-    let raw = tmp.join("raw");
     let corpus = tmp.join("corpus");
+    synth_corpus_at(&tmp.join("raw"), &corpus, subjects, trials, "16");
+    corpus
+}
+
+/// A synthetic labeled dataset in `raw` (`subjects` x `trials` of `trial_seconds`, seed 3),
+/// prepared as 2 s windows into `corpus`.
+pub fn synth_corpus_at(
+    raw: &Path,
+    corpus: &Path,
+    subjects: &str,
+    trials: &str,
+    trial_seconds: &str,
+) {
     ok(run(&[
         "synth",
         "--affect",
@@ -54,24 +71,23 @@ pub fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
         "--trials",
         trials,
         "--trial-seconds",
-        "16",
+        trial_seconds,
         "--seed",
         "3",
         "--out",
-        s(&raw),
+        s(raw),
     ]));
     ok(run(&[
         "prepare",
         "--source",
-        s(&raw),
+        s(raw),
         "--window",
         "2s",
         "--stride",
         "2s",
         "--out",
-        s(&corpus),
+        s(corpus),
     ]));
-    corpus
 }
 
 /// The bundled real ECG as a 2-second-window corpus in `tmp/corpus`, and the tiny model config
@@ -109,4 +125,59 @@ pub fn kill_at_first_checkpoint(mut cmd: Command, run: &Path, steps: u64, wait: 
         "the run was not interrupted (checkpoint at step {step})"
     );
     step
+}
+
+/// A `pretrain` command line: `corpus` with the model `cfg` into `out`; `steps`, `batch`, a
+/// checkpoint every `checkpoint_every` and an evaluation every `eval_every` steps, seed 9;
+/// then `more` flags.
+pub fn pretrain_cmdline(
+    corpus: &Path,
+    cfg: &Path,
+    out: &Path,
+    [steps, batch, checkpoint_every, eval_every]: [&str; 4],
+    more: &[&str],
+) -> Vec<String> {
+    [
+        "pretrain",
+        "--corpus",
+        s(corpus),
+        "--config",
+        s(cfg),
+        "--out",
+        s(out),
+        "--steps",
+        steps,
+        "--batch",
+        batch,
+        "--checkpoint-every",
+        checkpoint_every,
+        "--eval-every",
+        eval_every,
+        "--seed",
+        "9",
+    ]
+    .iter()
+    .chain(more)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Every tensor of a safetensors file as f32 values, by name.
+pub fn f32_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, t)| {
+            let f = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (k, f)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
