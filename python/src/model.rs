@@ -18,7 +18,8 @@ use crate::errors::chain;
 pub struct Model {
     dir: PathBuf,
     config: cardiaffect_model::ModelConfig,
-    model: cardiaffect_model::Model,
+    /// The model with its weights prepared for inference once.
+    model: cardiaffect_model::PreparedModel,
     labels: Option<cardiaffect_bundle::Labels>,
     preprocess: Option<cardiaffect_bundle::Preprocess>,
     /// A fine-tuned model's bundle with its decision (calibration, operating point).
@@ -105,7 +106,7 @@ impl Model {
         Ok(Model {
             dir,
             config,
-            model,
+            model: model.prepared(),
             labels,
             preprocess,
             predictor,
@@ -183,7 +184,7 @@ impl Model {
     /// The weights in PyTorch's layout (Linear `[out, in]`, LayerNorm `weight`/`bias`), the
     /// names `cardiaffect export` writes, as numpy float32 arrays; no torch needed.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let bytes = cardiaffect_model::safetensors_bytes(&self.model, true)
+        let bytes = cardiaffect_model::safetensors_bytes(self.model.model(), true)
             .map_err(PyValueError::new_err)?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;

@@ -15,7 +15,7 @@ use cardiaffect_corpus::PrepareConfig;
 use cardiaffect_io::chunked::{InMemory, SampleSource};
 use cardiaffect_io::Recording;
 use cardiaffect_model::batch;
-use cardiaffect_model::ModelBundle;
+use cardiaffect_model::{ModelBundle, PreparedModel};
 use serde::{Deserialize, Serialize};
 
 use crate::InferError;
@@ -29,6 +29,8 @@ pub use cardiaffect_bundle::Preprocess;
 pub struct Predictor {
     pub bundle: ModelBundle,
     pub device: Device,
+    /// The bundle's model with its weights prepared for inference once.
+    prepared: PreparedModel,
 }
 
 impl std::ops::Deref for Predictor {
@@ -43,8 +45,10 @@ impl Predictor {
     /// file is checked against the folder's `checksums.json`; a folder that `finetune` swaps in
     /// while it is read is read again (all files come from one folder).
     pub fn load(dir: &Path, device: &Device) -> Result<Predictor, InferError> {
+        let bundle = ModelBundle::load(dir, device)?;
         Ok(Predictor {
-            bundle: ModelBundle::load(dir, device)?,
+            prepared: bundle.model.prepared(),
+            bundle,
             device: device.clone(),
         })
     }
@@ -65,7 +69,7 @@ impl Predictor {
             let mut x = chunk.to_vec();
             batch::zscore_rows(&mut x, l);
             let x = batch::tensor(x, l, &self.device);
-            out.extend(self.model.class_logits(x).into_iter().map(|r| {
+            out.extend(self.prepared.class_logits(x).into_iter().map(|r| {
                 let m = r.iter().sum::<f64>() / r.len().max(1) as f64;
                 r.into_iter().map(|v| v - m).collect::<Vec<f64>>()
             }));

@@ -268,17 +268,19 @@ fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
         // does not hold one).
     }
     // Inference without autodiff.
-    let mut infer = cfg.init(dev)?;
-    infer.kernels = kernels()?;
+    let mut model = cfg.init(dev)?;
+    model.kernels = kernels()?;
+    // As a served model runs: its weights prepared once.
+    let infer = model.prepared();
     let (xi, _) = batch(b, len, dev);
     let (x1, _) = batch(1, len, dev);
     let run_infer = |x: &Tensor<2>| {
         let cls = if a.cls_row {
             infer.encode_cls(x.clone())
         } else {
-            infer.encode(x.clone(), None).cls
+            infer.encode(x.clone()).cls
         };
-        let p = burn::tensor::activation::softmax(infer.classify(cls), 1);
+        let p = burn::tensor::activation::softmax(infer.model().classify(cls), 1);
         let _ = p.into_data();
     };
     let b32_ms = median_ms(a.steps, a.warmup, || run_infer(&xi));

@@ -72,6 +72,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     );
     let mut bytes = npy::header("<f4", &[n, cfg.d_model]);
     bytes.reserve(n * cfg.d_model * 4);
+    let model = model.prepared();
     let mut start = 0;
     while start < n {
         let end = (start + a.batch).min(n);

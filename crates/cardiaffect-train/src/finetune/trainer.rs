@@ -24,6 +24,7 @@ impl Ctx<'_> {
 
     /// Class probabilities (softmax of the logits in f64).
     pub(super) fn predict(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
+        let model = model.prepared();
         idx.chunks(64)
             .flat_map(|chunk| model.class_logits(self.batch_x(chunk, self.device)))
             .map(|l| cardiaffect_eval::calibration::softmax(&l))
@@ -32,6 +33,7 @@ impl Ctx<'_> {
 
     /// CLS embeddings (inference).
     pub(super) fn embed(&self, model: &Model, idx: &[usize]) -> Vec<Vec<f64>> {
+        let model = model.prepared();
         idx.chunks(64)
             .flat_map(|chunk| model.cls_embeddings(self.batch_x(chunk, self.device)))
             .collect()
