@@ -95,11 +95,7 @@ impl TrainOps for Flex {
         beta: FlexTensor,
         eps: f64,
     ) -> (FlexTensor, FlexTensor) {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
         let shape = x.layout().shape().clone();
         let (xs, gs, bs) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
         let d = gs.len();
