@@ -946,6 +946,40 @@ pub(crate) mod tests {
         assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
     }
 
+    /// An op of an input and two parameters, ours (`forward(true)`) against Burn's
+    /// (`forward(false)`) under autodiff, with the output weighted by `w` and summed: asserts
+    /// that the outputs (their shapes, then values) and the gradients of `x` and of each named
+    /// parameter agree within `tol` (in that order, as [`max_rel_diff`]), the messages naming
+    /// `case`. The autodiff tests below each compare an op this way.
+    fn assert_autodiff_equals_burns<const K: usize>(
+        forward: impl Fn(bool) -> Tensor<3>,
+        (x, w): (&Tensor<3>, &Tensor<3>),
+        ((p_name, p), (q_name, q)): ((&str, &Tensor<K>), (&str, &Tensor<1>)),
+        tol: [f32; 4],
+        case: &str,
+    ) {
+        let run = |ours: bool| {
+            let y = forward(ours);
+            let g = (y.clone() * w.clone()).sum().backward();
+            let grads = (
+                x.grad(&g).unwrap(),
+                p.grad(&g).unwrap(),
+                q.grad(&g).unwrap(),
+            );
+            (y.inner(), grads)
+        };
+        let ((o, (ox, op, oq)), (r, (rx, rp, rq))) = (run(true), run(false));
+        assert_eq!(o.dims(), r.dims(), "{case}");
+        let e = max_rel_diff(o, r);
+        assert!(e < tol[0], "forward {case}: {e}");
+        let e = max_rel_diff(ox, rx);
+        assert!(e < tol[1], "input gradient {case}: {e}");
+        let e = max_rel_diff(op, rp);
+        assert!(e < tol[2], "{p_name} gradient {case}: {e}");
+        let e = max_rel_diff(oq, rq);
+        assert!(e < tol[3], "{q_name} gradient {case}: {e}");
+    }
+
     /// The recorded LayerNorm against burn-nn's (Burn's decomposed ops under autodiff):
     /// output and the gradients of input, gamma and beta; widths on and off the 16 lanes, and
     /// an input transposed in memory (as the signal encoder passes it).
@@ -966,30 +1000,22 @@ pub(crate) mod tests {
             };
             let x = x.detach().require_grad();
             let w = normal::<3>([b, t, d], 1.0, &ad);
-            let run = |ours: bool| {
-                let y = if ours {
-                    layer_norm(x.clone(), &norm, 1e-5, Kernels::default())
-                } else {
-                    norm.forward(x.clone())
-                };
-                let g = (y.clone() * w.clone()).sum().backward();
-                let beta = norm.beta.as_ref().unwrap();
+            assert_autodiff_equals_burns(
+                |ours| {
+                    if ours {
+                        layer_norm(x.clone(), &norm, 1e-5, Kernels::default())
+                    } else {
+                        norm.forward(x.clone())
+                    }
+                },
+                (&x, &w),
                 (
-                    y.inner(),
-                    x.grad(&g).unwrap(),
-                    norm.gamma.grad(&g).unwrap(),
-                    beta.grad(&g).unwrap(),
-                )
-            };
-            let (o, b_) = (run(true), run(false));
-            let e = max_rel_diff(o.0, b_.0);
-            assert!(e < 1e-5, "forward ({b},{t},{d}): {e}");
-            let e = max_rel_diff(o.1, b_.1);
-            assert!(e < 1e-4, "input gradient ({b},{t},{d}): {e}");
-            let e = max_rel_diff(o.2, b_.2);
-            assert!(e < 1e-4, "gamma gradient ({b},{t},{d}): {e}");
-            let e = max_rel_diff(o.3, b_.3);
-            assert!(e < 1e-5, "beta gradient ({b},{t},{d}): {e}");
+                    ("gamma", &norm.gamma),
+                    ("beta", norm.beta.as_ref().unwrap()),
+                ),
+                [1e-5, 1e-4, 1e-4, 1e-5],
+                &format!("({b},{t},{d})"),
+            );
         }
     }
 
@@ -1018,32 +1044,23 @@ pub(crate) mod tests {
             let x = normal::<3>([b, l, c_in], 1.0, &ad).require_grad();
             let l_out = (l + 2 * (k / 2) - k) / s + 1;
             let w = normal::<3>([b, l_out, c_out], 1.0, &ad);
-            let run = |ours: bool| {
-                let y = if ours {
-                    assert!(conv1d_in_tree(&conv, &x, Kernels::default()));
-                    conv1d(x.clone(), &conv, Kernels::default())
-                } else {
-                    conv.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2)
-                };
-                let g = (y.clone() * w.clone()).sum().backward();
+            assert_autodiff_equals_burns(
+                |ours| {
+                    if ours {
+                        assert!(conv1d_in_tree(&conv, &x, Kernels::default()));
+                        conv1d(x.clone(), &conv, Kernels::default())
+                    } else {
+                        conv.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2)
+                    }
+                },
+                (&x, &w),
                 (
-                    y.inner(),
-                    x.grad(&g).unwrap(),
-                    conv.weight.grad(&g).unwrap(),
-                    conv.bias.as_ref().unwrap().grad(&g).unwrap(),
-                )
-            };
-            let (o, r) = (run(true), run(false));
-            let case = (b, l, c_in, c_out, k, s);
-            assert_eq!(o.0.dims(), r.0.dims(), "{case:?}");
-            let e = max_rel_diff(o.0, r.0);
-            assert!(e < 1e-5, "forward {case:?}: {e}");
-            let e = max_rel_diff(o.1, r.1);
-            assert!(e < 1e-5, "input gradient {case:?}: {e}");
-            let e = max_rel_diff(o.2, r.2);
-            assert!(e < 1e-5, "weight gradient {case:?}: {e}");
-            let e = max_rel_diff(o.3, r.3);
-            assert!(e < 1e-5, "bias gradient {case:?}: {e}");
+                    ("weight", &conv.weight),
+                    ("bias", conv.bias.as_ref().unwrap()),
+                ),
+                [1e-5; 4],
+                &format!("{:?}", (b, l, c_in, c_out, k, s)),
+            );
         }
     }
 
@@ -1059,29 +1076,19 @@ pub(crate) mod tests {
             let x3 = normal::<3>([2, rows / 2 + rows % 2, k], 1.0, &ad);
             let x = x3.detach().require_grad();
             let w = normal::<3>([2, rows / 2 + rows % 2, n], 1.0, &ad);
-            let run = |ours: bool| {
-                let y = if ours {
-                    linear_train(x.clone(), &l, Kernels::default())
-                } else {
-                    l.forward(x.clone())
-                };
-                let g = (y.clone() * w.clone()).sum().backward();
-                (
-                    y.inner(),
-                    x.grad(&g).unwrap(),
-                    l.weight.grad(&g).unwrap(),
-                    l.bias.as_ref().unwrap().grad(&g).unwrap(),
-                )
-            };
-            let (o, r) = (run(true), run(false));
-            let e = max_rel_diff(o.0, r.0);
-            assert!(e < 1e-5, "forward ({rows},{k},{n}): {e}");
-            let e = max_rel_diff(o.1, r.1);
-            assert!(e < 1e-5, "input gradient ({rows},{k},{n}): {e}");
-            let e = max_rel_diff(o.2, r.2);
-            assert!(e < 1e-4, "weight gradient ({rows},{k},{n}): {e}");
-            let e = max_rel_diff(o.3, r.3);
-            assert!(e < 1e-4, "bias gradient ({rows},{k},{n}): {e}");
+            assert_autodiff_equals_burns(
+                |ours| {
+                    if ours {
+                        linear_train(x.clone(), &l, Kernels::default())
+                    } else {
+                        l.forward(x.clone())
+                    }
+                },
+                (&x, &w),
+                (("weight", &l.weight), ("bias", l.bias.as_ref().unwrap())),
+                [1e-5, 1e-5, 1e-4, 1e-4],
+                &format!("({rows},{k},{n})"),
+            );
         }
         // Rank 2, as the classification head takes the CLS rows.
         let l = burn::nn::LinearConfig::new(6, 2).init(&ad);

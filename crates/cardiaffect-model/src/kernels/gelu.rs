@@ -3,14 +3,13 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex};
-use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::Autodiff;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::gemm::{f32_slice, update};
+use super::train_ops::record;
 use super::GeluOps;
 use crate::fastmath;
 
@@ -49,33 +48,12 @@ impl GeluOps for Flex {
 
 impl<B: Backend + GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Gelu;
-
-        impl<B: Backend + GeluOps> Backward<B, 1> for Gelu {
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::gelu_erf_backward(x, grad)
-                });
-            }
-        }
-
-        let guard = x.node();
-        let input = x.into_primitive();
-        match Gelu.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::gelu_erf(input.clone());
-                prep.finish(input, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(input)),
-        }
+        record::<B, C, _, _, 1>(
+            [x],
+            (),
+            |(), x, grad, _| [B::gelu_erf_backward(x, grad)],
+            |[x]| (B::gelu_erf(x.clone()), x),
+            |[x]| B::gelu_erf(x),
+        )
     }
 }

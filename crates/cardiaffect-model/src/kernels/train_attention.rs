@@ -14,15 +14,14 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex};
-use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::Autodiff;
 use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 
 use super::attention::{each_task, packed_attention_with, packed_dims};
 use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
+use super::train_ops::record;
 use super::AttentionTrainOps;
 use crate::fastmath;
 
@@ -189,53 +188,20 @@ impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps fo
         seed: u64,
         first_row: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Attention {
-            n_heads: usize,
-            dropout: f64,
-            seed: u64,
-            first_row: usize,
-        }
-
-        impl<B: Backend + AttentionTrainOps> Backward<B, 1> for Attention {
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let qkv = ops.state;
-                let Attention {
-                    n_heads,
-                    dropout,
-                    seed,
-                    first_row,
-                } = self;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::attention_train_backward(qkv, grad, n_heads, dropout, seed, first_row)
-                });
-            }
-        }
-
-        let op = Attention {
-            n_heads,
-            dropout,
-            seed,
-            first_row,
-        };
-        let guard = qkv.node();
-        let input = qkv.into_primitive();
-        match op.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::attention_train(input.clone(), n_heads, dropout, seed, first_row);
-                prep.finish(input, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::attention_train(input, n_heads, dropout, seed, first_row))
-            }
-        }
+        record::<B, C, _, _, 1>(
+            [qkv],
+            (n_heads, dropout, seed, first_row),
+            |(n_heads, dropout, seed, first_row), qkv, grad, _| {
+                [B::attention_train_backward(
+                    qkv, grad, n_heads, dropout, seed, first_row,
+                )]
+            },
+            |[qkv]| {
+                let out = B::attention_train(qkv.clone(), n_heads, dropout, seed, first_row);
+                (out, qkv)
+            },
+            |[qkv]| B::attention_train(qkv, n_heads, dropout, seed, first_row),
+        )
     }
 }
 

@@ -75,11 +75,7 @@ pub(super) fn forward(
     bias: FlexTensor,
     stride: usize,
 ) -> (FlexTensor, FlexTensor) {
-    let (x, w, bias) = (
-        x.to_contiguous(),
-        weight.to_contiguous(),
-        bias.to_contiguous(),
-    );
+    let [x, w, bias] = [x, weight, bias].map(|t| t.to_contiguous());
     let dims = Dims::new(x.layout().shape(), w.layout().shape(), stride);
     let Dims {
         b,
@@ -139,11 +135,7 @@ pub(super) fn backward(
     stride: usize,
     input_grad: bool,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (padded, w, grad) = (
-        padded.to_contiguous(),
-        weight.to_contiguous(),
-        grad.to_contiguous(),
-    );
+    let [padded, w, grad] = [padded, weight, grad].map(|t| t.to_contiguous());
     let pshape = padded.layout().shape().to_vec();
     let wshape = w.layout().shape().to_vec();
     let k = wshape.get(2).copied().unwrap_or(1);

@@ -12,11 +12,12 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex};
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_autodiff::Autodiff;
 use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 use rayon::prelude::*;
+use std::fmt::Debug;
 
 use super::gemm::{contiguous, f32_slice, linear_backward_flex, linear_flex, sum_in_order, update};
 use super::train_conv;
@@ -94,11 +95,7 @@ impl TrainOps for Flex {
         beta: FlexTensor,
         eps: f64,
     ) -> (FlexTensor, FlexTensor) {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
         let shape = x.layout().shape().clone();
         let (xs, gs, bs) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
         let d = gs.len();
@@ -199,21 +196,73 @@ impl TrainOps for Flex {
     }
 }
 
-/// The backward of a recorded op with three inputs: consumes the output's gradient and gives
-/// each input that needs one its gradient from `f`, which is told whether the first input
-/// does (the others are parameters).
-fn backward3<B: Backend, S>(
-    ops: Ops<S, 3>,
-    grads: &mut Gradients,
-    f: impl FnOnce(S, FloatTensor<B>, bool) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
-) {
-    let [a, b, c] = ops.parents;
-    let grad = grads.consume::<B>(&ops.node);
-    let (da, db, dc) = f(ops.state, grad, a.is_some());
-    for (node, g) in [(a, da), (b, db), (c, dc)] {
-        if let Some(node) = node {
-            grads.register::<B>(node.id, g);
+/// A recorded op's backward: the op's parameters and a plain function from them, the state
+/// its forward kept and the output's gradient to the gradients of its `N` inputs (told
+/// whether the first input needs one; the others are parameters).
+///
+/// Burn's autodiff wants a type implementing [`Backward`] per op; each op here would write the
+/// same struct, impl and gradient bookkeeping around one kernel call. This one generic type
+/// (with [`record`]) is that ceremony, written once for [`TrainOps`], [`super::GeluOps`] and
+/// [`super::AttentionTrainOps`]: an op states only its kernels.
+struct Recorded<B: Backend, P, S, const N: usize> {
+    params: P,
+    backward: fn(P, S, FloatTensor<B>, bool) -> [FloatTensor<B>; N],
+}
+
+impl<B: Backend, P: Debug, S, const N: usize> Debug for Recorded<B, P, S, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B, P, S, const N: usize> Backward<B, N> for Recorded<B, P, S, N>
+where
+    B: Backend,
+    P: Debug + Send + 'static,
+    S: Clone + Send + Debug + 'static,
+{
+    type State = S;
+
+    fn backward(self, ops: Ops<S, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        // Only a tracked op runs this, so at least one input needs a gradient.
+        let grad = grads.consume::<B>(&ops.node);
+        let input_grad = ops.parents[0].is_some();
+        let inputs = (self.backward)(self.params, ops.state, grad, input_grad);
+        for (node, g) in ops.parents.into_iter().zip(inputs) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
         }
+    }
+}
+
+/// Records one op on the autodiff backend: `tracked` runs the forward on the inner backend
+/// when some input needs a gradient, giving the output and the state that `backward` (with
+/// `params`, see [`Recorded`]) reads; `untracked` runs it when none does.
+pub(super) fn record<B, C, P, S, const N: usize>(
+    inputs: [FloatTensor<Autodiff<B, C>>; N],
+    params: P,
+    backward: fn(P, S, FloatTensor<B>, bool) -> [FloatTensor<B>; N],
+    tracked: impl FnOnce([FloatTensor<B>; N]) -> (FloatTensor<B>, S),
+    untracked: impl FnOnce([FloatTensor<B>; N]) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    P: Debug + Send + 'static,
+    S: Clone + Send + Debug + 'static,
+{
+    let guards = inputs.each_ref().map(|x| x.node());
+    let inputs = inputs.map(|x| x.into_primitive());
+    let op = Recorded { params, backward };
+    match op.prepare::<C>(guards).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = tracked(inputs);
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(untracked(inputs)),
     }
 }
 
@@ -225,41 +274,14 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
         site: u64,
         first: u64,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Dropout {
-            p: f64,
-            seed: u64,
-            site: u64,
-            first: u64,
-        }
-
-        impl<B: Backend + TrainOps> Backward<B, 1> for Dropout {
-            type State = ();
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                // The mask is redrawn: multiplying by it again is the backward.
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::dropout_train(grad, self.p, self.seed, self.site, self.first)
-                });
-            }
-        }
-
-        let guard = x.node();
-        let input = x.into_primitive();
-        Dropout {
-            p,
-            seed,
-            site,
-            first,
-        }
-        .prepare::<C>([guard])
-        .compute_bound()
-        .stateless(B::dropout_train(input, p, seed, site, first))
+        record::<B, C, _, _, 1>(
+            [x],
+            (p, seed, site, first),
+            // The mask is redrawn: multiplying by it again is the backward.
+            |(p, seed, site, first), (), grad, _| [B::dropout_train(grad, p, seed, site, first)],
+            |[x]| (B::dropout_train(x, p, seed, site, first), ()),
+            |[x]| B::dropout_train(x, p, seed, site, first),
+        )
     }
 
     fn layer_norm_train(
@@ -268,37 +290,16 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct LayerNorm;
-
-        impl<B: Backend + TrainOps> Backward<B, 3> for LayerNorm {
-            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                backward3::<B, _>(ops, grads, |(x, gamma, stats), grad, _| {
-                    B::layer_norm_backward(x, gamma, stats, grad)
-                });
-            }
-        }
-
-        let guards = [x.node(), gamma.node(), beta.node()];
-        let (x, gamma, beta) = (
-            x.into_primitive(),
-            gamma.into_primitive(),
-            beta.into_primitive(),
-        );
-        match LayerNorm.prepare::<C>(guards).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
+        record::<B, C, _, _, 3>(
+            [x, gamma, beta],
+            (),
+            |(), (x, gamma, stats), grad, _| B::layer_norm_backward(x, gamma, stats, grad).into(),
+            |[x, gamma, beta]| {
                 let (out, stats) = B::layer_norm_stats(x.clone(), gamma.clone(), beta, eps);
-                prep.finish((x, gamma, stats), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_train(x, gamma, beta, eps)),
-        }
+                (out, (x, gamma, stats))
+            },
+            |[x, gamma, beta]| B::layer_norm_train(x, gamma, beta, eps),
+        )
     }
 
     fn linear_train(
@@ -306,37 +307,18 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Linear;
-
-        impl<B: Backend + TrainOps> Backward<B, 3> for Linear {
-            type State = (FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                backward3::<B, _>(ops, grads, |(x, weight), grad, input_grad| {
-                    B::linear_backward(x, weight, grad, input_grad)
-                });
-            }
-        }
-
-        let guards = [x.node(), weight.node(), bias.node()];
-        let (x, weight, bias) = (
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-        );
-        match Linear.prepare::<C>(guards).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
+        record::<B, C, _, _, 3>(
+            [x, weight, bias],
+            (),
+            |(), (x, weight), grad, input_grad| {
+                B::linear_backward(x, weight, grad, input_grad).into()
+            },
+            |[x, weight, bias]| {
                 let out = B::linear_train(x.clone(), weight.clone(), bias);
-                prep.finish((x, weight), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::linear_train(x, weight, bias)),
-        }
+                (out, (x, weight))
+            },
+            |[x, weight, bias]| B::linear_train(x, weight, bias),
+        )
     }
 
     fn conv1d_train(
@@ -345,43 +327,18 @@ impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         stride: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Conv {
-            stride: usize,
-        }
-
-        impl<B: Backend + TrainOps> Backward<B, 3> for Conv {
-            type State = (FloatTensor<B>, FloatTensor<B>);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                // The raw signal into the first convolution needs no gradient: skipped.
-                backward3::<B, _>(ops, grads, |(padded, weight), grad, input_grad| {
-                    B::conv1d_backward(padded, weight, grad, self.stride, input_grad)
-                });
-            }
-        }
-
-        let guards = [x.node(), weight.node(), bias.node()];
-        let (x, weight, bias) = (
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-        );
-        match (Conv { stride })
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
+        record::<B, C, _, _, 3>(
+            [x, weight, bias],
+            stride,
+            // The raw signal into the first convolution needs no gradient: skipped.
+            |stride, (padded, weight), grad, input_grad| {
+                B::conv1d_backward(padded, weight, grad, stride, input_grad).into()
+            },
+            |[x, weight, bias]| {
                 let (out, padded) = B::conv1d_padded(x, weight.clone(), bias, stride);
-                prep.finish((padded, weight), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv1d_train(x, weight, bias, stride)),
-        }
+                (out, (padded, weight))
+            },
+            |[x, weight, bias]| B::conv1d_train(x, weight, bias, stride),
+        )
     }
 }
