@@ -283,17 +283,42 @@ pub fn self_attention(
             pass.threads,
         ));
     }
-    let (q, k, v) = (
+    let [q, k, v] = heads(x, (query, key, value), n_heads);
+    merge_heads(attention(q, k, v, None, None, Default::default()))
+}
+
+/// The query, key and value projections of `x` `[B, T, d]`, each split into `n_heads` heads
+/// `[B, H, T, dk]` (Burn's ops).
+pub fn heads(
+    x: Tensor<3>,
+    (query, key, value): (&Linear, &Linear, &Linear),
+    n_heads: usize,
+) -> [Tensor<4>; 3] {
+    let [b, t, _] = x.dims();
+    [
         query.forward(x.clone()),
         key.forward(x.clone()),
         value.forward(x),
-    );
-    let [b, t, d] = q.dims();
-    let dk = d / n_heads;
-    let split = |y: Tensor<3>| y.reshape([b, t, n_heads, dk]).swap_dims(1, 2);
-    attention(split(q), split(k), split(v), None, None, Default::default())
-        .swap_dims(1, 2)
-        .reshape([b, t, d])
+    ]
+    .map(|y| {
+        let d = y.dims()[2];
+        y.reshape([b, t, n_heads, d / n_heads]).swap_dims(1, 2)
+    })
+}
+
+/// Heads `[B, H, T, dk]` back side by side, `[B, T, H dk]`.
+pub fn merge_heads(y: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, dk] = y.dims();
+    y.swap_dims(1, 2).reshape([b, t, h * dk])
+}
+
+/// The attention weights of heads `q`, `k` `[B, H, T, dk]`: `softmax(q k^T / sqrt(dk))`.
+pub fn attention_weights(q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
+    let dk = q.dims()[3];
+    softmax(
+        q.matmul(k.swap_dims(2, 3)).div_scalar((dk as f32).sqrt()),
+        3,
+    )
 }
 
 /// Multi-head self-attention core for training (with or without autodiff) on flex f32, with
@@ -351,32 +376,17 @@ pub fn attention_core(
     if dc.attention_p <= 0.0 {
         return self_attention(x, qkv, n_heads, pass);
     }
-    let (query, key, value) = qkv;
-    let (q, k, v) = (
-        query.forward(x.clone()),
-        key.forward(x.clone()),
-        value.forward(x),
-    );
-    let [b, t, d] = q.dims();
-    let dk = d / n_heads;
-    let split = |y: Tensor<3>| y.reshape([b, t, n_heads, dk]).swap_dims(1, 2);
-    let w = softmax(
-        split(q)
-            .matmul(split(k).swap_dims(2, 3))
-            .div_scalar((dk as f32).sqrt()),
-        3,
-    );
-    dropout_rows(
+    let [q, k, v] = heads(x, qkv, n_heads);
+    let w = attention_weights(q, k);
+    let w = dropout_rows(
         w,
         dc.attention_p,
         dc.seed,
         site + 4,
         dc.first_row,
         pass.kernels,
-    )
-    .matmul(split(v))
-    .swap_dims(1, 2)
-    .reshape([b, t, d])
+    );
+    merge_heads(w.matmul(v))
 }
 
 /// `r + l(x)` in `pass`, `l(x)` dropped out at `site` in training: at inference on flex one

@@ -16,7 +16,6 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use crate::kernels::EncoderLayerParams;
 use crate::ops::{self, Kernels, Pass};
@@ -135,25 +134,9 @@ impl Transformer {
         for layer in &self.layers {
             let m = &layer.mha;
             let h = ops::layer_norm(x.clone(), &layer.norm_2, self.eps, k);
-            let (q, kk, v) = (
-                m.query.forward(h.clone()),
-                m.key.forward(h.clone()),
-                m.value.forward(h),
-            );
-            let [b, t, d] = q.dims();
-            let dk = d / m.n_heads;
-            let split = |y: Tensor<3>| y.reshape([b, t, m.n_heads, dk]).swap_dims(1, 2);
-            let w = softmax(
-                split(q)
-                    .matmul(split(kk).swap_dims(2, 3))
-                    .div_scalar((dk as f32).sqrt()),
-                3,
-            );
-            let ctx = w
-                .clone()
-                .matmul(split(v))
-                .swap_dims(1, 2)
-                .reshape([b, t, d]);
+            let [q, kk, v] = ops::heads(h, (&m.query, &m.key, &m.value), m.n_heads);
+            let w = ops::attention_weights(q, kk);
+            let ctx = ops::merge_heads(w.clone().matmul(v));
             maps.push(w);
             x = x + m.output.forward(ctx);
             let f = ops::gelu(
