@@ -10,15 +10,13 @@
 //! Parameter names (safetensors, PyTorch layout with `BurnToPyTorchAdapter`) are documented on
 //! [`Model`]; `reference/model.py` is the same model in PyTorch.
 // Unsafe code (SIMD intrinsics, raw pointers shared between threads) only in the modules
-// marked `#[allow(unsafe_code)]`: `fastmath` and `kernels`.
+// marked `#[allow(unsafe_code)]`: `kernels` (with its vectorised maths, `kernels::fastmath`).
 #![deny(unsafe_code)]
 
 pub mod batch;
 mod bundle;
 pub mod bundled;
 mod config;
-#[allow(unsafe_code)]
-mod fastmath;
 #[allow(unsafe_code)]
 pub mod kernels;
 pub mod loss;

@@ -4,8 +4,8 @@
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::fastmath;
 use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
-use crate::fastmath;
 
 /// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
 /// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row

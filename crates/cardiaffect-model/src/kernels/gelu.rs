@@ -8,10 +8,10 @@ use burn_autodiff::Autodiff;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::fastmath;
 use super::gemm::{f32_slice, update};
 use super::train_ops::record;
 use super::GeluOps;
-use crate::fastmath;
 
 /// Elements per parallel task: large tensors (training-size batches) are split over the
 /// threads.

@@ -5,7 +5,7 @@ use burn::tensor::{DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
-use crate::fastmath;
+use super::fastmath;
 
 /// The contiguous f32 elements of a flex tensor.
 pub(super) fn f32_slice(t: &FlexTensor) -> &[f32] {

@@ -6,10 +6,10 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::attention::attend_head;
+use super::fastmath::{self, multiversion};
 use super::fused_attention::{self, panel_index, panel_len};
 use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, SendPtr};
 use super::EncoderLayerParams;
-use crate::fastmath::{self, multiversion};
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
 /// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the

@@ -27,6 +27,7 @@ use burn::backend::{backend_extension, Backend, ExtensionType};
 
 mod attention;
 mod embed;
+pub(crate) mod fastmath;
 mod flex;
 mod fused_attention;
 mod gelu;

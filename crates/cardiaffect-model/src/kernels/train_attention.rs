@@ -20,10 +20,10 @@ use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 
 use super::attention::{each_task, packed_attention_with, packed_dims};
+use super::fastmath;
 use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
 use super::train_ops::record;
 use super::AttentionTrainOps;
-use crate::fastmath;
 
 /// The dropout of one step's attention: rate, the seed its masks derive from, and the head
 /// task of the input's first window in the step's whole batch (its row times the heads).

@@ -19,10 +19,10 @@ use cardiaffect_signal::Rng;
 use rayon::prelude::*;
 use std::fmt::Debug;
 
+use super::fastmath;
 use super::gemm::{contiguous, f32_slice, linear_backward_flex, linear_flex, sum_in_order, update};
 use super::train_conv;
 use super::TrainOps;
-use crate::fastmath;
 
 /// Elements per task of a dropout mask.
 pub(crate) const DROPOUT_CHUNK: usize = 1 << 15;

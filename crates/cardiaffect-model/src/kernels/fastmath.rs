@@ -105,23 +105,23 @@ fn gelu_grad1<M: Mad>(x: f32) -> f32 {
 /// and FMA, and for the baseline; `$name` runs the widest copy the CPU has. Inside the body,
 /// `M` is [`Fused`] or [`Unfused`] (for `M::mad`); plain `+` and `*` are never fused, so a
 /// body without `M::mad` computes the same numbers in every copy. The kernels use it too
-/// (`crate::fastmath::multiversion!`, for `unsafe fn`s that write through raw pointers).
+/// (`kernels::fastmath::multiversion!`, for `unsafe fn`s that write through raw pointers).
 macro_rules! multiversion {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            $crate::fastmath::multiversion!(@wide ($($arg: $ty),*) $(-> $ret)? $body);
+            $crate::kernels::fastmath::multiversion!(@wide ($($arg: $ty),*) $(-> $ret)? $body);
             #[allow(dead_code)]
-            type M = $crate::fastmath::Unfused;
+            type M = $crate::kernels::fastmath::Unfused;
             $body
         }
     };
     ($(#[$doc:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
         $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
-            $crate::fastmath::multiversion!(@wide ($($arg: $ty),*) $(-> $ret)? $body);
+            $crate::kernels::fastmath::multiversion!(@wide ($($arg: $ty),*) $(-> $ret)? $body);
             #[allow(dead_code)]
-            type M = $crate::fastmath::Unfused;
+            type M = $crate::kernels::fastmath::Unfused;
             $body
         }
     };
@@ -137,7 +137,7 @@ macro_rules! multiversion {
             #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
             unsafe fn v4($($arg: $ty),*) $(-> $ret)? {
                 #[allow(dead_code)]
-                type M = $crate::fastmath::Fused;
+                type M = $crate::kernels::fastmath::Fused;
                 $body
             }
             /// The body compiled for AVX2 and FMA.
@@ -147,7 +147,7 @@ macro_rules! multiversion {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn v3($($arg: $ty),*) $(-> $ret)? {
                 #[allow(dead_code)]
-                type M = $crate::fastmath::Fused;
+                type M = $crate::kernels::fastmath::Fused;
                 $body
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
