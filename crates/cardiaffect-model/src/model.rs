@@ -206,21 +206,11 @@ impl Model {
         prepared: Option<&Prepared>,
     ) -> Encoded {
         let pass = Pass::new(self.kernels, drop).with_prepared(prepared);
-        if drop.is_none() && ops::plain_flex(&x.device()) {
-            // Inference on a pool worker: each parallel op below splits from a worker instead
-            // of being injected from outside the pool (one wake-up of the caller per call, not
-            // per op). Not under autodiff: training's activations, allocated in a worker's malloc
-            // arena, were unmapped and faulted back every step (1.2 M page faults per bench
-            // run instead of 0.47 M) for no measurable gain.
-            return ops::on_worker(self.kernels, || {
-                if mask.is_none() && ops::window_shares_apply(x.dims()[0], self.kernels) {
-                    self.encode_by_window(x, pass)
-                } else {
-                    self.encode_inner(x, mask, pass)
-                }
-            });
-        }
-        self.encode_inner(x, mask, pass)
+        // Window by window only without a mask (a mask's rows would have to be split too).
+        let split = mask.is_none();
+        Encoded::cat(ops::in_windows(x, pass, split, |xi, p| {
+            self.encode_inner(xi, mask.clone(), p)
+        }))
     }
 
     /// The CLS vectors `[B, d]` of windows `x` `[B, L]` at inference (no mask, no dropout):
@@ -232,16 +222,9 @@ impl Model {
 
     fn encode_cls_with(&self, x: Tensor<2>, prepared: Option<&Prepared>) -> Tensor<2> {
         let pass = Pass::new(self.kernels, None).with_prepared(prepared);
-        if ops::plain_flex(&x.device()) {
-            return ops::on_worker(self.kernels, || {
-                if ops::window_shares_apply(x.dims()[0], self.kernels) {
-                    Tensor::cat(self.by_window(x, pass, |xi, p| self.cls_inner(xi, p)), 0)
-                } else {
-                    self.cls_inner(x, pass)
-                }
-            });
-        }
-        self.cls_inner(x, pass)
+        cat_rows(ops::in_windows(x, pass, true, |xi, p| {
+            self.cls_inner(xi, p)
+        }))
     }
 
     fn cls_inner(&self, x: Tensor<2>, pass: Pass) -> Tensor<2> {
@@ -255,34 +238,13 @@ impl Model {
         ops::layer_norm(h, &self.final_norm, self.transformer.eps, self.kernels).reshape([b, d])
     }
 
-    /// Inference of a batch one window at a time, each thread running whole windows through
-    /// the model alone ([`ops::window_shares_apply`] says when): one window's
-    /// activations (about 1 MB for the base model) stay in a core's cache from layer to
-    /// layer, where a batch's (tens of MB) went through memory between passes.
+    /// Inference of a batch one window at a time ([`ops::each_window`]), whether or not
+    /// [`ops::in_windows`] would choose to.
+    #[cfg(test)]
     fn encode_by_window(&self, x: Tensor<2>, pass: Pass) -> Encoded {
-        let parts = self.by_window(x, pass, |xi, p| self.encode_inner(xi, None, p));
-        let (cls, tokens): (Vec<_>, Vec<_>) = parts.into_iter().map(|e| (e.cls, e.tokens)).unzip();
-        Encoded {
-            cls: Tensor::cat(cls, 0),
-            tokens: Tensor::cat(tokens, 0),
-        }
-    }
-
-    /// `f` of each window of `x` `[B, L]` as a batch of one, in parallel, the in-tree kernels
-    /// of each on its thread alone ([`Pass::alone`]); in the windows' order.
-    fn by_window<R: Send>(
-        &self,
-        x: Tensor<2>,
-        pass: Pass,
-        f: impl Fn(Tensor<2>, Pass) -> R + Sync,
-    ) -> Vec<R> {
-        use rayon::prelude::*;
-        let [b, l] = x.dims();
-        (0..b)
-            .into_par_iter()
-            .with_max_len(1)
-            .map(|i| f(x.clone().slice([i..i + 1, 0..l]), pass.alone()))
-            .collect()
+        Encoded::cat(ops::each_window(x, pass, |xi, p| {
+            self.encode_inner(xi, None, p)
+        }))
     }
 
     /// The attention weights of every Transformer layer for windows `x` `[B, L]` (inference):
@@ -431,10 +393,7 @@ impl Model {
 
     /// This model ready for inference (see [`PreparedModel`]).
     pub fn prepared(&self) -> PreparedModel {
-        let dev = self.proj.weight.device();
-        let fused = self.kernels.mode == ops::KernelMode::Layer
-            && ops::plain_flex(&dev)
-            && self.proj.weight.dtype() == burn::tensor::DType::F32;
+        let fused = ops::fused_applies(&self.proj.weight.val(), self.kernels);
         let prepared = if fused {
             Prepared {
                 qkv: (self.transformer.layers.iter())
@@ -510,6 +469,28 @@ impl PreparedModel {
     pub fn cls_embeddings(&self, x: Tensor<2>) -> Vec<Vec<f64>> {
         rows(self.features(x))
     }
+}
+
+impl Encoded {
+    /// The encodings of consecutive parts of a batch as one (a single part as it is).
+    fn cat(mut parts: Vec<Encoded>) -> Encoded {
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let (cls, tokens): (Vec<_>, Vec<_>) = parts.into_iter().map(|e| (e.cls, e.tokens)).unzip();
+        Encoded {
+            cls: Tensor::cat(cls, 0),
+            tokens: Tensor::cat(tokens, 0),
+        }
+    }
+}
+
+/// Consecutive row blocks as one tensor (a single block as it is).
+fn cat_rows(mut parts: Vec<Tensor<2>>) -> Tensor<2> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    Tensor::cat(parts, 0)
 }
 
 /// A `[B, k]` tensor as B rows of f64.

@@ -226,6 +226,48 @@ pub fn on_worker<R: Send>(k: Kernels, f: impl FnOnce() -> R + Send) -> R {
     out.expect("the scope ran its closure")
 }
 
+/// `f` of windows `x` `[B, L]` in `pass`, the fastest way the kernels allow at inference on
+/// flex: on a pool worker ([`on_worker`]), and, where `split` and [`window_shares_apply`],
+/// window by window ([`each_window`]). One result per part, in the windows' order (one for
+/// the whole batch when it is not split). Training and other backends: `f(x, pass)`.
+pub fn in_windows<R: Send>(
+    x: Tensor<2>,
+    pass: Pass,
+    split: bool,
+    f: impl Fn(Tensor<2>, Pass) -> R + Sync + Send,
+) -> Vec<R> {
+    // Not under autodiff: training's activations, allocated in a worker's malloc arena, were
+    // unmapped and faulted back every step, for no measured gain (BENCHMARKS.md).
+    if pass.drop.is_some() || !plain_flex(&x.device()) {
+        return vec![f(x, pass)];
+    }
+    on_worker(pass.kernels, || {
+        if split && window_shares_apply(x.dims()[0], pass.kernels) {
+            each_window(x, pass, f)
+        } else {
+            vec![f(x, pass)]
+        }
+    })
+}
+
+/// `f` of each window of `x` `[B, L]` as a batch of one, in parallel, the in-tree kernels of
+/// each on its thread alone ([`Pass::alone`]); in the windows' order. One window's
+/// activations stay in a core's cache from layer to layer, where a batch's went through
+/// memory between passes.
+pub fn each_window<R: Send>(
+    x: Tensor<2>,
+    pass: Pass,
+    f: impl Fn(Tensor<2>, Pass) -> R + Sync + Send,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    let [b, l] = x.dims();
+    (0..b)
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|i| f(x.clone().slice([i..i + 1, 0..l]), pass.alone()))
+        .collect()
+}
+
 /// Whether a batch of `b` windows at inference goes window by window (see
 /// [`Kernels::window_shares`]): with the layer op, where every thread gets the same number of
 /// windows or enough of them that an uneven last round weighs little. A single window
@@ -447,6 +489,12 @@ pub fn linear(
         Some(r) => r + y,
         None => y,
     }
+}
+
+/// Whether the fused inference ops run on tensors like `t` with `k` (what makes preparing
+/// their weights worth it).
+pub fn fused_applies<const N: usize>(t: &Tensor<N>, k: Kernels) -> bool {
+    k.fused(&t.device(), t.dtype())
 }
 
 /// Whether the whole-layer op runs for `x` in `pass` (flex inference in the default mode).
