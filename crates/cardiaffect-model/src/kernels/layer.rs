@@ -12,8 +12,8 @@ use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, SendPtr};
 use super::EncoderLayerParams;
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
-/// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
-/// pass), four per thread 2 % slower (more packing of the same weights).
+/// task per thread was slower at batch 1 (the thread that wakes late holds up the pass),
+/// four per thread slower too (more packing of the same weights); measured: BENCHMARKS.md.
 /// Alone (one thread), the blocks are as large as `hi` allows: nothing waits for them.
 pub(super) fn rows_per_task(total: usize, (lo, hi): (usize, usize), threads: usize) -> usize {
     let per = if threads == 1 {
@@ -236,7 +236,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
 
     // Pass 1: LayerNorm and the three projections of each block of rows; their biases are
     // added where the rows are next read or copied (the products once started from bias rows:
-    // a copy per row, 2-3 % of a batch in memcpy).
+    // a copy per row, visible in memcpy; measured: BENCHMARKS.md).
     let [mut qkv, mut keys_t, mut values] = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
     qkv.resize(m * d3, 0.0);
     // The three projections side by side, [d, 3d] and [3d] (as the caller packed them): one
@@ -265,7 +265,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let key_scale = std::f32::consts::LOG2_E / (dk as f32).sqrt();
     let v_out = SendPtr(values.as_mut_ptr());
     // Alone (a window's share of a batch), blocks of up to a whole window: fewer packings of
-    // the same weights (about 3 % of a batch of 32, both passes).
+    // the same weights (measured at batch 32, both passes: BENCHMARKS.md).
     let alone = threads == 1;
     let r1 = rows_per_task(m, (32, if alone { t.max(256) } else { 256 }), threads);
     let pass1 = |(c, rows): (usize, &mut [f32])| {

@@ -1,14 +1,14 @@
 //! The signal encoder's convolutions for training on flex, channels-last, forward and
 //! backward.
 //!
-//! Burn's path runs each `Conv1d` channels-first as a 3-D convolution (an expanded copy of
-//! the input, im2col, a product), transposes around every LayerNorm over channels, and in the
-//! backward runs a transposed convolution for the input's gradient and another im2col for
-//! the weight's: 12 % of a pre-training step, mostly in gemm's narrow edge kernels. Here, as
-//! at inference ([`super::embed`]), activations stay `[B, L, C]`: with the input padded by
-//! `p = k / 2` zero rows either side, output row `t` of a convolution with kernel `k` and
-//! stride `s` reads padded rows `t s .. t s + k`, which are `k C_in` consecutive floats. So,
-//! per window, with `X` that strided view `[L_out, k C_in]` (row stride `s C_in`, no copy) and
+//! Burn's path runs each `Conv1d` channels-first as a 3-D convolution (an expanded copy of the
+//! input, im2col, a product), transposes around every LayerNorm over channels, and in the backward
+//! runs a transposed convolution for the input's gradient and another im2col for the weight's: a
+//! large share of a pre-training step, mostly in gemm's narrow edge kernels (measured:
+//! BENCHMARKS.md). Here, as at inference ([`super::embed`]), activations stay `[B, L, C]`: with the
+//! input padded by `p = k / 2` zero rows either side, output row `t` of a convolution with kernel
+//! `k` and stride `s` reads padded rows `t s .. t s + k`, which are `k C_in` consecutive floats.
+//! So, per window, with `X` that strided view `[L_out, k C_in]` (row stride `s C_in`, no copy) and
 //! `W` the weight as `[k C_in, C_out]`:
 //! - forward: `Y = X W + b`, one product onto bias rows;
 //! - weight: `dW = X^T dY`, one product per window (added in window order);
