@@ -11,8 +11,8 @@ use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
 /// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row
 /// stride, `out` its pointer and row stride; `scratch` holds `[n, t]` scores and `n` sums.
 /// The probabilities stay unnormalised through the second product and each output row is
-/// divided by its sum after it: `dk` multiplies a row instead of `t` (a third less softmax
-/// time at T = 321).
+/// divided by its sum after it: `dk` multiplies a row instead of `t` (less softmax time;
+/// measured: BENCHMARKS.md).
 ///
 /// # Safety
 /// `q` must point at `n` rows and `k`, `v` at `t` rows of `dk` elements at the given stride;

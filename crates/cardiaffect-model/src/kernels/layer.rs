@@ -243,7 +243,8 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     // product per row block instead of three (one packing of the block's rows).
     let (bq, bk, bv) = (&bqkv[..d], &bqkv[d..2 * d], &bqkv[2 * d..]);
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
-    // projection (once per layer, where per block of queries it cost a quarter of the kernel).
+    // projection (once per layer; per block of queries it cost a large share of the kernel,
+    // measured: BENCHMARKS.md).
     let tiled = p.tiled_attention && fused_attention::available(dk) && t > 0;
     let tp = panel_len(t);
     if tiled {
