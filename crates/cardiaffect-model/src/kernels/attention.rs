@@ -5,7 +5,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::fastmath;
-use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, product_ptr, with_scratch, SendPtr};
 
 /// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
 /// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row
@@ -82,7 +82,7 @@ unsafe fn qk_scores(
     // rows of dk at stride in_rs; rhs k^T [dk, t], column stride in_rs: the t rows of `k`.
     // `scores` is a `&mut` slice, so it overlaps none of the caller's rows.
     unsafe {
-        product(
+        product_ptr(
             (n, t, dk),
             (scores.as_mut_ptr(), 1, t),
             (q, 1, in_rs),
@@ -105,7 +105,7 @@ unsafe fn pv(
     // SAFETY: dst `out`, n rows of dk at stride out_rs, nobody else's (the contract); lhs
     // `scores` [n, t], at least n t long; rhs `v`, t rows of dk at stride in_rs.
     unsafe {
-        product(
+        product_ptr(
             (n, dk, t),
             (out, 1, out_rs),
             (scores.as_ptr(), 1, t),

@@ -16,7 +16,7 @@
 use burn_flex::FlexTensor;
 
 use super::fastmath::{self, multiversion};
-use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch};
+use super::gemm::{contiguous, f32_slice, gemm_rows_ptr, with_scratch};
 use super::layer::{rows_per_task, run_tasks};
 
 /// One convolution of the signal encoder: its weight as rows `[k, C_in, C_out]`
@@ -152,7 +152,7 @@ pub(super) fn conv_stage_flex(
             // window lie inside it (len_out was computed from them), read as [n, k c_in] at
             // row stride s c_in; `wr` is [k c_in, c_out].
             unsafe {
-                gemm_rows(
+                gemm_rows_ptr(
                     n,
                     c_out,
                     k * c_in,
@@ -171,7 +171,7 @@ pub(super) fn conv_stage_flex(
                     }
                     // SAFETY: `block` is [n, width], `h` [n, c_out], `pw` [c_out, width].
                     unsafe {
-                        gemm_rows(
+                        gemm_rows_ptr(
                             n,
                             width,
                             c_out,

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fastmath::{self, multiversion};
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_rows_ptr, with_scratch, SendPtr};
 use super::EncoderLayerParams;
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
@@ -276,7 +276,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
             // SAFETY: `rows` is [n, 3d], `h` [n, d], `wqkv` [d, 3d].
             unsafe {
-                gemm_rows(
+                gemm_rows_ptr(
                     n,
                     d3,
                     d,
@@ -388,7 +388,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             // x1 = x + ctx wo + bo, in the block's rows.
             // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
             unsafe {
-                gemm_rows(
+                gemm_rows_ptr(
                     n,
                     d,
                     d,
@@ -403,7 +403,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             fastmath::bias_norm_bias_rows(o, bo, bu, g_f, be_f, eps, h);
             // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
             unsafe {
-                gemm_rows(
+                gemm_rows_ptr(
                     n,
                     dff,
                     d,
@@ -416,7 +416,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             fastmath::gelu_bias_rows(ff, bi);
             // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
             unsafe {
-                gemm_rows(
+                gemm_rows_ptr(
                     n,
                     d,
                     dff,

@@ -21,7 +21,7 @@ use cardiaffect_signal::Rng;
 
 use super::attention::{each_task, packed_attention_with, packed_dims};
 use super::fastmath;
-use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, product_ptr, with_scratch, SendPtr};
 use super::train_ops::record;
 use super::AttentionTrainOps;
 
@@ -124,7 +124,7 @@ pub(super) fn backward(
             unsafe {
                 let (s, gp, o) = (src.as_ptr(), g.as_ptr(), dst.ptr());
                 // P = softmax(scale Q K^T), recomputed.
-                product(
+                product_ptr(
                     (t, t, dk),
                     (pr.as_mut_ptr(), 1, t),
                     (s.add(q), 1, d3),
@@ -132,7 +132,7 @@ pub(super) fn backward(
                     scale,
                 );
                 // dP' = dO V^T (the gradient of the dropped-out probabilities).
-                product(
+                product_ptr(
                     (t, t, dk),
                     (dp.as_mut_ptr(), 1, t),
                     (gp.add(go), 1, d),
@@ -151,7 +151,7 @@ pub(super) fn backward(
                     fastmath::softmax_dropout_backward_row(p_row, d_row, mask);
                 }
                 // dV = P'^T dO
-                product(
+                product_ptr(
                     (t, dk, t),
                     (o.add(v), 1, d3),
                     (pr.as_ptr(), t, 1),
@@ -159,7 +159,7 @@ pub(super) fn backward(
                     1.0,
                 );
                 // dQ = scale dS K
-                product(
+                product_ptr(
                     (t, dk, t),
                     (o.add(q), 1, d3),
                     (dp.as_ptr(), 1, t),
@@ -167,7 +167,7 @@ pub(super) fn backward(
                     scale,
                 );
                 // dK = scale dS^T Q
-                product(
+                product_ptr(
                     (t, dk, t),
                     (o.add(k), 1, d3),
                     (dp.as_ptr(), t, 1),

@@ -19,7 +19,9 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::embed::conv_weight_rows;
-use super::gemm::{contiguous, f32_slice, product, product_acc, sum_in_order, with_scratch};
+use super::gemm::{
+    contiguous, f32_slice, product_acc_ptr, product_ptr, sum_in_order, with_scratch,
+};
 
 /// Sizes of one convolution: windows, input rows and channels, kernel, stride, output
 /// channels and rows.
@@ -109,7 +111,7 @@ pub(super) fn forward(
                 // of [rows, c_in] for t < l_out, inside it as (l_out - 1) s + k <= rows;
                 // `wr` is [k c_in, c_out].
                 unsafe {
-                    product_acc(
+                    product_acc_ptr(
                         (l_out, c_out, k * c_in),
                         (o.as_mut_ptr(), 1, c_out),
                         (xp.as_ptr(), 1, s * c_in),
@@ -170,7 +172,7 @@ pub(super) fn backward(
             // SAFETY: dst is [k c_in, c_out]; the lhs is the transposed view of [l_out, k
             // c_in] (see `forward`), inside this window's padded rows; `g` is [l_out, c_out].
             unsafe {
-                product(
+                product_ptr(
                     (kc, c_out, l_out),
                     (acc.as_mut_ptr(), 1, c_out),
                     (xp.as_ptr(), s * c_in, 1),
@@ -214,7 +216,7 @@ pub(super) fn backward(
                             // c_out] and W_j^T, rows j c_in .. (j + 1) c_in of `wr` read
                             // transposed.
                             unsafe {
-                                product_acc(
+                                product_acc_ptr(
                                     (l_out, c_in, c_out),
                                     (dxp.as_mut_ptr().add(j * c_in), 1, s * c_in),
                                     (g.as_ptr(), 1, c_out),
