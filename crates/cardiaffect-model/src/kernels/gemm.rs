@@ -178,6 +178,16 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Rows.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub(super) fn cols(&self) -> usize {
+        self.cols
+    }
+
     /// The transpose: the same elements, `cols` × `rows` (no copy; gemm reads it through the
     /// strides).
     pub(super) fn t(self) -> Self {

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fastmath::{self, multiversion};
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_rows_ptr, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_rows_ptr, with_scratch, Mat, MatMut, SendPtr};
 use super::EncoderLayerParams;
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
@@ -358,8 +358,11 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 let p = qkv_rows.as_ptr();
                 if tiled {
                     let (kp, vp) = head_panels(item0 / t, head, (t, d, heads));
-                    // SAFETY: as below, with this head's key panel and values in `keys_t` and
-                    // `values_rows` (pass 1 wrote them; nobody writes them in pass 2).
+                    // SAFETY: q rows [row0, row0 + n) of `qkv` ([m, 3d]) at this head's
+                    // columns; this head's key panel and values in `keys_t` and `values_rows`
+                    // (pass 1 wrote them; nobody writes them in pass 2); `ctx` is [n, d], this
+                    // task's, and this head's columns of it [n, dk] at stride d; `scores` holds
+                    // `scratch_len(t)` (checked by `attend`).
                     unsafe {
                         fused_attention::attend(
                             (n, t, dk),
@@ -372,18 +375,18 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                     }
                     continue;
                 }
-                // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
-                // ([m, 3d]) at this head's columns; `scores` is [n, t + 1]; `ctx` is [n, d] and
-                // this head's columns of it [n, dk] at stride d.
-                unsafe {
-                    attend_head(
-                        (n, t, dk),
-                        (p.add(q), p.add(k), p.add(k + d), d3),
-                        scale,
-                        scores,
-                        (ctx.as_mut_ptr().add(head * dk), d),
-                    );
-                }
+                // q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv` ([m, 3d])
+                // at this head's columns; this head's columns of `ctx` ([n, d]).
+                attend_head(
+                    (
+                        Mat::at(qkv_rows, q, n, dk, d3),
+                        Mat::at(qkv_rows, k, t, dk, d3),
+                        Mat::at(qkv_rows, k + d, t, dk, d3),
+                    ),
+                    scale,
+                    scores,
+                    MatMut::at(ctx, head * dk, n, dk, d),
+                );
             }
             // x1 = x + ctx wo + bo, in the block's rows.
             // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
