@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fastmath::{self, multiversion};
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_rows_ptr, with_scratch, Mat, MatMut, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, Mat, MatMut, SendPtr};
 use super::EncoderLayerParams;
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
@@ -181,7 +181,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let [g_a, be_a, wqkv, bqkv, wo, bo, g_f, be_f, wi, bi, wu, bu] =
         params.each_ref().map(f32_slice);
     let dff = bi.len();
-    // The lengths the unsafe products below rely on (and the feed-forward's orientation).
+    // The weights' shapes (the products below check lengths, not orientation).
     let shapes = params.each_ref().map(|t| t.layout().shape().to_vec());
     let expected: [Vec<usize>; 12] = [
         vec![d],
@@ -274,18 +274,13 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         let r0 = c * r1;
         with_scratch(n * d, |h| {
             fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
-            // SAFETY: `rows` is [n, 3d], `h` [n, d], `wqkv` [d, 3d].
-            unsafe {
-                gemm_rows_ptr(
-                    n,
-                    d3,
-                    d,
-                    (rows.as_mut_ptr(), d3),
-                    (h.as_ptr(), d),
-                    (wqkv.as_ptr(), d3),
-                    false,
-                )
-            };
+            // `rows` [n, 3d] = `h` [n, d] `wqkv` [d, 3d].
+            gemm_rows(
+                MatMut::new(rows, n, d3, d3),
+                Mat::new(h, n, d, d),
+                Mat::new(wqkv, d, d3, d3),
+                false,
+            );
         });
         // SAFETY: `keys_t` and `values` are [B, heads] panels as `head_panels` lays them out;
         // these rows of the projection are this task's alone.
@@ -389,46 +384,30 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 );
             }
             // x1 = x + ctx wo + bo, in the block's rows.
-            // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
-            unsafe {
-                gemm_rows_ptr(
-                    n,
-                    d,
-                    d,
-                    (o.as_mut_ptr(), d),
-                    (ctx.as_ptr(), d),
-                    (wo.as_ptr(), d),
-                    true,
-                )
-            };
+            gemm_rows(
+                MatMut::new(o, n, d, d),
+                Mat::new(ctx, n, d, d),
+                Mat::new(wo, d, d, d),
+                true,
+            );
             // x1 + gelu(norm_ff(x1) wi + bi) wu + bu: `bo`, the norm and `bu` in one visit
             // per row, `bi` with the GELU.
             fastmath::bias_norm_bias_rows(o, bo, bu, g_f, be_f, eps, h);
-            // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
-            unsafe {
-                gemm_rows_ptr(
-                    n,
-                    dff,
-                    d,
-                    (ff.as_mut_ptr(), dff),
-                    (h.as_ptr(), d),
-                    (wi.as_ptr(), dff),
-                    false,
-                )
-            };
+            // `ff` [n, dff] = `h` [n, d] `wi` [d, dff].
+            gemm_rows(
+                MatMut::new(ff, n, dff, dff),
+                Mat::new(h, n, d, d),
+                Mat::new(wi, d, dff, dff),
+                false,
+            );
             fastmath::gelu_bias_rows(ff, bi);
-            // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
-            unsafe {
-                gemm_rows_ptr(
-                    n,
-                    d,
-                    dff,
-                    (o.as_mut_ptr(), d),
-                    (ff.as_ptr(), dff),
-                    (wu.as_ptr(), d),
-                    true,
-                )
-            };
+            // `o` [n, d] += `ff` [n, dff] `wu` [dff, d].
+            gemm_rows(
+                MatMut::new(o, n, d, d),
+                Mat::new(ff, n, dff, dff),
+                Mat::new(wu, dff, d, d),
+                true,
+            );
         })
     };
     run_tasks(tasks, threads, pass2);
