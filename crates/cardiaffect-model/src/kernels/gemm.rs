@@ -183,11 +183,6 @@ impl<'a> Mat<'a> {
         self.rows
     }
 
-    /// Columns.
-    pub(super) fn cols(&self) -> usize {
-        self.cols
-    }
-
     /// The transpose: the same elements, `cols` × `rows` (no copy; gemm reads it through the
     /// strides).
     pub(super) fn t(self) -> Self {
@@ -352,64 +347,6 @@ pub(super) unsafe fn product_to_ptr(
             (rhs.data.as_ptr(), rhs.col_stride, rhs.row_stride),
             alpha,
             false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
-/// Pointer form of [`product`] (callers not yet on the views).
-///
-/// # Safety
-/// The regions must lie inside their allocations for these sizes and strides; `dst` must not
-/// overlap the operands or be touched by another thread meanwhile.
-pub(super) unsafe fn product_ptr(
-    mnk: (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-    alpha: f32,
-) {
-    // SAFETY: `product_into`'s contract is this function's, which the caller meets.
-    unsafe { product_into(mnk, dst, lhs, rhs, alpha, false, gemm::Parallelism::None) }
-}
-
-/// Pointer form of [`product_acc`] (callers not yet on the views).
-///
-/// # Safety
-/// As [`product_ptr`].
-pub(super) unsafe fn product_acc_ptr(
-    mnk: (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-    alpha: f32,
-) {
-    // SAFETY: `product_into`'s contract is this function's, which the caller meets.
-    unsafe { product_into(mnk, dst, lhs, rhs, alpha, true, gemm::Parallelism::None) }
-}
-
-/// Pointer form of [`gemm_rows`] (callers not yet on the views).
-///
-/// # Safety
-/// As [`product_ptr`].
-pub(super) unsafe fn gemm_rows_ptr(
-    m: usize,
-    n: usize,
-    k: usize,
-    (dst, dst_rs): (*mut f32, usize),
-    (lhs, lhs_rs): (*const f32, usize),
-    (rhs, rhs_rs): (*const f32, usize),
-    accumulate: bool,
-) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        product_into(
-            (m, n, k),
-            (dst, 1, dst_rs),
-            (lhs, 1, lhs_rs),
-            (rhs, 1, rhs_rs),
-            1.0,
-            accumulate,
             gemm::Parallelism::None,
         )
     }
