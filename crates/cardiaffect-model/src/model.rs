@@ -432,7 +432,8 @@ impl Model {
 /// (the query, key and value projections side by side, convolution taps as rows), with the
 /// model they came from (a snapshot: a model trained afterwards needs a new one). Hold one
 /// where a model serves many calls (predict, stream, evaluation, bench); [`Model`]'s own
-/// inference methods rearrange on every call (7-12 % of a batch-1 inference).
+/// inference methods rearrange on every call (a visible share of a batch-1 inference;
+/// measured: BENCHMARKS.md).
 #[derive(Debug, Clone)]
 pub struct PreparedModel {
     model: Model,

@@ -76,8 +76,8 @@ pub struct Kernels {
     /// than through gemm's products.
     pub tiled_attention: bool,
     /// Inference splits a batch into windows that each thread runs through the whole model
-    /// alone (one window's activations stay in a core's cache; batch 32 about -12 %), rather
-    /// than every op of the whole batch over the threads.
+    /// alone (one window's activations stay in a core's cache; faster at batch 32, measured:
+    /// BENCHMARKS.md), rather than every op of the whole batch over the threads.
     pub window_shares: bool,
 }
 
@@ -163,7 +163,7 @@ impl<'a> Pass<'a> {
 
 /// Weights rearranged the way the fused inference ops read them, made once from a model's
 /// weights (by [`crate::PreparedModel`]) instead of on every call: rearranging them per call
-/// was 7-12 % of a batch-1 inference (BENCHMARKS.md).
+/// was a visible share of a batch-1 inference (measured: BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
     /// Per layer, the query, key and value projections side by side ([`packed_qkv`]).
@@ -215,8 +215,8 @@ pub fn on_flex(device: &Device) -> bool {
 /// Runs `f` on a rayon worker (at once when already on one) and returns its result. Every
 /// parallel op that flex, gemm and the kernels run splits its work with rayon: called from
 /// outside the pool, each one is injected into the pool while the caller sleeps until it is
-/// done (a wake-up per op); called from a worker, the worker takes a share itself. Measured:
-/// batch-1 latency -6 % (BENCHMARKS.md). Not with `KernelMode::Burn`.
+/// done (a wake-up per op); called from a worker, the worker takes a share itself, which
+/// lowers batch-1 latency (measured: BENCHMARKS.md). Not with `KernelMode::Burn`.
 pub fn on_worker<R: Send>(k: Kernels, f: impl FnOnce() -> R + Send) -> R {
     if !k.in_tree() || rayon::current_thread_index().is_some() {
         return f();
@@ -691,8 +691,8 @@ pub fn layer_norm<const N: usize>(
 /// `l(x)` in training (flex with autodiff, f32, a bias): one recorded in-tree op whose
 /// output starts from the bias rows and whose backward reads the transposes through strides
 /// ([`TrainOps::linear_train`]). burn-flex allocates each matrix product's output zeroed and
-/// then copies it to a more aligned buffer (a memset and a memmove per product, 7 % of a
-/// pre-training step), adds the bias in another op, and transposes in the backward.
+/// then copies it to a more aligned buffer (a memset and a memmove per product; measured:
+/// BENCHMARKS.md), adds the bias in another op, and transposes in the backward.
 /// Elsewhere, inference included, Burn's `Linear`.
 pub fn linear_train<const N: usize>(x: Tensor<N>, l: &Linear, k: Kernels) -> Tensor<N> {
     match &l.bias {

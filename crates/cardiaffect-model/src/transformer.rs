@@ -1,8 +1,8 @@
 //! The pre-LN Transformer encoder, written on [`crate::ops`] rather than taken from burn-nn,
 //! for two measured reasons (see BENCHMARKS.md):
-//! - burn-nn's `Dropout` draws each element through ChaCha20 and a distribution sampler, 26 % of
-//!   a pre-training step; here masks come from the in-tree xoshiro generator, in parallel, and
-//!   are seeded per step (so that a resumed run draws the same masks);
+//! - burn-nn's `Dropout` draws each element through ChaCha20 and a distribution sampler, a large
+//!   share of a pre-training step; here masks come from the in-tree xoshiro generator, in parallel,
+//!   and are seeded per step (so that a resumed run draws the same masks);
 //! - each operation runs the in-tree flex kernels where they apply (at inference on flex a
 //!   whole layer is one op), Burn's ops elsewhere.
 //!

@@ -231,8 +231,8 @@ pub fn sosfilt_zi(sos: &[Sos]) -> Vec<[f64; 2]> {
 /// Filter in place through all sections (direct form II transposed), starting from `zi`.
 ///
 /// All sections advance together, sample by sample: each section's recurrence is a serial
-/// chain, and interleaving the chains lets the CPU overlap them (measured 3x faster than
-/// filtering the whole signal section after section).
+/// chain, and interleaving the chains lets the CPU overlap them (faster than filtering the
+/// whole signal section after section; measured: BENCHMARKS.md).
 pub fn sosfilt_inplace(sos: &[Sos], x: &mut [f64], zi: &mut [[f64; 2]]) {
     match sos.len() {
         // Common orders get a fixed-size state the compiler keeps in registers.

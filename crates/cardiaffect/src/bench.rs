@@ -143,8 +143,7 @@ fn find_python(arg: &Option<String>) -> Option<String> {
 
 /// glibc's malloc settings PyTorch's process runs with: the caller's `MALLOC_*_THRESHOLD_`
 /// where set, else the thresholds ours runs with. With glibc's defaults it paid page faults on
-/// large tensors (inference-only batch 32 1.1-1.4x its time, training steps about 1.1x;
-/// BENCHMARKS.md).
+/// large tensors, inference most (measured: BENCHMARKS.md).
 fn pytorch_malloc_env() -> [(&'static str, String); 2] {
     [
         ("MALLOC_MMAP_THRESHOLD_", crate::MMAP_THRESHOLD),

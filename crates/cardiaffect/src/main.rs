@@ -113,14 +113,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 /// `MMAP_THRESHOLD` come from the heap, and freed memory up to `TRIM_THRESHOLD` stays in it.
 /// `bench` gives PyTorch's process the same (`MALLOC_*_` variables). 1 GiB of trim: a base
 /// model's training step at batch 32 frees more than 256 MiB at its end, which was then
-/// returned and faulted back every step (0.62 M page faults in 8 steps against 0.12 M, a step
-/// about 6 % slower; BENCHMARKS.md).
+/// returned and faulted back every step (page faults and a slower step; measured:
+/// BENCHMARKS.md).
 pub(crate) const MMAP_THRESHOLD: i32 = 64 << 20;
 pub(crate) const TRIM_THRESHOLD: i32 = 1 << 30;
 
 /// glibc's malloc hands buffers above 128 kB back to the kernel on free and maps them afresh
 /// on the next allocation, so every tensor op paid page faults and zeroing (batch-32 inference
-/// ran 30 % faster with the thresholds raised; BENCHMARKS.md). Freed memory is kept instead;
+/// ran faster with the thresholds raised; measured: BENCHMARKS.md). Freed memory is kept instead;
 /// the peak stays the same.
 #[allow(unsafe_code)]
 fn tune_allocator() {

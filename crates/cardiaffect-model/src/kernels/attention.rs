@@ -5,114 +5,66 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::fastmath;
-use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
+use super::gemm::{
+    contiguous, f32_slice, product, product_to_ptr, with_scratch, Mat, MatMut, SendPtr,
+};
 
-/// One head of attention: `out = softmax(scale q k^T) v` for `n` query rows against `t`
-/// key/value rows, each `dk` wide. `qkv` gives the three row pointers and their common row
-/// stride, `out` its pointer and row stride; `scratch` holds `[n, t]` scores and `n` sums.
-/// The probabilities stay unnormalised through the second product and each output row is
-/// divided by its sum after it: `dk` multiplies a row instead of `t` (a third less softmax
-/// time at T = 321).
-///
-/// # Safety
-/// `q` must point at `n` rows and `k`, `v` at `t` rows of `dk` elements at the given stride;
-/// `out` at `n` rows of `dk` elements at its stride that nobody else reads or writes meanwhile;
-/// `scratch` must hold at least `n * (t + 1)` elements.
-pub(super) unsafe fn attend_head(
-    (n, t, dk): (usize, usize, usize),
-    (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
+/// One head of attention: `out = softmax(scale q k^T) v` for the `n` query rows of `q`
+/// against the `t` key/value rows of `k` and `v`, each `dk` wide (`out` `[n, dk]`); `scratch`
+/// holds `[n, t]` scores and `n` sums. The probabilities stay unnormalised through the second
+/// product and each output row is divided by its sum after it: `dk` multiplies a row instead
+/// of `t` (less softmax time; measured: BENCHMARKS.md).
+pub(super) fn attend_head(
+    (q, k, v): (Mat<'_>, Mat<'_>, Mat<'_>),
     scale: f32,
     scratch: &mut [f32],
-    (out, out_rs): (*mut f32, usize),
+    mut out: MatMut<'_>,
 ) {
+    let (n, t) = (q.rows(), k.rows());
     let (scores, inv) = scratch[..n * (t + 1)].split_at_mut(n * t);
-    // SAFETY: `q` and `k` as this function's contract has them; `scores` is n * t elements of
-    // a `&mut` slice (split off above, which checked the length).
-    unsafe { qk_scores((n, t, dk), (q, k, in_rs), scale, scores) };
+    qk_scores(q, k, scale, scores);
     for (row, s) in scores.chunks_exact_mut(t).zip(inv.iter_mut()) {
         *s = 1.0 / fastmath::exp_shifted_row(row);
     }
-    // SAFETY: `scores` is [n, t]; `v` and `out` as this function's contract has them.
-    unsafe { pv((n, t, dk), scores, (v, in_rs), (out, out_rs)) };
+    // out[n, dk] = scores[n, t] v[t, dk].
+    product(out.reborrow(), Mat::new(scores, n, t, t), v, 1.0);
     for (i, &s) in inv.iter().enumerate() {
-        // SAFETY: row i < n of `out` holds `dk` elements at out + i out_rs that nobody else
-        // reads or writes meanwhile (the caller's contract), so one `&mut` to them is unique.
-        let row = unsafe { std::slice::from_raw_parts_mut(out.add(i * out_rs), dk) };
-        for o in row {
+        for o in out.row_mut(i) {
             *o *= s;
         }
     }
 }
 
 /// [`attend_head`] with `post(i, row)` applied to each row `i` of the probabilities after the
-/// softmax (training's attention dropout).
+/// softmax (training's attention dropout), into `out`, `n` rows of `dk` at row stride
+/// `out_rs`: columns of a buffer whose other columns other tasks write meanwhile (other
+/// heads), so a pointer rather than a `&mut` slice. `scores` holds at least `n * t` elements.
 ///
 /// # Safety
-/// As [`attend_head`], with `scores` (in place of `scratch`) at least `n * t` elements long.
+/// `out`'s `n` rows of `dk` elements at its stride must lie inside one allocation that
+/// nobody else reads or writes there meanwhile.
 pub(super) unsafe fn attend_head_with(
-    (n, t, dk): (usize, usize, usize),
-    (q, k, v, in_rs): (*const f32, *const f32, *const f32, usize),
+    (q, k, v): (Mat<'_>, Mat<'_>, Mat<'_>),
     scale: f32,
     scores: &mut [f32],
-    (out, out_rs): (*mut f32, usize),
+    out: (*mut f32, usize),
     post: impl Fn(usize, &mut [f32]),
 ) {
-    debug_assert!(scores.len() >= n * t);
-    // SAFETY: the pointers and `scores`' length are this function's contract.
-    unsafe { qk_scores((n, t, dk), (q, k, in_rs), scale, scores) };
+    let (n, t) = (q.rows(), k.rows());
+    qk_scores(q, k, scale, scores);
     for (i, row) in scores[..n * t].chunks_exact_mut(t).enumerate() {
         fastmath::softmax_row(row);
         post(i, row);
     }
-    // SAFETY: as above; `scores` now holds the [n, t] probabilities.
-    unsafe { pv((n, t, dk), scores, (v, in_rs), (out, out_rs)) };
+    // SAFETY: `out` as this function's contract has it, `[n, dk]` (the product's shape); it
+    // overlaps neither `scores` (a `&mut` slice) nor `v` (read through a shared slice).
+    unsafe { product_to_ptr(out, Mat::new(scores, n, t, t), v, 1.0) };
 }
 
 /// `scores[n, t] = scale q k^T` (`k` read transposed through its strides).
-///
-/// # Safety
-/// As [`attend_head`]; `scores` holds at least `n * t` elements.
-unsafe fn qk_scores(
-    (n, t, dk): (usize, usize, usize),
-    (q, k, in_rs): (*const f32, *const f32, usize),
-    scale: f32,
-    scores: &mut [f32],
-) {
-    // SAFETY: dst `scores` [n, t] (row stride t, at least n t long: the contract); lhs `q`, n
-    // rows of dk at stride in_rs; rhs k^T [dk, t], column stride in_rs: the t rows of `k`.
-    // `scores` is a `&mut` slice, so it overlaps none of the caller's rows.
-    unsafe {
-        product(
-            (n, t, dk),
-            (scores.as_mut_ptr(), 1, t),
-            (q, 1, in_rs),
-            (k, in_rs, 1),
-            scale,
-        )
-    };
-}
-
-/// `out[n, dk] = scores[n, t] v[t, dk]`.
-///
-/// # Safety
-/// As [`attend_head`]; `scores` holds at least `n * t` elements.
-unsafe fn pv(
-    (n, t, dk): (usize, usize, usize),
-    scores: &[f32],
-    (v, in_rs): (*const f32, usize),
-    (out, out_rs): (*mut f32, usize),
-) {
-    // SAFETY: dst `out`, n rows of dk at stride out_rs, nobody else's (the contract); lhs
-    // `scores` [n, t], at least n t long; rhs `v`, t rows of dk at stride in_rs.
-    unsafe {
-        product(
-            (n, dk, t),
-            (out, 1, out_rs),
-            (scores.as_ptr(), 1, t),
-            (v, 1, in_rs),
-            1.0,
-        )
-    };
+fn qk_scores(q: Mat<'_>, k: Mat<'_>, scale: f32, scores: &mut [f32]) {
+    let (n, t) = (q.rows(), k.rows());
+    product(MatMut::new(scores, n, t, t), q, k.t(), scale);
 }
 
 /// Sizes of a packed `[B, T, 3d]` projection with `n_heads` heads: (b, t, d, dk).
@@ -159,19 +111,18 @@ pub(super) fn packed_attention_with(
     each_task(b * n_heads, threads, |task| {
         let (bi, h) = (task / n_heads, task % n_heads);
         // Row r of batch item bi: q at r * 3d, k at r * 3d + d, v at r * 3d + 2d.
-        let q = bi * t * d3 + h * dk;
-        let (k, v) = (q + d, q + 2 * d);
+        let q0 = bi * t * d3 + h * dk;
+        let qkv = [0, d, 2 * d].map(|c| Mat::at(src, q0 + c, t, dk, d3));
         let o = bi * t * d + h * dk;
         // Score matrices (T x T, 412 kB at T = 321) live in the per-thread scratch.
         with_scratch(t * t, |scores| {
-            // SAFETY: for the given sizes and strides every pointer below stays inside `src`
-            // ([B, T, 3d]), `scores` ([T, T]) and `out` ([B, T, d]); the output columns of
-            // (bi, h) belong to this task alone.
+            // SAFETY: the output columns of (bi, h), t rows of dk from `o` at stride d, lie
+            // inside `out` ([B, T, d]), which nobody else reads meanwhile and whose columns
+            // of (bi, h) belong to this task alone (they cannot be a `&mut` slice: other
+            // heads' columns lie between their rows).
             unsafe {
-                let p = src.as_ptr();
                 attend_head_with(
-                    (t, t, dk),
-                    (p.add(q), p.add(k), p.add(v), d3),
+                    qkv.into(),
                     scale,
                     scores,
                     (dst.ptr().add(o), d),

@@ -16,7 +16,7 @@
 use burn_flex::FlexTensor;
 
 use super::fastmath::{self, multiversion};
-use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch};
+use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, Mat, MatMut};
 use super::layer::{rows_per_task, run_tasks};
 
 /// One convolution of the signal encoder: its weight as rows `[k, C_in, C_out]`
@@ -148,20 +148,14 @@ pub(super) fn conv_stage_flex(
             for row in y.chunks_exact_mut(c_out) {
                 row.copy_from_slice(bias);
             }
-            // SAFETY: `y` is [n, c_out]; the input rows r0 s .. (r0 + n - 1) s + k of this
-            // window lie inside it (len_out was computed from them), read as [n, k c_in] at
-            // row stride s c_in; `wr` is [k c_in, c_out].
-            unsafe {
-                gemm_rows(
-                    n,
-                    c_out,
-                    k * c_in,
-                    (y.as_mut_ptr(), c_out),
-                    (xs.as_ptr().add((item * in_rows + r0 * s) * c_in), s * c_in),
-                    (wr.as_ptr(), c_out),
-                    true,
-                )
-            };
+            // `y` [n, c_out] += the input rows r0 s .. (r0 + n - 1) s + k of this window, read
+            // as [n, k c_in] at row stride s c_in, times `wr` [k c_in, c_out].
+            gemm_rows(
+                MatMut::new(y, n, c_out, c_out),
+                Mat::at(xs, (item * in_rows + r0 * s) * c_in, n, k * c_in, s * c_in),
+                Mat::new(wr, k * c_in, c_out, c_out),
+                true,
+            );
             match proj {
                 Some((pw, pb)) => {
                     fastmath::layer_norm_rows(y, gamma, beta, eps, h);
@@ -169,18 +163,13 @@ pub(super) fn conv_stage_flex(
                     for row in block.chunks_exact_mut(width) {
                         row.copy_from_slice(pb);
                     }
-                    // SAFETY: `block` is [n, width], `h` [n, c_out], `pw` [c_out, width].
-                    unsafe {
-                        gemm_rows(
-                            n,
-                            width,
-                            c_out,
-                            (block.as_mut_ptr(), width),
-                            (h.as_ptr(), c_out),
-                            (pw.as_ptr(), width),
-                            true,
-                        )
-                    };
+                    // `block` [n, width] += `h` [n, c_out] `pw` [c_out, width].
+                    gemm_rows(
+                        MatMut::new(block, n, width, width),
+                        Mat::new(h, n, c_out, c_out),
+                        Mat::new(pw, c_out, width, width),
+                        true,
+                    );
                 }
                 None => {
                     fastmath::layer_norm_rows(y, gamma, beta, eps, block);

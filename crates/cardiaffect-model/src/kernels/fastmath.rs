@@ -1,7 +1,7 @@
 //! Branch-free `exp` and `erf` for f32 slices, written so that the compiler vectorises the
 //! loops, and compiled three times (AVX-512, AVX2 + FMA, baseline) with the widest one the CPU
-//! has chosen at run time. burn-flex computes both through scalar libm calls, which were 15 %
-//! of a batch-1 inference (BENCHMARKS.md).
+//! has chosen at run time. burn-flex computes both through scalar libm calls, a large share
+//! of a batch-1 inference (measured: BENCHMARKS.md).
 //!
 //! - `exp`: Cody–Waite range reduction `x = n ln2 + r` and a degree-6 Taylor polynomial on
 //!   `|r| <= ln2 / 2` (relative error < 3e-7), `2^n` built in the exponent bits.
@@ -230,7 +230,8 @@ fn fmix32(mut h: u32) -> u32 {
 multiversion! {
     /// `row[j] *= scale` where the hash of (`key`, `first + j`) is at least `threshold`, else
     /// `row[j] = 0`: a dropout mask that any thread redraws from the key alone, eight lanes at
-    /// a time (a serial generator drew one pair per step: 10 % of a pre-training step).
+    /// a time (a serial generator drew one pair per step, a visible share of a pre-training
+    /// step; measured: BENCHMARKS.md).
     /// `first` is the index of `row[0]` in the key's run of elements, so a part of that run
     /// (a process's share of a batch) draws what the whole run draws there.
     pub fn dropout_row(row: &mut [f32], key: u32, first: u32, threshold: u32, scale: f32) {
@@ -284,7 +285,7 @@ multiversion! {
     /// `m` the dropout mask (0 or `1 / (1 - rate)`) and `dp` the gradient of the dropped-out
     /// probabilities, `dp` becomes `p ∘ (dp ∘ m - <dp ∘ m, p>)` (the scores' gradient) and `p`
     /// becomes `p ∘ m` (what multiplied the values). The dot product runs in lanes: a serial
-    /// sum was 5 % of a single-threaded pre-training step.
+    /// sum showed in a single-threaded pre-training step (measured: BENCHMARKS.md).
     pub fn softmax_dropout_backward_row(p: &mut [f32], dp: &mut [f32], m: &[f32]) {
         const L: usize = 16;
         let full = p.len() / L * L;

@@ -1,14 +1,13 @@
 //! One head of attention for a block of queries in AVX-512 register tiles, for inference:
 //! `q k^T`, the softmax and `p v` without gemm's packing.
 //!
-//! Through gemm, attention ran at half the rate of the linear layers (perf, batch 32): with
-//! `k = dk = 32` the product `q k^T` is short, gemm packed both operands of each of the two
-//! products on every call, and the softmax's rows of 321 ended in a serial sum and a scalar
-//! tail. Here the keys come transposed in blocks of 32 (written once per layer beside the
-//! QKV projection: transposing them per block of queries cost a quarter of the kernel) and the
-//! values as a contiguous `[t, dk]`; the queries and the probabilities are broadcast
-//! straight from their rows; each tile keeps `ROWS` query rows × two vectors of keys (or of
-//! output columns) in registers.
+//! Through gemm, attention ran well below the rate of the linear layers (measured: BENCHMARKS.md):
+//! with `k = dk = 32` the product `q k^T` is short, gemm packed both operands of each of the two
+//! products on every call, and the softmax's rows of 321 ended in a serial sum and a scalar tail.
+//! Here the keys come transposed in blocks of 32 (written once per layer beside the QKV projection:
+//! transposing them per block of queries cost a large share of the kernel) and the values as a
+//! contiguous `[t, dk]`; the queries and the probabilities are broadcast straight from their rows;
+//! each tile keeps `ROWS` query rows × two vectors of keys (or of output columns) in registers.
 //!
 //! The softmax needs no pass of its own where it can: the panel's keys come multiplied by
 //! `scale log2(e)`, so that a score is its own base-2 exponent, and Cauchy–Schwarz bounds a
@@ -17,19 +16,20 @@
 //! initialisation), the exponentials are taken unshifted on the tile's registers and summed
 //! as they are stored; a softmax is the same for any shift, and `2^±60` stays far inside
 //! f32's range. (Storing the scores with the rows' maxima, then a pass per row for the
-//! exponentials, as beyond the bound still, took 6 % more of the kernel's time.)
+//! exponentials, as beyond the bound still, took more of the kernel's time; measured:
+//! BENCHMARKS.md.)
 
 /// Query rows per tile (32 registers: 28 accumulators, 2 loads, 1 broadcast; 14 rows timed
-/// about 5 % faster than 12 and 10 % faster than 8 at 107 queries against 321 keys, level
-/// with 12 at 321 queries in the one-pass kernel).
+/// faster than 12 and 8 at 107 queries against 321 keys, level with 12 at 321 queries in the
+/// one-pass kernel; measured: BENCHMARKS.md).
 const ROWS: usize = 14;
 /// Lanes per vector (AVX-512).
 const LANES: usize = 16;
 
 /// Whether this CPU runs the tiles for heads `dk` wide: AVX-512, and a width of whole
-/// vectors. Elsewhere the layer keeps gemm's products. (Tiles written for AVX2 ran 1.7x
-/// slower than these on an AVX-512 host, where gemm's AVX2 kernels could not be timed
-/// beside them, so AVX2 hosts keep gemm, which is measured there.)
+/// vectors. Elsewhere the layer keeps gemm's products. (Tiles written for AVX2 ran well
+/// behind these on an AVX-512 host, where gemm's AVX2 kernels could not be timed beside
+/// them, so AVX2 hosts keep gemm, which is measured there; BENCHMARKS.md.)
 pub(super) fn available(dk: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -57,8 +57,8 @@ pub(super) fn panel_len(t: usize) -> usize {
 
 /// Where element `c` of key `j` lies in a panel of keys `dk` wide: blocks of 32 keys, each
 /// `[dk, 32]`, so that a tile of keys reads one contiguous 4-kB run. (The panel `[dk, t]` row
-/// by row, 1.4 kB between the rows a tile reads, with the values read in place: 28 % of a
-/// batch-32 inference in perf, against 24 % with both laid out as now.)
+/// by row, 1.4 kB between the rows a tile reads, with the values read in place, took a larger
+/// share of a batch-32 inference than both laid out as now; measured: BENCHMARKS.md.)
 pub(super) fn panel_index(j: usize, c: usize, dk: usize) -> usize {
     (j / KEY_BLOCK) * dk * KEY_BLOCK + c * KEY_BLOCK + j % KEY_BLOCK
 }
@@ -102,7 +102,8 @@ pub(super) unsafe fn attend(
 /// Sixteen keys into their panel at once: for tokens `l` in `0..16` and columns `c` in
 /// `0..dk`, `dst[c * 32 + l] = (src[l * src_rs + c] + bias[c]) * scale`, where `dst` is the
 /// panel position of the first of 16 tokens starting at a multiple of 16. In 16 × 16
-/// transposes: one element at a time, these stores were 1 % of a batch.
+/// transposes: one element at a time, these stores showed in a batch's profile (measured:
+/// BENCHMARKS.md).
 ///
 /// # Safety
 /// [`available`]`(dk)` must hold; `src` must point at 16 rows of `dk` at stride `src_rs`,

@@ -1,5 +1,5 @@
-//! Matrix-product helpers on raw f32 rows (gemm with strides, per-thread scratch) and the
-//! fused linear layer (`x W + b`, GELU and residual in one pass).
+//! Matrix-product helpers (gemm with strides, over slice views checked once per call;
+//! per-thread scratch) and the fused linear layer (`x W + b`, GELU and residual in one pass).
 
 use burn::tensor::{DType, Shape};
 use burn_flex::{FlexTensor, Layout};
@@ -104,42 +104,262 @@ pub(super) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// `dst[m, n] = alpha * lhs[m, k] rhs[k, n]`, each operand given as (pointer, column stride,
-/// row stride), on this thread.
+/// The number of elements from a view's first to its last, plus one (0 for an empty view),
+/// or `None` where that overflows.
+fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1)
+        .checked_mul(row_stride)?
+        .checked_add((cols - 1).checked_mul(col_stride)?)?
+        .checked_add(1)
+}
+
+/// The part of `len` elements from `start` that a view of `need` elements takes: `start..`
+/// when it fits (an empty view takes nothing and fits anywhere), with a message naming the
+/// sizes when it does not.
+#[track_caller]
+fn view_range(len: usize, start: usize, need: usize, what: std::fmt::Arguments<'_>) -> usize {
+    if need == 0 {
+        return len;
+    }
+    assert!(
+        start <= len && need <= len - start,
+        "kernels: {what} from element {start} needs {need} elements, the slice holds {len}"
+    );
+    start
+}
+
+/// A matrix read from a slice: `rows` × `cols`, element `(i, j)` at `i * row_stride + j *
+/// col_stride` of `data`. Making one checks, once, that every element lies inside `data`;
+/// the products below pass its pointer to gemm without further checks.
+#[derive(Clone, Copy)]
+pub(super) struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// `rows` × `cols` from `data[0]`, rows `row_stride` apart, columns adjacent.
+    #[track_caller]
+    pub(super) fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self::at(data, 0, rows, cols, row_stride)
+    }
+
+    /// As [`Mat::new`], from `data[start]`.
+    #[track_caller]
+    pub(super) fn at(
+        data: &'a [f32],
+        start: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Self {
+        let need = span(rows, cols, row_stride, 1);
+        let need = need.unwrap_or_else(|| {
+            panic!("kernels: [{rows}, {cols}] at row stride {row_stride} overflows")
+        });
+        let from = view_range(
+            data.len(),
+            start,
+            need,
+            format_args!("a [{rows}, {cols}] matrix at row stride {row_stride}"),
+        );
+        Mat {
+            data: &data[from..],
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// Rows.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The transpose: the same elements, `cols` × `rows` (no copy; gemm reads it through the
+    /// strides).
+    pub(super) fn t(self) -> Self {
+        Mat {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+}
+
+/// A matrix written into a slice: `rows` × `cols`, element `(i, j)` at `i * row_stride + j`
+/// of `data`, rows that do not overlap (`row_stride >= cols`). Making one checks that once.
+pub(super) struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// `rows` × `cols` from `data[0]`, rows `row_stride` apart, columns adjacent.
+    #[track_caller]
+    pub(super) fn new(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self::at(data, 0, rows, cols, row_stride)
+    }
+
+    /// As [`MatMut::new`], from `data[start]`.
+    #[track_caller]
+    pub(super) fn at(
+        data: &'a mut [f32],
+        start: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Self {
+        assert!(
+            rows <= 1 || cols == 0 || row_stride >= cols,
+            "kernels: an output's rows of {cols} overlap at row stride {row_stride}"
+        );
+        let need = span(rows, cols, row_stride, 1);
+        let need = need.unwrap_or_else(|| {
+            panic!("kernels: [{rows}, {cols}] at row stride {row_stride} overflows")
+        });
+        let from = view_range(
+            data.len(),
+            start,
+            need,
+            format_args!("a [{rows}, {cols}] output at row stride {row_stride}"),
+        );
+        MatMut {
+            data: &mut data[from..],
+            rows,
+            cols,
+            row_stride,
+        }
+    }
+
+    /// The same view for a shorter borrow (to write it again afterwards).
+    pub(super) fn reborrow(&mut self) -> MatMut<'_> {
+        MatMut {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+        }
+    }
+
+    /// Row `i` (`i < rows`).
+    pub(super) fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        assert!(i < self.rows, "kernels: row {i} of {}", self.rows);
+        &mut self.data[i * self.row_stride..][..self.cols]
+    }
+}
+
+/// The shapes of `dst = lhs rhs` agree: `(m, n, k)`, with a message naming them otherwise.
+#[track_caller]
+fn product_dims(dst: (usize, usize), lhs: &Mat<'_>, rhs: &Mat<'_>) -> (usize, usize, usize) {
+    assert!(
+        dst.0 == lhs.rows && dst.1 == rhs.cols && lhs.cols == rhs.rows,
+        "kernels: a [{}, {}] output from [{}, {}] times [{}, {}]",
+        dst.0,
+        dst.1,
+        lhs.rows,
+        lhs.cols,
+        rhs.rows,
+        rhs.cols
+    );
+    (lhs.rows, rhs.cols, lhs.cols)
+}
+
+/// `dst = alpha lhs rhs` (with `accumulate`, `dst += alpha lhs rhs`; without, what `dst` held
+/// is not read), split over the threads as `par` says. The shapes are checked once, here.
+#[track_caller]
+pub(super) fn matmul(
+    dst: MatMut<'_>,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    alpha: f32,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
+    let mnk = product_dims((dst.rows, dst.cols), &lhs, &rhs);
+    // SAFETY: each view's elements lie inside its slice (checked when it was made), at the
+    // sizes just checked to agree; `dst` is a `&mut` slice, so it overlaps neither operand and
+    // no other thread touches it, and its rows do not overlap each other.
+    unsafe {
+        product_into(
+            mnk,
+            (dst.data.as_mut_ptr(), 1, dst.row_stride),
+            (lhs.data.as_ptr(), lhs.col_stride, lhs.row_stride),
+            (rhs.data.as_ptr(), rhs.col_stride, rhs.row_stride),
+            alpha,
+            accumulate,
+            par,
+        )
+    }
+}
+
+/// `dst = alpha lhs rhs` on this thread.
+#[track_caller]
+pub(super) fn product(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, alpha: f32) {
+    matmul(dst, lhs, rhs, alpha, false, gemm::Parallelism::None)
+}
+
+/// [`product`] added to what `dst` holds: `dst += alpha lhs rhs`.
+#[track_caller]
+pub(super) fn product_acc(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, alpha: f32) {
+    matmul(dst, lhs, rhs, alpha, true, gemm::Parallelism::None)
+}
+
+/// `dst += lhs rhs` (with `accumulate` false `dst = lhs rhs`, what `dst` held not read) on
+/// this thread.
+#[track_caller]
+pub(super) fn gemm_rows(dst: MatMut<'_>, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) {
+    matmul(dst, lhs, rhs, 1.0, accumulate, gemm::Parallelism::None)
+}
+
+/// [`product`] into rows that no `&mut` slice can hold: some of the columns of a buffer whose
+/// other columns other tasks write at the same time (attention's heads). `dst` is `[m, n]` at
+/// row stride `dst_rs`, with `m` and `n` from the operands.
+///
+/// # Safety
+/// `dst`'s `[m, n]` elements at that stride must lie inside one allocation, overlap neither
+/// operand, and be read or written by nobody else meanwhile.
+pub(super) unsafe fn product_to_ptr(
+    (dst, dst_rs): (*mut f32, usize),
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    alpha: f32,
+) {
+    let mnk = product_dims((lhs.rows, rhs.cols), &lhs, &rhs);
+    // SAFETY: the operands' elements lie inside their slices (checked when the views were
+    // made), at sizes that agree; `dst` as this function's contract has it.
+    unsafe {
+        product_into(
+            mnk,
+            (dst, 1, dst_rs),
+            (lhs.data.as_ptr(), lhs.col_stride, lhs.row_stride),
+            (rhs.data.as_ptr(), rhs.col_stride, rhs.row_stride),
+            alpha,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// `dst[m, n] = alpha * lhs[m, k] rhs[k, n]` (or, when `accumulate`, added to what `dst`
+/// holds), each operand given as (pointer, column stride, row stride), split over the threads
+/// as `par` says: the one call into gemm, behind the checked entry points above.
 ///
 /// # Safety
 /// The regions must lie inside their allocations for these sizes and strides; `dst` must not
-/// overlap the operands or be touched by another thread meanwhile.
-pub(super) unsafe fn product(
-    mnk: (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-    alpha: f32,
-) {
-    // SAFETY: `product_into`'s contract is this function's, which the caller meets.
-    unsafe { product_into(mnk, dst, lhs, rhs, alpha, false, gemm::Parallelism::None) }
-}
-
-/// [`product`] added to what `dst` holds: `dst += alpha * lhs rhs`.
-///
-/// # Safety
-/// As [`product`].
-pub(super) unsafe fn product_acc(
-    mnk: (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-    alpha: f32,
-) {
-    // SAFETY: `product_into`'s contract is this function's, which the caller meets.
-    unsafe { product_into(mnk, dst, lhs, rhs, alpha, true, gemm::Parallelism::None) }
-}
-
-/// [`product`] (or, when `accumulate`, [`product_acc`]) split over the threads as `par` says.
-///
-/// # Safety
-/// As [`product`].
+/// overlap the operands or be touched by another thread meanwhile (with `par`, only gemm's
+/// own workers write it).
 #[allow(clippy::too_many_arguments)]
 unsafe fn product_into(
     (m, n, k): (usize, usize, usize),
@@ -175,36 +395,6 @@ unsafe fn product_into(
             false,
             par,
         );
-    }
-}
-
-/// `dst += lhs rhs` (with `accumulate` false `dst = lhs rhs`, what `dst` held not read) on
-/// one thread, all row-major with unit column stride: `dst` `[m, n]` (row stride `dst_rs`),
-/// `lhs` `[m, k]` (`lhs_rs`), `rhs` `[k, n]` (`rhs_rs`).
-///
-/// # Safety
-/// The three regions must lie inside their allocations for these sizes and strides, and
-/// `dst` must not overlap the others or be written by another thread meanwhile.
-pub(super) unsafe fn gemm_rows(
-    m: usize,
-    n: usize,
-    k: usize,
-    (dst, dst_rs): (*mut f32, usize),
-    (lhs, lhs_rs): (*const f32, usize),
-    (rhs, rhs_rs): (*const f32, usize),
-    accumulate: bool,
-) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        product_into(
-            (m, n, k),
-            (dst, 1, dst_rs),
-            (lhs, 1, lhs_rs),
-            (rhs, 1, rhs_rs),
-            1.0,
-            accumulate,
-            gemm::Parallelism::None,
-        )
     }
 }
 
@@ -269,30 +459,14 @@ pub(super) fn linear_flex(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: `out` is [m, n], `xs` [m, k], `ws` [k, n], all contiguous row-major.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            xs.as_ptr(),
-            1,
-            k as isize,
-            ws.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    matmul(
+        MatMut::new(&mut out, m, n, n),
+        Mat::new(xs, m, k, k),
+        Mat::new(ws, k, n, n),
+        1.0,
+        true,
+        par,
+    );
     if gelu {
         out.par_chunks_mut(ROWS_PER_TASK * n)
             .for_each(fastmath::gelu_inplace);
@@ -330,35 +504,29 @@ pub(super) fn linear_backward_flex(
     };
     let dx = if input_grad {
         let mut dx = vec![0.0f32; m * k];
-        // SAFETY: dx is [m, k]; g [m, n]; W^T read from w [k, n] (column stride n, row 1).
-        unsafe {
-            product_into(
-                (m, k, n),
-                (dx.as_mut_ptr(), 1, k),
-                (gs.as_ptr(), 1, n),
-                (ws.as_ptr(), n, 1),
-                1.0,
-                false,
-                par(m * n * k),
-            );
-        }
+        // dx [m, k] = g [m, n] W^T (W [k, n] read transposed through its strides).
+        matmul(
+            MatMut::new(&mut dx, m, k, k),
+            Mat::new(gs, m, n, n),
+            Mat::new(ws, k, n, n).t(),
+            1.0,
+            false,
+            par(m * n * k),
+        );
         contiguous(dx, xshape)
     } else {
         contiguous(Vec::new(), [0])
     };
     let mut dw = vec![0.0f32; k * n];
-    // SAFETY: dw is [k, n]; x^T read from x [m, k] (column stride k, row 1); g [m, n].
-    unsafe {
-        product_into(
-            (k, n, m),
-            (dw.as_mut_ptr(), 1, n),
-            (xs.as_ptr(), k, 1),
-            (gs.as_ptr(), 1, n),
-            1.0,
-            false,
-            par(m * n * k),
-        );
-    }
+    // dw [k, n] = x^T g (x [m, k] read transposed through its strides).
+    matmul(
+        MatMut::new(&mut dw, k, n, n),
+        Mat::new(xs, m, k, k).t(),
+        Mat::new(gs, m, n, n),
+        1.0,
+        false,
+        par(m * n * k),
+    );
     // The bias' gradient: column sums per block of rows, added in block order (the same
     // result whichever thread summed which block).
     const SUM_ROWS: usize = 256;

@@ -8,12 +8,12 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fastmath::{self, multiversion};
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, Mat, MatMut, SendPtr};
 use super::EncoderLayerParams;
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
-/// task per thread was 20 % slower at batch 1 (the thread that wakes late holds up the
-/// pass), four per thread 2 % slower (more packing of the same weights).
+/// task per thread was slower at batch 1 (the thread that wakes late holds up the pass),
+/// four per thread slower too (more packing of the same weights); measured: BENCHMARKS.md.
 /// Alone (one thread), the blocks are as large as `hi` allows: nothing waits for them.
 pub(super) fn rows_per_task(total: usize, (lo, hi): (usize, usize), threads: usize) -> usize {
     let per = if threads == 1 {
@@ -181,7 +181,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let [g_a, be_a, wqkv, bqkv, wo, bo, g_f, be_f, wi, bi, wu, bu] =
         params.each_ref().map(f32_slice);
     let dff = bi.len();
-    // The lengths the unsafe products below rely on (and the feed-forward's orientation).
+    // The weights' shapes (the products below check lengths, not orientation).
     let shapes = params.each_ref().map(|t| t.layout().shape().to_vec());
     let expected: [Vec<usize>; 12] = [
         vec![d],
@@ -236,14 +236,15 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
 
     // Pass 1: LayerNorm and the three projections of each block of rows; their biases are
     // added where the rows are next read or copied (the products once started from bias rows:
-    // a copy per row, 2-3 % of a batch in memcpy).
+    // a copy per row, visible in memcpy; measured: BENCHMARKS.md).
     let [mut qkv, mut keys_t, mut values] = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
     qkv.resize(m * d3, 0.0);
     // The three projections side by side, [d, 3d] and [3d] (as the caller packed them): one
     // product per row block instead of three (one packing of the block's rows).
     let (bq, bk, bv) = (&bqkv[..d], &bqkv[d..2 * d], &bqkv[2 * d..]);
     // The tiled attention reads the keys transposed: pass 1 writes them so beside the
-    // projection (once per layer, where per block of queries it cost a quarter of the kernel).
+    // projection (once per layer; per block of queries it cost a large share of the kernel,
+    // measured: BENCHMARKS.md).
     let tiled = p.tiled_attention && fused_attention::available(dk) && t > 0;
     let tp = panel_len(t);
     if tiled {
@@ -265,7 +266,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let key_scale = std::f32::consts::LOG2_E / (dk as f32).sqrt();
     let v_out = SendPtr(values.as_mut_ptr());
     // Alone (a window's share of a batch), blocks of up to a whole window: fewer packings of
-    // the same weights (about 3 % of a batch of 32, both passes).
+    // the same weights (measured at batch 32, both passes: BENCHMARKS.md).
     let alone = threads == 1;
     let r1 = rows_per_task(m, (32, if alone { t.max(256) } else { 256 }), threads);
     let pass1 = |(c, rows): (usize, &mut [f32])| {
@@ -273,18 +274,13 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         let r0 = c * r1;
         with_scratch(n * d, |h| {
             fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
-            // SAFETY: `rows` is [n, 3d], `h` [n, d], `wqkv` [d, 3d].
-            unsafe {
-                gemm_rows(
-                    n,
-                    d3,
-                    d,
-                    (rows.as_mut_ptr(), d3),
-                    (h.as_ptr(), d),
-                    (wqkv.as_ptr(), d3),
-                    false,
-                )
-            };
+            // `rows` [n, 3d] = `h` [n, d] `wqkv` [d, 3d].
+            gemm_rows(
+                MatMut::new(rows, n, d3, d3),
+                Mat::new(h, n, d, d),
+                Mat::new(wqkv, d, d3, d3),
+                false,
+            );
         });
         // SAFETY: `keys_t` and `values` are [B, heads] panels as `head_panels` lays them out;
         // these rows of the projection are this task's alone.
@@ -357,8 +353,11 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                 let p = qkv_rows.as_ptr();
                 if tiled {
                     let (kp, vp) = head_panels(item0 / t, head, (t, d, heads));
-                    // SAFETY: as below, with this head's key panel and values in `keys_t` and
-                    // `values_rows` (pass 1 wrote them; nobody writes them in pass 2).
+                    // SAFETY: q rows [row0, row0 + n) of `qkv` ([m, 3d]) at this head's
+                    // columns; this head's key panel and values in `keys_t` and `values_rows`
+                    // (pass 1 wrote them; nobody writes them in pass 2); `ctx` is [n, d], this
+                    // task's, and this head's columns of it [n, dk] at stride d; `scores` holds
+                    // `scratch_len(t)` (checked by `attend`).
                     unsafe {
                         fused_attention::attend(
                             (n, t, dk),
@@ -371,60 +370,44 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
                     }
                     continue;
                 }
-                // SAFETY: q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv`
-                // ([m, 3d]) at this head's columns; `scores` is [n, t + 1]; `ctx` is [n, d] and
-                // this head's columns of it [n, dk] at stride d.
-                unsafe {
-                    attend_head(
-                        (n, t, dk),
-                        (p.add(q), p.add(k), p.add(k + d), d3),
-                        scale,
-                        scores,
-                        (ctx.as_mut_ptr().add(head * dk), d),
-                    );
-                }
+                // q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv` ([m, 3d])
+                // at this head's columns; this head's columns of `ctx` ([n, d]).
+                attend_head(
+                    (
+                        Mat::at(qkv_rows, q, n, dk, d3),
+                        Mat::at(qkv_rows, k, t, dk, d3),
+                        Mat::at(qkv_rows, k + d, t, dk, d3),
+                    ),
+                    scale,
+                    scores,
+                    MatMut::at(ctx, head * dk, n, dk, d),
+                );
             }
             // x1 = x + ctx wo + bo, in the block's rows.
-            // SAFETY: `o` and `ctx` are [n, d], `wo` [d, d].
-            unsafe {
-                gemm_rows(
-                    n,
-                    d,
-                    d,
-                    (o.as_mut_ptr(), d),
-                    (ctx.as_ptr(), d),
-                    (wo.as_ptr(), d),
-                    true,
-                )
-            };
+            gemm_rows(
+                MatMut::new(o, n, d, d),
+                Mat::new(ctx, n, d, d),
+                Mat::new(wo, d, d, d),
+                true,
+            );
             // x1 + gelu(norm_ff(x1) wi + bi) wu + bu: `bo`, the norm and `bu` in one visit
             // per row, `bi` with the GELU.
             fastmath::bias_norm_bias_rows(o, bo, bu, g_f, be_f, eps, h);
-            // SAFETY: `ff` is [n, dff], `h` [n, d], `wi` [d, dff].
-            unsafe {
-                gemm_rows(
-                    n,
-                    dff,
-                    d,
-                    (ff.as_mut_ptr(), dff),
-                    (h.as_ptr(), d),
-                    (wi.as_ptr(), dff),
-                    false,
-                )
-            };
+            // `ff` [n, dff] = `h` [n, d] `wi` [d, dff].
+            gemm_rows(
+                MatMut::new(ff, n, dff, dff),
+                Mat::new(h, n, d, d),
+                Mat::new(wi, d, dff, dff),
+                false,
+            );
             fastmath::gelu_bias_rows(ff, bi);
-            // SAFETY: `o` is [n, d], `ff` [n, dff], `wu` [dff, d].
-            unsafe {
-                gemm_rows(
-                    n,
-                    d,
-                    dff,
-                    (o.as_mut_ptr(), d),
-                    (ff.as_ptr(), dff),
-                    (wu.as_ptr(), d),
-                    true,
-                )
-            };
+            // `o` [n, d] += `ff` [n, dff] `wu` [dff, d].
+            gemm_rows(
+                MatMut::new(o, n, d, d),
+                Mat::new(ff, n, dff, dff),
+                Mat::new(wu, dff, d, d),
+                true,
+            );
         })
     };
     run_tasks(tasks, threads, pass2);

@@ -3,14 +3,13 @@
 //! (BENCHMARKS.md), not a rewrite of what Burn has. The model reaches them only through
 //! [`crate::ops`], one function per operation, which takes Burn's ops where they do not apply.
 //!
-//! - [`CardiaffectOps`] (inference on plain flex): attention of all heads straight from the
-//!   packed QKV projection ([`attention`]; burn-flex's needs `[B, H, T, dk]` inputs and runs
-//!   its softmax through scalar `expf`), linear layers whose output starts from the bias (and
-//!   residual) rows ([`gemm`]), a whole pre-LN encoder layer in two parallel passes
-//!   ([`layer`]; two parallel regions per layer instead of about seven, batch-1 latency
-//!   -11 %; on AVX-512 its attention in register tiles, [`fused_attention`] with the vector
-//!   operations of [`simd`]) and the signal encoder channels-last, one parallel pass per
-//!   convolution ([`embed`]).
+//! - [`CardiaffectOps`] (inference on plain flex): attention of all heads straight from the packed
+//!   QKV projection ([`attention`]; burn-flex's needs `[B, H, T, dk]` inputs and runs its softmax
+//!   through scalar `expf`), linear layers whose output starts from the bias (and residual) rows
+//!   ([`gemm`]), a whole pre-LN encoder layer in two parallel passes ([`layer`]; two parallel
+//!   regions per layer instead of about seven, for batch-1 latency, measured in BENCHMARKS.md; on
+//!   AVX-512 its attention in register tiles, [`fused_attention`] with the vector operations of
+//!   [`simd`]) and the signal encoder channels-last, one parallel pass per convolution ([`embed`]).
 //! - [`GeluOps`], [`AttentionTrainOps`], [`TrainOps`] (flex with or without autodiff):
 //!   exact-erf GELU with a vectorised erf ([`gelu`]), training's attention with its dropout
 //!   recomputing each head's probabilities in the backward ([`train_attention`]), LayerNorm,

@@ -21,7 +21,9 @@ use cardiaffect_signal::Rng;
 
 use super::attention::{each_task, packed_attention_with, packed_dims};
 use super::fastmath;
-use super::gemm::{contiguous, f32_slice, product, with_scratch, SendPtr};
+use super::gemm::{
+    contiguous, f32_slice, product, product_to_ptr, with_scratch, Mat, MatMut, SendPtr,
+};
 use super::train_ops::record;
 use super::AttentionTrainOps;
 
@@ -118,62 +120,39 @@ pub(super) fn backward(
         with_scratch(2 * t * t + t, |scratch| {
             let (pr, rest) = scratch.split_at_mut(t * t);
             let (dp, mask) = rest.split_at_mut(t * t);
-            // SAFETY: every pointer stays inside `src`/`out` ([B, T, 3d]), `g` ([B, T, d]) and
-            // the scratch (2 x [T, T] and a row); the gradient columns of (bi, h) (its q, k and v
-            // columns) belong to this task alone.
+            // Views of this head: its q, k and v columns of `src` ([B, T, 3d]) and its columns
+            // of the output's gradient `g` ([B, T, d]), t rows each.
+            let [sq, sk, sv] = [q, k, v].map(|c| Mat::at(src, c, t, dk, d3));
+            let d_out = Mat::at(g, go, t, dk, d);
+            // P = softmax(scale Q K^T), recomputed.
+            product(MatMut::new(pr, t, t, t), sq, sk.t(), scale);
+            // dP' = dO V^T (the gradient of the dropped-out probabilities).
+            product(MatMut::new(dp, t, t, t), d_out, sv.t(), 1.0);
+            for (i, (p_row, d_row)) in pr
+                .chunks_exact_mut(t)
+                .zip(dp.chunks_exact_mut(t))
+                .enumerate()
+            {
+                fastmath::softmax_row(p_row);
+                // dP = dP' ∘ M; then dS = P ∘ (dP - <dP, P>); then P' = P ∘ M for dV.
+                mask.fill(1.0);
+                drop.apply(task, i, mask);
+                fastmath::softmax_dropout_backward_row(p_row, d_row, mask);
+            }
+            let (pr, ds) = (Mat::new(pr, t, t, t), Mat::new(dp, t, t, t));
+            // SAFETY: the gradient columns of (bi, h) (its q, k and v columns, t rows of dk
+            // from `q`, `k` and `v` at stride 3d) lie inside `out` ([B, T, 3d]), which nobody
+            // else reads meanwhile, and belong to this task alone (they cannot be `&mut`
+            // slices: other heads' columns lie between their rows); the operands are the
+            // scratch and the inputs, not `out`.
             unsafe {
-                let (s, gp, o) = (src.as_ptr(), g.as_ptr(), dst.ptr());
-                // P = softmax(scale Q K^T), recomputed.
-                product(
-                    (t, t, dk),
-                    (pr.as_mut_ptr(), 1, t),
-                    (s.add(q), 1, d3),
-                    (s.add(k), d3, 1),
-                    scale,
-                );
-                // dP' = dO V^T (the gradient of the dropped-out probabilities).
-                product(
-                    (t, t, dk),
-                    (dp.as_mut_ptr(), 1, t),
-                    (gp.add(go), 1, d),
-                    (s.add(v), d3, 1),
-                    1.0,
-                );
-                for (i, (p_row, d_row)) in pr
-                    .chunks_exact_mut(t)
-                    .zip(dp.chunks_exact_mut(t))
-                    .enumerate()
-                {
-                    fastmath::softmax_row(p_row);
-                    // dP = dP' ∘ M; then dS = P ∘ (dP - <dP, P>); then P' = P ∘ M for dV.
-                    mask.fill(1.0);
-                    drop.apply(task, i, mask);
-                    fastmath::softmax_dropout_backward_row(p_row, d_row, mask);
-                }
+                let o = dst.ptr();
                 // dV = P'^T dO
-                product(
-                    (t, dk, t),
-                    (o.add(v), 1, d3),
-                    (pr.as_ptr(), t, 1),
-                    (gp.add(go), 1, d),
-                    1.0,
-                );
+                product_to_ptr((o.add(v), d3), pr.t(), d_out, 1.0);
                 // dQ = scale dS K
-                product(
-                    (t, dk, t),
-                    (o.add(q), 1, d3),
-                    (dp.as_ptr(), 1, t),
-                    (s.add(k), 1, d3),
-                    scale,
-                );
+                product_to_ptr((o.add(q), d3), ds, sk, scale);
                 // dK = scale dS^T Q
-                product(
-                    (t, dk, t),
-                    (o.add(k), 1, d3),
-                    (dp.as_ptr(), t, 1),
-                    (s.add(q), 1, d3),
-                    scale,
-                );
+                product_to_ptr((o.add(k), d3), ds.t(), sq, scale);
             }
         })
     });

@@ -1,14 +1,14 @@
 //! The signal encoder's convolutions for training on flex, channels-last, forward and
 //! backward.
 //!
-//! Burn's path runs each `Conv1d` channels-first as a 3-D convolution (an expanded copy of
-//! the input, im2col, a product), transposes around every LayerNorm over channels, and in the
-//! backward runs a transposed convolution for the input's gradient and another im2col for
-//! the weight's: 12 % of a pre-training step, mostly in gemm's narrow edge kernels. Here, as
-//! at inference ([`super::embed`]), activations stay `[B, L, C]`: with the input padded by
-//! `p = k / 2` zero rows either side, output row `t` of a convolution with kernel `k` and
-//! stride `s` reads padded rows `t s .. t s + k`, which are `k C_in` consecutive floats. So,
-//! per window, with `X` that strided view `[L_out, k C_in]` (row stride `s C_in`, no copy) and
+//! Burn's path runs each `Conv1d` channels-first as a 3-D convolution (an expanded copy of the
+//! input, im2col, a product), transposes around every LayerNorm over channels, and in the backward
+//! runs a transposed convolution for the input's gradient and another im2col for the weight's: a
+//! large share of a pre-training step, mostly in gemm's narrow edge kernels (measured:
+//! BENCHMARKS.md). Here, as at inference ([`super::embed`]), activations stay `[B, L, C]`: with the
+//! input padded by `p = k / 2` zero rows either side, output row `t` of a convolution with kernel
+//! `k` and stride `s` reads padded rows `t s .. t s + k`, which are `k C_in` consecutive floats.
+//! So, per window, with `X` that strided view `[L_out, k C_in]` (row stride `s C_in`, no copy) and
 //! `W` the weight as `[k C_in, C_out]`:
 //! - forward: `Y = X W + b`, one product onto bias rows;
 //! - weight: `dW = X^T dY`, one product per window (added in window order);
@@ -19,7 +19,9 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::embed::conv_weight_rows;
-use super::gemm::{contiguous, f32_slice, product, product_acc, sum_in_order, with_scratch};
+use super::gemm::{
+    contiguous, f32_slice, product, product_acc, sum_in_order, with_scratch, Mat, MatMut,
+};
 
 /// Sizes of one convolution: windows, input rows and channels, kernel, stride, output
 /// channels and rows.
@@ -105,18 +107,14 @@ pub(super) fn forward(
                 for row in o.chunks_exact_mut(c_out) {
                     row.copy_from_slice(bs);
                 }
-                // SAFETY: `o` is [l_out, c_out]; the view of `xp` reads rows `t s .. t s + k`
-                // of [rows, c_in] for t < l_out, inside it as (l_out - 1) s + k <= rows;
-                // `wr` is [k c_in, c_out].
-                unsafe {
-                    product_acc(
-                        (l_out, c_out, k * c_in),
-                        (o.as_mut_ptr(), 1, c_out),
-                        (xp.as_ptr(), 1, s * c_in),
-                        (wr.as_ptr(), 1, c_out),
-                        1.0,
-                    );
-                }
+                // `o` [l_out, c_out] += `xp`'s rows `t s .. t s + k` for t < l_out, read as
+                // [l_out, k c_in] at row stride s c_in, times `wr` [k c_in, c_out].
+                product_acc(
+                    MatMut::new(o, l_out, c_out, c_out),
+                    Mat::new(xp, l_out, k * c_in, s * c_in),
+                    Mat::new(&wr, k * c_in, c_out, c_out),
+                    1.0,
+                );
             });
     }
     (
@@ -167,17 +165,14 @@ pub(super) fn backward(
                 &gs[i * l_out * c_out..][..l_out * c_out],
             );
             let mut acc = vec![0.0f32; kc * c_out + c_out];
-            // SAFETY: dst is [k c_in, c_out]; the lhs is the transposed view of [l_out, k
-            // c_in] (see `forward`), inside this window's padded rows; `g` is [l_out, c_out].
-            unsafe {
-                product(
-                    (kc, c_out, l_out),
-                    (acc.as_mut_ptr(), 1, c_out),
-                    (xp.as_ptr(), s * c_in, 1),
-                    (g.as_ptr(), 1, c_out),
-                    1.0,
-                );
-            }
+            // acc's [k c_in, c_out] = X^T g: X the [l_out, k c_in] view of this window's padded
+            // rows (see `forward`), read transposed; `g` is [l_out, c_out].
+            product(
+                MatMut::new(&mut acc, kc, c_out, c_out),
+                Mat::new(xp, l_out, kc, s * c_in).t(),
+                Mat::new(g, l_out, c_out, c_out),
+                1.0,
+            );
             let db = &mut acc[kc * c_out..];
             for row in g.chunks_exact(c_out) {
                 for (d, &v) in db.iter_mut().zip(row) {
@@ -209,19 +204,15 @@ pub(super) fn backward(
                     with_scratch(rows * c_in, |dxp| {
                         dxp.fill(0.0);
                         for j in 0..k {
-                            // SAFETY: tap j writes padded rows t s + j (t < l_out) of [rows,
-                            // c_in], s c_in apart, so no two rows overlap; it reads `g` [l_out,
-                            // c_out] and W_j^T, rows j c_in .. (j + 1) c_in of `wr` read
-                            // transposed.
-                            unsafe {
-                                product_acc(
-                                    (l_out, c_in, c_out),
-                                    (dxp.as_mut_ptr().add(j * c_in), 1, s * c_in),
-                                    (g.as_ptr(), 1, c_out),
-                                    (wr.as_ptr().add(j * c_in * c_out), c_out, 1),
-                                    1.0,
-                                );
-                            }
+                            // Tap j adds g [l_out, c_out] W_j^T to padded rows t s + j (t <
+                            // l_out) of [rows, c_in], s c_in apart (so no two rows overlap);
+                            // W_j is rows j c_in .. (j + 1) c_in of `wr`, read transposed.
+                            product_acc(
+                                MatMut::at(dxp, j * c_in, l_out, c_in, s * c_in),
+                                Mat::new(g, l_out, c_out, c_out),
+                                Mat::at(&wr, j * c_in * c_out, c_in, c_out, c_out).t(),
+                                1.0,
+                            );
                         }
                         out.copy_from_slice(&dxp[p * c_in..][..l * c_in]);
                     })

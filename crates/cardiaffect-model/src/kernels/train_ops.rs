@@ -32,7 +32,7 @@ pub(crate) const DROPOUT_CHUNK: usize = 1 << 15;
 /// in the same task (one pass instead of a copy and a pass). Each chunk's mask is a hash of
 /// its key and the element's index ([`fastmath::dropout_row`], eight lanes at a time), so it
 /// is the same whichever thread draws it, in the forward and in the backward. (A serial
-/// generator per chunk, as before, took 8 % of a pre-training step.) `first` is the index of
+/// generator per chunk, as before, was slower; measured: BENCHMARKS.md.) `first` is the index of
 /// `values[0]` in a larger tensor whose mask this part repeats (data-parallel training: a
 /// process's rows of the step's batch); chunks are counted from that tensor's start.
 pub(crate) fn apply_dropout_mask(
