@@ -19,6 +19,8 @@
 //! exponentials, as beyond the bound still, took more of the kernel's time; measured:
 //! BENCHMARKS.md.)
 
+use super::gemm::{Mat, MatMut};
+
 /// Query rows per tile (32 registers: 28 accumulators, 2 loads, 1 broadcast; 14 rows timed
 /// faster than 12 and 8 at 107 queries against 321 keys, level with 12 at 321 queries in the
 /// one-pass kernel; measured: BENCHMARKS.md).
@@ -79,7 +81,7 @@ pub(super) fn scratch_len(t: usize) -> usize {
 /// elements at their row strides; `kt` at the panel; `out` at `n` rows of `dk` elements at
 /// stride `out_rs` that nobody else touches meanwhile; `scratch` must hold
 /// [`scratch_len`]`(t)` elements.
-pub(super) unsafe fn attend(
+unsafe fn attend(
     (n, t, dk): (usize, usize, usize),
     (q, q_rs): (*const f32, usize),
     kt: *const f32,
@@ -96,6 +98,39 @@ pub(super) unsafe fn attend(
         let args = ((n, t, dk), (q, q_rs), kt, (v, v_rs), scratch, (out, out_rs));
         // SAFETY: the CPU has AVX-512 (`available`); the rest is the caller's contract.
         unsafe { x86::attend_avx512(args) }
+    }
+}
+
+/// [`attend`] over checked views: queries `q` `[n, dk]`, the keys' panel `kt` (at least
+/// `dk * panel_len(t)`), values `v` `[t, dk]`, into `out` `[n, dk]`. Panics where the shapes
+/// disagree or [`available`]`(dk)` does not hold.
+pub(super) fn attend_views(
+    q: Mat<'_>,
+    kt: &[f32],
+    v: Mat<'_>,
+    scratch: &mut [f32],
+    mut out: MatMut<'_>,
+) {
+    let (n, dk, t) = (q.rows(), q.cols(), v.rows());
+    assert!(
+        v.cols() == dk && out.dims() == (n, dk) && kt.len() >= dk * panel_len(t),
+        "fused attention: queries [{n}, {dk}], values [{t}, {}], output {:?}, a key panel of {} for {t} keys",
+        v.cols(),
+        out.dims(),
+        kt.len()
+    );
+    // SAFETY: each view lies inside its slice (checked when it was made) and their shapes
+    // agree (above); `out` is borrowed exclusively; `attend` checks `available` and the
+    // scratch's length.
+    unsafe {
+        attend(
+            (n, t, dk),
+            q.ptr_rows(),
+            kt.as_ptr(),
+            v.ptr_rows(),
+            scratch,
+            out.ptr_rows(),
+        )
     }
 }
 
@@ -606,19 +641,13 @@ mod tests {
             let out_rs = dk + 3;
             let mut out = vec![f32::NAN; n * out_rs];
             let mut scratch = vec![0.0f32; scratch_len(t)];
-            let p = qkv.as_ptr();
-            // SAFETY: q has n rows and v t rows of dk at stride in_rs inside `qkv`; `kt` is
-            // the panel; `out` has n rows of dk at stride out_rs; the scratch is long enough.
-            unsafe {
-                attend(
-                    (n, t, dk),
-                    (p.add(qo), in_rs),
-                    kt.as_ptr(),
-                    (p.add(vo), in_rs),
-                    &mut scratch,
-                    (out.as_mut_ptr(), out_rs),
-                )
-            };
+            attend_views(
+                Mat::at(&qkv, qo, n, dk, in_rs),
+                &kt,
+                Mat::at(&qkv, vo, t, dk, in_rs),
+                &mut scratch,
+                MatMut::new(&mut out, n, dk, out_rs),
+            );
             let want = reference((n, t, dk), &qkv, in_rs, (qo, ko, vo));
             for i in 0..n {
                 for c in 0..dk {

@@ -183,6 +183,21 @@ impl<'a> Mat<'a> {
         self.rows
     }
 
+    /// Columns.
+    pub(super) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The first element and the row stride, for a kernel that reads the matrix through a
+    /// pointer (every element lies inside the slice; columns adjacent, asserted here).
+    pub(super) fn ptr_rows(&self) -> (*const f32, usize) {
+        assert_eq!(
+            self.col_stride, 1,
+            "kernels: a transposed view read by rows"
+        );
+        (self.data.as_ptr(), self.row_stride)
+    }
+
     /// The transpose: the same elements, `cols` × `rows` (no copy; gemm reads it through the
     /// strides).
     pub(super) fn t(self) -> Self {
@@ -251,6 +266,17 @@ impl<'a> MatMut<'a> {
             cols: self.cols,
             row_stride: self.row_stride,
         }
+    }
+
+    /// Rows and columns.
+    pub(super) fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The first element and the row stride, for a kernel that writes the matrix through a
+    /// pointer (every element lies inside the exclusively borrowed slice).
+    pub(super) fn ptr_rows(&mut self) -> (*mut f32, usize) {
+        (self.data.as_mut_ptr(), self.row_stride)
     }
 
     /// Row `i` (`i < rows`).

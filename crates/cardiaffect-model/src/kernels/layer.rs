@@ -350,24 +350,18 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
             for head in 0..heads {
                 let q = row0 * d3 + head * dk;
                 let k = item0 * d3 + d + head * dk;
-                let p = qkv_rows.as_ptr();
                 if tiled {
                     let (kp, vp) = head_panels(item0 / t, head, (t, d, heads));
-                    // SAFETY: q rows [row0, row0 + n) of `qkv` ([m, 3d]) at this head's
-                    // columns; this head's key panel and values in `keys_t` and `values_rows`
-                    // (pass 1 wrote them; nobody writes them in pass 2); `ctx` is [n, d], this
-                    // task's, and this head's columns of it [n, dk] at stride d; `scores` holds
-                    // `scratch_len(t)` (checked by `attend`).
-                    unsafe {
-                        fused_attention::attend(
-                            (n, t, dk),
-                            (p.add(q), d3),
-                            keys_t_rows.as_ptr().add(kp),
-                            (values_rows.as_ptr().add(vp), dk),
-                            scores,
-                            (ctx.as_mut_ptr().add(head * dk), d),
-                        );
-                    }
+                    // q rows [row0, row0 + n) of `qkv` ([m, 3d]) at this head's columns; this
+                    // head's key panel and values (pass 1 wrote them; nobody writes them in
+                    // pass 2); this head's columns of `ctx` ([n, d], this task's).
+                    fused_attention::attend_views(
+                        Mat::at(qkv_rows, q, n, dk, d3),
+                        &keys_t_rows[kp..],
+                        Mat::at(values_rows, vp, t, dk, dk),
+                        scores,
+                        MatMut::at(ctx, head * dk, n, dk, d),
+                    );
                     continue;
                 }
                 // q rows [row0, row0 + n), k and v rows [item0, item0 + t) of `qkv` ([m, 3d])
