@@ -116,6 +116,27 @@ fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Optio
         .checked_add(1)
 }
 
+/// Where a `rows` × `cols` view at `row_stride` (columns adjacent) starts in a slice of `len`
+/// elements from `start`: [`view_range`] of its [`span`], with a message naming the sizes
+/// (`what` the view is) when it overflows or does not fit.
+#[track_caller]
+fn view_start(
+    len: usize,
+    start: usize,
+    (rows, cols, row_stride): (usize, usize, usize),
+    what: &str,
+) -> usize {
+    let need = span(rows, cols, row_stride, 1).unwrap_or_else(|| {
+        panic!("kernels: [{rows}, {cols}] at row stride {row_stride} overflows")
+    });
+    view_range(
+        len,
+        start,
+        need,
+        format_args!("a [{rows}, {cols}] {what} at row stride {row_stride}"),
+    )
+}
+
 /// The part of `len` elements from `start` that a view of `need` elements takes: `start..`
 /// when it fits (an empty view takes nothing and fits anywhere), with a message naming the
 /// sizes when it does not.
@@ -159,16 +180,7 @@ impl<'a> Mat<'a> {
         cols: usize,
         row_stride: usize,
     ) -> Self {
-        let need = span(rows, cols, row_stride, 1);
-        let need = need.unwrap_or_else(|| {
-            panic!("kernels: [{rows}, {cols}] at row stride {row_stride} overflows")
-        });
-        let from = view_range(
-            data.len(),
-            start,
-            need,
-            format_args!("a [{rows}, {cols}] matrix at row stride {row_stride}"),
-        );
+        let from = view_start(data.len(), start, (rows, cols, row_stride), "matrix");
         Mat {
             data: &data[from..],
             rows,
@@ -240,16 +252,7 @@ impl<'a> MatMut<'a> {
             rows <= 1 || cols == 0 || row_stride >= cols,
             "kernels: an output's rows of {cols} overlap at row stride {row_stride}"
         );
-        let need = span(rows, cols, row_stride, 1);
-        let need = need.unwrap_or_else(|| {
-            panic!("kernels: [{rows}, {cols}] at row stride {row_stride} overflows")
-        });
-        let from = view_range(
-            data.len(),
-            start,
-            need,
-            format_args!("a [{rows}, {cols}] output at row stride {row_stride}"),
-        );
+        let from = view_start(data.len(), start, (rows, cols, row_stride), "output");
         MatMut {
             data: &mut data[from..],
             rows,
