@@ -46,6 +46,11 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The JSON file at `path`, parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// A synthetic labeled corpus (`subjects` x `trials` of 16 s, seed 3) as 2 s windows; the raw
 /// dataset is in `tmp/raw`.
 pub fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
