@@ -7,6 +7,17 @@ use cardiaffect_eval::{make_labels, EvalError, Task, Thresholds};
 
 fn quiet(_: cardiaffect_corpus::Progress) {}
 
+/// `src` prepared into `dir` as 4 s windows (stride 4 s), opened.
+fn prepared_4s(src: Source, dir: &std::path::Path) -> Corpus {
+    let pc = PrepareConfig {
+        window_s: 4.0,
+        stride_s: 4.0,
+        ..PrepareConfig::default()
+    };
+    prepare(&[src], dir, &pc, &quiet).unwrap();
+    Corpus::open(dir).unwrap()
+}
+
 #[test]
 fn a_corpus_of_two_scales_labels_each_window_on_its_own_scale() {
     let tmp = tempfile::tempdir().unwrap();
@@ -20,15 +31,9 @@ fn a_corpus_of_two_scales_labels_each_window_on_its_own_scale() {
     write_affect(&raw, &cfg, &|_| {}).unwrap();
     let dir = tmp.path().join("corpus");
     let src: Source = format!("amigos:{}", raw.display()).parse().unwrap();
-    let pc = PrepareConfig {
-        window_s: 4.0,
-        stride_s: 4.0,
-        ..PrepareConfig::default()
-    };
-    prepare(&[src], &dir, &pc, &quiet).unwrap();
+    let c = prepared_4s(src, &dir);
 
     // As prepared: one scale (AMIGOS 1-9), one rule at its midpoint.
-    let c = Corpus::open(&dir).unwrap();
     let l = make_labels(&c, Task::Arousal, &Thresholds::default()).unwrap();
     assert_eq!(l.rules.len(), 1, "{}", l.describe());
     assert_eq!(l.rules[0].threshold, 5.0);
@@ -110,13 +115,7 @@ fn any_label_column_is_a_task() {
     .unwrap();
     let dir = tmp.path().join("corpus");
     // 4 s windows: the fixture's trials last 8-12 s.
-    let pc = PrepareConfig {
-        window_s: 4.0,
-        stride_s: 4.0,
-        ..PrepareConfig::default()
-    };
-    prepare(&[src], &dir, &pc, &quiet).unwrap();
-    let c = Corpus::open(&dir).unwrap();
+    let c = prepared_4s(src, &dir);
     let task: Task = "trial_type".parse().unwrap();
     assert_eq!(task, Task::Column("trial_type".into()));
     let l = make_labels(&c, task.clone(), &Thresholds::default()).unwrap();

@@ -105,17 +105,7 @@ fn labeled(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn prepare_args(raw: &Path, out: &Path) -> Vec<String> {
-    strings(&[
-        "prepare",
-        "--source",
-        s(raw),
-        "--window",
-        "2s",
-        "--stride",
-        "2s",
-        "--out",
-        s(out),
-    ])
+    strings(&prepare_2s(raw, out))
 }
 
 fn pretrain_args(corpus: &Path, cfg: &Path, out: &Path, steps: &str) -> Vec<String> {

@@ -65,8 +65,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
     ] {
         assert!(out.join(f).exists(), "missing {f}");
     }
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let r = json(&out.join("results.json"));
     assert_eq!(r["protocol"], "subject-independent");
     assert_eq!(r["seed"], 5);
     assert_eq!(r["task"], "arousal");
@@ -112,9 +111,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
             assert!(f["fusion"].is_null());
         }
     }
-    let op: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("model/operating_point.json")).unwrap())
-            .unwrap();
+    let op = json(&out.join("model/operating_point.json"));
     assert_eq!(op["calibration"], "subject");
     assert!(op["chosen_on"].as_str().unwrap().contains("final split"));
     let mut tested = std::collections::BTreeSet::new();
@@ -145,22 +142,19 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
     let out2 = tmp.path().join("run2");
     ok(run(&finetune(&corpus, &cfg, &out2, &[])));
     let a: serde_json::Value = serde_json::from_slice(&before).unwrap();
-    let b: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out2.join("results.json")).unwrap()).unwrap();
+    let b = json(&out2.join("results.json"));
     assert_eq!(a["per_fold"][0]["window"], b["per_fold"][0]["window"]);
     assert_eq!(a["summary"], b["summary"]);
     // The final model predicts on a real recording: a timeline with probabilities that sum to 1.
     assert!(out.join("model/labels.json").exists());
     let rec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mitdb208/208.hea");
+    // `predict` of `recording` by the final model, `more` flags, into `to`; it must succeed.
+    let predict_into = |recording: &Path, more: &[&str], to: &Path| {
+        let head = ["predict", "--model", s(&out), s(recording)];
+        ok(run(&[&head[..], more, &["--out", s(to)]].concat()))
+    };
     let tl = tmp.path().join("timeline.csv");
-    ok(run(&[
-        "predict",
-        "--model",
-        s(&out),
-        s(&rec),
-        "--out",
-        s(&tl),
-    ]));
+    predict_into(&rec, &[], &tl);
     let text = std::fs::read_to_string(&tl).unwrap();
     let mut lines = text.lines();
     assert_eq!(
@@ -180,8 +174,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
     // The CLS attention on one window: one shaded rect per token, the window's ECG over it.
     let att = std::fs::read_to_string(tmp.path().join("timeline_attention.svg")).unwrap();
     let tokens = att.matches("fill-opacity=").count();
-    let mcfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("model/config.json")).unwrap()).unwrap();
+    let mcfg = json(&out.join("model/config.json"));
     let window = mcfg["window_len"].as_u64().unwrap() as usize;
     assert_eq!(window % tokens, 0, "{tokens} tokens for {window} samples");
     assert!(tokens > 10 && att.contains("<path d=\"M") && att.contains("mean over 2 heads"));
@@ -193,15 +186,8 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
         .collect();
     assert!(shades.len() > 3, "{shades:?}");
     let js = tmp.path().join("timeline.json");
-    ok(run(&[
-        "predict",
-        "--model",
-        s(&out),
-        s(&rec),
-        "--out",
-        s(&js),
-    ]));
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&js).unwrap()).unwrap();
+    predict_into(&rec, &[], &js);
+    let j = json(&js);
     assert_eq!(j["models"][0]["task"], "arousal");
     assert_eq!(
         j["recordings"][0]["rows"].as_array().unwrap().len(),
@@ -210,16 +196,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
     // Filtered in 2-min blocks read from the file as it goes (208 is 30 min): the timeline of
     // the recording filtered whole, within rounding.
     let tl_blocks = tmp.path().join("timeline_blocks.csv");
-    ok(run(&[
-        "predict",
-        "--model",
-        s(&out),
-        s(&rec),
-        "--block",
-        "120",
-        "--out",
-        s(&tl_blocks),
-    ]));
+    predict_into(&rec, &["--block", "120"], &tl_blocks);
     let blocks = std::fs::read_to_string(&tl_blocks).unwrap();
     let cut: Vec<Vec<&str>> = blocks
         .lines()
@@ -254,14 +231,7 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
             format,
         ]));
         let t = tmp.path().join(format!("{format}.csv"));
-        ok(run(&[
-            "predict",
-            "--model",
-            s(&out),
-            s(&dir.join(file)),
-            "--out",
-            s(&t),
-        ]));
+        predict_into(&dir.join(file), &[], &t);
         timelines.push(std::fs::read_to_string(&t).unwrap());
     }
     let (w, e): (Vec<&str>, Vec<&str>) = (
@@ -292,12 +262,10 @@ fn finetune_writes_results_that_state_their_rule_and_reproduce() {
     let mut bytes = Vec::new();
     // The signal: 40 s of an ECG-like pulse train at 256 Hz.
     for i in 0..(40 * 256) {
-        let t = i as f32 / 256.0;
-        let beat = (t * 1.2).fract();
         let v = if i == 256 * 20 {
             f32::NAN
         } else {
-            (-(beat - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin()
+            pulse_train(i as f32 / 256.0)
         };
         bytes.extend_from_slice(&v.to_le_bytes());
     }
@@ -405,37 +373,23 @@ fn finetune_refuses_bad_input_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let (corpus, cfg) = setup(tmp.path());
     let out = tmp.path().join("run");
+    let refused = |extra: &[&str]| err(run(&finetune(&corpus, &cfg, &out, extra)));
     // More folds than subjects.
-    let e = err(run(&finetune(&corpus, &cfg, &out, &["--folds", "7"])));
+    let e = refused(&["--folds", "7"]);
     assert!(e.contains("6 subjects for 7 folds"), "{e}");
     // A task the corpus has no labels for.
-    let e = err(run(&finetune(&corpus, &cfg, &out, &["--task", "stress"])));
+    let e = refused(&["--task", "stress"]);
     assert!(e.contains("no window has a study condition"), "{e}");
     // A threshold outside the scale.
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &out,
-        &["--arousal-threshold", "12"],
-    )));
+    let e = refused(&["--arousal-threshold", "12"]);
     assert!(e.contains("threshold") && e.contains("[1, 9)"), "{e}");
     // Fractions outside their range, named by flag.
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &out,
-        &["--val-fraction", "1"],
-    )));
+    let e = refused(&["--val-fraction", "1"]);
     assert!(
         e.contains("--val-fraction 1: expected a fraction in (0, 1)"),
         "{e}"
     );
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &out,
-        &["--train-fraction", "0"],
-    )));
+    let e = refused(&["--train-fraction", "0"]);
     assert!(
         e.contains("--train-fraction 0: expected a fraction in (0, 1]"),
         "{e}"
@@ -446,20 +400,10 @@ fn finetune_refuses_bad_input_with_reasons() {
     let e = err(run(&finetune(&corpus, &wide, &out, &[])));
     assert!(e.contains("window length") && e.contains("512"), "{e}");
     // Pre-trained weights that are not there.
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &out,
-        &["--pretrained", s(&tmp.path().join("nope"))],
-    )));
+    let e = refused(&["--pretrained", s(&tmp.path().join("nope"))]);
     assert!(e.contains("no model.safetensors"), "{e}");
     // A config that contradicts the pre-trained weights' own (the bundled model is wider).
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &out,
-        &["--pretrained", "bundled"],
-    )));
+    let e = refused(&["--pretrained", "bundled"]);
     assert!(
         e.contains("--config")
             && e.contains("pre-trained weights")
@@ -482,8 +426,7 @@ fn a_fold_with_a_single_class_is_named_not_scored() {
         stdout.contains("the training set has a single class: skipped"),
         "{stdout}"
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let r = json(&out.join("results.json"));
     let folds: Vec<u64> = r["per_fold"]
         .as_array()
         .unwrap()
@@ -522,8 +465,7 @@ fn test_labels_never_inform_the_decisions() {
     let out = tmp.path().join("run");
     let extra = ["--methods", "scratch,hrv,fusion"];
     ok(run(&finetune(&corpus, &cfg, &out, &extra)));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let r = json(&out.join("results.json"));
     let fold1 = r["per_fold"]
         .as_array()
         .unwrap()
@@ -562,8 +504,7 @@ fn test_labels_never_inform_the_decisions() {
     let (a, b) = (fold_predictions(&out, "1"), fold_predictions(&out2, "1"));
     assert!(!a.is_empty());
     assert_eq!(a, b, "fold 1's decisions changed with its test labels");
-    let r2: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out2.join("results.json")).unwrap()).unwrap();
+    let r2 = json(&out2.join("results.json"));
     let f2 = &r2["per_fold"][0];
     assert_eq!(fold1["operating_point"], f2["operating_point"]);
     assert_ne!(
@@ -576,31 +517,20 @@ fn test_labels_never_inform_the_decisions() {
 fn calibration_and_curve_options() {
     let tmp = tempfile::tempdir().unwrap();
     let (corpus, cfg) = setup(tmp.path());
+    // `finetune` into `tmp/out` with `extra` flags, which must fail: its stderr.
+    let refused = |out: &str, extra: &[&str]| {
+        err(run(&finetune(&corpus, &cfg, &tmp.path().join(out), extra)))
+    };
     // No rest windows in an AMIGOS-layout corpus: baseline calibration is refused by name.
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &tmp.path().join("b"),
-        &["--calibration", "baseline"],
-    )));
+    let e = refused("b", &["--calibration", "baseline"]);
     assert!(
         e.contains("--calibration baseline") && e.contains("no rest/baseline window"),
         "{e}"
     );
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &tmp.path().join("b"),
-        &["--calibration", "per-person"],
-    )));
+    let e = refused("b", &["--calibration", "per-person"]);
     assert!(e.contains("per-person") && e.contains("subject"), "{e}");
     // Fusion needs both of its parts first.
-    let e = err(run(&finetune(
-        &corpus,
-        &cfg,
-        &tmp.path().join("f"),
-        &["--methods", "fusion,hrv"],
-    )));
+    let e = refused("f", &["--methods", "fusion,hrv"]);
     assert!(e.contains("fusion") && e.contains("hrv"), "{e}");
     // Without calibration the run says so.
     let none = tmp.path().join("none");
@@ -610,8 +540,7 @@ fn calibration_and_curve_options() {
         &none,
         &["--calibration", "none", "--methods", "hrv"],
     )));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(none.join("results.json")).unwrap()).unwrap();
+    let r = json(&none.join("results.json"));
     assert_eq!(r["calibration"], "none");
     assert_eq!(r["per_fold"][0]["operating_point"]["calibration"], "none");
     // The curve: fractions outside (0, 1] refused; two fractions give a table, JSON and SVG.
@@ -625,8 +554,7 @@ fn calibration_and_curve_options() {
     args.extend(["--fractions", "0.5,1"]);
     let o = ok(run(&args));
     assert!(o.contains("| 0.5 |") && o.contains("| 1 |"), "{o}");
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(c.join("curve.json")).unwrap()).unwrap();
+    let j = json(&c.join("curve.json"));
     assert_eq!(j["fractions"], serde_json::json!([0.5, 1.0]));
     let methods = j["methods"].as_array().unwrap();
     assert_eq!(methods.len(), 2);
@@ -708,22 +636,23 @@ fn predict_and_stream_calibrate_from_the_persons_own_signal() {
     // Stream: the first minute calibrates (marked), then decisions at the operating point.
     let mut bytes = Vec::new();
     for i in 0..(90 * 256) {
-        let t = i as f32 / 256.0;
-        let beat = (t * 1.2).fract();
-        let v = (-(beat - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin();
-        bytes.extend_from_slice(&v.to_le_bytes());
+        bytes.extend_from_slice(&pulse_train(i as f32 / 256.0).to_le_bytes());
     }
-    let (lines, _) = stream(
-        &[
-            "--model",
-            s(&out),
-            "--fs",
-            "256",
-            "--calibrate-minutes",
-            "1",
-        ],
-        &bytes,
-    );
+    // `stream` of `bytes` at 256 Hz, calibrated on its first minute.
+    let calibrated_stream = |bytes: &[u8]| {
+        stream(
+            &[
+                "--model",
+                s(&out),
+                "--fs",
+                "256",
+                "--calibrate-minutes",
+                "1",
+            ],
+            bytes,
+        )
+    };
+    let (lines, _) = calibrated_stream(&bytes);
     let note = lines[0]["stream"]["calibration"][0].as_str().unwrap();
     assert!(note.contains("first 1 minutes"), "{note}");
     let calibrating: Vec<bool> = lines[1..]
@@ -739,17 +668,7 @@ fn predict_and_stream_calibrate_from_the_persons_own_signal() {
     }
     // A stream whose calibration minute has no good window says so and goes on uncalibrated.
     let flat: Vec<u8> = (0..(70 * 256)).flat_map(|_| 0f32.to_le_bytes()).collect();
-    let (_, stderr) = stream(
-        &[
-            "--model",
-            s(&out),
-            "--fs",
-            "256",
-            "--calibrate-minutes",
-            "1",
-        ],
-        &flat,
-    );
+    let (_, stderr) = calibrated_stream(&flat);
     assert!(stderr.contains("continues uncalibrated"), "{stderr}");
     let e = err(run(&[
         "stream",
@@ -769,20 +688,18 @@ fn finetune_starts_from_the_bundled_weights_by_default() {
     // another window is refused with the --window that would fit.
     let tmp = tempfile::tempdir().unwrap();
     let (corpus, _) = setup(tmp.path());
-    let o = run(&[
-        "finetune",
-        "--corpus",
-        s(&corpus),
-        "--task",
-        "arousal",
-        "--folds",
-        "3",
-        "--steps",
-        "2",
-        "--out",
-        s(&tmp.path().join("r")),
-    ]);
-    let e = err(o);
+    // `finetune` of `corpus` with no --pretrained and no --config, `more` flags, into `out`.
+    let from_bundled = |corpus: &Path, more: &[&str], out: &Path| {
+        let head = ["finetune", "--corpus", s(corpus), "--task", "arousal"];
+        run(&[
+            &head[..],
+            &["--folds", "3", "--steps", "2"],
+            more,
+            &["--out", s(out)],
+        ]
+        .concat())
+    };
+    let e = err(from_bundled(&corpus, &[], &tmp.path().join("r")));
     assert!(
         e.contains("bundled") && e.contains("--window 10s") && e.contains("--pretrained none"),
         "{e}"
@@ -797,23 +714,8 @@ fn finetune_starts_from_the_bundled_weights_by_default() {
         s(&c4),
     ]));
     let out = tmp.path().join("r4");
-    ok(run(&[
-        "finetune",
-        "--corpus",
-        s(&c4),
-        "--task",
-        "arousal",
-        "--folds",
-        "3",
-        "--steps",
-        "2",
-        "--methods",
-        "pretrained,hrv",
-        "--out",
-        s(&out),
-    ]));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    ok(from_bundled(&c4, &["--methods", "pretrained,hrv"], &out));
+    let r = json(&out.join("results.json"));
     assert_eq!(r["pretrained"], "bundled");
     assert_eq!(r["model_config"]["window_len"], 1280);
     assert!(r["per_fold"]
@@ -851,8 +753,7 @@ fn paper_cuts_windows_folds_and_bundled_names() {
         o.contains("the model's window is the corpus's, 256 samples"),
         "{o}"
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let r = json(&out.join("results.json"));
     assert_eq!(r["folds"], 3);
     assert_eq!(r["model_config"]["window_len"], 256);
     let e = err(from_scratch(
@@ -889,6 +790,12 @@ fn paper_cuts_windows_folds_and_bundled_names() {
             && e.contains("bundled:eegmat"),
         "{e}"
     );
+}
+
+/// An ECG-like pulse train (1.2 beats a second) at `t` seconds.
+fn pulse_train(t: f32) -> f32 {
+    let beat = (t * 1.2).fract();
+    (-(beat - 0.3).powi(2) / 0.0008).exp() + 0.05 * (t * 6.0).sin()
 }
 
 /// `cardiaffect stream ARGS` fed `bytes` on stdin: its JSON lines and its stderr.
@@ -935,7 +842,7 @@ fn edited_corpus(corpus: &Path, to: &Path, edit: &dyn Fn(&[&str], &mut Vec<Strin
     std::fs::write(to.join("windows.csv"), &text).unwrap();
     // As a tool that edits a corpus on purpose would: record the new table's checksum.
     let mpath = to.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let mut m = json(&mpath);
     m["checksums"]["windows.csv"] = cardiaffect_io::artifact::checksum(text.as_bytes()).into();
     std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     cardiaffect_io::artifact::Checksums::write(to, &["manifest.json"]).unwrap();
@@ -963,8 +870,7 @@ fn baseline_calibration_uses_each_persons_rest_windows() {
     ];
     let out = tmp.path().join("b");
     ok(run(&finetune(&with_rest, &cfg, &out, &extra)));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let r = json(&out.join("results.json"));
     assert_eq!(r["calibration"], "baseline");
     assert!(r["calibration_rule"]
         .as_str()
@@ -1001,9 +907,7 @@ fn baseline_calibration_uses_each_persons_rest_windows() {
             "subject",
         ],
     )));
-    let op: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("model/operating_point.json")).unwrap())
-            .unwrap();
+    let op = json(&out.join("model/operating_point.json"));
     assert_eq!(op["calibration"], "subject");
     assert_eq!(fold_predictions(&out, "1"), fold_predictions(&out_s, "1"));
     // One person without rest windows: refused, naming them.

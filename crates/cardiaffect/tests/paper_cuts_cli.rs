@@ -5,23 +5,6 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
-
 /// Stdout and stderr of a command that must succeed, together.
 fn both(o: std::process::Output) -> String {
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -57,17 +40,7 @@ fn inspect_lists_the_classes_of_every_events_file_as_prepare_does() {
     let classes = "trial_type (classes calm, disgust, neutral, tense)";
     let t = both(run(&["inspect", s(&d)]));
     assert!(t.contains(classes), "{t}");
-    let t = both(run(&[
-        "prepare",
-        "--source",
-        s(&d),
-        "--window",
-        "2s",
-        "--stride",
-        "2s",
-        "--out",
-        s(&tmp.path().join("c")),
-    ]));
+    let t = both(run(&prepare_2s(&d, &tmp.path().join("c"))));
     assert!(t.contains(classes), "{t}");
 }
 

@@ -18,7 +18,7 @@ use super::common::{
     nan_count, skip_empty,
 };
 use crate::error::{IoError, Result};
-use crate::formats::mat::MatValue;
+use crate::formats::mat::{MatFile, MatValue};
 use crate::options::ReadOptions;
 use crate::paths::files_matching;
 use crate::recording::{ChannelRef, Recording, Scale};
@@ -54,14 +54,20 @@ pub fn read(path: &Path, opts: &ReadOptions, out: &mut ReadOutput) -> Result<()>
     read_file(file, lead, opts.zero_copy, out)
 }
 
-fn read_file(path: &Path, lead: usize, zero_copy: bool, out: &mut ReadOutput) -> Result<()> {
-    let m = load_mat(path)?;
-    let root = mat_var(path, &m, "DREAMER")?;
+/// The `DREAMER` struct of a loaded `DREAMER.mat` and its `Data` cell (one struct a subject).
+fn dreamer_data<'m>(path: &Path, m: &'m MatFile) -> Result<(&'m MatValue, &'m [MatValue])> {
+    let root = mat_var(path, m, "DREAMER")?;
     let data = mat_cell(
         path,
         mat_field(path, root, "DREAMER", "Data")?,
         "DREAMER.Data",
     )?;
+    Ok((root, data))
+}
+
+fn read_file(path: &Path, lead: usize, zero_copy: bool, out: &mut ReadOutput) -> Result<()> {
+    let m = load_mat(path)?;
+    let (root, data) = dreamer_data(path, &m)?;
     let fs = match root.field("ECG_SamplingRate").and_then(|v| v.as_scalar()) {
         Some(f) if f > 0.0 => f,
         _ => {
@@ -210,12 +216,7 @@ fn read_file(path: &Path, lead: usize, zero_copy: bool, out: &mut ReadOutput) ->
 
 fn load_eeg(path: &Path, s: usize, v: usize, segment: &str, c: usize) -> Result<Vec<f32>> {
     let m = load_mat(path)?;
-    let root = mat_var(path, &m, "DREAMER")?;
-    let data = mat_cell(
-        path,
-        mat_field(path, root, "DREAMER", "Data")?,
-        "DREAMER.Data",
-    )?;
+    let (_, data) = dreamer_data(path, &m)?;
     let at = format!("DREAMER.Data{{{}}}.EEG.{segment}{{{}}}", s + 1, v + 1);
     let subj = data
         .get(s)

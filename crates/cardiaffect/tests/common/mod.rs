@@ -46,6 +46,11 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The JSON file at `path`, parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// A synthetic labeled corpus (`subjects` x `trials` of 16 s, seed 3) as 2 s windows; the raw
 /// dataset is in `tmp/raw`.
 pub fn synth_corpus(tmp: &Path, subjects: &str, trials: &str) -> PathBuf {
@@ -77,7 +82,12 @@ pub fn synth_corpus_at(
         "--out",
         s(raw),
     ]));
-    ok(run(&[
+    ok(run(&prepare_2s(raw, corpus)));
+}
+
+/// The `prepare` command line of `raw` into `corpus` as 2 s windows (stride 2 s).
+pub fn prepare_2s<'a>(raw: &'a Path, corpus: &'a Path) -> [&'a str; 9] {
+    [
         "prepare",
         "--source",
         s(raw),
@@ -87,7 +97,21 @@ pub fn synth_corpus_at(
         "2s",
         "--out",
         s(corpus),
-    ]));
+    ]
+}
+
+/// Copy the folder `from` into `to`, subfolders included.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
 }
 
 /// The bundled real ECG as a 2-second-window corpus in `tmp/corpus`, and the tiny model config
