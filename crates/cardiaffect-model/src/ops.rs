@@ -873,7 +873,8 @@ pub(crate) mod tests {
     }
 
     /// Off flex every entry point computes what Burn's ops compute (the in-tree kernels are
-    /// flex-only), the layer op declines, and calling it anyway panics naming why.
+    /// flex-only) and the layer op declines (`transformer`'s tests: calling it anyway panics
+    /// naming why).
     #[cfg(feature = "wgpu")]
     #[test]
     fn on_wgpu_the_entry_points_are_burns_ops_and_the_layer_op_refuses() {

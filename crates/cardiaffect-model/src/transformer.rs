@@ -395,6 +395,28 @@ mod tests {
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
     }
 
+    /// Off flex the layer op declines, and calling it anyway panics with a message saying it
+    /// is flex's (Burn's own fallback names neither the op nor why).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn on_wgpu_the_layer_op_declines_and_refuses() {
+        let dev = Device::wgpu_options()
+            .init()
+            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)");
+        let tr = Transformer::new(16, 32, 4, 1, 1e-5, &dev);
+        let xw = normal::<3>([2, 9, 16], 1.0, &dev);
+        assert!(
+            !ops::layer_op_applies(&xw, inference()) && tr.layers[0].fused(&xw, 1e-5).is_none()
+        );
+        let p = tr.layers[0]
+            .layer_params(1e-5, inference(), false, None)
+            .unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encoder_layer(xw, p)));
+        let msg = r.err().expect("a panic off flex");
+        let msg = msg.downcast_ref::<String>().expect("a formatted message");
+        assert!(msg.contains("in-tree op of plain flex f32"), "{msg}");
+    }
+
     #[test]
     fn dropout_keeps_the_mean_and_its_rate() {
         let dropout = |x, p, seed, site| ops::dropout(x, p, seed, site, Kernels::default());
