@@ -107,16 +107,18 @@ fn signal_array<'py>(
     r: &cardiaffect_io::Recording,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     match &r.stored {
-        Some(v) => {
+        Some(v) if v.is_view() => {
             let owner = Bound::new(py, MappedFile { _values: v.clone() })?;
             let view = numpy::ndarray::ArrayView1::from(v.as_slice());
             // SAFETY: numpy needs the memory alive and in place while `owner`, the array's base
-            // object, lives. `stored` is only ever a view into shared bytes (the readers set it
-            // only where `F64s::is_view`: `cardiaffect_io::datasets::lead_samples`), so the clone
-            // in `owner` holds an `Arc` of the same mapping (or buffer) that `view` points into,
+            // object, lives. `v` is a view into shared bytes (the match arm), so the clone in
+            // `owner` holds an `Arc` of the same mapping (or buffer) that `view` points into,
             // which is never moved or reallocated while an `Arc` of it exists.
             Ok(unsafe { PyArray1::borrow_from_array(&view, owner.into_any()) })
         }
+        // Owned values (no reader stores them today): a clone would be another buffer, so the
+        // array gets a copy of its own.
+        Some(v) => Ok(PyArray1::from_slice(py, v.as_slice())),
         None => Ok(f64_array(py, &r.samples)),
     }
 }

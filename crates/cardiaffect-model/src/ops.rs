@@ -746,6 +746,19 @@ pub(crate) mod tests {
     use super::*;
     use burn::tensor::TensorData;
 
+    /// The wgpu device (in CI Mesa's software Vulkan, lavapipe), acquired once for the
+    /// process: a second `init` of the same runtime is refused.
+    #[cfg(feature = "wgpu")]
+    pub(crate) fn wgpu() -> Device {
+        static D: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        D.get_or_init(|| {
+            Device::wgpu_options()
+                .init()
+                .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)")
+        })
+        .clone()
+    }
+
     /// An inference pass with the default kernels.
     pub(crate) fn inference() -> Pass<'static> {
         Pass::new(Kernels::default(), None)
@@ -878,9 +891,7 @@ pub(crate) mod tests {
     #[cfg(feature = "wgpu")]
     #[test]
     fn on_wgpu_the_entry_points_are_burns_ops_and_the_layer_op_refuses() {
-        let dev = Device::wgpu_options()
-            .init()
-            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)");
+        let dev = wgpu();
         let flex = Device::flex();
         let on = |t: Tensor<3>, d: &Device| Tensor::<3>::from_data(t.into_data(), d);
         let x = normal::<3>([2, 9, 16], 1.0, &flex);

@@ -400,9 +400,7 @@ mod tests {
     #[cfg(feature = "wgpu")]
     #[test]
     fn on_wgpu_the_layer_op_declines_and_refuses() {
-        let dev = Device::wgpu_options()
-            .init()
-            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)");
+        let dev = crate::ops::tests::wgpu();
         let tr = Transformer::new(16, 32, 4, 1, 1e-5, &dev);
         let xw = normal::<3>([2, 9, 16], 1.0, &dev);
         assert!(
