@@ -14,18 +14,24 @@ use crate::errors::chain;
 /// A model folder: pre-trained (`pretrain`'s output, or "bundled") or fine-tuned (`finetune`'s
 /// `model/`), for CLS embeddings (features for scikit-learn) and, fine-tuned, class
 /// probabilities.
+///
+/// The device and what holds one are boxed: Burn's `Device` is 64-byte aligned, and pyo3
+/// places a class's Rust value in Python's object memory, which guarantees 16.
 #[pyclass(module = "cardiaffect", unsendable)]
 pub struct Model {
     dir: PathBuf,
     config: cardiaffect_model::ModelConfig,
     /// The model with its weights prepared for inference once.
-    model: cardiaffect_model::PreparedModel,
+    model: Box<cardiaffect_model::PreparedModel>,
     labels: Option<cardiaffect_bundle::Labels>,
     preprocess: Option<cardiaffect_bundle::Preprocess>,
     /// A fine-tuned model's bundle with its decision (calibration, operating point).
-    predictor: Option<cardiaffect_infer::Predictor>,
-    device: burn::prelude::Device,
+    predictor: Option<Box<cardiaffect_infer::Predictor>>,
+    device: Box<burn::prelude::Device>,
 }
+
+// The reason for the boxes above, checked when this compiles.
+const _: () = assert!(std::mem::align_of::<Model>() <= 16);
 
 impl Model {
     /// `f` on batches of the windows, its `width` values per window stacked into `[n, width]`.
@@ -106,11 +112,11 @@ impl Model {
         Ok(Model {
             dir,
             config,
-            model: model.prepared(),
+            model: Box::new(model.prepared()),
             labels,
             preprocess,
-            predictor,
-            device,
+            predictor: predictor.map(Box::new),
+            device: Box::new(device),
         })
     }
 
@@ -261,7 +267,7 @@ impl Model {
             None => p.preprocess.window_s / 2.0,
         };
         let rec = cardiaffect_io::Recording::new("array", "<array>", fs, one_lead(ecg)?);
-        let models = std::slice::from_ref(p);
+        let models = std::slice::from_ref(&**p);
         let t = py
             .allow_threads(|| {
                 cardiaffect_infer::predict_recording_calibrated(&rec, models, hop, calibrate_from)
