@@ -18,7 +18,7 @@ use crate::errors::{keywords, read_error_at};
 /// `"dreamer:/data/DREAMER.mat"`). `lead`: a lead's name or 1-based number; `input_fs`: the
 /// rate of sources that store none (CSV, NPY); `band`: (low, high) Hz; `dtype`: "float32" or
 /// "float16" windows. A second call with the same sources and settings reuses what is done.
-/// The defaults are the command line's (4-s windows: the bundled pre-trained model's).
+/// The defaults are the command line's (10-s windows every 4 s: the bundled pre-trained model's).
 #[pyfunction]
 #[pyo3(signature = (sources, out, fs = 128.0, window = 10.0, stride = 4.0, lead = None, input_fs = None, band = (0.5, 40.0), dtype = "float32"))]
 #[allow(clippy::too_many_arguments)]

@@ -513,7 +513,7 @@ pub fn layer_op_applies(x: &Tensor<3>, pass: Pass) -> bool {
 /// only, and Burn's own fallback (`unsupported dispatch backend`) names neither the op nor why.
 pub fn encoder_layer(x: Tensor<3>, p: EncoderLayerParams<B>) -> Tensor<3> {
     assert!(
-        Kernels::default().fast(&x.device(), x.dtype()),
+        plain_flex(&x.device()) && x.dtype() == DType::F32,
         "ops::encoder_layer is the in-tree op of plain flex f32 tensors (check layer_op_applies first); got {:?} {:?}",
         x.device(),
         x.dtype()

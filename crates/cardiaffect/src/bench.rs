@@ -236,14 +236,14 @@ struct Ours {
     b1_ms: f64,
 }
 
-fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
+fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device, k: Kernels) -> Result<Ours> {
     let (b, len) = (a.batch, cfg.window_len);
     let (mut pretrain_ms, mut finetune_ms) = (f64::NAN, f64::NAN);
     if !a.skip_train {
         // Training steps on the autodiff device, with dropout as configured.
         let ad = dev.clone().autodiff();
         let mut model = cfg.init(&ad)?;
-        model.kernels = kernels()?;
+        model.kernels = k;
         let mut optim = AdamWConfig::new().init();
         let (x, y) = batch(b, len, &ad);
         let mask = token_mask(b, cfg.n_tokens(), &ad);
@@ -268,7 +268,7 @@ fn time_ours(a: &BenchArgs, cfg: &ModelConfig, dev: &Device) -> Result<Ours> {
     }
     // Inference without autodiff.
     let mut model = cfg.init(dev)?;
-    model.kernels = kernels()?;
+    model.kernels = k;
     // As a served model runs: its weights prepared once.
     let infer = model.prepared();
     let (xi, _) = batch(b, len, dev);
@@ -364,6 +364,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = ModelConfig::base();
     let b = a.batch;
     let params = cfg.init(&dev)?.num_params();
+    let k = kernels()?;
     let python = find_python(&a.torch_python);
     let hog = CpuHog::start(a.cpu_hog);
     let mut rounds = Vec::new();
@@ -371,7 +372,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if a.rounds > 1 {
             tracing::info!("round {} of {}", r + 1, a.rounds);
         }
-        let o = time_ours(&a, &cfg, &dev)?;
+        let o = time_ours(&a, &cfg, &dev, k)?;
         let mut round = serde_json::json!({
             "pretrain_step_ms": o.pretrain_ms, "finetune_step_ms": o.finetune_ms,
             "infer_b32_windows_per_s": b as f64 / (o.b32_ms / 1e3), "infer_b1_ms": o.b1_ms,
@@ -403,7 +404,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let med = |k: &str| median(rounds.iter().filter_map(|r| r[k].as_f64()).collect());
     let mut out = serde_json::json!({
         "backend": a.device.backend.name(), "batch": b, "params": params, "threads": rayon::current_num_threads(),
-        "kernels": kernels_name(&dev, kernels()?), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
+        "kernels": kernels_name(&dev, k), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
         "infer_cls_row": a.cls_row,
         "malloc_thresholds": {
             "mmap": crate::MMAP_THRESHOLD, "trim": crate::TRIM_THRESHOLD,
@@ -460,7 +461,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "model: {params} parameters, window {len}, batch {b}, backend {} ({} threads, {} kernels)",
         a.device.backend,
         rayon::current_num_threads(),
-        kernels_name(&dev, kernels()?)
+        kernels_name(&dev, k)
     )?;
     let theirs = pytorch_malloc_env();
     let same = [crate::MMAP_THRESHOLD, crate::TRIM_THRESHOLD]
