@@ -676,14 +676,23 @@ mod tests {
     }
 
     #[test]
-    fn embedding_under_autodiff_or_with_a_mask_keeps_burns_path() {
+    fn embedding_under_autodiff_runs_the_default_body_and_with_a_mask_the_per_op_form() {
         let dev = Device::flex();
         let m = ModelConfig::new().init(&dev).unwrap();
         let x = normal::<2>([1, ModelConfig::new().window_len], 1.0, 3, &dev);
+        // Under autodiff the whole-embedding ops are the extension's default bodies on the
+        // recorded leaves: the per-op form's values, and a gradient through them.
         let ad = Device::flex().autodiff();
         let ma = ModelConfig::new().init(&ad).unwrap();
         let xa = Tensor::<2>::from_data(x.clone().into_data(), &ad);
-        assert!(in_tree(&ma, &xa).is_none());
+        let fused = in_tree(&ma, &xa).expect("the default body under autodiff");
+        let per_op = ma.embed_ops(xa, None, inference());
+        let a: Vec<f32> = fused.clone().inner().into_data().try_to_vec().unwrap();
+        let r: Vec<f32> = per_op.inner().into_data().try_to_vec().unwrap();
+        let e = max_rel_err(&a, &r);
+        assert!(e < 1e-5, "autodiff: {e}");
+        let g = ma.cls_token.grad(&fused.sum().backward());
+        assert!(g.is_some(), "a gradient of the CLS token");
         // A masked embedding is Burn's path: the mask token replaces the masked tokens.
         let mask = Tensor::<2, Bool>::from_data(
             TensorData::new(vec![true; m.n_tokens], [1, m.n_tokens]),
@@ -783,5 +792,42 @@ mod tests {
         }
         assert!(ops::window_shares_apply(32, Kernels::default()));
         assert!(!ops::window_shares_apply(1, Kernels::default()));
+    }
+
+    /// Every kernel mode computes the same encoding: the whole-layer kernels, the per-op
+    /// kernels and Burn's ops (the extension's default bodies), at inference and in training
+    /// with dropout (every mode draws the same masks), gradients included.
+    #[test]
+    fn every_kernel_mode_computes_the_same_encoding_dropout_included() {
+        let cfg = ModelConfig::new().with_dropout(0.2);
+        let ad = Device::flex().autodiff();
+        let m = cfg.init(&ad).unwrap();
+        let x = normal::<2>([2, cfg.window_len], 1.0, 9, &ad);
+        let t = m.n_tokens;
+        let mask: Vec<bool> = (0..2 * t).map(|i| i % 5 == 0).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(mask, [2, t]), &ad);
+        use crate::ops::KernelMode;
+        let run = |mode: KernelMode| {
+            let mut m = m.clone();
+            m.kernels.mode = mode;
+            let inference = m.valid().encode(x.clone().inner(), None).tokens;
+            let train = m.encode_train(x.clone(), Some(mask.clone()), 17).tokens;
+            let g = train.clone().sum().backward();
+            let grad = m.transformer.layers[0].mha.query.weight.grad(&g).unwrap();
+            let flat = |t: Tensor<3>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
+            let grad: Vec<f32> = grad.into_data().try_to_vec().unwrap();
+            (flat(inference), flat(train.inner()), grad)
+        };
+        let (inf, train, grad) = run(KernelMode::Layer);
+        for mode in [KernelMode::Ops, KernelMode::Burn] {
+            let (i, t, g) = run(mode);
+            let name = mode.name();
+            let e = max_rel_err(&i, &inf);
+            assert!(e < 1e-4, "{name}: inference {e}");
+            let e = max_rel_err(&t, &train);
+            assert!(e < 1e-4, "{name}: training {e}");
+            let e = max_rel_err(&g, &grad);
+            assert!(e < 1e-3, "{name}: gradient {e}");
+        }
     }
 }

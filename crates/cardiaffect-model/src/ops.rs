@@ -1,9 +1,12 @@
 //! The model's operations, one function each: the signal encoder's convolution, LayerNorm,
 //! GELU, dropout, linear layers, attention, the feed-forward's halves, a whole encoder layer
-//! and the whole embedding. Each runs the in-tree flex kernels through Burn's backend
-//! extension ([`crate::kernels`]) where they apply, and Burn's own ops elsewhere (other
-//! backends, `KernelMode::Burn`), with or without autodiff; the model (`model.rs`,
-//! `transformer.rs`) calls these and never asks which backend it is on.
+//! and the whole embedding. Each calls one method of Burn's backend extension
+//! [`CardiaffectOps`], which the backend of its tensors runs: the in-tree kernels on flex,
+//! recorded ops with in-tree backwards on flex under autodiff, Burn's ops (the trait's
+//! default bodies, [`defaults`]) on every other backend. `KernelMode::Burn` calls those
+//! defaults directly, on any backend. Neither this module nor the model (`model.rs`,
+//! `transformer.rs`) asks which backend it is on; [`in_windows`], the CPU's inference
+//! schedule, asks whether it runs on flex's threads at all.
 //!
 //! What a forward pass runs with is a [`Pass`], made once at its top: the model's [`Kernels`]
 //! policy (a plain value the model's owner sets, e.g. `bench` from `CARDIAFFECT_KERNELS`; no
@@ -22,16 +25,25 @@ use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv1d;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{self, softmax};
-use burn::tensor::module::attention;
+use burn::tensor::activation::softmax;
 use burn::tensor::DType;
 
-use crate::kernels::{
-    AttentionTrainOps, CardiaffectOps, EncoderLayerParams, GeluOps, Projection, TrainOps,
-};
+use crate::kernels::{defaults, CardiaffectOps, EncoderLayerParams, Projection};
 
 /// The backend of every `Tensor`, whose extension impls route to the kernels.
 type B = burn::backend::Dispatch;
+
+/// `B`'s extension method `$op` where `$k` takes the extension for tensors of `$dtype`
+/// ([`Kernels::extension`]), else its default body (Burn's ops) on `B`.
+macro_rules! op {
+    ($k:expr, $dtype:expr, $op:ident($($arg:expr),* $(,)?)) => {
+        if $k.extension($dtype) {
+            <B as CardiaffectOps>::$op($($arg),*)
+        } else {
+            defaults::$op::<B>($($arg),*)
+        }
+    };
+}
 
 /// Which kernels a model runs on flex (see [`Kernels`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,20 +109,15 @@ impl Kernels {
         self.mode != KernelMode::Burn
     }
 
-    /// Whether a tensor on `device` can take the in-tree inference path (plain flex f32).
-    fn fast(self, device: &Device, dtype: DType) -> bool {
-        self.in_tree() && plain_flex(device) && dtype == DType::F32
+    /// Whether tensors of `dtype` go through the extension's methods (whose flex kernels
+    /// read f32) rather than straight to Burn's ops.
+    fn extension(self, dtype: DType) -> bool {
+        self.in_tree() && dtype == DType::F32
     }
 
-    /// Whether a tensor on `device` can take an in-tree op that has a recorded backward too
-    /// (flex with or without autodiff).
-    fn train(self, device: &Device, dtype: DType) -> bool {
-        self.in_tree() && on_flex(device) && dtype == DType::F32
-    }
-
-    /// Whether the fused whole-layer and whole-embedding ops run for tensors like `x`.
-    fn fused(self, device: &Device, dtype: DType) -> bool {
-        self.mode == KernelMode::Layer && self.fast(device, dtype)
+    /// Whether the whole-layer and whole-embedding ops run for tensors of `dtype`.
+    fn fused(self, dtype: DType) -> bool {
+        self.mode == KernelMode::Layer && self.extension(dtype)
     }
 }
 
@@ -199,17 +206,9 @@ fn same_padded(c: &Conv1d) -> bool {
             if a == c.kernel_size / 2 && b == a)
 }
 
-/// Whether `device` is flex without autodiff (inference).
+/// Whether `device` is flex without autodiff: where inference runs on rayon's threads.
 pub fn plain_flex(device: &Device) -> bool {
     matches!(device.as_dispatch(), DispatchDevice::Flex(_))
-}
-
-/// Whether `device` is flex (with or without autodiff).
-pub fn on_flex(device: &Device) -> bool {
-    matches!(
-        device.as_dispatch().clone().inner(),
-        DispatchDevice::Flex(_)
-    )
 }
 
 /// Runs `f` on a rayon worker (at once when already on one) and returns its result. Every
@@ -229,7 +228,8 @@ pub fn on_worker<R: Send>(k: Kernels, f: impl FnOnce() -> R + Send) -> R {
 /// `f` of windows `x` `[B, L]` in `pass`, the fastest way the kernels allow at inference on
 /// flex: on a pool worker ([`on_worker`]), and, where `split` and [`window_shares_apply`],
 /// window by window ([`each_window`]). One result per part, in the windows' order (one for
-/// the whole batch when it is not split). Training and other backends: `f(x, pass)`.
+/// the whole batch when it is not split). Training and other backends: `f(x, pass)` (a GPU
+/// runs a batch as one, and its work is not on rayon's threads).
 pub fn in_windows<R: Send>(
     x: Tensor<2>,
     pass: Pass,
@@ -291,42 +291,60 @@ pub fn packed_qkv(query: &Linear, key: &Linear, value: &Linear) -> Option<(Tenso
     Some((w, b))
 }
 
-/// Multi-head self-attention core (no output projection) of `x` `[B, T, d]` through the
-/// `query`, `key` and `value` projections at inference: on flex one matrix product for the
-/// three projections and the in-tree attention on the packed result (burn-flex's attention
-/// needs `[B, H, T, dk]` inputs, three strided copies before it and one after); elsewhere
-/// Burn's `attention`.
-pub fn self_attention(
+/// The query, key and value projections of `x` `[B, T, d]` side by side, `[B, T, 3d]`: one
+/// matrix product ([`linear`] at inference, [`linear_wb`] in training) where every
+/// projection has a bias, else the three concatenated.
+fn packed_projection(
     x: Tensor<3>,
     (query, key, value): (&Linear, &Linear, &Linear),
+    pass: Pass,
+) -> Tensor<3> {
+    match packed_qkv(query, key, value) {
+        Some((w, b)) if pass.drop.is_some() => linear_wb(x, w, b, pass.kernels),
+        Some((w, b)) => {
+            let k = pass.kernels;
+            Tensor::from_dispatch(op!(
+                k,
+                x.dtype(),
+                linear_bias(
+                    x.into_dispatch(),
+                    w.into_dispatch(),
+                    b.into_dispatch(),
+                    false
+                )
+            ))
+        }
+        None => Tensor::cat(
+            vec![
+                query.forward(x.clone()),
+                key.forward(x.clone()),
+                value.forward(x),
+            ],
+            2,
+        ),
+    }
+}
+
+/// Multi-head self-attention core (no output projection) of `x` `[B, T, d]` through the
+/// `query`, `key` and `value` projections at inference: one matrix product for the three
+/// projections and the extension's attention on the packed result (on flex the in-tree op;
+/// burn-flex's attention needs `[B, H, T, dk]` inputs, three strided copies before it and
+/// one after).
+pub fn self_attention(
+    x: Tensor<3>,
+    qkv: (&Linear, &Linear, &Linear),
     n_heads: usize,
     pass: Pass,
 ) -> Tensor<3> {
-    if pass.kernels.fast(&x.device(), x.dtype()) {
-        let qkv = match packed_qkv(query, key, value) {
-            Some((w, b)) => Tensor::from_dispatch(<B as CardiaffectOps>::linear_bias(
-                x.into_dispatch(),
-                w.into_dispatch(),
-                b.into_dispatch(),
-                false,
-            )),
-            None => Tensor::cat(
-                vec![
-                    query.forward(x.clone()),
-                    key.forward(x.clone()),
-                    value.forward(x),
-                ],
-                2,
-            ),
-        };
-        return Tensor::from_dispatch(<B as CardiaffectOps>::packed_attention(
-            qkv.into_dispatch(),
-            n_heads,
-            pass.threads,
-        ));
-    }
-    let [q, k, v] = heads(x, (query, key, value), n_heads);
-    merge_heads(attention(q, k, v, None, None, Default::default()))
+    let packed = packed_projection(x, qkv, Pass { drop: None, ..pass });
+    let k = pass.kernels;
+    let dtype = packed.dtype();
+    let packed = packed.into_dispatch();
+    Tensor::from_dispatch(if k.extension(dtype) {
+        <B as CardiaffectOps>::packed_attention(packed, n_heads, pass.threads)
+    } else {
+        defaults::attention_train::<B>(packed, n_heads, 0.0, 0, 0)
+    })
 }
 
 /// The query, key and value projections of `x` `[B, T, d]`, each split into `n_heads` heads
@@ -363,40 +381,12 @@ pub fn attention_weights(q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
     )
 }
 
-/// Multi-head self-attention core for training (with or without autodiff) on flex f32, with
-/// attention dropout at rate `dropout` drawn from `seed`: the fused QKV product (one recorded
-/// linear op, [`linear_wb`]), then one in-tree op forward and backward ([`AttentionTrainOps`]:
-/// each head's probabilities recomputed in the backward instead of Burn's stored
-/// `[B, H, T, T]` intermediates). `None` where it does not apply (another backend,
-/// `KernelMode::Burn`, a projection without bias): the caller runs Burn's ops.
-pub fn train_self_attention(
-    x: &Tensor<3>,
-    (query, key, value): (&Linear, &Linear, &Linear),
-    n_heads: usize,
-    (dropout, seed, first_row): (f64, u64, usize),
-    k: Kernels,
-) -> Option<Tensor<3>> {
-    if !k.train(&x.device(), x.dtype()) {
-        return None;
-    }
-    let (w, b) = packed_qkv(query, key, value)?;
-    // One recorded linear op: its weight gradient is one product over all rows (a broadcast
-    // matmul took one per window and a sum).
-    let qkv = linear_wb(x.clone(), w, b, k);
-    Some(Tensor::from_dispatch(
-        <B as AttentionTrainOps>::attention_train(
-            qkv.into_dispatch(),
-            n_heads,
-            dropout,
-            seed,
-            first_row,
-        ),
-    ))
-}
-
-/// The attention core of a layer in `pass` (`site` its dropout sites' base): in training
-/// the in-tree recorded op where it applies, else Burn's ops with the attention weights'
-/// dropout; at inference [`self_attention`].
+/// The attention core of a layer in `pass` (`site` its dropout sites' base): at inference
+/// [`self_attention`]; in training the packed projection ([`linear_wb`], one recorded op on
+/// flex: its weight gradient one product over all rows) and the extension's training
+/// attention (on flex one op forward and backward, each head's probabilities recomputed in
+/// the backward instead of Burn's stored `[B, H, T, T]` intermediates), its dropout masks
+/// from the step's seed and `site`.
 pub fn attention_core(
     x: Tensor<3>,
     qkv: (&Linear, &Linear, &Linear),
@@ -407,28 +397,16 @@ pub fn attention_core(
     let Some(dc) = pass.drop else {
         return self_attention(x, qkv, n_heads, pass);
     };
-    // On flex: one in-tree op forward and backward, its dropout masks from this seed.
     let seed = cardiaffect_signal::Rng::new(dc.seed)
         .fork(site + 4)
         .next_u64();
-    let train = (dc.attention_p, seed, dc.first_row);
-    if let Some(ctx) = train_self_attention(&x, qkv, n_heads, train, pass.kernels) {
-        return ctx;
-    }
-    if dc.attention_p <= 0.0 {
-        return self_attention(x, qkv, n_heads, pass);
-    }
-    let [q, k, v] = heads(x, qkv, n_heads);
-    let w = attention_weights(q, k);
-    let w = dropout_rows(
-        w,
-        dc.attention_p,
-        dc.seed,
-        site + 4,
-        dc.first_row,
+    let packed = packed_projection(x, qkv, pass);
+    let (p, first_row) = (dc.attention_p, dc.first_row);
+    Tensor::from_dispatch(op!(
         pass.kernels,
-    );
-    merge_heads(w.matmul(v))
+        packed.dtype(),
+        attention_train(packed.into_dispatch(), n_heads, p, seed, first_row)
+    ))
 }
 
 /// `r + l(x)` in `pass`, `l(x)` dropped out at `site` in training: at inference on flex one
@@ -455,9 +433,9 @@ pub fn linear_gelu(x: Tensor<3>, l: &Linear, pass: Pass, site: u64) -> Tensor<3>
     }
 }
 
-/// `l(x)`, then GELU when `gelu_after`, then `+ residual` when given: on flex inference one
-/// matrix product whose output starts from the bias (and residual) rows, instead of three or
-/// four Burn ops.
+/// `l(x)`, then GELU when `gelu_after`, then `+ residual` when given, at inference: the
+/// extension's linear op (on flex one matrix product whose output starts from the bias and
+/// residual rows, instead of three or four Burn ops).
 pub fn linear(
     x: Tensor<3>,
     l: &Linear,
@@ -465,7 +443,7 @@ pub fn linear(
     residual: Option<Tensor<3>>,
     k: Kernels,
 ) -> Tensor<3> {
-    if let (true, Some(b)) = (k.fast(&x.device(), x.dtype()), &l.bias) {
+    if let (true, Some(b)) = (k.extension(x.dtype()), &l.bias) {
         let (xd, w, b) = (
             x.into_dispatch(),
             l.weight.val().into_dispatch(),
@@ -494,30 +472,21 @@ pub fn linear(
 /// Whether the fused inference ops run on tensors like `t` with `k` (what makes preparing
 /// their weights worth it).
 pub fn fused_applies<const N: usize>(t: &Tensor<N>, k: Kernels) -> bool {
-    k.fused(&t.device(), t.dtype())
+    k.fused(t.dtype())
 }
 
-/// Whether the whole-layer op runs for `x` in `pass` (flex inference in the default mode).
+/// Whether the whole-layer op runs for `x` in `pass` (inference in the default mode).
 pub fn layer_op_applies(x: &Tensor<3>, pass: Pass) -> bool {
-    pass.drop.is_none() && pass.kernels.fused(&x.device(), x.dtype())
+    pass.drop.is_none() && pass.kernels.fused(x.dtype())
 }
 
-/// One pre-LN encoder layer at inference (no dropout) as one in-tree op: two parallel passes
-/// (LayerNorm + QKV for blocks of rows; then, per block of queries, attention, the output
-/// projection, LayerNorm and the feed-forward with its residual adds) instead of eight
-/// parallel Burn ops, each of which wakes the worker threads (see BENCHMARKS.md). Call it when
+/// One pre-LN encoder layer at inference (no dropout) as one op of the extension: on flex
+/// two parallel passes (LayerNorm + QKV for blocks of rows; then, per block of queries,
+/// attention, the output projection, LayerNorm and the feed-forward with its residual adds)
+/// instead of eight parallel Burn ops, each of which wakes the worker threads (see
+/// BENCHMARKS.md); elsewhere the default, the same ops in turn. Call it when
 /// [`layer_op_applies`]; `transformer::Layer` gathers the parameters.
-///
-/// # Panics
-/// On any tensor but plain flex f32, with a message that says so: the op exists on flex
-/// only, and Burn's own fallback (`unsupported dispatch backend`) names neither the op nor why.
 pub fn encoder_layer(x: Tensor<3>, p: EncoderLayerParams<B>) -> Tensor<3> {
-    assert!(
-        plain_flex(&x.device()) && x.dtype() == DType::F32,
-        "ops::encoder_layer is the in-tree op of plain flex f32 tensors (check layer_op_applies first); got {:?} {:?}",
-        x.device(),
-        x.dtype()
-    );
     Tensor::from_dispatch(<B as CardiaffectOps>::encoder_layer(x.into_dispatch(), p))
 }
 
@@ -536,11 +505,11 @@ pub struct EmbedParams<'a> {
 /// The Transformer's input from windows `x` `[B, L]` at inference without a mask, as
 /// `Model::embed`: one in-tree op per convolution ([`CardiaffectOps::conv_stage`], the
 /// projection fused into the last) and one for the token convolution, CLS and positions
-/// ([`CardiaffectOps::token_head`]). `Some` on plain flex f32 in the default mode when every
+/// ([`CardiaffectOps::token_head`]). `Some` at inference in the default mode when every
 /// convolution is the model's kind (bias, padding `k / 2`, no dilation; the token convolution
 /// depthwise with stride 1), else `None` and the caller runs the per-op form.
 pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Tensor<3>> {
-    if !(pass.drop.is_none() && pass.kernels.fused(&x.device(), x.dtype())) {
+    if !(pass.drop.is_none() && pass.kernels.fused(x.dtype())) {
         return None;
     }
     let proj = p.proj;
@@ -617,14 +586,11 @@ pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Ten
 /// GELU (exact erf form); on flex, with or without autodiff, the in-tree kernel (burn-flex
 /// calls a scalar erf per element), whose recorded backward runs the in-tree derivative.
 pub fn gelu<const N: usize>(x: Tensor<N>, k: Kernels) -> Tensor<N> {
-    if k.train(&x.device(), x.dtype()) {
-        return Tensor::from_dispatch(<B as GeluOps>::gelu_erf(x.into_dispatch()));
-    }
-    activation::gelu(x)
+    Tensor::from_dispatch(op!(k, x.dtype(), gelu_erf(x.into_dispatch())))
 }
 
 /// Inverted dropout at rate `p`, the mask drawn from (`seed`, `site`): on flex one recorded
-/// op whose backward redraws the mask ([`TrainOps`]); elsewhere Burn's ops with the same mask.
+/// op whose backward redraws the mask; elsewhere Burn's ops with the same mask.
 pub fn dropout<const N: usize>(
     x: Tensor<N>,
     p: f64,
@@ -651,49 +617,39 @@ pub fn dropout_rows<const N: usize>(
     }
     let shape = x.shape();
     let per_row = shape.num_elements() / shape[0].max(1);
-    let first = first_row * per_row;
-    if k.train(&x.device(), x.dtype()) {
-        return Tensor::from_dispatch(<B as TrainOps>::dropout_train(
-            x.into_dispatch(),
-            p,
-            seed,
-            site,
-            first as u64,
-        ));
-    }
-    let mut mask = vec![1.0f32; shape.num_elements()];
-    crate::kernels::apply_dropout_mask(&mut mask, None, p, seed, site, first);
-    let m = Tensor::<N>::from_data(burn::tensor::TensorData::new(mask, shape), &x.device());
-    x * m
+    let first = (first_row * per_row) as u64;
+    Tensor::from_dispatch(op!(
+        k,
+        x.dtype(),
+        dropout_train(x.into_dispatch(), p, seed, site, first)
+    ))
 }
 
 /// `norm(x)` with epsilon `eps` (burn-nn keeps its own private): on flex one recorded op,
-/// forward and backward in-tree ([`TrainOps`]); elsewhere (or without a bias) Burn's.
+/// forward and backward in-tree; elsewhere (or without a bias) Burn's.
 pub fn layer_norm<const N: usize>(
     x: Tensor<N>,
     norm: &LayerNorm,
     eps: f64,
     k: Kernels,
 ) -> Tensor<N> {
-    match &norm.beta {
-        Some(beta) if k.train(&x.device(), x.dtype()) => {
-            Tensor::from_dispatch(<B as TrainOps>::layer_norm_train(
-                x.into_dispatch(),
-                norm.gamma.val().into_dispatch(),
-                beta.val().into_dispatch(),
-                eps,
-            ))
-        }
-        _ => norm.forward(x),
-    }
+    let Some(beta) = &norm.beta else {
+        return norm.forward(x);
+    };
+    let (gamma, beta) = (norm.gamma.val().into_dispatch(), beta.val().into_dispatch());
+    Tensor::from_dispatch(op!(
+        k,
+        x.dtype(),
+        layer_norm_train(x.into_dispatch(), gamma, beta, eps)
+    ))
 }
 
 /// `l(x)` in training (flex with autodiff, f32, a bias): one recorded in-tree op whose
 /// output starts from the bias rows and whose backward reads the transposes through strides
-/// ([`TrainOps::linear_train`]). burn-flex allocates each matrix product's output zeroed and
-/// then copies it to a more aligned buffer (a memset and a memmove per product; measured:
-/// BENCHMARKS.md), adds the bias in another op, and transposes in the backward.
-/// Elsewhere, inference included, Burn's `Linear`.
+/// ([`CardiaffectOps::linear_train`]). burn-flex allocates each matrix product's output
+/// zeroed and then copies it to a more aligned buffer (a memset and a memmove per product;
+/// measured: BENCHMARKS.md), adds the bias in another op, and transposes in the backward.
+/// Elsewhere, plain flex included, Burn's linear.
 pub fn linear_train<const N: usize>(x: Tensor<N>, l: &Linear, k: Kernels) -> Tensor<N> {
     match &l.bias {
         Some(b) => linear_wb(x, l.weight.val(), b.val(), k),
@@ -708,42 +664,46 @@ pub fn linear_wb<const N: usize>(
     bias: Tensor<1>,
     k: Kernels,
 ) -> Tensor<N> {
-    if k.train(&x.device(), x.dtype()) && !plain_flex(&x.device()) {
-        return Tensor::from_dispatch(<B as TrainOps>::linear_train(
+    Tensor::from_dispatch(op!(
+        k,
+        x.dtype(),
+        linear_train(
             x.into_dispatch(),
             weight.into_dispatch(),
-            bias.into_dispatch(),
-        ));
-    }
-    burn::tensor::module::linear(x, weight, Some(bias))
+            bias.into_dispatch()
+        )
+    ))
 }
 
-/// Whether [`conv1d`] runs `conv` in-tree on tensors like `x` (flex f32 with the in-tree
-/// kernels on, a convolution with a bias, odd kernel, padding `k / 2`, no dilation or
-/// groups).
-fn conv1d_in_tree(conv: &Conv1d, x: &Tensor<3>, k: Kernels) -> bool {
-    k.train(&x.device(), x.dtype()) && conv.bias.is_some() && conv.groups == 1 && same_padded(conv)
+/// Whether `conv` is the signal encoder's kind, which the extension's convolution takes: a
+/// bias, odd kernel, padding `k / 2`, no dilation or groups.
+fn encoder_kind(conv: &Conv1d) -> bool {
+    conv.bias.is_some() && conv.groups == 1 && same_padded(conv)
 }
 
-/// `conv` on channels-last `x` `[B, L, C_in]` -> `[B, L_out, C_out]`: on flex one recorded op
-/// with an in-tree backward (strided matrix products, no transposes around the LayerNorms
-/// that follow); elsewhere Burn's `Conv1d` on the channels-first view.
+/// `conv` on channels-last `x` `[B, L, C_in]` -> `[B, L_out, C_out]`: for the signal
+/// encoder's kind of convolution (a bias, odd kernel, padding `k / 2`, no dilation or groups)
+/// the extension's (on flex one recorded op with an in-tree backward: strided matrix
+/// products, no transposes around the LayerNorms that follow); for others Burn's `Conv1d` on
+/// the channels-first view.
 pub fn conv1d(x: Tensor<3>, conv: &Conv1d, k: Kernels) -> Tensor<3> {
-    if !conv1d_in_tree(conv, &x, k) {
-        return conv.forward(x.swap_dims(1, 2)).swap_dims(1, 2);
-    }
-    let bias = conv.bias.as_ref().expect("checked by conv1d_in_tree").val();
-    Tensor::from_dispatch(<B as TrainOps>::conv1d_train(
-        x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        bias.into_dispatch(),
-        conv.stride,
+    let bias = match &conv.bias {
+        Some(b) if encoder_kind(conv) => b.val(),
+        _ => return conv.forward(x.swap_dims(1, 2)).swap_dims(1, 2),
+    };
+    let (w, stride) = (conv.weight.val().into_dispatch(), conv.stride);
+    Tensor::from_dispatch(op!(
+        k,
+        x.dtype(),
+        conv1d_train(x.into_dispatch(), w, bias.into_dispatch(), stride)
     ))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use burn::tensor::activation;
+    use burn::tensor::module::attention;
     use burn::tensor::TensorData;
 
     /// The wgpu device (in CI Mesa's software Vulkan, lavapipe), acquired once for the
@@ -885,12 +845,11 @@ pub(crate) mod tests {
             .fold(0.0, f32::max)
     }
 
-    /// Off flex every entry point computes what Burn's ops compute (the in-tree kernels are
-    /// flex-only) and the layer op declines (`transformer`'s tests: calling it anyway panics
-    /// naming why).
+    /// On wgpu every entry point runs the extension's default body (Burn's ops) and computes
+    /// what flex's kernels compute (the layer op: `transformer`'s tests).
     #[cfg(feature = "wgpu")]
     #[test]
-    fn on_wgpu_the_entry_points_are_burns_ops_and_the_layer_op_refuses() {
+    fn on_wgpu_the_entry_points_run_burns_ops_as_flex_runs_its_kernels() {
         let dev = wgpu();
         let flex = Device::flex();
         let on = |t: Tensor<3>, d: &Device| Tensor::<3>::from_data(t.into_data(), d);
@@ -946,13 +905,11 @@ pub(crate) mod tests {
         let conv = burn::nn::conv::Conv1dConfig::new(16, 4, 3)
             .with_padding(burn::nn::PaddingConfig1d::Explicit(1, 1))
             .init(&dev);
-        assert!(!conv1d_in_tree(&conv, &on(x.clone(), &dev), k));
         let got = conv1d(on(x.clone(), &dev), &conv, k);
         let conv_flex = conv.clone().to_device(&flex);
         let want = conv_flex.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2);
         let e = max_rel_diff(on(got, &flex), want);
         assert!(e < 1e-4, "convolution {e}");
-        assert!(!layer_op_applies(&on(x, &dev), inference()));
     }
 
     /// The training op and its gradient against Burn's ops (split heads, softmax, the same
@@ -972,7 +929,7 @@ pub(crate) mod tests {
             let w = normal::<3>([b, t, d], 1.0, &ad);
             let seed = 77;
             let x = qkv.clone().detach().require_grad();
-            let ours = Tensor::<3>::from_dispatch(<B as AttentionTrainOps>::attention_train(
+            let ours = Tensor::<3>::from_dispatch(<B as CardiaffectOps>::attention_train(
                 x.clone().into_dispatch(),
                 h,
                 p,
@@ -1117,7 +1074,7 @@ pub(crate) mod tests {
             assert_autodiff_equals_burns(
                 |ours| {
                     if ours {
-                        assert!(conv1d_in_tree(&conv, &x, Kernels::default()));
+                        assert!(encoder_kind(&conv));
                         conv1d(x.clone(), &conv, Kernels::default())
                     } else {
                         conv.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2)

@@ -155,8 +155,9 @@ impl Transformer {
 }
 
 impl Layer {
-    /// The whole layer as the in-tree op (flex inference), or `None` when it does not apply or
-    /// a parameter the op needs (a bias) is absent: the caller then runs the per-op form.
+    /// The whole layer as the extension's op (on flex inference the in-tree kernel), or `None`
+    /// when it does not apply or a parameter the op needs (a bias) is absent: the caller then
+    /// runs the per-op form.
     #[cfg(test)]
     pub(crate) fn fused(&self, x: &Tensor<3>, eps: f64) -> Option<Tensor<3>> {
         let pass = Pass::new(Kernels::default(), None);
@@ -361,13 +362,21 @@ mod tests {
         assert!(e < 1e-5, "{e}");
         layer.mha.value.bias = None;
         assert!(layer.fused(&x, 1e-5).is_none());
+        // Under autodiff the layer op is the default body on the recorded leaves: the same
+        // values, and a gradient through it.
         let ad = Device::flex().autodiff();
-        let xa = normal::<3>([1, 4, 16], 1.0, &ad);
+        let xa = normal::<3>([1, 4, 16], 1.0, &ad).require_grad();
         let tr = Transformer::new(16, 32, 4, 1, 1e-5, &ad);
-        assert!(
-            tr.layers[0].fused(&xa, 1e-5).is_none(),
-            "autodiff keeps Burn's ops"
+        let y = tr.layers[0].fused(&xa, 1e-5).expect("the default body");
+        let e = max_rel_diff(
+            y.clone().inner(),
+            burns_layer(xa.clone(), &tr.layers[0]).inner(),
         );
+        assert!(e < 1e-5, "autodiff {e}");
+        let g = xa
+            .grad(&y.sum().backward())
+            .expect("a gradient of the input");
+        assert_eq!(g.dims(), [1, 4, 16]);
     }
 
     #[test]
@@ -395,24 +404,36 @@ mod tests {
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
     }
 
-    /// Off flex the layer op declines, and calling it anyway panics with a message saying it
-    /// is flex's (Burn's own fallback names neither the op nor why).
+    /// On wgpu the layer op is the extension's default body (Burn's ops in turn) and computes
+    /// what flex's kernel computes, the CLS rows alone too.
     #[cfg(feature = "wgpu")]
     #[test]
-    fn on_wgpu_the_layer_op_declines_and_refuses() {
+    fn on_wgpu_the_layer_op_runs_burns_ops_as_flex_runs_its_kernel() {
         let dev = crate::ops::tests::wgpu();
-        let tr = Transformer::new(16, 32, 4, 1, 1e-5, &dev);
-        let xw = normal::<3>([2, 9, 16], 1.0, &dev);
-        assert!(
-            !ops::layer_op_applies(&xw, inference()) && tr.layers[0].fused(&xw, 1e-5).is_none()
-        );
-        let p = tr.layers[0]
+        let flex = Device::flex();
+        let tr = Transformer::new(16, 32, 4, 1, 1e-5, &flex);
+        let x = normal::<3>([2, 9, 16], 1.0, &flex);
+        let want = tr.layers[0]
+            .fused(&x, 1e-5)
+            .expect("flex takes the layer op");
+        let trw = tr.clone().to_device(&dev);
+        let xw = Tensor::<3>::from_data(x.into_data(), &dev);
+        assert!(ops::layer_op_applies(&xw, inference()));
+        let got = trw.layers[0]
+            .fused(&xw, 1e-5)
+            .expect("the layer op on wgpu");
+        let got = Tensor::<3>::from_data(got.into_data(), &flex);
+        let e = max_rel_diff(got, want.clone());
+        assert!(e < 1e-4, "{e}");
+        let mut p = trw.layers[0]
             .layer_params(1e-5, inference(), false, None)
             .unwrap();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encoder_layer(xw, p)));
-        let msg = r.err().expect("a panic off flex");
-        let msg = msg.downcast_ref::<String>().expect("a formatted message");
-        assert!(msg.contains("in-tree op of plain flex f32"), "{msg}");
+        p.cls_only = true;
+        let cls = encoder_layer(xw, p);
+        assert_eq!(cls.dims(), [2, 1, 16]);
+        let cls = Tensor::<3>::from_data(cls.into_data(), &flex);
+        let e = max_rel_diff(cls, want.slice([0..2, 0..1, 0..16]));
+        assert!(e < 1e-4, "CLS rows: {e}");
     }
 
     #[test]

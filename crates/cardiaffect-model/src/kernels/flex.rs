@@ -1,9 +1,14 @@
 //! The flex implementation of [`CardiaffectOps`]: each method hands the tensors to its kernel.
+//! `linear_train` keeps its default (Burn's linear): outside autodiff it runs only where a
+//! training-shaped forward meets an inference tensor (the masked embedding and the
+//! reconstruction head in evaluation), and its kernel's gain is in the recorded backward.
 
 use burn::backend::Flex;
 use burn_flex::FlexTensor;
 
-use super::{attention, embed, gemm, layer, CardiaffectOps, EncoderLayerParams, Projection};
+use super::train_attention::{self, Dropout};
+use super::{attention, embed, gelu, gemm, layer, train_conv, train_ops};
+use super::{CardiaffectOps, EncoderLayerParams, Projection};
 
 impl Projection<Flex> {
     fn as_pair(&self) -> Option<(&FlexTensor, &FlexTensor)> {
@@ -73,5 +78,42 @@ impl CardiaffectOps for Flex {
         r: FlexTensor,
     ) -> FlexTensor {
         gemm::linear_flex(x, w, b, Some(r), false)
+    }
+
+    fn gelu_erf(x: FlexTensor) -> FlexTensor {
+        gelu::forward(x)
+    }
+
+    fn attention_train(
+        qkv: FlexTensor,
+        n_heads: usize,
+        dropout: f64,
+        seed: u64,
+        first_row: usize,
+    ) -> FlexTensor {
+        let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
+        train_attention::forward(qkv, n_heads, drop)
+    }
+
+    fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64, first: u64) -> FlexTensor {
+        train_ops::dropout(x, p, seed, site, first)
+    }
+
+    fn layer_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        train_ops::layer_norm_stats(x, gamma, beta, eps).0
+    }
+
+    fn conv1d_train(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+    ) -> FlexTensor {
+        train_conv::forward(x, weight, bias, stride).0
     }
 }

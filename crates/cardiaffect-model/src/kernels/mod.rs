@@ -1,20 +1,22 @@
-//! In-tree kernels for the flex backend behind Burn's backend extension
-//! (`#[backend_extension]`): where profiles showed a hot spot that Burn's own ops leave
-//! (BENCHMARKS.md), not a rewrite of what Burn has. The model reaches them only through
-//! [`crate::ops`], one function per operation, which takes Burn's ops where they do not apply.
+//! The model's operations behind Burn's backend extension (`#[backend_extension]`):
+//! [`CardiaffectOps`], one method per operation, whose default bodies are Burn's own ops
+//! ([`defaults`]) and whose flex implementation is the in-tree kernels, written where profiles
+//! showed a hot spot that Burn's ops leave (BENCHMARKS.md), not a rewrite of what Burn has. The
+//! model reaches them only through [`crate::ops`].
 //!
-//! - [`CardiaffectOps`] (inference on plain flex): attention of all heads straight from the packed
-//!   QKV projection ([`attention`]; burn-flex's needs `[B, H, T, dk]` inputs and runs its softmax
-//!   through scalar `expf`), linear layers whose output starts from the bias (and residual) rows
+//! - Inference on plain flex: attention of all heads straight from the packed QKV projection
+//!   ([`attention`]; burn-flex's needs `[B, H, T, dk]` inputs and runs its softmax through
+//!   scalar `expf`), linear layers whose output starts from the bias (and residual) rows
 //!   ([`gemm`]), a whole pre-LN encoder layer in two parallel passes ([`layer`]; two parallel
-//!   regions per layer instead of about seven, for batch-1 latency, measured in BENCHMARKS.md; on
-//!   AVX-512 its attention in register tiles, [`fused_attention`] with the vector operations of
-//!   [`simd`]) and the signal encoder channels-last, one parallel pass per convolution ([`embed`]).
-//! - [`GeluOps`], [`AttentionTrainOps`], [`TrainOps`] (flex with or without autodiff):
-//!   exact-erf GELU with a vectorised erf ([`gelu`]), training's attention with its dropout
-//!   recomputing each head's probabilities in the backward ([`train_attention`]), LayerNorm,
-//!   hashed-mask dropout and linear layers ([`train_ops`]) and the convolutions
-//!   channels-last ([`train_conv`]), each one recorded op with an in-tree backward.
+//!   regions per layer instead of about seven, for batch-1 latency, measured in BENCHMARKS.md;
+//!   on AVX-512 its attention in register tiles, [`fused_attention`] with the vector
+//!   operations of [`simd`]) and the signal encoder channels-last, one parallel pass per
+//!   convolution ([`embed`]).
+//! - Training on flex, with or without autodiff: exact-erf GELU with a vectorised erf
+//!   ([`gelu`]), attention with its dropout recomputing each head's probabilities in the
+//!   backward ([`train_attention`]), LayerNorm, hashed-mask dropout and linear layers
+//!   ([`train_ops`]) and the convolutions channels-last ([`train_conv`]); under autodiff each
+//!   one recorded op with an in-tree backward ([`autodiff`]).
 //!
 //! The inference ops take their weights as they read them (the QKV projections side by
 //! side, convolution taps as rows), rearranged once by whoever holds the model
@@ -25,6 +27,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, ExtensionType};
 
 mod attention;
+mod autodiff;
+pub mod defaults;
 mod embed;
 pub(crate) mod fastmath;
 mod flex;
@@ -40,8 +44,15 @@ pub(crate) mod train_ops;
 
 pub(crate) use train_ops::apply_dropout_mask;
 
-/// Operations with an in-tree flex implementation.
-#[backend_extension(Flex)]
+/// The model's operations, one method each: the default bodies are Burn's ops
+/// ([`defaults`]), which every backend without kernels runs (wgpu, and autodiff over it); flex
+/// implements them with the kernels ([`flex`]) and flex under autodiff records the training
+/// ops with in-tree backwards ([`autodiff`]), taking the defaults for the rest, which it
+/// composes from those recorded ops.
+///
+/// The first six are inference's (no dropout, not differentiated on flex), the last six
+/// training's leaves (differentiable everywhere).
+#[backend_extension(Flex, Cube: cfg(feature = "wgpu"), Autodiff)]
 pub trait CardiaffectOps: Backend {
     /// Self-attention core: `qkv` `[B, T, 3d]` (the query, key and value projections side by
     /// side, heads packed along each `d`) -> `softmax(q_h k_h^T / sqrt(d / n_heads)) v_h` for
@@ -50,7 +61,10 @@ pub trait CardiaffectOps: Backend {
         qkv: FloatTensor<Self>,
         n_heads: usize,
         threads: usize,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        let _ = threads;
+        Self::attention_train(qkv, n_heads, 0.0, 0, 0)
+    }
 
     /// `x w + b` (`x` `[.., in]`, `w` `[in, out]`, `b` `[out]`), then GELU when `gelu`.
     fn linear_bias(
@@ -58,7 +72,19 @@ pub trait CardiaffectOps: Backend {
         w: FloatTensor<Self>,
         b: FloatTensor<Self>,
         gelu: bool,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        defaults::linear_bias::<Self>(x, w, b, gelu)
+    }
+
+    /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
+    fn linear_bias_residual(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        r: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        defaults::linear_bias_residual::<Self>(x, w, b, r)
+    }
 
     /// One pre-LN Transformer encoder layer at inference (no dropout) on `x` `[B, T, d]`:
     /// `x1 = x + attention(norm_attn(x))`, then `x1 + ff(norm_ff(x1))` with a GELU
@@ -66,7 +92,9 @@ pub trait CardiaffectOps: Backend {
     fn encoder_layer(
         x: FloatTensor<Self>,
         #[extension_type] p: EncoderLayerParams<Self>,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        defaults::encoder_layer::<Self>(x, p)
+    }
 
     /// One convolution of the signal encoder at inference, channels-last: `x` `[B, R, C_in]`
     /// (`R = L + 2 (k / 2)` rows with the zero padding, or `L` rows when `pad_input`), the
@@ -87,7 +115,21 @@ pub trait CardiaffectOps: Backend {
         next_pad: usize,
         eps: f64,
         threads: usize,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        let _ = threads;
+        defaults::conv_stage::<Self>(
+            x,
+            weight_rows,
+            bias,
+            gamma,
+            beta,
+            proj,
+            stride,
+            pad_input,
+            next_pad,
+            eps,
+        )
+    }
 
     /// The Transformer's input from the tokens `[B, T + 2p, d]` (`p` zero rows either side,
     /// `p = k / 2` of the depthwise token convolution, its taps as rows `[k, d]` + `[d]` if
@@ -100,15 +142,83 @@ pub trait CardiaffectOps: Backend {
         cls: FloatTensor<Self>,
         pos: FloatTensor<Self>,
         threads: usize,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        let _ = threads;
+        defaults::token_head::<Self>(tokens, pos_conv, cls, pos)
+    }
 
-    /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
-    fn linear_bias_residual(
+    /// `0.5 x (1 + erf(x / sqrt 2))`.
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        defaults::gelu_erf::<Self>(x)
+    }
+
+    /// `qkv` `[B, T, 3d]` -> `[B, T, d]`: per head `dropout(softmax(q_h k_h^T / sqrt(dk))) v_h`,
+    /// the dropout at rate `dropout` with masks drawn from `seed`; `first_row` is the index of
+    /// `qkv`'s first window in the step's whole batch (0 unless it is a process's share).
+    fn attention_train(
+        qkv: FloatTensor<Self>,
+        n_heads: usize,
+        dropout: f64,
+        seed: u64,
+        first_row: usize,
+    ) -> FloatTensor<Self> {
+        defaults::attention_train::<Self>(qkv, n_heads, dropout, seed, first_row)
+    }
+
+    /// `x` times a dropout mask at rate `p` (0, or `1 / (1 - p)`) drawn from `seed` and
+    /// `site`; the same arguments always draw the same mask. `first` is the index of `x`'s
+    /// first element in the step's whole tensor (0 unless `x` is a process's share of it).
+    fn dropout_train(
         x: FloatTensor<Self>,
-        w: FloatTensor<Self>,
-        b: FloatTensor<Self>,
-        r: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+        p: f64,
+        seed: u64,
+        site: u64,
+        first: u64,
+    ) -> FloatTensor<Self> {
+        defaults::dropout_train::<Self>(x, p, seed, site, first)
+    }
+
+    /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+    fn layer_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        defaults::layer_norm_train::<Self>(x, gamma, beta, eps)
+    }
+
+    /// `x W + b` for `x` `[.., k]`, `weight` `[k, n]`, `bias` `[n]`.
+    fn linear_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        defaults::linear_train::<Self>(x, weight, bias)
+    }
+
+    /// A convolution of the signal encoder, channels-last: `x` `[B, L, C_in]`, `weight`
+    /// `[C_out, C_in, k]` (odd `k`, padding `k / 2` either side), `bias` `[C_out]` -> `[B,
+    /// L_out, C_out]`.
+    fn conv1d_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+    ) -> FloatTensor<Self> {
+        defaults::conv1d_train::<Self>(x, weight, bias, stride)
+    }
+}
+
+/// The GPU backends run Burn's ops: the default bodies.
+#[cfg(feature = "wgpu")]
+impl CardiaffectOps for burn::backend::Cube {}
+
+/// Autodiff over the GPU backends: the default bodies, differentiated by Burn.
+#[cfg(feature = "wgpu")]
+impl<C: burn_autodiff::checkpoint::strategy::CheckpointStrategy> CardiaffectOps
+    for burn_autodiff::Autodiff<burn::backend::Cube, C>
+{
 }
 
 /// An optional weight and bias for [`CardiaffectOps::conv_stage`] (the projection after the
@@ -152,143 +262,4 @@ pub struct EncoderLayerParams<B: Backend> {
     pub tiled_attention: bool,
     /// Threads the op splits its work over (1: this thread alone).
     pub threads: usize,
-}
-
-/// GELU with an in-tree flex implementation, differentiable: the autodiff backend records a
-/// backward pass that runs the in-tree derivative on the inner backend.
-#[backend_extension(Flex, Autodiff)]
-pub trait GeluOps: Backend {
-    /// `0.5 x (1 + erf(x / sqrt 2))`.
-    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
-
-    /// `grad * gelu'(x)`.
-    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        <Self as burn::backend::ops::ActivationOps<Self>>::gelu_backward(x, grad)
-    }
-}
-
-/// Attention for training, differentiable: on the autodiff backend one recorded op whose
-/// backward runs the in-tree backward on flex ([`train_attention`]).
-#[backend_extension(Flex, Autodiff)]
-pub trait AttentionTrainOps: Backend {
-    /// `qkv` `[B, T, 3d]` -> `[B, T, d]`: per head `dropout(softmax(q_h k_h^T / sqrt(dk))) v_h`,
-    /// the dropout at rate `dropout` with masks drawn from `seed`; `first_row` is the index of
-    /// `qkv`'s first window in the step's whole batch (0 unless it is a process's share).
-    fn attention_train(
-        qkv: FloatTensor<Self>,
-        n_heads: usize,
-        dropout: f64,
-        seed: u64,
-        first_row: usize,
-    ) -> FloatTensor<Self>;
-
-    /// The gradient with respect to `qkv` given the gradient `grad` of the output.
-    fn attention_train_backward(
-        _qkv: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _n_heads: usize,
-        _dropout: f64,
-        _seed: u64,
-        _first_row: usize,
-    ) -> FloatTensor<Self> {
-        // Only the inner backend (flex) runs a backward; autodiff records, never differentiates
-        // its own backward here.
-        unimplemented!("attention_train_backward: implemented on flex only")
-    }
-}
-
-/// Training's element-wise ops, differentiable: on the autodiff backend recorded ops whose
-/// backward runs in-tree on flex ([`train_ops`]).
-#[backend_extension(Flex, Autodiff)]
-pub trait TrainOps: Backend {
-    /// `x` times a dropout mask at rate `p` (0, or `1 / (1 - p)`) drawn from `seed` and
-    /// `site`; the same arguments always draw the same mask. `first` is the index of `x`'s
-    /// first element in the step's whole tensor (0 unless `x` is a process's share of it).
-    fn dropout_train(
-        x: FloatTensor<Self>,
-        p: f64,
-        seed: u64,
-        site: u64,
-        first: u64,
-    ) -> FloatTensor<Self>;
-
-    /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
-    fn layer_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        eps: f64,
-    ) -> FloatTensor<Self>;
-
-    /// [`TrainOps::layer_norm_train`] and each row's mean and `1 / sqrt(var + eps)`, `[rows, 2]`.
-    fn layer_norm_stats(
-        _x: FloatTensor<Self>,
-        _gamma: FloatTensor<Self>,
-        _beta: FloatTensor<Self>,
-        _eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        // Only the inner backend (flex) runs these; autodiff records, never differentiates
-        // its own backward here.
-        unimplemented!("layer_norm_stats: implemented on flex only")
-    }
-
-    /// `x W + b` for `x` `[.., k]`, `weight` `[k, n]`, `bias` `[n]`.
-    fn linear_train(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
-
-    /// The gradients of [`TrainOps::linear_train`] with respect to the input (empty unless
-    /// `input_grad`), the weight and the bias, given the output's `grad`.
-    fn linear_backward(
-        _x: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _input_grad: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        unimplemented!("linear_backward: implemented on flex only")
-    }
-
-    /// A convolution of the signal encoder, channels-last: `x` `[B, L, C_in]`, `weight`
-    /// `[C_out, C_in, k]` (odd `k`, padding `k / 2` either side), `bias` `[C_out]` -> `[B,
-    /// L_out, C_out]`.
-    fn conv1d_train(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: usize,
-    ) -> FloatTensor<Self>;
-
-    /// [`TrainOps::conv1d_train`] and its input padded with zero rows, `[B, L + 2p, C_in]`.
-    fn conv1d_padded(
-        _x: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _bias: FloatTensor<Self>,
-        _stride: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        unimplemented!("conv1d_padded: implemented on flex only")
-    }
-
-    /// The gradients with respect to the input (empty unless `input_grad`), the weight and
-    /// the bias, from the padded input and the output's `grad`.
-    fn conv1d_backward(
-        _padded: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _stride: usize,
-        _input_grad: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        unimplemented!("conv1d_backward: implemented on flex only")
-    }
-
-    /// The gradients with respect to `x`, `gamma` and `beta` given the output's `grad`.
-    fn layer_norm_backward(
-        _x: FloatTensor<Self>,
-        _gamma: FloatTensor<Self>,
-        _stats: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        unimplemented!("layer_norm_backward: implemented on flex only")
-    }
 }

@@ -12,10 +12,6 @@
 //! `dV = (P∘M)^T dO`, `dP = (dO V^T)∘M`, `dS = P∘(dP - rowsum(dP∘P))`,
 //! `dQ = scale dS K`, `dK = scale dS^T Q`.
 
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Flex};
-use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn_autodiff::Autodiff;
 use burn_flex::FlexTensor;
 use cardiaffect_signal::Rng;
 
@@ -24,8 +20,6 @@ use super::fastmath;
 use super::gemm::{
     contiguous, f32_slice, product, product_to_ptr, with_scratch, Mat, MatMut, SendPtr,
 };
-use super::train_ops::record;
-use super::AttentionTrainOps;
 
 /// The dropout of one step's attention: rate, the seed its masks derive from, and the head
 /// task of the input's first window in the step's whole batch (its row times the heads).
@@ -68,9 +62,9 @@ impl Dropout {
         fastmath::dropout_row(row, key, 0, threshold, scale);
     }
 
-    /// The mask of every head as a `[B, H, T, T]` tensor's values (for tests against Burn's
-    /// ops with the same mask).
-    #[cfg(test)]
+    /// The mask of every head as a `[B, H, T, T]` tensor's values: what Burn's ops multiply
+    /// the attention weights by (other backends, and tests), so that every backend draws the
+    /// masks the in-tree op draws.
     pub(crate) fn mask(&self, b: usize, h: usize, t: usize) -> Vec<f32> {
         let mut m = vec![1.0f32; b * h * t * t];
         for (task, head) in m.chunks_exact_mut(t * t).enumerate() {
@@ -157,54 +151,4 @@ pub(super) fn backward(
         })
     });
     contiguous(out, [b, t, d3])
-}
-
-impl<B: Backend + AttentionTrainOps, C: CheckpointStrategy> AttentionTrainOps for Autodiff<B, C> {
-    fn attention_train(
-        qkv: FloatTensor<Self>,
-        n_heads: usize,
-        dropout: f64,
-        seed: u64,
-        first_row: usize,
-    ) -> FloatTensor<Self> {
-        record::<B, C, _, _, 1>(
-            [qkv],
-            (n_heads, dropout, seed, first_row),
-            |(n_heads, dropout, seed, first_row), qkv, grad, _| {
-                [B::attention_train_backward(
-                    qkv, grad, n_heads, dropout, seed, first_row,
-                )]
-            },
-            |[qkv]| {
-                let out = B::attention_train(qkv.clone(), n_heads, dropout, seed, first_row);
-                (out, qkv)
-            },
-            |[qkv]| B::attention_train(qkv, n_heads, dropout, seed, first_row),
-        )
-    }
-}
-
-impl AttentionTrainOps for Flex {
-    fn attention_train(
-        qkv: FlexTensor,
-        n_heads: usize,
-        dropout: f64,
-        seed: u64,
-        first_row: usize,
-    ) -> FlexTensor {
-        let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
-        forward(qkv, n_heads, drop)
-    }
-
-    fn attention_train_backward(
-        qkv: FlexTensor,
-        grad: FlexTensor,
-        n_heads: usize,
-        dropout: f64,
-        seed: u64,
-        first_row: usize,
-    ) -> FlexTensor {
-        let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
-        backward(qkv, grad, n_heads, drop)
-    }
 }

@@ -1,15 +1,16 @@
-//! Training's element-wise ops as recorded autodiff ops with in-tree flex kernels:
+//! Training's element-wise ops on flex, recorded on autodiff with in-tree backwards
+//! ([`super::autodiff`]):
 //! - dropout, whose backward redraws the mask from its seed: Burn's way stores an f32 mask
 //!   per element and runs two broadcasting multiplications;
 //! - LayerNorm, forward and backward in one pass over the rows each: Burn's default records
 //!   about eight ops (mean, centring, square, mean, add, square root, division, scale, shift),
 //!   each with its own output and backward;
-//! - linear layers, the output starting from the bias rows and the backward reading the
-//!   transposes through strides;
-//! - the signal encoder's convolutions, channels-last ([`train_conv`]).
+//! - linear layers ([`super::gemm`]), the output starting from the bias rows and the backward
+//!   reading the transposes through strides;
+//! - the signal encoder's convolutions, channels-last ([`super::train_conv`]).
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Flex};
+use burn::backend::Backend;
 use burn_autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
@@ -20,9 +21,7 @@ use rayon::prelude::*;
 use std::fmt::Debug;
 
 use super::fastmath;
-use super::gemm::{contiguous, f32_slice, linear_backward_flex, linear_flex, sum_in_order, update};
-use super::train_conv;
-use super::TrainOps;
+use super::gemm::{contiguous, f32_slice, sum_in_order, update};
 
 /// Elements per task of a dropout mask.
 pub(crate) const DROPOUT_CHUNK: usize = 1 << 15;
@@ -72,128 +71,80 @@ pub(crate) fn apply_dropout_mask(
 /// Rows of LayerNorm per parallel task.
 const NORM_ROWS: usize = 64;
 
-impl TrainOps for Flex {
-    fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64, first: u64) -> FlexTensor {
-        update(x, |v, src| {
-            apply_dropout_mask(v, src, p, seed, site, first as usize)
-        })
-        .0
-    }
+/// `x` times the dropout mask of (`seed`, `site`) at rate `p`, its first element at `first`
+/// of the whole tensor (see [`apply_dropout_mask`]).
+pub(super) fn dropout(x: FlexTensor, p: f64, seed: u64, site: u64, first: u64) -> FlexTensor {
+    update(x, |v, src| {
+        apply_dropout_mask(v, src, p, seed, site, first as usize)
+    })
+    .0
+}
 
-    fn layer_norm_train(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        eps: f64,
-    ) -> FlexTensor {
-        Flex::layer_norm_stats(x, gamma, beta, eps).0
-    }
+/// LayerNorm over the last dimension and each row's mean and `1 / sqrt(var + eps)`,
+/// `[rows, 2]` (what the backward reads).
+pub(super) fn layer_norm_stats(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    eps: f64,
+) -> (FlexTensor, FlexTensor) {
+    let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
+    let shape = x.layout().shape().clone();
+    let (xs, gs, bs) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
+    let d = gs.len();
+    assert!(
+        d > 0 && shape.num_dims() > 0 && shape[shape.num_dims() - 1] == d && bs.len() == d,
+        "layer_norm_train: input {shape:?}, gamma {d} and beta {} (expected [.., d], [d], [d])",
+        bs.len()
+    );
+    let rows = xs.len() / d;
+    let mut out = vec![0.0f32; xs.len()];
+    let mut stats = vec![0.0f32; 2 * rows];
+    out.par_chunks_mut(NORM_ROWS * d)
+        .zip(stats.par_chunks_mut(NORM_ROWS * 2))
+        .zip(xs.par_chunks(NORM_ROWS * d))
+        .for_each(|((o, st), xr)| fastmath::layer_norm_rows_stats(xr, gs, bs, eps as f32, o, st));
+    (contiguous(out, shape), contiguous(stats, [rows, 2]))
+}
 
-    fn layer_norm_stats(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        eps: f64,
-    ) -> (FlexTensor, FlexTensor) {
-        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
-        let shape = x.layout().shape().clone();
-        let (xs, gs, bs) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta));
-        let d = gs.len();
-        assert!(
-            d > 0 && shape.num_dims() > 0 && shape[shape.num_dims() - 1] == d && bs.len() == d,
-            "layer_norm_train: input {shape:?}, gamma {d} and beta {} (expected [.., d], [d], [d])",
-            bs.len()
-        );
-        let rows = xs.len() / d;
-        let mut out = vec![0.0f32; xs.len()];
-        let mut stats = vec![0.0f32; 2 * rows];
-        out.par_chunks_mut(NORM_ROWS * d)
-            .zip(stats.par_chunks_mut(NORM_ROWS * 2))
+/// The gradients of LayerNorm with respect to `x`, `gamma` and `beta` given the output's
+/// `grad`, from the statistics [`layer_norm_stats`] kept.
+pub(super) fn layer_norm_backward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    stats: FlexTensor,
+    grad: FlexTensor,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
+    let (xs, gs, st) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&stats));
+    let d = gs.len();
+    let n = grad.layout().num_elements();
+    assert!(
+        d > 0 && xs.len() == n && st.len() * d == 2 * xs.len(),
+        "layer_norm_backward: input of {} elements, gradient of {n}, {} statistics for width {d}",
+        xs.len(),
+        st.len()
+    );
+    // The input's gradient over the output's; per task partial sums of the parameters'
+    // gradients, added in task order.
+    let (dx, partial) = update(grad, |g, src| {
+        if let Some(src) = src {
+            g.copy_from_slice(src);
+        }
+        g.par_chunks_mut(NORM_ROWS * d)
             .zip(xs.par_chunks(NORM_ROWS * d))
-            .for_each(|((o, st), xr)| {
-                fastmath::layer_norm_rows_stats(xr, gs, bs, eps as f32, o, st)
-            });
-        (contiguous(out, shape), contiguous(stats, [rows, 2]))
-    }
-
-    fn layer_norm_backward(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        stats: FlexTensor,
-        grad: FlexTensor,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
-        let (xs, gs, st) = (f32_slice(&x), f32_slice(&gamma), f32_slice(&stats));
-        let d = gs.len();
-        let n = grad.layout().num_elements();
-        assert!(
-            d > 0 && xs.len() == n && st.len() * d == 2 * xs.len(),
-            "layer_norm_backward: input of {} elements, gradient of {n}, {} statistics for width {d}",
-            xs.len(),
-            st.len()
-        );
-        // The input's gradient over the output's; per task partial sums of the parameters'
-        // gradients, added in task order.
-        let (dx, partial) = update(grad, |g, src| {
-            if let Some(src) = src {
-                g.copy_from_slice(src);
-            }
-            g.par_chunks_mut(NORM_ROWS * d)
-                .zip(xs.par_chunks(NORM_ROWS * d))
-                .zip(st.par_chunks(NORM_ROWS * 2))
-                .map(|((g, xr), s)| {
-                    let mut acc = vec![0.0f32; 2 * d];
-                    let (dg, db) = acc.split_at_mut(d);
-                    fastmath::layer_norm_backward_rows(xr, gs, s, g, dg, db);
-                    acc
-                })
-                .collect::<Vec<_>>()
-        });
-        let mut sums = sum_in_order(&partial, 2 * d);
-        let dbeta = sums.split_off(d);
-        (dx, contiguous(sums, [d]), contiguous(dbeta, [d]))
-    }
-
-    fn linear_train(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        linear_flex(x, weight, bias, None, false)
-    }
-
-    fn linear_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        input_grad: bool,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        linear_backward_flex(x, weight, grad, input_grad)
-    }
-
-    fn conv1d_train(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        stride: usize,
-    ) -> FlexTensor {
-        train_conv::forward(x, weight, bias, stride).0
-    }
-
-    fn conv1d_padded(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        stride: usize,
-    ) -> (FlexTensor, FlexTensor) {
-        train_conv::forward(x, weight, bias, stride)
-    }
-
-    fn conv1d_backward(
-        padded: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        stride: usize,
-        input_grad: bool,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        train_conv::backward(padded, weight, grad, stride, input_grad)
-    }
+            .zip(st.par_chunks(NORM_ROWS * 2))
+            .map(|((g, xr), s)| {
+                let mut acc = vec![0.0f32; 2 * d];
+                let (dg, db) = acc.split_at_mut(d);
+                fastmath::layer_norm_backward_rows(xr, gs, s, g, dg, db);
+                acc
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut sums = sum_in_order(&partial, 2 * d);
+    let dbeta = sums.split_off(d);
+    (dx, contiguous(sums, [d]), contiguous(dbeta, [d]))
 }
 
 /// A recorded op's backward: the op's parameters and a plain function from them, the state
@@ -202,8 +153,8 @@ impl TrainOps for Flex {
 ///
 /// Burn's autodiff wants a type implementing [`Backward`] per op; each op here would write the
 /// same struct, impl and gradient bookkeeping around one kernel call. This one generic type
-/// (with [`record`]) is that ceremony, written once for [`TrainOps`], [`super::GeluOps`] and
-/// [`super::AttentionTrainOps`]: an op states only its kernels.
+/// (with [`record`]) is that ceremony, written once for every recorded op
+/// ([`super::autodiff`]): an op states only its kernels.
 struct Recorded<B: Backend, P, S, const N: usize> {
     params: P,
     backward: fn(P, S, FloatTensor<B>, bool) -> [FloatTensor<B>; N],
@@ -263,82 +214,5 @@ where
             prep.finish(state, out)
         }
         OpsKind::UnTracked(prep) => prep.finish(untracked(inputs)),
-    }
-}
-
-impl<B: Backend + TrainOps, C: CheckpointStrategy> TrainOps for Autodiff<B, C> {
-    fn dropout_train(
-        x: FloatTensor<Self>,
-        p: f64,
-        seed: u64,
-        site: u64,
-        first: u64,
-    ) -> FloatTensor<Self> {
-        record::<B, C, _, _, 1>(
-            [x],
-            (p, seed, site, first),
-            // The mask is redrawn: multiplying by it again is the backward.
-            |(p, seed, site, first), (), grad, _| [B::dropout_train(grad, p, seed, site, first)],
-            |[x]| (B::dropout_train(x, p, seed, site, first), ()),
-            |[x]| B::dropout_train(x, p, seed, site, first),
-        )
-    }
-
-    fn layer_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        eps: f64,
-    ) -> FloatTensor<Self> {
-        record::<B, C, _, _, 3>(
-            [x, gamma, beta],
-            (),
-            |(), (x, gamma, stats), grad, _| B::layer_norm_backward(x, gamma, stats, grad).into(),
-            |[x, gamma, beta]| {
-                let (out, stats) = B::layer_norm_stats(x.clone(), gamma.clone(), beta, eps);
-                (out, (x, gamma, stats))
-            },
-            |[x, gamma, beta]| B::layer_norm_train(x, gamma, beta, eps),
-        )
-    }
-
-    fn linear_train(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        record::<B, C, _, _, 3>(
-            [x, weight, bias],
-            (),
-            |(), (x, weight), grad, input_grad| {
-                B::linear_backward(x, weight, grad, input_grad).into()
-            },
-            |[x, weight, bias]| {
-                let out = B::linear_train(x.clone(), weight.clone(), bias);
-                (out, (x, weight))
-            },
-            |[x, weight, bias]| B::linear_train(x, weight, bias),
-        )
-    }
-
-    fn conv1d_train(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: usize,
-    ) -> FloatTensor<Self> {
-        record::<B, C, _, _, 3>(
-            [x, weight, bias],
-            stride,
-            // The raw signal into the first convolution needs no gradient: skipped.
-            |stride, (padded, weight), grad, input_grad| {
-                B::conv1d_backward(padded, weight, grad, stride, input_grad).into()
-            },
-            |[x, weight, bias]| {
-                let (out, padded) = B::conv1d_padded(x, weight.clone(), bias, stride);
-                (out, (padded, weight))
-            },
-            |[x, weight, bias]| B::conv1d_train(x, weight, bias, stride),
-        )
     }
 }
