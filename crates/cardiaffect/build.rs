@@ -22,7 +22,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    // Read when the script runs, not when it is compiled: cargo reuses a compiled build
+    // script for a checkout at another path sharing the target directory (CI's clean clone).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let data = Path::new(&manifest).join("../../data");
     let mut files = Vec::new();
     for set in SETS {
         println!("cargo:rerun-if-changed={}", data.join(set).display());

@@ -33,8 +33,8 @@ use crate::kernels::{defaults, CardiaffectOps, EncoderLayerParams, Projection};
 /// The backend of every `Tensor`, whose extension impls route to the kernels.
 type B = burn::backend::Dispatch;
 
-/// `B`'s extension method `$op` where `$k` takes the extension for tensors of `$dtype`
-/// ([`Kernels::extension`]), else its default body (Burn's ops) on `B`.
+/// `B`'s extension leaf `$op` where `$k` takes the extension for tensors of `$dtype`
+/// ([`Kernels::extension`]), else its default body (Burn's ops, [`defaults`]) on `B`.
 macro_rules! op {
     ($k:expr, $dtype:expr, $op:ident($($arg:expr),* $(,)?)) => {
         if $k.extension($dtype) {
@@ -292,28 +292,24 @@ pub fn packed_qkv(query: &Linear, key: &Linear, value: &Linear) -> Option<(Tenso
 }
 
 /// The query, key and value projections of `x` `[B, T, d]` side by side, `[B, T, 3d]`: one
-/// matrix product ([`linear`] at inference, [`linear_wb`] in training) where every
-/// projection has a bias, else the three concatenated.
+/// matrix product (the extension's `linear_bias` at inference, [`linear_wb`] in training or
+/// with Burn's ops) where every projection has a bias, else the three concatenated.
 fn packed_projection(
     x: Tensor<3>,
     (query, key, value): (&Linear, &Linear, &Linear),
     pass: Pass,
 ) -> Tensor<3> {
+    let k = pass.kernels;
     match packed_qkv(query, key, value) {
-        Some((w, b)) if pass.drop.is_some() => linear_wb(x, w, b, pass.kernels),
-        Some((w, b)) => {
-            let k = pass.kernels;
-            Tensor::from_dispatch(op!(
-                k,
-                x.dtype(),
-                linear_bias(
-                    x.into_dispatch(),
-                    w.into_dispatch(),
-                    b.into_dispatch(),
-                    false
-                )
+        Some((w, b)) if pass.drop.is_none() && k.extension(x.dtype()) => {
+            Tensor::from_dispatch(<B as CardiaffectOps>::linear_bias(
+                x.into_dispatch(),
+                w.into_dispatch(),
+                b.into_dispatch(),
+                false,
             ))
         }
+        Some((w, b)) => linear_wb(x, w, b, k),
         None => Tensor::cat(
             vec![
                 query.forward(x.clone()),

@@ -1,19 +1,16 @@
-//! The extension's operations in Burn's own ops, generic over the backend: the default
-//! bodies of [`super::CardiaffectOps`] (so every backend without kernels, wgpu and autodiff
-//! over it, runs them) and the whole of `KernelMode::Burn` (the model's `crate::ops` calls
-//! them on `Dispatch`). Safe code: primitives in, primitives out.
-//!
-//! The leaves (GELU, dropout, LayerNorm, linear, convolution, attention) are Burn's ops. The
-//! whole-layer and whole-embedding ops are written on the extension's own leaves (`B`'s
-//! methods), so that a backend with kernels for the leaves only (flex under autodiff) runs
-//! its kernels inside them.
+//! The extension's leaves in Burn's own ops, generic over the backend: GELU, dropout,
+//! LayerNorm, linear, convolution and attention, the default bodies of
+//! [`super::CardiaffectOps`]'s training methods (which every backend without kernels runs,
+//! wgpu and autodiff over it) and what `KernelMode::Burn` runs (the model's `crate::ops` calls
+//! them on `Dispatch`). Safe code: primitives in, primitives out. (The trait's other defaults
+//! are compositions of its own methods, written in its declaration.)
 
 use burn::backend::ops::{AttentionModuleOptions, ConvOptions};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Shape, Slice, TensorData, TensorMetadata};
 
+use super::apply_dropout_mask;
 use super::train_attention::Dropout;
-use super::{apply_dropout_mask, CardiaffectOps, EncoderLayerParams, Projection};
 
 /// `0.5 x (1 + erf(x / sqrt 2))`: Burn's GELU.
 pub fn gelu_erf<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
@@ -131,96 +128,8 @@ fn softmax_last<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_div(e, sum)
 }
 
-/// `x w + b`, then GELU when `gelu`, on `B`'s leaves.
-pub fn linear_bias<B: CardiaffectOps>(
-    x: FloatTensor<B>,
-    w: FloatTensor<B>,
-    b: FloatTensor<B>,
-    gelu: bool,
-) -> FloatTensor<B> {
-    let y = B::linear_train(x, w, b);
-    if gelu {
-        B::gelu_erf(y)
-    } else {
-        y
-    }
-}
-
-/// `r + x w + b` on `B`'s leaves.
-pub fn linear_bias_residual<B: CardiaffectOps>(
-    x: FloatTensor<B>,
-    w: FloatTensor<B>,
-    b: FloatTensor<B>,
-    r: FloatTensor<B>,
-) -> FloatTensor<B> {
-    B::float_add(r, B::linear_train(x, w, b))
-}
-
-/// One pre-LN encoder layer at inference on `B`'s leaves (see
-/// [`CardiaffectOps::encoder_layer`]); with `cls_only` the CLS row of the whole computation.
-pub fn encoder_layer<B: CardiaffectOps>(
-    x: FloatTensor<B>,
-    p: EncoderLayerParams<B>,
-) -> FloatTensor<B> {
-    let h = B::layer_norm_train(x.clone(), p.norm_attn_gamma, p.norm_attn_beta, p.eps);
-    let qkv = B::linear_bias(h, p.qkv_weight, p.qkv_bias, false);
-    let ctx = B::packed_attention(qkv, p.n_heads, p.threads);
-    let x = B::linear_bias_residual(ctx, p.output_weight, p.output_bias, x);
-    let h = B::layer_norm_train(x.clone(), p.norm_ff_gamma, p.norm_ff_beta, p.eps);
-    let f = B::linear_bias(h, p.inner_weight, p.inner_bias, true);
-    let y = B::linear_bias_residual(f, p.outer_weight, p.outer_bias, x);
-    if !p.cls_only {
-        return y;
-    }
-    let [b, _, d] = dims3(&y);
-    B::float_slice(
-        y,
-        &[Slice::from(0..b), Slice::from(0..1), Slice::from(0..d)],
-    )
-}
-
-/// One convolution of the signal encoder at inference on `B`'s leaves (see
-/// [`CardiaffectOps::conv_stage`]).
-#[allow(clippy::too_many_arguments)]
-pub fn conv_stage<B: CardiaffectOps>(
-    x: FloatTensor<B>,
-    weight_rows: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    gamma: FloatTensor<B>,
-    beta: FloatTensor<B>,
-    proj: Projection<B>,
-    stride: usize,
-    pad_input: bool,
-    next_pad: usize,
-    eps: f64,
-) -> FloatTensor<B> {
-    let pad = weight_rows.shape()[0] / 2;
-    // The leaf pads by itself: the zero rows the input came with are dropped.
-    let x = if pad_input {
-        x
-    } else {
-        let [b, r, c] = dims3(&x);
-        B::float_slice(
-            x,
-            &[
-                Slice::from(0..b),
-                Slice::from(pad..r - pad),
-                Slice::from(0..c),
-            ],
-        )
-    };
-    let weight = B::float_permute(weight_rows, &[2, 1, 0]);
-    let y = B::conv1d_train(x, weight, bias, stride);
-    let y = B::gelu_erf(B::layer_norm_train(y, gamma, beta, eps));
-    let y = match proj {
-        Projection::Some { weight, bias } => B::linear_train(y, weight, bias),
-        Projection::None => y,
-    };
-    pad_rows::<B>(y, next_pad)
-}
-
 /// `x` `[B, R, C]` with `p` zero rows either side.
-fn pad_rows<B: Backend>(x: FloatTensor<B>, p: usize) -> FloatTensor<B> {
+pub fn pad_rows<B: Backend>(x: FloatTensor<B>, p: usize) -> FloatTensor<B> {
     if p == 0 {
         return x;
     }
@@ -229,46 +138,8 @@ fn pad_rows<B: Backend>(x: FloatTensor<B>, p: usize) -> FloatTensor<B> {
     B::float_cat(vec![zeros.clone(), x, zeros], 1)
 }
 
-/// The Transformer's input from the tokens at inference on `B`'s leaves and Burn's depthwise
-/// convolution (see [`CardiaffectOps::token_head`]).
-pub fn token_head<B: CardiaffectOps>(
-    tokens: FloatTensor<B>,
-    pos_conv: Projection<B>,
-    cls: FloatTensor<B>,
-    pos: FloatTensor<B>,
-) -> FloatTensor<B> {
-    let [b, rows, d] = dims3(&tokens);
-    let h = match pos_conv {
-        Projection::Some { weight, bias } => {
-            let k = weight.shape()[0];
-            let p = k / 2;
-            let core = B::float_slice(
-                tokens.clone(),
-                &[
-                    Slice::from(0..b),
-                    Slice::from(p..rows - p),
-                    Slice::from(0..d),
-                ],
-            );
-            // Taps `[k, d]` as Burn's depthwise weight `[d, 1, k]`.
-            let w = B::float_reshape(B::float_permute(weight, &[1, 0]), Shape::new([d, 1, k]));
-            let options = ConvOptions::new([1], [0], [1], d);
-            let r = B::conv1d(B::float_swap_dims(tokens, 1, 2), w, Some(bias), options);
-            B::float_add(core, B::gelu_erf(B::float_swap_dims(r, 1, 2)))
-        }
-        Projection::None => tokens,
-    };
-    let t = dims3(&h)[1];
-    let cls = B::float_expand(
-        B::float_reshape(cls, Shape::new([1, 1, d])),
-        Shape::new([b, 1, d]),
-    );
-    let h = B::float_cat(vec![cls, h], 1);
-    B::float_add(h, B::float_reshape(pos, Shape::new([1, t + 1, d])))
-}
-
 /// The three dimensions of a rank-3 tensor.
-fn dims3(x: &impl TensorMetadata) -> [usize; 3] {
+pub fn dims3(x: &impl TensorMetadata) -> [usize; 3] {
     let s = x.shape();
     [s[0], s[1], s[2]]
 }

@@ -23,8 +23,9 @@
 //! ([`crate::PreparedModel`]); threads and attention tiles come in each call's arguments
 //! ([`crate::ops::Pass`]). Nothing is kept between calls.
 
+use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Backend, ExtensionType};
+use burn::backend::{backend_extension, Backend, ExtensionType, Shape, Slice, TensorMetadata};
 
 mod attention;
 mod autodiff;
@@ -44,14 +45,15 @@ pub(crate) mod train_ops;
 
 pub(crate) use train_ops::apply_dropout_mask;
 
-/// The model's operations, one method each: the default bodies are Burn's ops
-/// ([`defaults`]), which every backend without kernels runs (wgpu, and autodiff over it); flex
-/// implements them with the kernels ([`flex`]) and flex under autodiff records the training
-/// ops with in-tree backwards ([`autodiff`]), taking the defaults for the rest, which it
-/// composes from those recorded ops.
+/// The model's operations, one method each, with Burn's ops as the default bodies, which
+/// every backend without kernels runs (wgpu, and autodiff over it); flex implements them with
+/// the kernels ([`flex`]) and flex under autodiff records the training leaves with in-tree
+/// backwards ([`autodiff`]), taking the defaults for the rest.
 ///
-/// The first six are inference's (no dropout, not differentiated on flex), the last six
-/// training's leaves (differentiable everywhere).
+/// The last six methods are training's leaves (differentiable everywhere; defaults in
+/// [`defaults`]); the first six inference's (no dropout, not differentiated on flex), whose
+/// defaults compose the leaves, so that a backend with kernels for the leaves runs them there
+/// too.
 #[backend_extension(Flex, Cube: cfg(feature = "wgpu"), Autodiff)]
 pub trait CardiaffectOps: Backend {
     /// Self-attention core: `qkv` `[B, T, 3d]` (the query, key and value projections side by
@@ -73,7 +75,12 @@ pub trait CardiaffectOps: Backend {
         b: FloatTensor<Self>,
         gelu: bool,
     ) -> FloatTensor<Self> {
-        defaults::linear_bias::<Self>(x, w, b, gelu)
+        let y = Self::linear_train(x, w, b);
+        if gelu {
+            Self::gelu_erf(y)
+        } else {
+            y
+        }
     }
 
     /// `r + x w + b`: a linear layer added to the residual stream `r` in one product.
@@ -83,7 +90,7 @@ pub trait CardiaffectOps: Backend {
         b: FloatTensor<Self>,
         r: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        defaults::linear_bias_residual::<Self>(x, w, b, r)
+        Self::float_add(r, Self::linear_train(x, w, b))
     }
 
     /// One pre-LN Transformer encoder layer at inference (no dropout) on `x` `[B, T, d]`:
@@ -93,7 +100,22 @@ pub trait CardiaffectOps: Backend {
         x: FloatTensor<Self>,
         #[extension_type] p: EncoderLayerParams<Self>,
     ) -> FloatTensor<Self> {
-        defaults::encoder_layer::<Self>(x, p)
+        let h = Self::layer_norm_train(x.clone(), p.norm_attn_gamma, p.norm_attn_beta, p.eps);
+        let qkv = Self::linear_bias(h, p.qkv_weight, p.qkv_bias, false);
+        let ctx = Self::packed_attention(qkv, p.n_heads, p.threads);
+        let x = Self::linear_bias_residual(ctx, p.output_weight, p.output_bias, x);
+        let h = Self::layer_norm_train(x.clone(), p.norm_ff_gamma, p.norm_ff_beta, p.eps);
+        let f = Self::linear_bias(h, p.inner_weight, p.inner_bias, true);
+        let y = Self::linear_bias_residual(f, p.outer_weight, p.outer_bias, x);
+        if !p.cls_only {
+            return y;
+        }
+        // The CLS rows of the whole computation.
+        let [b, _, d] = defaults::dims3(&y);
+        Self::float_slice(
+            y,
+            &[Slice::from(0..b), Slice::from(0..1), Slice::from(0..d)],
+        )
     }
 
     /// One convolution of the signal encoder at inference, channels-last: `x` `[B, R, C_in]`
@@ -117,18 +139,27 @@ pub trait CardiaffectOps: Backend {
         threads: usize,
     ) -> FloatTensor<Self> {
         let _ = threads;
-        defaults::conv_stage::<Self>(
-            x,
-            weight_rows,
-            bias,
-            gamma,
-            beta,
-            proj,
-            stride,
-            pad_input,
-            next_pad,
-            eps,
-        )
+        let pad = weight_rows.shape()[0] / 2;
+        // The leaf pads by itself: the zero rows the input came with are dropped.
+        let x = if pad_input {
+            x
+        } else {
+            let [b, r, c] = defaults::dims3(&x);
+            let rows = [
+                Slice::from(0..b),
+                Slice::from(pad..r - pad),
+                Slice::from(0..c),
+            ];
+            Self::float_slice(x, &rows)
+        };
+        let weight = Self::float_permute(weight_rows, &[2, 1, 0]);
+        let y = Self::conv1d_train(x, weight, bias, stride);
+        let y = Self::gelu_erf(Self::layer_norm_train(y, gamma, beta, eps));
+        let y = match proj {
+            Projection::Some { weight, bias } => Self::linear_train(y, weight, bias),
+            Projection::None => y,
+        };
+        defaults::pad_rows::<Self>(y, next_pad)
     }
 
     /// The Transformer's input from the tokens `[B, T + 2p, d]` (`p` zero rows either side,
@@ -144,7 +175,32 @@ pub trait CardiaffectOps: Backend {
         threads: usize,
     ) -> FloatTensor<Self> {
         let _ = threads;
-        defaults::token_head::<Self>(tokens, pos_conv, cls, pos)
+        let [b, rows, d] = defaults::dims3(&tokens);
+        let h = match pos_conv {
+            Projection::Some { weight, bias } => {
+                let k = weight.shape()[0];
+                let p = k / 2;
+                let core = [
+                    Slice::from(0..b),
+                    Slice::from(p..rows - p),
+                    Slice::from(0..d),
+                ];
+                let core = Self::float_slice(tokens.clone(), &core);
+                // Taps `[k, d]` as Burn's depthwise weight `[d, 1, k]`.
+                let w = Self::float_permute(weight, &[1, 0]);
+                let w = Self::float_reshape(w, Shape::new([d, 1, k]));
+                let options = ConvOptions::new([1], [0], [1], d);
+                let x = Self::float_swap_dims(tokens, 1, 2);
+                let r = Self::float_swap_dims(Self::conv1d(x, w, Some(bias), options), 1, 2);
+                Self::float_add(core, Self::gelu_erf(r))
+            }
+            Projection::None => tokens,
+        };
+        let t = defaults::dims3(&h)[1];
+        let cls = Self::float_reshape(cls, Shape::new([1, 1, d]));
+        let cls = Self::float_expand(cls, Shape::new([b, 1, d]));
+        let h = Self::float_cat(vec![cls, h], 1);
+        Self::float_add(h, Self::float_reshape(pos, Shape::new([1, t + 1, d])))
     }
 
     /// `0.5 x (1 + erf(x / sqrt 2))`.
