@@ -27,6 +27,7 @@ mod weights;
 
 pub use bundle::ModelBundle;
 pub use config::{ModelConfig, Pooling, Positional};
+pub use kernels::Workspace;
 pub use loss::{cross_entropy, masked_mse, masked_sse};
 pub use model::{Encoded, Model, PreparedModel};
 pub use ops::{KernelMode, Kernels};

@@ -4,6 +4,9 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
+use std::sync::Arc;
+
+use crate::kernels::Workspace;
 use crate::ops::{self, DropoutCtx, EmbedParams, Kernels, Pass, Prepared};
 use crate::transformer::Transformer;
 use crate::{ModelConfig, ModelError, Positional};
@@ -16,13 +19,14 @@ pub struct SignalEncoder {
 }
 
 impl SignalEncoder {
-    /// `[B, 1, L]` -> `[B, T, C]`, channels-last throughout; `eps` is the LayerNorms'
-    /// epsilon.
-    pub fn forward(&self, x: Tensor<3>, eps: f64, k: Kernels) -> Tensor<3> {
+    /// `[B, 1, L]` -> `[B, T, C]` in `pass`, channels-last throughout; `eps` is the
+    /// LayerNorms' epsilon.
+    pub fn forward(&self, x: Tensor<3>, eps: f64, pass: Pass) -> Tensor<3> {
         let [b, _, l] = x.dims();
+        let k = pass.kernels;
         let mut h = x.reshape([b, l, 1]);
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            h = ops::gelu(ops::layer_norm(ops::conv1d(h, conv, k), norm, eps, k), k);
+            h = ops::gelu(ops::layer_norm(ops::conv1d(h, conv, pass), norm, eps, k), k);
         }
         h
     }
@@ -73,6 +77,10 @@ pub struct Model {
     /// (to compare; not saved with the weights).
     #[module(skip)]
     pub kernels: Kernels,
+    /// The scratch the kernels work in, made with the model and shared by its clones and
+    /// its prepared form (not saved).
+    #[module(skip)]
+    pub workspace: Arc<Workspace>,
 }
 
 /// The Transformer's output, split into the CLS vector and the signal tokens.
@@ -162,6 +170,7 @@ impl ModelConfig {
             samples_per_token: self.samples_per_token(),
             mean_pool: self.pooling == Some(crate::config::Pooling::Mean),
             kernels: Kernels::default(),
+            workspace: Workspace::new(),
         })
     }
 }
@@ -205,7 +214,7 @@ impl Model {
         drop: Option<DropoutCtx>,
         prepared: Option<&Prepared>,
     ) -> Encoded {
-        let pass = Pass::new(self.kernels, drop).with_prepared(prepared);
+        let pass = Pass::new(self.kernels, drop, &self.workspace).with_prepared(prepared);
         // Window by window only without a mask (a mask's rows would have to be split too).
         let split = mask.is_none();
         Encoded::cat(ops::in_windows(x, pass, split, |xi, p| {
@@ -221,7 +230,7 @@ impl Model {
     }
 
     fn encode_cls_with(&self, x: Tensor<2>, prepared: Option<&Prepared>) -> Tensor<2> {
-        let pass = Pass::new(self.kernels, None).with_prepared(prepared);
+        let pass = Pass::new(self.kernels, None, &self.workspace).with_prepared(prepared);
         cat_rows(ops::in_windows(x, pass, true, |xi, p| {
             self.cls_inner(xi, p)
         }))
@@ -250,7 +259,7 @@ impl Model {
     /// The attention weights of every Transformer layer for windows `x` `[B, L]` (inference):
     /// per layer `[B, heads, T + 1, T + 1]`, index 0 the CLS token, rows summing to 1.
     pub fn attention_maps(&self, x: Tensor<2>) -> Vec<Tensor<4>> {
-        let pass = Pass::new(self.kernels, None);
+        let pass = Pass::new(self.kernels, None, &self.workspace);
         self.transformer
             .forward_attention(self.embed(x, None, pass), self.kernels)
             .1
@@ -314,7 +323,7 @@ impl Model {
         let d = self.d_model;
         let h = ops::linear_train(
             self.encoder
-                .forward(x.reshape([b, 1, l]), self.transformer.eps, k),
+                .forward(x.reshape([b, 1, l]), self.transformer.eps, pass),
             &self.proj,
             k,
         );
@@ -329,7 +338,7 @@ impl Model {
         };
         let h = match &self.pos_conv {
             Some(c) => {
-                let r = ops::gelu(ops::conv1d(h.clone(), c, k), k);
+                let r = ops::gelu(ops::conv1d(h.clone(), c, pass), k);
                 h + r
             }
             None => h,
@@ -540,7 +549,7 @@ mod tests {
 
     /// An inference pass with the default kernels.
     fn inference() -> Pass<'static> {
-        Pass::new(Kernels::default(), None)
+        crate::ops::tests::inference()
     }
 
     /// The in-tree embedding of `x` by `m` (`None` where it does not apply).

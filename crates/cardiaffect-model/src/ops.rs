@@ -28,7 +28,9 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::DType;
 
-use crate::kernels::{defaults, CardiaffectOps, EncoderLayerParams, Projection};
+use std::sync::Arc;
+
+use crate::kernels::{defaults, CardiaffectOps, EncoderLayerParams, Projection, Workspace};
 
 /// The backend of every `Tensor`, whose extension impls route to the kernels.
 type B = burn::backend::Dispatch;
@@ -142,16 +144,24 @@ pub struct Pass<'a> {
     pub threads: usize,
     /// The weights the fused inference ops read, rearranged once; `None`: per call.
     pub prepared: Option<&'a Prepared>,
+    /// The scratch the kernels work in (the model's).
+    pub workspace: &'a Arc<Workspace>,
 }
 
 impl<'a> Pass<'a> {
-    /// A pass with `kernels`, dropout `drop` (none at inference), on all of rayon's threads.
-    pub fn new(kernels: Kernels, drop: Option<DropoutCtx>) -> Pass<'a> {
+    /// A pass with `kernels`, dropout `drop` (none at inference), on all of rayon's threads,
+    /// the kernels working in `workspace`.
+    pub fn new(
+        kernels: Kernels,
+        drop: Option<DropoutCtx>,
+        workspace: &'a Arc<Workspace>,
+    ) -> Pass<'a> {
         Pass {
             kernels,
             drop,
             threads: rayon::current_num_threads(),
             prepared: None,
+            workspace,
         }
     }
 
@@ -336,10 +346,11 @@ pub fn self_attention(
     let k = pass.kernels;
     let dtype = packed.dtype();
     let packed = packed.into_dispatch();
+    let ws = pass.workspace.clone();
     Tensor::from_dispatch(if k.extension(dtype) {
-        <B as CardiaffectOps>::packed_attention(packed, n_heads, pass.threads)
+        <B as CardiaffectOps>::packed_attention(packed, n_heads, pass.threads, ws)
     } else {
-        defaults::attention_train::<B>(packed, n_heads, 0.0, 0, 0)
+        defaults::attention_train::<B>(packed, n_heads, 0.0, 0, 0, ws)
     })
 }
 
@@ -397,11 +408,11 @@ pub fn attention_core(
         .fork(site + 4)
         .next_u64();
     let packed = packed_projection(x, qkv, pass);
-    let (p, first_row) = (dc.attention_p, dc.first_row);
+    let (p, first_row, ws) = (dc.attention_p, dc.first_row, pass.workspace.clone());
     Tensor::from_dispatch(op!(
         pass.kernels,
         packed.dtype(),
-        attention_train(packed.into_dispatch(), n_heads, p, seed, first_row)
+        attention_train(packed.into_dispatch(), n_heads, p, seed, first_row, ws)
     ))
 }
 
@@ -558,6 +569,7 @@ pub fn signal_embed(x: &Tensor<2>, p: EmbedParams<'_>, pass: Pass) -> Option<Ten
             next_pad,
             p.eps,
             pass.threads,
+            pass.workspace.clone(),
         );
     }
     Some(Tensor::from_dispatch(<B as CardiaffectOps>::token_head(
@@ -682,16 +694,17 @@ fn encoder_kind(conv: &Conv1d) -> bool {
 /// the extension's (on flex one recorded op with an in-tree backward: strided matrix
 /// products, no transposes around the LayerNorms that follow); for others Burn's `Conv1d` on
 /// the channels-first view.
-pub fn conv1d(x: Tensor<3>, conv: &Conv1d, k: Kernels) -> Tensor<3> {
+pub fn conv1d(x: Tensor<3>, conv: &Conv1d, pass: Pass) -> Tensor<3> {
     let bias = match &conv.bias {
         Some(b) if encoder_kind(conv) => b.val(),
         _ => return conv.forward(x.swap_dims(1, 2)).swap_dims(1, 2),
     };
     let (w, stride) = (conv.weight.val().into_dispatch(), conv.stride);
+    let ws = pass.workspace.clone();
     Tensor::from_dispatch(op!(
-        k,
+        pass.kernels,
         x.dtype(),
-        conv1d_train(x.into_dispatch(), w, bias.into_dispatch(), stride)
+        conv1d_train(x.into_dispatch(), w, bias.into_dispatch(), stride, ws)
     ))
 }
 
@@ -717,7 +730,13 @@ pub(crate) mod tests {
 
     /// An inference pass with the default kernels.
     pub(crate) fn inference() -> Pass<'static> {
-        Pass::new(Kernels::default(), None)
+        Pass::new(Kernels::default(), None, workspace())
+    }
+
+    /// One workspace for the tests' passes.
+    pub(crate) fn workspace() -> &'static Arc<Workspace> {
+        static WS: std::sync::LazyLock<Arc<Workspace>> = std::sync::LazyLock::new(Workspace::new);
+        &WS
     }
 
     /// Seeded normal values (the tests give the same numbers every run).
@@ -901,7 +920,7 @@ pub(crate) mod tests {
         let conv = burn::nn::conv::Conv1dConfig::new(16, 4, 3)
             .with_padding(burn::nn::PaddingConfig1d::Explicit(1, 1))
             .init(&dev);
-        let got = conv1d(on(x.clone(), &dev), &conv, k);
+        let got = conv1d(on(x.clone(), &dev), &conv, inference());
         let conv_flex = conv.clone().to_device(&flex);
         let want = conv_flex.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2);
         let e = max_rel_diff(on(got, &flex), want);
@@ -931,6 +950,7 @@ pub(crate) mod tests {
                 p,
                 seed,
                 0,
+                workspace().clone(),
             ));
             let g_ours = x
                 .grad(&(ours.clone() * w.clone()).sum().backward())
@@ -1071,7 +1091,7 @@ pub(crate) mod tests {
                 |ours| {
                     if ours {
                         assert!(encoder_kind(&conv));
-                        conv1d(x.clone(), &conv, Kernels::default())
+                        conv1d(x.clone(), &conv, inference())
                     } else {
                         conv.forward(x.clone().swap_dims(1, 2)).swap_dims(1, 2)
                     }

@@ -160,7 +160,7 @@ impl Layer {
     /// runs the per-op form.
     #[cfg(test)]
     pub(crate) fn fused(&self, x: &Tensor<3>, eps: f64) -> Option<Tensor<3>> {
-        let pass = Pass::new(Kernels::default(), None);
+        let pass = crate::ops::tests::inference();
         if !ops::layer_op_applies(x, pass) {
             return None;
         }
@@ -216,6 +216,7 @@ impl Layer {
             cls_only,
             tiled_attention: pass.kernels.tiled_attention,
             threads: pass.threads,
+            workspace: pass.workspace.clone(),
         })
     }
 }
@@ -388,7 +389,7 @@ mod tests {
         let (y, maps) = tr.forward_attention(x.clone(), k);
         let a: Vec<f32> = y.into_data().try_to_vec().unwrap();
         let b: Vec<f32> = tr
-            .forward(x, Pass::new(k, None), false)
+            .forward(x, Pass::new(k, None, crate::ops::tests::workspace()), false)
             .into_data()
             .try_to_vec()
             .unwrap();

@@ -5,9 +5,8 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::fastmath;
-use super::gemm::{
-    contiguous, f32_slice, product, product_to_ptr, with_scratch, Mat, MatMut, SendPtr,
-};
+use super::gemm::{contiguous, f32_slice, product, product_to_ptr, Mat, MatMut, SendPtr};
+use super::Workspace;
 
 /// One head of attention: `out = softmax(scale q k^T) v` for the `n` query rows of `q`
 /// against the `t` key/value rows of `k` and `v`, each `dk` wide (`out` `[n, dk]`); `scratch`
@@ -89,8 +88,13 @@ pub(super) fn each_task(tasks: usize, threads: usize, f: impl Fn(usize) + Sync +
 }
 
 /// All heads of scaled dot-product attention from the packed QKV projection.
-pub(super) fn packed_attention(qkv: FlexTensor, n_heads: usize, threads: usize) -> FlexTensor {
-    packed_attention_with(qkv, n_heads, threads, |_, _, _| {})
+pub(super) fn packed_attention(
+    qkv: FlexTensor,
+    n_heads: usize,
+    threads: usize,
+    ws: &Workspace,
+) -> FlexTensor {
+    packed_attention_with(qkv, n_heads, threads, ws, |_, _, _| {})
 }
 
 /// [`packed_attention`] with `post(task, i, row)` applied to row `i` of the probabilities of
@@ -99,6 +103,7 @@ pub(super) fn packed_attention_with(
     qkv: FlexTensor,
     n_heads: usize,
     threads: usize,
+    ws: &Workspace,
     post: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) -> FlexTensor {
     let qkv = qkv.to_contiguous();
@@ -114,8 +119,8 @@ pub(super) fn packed_attention_with(
         let q0 = bi * t * d3 + h * dk;
         let qkv = [0, d, 2 * d].map(|c| Mat::at(src, q0 + c, t, dk, d3));
         let o = bi * t * d + h * dk;
-        // Score matrices (T x T, 412 kB at T = 321) live in the per-thread scratch.
-        with_scratch(t * t, |scores| {
+        // Score matrices (T x T, 412 kB at T = 321) live in the thread's scratch.
+        ws.with_scratch(t * t, |scores| {
             // SAFETY: the output columns of (bi, h), t rows of dk from `o` at stride d, lie
             // inside `out` ([B, T, d]), which nobody else reads meanwhile and whose columns
             // of (bi, h) belong to this task alone (they cannot be a `&mut` slice: other

@@ -2,6 +2,8 @@
 //! and backward run the in-tree kernels ([`record`]); the inference ops take the default
 //! bodies, which compose these recorded leaves.
 
+use std::sync::Arc;
+
 use burn::backend::tensor::FloatTensor;
 use burn::backend::Flex;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -10,7 +12,7 @@ use burn_autodiff::Autodiff;
 use super::gemm::{linear_backward_flex, linear_flex};
 use super::train_attention::{self, Dropout};
 use super::train_ops::{self, record};
-use super::{gelu, train_conv, CardiaffectOps};
+use super::{gelu, train_conv, CardiaffectOps, Workspace};
 
 impl<C: CheckpointStrategy> CardiaffectOps for Autodiff<Flex, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -29,14 +31,23 @@ impl<C: CheckpointStrategy> CardiaffectOps for Autodiff<Flex, C> {
         dropout: f64,
         seed: u64,
         first_row: usize,
+        workspace: Arc<Workspace>,
     ) -> FloatTensor<Self> {
         let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
+        let ws = workspace.clone();
         record::<Flex, C, _, _, 1>(
             [qkv],
-            (n_heads, drop),
-            |(n_heads, drop), qkv, grad, _| [train_attention::backward(qkv, grad, n_heads, drop)],
-            |[qkv]| (train_attention::forward(qkv.clone(), n_heads, drop), qkv),
-            |[qkv]| train_attention::forward(qkv, n_heads, drop),
+            (n_heads, drop, workspace),
+            |(n_heads, drop, ws), qkv, grad, _| {
+                [train_attention::backward(qkv, grad, n_heads, drop, &ws)]
+            },
+            |[qkv]| {
+                (
+                    train_attention::forward(qkv.clone(), n_heads, drop, &ws),
+                    qkv,
+                )
+            },
+            |[qkv]| train_attention::forward(qkv, n_heads, drop, &ws),
         )
     }
 
@@ -101,13 +112,14 @@ impl<C: CheckpointStrategy> CardiaffectOps for Autodiff<Flex, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
+        workspace: Arc<Workspace>,
     ) -> FloatTensor<Self> {
         record::<Flex, C, _, _, 3>(
             [x, weight, bias],
-            stride,
+            (stride, workspace),
             // The raw signal into the first convolution needs no gradient: skipped.
-            |stride, (padded, weight), grad, input_grad| {
-                train_conv::backward(padded, weight, grad, stride, input_grad).into()
+            |(stride, ws), (padded, weight), grad, input_grad| {
+                train_conv::backward(padded, weight, grad, stride, input_grad, &ws).into()
             },
             |[x, weight, bias]| {
                 let (out, padded) = train_conv::forward(x, weight.clone(), bias, stride);

@@ -5,12 +5,14 @@
 //! them on `Dispatch`). Safe code: primitives in, primitives out. (The trait's other defaults
 //! are compositions of its own methods, written in its declaration.)
 
+use std::sync::Arc;
+
 use burn::backend::ops::{AttentionModuleOptions, ConvOptions};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Shape, Slice, TensorData, TensorMetadata};
 
-use super::apply_dropout_mask;
 use super::train_attention::Dropout;
+use super::{apply_dropout_mask, Workspace};
 
 /// `0.5 x (1 + erf(x / sqrt 2))`: Burn's GELU.
 pub fn gelu_erf<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
@@ -62,12 +64,13 @@ pub fn linear_train<B: Backend>(
 }
 
 /// A convolution on channels-last `x` `[B, L, C_in]` (weight `[C_out, C_in, k]`, padding
-/// `k / 2` either side): Burn's on the channels-first view.
+/// `k / 2` either side): Burn's on the channels-first view (the kernels' `_workspace` unused).
 pub fn conv1d_train<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
     stride: usize,
+    _workspace: Arc<Workspace>,
 ) -> FloatTensor<B> {
     let k = weight.shape()[2];
     let options = ConvOptions::new([stride], [k / 2], [1], 1);
@@ -77,13 +80,14 @@ pub fn conv1d_train<B: Backend>(
 
 /// Multi-head attention of the packed projections `qkv` `[B, T, 3d]` -> `[B, T, d]`, the
 /// attention weights dropped out with the in-tree op's masks: Burn's `attention` without
-/// dropout, else its matrix products and a softmax.
+/// dropout, else its matrix products and a softmax (the kernels' `_workspace` unused).
 pub fn attention_train<B: Backend>(
     qkv: FloatTensor<B>,
     n_heads: usize,
     dropout: f64,
     seed: u64,
     first_row: usize,
+    _workspace: Arc<Workspace>,
 ) -> FloatTensor<B> {
     let shape = qkv.shape();
     let (b, t, d) = (shape[0], shape[1], shape[2] / 3);

@@ -16,8 +16,9 @@
 use burn_flex::FlexTensor;
 
 use super::fastmath::{self, multiversion};
-use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, Mat, MatMut};
+use super::gemm::{contiguous, f32_slice, gemm_rows, Mat, MatMut};
 use super::layer::{rows_per_task, run_tasks};
+use super::Workspace;
 
 /// One convolution of the signal encoder: its weight as rows `[k, C_in, C_out]`
 /// ([`conv_weight_rows`]), bias `[C_out]`, its LayerNorm's `gamma` and `beta` `[C_out]`, the
@@ -84,6 +85,7 @@ pub(super) fn conv_stage_flex(
     (pad_input, next_pad): (bool, usize),
     eps: f32,
     threads: usize,
+    ws: &Workspace,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let shape = x.layout().shape().clone();
@@ -143,7 +145,7 @@ pub(super) fn conv_stage_flex(
     let tasks = interior_blocks(&mut next, (b, len_out, (next_pad, next_pad), width), rb);
     run_tasks(tasks, threads, |(item, r0, block)| {
         let n = block.len() / width;
-        with_scratch(2 * n * c_out, |scratch| {
+        ws.with_scratch(2 * n * c_out, |scratch| {
             let (y, h) = scratch.split_at_mut(n * c_out);
             for row in y.chunks_exact_mut(c_out) {
                 row.copy_from_slice(bias);

@@ -3,12 +3,14 @@
 //! training-shaped forward meets an inference tensor (the masked embedding and the
 //! reconstruction head in evaluation), and its kernel's gain is in the recorded backward.
 
+use std::sync::Arc;
+
 use burn::backend::Flex;
 use burn_flex::FlexTensor;
 
 use super::train_attention::{self, Dropout};
 use super::{attention, embed, gelu, gemm, layer, train_conv, train_ops};
-use super::{CardiaffectOps, EncoderLayerParams, Projection};
+use super::{CardiaffectOps, EncoderLayerParams, Projection, Workspace};
 
 impl Projection<Flex> {
     fn as_pair(&self) -> Option<(&FlexTensor, &FlexTensor)> {
@@ -20,8 +22,13 @@ impl Projection<Flex> {
 }
 
 impl CardiaffectOps for Flex {
-    fn packed_attention(qkv: FlexTensor, n_heads: usize, threads: usize) -> FlexTensor {
-        attention::packed_attention(qkv, n_heads, threads)
+    fn packed_attention(
+        qkv: FlexTensor,
+        n_heads: usize,
+        threads: usize,
+        workspace: Arc<Workspace>,
+    ) -> FlexTensor {
+        attention::packed_attention(qkv, n_heads, threads, &workspace)
     }
 
     fn conv_stage(
@@ -36,6 +43,7 @@ impl CardiaffectOps for Flex {
         next_pad: usize,
         eps: f64,
         threads: usize,
+        workspace: Arc<Workspace>,
     ) -> FlexTensor {
         embed::conv_stage_flex(
             x,
@@ -50,6 +58,7 @@ impl CardiaffectOps for Flex {
             (pad_input, next_pad),
             eps as f32,
             threads,
+            &workspace,
         )
     }
 
@@ -90,9 +99,10 @@ impl CardiaffectOps for Flex {
         dropout: f64,
         seed: u64,
         first_row: usize,
+        workspace: Arc<Workspace>,
     ) -> FlexTensor {
         let drop = Dropout::new(dropout, seed).at_row(first_row, n_heads);
-        train_attention::forward(qkv, n_heads, drop)
+        train_attention::forward(qkv, n_heads, drop, &workspace)
     }
 
     fn dropout_train(x: FlexTensor, p: f64, seed: u64, site: u64, first: u64) -> FlexTensor {
@@ -113,6 +123,7 @@ impl CardiaffectOps for Flex {
         weight: FlexTensor,
         bias: FlexTensor,
         stride: usize,
+        _workspace: Arc<Workspace>,
     ) -> FlexTensor {
         train_conv::forward(x, weight, bias, stride).0
     }

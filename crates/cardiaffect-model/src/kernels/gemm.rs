@@ -87,23 +87,6 @@ impl SendPtr {
     }
 }
 
-thread_local! {
-    /// Per-thread scratch of the in-tree kernels (attention scores, a layer's row blocks): it
-    /// outlives the call, as a fresh buffer per call cost page faults and a memset each time.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on this thread's scratch, at least `n` elements long.
-pub(super) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut s = cell.borrow_mut();
-        if s.len() < n {
-            s.resize(n, 0.0);
-        }
-        f(&mut s[..n])
-    })
-}
-
 /// The number of elements from a view's first to its last, plus one (0 for an empty view),
 /// or `None` where that overflows.
 fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {

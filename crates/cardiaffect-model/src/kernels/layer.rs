@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::attention::attend_head;
 use super::fastmath::{self, multiversion};
 use super::fused_attention::{self, panel_index, panel_len};
-use super::gemm::{contiguous, f32_slice, gemm_rows, with_scratch, Mat, MatMut, SendPtr};
+use super::gemm::{contiguous, f32_slice, gemm_rows, Mat, MatMut, SendPtr};
 use super::EncoderLayerParams;
 
 /// Rows per task: `total` split into about two tasks per thread, within `[lo, hi]` rows. One
@@ -32,19 +32,6 @@ pub(super) fn run_tasks<T: Send>(tasks: Vec<T>, threads: usize, f: impl Fn(T) + 
         tasks.into_iter().for_each(f);
     }
 }
-
-thread_local! {
-    /// This thread's buffers of the last call, kept for the next (up to [`KEEP_QKV`]
-    /// elements each): the QKV projection `[B T, 3d]` (a fresh one per layer, 16 MB at batch
-    /// 32, was zero-filled each time before pass 1 overwrote it) and, for the tiled attention
-    /// kernel, per batch item and head in turn, the keys transposed (`dk * panel_len(T)`,
-    /// laid out by `panel_index`) and the values `[T, dk]`, each head's contiguous. Per
-    /// thread: threads that run their shares of a batch at once each keep their own.
-    static BUFFERS: std::cell::RefCell<[Vec<f32>; 3]> = const {
-        std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new()])
-    };
-}
-const KEEP_QKV: usize = 1 << 24;
 
 /// Where the tiled attention's inputs for batch item `bi` and head `h` start: its keys'
 /// panel (`dk * panel_len(T)`, laid out by `panel_index`) and its values (`[T, dk]`), each
@@ -163,6 +150,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     );
     let dk = d / heads;
     let cls_only = p.cls_only;
+    let ws = &*p.workspace;
     let params = [
         p.norm_attn_gamma,
         p.norm_attn_beta,
@@ -237,7 +225,13 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     // Pass 1: LayerNorm and the three projections of each block of rows; their biases are
     // added where the rows are next read or copied (the products once started from bias rows:
     // a copy per row, visible in memcpy; measured: BENCHMARKS.md).
-    let [mut qkv, mut keys_t, mut values] = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    // The QKV projection `[B T, 3d]` (a fresh one per layer, 16 MB at batch 32, was
+    // zero-filled each time before pass 1 overwrote it) and, for the tiled attention kernel,
+    // per batch item and head in turn, the keys transposed (`dk * panel_len(T)`, laid out by
+    // `panel_index`) and the values `[T, dk]`, each head's contiguous: the buffers of this
+    // thread's last call, kept in the workspace (threads that run their shares of a batch at
+    // once each keep their own).
+    let [mut qkv, mut keys_t, mut values] = ws.take_layer();
     qkv.resize(m * d3, 0.0);
     // The three projections side by side, [d, 3d] and [3d] (as the caller packed them): one
     // product per row block instead of three (one packing of the block's rows).
@@ -272,7 +266,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
     let pass1 = |(c, rows): (usize, &mut [f32])| {
         let n = rows.len() / d3;
         let r0 = c * r1;
-        with_scratch(n * d, |h| {
+        ws.with_scratch(n * d, |h| {
             fastmath::layer_norm_rows(&xs[r0 * d..(r0 + n) * d], g_a, be_a, eps, h);
             // `rows` [n, 3d] = `h` [n, d] `wqkv` [d, 3d].
             gemm_rows(
@@ -343,7 +337,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         } else {
             n * (t + 1)
         };
-        with_scratch(att + n * (2 * d + dff), |s| {
+        ws.with_scratch(att + n * (2 * d + dff), |s| {
             let (scores, s) = s.split_at_mut(att);
             let (ctx, s) = s.split_at_mut(n * d);
             let (h, ff) = s.split_at_mut(n * d);
@@ -405,15 +399,7 @@ pub(super) fn encoder_layer_flex(x: FlexTensor, p: EncoderLayerParams<Flex>) -> 
         })
     };
     run_tasks(tasks, threads, pass2);
-    BUFFERS.with(|b| {
-        *b.borrow_mut() = [qkv, keys_t, values].map(|v| {
-            if v.capacity() <= KEEP_QKV {
-                v
-            } else {
-                Vec::new()
-            }
-        })
-    });
+    ws.keep_layer([qkv, keys_t, values]);
     if cls_only {
         // `[B, 1, d]` (`[B, 0, d]` for an empty sequence).
         let rows = usize::from(t > 0);

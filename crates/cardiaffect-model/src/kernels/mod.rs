@@ -23,6 +23,8 @@
 //! ([`crate::PreparedModel`]); threads and attention tiles come in each call's arguments
 //! ([`crate::ops::Pass`]). Nothing is kept between calls.
 
+use std::sync::Arc;
+
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, ExtensionType, Shape, Slice, TensorMetadata};
@@ -42,8 +44,10 @@ mod simd;
 pub(crate) mod train_attention;
 mod train_conv;
 pub(crate) mod train_ops;
+mod workspace;
 
 pub(crate) use train_ops::apply_dropout_mask;
+pub use workspace::Workspace;
 
 /// The model's operations, one method each, with Burn's ops as the default bodies, which
 /// every backend without kernels runs (wgpu, and autodiff over it); flex implements them with
@@ -58,14 +62,16 @@ pub(crate) use train_ops::apply_dropout_mask;
 pub trait CardiaffectOps: Backend {
     /// Self-attention core: `qkv` `[B, T, 3d]` (the query, key and value projections side by
     /// side, heads packed along each `d`) -> `softmax(q_h k_h^T / sqrt(d / n_heads)) v_h` for
-    /// each head, packed `[B, T, d]`, split over up to `threads` threads.
+    /// each head, packed `[B, T, d]`, split over up to `threads` threads, the scores in
+    /// `workspace`'s scratch.
     fn packed_attention(
         qkv: FloatTensor<Self>,
         n_heads: usize,
         threads: usize,
+        workspace: Arc<Workspace>,
     ) -> FloatTensor<Self> {
         let _ = threads;
-        Self::attention_train(qkv, n_heads, 0.0, 0, 0)
+        Self::attention_train(qkv, n_heads, 0.0, 0, 0, workspace)
     }
 
     /// `x w + b` (`x` `[.., in]`, `w` `[in, out]`, `b` `[out]`), then GELU when `gelu`.
@@ -102,7 +108,7 @@ pub trait CardiaffectOps: Backend {
     ) -> FloatTensor<Self> {
         let h = Self::layer_norm_train(x.clone(), p.norm_attn_gamma, p.norm_attn_beta, p.eps);
         let qkv = Self::linear_bias(h, p.qkv_weight, p.qkv_bias, false);
-        let ctx = Self::packed_attention(qkv, p.n_heads, p.threads);
+        let ctx = Self::packed_attention(qkv, p.n_heads, p.threads, p.workspace.clone());
         let x = Self::linear_bias_residual(ctx, p.output_weight, p.output_bias, x);
         let h = Self::layer_norm_train(x.clone(), p.norm_ff_gamma, p.norm_ff_beta, p.eps);
         let f = Self::linear_bias(h, p.inner_weight, p.inner_bias, true);
@@ -123,7 +129,8 @@ pub trait CardiaffectOps: Backend {
     /// convolution (its weight as rows `[k, C_in, C_out]`, bias, stride), LayerNorm over
     /// channels, GELU,
     /// then the projection `[C_out, d]` + `[d]` if given: `[B, L_out + 2 next_pad, width]`
-    /// with `next_pad` zero rows either side for the next convolution; over up to `threads`.
+    /// with `next_pad` zero rows either side for the next convolution; over up to `threads`,
+    /// in `workspace`'s scratch.
     #[allow(clippy::too_many_arguments)]
     fn conv_stage(
         x: FloatTensor<Self>,
@@ -137,6 +144,7 @@ pub trait CardiaffectOps: Backend {
         next_pad: usize,
         eps: f64,
         threads: usize,
+        workspace: Arc<Workspace>,
     ) -> FloatTensor<Self> {
         let _ = threads;
         let pad = weight_rows.shape()[0] / 2;
@@ -153,7 +161,7 @@ pub trait CardiaffectOps: Backend {
             Self::float_slice(x, &rows)
         };
         let weight = Self::float_permute(weight_rows, &[2, 1, 0]);
-        let y = Self::conv1d_train(x, weight, bias, stride);
+        let y = Self::conv1d_train(x, weight, bias, stride, workspace);
         let y = Self::gelu_erf(Self::layer_norm_train(y, gamma, beta, eps));
         let y = match proj {
             Projection::Some { weight, bias } => Self::linear_train(y, weight, bias),
@@ -210,15 +218,17 @@ pub trait CardiaffectOps: Backend {
 
     /// `qkv` `[B, T, 3d]` -> `[B, T, d]`: per head `dropout(softmax(q_h k_h^T / sqrt(dk))) v_h`,
     /// the dropout at rate `dropout` with masks drawn from `seed`; `first_row` is the index of
-    /// `qkv`'s first window in the step's whole batch (0 unless it is a process's share).
+    /// `qkv`'s first window in the step's whole batch (0 unless it is a process's share). The
+    /// kernels' scratch (forward and backward) is `workspace`'s.
     fn attention_train(
         qkv: FloatTensor<Self>,
         n_heads: usize,
         dropout: f64,
         seed: u64,
         first_row: usize,
+        workspace: Arc<Workspace>,
     ) -> FloatTensor<Self> {
-        defaults::attention_train::<Self>(qkv, n_heads, dropout, seed, first_row)
+        defaults::attention_train::<Self>(qkv, n_heads, dropout, seed, first_row, workspace)
     }
 
     /// `x` times a dropout mask at rate `p` (0, or `1 / (1 - p)`) drawn from `seed` and
@@ -255,14 +265,15 @@ pub trait CardiaffectOps: Backend {
 
     /// A convolution of the signal encoder, channels-last: `x` `[B, L, C_in]`, `weight`
     /// `[C_out, C_in, k]` (odd `k`, padding `k / 2` either side), `bias` `[C_out]` -> `[B,
-    /// L_out, C_out]`.
+    /// L_out, C_out]`; the backward's scratch on flex is `workspace`'s.
     fn conv1d_train(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
+        workspace: Arc<Workspace>,
     ) -> FloatTensor<Self> {
-        defaults::conv1d_train::<Self>(x, weight, bias, stride)
+        defaults::conv1d_train::<Self>(x, weight, bias, stride, workspace)
     }
 }
 
@@ -318,4 +329,6 @@ pub struct EncoderLayerParams<B: Backend> {
     pub tiled_attention: bool,
     /// Threads the op splits its work over (1: this thread alone).
     pub threads: usize,
+    /// The scratch the kernels work in.
+    pub workspace: Arc<Workspace>,
 }

@@ -17,9 +17,8 @@ use cardiaffect_signal::Rng;
 
 use super::attention::{each_task, packed_attention_with, packed_dims};
 use super::fastmath;
-use super::gemm::{
-    contiguous, f32_slice, product, product_to_ptr, with_scratch, Mat, MatMut, SendPtr,
-};
+use super::gemm::{contiguous, f32_slice, product, product_to_ptr, Mat, MatMut, SendPtr};
+use super::Workspace;
 
 /// The dropout of one step's attention: rate, the seed its masks derive from, and the head
 /// task of the input's first window in the step's whole batch (its row times the heads).
@@ -77,10 +76,15 @@ impl Dropout {
 }
 
 /// `[B, T, 3d]` -> `[B, T, d]`: each head's `dropout(softmax(scale q k^T)) v`.
-pub(super) fn forward(qkv: FlexTensor, n_heads: usize, drop: Dropout) -> FlexTensor {
+pub(super) fn forward(
+    qkv: FlexTensor,
+    n_heads: usize,
+    drop: Dropout,
+    ws: &Workspace,
+) -> FlexTensor {
     // Training splits every op over all threads (no shares of a batch per thread).
     let threads = rayon::current_num_threads();
-    packed_attention_with(qkv, n_heads, threads, |task, i, row| {
+    packed_attention_with(qkv, n_heads, threads, ws, |task, i, row| {
         drop.apply(task, i, row)
     })
 }
@@ -92,6 +96,7 @@ pub(super) fn backward(
     grad: FlexTensor,
     n_heads: usize,
     drop: Dropout,
+    ws: &Workspace,
 ) -> FlexTensor {
     let qkv = qkv.to_contiguous();
     let grad = grad.to_contiguous();
@@ -111,7 +116,7 @@ pub(super) fn backward(
         let q = bi * t * d3 + h * dk;
         let (k, v) = (q + d, q + 2 * d);
         let go = bi * t * d + h * dk;
-        with_scratch(2 * t * t + t, |scratch| {
+        ws.with_scratch(2 * t * t + t, |scratch| {
             let (pr, rest) = scratch.split_at_mut(t * t);
             let (dp, mask) = rest.split_at_mut(t * t);
             // Views of this head: its q, k and v columns of `src` ([B, T, 3d]) and its columns

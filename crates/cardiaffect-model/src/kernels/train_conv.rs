@@ -19,9 +19,8 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::embed::conv_weight_rows;
-use super::gemm::{
-    contiguous, f32_slice, product, product_acc, sum_in_order, with_scratch, Mat, MatMut,
-};
+use super::gemm::{contiguous, f32_slice, product, product_acc, sum_in_order, Mat, MatMut};
+use super::Workspace;
 
 /// Sizes of one convolution: windows, input rows and channels, kernel, stride, output
 /// channels and rows.
@@ -132,6 +131,7 @@ pub(super) fn backward(
     grad: FlexTensor,
     stride: usize,
     input_grad: bool,
+    ws: &Workspace,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let [padded, w, grad] = [padded, weight, grad].map(|t| t.to_contiguous());
     let pshape = padded.layout().shape().to_vec();
@@ -201,7 +201,7 @@ pub(super) fn backward(
                 .enumerate()
                 .for_each(|(i, out)| {
                     let g = &gs[i * l_out * c_out..][..l_out * c_out];
-                    with_scratch(rows * c_in, |dxp| {
+                    ws.with_scratch(rows * c_in, |dxp| {
                         dxp.fill(0.0);
                         for j in 0..k {
                             // Tap j adds g [l_out, c_out] W_j^T to padded rows t s + j (t <
