@@ -68,4 +68,28 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    /// No graphics adapter for the wgpu backend.
+    #[error("no usable graphics adapter: wgpu looked for {looked_for} through Vulkan, Metal, DirectX 12 or OpenGL (a software adapter such as Mesa's lavapipe counts), and said: {reason}")]
+    NoAdapter { looked_for: String, reason: String },
+}
+
+/// The wgpu device, acquired once per process (a second `init` of the runtime is refused, so
+/// every caller shares the first's): Burn's lazy `Device::wgpu` would panic deep in the engine
+/// at the first tensor if no adapter exists, so the adapter is asked for here, where its
+/// absence is an error that says what was looked for.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device() -> Result<burn::tensor::Device, ModelError> {
+    use std::sync::OnceLock;
+    static DEVICE: OnceLock<Result<burn::tensor::Device, (String, String)>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            burn::tensor::Device::wgpu_options().init().map_err(|e| {
+                let looked_for = std::env::var("CUBECL_WGPU_DEFAULT_DEVICE")
+                    .map(|v| format!("the adapter CUBECL_WGPU_DEFAULT_DEVICE={v} names"))
+                    .unwrap_or_else(|_| "its default selection (a GPU preferred)".into());
+                (looked_for, e.to_string())
+            })
+        })
+        .clone()
+        .map_err(|(looked_for, reason)| ModelError::NoAdapter { looked_for, reason })
 }

@@ -715,17 +715,10 @@ pub(crate) mod tests {
     use burn::tensor::module::attention;
     use burn::tensor::TensorData;
 
-    /// The wgpu device (in CI Mesa's software Vulkan, lavapipe), acquired once for the
-    /// process: a second `init` of the same runtime is refused.
+    /// The wgpu device (in CI Mesa's software Vulkan, lavapipe).
     #[cfg(feature = "wgpu")]
     pub(crate) fn wgpu() -> Device {
-        static D: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-        D.get_or_init(|| {
-            Device::wgpu_options()
-                .init()
-                .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)")
-        })
-        .clone()
+        crate::wgpu_device().expect("a wgpu adapter (in CI: mesa-vulkan-drivers)")
     }
 
     /// An inference pass with the default kernels.

@@ -76,17 +76,10 @@ fn loss_and_gradients_match_pytorch() {
     loss_and_gradients_match_pytorch_on(&Device::flex().autodiff());
 }
 
-/// The wgpu device (in CI Mesa's software Vulkan, lavapipe), acquired once for the process:
-/// a second `init` of the same runtime is refused.
+/// The wgpu device (in CI Mesa's software Vulkan, lavapipe).
 #[cfg(feature = "wgpu")]
 fn wgpu() -> Device {
-    static D: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    D.get_or_init(|| {
-        Device::wgpu_options()
-            .init()
-            .expect("a wgpu adapter (in CI: mesa-vulkan-drivers)")
-    })
-    .clone()
+    cardiaffect_model::wgpu_device().expect("a wgpu adapter (in CI: mesa-vulkan-drivers)")
 }
 
 /// The same bounds on wgpu, where every op is Burn's own (no in-tree flex kernel).

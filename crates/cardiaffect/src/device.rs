@@ -59,24 +59,11 @@ pub fn device(b: Backend) -> Result<Device> {
     }
 }
 
-/// The wgpu device, acquired once per process: Burn's lazy `Device::wgpu` would panic deep in
-/// the engine at the first tensor if no adapter exists, so the adapter is asked for here,
-/// where its absence is an error that says what was looked for.
+/// The wgpu device, acquired once per process ([`cardiaffect_model::wgpu_device`]), its
+/// absence an error that says what to do.
 #[cfg(feature = "wgpu")]
 fn wgpu() -> Result<Device> {
-    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> =
-        std::sync::OnceLock::new();
-    DEVICE
-        .get_or_init(|| {
-            Device::wgpu_options().init().map_err(|e| {
-                let selection = std::env::var("CUBECL_WGPU_DEFAULT_DEVICE")
-                    .map(|v| format!("the adapter CUBECL_WGPU_DEFAULT_DEVICE={v} names"))
-                    .unwrap_or_else(|_| "its default selection (a GPU preferred)".into());
-                format!(
-                    "--backend wgpu: no usable graphics adapter: wgpu looked for {selection} through Vulkan, Metal, DirectX 12 or OpenGL (a software adapter such as Mesa's lavapipe counts), and said: {e}. Install a driver (on Debian: mesa-vulkan-drivers for the CPU one), or run on the CPU with --backend flex (the default)"
-                )
-            })
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    cardiaffect_model::wgpu_device().map_err(|e| {
+        anyhow::anyhow!("--backend wgpu: {e}. Install a driver (on Debian: mesa-vulkan-drivers for the CPU one), or run on the CPU with --backend flex (the default)")
+    })
 }

@@ -139,14 +139,7 @@ pub(super) fn backward(
     let k = wshape.get(2).copied().unwrap_or(1);
     let l = pshape.get(1).map_or(0, |r| r.saturating_sub(2 * (k / 2)));
     let dims = Dims::new(&[pshape[0], l, pshape[2]], &wshape, stride);
-    let Dims {
-        b,
-        c_in,
-        s,
-        c_out,
-        l_out,
-        ..
-    } = dims;
+    let (b, c_in, s, c_out, l_out) = (dims.b, dims.c_in, dims.s, dims.c_out, dims.l_out);
     let (p, rows) = (dims.pad(), dims.rows());
     let (xs, gs) = (f32_slice(&padded), f32_slice(&grad));
     assert_eq!(

@@ -1,17 +1,15 @@
 //! Helpers shared by the CLI tests (each test file uses some of them).
 #![allow(dead_code)]
 
+// Each test file uses some of them.
+#[allow(unused_imports)]
+pub use cardiaffect_testkit::{copy_dir, root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// The tiny model the CLI tests train (seconds, not minutes).
 pub const TINY: &str = r#"{"window_len": 256, "conv_channels": [8, 16, 16], "d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}"#;
-
-/// The repository's root (the tests that read its committed data run there).
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cardiaffect"))
@@ -98,20 +96,6 @@ pub fn prepare_2s<'a>(raw: &'a Path, corpus: &'a Path) -> [&'a str; 9] {
         "--out",
         s(corpus),
     ]
-}
-
-/// Copy the folder `from` into `to`, subfolders included.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 /// The bundled real ECG as a 2-second-window corpus in `tmp/corpus`, and the tiny model config
