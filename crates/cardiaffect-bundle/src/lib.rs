@@ -77,8 +77,11 @@ pub struct InvalidChoice {
 }
 
 /// The preprocessing of a model's inputs (written beside it by `pretrain` and `finetune`).
-/// Fields in alphabetical order: the order the file has always had.
+/// The window is held once, as seconds and rate ([`Preprocess::window_len`] derives the
+/// samples); the file keeps its shape ([`PreprocessFile`]: `window_len` written too, and
+/// checked against the two when read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "PreprocessFile", try_from = "PreprocessFile")]
 pub struct Preprocess {
     /// Band-pass edges, Hz.
     pub band_hz: [f64; 2],
@@ -90,10 +93,70 @@ pub struct Preprocess {
     pub normalisation: String,
     /// Powerline notch, Hz, if any.
     pub notch_hz: Option<f64>,
-    /// Samples per window.
-    pub window_len: usize,
     /// Seconds per window.
     pub window_s: f64,
+}
+
+impl Preprocess {
+    /// Samples per window: `window_s * fs`, rounded (as `prepare` cuts them).
+    pub fn window_len(&self) -> usize {
+        window_len(self.window_s, self.fs)
+    }
+}
+
+/// Samples in a window of `window_s` seconds at `fs` Hz, rounded: how `prepare` and a model
+/// folder count them.
+pub fn window_len(window_s: f64, fs: f64) -> usize {
+    (window_s * fs).round() as usize
+}
+
+/// `preprocess.json` as written: [`Preprocess`] with the window's samples too, fields in
+/// alphabetical order (the order the file has always had).
+#[derive(Serialize, Deserialize)]
+struct PreprocessFile {
+    band_hz: [f64; 2],
+    filter_order: usize,
+    fs: f64,
+    normalisation: String,
+    notch_hz: Option<f64>,
+    window_len: usize,
+    window_s: f64,
+}
+
+impl From<Preprocess> for PreprocessFile {
+    fn from(p: Preprocess) -> PreprocessFile {
+        PreprocessFile {
+            window_len: p.window_len(),
+            band_hz: p.band_hz,
+            filter_order: p.filter_order,
+            fs: p.fs,
+            normalisation: p.normalisation,
+            notch_hz: p.notch_hz,
+            window_s: p.window_s,
+        }
+    }
+}
+
+impl TryFrom<PreprocessFile> for Preprocess {
+    type Error = String;
+
+    fn try_from(f: PreprocessFile) -> Result<Preprocess, String> {
+        let derived = window_len(f.window_s, f.fs);
+        if f.window_len != derived {
+            return Err(format!(
+                "field window_len: expected {derived} samples ({} s at {} Hz), found {}",
+                f.window_s, f.fs, f.window_len
+            ));
+        }
+        Ok(Preprocess {
+            band_hz: f.band_hz,
+            filter_order: f.filter_order,
+            fs: f.fs,
+            normalisation: f.normalisation,
+            notch_hz: f.notch_hz,
+            window_s: f.window_s,
+        })
+    }
 }
 
 /// How every window is normalised.
@@ -144,7 +207,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/bundled");
         let text = std::fs::read_to_string(dir.join(PREPROCESS_FILE)).unwrap();
         let p = read_preprocess(&dir).unwrap().unwrap();
-        assert_eq!(p.window_len, 1280);
+        assert_eq!(p.window_len(), 1280);
         assert_eq!(serde_json::to_string_pretty(&p).unwrap(), text.trim_end());
     }
 
@@ -155,6 +218,24 @@ mod tests {
         std::fs::write(d.path().join(LABELS_FILE), b"{\"task\": ").unwrap();
         let e = read_labels(d.path()).unwrap_err().to_string();
         assert!(e.contains(LABELS_FILE), "{e}");
+    }
+
+    #[test]
+    fn a_preprocess_file_whose_window_disagrees_with_itself_is_an_error_naming_the_field() {
+        let d = tempfile::tempdir().unwrap();
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/bundled");
+        let text = std::fs::read_to_string(bundled.join(PREPROCESS_FILE)).unwrap();
+        let text = text.replace("\"window_len\": 1280", "\"window_len\": 1000");
+        std::fs::write(d.path().join(PREPROCESS_FILE), text).unwrap();
+        let e = read_preprocess(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(PREPROCESS_FILE) && e.contains("window_len"),
+            "{e}"
+        );
+        assert!(
+            e.contains("expected 1280 samples") && e.contains("found 1000"),
+            "{e}"
+        );
     }
 
     #[test]

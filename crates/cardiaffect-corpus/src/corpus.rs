@@ -166,6 +166,18 @@ impl Corpus {
             path: mpath.clone(),
             reason: e.to_string(),
         })?;
+        // The window is held by the config (seconds and rate); the file's `window_len` repeats
+        // it for readers of the file alone and must agree.
+        let derived = manifest.config.window_len();
+        if manifest.window_len != derived {
+            return Err(CorpusError::Corrupt {
+                path: mpath,
+                reason: format!(
+                    "field window_len: expected {derived} samples ({} s at {} Hz, field config), found {}",
+                    manifest.config.window_s, manifest.config.fs, manifest.window_len
+                ),
+            });
+        }
         let npy_path = dir.join("windows.npy");
         let file = fs::File::open(&npy_path).map_err(|e| CorpusError::Io {
             path: npy_path.clone(),

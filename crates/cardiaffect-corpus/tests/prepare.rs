@@ -435,3 +435,23 @@ fn unreadable_units_are_named_and_counted_and_the_rest_prepared() {
     let e = prepare(&only_bad, &tmp.path().join("c2"), &ten_s(), &quiet).unwrap_err();
     assert!(e.to_string().contains("gone.dat"), "{e}");
 }
+
+#[test]
+fn a_manifest_whose_window_disagrees_with_its_config_is_refused_naming_the_field() {
+    let tmp = supine_corpus();
+    let mpath = tmp.path().join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let len = m["window_len"].as_u64().unwrap();
+    m["window_len"] = (len + 1).into();
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    cardiaffect_io::artifact::Checksums::write(tmp.path(), &["manifest.json"]).unwrap();
+    let e = Corpus::open(tmp.path()).err().unwrap().to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains("field window_len"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("expected {len} samples")) && e.contains(&format!("found {}", len + 1)),
+        "{e}"
+    );
+}

@@ -138,7 +138,7 @@ impl StreamState {
         Ok(StreamState {
             fs_in,
             fs_model: pre.fs,
-            window_len: pre.window_len,
+            window_len: pre.window_len(),
             native_len,
             hop: ((hop_s * fs_in).round() as usize).max(1),
             band: SosStream::new(sos),
@@ -257,7 +257,6 @@ mod tests {
         Preprocess {
             fs: 128.0,
             window_s: 4.0,
-            window_len: 512,
             band_hz: [0.5, 40.0],
             filter_order: 4,
             notch_hz: None,

@@ -88,12 +88,13 @@ impl ModelBundle {
         )?;
         let labels: Labels = read_json(dir, LABELS_FILE, "the classes the model predicts")?;
         let (config, model) = load_model(dir, device)?;
-        if config.window_len != preprocess.window_len || config.n_classes != labels.classes.len() {
+        if config.window_len != preprocess.window_len() || config.n_classes != labels.classes.len()
+        {
             return Err(ModelError::Weights {
                 path: dir.to_path_buf(),
                 message: format!(
                     "config.json (window {}, {} classes) disagrees with preprocess.json (window {}) or labels.json ({} classes)",
-                    config.window_len, config.n_classes, preprocess.window_len, labels.classes.len()
+                    config.window_len, config.n_classes, preprocess.window_len(), labels.classes.len()
                 ),
             });
         }

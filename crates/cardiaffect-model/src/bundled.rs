@@ -56,7 +56,7 @@ mod tests {
         assert!(dir.starts_with(d.path()));
         let (cfg, _) = crate::load_model(&dir, &burn::prelude::Device::flex()).unwrap();
         let p = cardiaffect_bundle::read_preprocess(&dir).unwrap().unwrap();
-        assert_eq!(cfg.window_len, p.window_len);
+        assert_eq!(cfg.window_len, p.window_len());
         // A damaged copy is replaced.
         std::fs::write(dir.join("config.json"), b"{").unwrap();
         cardiaffect_io::artifact::unpack(&dir, &super::FILES).unwrap();

@@ -11,7 +11,8 @@
 //! What a forward pass runs with is a [`Pass`], made once at its top: the model's [`Kernels`]
 //! policy (a plain value the model's owner sets, e.g. `bench` from `CARDIAFFECT_KERNELS`; no
 //! environment variable or global switch is read here), the training step's dropout, the
-//! threads an op may split over (1 while a thread runs its share of a batch alone) and, at
+//! threads an op may split over (1 while a thread runs its share of a batch alone), the
+//! scratch the kernels work in (the model's [`Workspace`]; no thread-local) and, at
 //! inference, the weights the fused ops read rearranged once ([`Prepared`], held by a
 //! [`crate::PreparedModel`]; without them each call rearranges its own).
 //!
@@ -27,7 +28,6 @@ use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::DType;
-
 use std::sync::Arc;
 
 use crate::kernels::{defaults, CardiaffectOps, EncoderLayerParams, Projection, Workspace};

@@ -9,7 +9,6 @@ pub fn preprocess(corpus: &Corpus) -> cardiaffect_bundle::Preprocess {
     cardiaffect_bundle::Preprocess {
         fs: c.fs,
         window_s: c.window_s,
-        window_len: corpus.window_len(),
         band_hz: [c.clean.low_hz, c.clean.high_hz],
         filter_order: c.clean.order,
         notch_hz: c.clean.notch_hz,

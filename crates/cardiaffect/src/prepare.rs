@@ -129,14 +129,14 @@ pub fn window_warning(
     weights: &cardiaffect_bundle::Preprocess,
 ) -> Option<String> {
     let other_fs = (weights.fs - cfg.fs).abs() > 1e-9;
-    if !other_fs && weights.window_len == cfg.window_len() {
+    if !other_fs && weights.window_len() == cfg.window_len() {
         return None;
     }
     Some(format!(
         "the shipped pre-trained weights (`finetune --pretrained bundled`, the default) expect {} s windows at {} Hz ({} samples); this corpus gets {} s at {} Hz ({} samples), which finetune refuses with them: prepare with --window {}s{}, or fine-tune with --pretrained none or your own pretrain run",
         weights.window_s,
         weights.fs,
-        weights.window_len,
+        weights.window_len(),
         cfg.window_s,
         cfg.fs,
         cfg.window_len(),

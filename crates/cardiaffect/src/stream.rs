@@ -307,7 +307,7 @@ pub fn bench(a: BenchStreamArgs) -> Result<()> {
     }
     let wall = t0.elapsed().as_secs_f64();
     // Batch-1 latency of one hop (filtering excluded): the wearable's case.
-    let one = vec![0.1f32; pre.window_len];
+    let one = vec![0.1f32; pre.window_len()];
     let mut b1 = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
