@@ -146,8 +146,8 @@ fn find_python(arg: &Option<String>) -> Option<String> {
 /// large tensors, inference most (measured: BENCHMARKS.md).
 fn pytorch_malloc_env() -> [(&'static str, String); 2] {
     [
-        ("MALLOC_MMAP_THRESHOLD_", crate::MMAP_THRESHOLD),
-        ("MALLOC_TRIM_THRESHOLD_", crate::TRIM_THRESHOLD),
+        ("MALLOC_MMAP_THRESHOLD_", crate::allocator::MMAP_THRESHOLD),
+        ("MALLOC_TRIM_THRESHOLD_", crate::allocator::TRIM_THRESHOLD),
     ]
     .map(|(var, ours)| {
         let value = std::env::var(var).unwrap_or_else(|_| ours.to_string());
@@ -407,7 +407,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "kernels": kernels_name(&dev, k), "rounds": a.rounds, "cpu_hog": a.cpu_hog,
         "infer_cls_row": a.cls_row,
         "malloc_thresholds": {
-            "mmap": crate::MMAP_THRESHOLD, "trim": crate::TRIM_THRESHOLD,
+            "mmap": crate::allocator::MMAP_THRESHOLD, "trim": crate::allocator::TRIM_THRESHOLD,
             "pytorch_env": python.as_ref().map(|_| pytorch_malloc_env().into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         },
     });
@@ -464,15 +464,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         kernels_name(&dev, k)
     )?;
     let theirs = pytorch_malloc_env();
-    let same = [crate::MMAP_THRESHOLD, crate::TRIM_THRESHOLD]
-        .iter()
-        .zip(&theirs)
-        .all(|(ours, (_, v))| v.parse() == Ok(*ours));
+    let same = [
+        crate::allocator::MMAP_THRESHOLD,
+        crate::allocator::TRIM_THRESHOLD,
+    ]
+    .iter()
+    .zip(&theirs)
+    .all(|(ours, (_, v))| v.parse() == Ok(*ours));
     writeln!(
         w,
         "allocator: glibc's mmap threshold {} MiB, trim threshold {} MiB; PyTorch's process: {}",
-        crate::MMAP_THRESHOLD >> 20,
-        crate::TRIM_THRESHOLD >> 20,
+        crate::allocator::MMAP_THRESHOLD >> 20,
+        crate::allocator::TRIM_THRESHOLD >> 20,
         match (&python, same) {
             (None, _) => "not run".to_string(),
             (Some(_), true) => "the same".to_string(),

@@ -204,7 +204,9 @@ pub fn curve(a: CurveArgs) -> Result<()> {
             bar.set_position(0);
         }
         FinetuneEvent::Step { step, .. } => bar.set_position(step as u64),
-        FinetuneEvent::Warning(w) => crate::say(&bar, format!("warning (fraction {f}): {w}")),
+        FinetuneEvent::Warning(w) => {
+            crate::output::say(&bar, format!("warning (fraction {f}): {w}"))
+        }
         _ => {}
     })?;
     bar.finish_and_clear();
@@ -265,10 +267,10 @@ pub fn run_config(
         match e {
         FinetuneEvent::Start { folds, methods, labels, warning } => {
             n_folds = folds;
-            crate::say(&bar, format!("labels: {}", labels.describe()));
-            crate::say(&bar, format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")));
+            crate::output::say(&bar, format!("labels: {}", labels.describe()));
+            crate::output::say(&bar, format!("protocol: {} ({folds} folds), methods: {}", cfg.protocol, methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")));
             if let Some(w) = warning {
-                crate::say(&bar, format!("WARNING: {w}"));
+                crate::output::say(&bar, format!("WARNING: {w}"));
             }
         }
         FinetuneEvent::FoldStart { fold, method, steps, reused } => {
@@ -292,7 +294,7 @@ pub fn run_config(
             bar.set_message(format!("loss {loss:.3}{last_f1}"));
         }
         FinetuneEvent::Eval { val_macro_f1, .. } => last_f1 = format!(" val macro-F1 {val_macro_f1:.3}"),
-        FinetuneEvent::FoldDone { result } => crate::say(&bar, format!(
+        FinetuneEvent::FoldDone { result } => crate::output::say(&bar, format!(
             "fold {} {:<10} accuracy {:.3}  macro-F1 {:.3}  balanced {:.3}  AUROC {}  ({} test windows, {:.1} s)",
             result.fold + 1,
             result.method,
@@ -303,7 +305,7 @@ pub fn run_config(
             result.window.n,
             result.seconds
         ) + &result.fusion.as_ref().map(|f| format!(" — kept {f}")).unwrap_or_default()),
-        FinetuneEvent::Warning(w) => crate::say(&bar, format!("warning: {w}")),
+        FinetuneEvent::Warning(w) => crate::output::say(&bar, format!("warning: {w}")),
     }
     });
     bar.finish_and_clear();

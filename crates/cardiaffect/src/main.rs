@@ -4,6 +4,7 @@
 // Unsafe code only where marked `#[allow(unsafe_code)]`: mallopt in `tune_allocator`.
 #![deny(unsafe_code)]
 
+mod allocator;
 mod bench;
 mod bench_io;
 mod bundled;
@@ -15,6 +16,7 @@ mod finetune;
 mod inspect;
 #[cfg(feature = "mpi")]
 mod mpi_group;
+mod output;
 mod predict;
 mod prepare;
 mod pretrain;
@@ -109,31 +111,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// glibc's malloc thresholds this process runs with (bytes): allocations below
-/// `MMAP_THRESHOLD` come from the heap, and freed memory up to `TRIM_THRESHOLD` stays in it.
-/// `bench` gives PyTorch's process the same (`MALLOC_*_` variables). 1 GiB of trim: a base
-/// model's training step at batch 32 frees more than 256 MiB at its end, which was then
-/// returned and faulted back every step (page faults and a slower step; measured:
-/// BENCHMARKS.md).
-pub(crate) const MMAP_THRESHOLD: i32 = 64 << 20;
-pub(crate) const TRIM_THRESHOLD: i32 = 1 << 30;
-
-/// glibc's malloc hands buffers above 128 kB back to the kernel on free and maps them afresh
-/// on the next allocation, so every tensor op paid page faults and zeroing (batch-32 inference
-/// ran faster with the thresholds raised; measured: BENCHMARKS.md). Freed memory is kept instead;
-/// the peak stays the same.
-#[allow(unsafe_code)]
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    allocator::tune();
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -158,47 +137,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", flags(&command, &format!("{e:#}")));
+            eprintln!("error: {}", output::flags(&command, &format!("{e:#}")));
             ExitCode::FAILURE
         }
-    }
-}
-
-/// A message with the settings the libraries name (`‹field›`, see [`cardiaffect_io::setting`])
-/// spelt as the flags that set them in `command`.
-pub fn flags(command: &str, message: &str) -> String {
-    cardiaffect_io::setting::spell(message, |field| flag(command, field))
-}
-
-/// The flag that sets a library field: its name with `-` for `_`, except where the flag's name
-/// is shorter or a struct holds the field. `fs` is the read option (the input's rate), which
-/// `prepare` and `predict` call `--input-fs` beside their own `--fs`.
-fn flag(command: &str, field: &str) -> String {
-    let name = match field {
-        "fs" if matches!(command, "prepare" | "predict") => "input-fs",
-        "prepare.fs" => "fs",
-        "prepare.window_s" => "window",
-        "prepare.stride_s" => "stride",
-        "prepare.clean" => "band",
-        "baseline_s" => "baseline",
-        "corpora" => "corpus",
-        "method" => "methods",
-        "masking.ratio" => "mask-ratio",
-        "masking.span" => "mask-span",
-        "blocks" => "block",
-        "synth" => return "--subjects/--trials/--trial-seconds".into(),
-        f => return format!("--{}", f.replace('_', "-")),
-    };
-    format!("--{name}")
-}
-
-/// A line above a progress bar; when the bar is hidden (output not a terminal), plain stdout, so
-/// that logs and pipes keep it.
-pub fn say(bar: &indicatif::ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
     }
 }
 
@@ -261,7 +202,7 @@ mod tests {
         }
         assert!(names.len() > 15, "found only {names:?}");
         for n in &names {
-            for f in flag("", n).split('/') {
+            for f in output::flag("", n).split('/') {
                 assert!(
                     flags_known.contains(f),
                     "‹{n}› is spelt {f}, which no subcommand has"
@@ -273,14 +214,14 @@ mod tests {
     #[test]
     fn messages_name_flags() {
         assert_eq!(
-            flags(
+            output::flags(
                 "inspect",
                 "x.edf: option ‹baseline_s›: give ‹events› FILE; ‹masking.ratio› 2; ‹fs›"
             ),
             "x.edf: option --baseline: give --events FILE; --mask-ratio 2; --fs"
         );
         assert_eq!(
-            flags("prepare", "pass ‹fs› HZ; option ‹prepare.fs›"),
+            output::flags("prepare", "pass ‹fs› HZ; option ‹prepare.fs›"),
             "pass --input-fs HZ; option --fs"
         );
     }

@@ -143,7 +143,7 @@ pub fn run(a: PretrainArgs) -> Result<()> {
                 eprintln!(
                     "error: rank {rank} of {}: {}",
                     world.size(),
-                    crate::flags("pretrain", &format!("{e:#}"))
+                    crate::output::flags("pretrain", &format!("{e:#}"))
                 );
                 world.abort(1);
             }
@@ -283,7 +283,7 @@ fn train(a: PretrainArgs, mut group: Group) -> Result<()> {
             ..
         } => {
             bar.set_position(start_step as u64);
-            crate::say(&bar, format!("{params} parameters; {train_windows} training windows, {val_windows} validation windows (held-out subjects){}", if start_step > 0 { format!("; resuming at step {start_step}") } else { String::new() }));
+            crate::output::say(&bar, format!("{params} parameters; {train_windows} training windows, {val_windows} validation windows (held-out subjects){}", if start_step > 0 { format!("; resuming at step {start_step}") } else { String::new() }));
         }
         Event::Step {
             step,

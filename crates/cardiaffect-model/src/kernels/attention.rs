@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::fastmath;
 use super::gemm::{contiguous, f32_slice, product, product_to_ptr, Mat, MatMut, SendPtr};
-use super::Workspace;
+use super::workspace::Workspace;
 
 /// One head of attention: `out = softmax(scale q k^T) v` for the `n` query rows of `q`
 /// against the `t` key/value rows of `k` and `v`, each `dk` wide (`out` `[n, dk]`); `scratch`

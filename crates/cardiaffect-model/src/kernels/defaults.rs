@@ -12,7 +12,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Shape, Slice, TensorData, TensorMetadata};
 
 use super::train_attention::Dropout;
-use super::{apply_dropout_mask, Workspace};
+use super::train_ops::apply_dropout_mask;
+use super::workspace::Workspace;
 
 /// `0.5 x (1 + erf(x / sqrt 2))`: Burn's GELU.
 pub fn gelu_erf<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {

@@ -18,7 +18,7 @@ use burn_flex::FlexTensor;
 use super::fastmath::{self, multiversion};
 use super::gemm::{contiguous, f32_slice, gemm_rows, Mat, MatMut};
 use super::layer::{rows_per_task, run_tasks};
-use super::Workspace;
+use super::workspace::Workspace;
 
 /// One convolution of the signal encoder: its weight as rows `[k, C_in, C_out]`
 /// ([`conv_weight_rows`]), bias `[C_out]`, its LayerNorm's `gamma` and `beta` `[C_out]`, the

@@ -46,7 +46,6 @@ mod train_conv;
 pub(crate) mod train_ops;
 mod workspace;
 
-pub(crate) use train_ops::apply_dropout_mask;
 pub use workspace::Workspace;
 
 /// The model's operations, one method each, with Burn's ops as the default bodies, which

@@ -18,7 +18,7 @@ use cardiaffect_signal::Rng;
 use super::attention::{each_task, packed_attention_with, packed_dims};
 use super::fastmath;
 use super::gemm::{contiguous, f32_slice, product, product_to_ptr, Mat, MatMut, SendPtr};
-use super::Workspace;
+use super::workspace::Workspace;
 
 /// The dropout of one step's attention: rate, the seed its masks derive from, and the head
 /// task of the input's first window in the step's whole batch (its row times the heads).

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::embed::conv_weight_rows;
 use super::gemm::{contiguous, f32_slice, product, product_acc, sum_in_order, Mat, MatMut};
-use super::Workspace;
+use super::workspace::Workspace;
 
 /// Sizes of one convolution: windows, input rows and channels, kernel, stride, output
 /// channels and rows.
