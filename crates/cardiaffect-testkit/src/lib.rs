@@ -35,6 +35,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `max |x - y| / max |y|` over one tensor's values (`y` the reference; a zero reference
+/// counts as 1e-12).
+pub fn max_rel(x: &[f32], y: &[f32]) -> f64 {
+    assert_eq!(x.len(), y.len(), "tensors of different sizes");
+    let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    let diff = x
+        .iter()
+        .zip(y)
+        .fold(0.0f64, |m, (p, q)| m.max((p - q).abs() as f64));
+    diff / scale.max(1e-12)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +63,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(to.join("sub/b.txt")).unwrap(), "b");
         std::fs::remove_dir_all(&tmp).unwrap();
         assert!(root().join("Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn max_rel_is_relative_to_the_reference() {
+        assert_eq!(max_rel(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert!((max_rel(&[1.0, 2.5], &[1.0, 2.0]) - 0.25).abs() < 1e-12);
     }
 }

@@ -116,14 +116,7 @@ fn max_rel(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| {
-            let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
-            let diff = x
-                .iter()
-                .zip(y)
-                .fold(0.0f64, |m, (p, q)| m.max((p - q).abs() as f64));
-            diff / scale.max(1e-12)
-        })
+        .map(|(x, y)| cardiaffect_testkit::max_rel(x, y))
         .fold(0.0, f64::max)
 }
 

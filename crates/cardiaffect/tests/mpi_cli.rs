@@ -44,12 +44,7 @@ fn max_rel(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f64 {
         .zip(b)
         .map(|((na, x), (nb, y))| {
             assert_eq!(na, nb);
-            let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
-            let d = x
-                .iter()
-                .zip(y)
-                .fold(0.0f64, |m, (p, q)| m.max((p - q).abs() as f64));
-            d / scale.max(1e-12)
+            cardiaffect_testkit::max_rel(x, y)
         })
         .fold(0.0, f64::max)
 }

@@ -20,8 +20,18 @@
 //!
 //! The inference ops take their weights as they read them (the QKV projections side by
 //! side, convolution taps as rows), rearranged once by whoever holds the model
-//! ([`crate::PreparedModel`]); threads and attention tiles come in each call's arguments
-//! ([`crate::ops::Pass`]). Nothing is kept between calls.
+//! ([`crate::PreparedModel`]); threads, attention tiles and the scratch they work in
+//! ([`Workspace`]) come in each call's arguments ([`crate::ops::Pass`]). Nothing global is kept.
+//!
+//! Two second forms, each for a performance path (either one made the only form would also
+//! change the last bits of training or of inference, and with them the demo's outputs):
+//! - vector style: the row kernels are plain loops the compiler vectorises for three
+//!   instruction sets ([`fastmath`]'s `multiversion!`); only the AVX-512 attention tiles use
+//!   explicit registers ([`simd`]'s `Simd` trait), because a register-blocked tile is not
+//!   something a compiler vectorises from loops;
+//! - exponential: `fastmath`'s `exp` (Cody–Waite, 16 instructions) everywhere, except the
+//!   tiles' `Simd::exp2` (a fitted polynomial and `scalef`, 8 instructions), their most
+//!   frequent operation besides the multiply-adds.
 
 use std::sync::Arc;
 
