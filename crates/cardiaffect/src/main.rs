@@ -1,7 +1,7 @@
 //! `cardiaffect`: emotion recognition from the ECG with a self-supervised Transformer.
 //!
 //! A thin binary over the library crates: it parses arguments, calls them, and formats output.
-// Unsafe code only where marked `#[allow(unsafe_code)]`: mallopt in `tune_allocator`.
+// Unsafe code only where marked `#[allow(unsafe_code)]`: mallopt in `allocator::tune`.
 #![deny(unsafe_code)]
 
 mod allocator;
