@@ -104,9 +104,10 @@ impl Preprocess {
     }
 }
 
-/// Samples in a window of `window_s` seconds at `fs` Hz, rounded: how `prepare` and a model
-/// folder count them.
-pub fn window_len(window_s: f64, fs: f64) -> usize {
+/// Samples in a window of `window_s` seconds at `fs` Hz, rounded as `prepare` counts them
+/// (`PrepareConfig::window_len`, which the corpus crate cannot share: it does not depend on
+/// this one).
+fn window_len(window_s: f64, fs: f64) -> usize {
     (window_s * fs).round() as usize
 }
 

@@ -228,6 +228,11 @@ mod tests {
     use crate::ops::tests::{burns_attention, inference, max_diff, max_rel_diff, normal};
     use burn::tensor::activation;
 
+    /// The layer op's parameters of `l` at inference (the CLS rows alone with `cls_only`).
+    fn params(l: &Layer, cls_only: bool) -> EncoderLayerParams<burn::backend::Dispatch> {
+        l.layer_params(1e-5, inference(), cls_only, None).unwrap()
+    }
+
     /// One pre-LN layer through burn-nn's LayerNorm and Linear and Burn's attention and GELU.
     fn burns_layer(x: Tensor<3>, l: &Layer) -> Tensor<3> {
         let m = &l.mha;
@@ -270,9 +275,7 @@ mod tests {
             let e = max_rel_diff(ours, reference.clone());
             assert!(e < 1e-5, "({b},{t},{d},{h},{ff}): {e}");
             // The CLS rows alone: row 0 of each item, `[B, 1, d]`.
-            let mut p = layer.layer_params(1e-5, inference(), false, None).unwrap();
-            p.cls_only = true;
-            let cls = encoder_layer(x, p);
+            let cls = encoder_layer(x, params(&layer, true));
             assert_eq!(cls.dims(), [b, 1, d]);
             let e = max_rel_diff(cls, reference.slice([0..b, 0..1, 0..d]));
             assert!(e < 1e-5, "CLS rows ({b},{t},{d},{h},{ff}): {e}");
@@ -283,17 +286,9 @@ mod tests {
     fn encoder_layer_with_tiled_attention_equals_gemms_attention() {
         let dev = Device::flex();
         let tr = Transformer::new(64, 96, 2, 1, 1e-5, &dev);
-        let p = || {
-            tr.layers[0]
-                .layer_params(1e-5, inference(), false, None)
-                .unwrap()
-        };
+        let p = || params(&tr.layers[0], false);
         let x = normal::<3>([2, 45, 64], 1.0, &dev);
-        let cls = || {
-            let mut p = p();
-            p.cls_only = true;
-            p
-        };
+        let cls = || params(&tr.layers[0], true);
         let gemm_attention = |mut p: EncoderLayerParams<_>| {
             p.tiled_attention = false;
             p
@@ -313,18 +308,12 @@ mod tests {
         let dev = Device::flex();
         let tr = Transformer::new(32, 48, 2, 1, 1e-5, &dev);
         let x = Tensor::<3>::zeros([2, 0, 32], &dev);
-        let y = encoder_layer(
-            x.clone(),
-            tr.layers[0]
-                .layer_params(1e-5, inference(), false, None)
-                .unwrap(),
-        );
+        let y = encoder_layer(x.clone(), params(&tr.layers[0], false));
         assert_eq!(y.dims(), [2, 0, 32]);
-        let mut p = tr.layers[0]
-            .layer_params(1e-5, inference(), false, None)
-            .unwrap();
-        p.cls_only = true;
-        assert_eq!(encoder_layer(x, p).dims(), [2, 0, 32]);
+        assert_eq!(
+            encoder_layer(x, params(&tr.layers[0], true)).dims(),
+            [2, 0, 32]
+        );
     }
 
     #[test]
@@ -333,11 +322,7 @@ mod tests {
         // copied first, so its other owner still reads the original.
         let dev = Device::flex();
         let tr = Transformer::new(32, 48, 2, 1, 1e-5, &dev);
-        let p = || {
-            tr.layers[0]
-                .layer_params(1e-5, inference(), false, None)
-                .unwrap()
-        };
+        let p = || params(&tr.layers[0], false);
         let x = normal::<3>([2, 37, 32], 1.0, &dev);
         let before = x.clone().into_data();
         let unique = Tensor::<3>::from_data(before.clone(), &dev);
@@ -426,11 +411,7 @@ mod tests {
         let got = Tensor::<3>::from_data(got.into_data(), &flex);
         let e = max_rel_diff(got, want.clone());
         assert!(e < 1e-4, "{e}");
-        let mut p = trw.layers[0]
-            .layer_params(1e-5, inference(), false, None)
-            .unwrap();
-        p.cls_only = true;
-        let cls = encoder_layer(xw, p);
+        let cls = encoder_layer(xw, params(&trw.layers[0], true));
         assert_eq!(cls.dims(), [2, 1, 16]);
         let cls = Tensor::<3>::from_data(cls.into_data(), &flex);
         let e = max_rel_diff(cls, want.slice([0..2, 0..1, 0..16]));
